@@ -1,0 +1,70 @@
+"""Create, rename, list and delete clients."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lib import audit
+from lib.access import Role, Viewer
+from lib.models import NAME_MAX, Client
+from lib.validation import ValidationError, clean_text
+
+
+def _check_unique(session: Session, name: str, except_id: int | None = None) -> None:
+    query = select(Client.id).where(func.lower(Client.name) == name.lower())
+    if except_id is not None:
+        query = query.where(Client.id != except_id)
+    if session.scalar(query) is not None:
+        raise ValidationError("name", f"A client named '{name}' already exists.")
+
+
+def create_client(session: Session, viewer: Viewer, name: str) -> Client:
+    viewer.require(Role.ADMIN)
+    name = clean_text(name, "name", NAME_MAX)
+    _check_unique(session, name)
+    client = Client(name=name)
+    session.add(client)
+    session.flush()
+    audit.record(session, viewer.username, "client.created", name)
+    return client
+
+
+def rename_client(session: Session, viewer: Viewer, client_id: int, new_name: str) -> Client:
+    viewer.require(Role.ADMIN)
+    client = get_client(session, client_id)
+    new_name = clean_text(new_name, "name", NAME_MAX)
+    _check_unique(session, new_name, except_id=client.id)
+    audit.record(session, viewer.username, "client.renamed", f"{client.name} -> {new_name}")
+    client.name = new_name
+    return client
+
+
+def delete_client(session: Session, viewer: Viewer, client_id: int) -> None:
+    """Delete a client with its connectors and every row synced for them."""
+    viewer.require(Role.ADMIN)
+    client = get_client(session, client_id)
+    audit.record(session, viewer.username, "client.deleted", client.name,
+                 f"{len(client.connectors)} connector(s) removed")
+    session.delete(client)
+
+
+def get_client(session: Session, client_id: int) -> Client:
+    client = session.get(Client, client_id)
+    if client is None:
+        raise ValidationError("client", f"No client with id {client_id}.")
+    return client
+
+
+def find_client(session: Session, name: str) -> Client:
+    client = session.scalar(select(Client).where(func.lower(Client.name) == name.strip().lower()))
+    if client is None:
+        raise ValidationError("client", f"No client named '{name.strip()}'.")
+    return client
+
+
+def list_clients(session: Session, viewer: Viewer) -> list[Client]:
+    query = select(Client).order_by(Client.name)
+    if not viewer.sees_all_clients:
+        query = query.where(Client.id.in_(viewer.client_ids))
+    return list(session.scalars(query))

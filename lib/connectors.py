@@ -1,0 +1,228 @@
+"""Create, validate, test, replace and remove connectors (a client's exchange API key).
+
+Validation happens before anything touches the database, and each change is one
+transaction with its audit event, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lib import audit, exchanges
+from lib.access import Role, Viewer
+from lib.clients import get_client
+from lib.exchanges import CREDENTIAL_LABELS, ConnectionSpec, UnsupportedExchange
+from lib.models import EXCHANGE_ID_MAX, LABEL_MAX, URL_MAX, Connector
+from lib.validation import ValidationError, clean_secret, clean_text, clean_url
+from lib.vault import Vault, VaultError
+
+log = logging.getLogger(__name__)
+
+TEST_TIMEOUT_MS = 8_000
+
+
+@dataclass(frozen=True)
+class ConnectorInput:
+    """What an admin typed; credentials use ccxt attribute names."""
+
+    exchange_id: str
+    label: str
+    credentials: Mapping[str, str]
+    api_url: str | None = None
+    sandbox: bool = False
+
+    def __repr__(self) -> str:
+        return f"ConnectorInput(exchange_id={self.exchange_id!r}, label={self.label!r}, credentials=<hidden>)"
+
+
+def check_exchange(exchange_id: str) -> str:
+    exchange_id = (exchange_id or "").strip().lower()
+    if not exchange_id:
+        raise ValidationError("exchange", "Pick an exchange.")
+    if len(exchange_id) > EXCHANGE_ID_MAX or not exchanges.is_supported(exchange_id):
+        raise ValidationError("exchange", str(UnsupportedExchange(exchange_id[:EXCHANGE_ID_MAX])))
+    return exchange_id
+
+
+def check_credentials(exchange_id: str, credentials: Mapping[str, str]) -> dict[str, str]:
+    """Exactly the credentials ccxt requires for this exchange, each present and clean."""
+    return {
+        name: clean_secret(credentials.get(name), CREDENTIAL_LABELS[name])
+        for name in exchanges.required_credentials(exchange_id)
+    }
+
+
+def validate(data: ConnectorInput) -> tuple[str, str, dict[str, str], str | None, bool]:
+    """Check every field; returns the cleaned values or raises ValidationError."""
+    exchange_id = check_exchange(data.exchange_id)
+    label = clean_text(data.label, "label", LABEL_MAX)
+    credentials = check_credentials(exchange_id, data.credentials)
+    api_url = clean_url(data.api_url, URL_MAX)
+    if data.sandbox and not exchanges.supports_sandbox(exchange_id):
+        raise ValidationError("sandbox", f"{exchange_id} has no sandbox/testnet in ccxt.")
+    return exchange_id, label, credentials, api_url, data.sandbox
+
+
+def _check_label_free(session: Session, client_id: int, exchange_id: str, label: str,
+                      except_id: int | None = None) -> None:
+    query = select(Connector.id).where(
+        Connector.client_id == client_id, Connector.exchange_id == exchange_id, Connector.label == label
+    )
+    if except_id is not None:
+        query = query.where(Connector.id != except_id)
+    if session.scalar(query) is not None:
+        raise ValidationError("label", f"This client already has a {exchange_id} connector labelled '{label}'.")
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    ok: bool
+    message: str
+    assets: int = 0
+
+
+def check_connection(spec: ConnectionSpec) -> ConnectionCheck:
+    """A real ``fetch_balance`` with a short timeout; the answer in plain words."""
+    try:
+        exchange = exchanges.build_exchange(
+            ConnectionSpec(spec.exchange_id, spec.credentials, spec.api_url, spec.sandbox, TEST_TIMEOUT_MS)
+        )
+        balance = exchange.fetch_balance()
+    except Exception as error:  # noqa: BLE001 - every failure becomes a message
+        log.info("connection test for %s failed: %s", spec.exchange_id, type(error).__name__)
+        return ConnectionCheck(False, exchanges.describe_error(error))
+    assets = sum(1 for amount in (balance.get("total") or {}).values() if amount)
+    return ConnectionCheck(True, f"Connected: the account holds {assets} asset(s).", assets)
+
+
+def check_input(data: ConnectorInput) -> ConnectionCheck:
+    """Validate what was typed, then test it against the exchange."""
+    exchange_id, _label, credentials, api_url, sandbox = validate(data)
+    return check_connection(ConnectionSpec(exchange_id, credentials, api_url, sandbox))
+
+
+def create_connector(session: Session, viewer: Viewer, vault: Vault, client_id: int,
+                     data: ConnectorInput) -> Connector:
+    """Validate, encrypt and add a connector in the caller's transaction."""
+    viewer.require(Role.ADMIN)
+    client = get_client(session, client_id)
+    exchange_id, label, credentials, api_url, sandbox = validate(data)
+    _check_label_free(session, client.id, exchange_id, label)
+    connector = Connector(
+        client_id=client.id, exchange_id=exchange_id, label=label,
+        credentials_ciphertext=vault.encrypt(credentials), key_hint=credentials["apiKey"][-4:]
+        if "apiKey" in credentials else "", api_url=api_url, sandbox=sandbox,
+    )
+    session.add(connector)
+    session.flush()
+    audit.record(session, viewer.username, "credentials.added", _describe(connector, client.name))
+    return connector
+
+
+def update_connector(session: Session, viewer: Viewer, connector_id: int, *, label: str | None = None,
+                     enabled: bool | None = None, api_url: str | None = None,
+                     extra_symbols: str | None = None) -> Connector:
+    """Change what is not secret: label, enabled flag, API URL override, extra symbols."""
+    viewer.require(Role.ADMIN)
+    connector = get_connector(session, connector_id)
+    changes = []
+    if label is not None:
+        label = clean_text(label, "label", LABEL_MAX)
+        _check_label_free(session, connector.client_id, connector.exchange_id, label, connector.id)
+        changes.append(f"label {connector.label!r} -> {label!r}")
+        connector.label = label
+    if enabled is not None and enabled != connector.enabled:
+        changes.append("enabled" if enabled else "disabled")
+        connector.enabled = enabled
+    if api_url is not None:
+        connector.api_url = clean_url(api_url, URL_MAX)
+        changes.append("API URL changed")
+    if extra_symbols is not None:
+        symbols = [s.strip().upper() for s in extra_symbols.split(",") if s.strip()]
+        if any("/" not in s or len(s) > 50 for s in symbols):
+            raise ValidationError("extra_symbols", "Symbols look like BASE/QUOTE, e.g. ETH/BTC, comma-separated.")
+        connector.extra_symbols = ",".join(symbols)
+        changes.append("symbols changed")
+    if changes:
+        audit.record(session, viewer.username, "connector.updated",
+                     _describe(connector, connector.client.name), "; ".join(changes))
+    return connector
+
+
+def replace_credentials(session: Session, viewer: Viewer, vault: Vault, connector_id: int,
+                        credentials: Mapping[str, str]) -> Connector:
+    """Store new credentials (re-entered, never shown); clears "needs attention"."""
+    viewer.require(Role.ADMIN)
+    connector = get_connector(session, connector_id)
+    if not exchanges.is_supported(connector.exchange_id):
+        raise ValidationError("exchange", str(UnsupportedExchange(connector.exchange_id)))
+    cleaned = check_credentials(connector.exchange_id, credentials)
+    connector.credentials_ciphertext = vault.encrypt(cleaned)
+    connector.key_hint = cleaned.get("apiKey", "")[-4:]
+    connector.status = "new"
+    connector.last_error = None
+    connector.consecutive_failures = 0
+    audit.record(session, viewer.username, "credentials.replaced", _describe(connector, connector.client.name))
+    return connector
+
+
+def delete_connector(session: Session, viewer: Viewer, connector_id: int) -> None:
+    viewer.require(Role.ADMIN)
+    connector = get_connector(session, connector_id)
+    audit.record(session, viewer.username, "credentials.removed", _describe(connector, connector.client.name))
+    session.delete(connector)
+
+
+def get_connector(session: Session, connector_id: int) -> Connector:
+    connector = session.get(Connector, connector_id)
+    if connector is None:
+        raise ValidationError("connector", f"No connector with id {connector_id}.")
+    return connector
+
+
+def connection_spec(connector: Connector, vault: Vault, timeout_ms: int = exchanges.DEFAULT_TIMEOUT_MS) -> ConnectionSpec:
+    """Decrypt a stored connector into what ``lib.exchanges`` needs (memory only)."""
+    if not exchanges.is_supported(connector.exchange_id):
+        raise UnsupportedExchange(connector.exchange_id)
+    credentials = vault.decrypt(connector.credentials_ciphertext)
+    return ConnectionSpec(connector.exchange_id, credentials, connector.api_url, connector.sandbox, timeout_ms)
+
+
+def masked_key(connector: Connector) -> str:
+    """The API key as shown anywhere: its last four characters only."""
+    return "…" + connector.key_hint if connector.key_hint else "—"
+
+
+def support_note(connector: Connector) -> str | None:
+    """Why a stored connector cannot be used, or None when it can."""
+    if not exchanges.is_supported(connector.exchange_id):
+        return "not supported by the installed ccxt"
+    return None
+
+
+def undecryptable(session: Session, vault: Vault) -> list[Connector]:
+    """Connectors whose credentials the configured keys cannot open."""
+    return [c for c in session.scalars(select(Connector)) if not vault.can_decrypt(c.credentials_ciphertext)]
+
+
+def rotate_all(session: Session, viewer: Viewer, vault: Vault) -> int:
+    """Re-encrypt every stored credential with the newest key, all or nothing."""
+    viewer.require(Role.ADMIN)
+    connectors = list(session.scalars(select(Connector).order_by(Connector.id)))
+    broken = [c for c in connectors if not vault.can_decrypt(c.credentials_ciphertext)]
+    if broken:
+        names = ", ".join(f"#{c.id} {c.label}" for c in broken)
+        raise VaultError(f"Cannot decrypt connector(s) {names} with the configured keys; nothing was changed.")
+    for connector in connectors:
+        connector.credentials_ciphertext = vault.rotate(connector.credentials_ciphertext)
+    audit.record(session, viewer.username, "vault.rotated", f"{len(connectors)} connector(s)")
+    return len(connectors)
+
+
+def _describe(connector: Connector, client_name: str) -> str:
+    return f"{client_name} / {connector.exchange_id} / {connector.label} (#{connector.id})"

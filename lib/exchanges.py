@@ -1,0 +1,249 @@
+"""The one place that builds ccxt exchange objects and turns ccxt errors into plain words.
+
+Everything else asks this module for an exchange instance, so URL overrides, sandbox
+mode, timeouts and error classification are decided once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import ccxt
+import ccxt.async_support as ccxt_async
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ccxt credential attribute -> label shown in forms. ``password`` is what exchanges call
+#: passphrase or memo.
+CREDENTIAL_LABELS: dict[str, str] = {
+    "apiKey": "API key",
+    "secret": "API secret",
+    "password": "Passphrase / memo",
+    "uid": "UID",
+    "accountId": "Account ID",
+    "login": "Login",
+    "twofa": "2FA secret",
+    "privateKey": "Private key",
+    "walletAddress": "Wallet address",
+    "token": "Token",
+}
+
+DEFAULT_TIMEOUT_MS = 10_000
+
+
+class UnsupportedExchange(ValueError):
+    """The installed ccxt does not list this exchange id."""
+
+    def __init__(self, exchange_id: str) -> None:
+        super().__init__(
+            f"Exchange '{exchange_id}' is not supported by the installed ccxt "
+            f"(ccxt {ccxt.__version__}); it may have been delisted or never been part of it."
+        )
+        self.exchange_id = exchange_id
+
+
+def supported_exchanges() -> list[str]:
+    """Exchange ids the installed ccxt can talk to, sorted."""
+    return sorted(ccxt.exchanges)
+
+
+def is_supported(exchange_id: str) -> bool:
+    return exchange_id in ccxt.exchanges
+
+
+def _exchange_class(exchange_id: str, *, asynchronous: bool = False) -> type:
+    if not is_supported(exchange_id):
+        raise UnsupportedExchange(exchange_id)
+    module = ccxt_async if asynchronous else ccxt
+    return getattr(module, exchange_id)
+
+
+def required_credentials(exchange_id: str) -> list[str]:
+    """The credential attributes (ccxt names) this exchange requires, apiKey first."""
+    required = _exchange_class(exchange_id)().requiredCredentials
+    return [name for name in CREDENTIAL_LABELS if required.get(name)]
+
+
+def supports_sandbox(exchange_id: str) -> bool:
+    return bool(_exchange_class(exchange_id)().has.get("sandbox"))
+
+
+def override_api_urls(urls: Any, base_url: str) -> Any:
+    """Point every API URL of an exchange at ``base_url``, keeping each URL's path.
+
+    ``https://api.binance.com/api/v3`` with base ``http://127.0.0.1:8900/binance`` becomes
+    ``http://127.0.0.1:8900/binance/api/v3``. Templates such as ``https://{hostname}`` become
+    the base itself. Works on the nested dict/str structure of ``exchange.urls['api']``.
+    """
+    base = base_url.rstrip("/")
+    if isinstance(urls, str):
+        if "://" not in urls:
+            return urls
+        path = urlsplit(urls.replace("{hostname}", "host")).path
+        return base + path.rstrip("/") if path not in ("", "/") else base
+    if isinstance(urls, Mapping):
+        return {key: override_api_urls(value, base) for key, value in urls.items()}
+    if isinstance(urls, list):
+        return [override_api_urls(value, base) for value in urls]
+    return urls
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """What it takes to build an exchange instance; credentials stay in memory only."""
+
+    exchange_id: str
+    credentials: Mapping[str, str]
+    api_url: str | None = None
+    sandbox: bool = False
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+
+    def __repr__(self) -> str:  # never print the credentials
+        return (
+            f"ConnectionSpec(exchange_id={self.exchange_id!r}, api_url={self.api_url!r}, "
+            f"sandbox={self.sandbox!r}, credentials=<{len(self.credentials)} hidden>)"
+        )
+
+
+def _configure(exchange: Any, spec: ConnectionSpec) -> Any:
+    if spec.sandbox:
+        exchange.set_sandbox_mode(True)
+    if spec.api_url:
+        exchange.urls["api"] = override_api_urls(exchange.urls["api"], spec.api_url)
+    return exchange
+
+
+def _config(spec: ConnectionSpec) -> dict[str, Any]:
+    config: dict[str, Any] = {"timeout": spec.timeout_ms, "enableRateLimit": True}
+    config.update({k: v for k, v in spec.credentials.items() if v})
+    return config
+
+
+def build_exchange(spec: ConnectionSpec) -> Any:
+    """A synchronous ccxt exchange (for one-off calls such as "Test connection")."""
+    cls = _exchange_class(spec.exchange_id)
+    return _configure(cls(_config(spec)), spec)
+
+
+def build_async_exchange(spec: ConnectionSpec) -> Any:
+    """An asyncio ccxt exchange; the caller must ``await exchange.close()``."""
+    cls = _exchange_class(spec.exchange_id, asynchronous=True)
+    return _configure(cls(_config(spec)), spec)
+
+
+# --- error classification -------------------------------------------------------------
+
+RETRYABLE = (
+    ccxt.NetworkError,  # includes RequestTimeout, DDoSProtection, RateLimitExceeded,
+    ccxt.ExchangeNotAvailable,  # OnMaintenance, InvalidNonce
+    ccxt.BadResponse,  # malformed JSON and the like; usually transient
+)
+NOT_RETRYABLE = (ccxt.AuthenticationError, ccxt.AccountSuspended, ccxt.PermissionDenied)
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, NOT_RETRYABLE):
+        return False
+    return isinstance(error, RETRYABLE)
+
+
+def needs_attention(error: BaseException) -> bool:
+    """Errors a retry cannot fix: a person has to change the key or its permissions."""
+    return isinstance(error, NOT_RETRYABLE)
+
+
+def describe_error(error: BaseException) -> str:
+    """One plain-language line for an exchange error, safe to show and to store.
+
+    The exchange's own message is not echoed verbatim: some exchanges repeat request
+    parameters (and so the API key) in their errors.
+    """
+    if isinstance(error, UnsupportedExchange):
+        return str(error)
+    if isinstance(error, ccxt.PermissionDenied):
+        return (
+            "The exchange refused the request: the API key lacks a permission, or this "
+            "server's IP address is not on the key's allow-list."
+        )
+    if isinstance(error, ccxt.AccountSuspended):
+        return "The exchange says this account is suspended."
+    if isinstance(error, ccxt.AuthenticationError):
+        text = str(error).lower()
+        if "passphrase" in text or "password" in text:
+            return "Authentication failed: the passphrase is wrong or missing."
+        if "ip" in text and ("whitelist" in text or "allow" in text):
+            return "Authentication failed: this server's IP address is not on the key's allow-list."
+        if "timestamp" in text or "recvwindow" in text:
+            return "Authentication failed: this server's clock is out of sync with the exchange."
+        return "Authentication failed: the API key or secret is wrong, expired or revoked."
+    if isinstance(error, ccxt.ArgumentsRequired):
+        return "A required credential is missing for this exchange."
+    if isinstance(error, ccxt.RateLimitExceeded):
+        return "The exchange is rate-limiting requests; it will be retried later."
+    if isinstance(error, ccxt.RequestTimeout):
+        return "The exchange did not answer in time."
+    if isinstance(error, ccxt.OnMaintenance):
+        return "The exchange is under maintenance."
+    if isinstance(error, ccxt.ExchangeNotAvailable):
+        return "The exchange is unavailable or unreachable right now."
+    if isinstance(error, ccxt.NetworkError):
+        return "The exchange could not be reached (network error)."
+    if isinstance(error, ccxt.BadResponse):
+        return "The exchange sent a response that could not be understood."
+    if isinstance(error, ccxt.NotSupported):
+        return "This exchange does not support that request through ccxt."
+    if isinstance(error, ccxt.BaseError):
+        return f"The exchange returned an error ({type(error).__name__})."
+    return f"Unexpected error ({type(error).__name__})."
+
+
+def retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
+    """The Retry-After hint (seconds) of the last response, if the exchange sent one."""
+    for key, value in dict(headers or {}).items():
+        if str(key).lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def backoff_delay(attempt: int, base: float = 0.5, cap: float = 20.0) -> float:
+    """Exponential backoff with full jitter (AWS style)."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+async def call_with_retry(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    base_delay: float = 0.5,
+    max_delay: float = 20.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    last_headers: Callable[[], Mapping[str, Any] | None] = lambda: None,
+) -> T:
+    """Run ``call`` retrying transient exchange errors; re-raise everything else at once.
+
+    ``last_headers`` returns the failed response's headers (``exchange.last_response_headers``)
+    so a Retry-After sent with a 429 is honoured instead of guessed.
+    """
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except Exception as error:  # noqa: BLE001 - classified below
+            if not is_retryable(error) or attempt == attempts - 1:
+                raise
+            delay = retry_after_seconds(last_headers())
+            if delay is None:
+                delay = backoff_delay(attempt, base_delay, max_delay)
+            log.info("retrying after %s (attempt %d): %.2fs", type(error).__name__, attempt + 1, delay)
+            await sleep(min(delay, max_delay))
+    raise AssertionError("unreachable")

@@ -1,0 +1,345 @@
+"""SQLAlchemy 2.0 typed models: the whole schema in one place.
+
+Amounts are IEEE doubles because ccxt delivers floats; storing them as decimals would
+only pretend to a precision the source does not have. Exchange timestamps are integer
+milliseconds since the epoch (ccxt's convention); bookkeeping times are timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAME_MAX = 100
+LABEL_MAX = 100
+URL_MAX = 500
+EXCHANGE_ID_MAX = 50
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use lib.models.utcnow()")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Client(Base):
+    """A customer of the firm whose exchange accounts we watch."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime(), default=utcnow, onupdate=utcnow
+    )
+
+    connectors: Mapped[list[Connector]] = relationship(
+        back_populates="client", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Connector(Base):
+    """One exchange account (API key) of a client."""
+
+    __tablename__ = "connectors"
+    __table_args__ = (UniqueConstraint("client_id", "exchange_id", "label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    exchange_id: Mapped[str] = mapped_column(String(EXCHANGE_ID_MAX))
+    label: Mapped[str] = mapped_column(String(LABEL_MAX))
+    credentials_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_hint: Mapped[str] = mapped_column(String(8), default="")  # last 4 of the API key
+    api_url: Mapped[str | None] = mapped_column(String(URL_MAX))
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra_symbols: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime(), default=utcnow, onupdate=utcnow
+    )
+    # sync status
+    status: Mapped[str] = mapped_column(String(20), default="new")  # new|ok|error|attention
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # a lease so that several workers never sync one connector at once
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    client: Mapped[Client] = relationship(back_populates="connectors")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    email: Mapped[str | None] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # None: OIDC only
+    role: Mapped[str] = mapped_column(String(20))  # admin|analyst|client
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class UserClient(Base):
+    """Which clients a user of role ``client`` may see."""
+
+    __tablename__ = "user_clients"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class AuditEvent(Base):
+    """Who did what, when. Never holds a secret."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(NAME_MAX))
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    target: Mapped[str] = mapped_column(String(300), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    trigger: Mapped[str] = mapped_column(String(20))  # worker|force|cli|save
+    actor: Mapped[str] = mapped_column(String(NAME_MAX), default="system")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    successful: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+
+    results: Mapped[list[SyncResult]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SyncResult(Base):
+    __tablename__ = "sync_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"), index=True)
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
+    )
+    success: Mapped[bool] = mapped_column(Boolean)
+    balances: Mapped[int] = mapped_column(Integer, default=0)
+    new_trades: Mapped[int] = mapped_column(Integer, default=0)
+    new_transfers: Mapped[int] = mapped_column(Integer, default=0)
+    open_orders: Mapped[int] = mapped_column(Integer, default=0)
+    positions: Mapped[int] = mapped_column(Integer, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    run: Mapped[SyncRun] = relationship(back_populates="results")
+
+
+class BalanceSnapshot(Base):
+    """One row per asset per successful sync, so balances have a history."""
+
+    __tablename__ = "balance_snapshots"
+    __table_args__ = (Index("ix_balance_connector_taken", "connector_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    asset: Mapped[str] = mapped_column(String(30))
+    free: Mapped[float] = mapped_column(Double, default=0.0)
+    used: Mapped[float] = mapped_column(Double, default=0.0)
+    total: Mapped[float] = mapped_column(Double, default=0.0)
+
+
+class OpeningBalance(Base):
+    """Holdings the synced history does not explain, booked at first sync (see PNL.md)."""
+
+    __tablename__ = "opening_balances"
+    __table_args__ = (UniqueConstraint("connector_id", "asset"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
+    asset: Mapped[str] = mapped_column(String(30))
+    amount: Mapped[float] = mapped_column(Double)
+    usd_price: Mapped[float | None] = mapped_column(Double)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class Trade(Base):
+    """A fill, upserted on (connector, exchange trade id)."""
+
+    __tablename__ = "trades"
+    __table_args__ = (
+        UniqueConstraint("connector_id", "trade_id"),
+        Index("ix_trades_connector_ts", "connector_id", "timestamp"),
+        Index("ix_trades_ts", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
+    trade_id: Mapped[str] = mapped_column(String(100))
+    order_id: Mapped[str | None] = mapped_column(String(100))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(50), index=True)
+    base: Mapped[str] = mapped_column(String(30))
+    quote: Mapped[str] = mapped_column(String(30))
+    side: Mapped[str] = mapped_column(String(4))
+    taker_or_maker: Mapped[str | None] = mapped_column(String(5))
+    amount: Mapped[float] = mapped_column(Double)
+    price: Mapped[float] = mapped_column(Double)
+    cost: Mapped[float] = mapped_column(Double)
+    fee_cost: Mapped[float] = mapped_column(Double, default=0.0)
+    fee_currency: Mapped[str | None] = mapped_column(String(30))
+
+
+class Order(Base):
+    """An open order; a connector's set is replaced atomically on each sync."""
+
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("connector_id", "order_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
+    order_id: Mapped[str] = mapped_column(String(100))
+    timestamp: Mapped[int | None] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(50))
+    side: Mapped[str] = mapped_column(String(4))
+    type: Mapped[str | None] = mapped_column(String(20))
+    price: Mapped[float | None] = mapped_column(Double)
+    amount: Mapped[float] = mapped_column(Double)
+    filled: Mapped[float] = mapped_column(Double, default=0.0)
+    remaining: Mapped[float | None] = mapped_column(Double)
+    status: Mapped[str | None] = mapped_column(String(20))
+
+
+class Position(Base):
+    """A derivatives position as the exchange reports it; replaced on each sync."""
+
+    __tablename__ = "positions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
+    )
+    symbol: Mapped[str] = mapped_column(String(50))
+    side: Mapped[str | None] = mapped_column(String(10))
+    contracts: Mapped[float | None] = mapped_column(Double)
+    contract_size: Mapped[float | None] = mapped_column(Double)
+    entry_price: Mapped[float | None] = mapped_column(Double)
+    mark_price: Mapped[float | None] = mapped_column(Double)
+    notional: Mapped[float | None] = mapped_column(Double)
+    unrealized_pnl: Mapped[float | None] = mapped_column(Double)
+    leverage: Mapped[float | None] = mapped_column(Double)
+    liquidation_price: Mapped[float | None] = mapped_column(Double)
+    timestamp: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Transfer(Base):
+    """A deposit or withdrawal, upserted on (connector, type, exchange id)."""
+
+    __tablename__ = "transfers"
+    __table_args__ = (UniqueConstraint("connector_id", "type", "transfer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
+    )
+    transfer_id: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(10))  # deposit|withdrawal
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(30))
+    amount: Mapped[float] = mapped_column(Double)
+    fee_cost: Mapped[float] = mapped_column(Double, default=0.0)
+    fee_currency: Mapped[str | None] = mapped_column(String(30))
+    status: Mapped[str | None] = mapped_column(String(20))
+    txid: Mapped[str | None] = mapped_column(String(200))
+
+
+class SyncCursor(Base):
+    """Where incremental fetching resumes; advanced only after rows are committed."""
+
+    __tablename__ = "sync_cursors"
+
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)  # e.g. "trades:BTC/USDT"
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class Ticker(Base):
+    """Last price per (exchange, symbol), for valuing holdings now."""
+
+    __tablename__ = "tickers"
+
+    exchange_id: Mapped[str] = mapped_column(String(EXCHANGE_ID_MAX), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(50), primary_key=True)
+    last: Mapped[float | None] = mapped_column(Double)
+    bid: Mapped[float | None] = mapped_column(Double)
+    ask: Mapped[float | None] = mapped_column(Double)
+    timestamp: Mapped[int | None] = mapped_column(BigInteger)
+    fetched_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Candle(Base):
+    """OHLCV candles for valuing past fills; fetched once, kept."""
+
+    __tablename__ = "candles"
+
+    exchange_id: Mapped[str] = mapped_column(String(EXCHANGE_ID_MAX), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(50), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(5), primary_key=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float | None] = mapped_column(Double)

@@ -1,0 +1,84 @@
+"""Settings from the environment, a ``.env`` file, or ``.streamlit/secrets.toml``.
+
+Precedence: real environment variables, then ``.env``, then secrets.toml (top-level keys),
+then defaults. Read once per process; tests call ``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_USD_LIKE = ("USD", "USDT", "USDC", "FDUSD", "DAI", "TUSD", "BUSD")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the app reads; the README's settings table mirrors this."""
+
+    database_url: str
+    data_dir: Path
+    encryption_keys: tuple[str, ...] = field(repr=False)
+    key_file: Path
+    sync_interval_seconds: int
+    session_idle_minutes: int
+    valuation_currency: str
+    usd_like: frozenset[str]
+    cache_ttl_seconds: int
+    run_worker_in_app: bool
+    log_level: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _secrets_toml() -> dict[str, str]:
+    path = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    return {k: str(v) for k, v in data.items() if not isinstance(v, dict)}
+
+
+def _sources() -> dict[str, str]:
+    merged: dict[str, str] = dict(_secrets_toml())
+    env_file = Path(os.environ.get("DOTENV_PATH", PROJECT_ROOT / ".env"))
+    if env_file.is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+def _as_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    values = _sources()
+    data_dir = Path(values.get("DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
+    database_url = values.get("DATABASE_URL") or f"sqlite:///{data_dir / 'dashboard.db'}"
+    raw_keys = values.get("ENCRYPTION_KEYS") or values.get("ENCRYPTION_KEY") or ""
+    usd_like = values.get("USD_LIKE_ASSETS") or ",".join(DEFAULT_USD_LIKE)
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        encryption_keys=tuple(k.strip() for k in raw_keys.split(",") if k.strip()),
+        key_file=Path(values.get("ENCRYPTION_KEY_FILE", data_dir / "encryption.key")),
+        sync_interval_seconds=int(values.get("SYNC_INTERVAL_SECONDS", "60")),
+        session_idle_minutes=int(values.get("SESSION_IDLE_MINUTES", "30")),
+        valuation_currency=values.get("VALUATION_CURRENCY", "USD"),
+        usd_like=frozenset(a.strip().upper() for a in usd_like.split(",") if a.strip()),
+        cache_ttl_seconds=int(values.get("CACHE_TTL_SECONDS", "60")),
+        run_worker_in_app=_as_bool(values.get("RUN_WORKER_IN_APP", "true")),
+        log_level=values.get("LOG_LEVEL", "INFO").upper(),
+    )

@@ -1,0 +1,89 @@
+"""The frame around every page: start-up checks, the page list per role, the sidebar."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.access import Role, Viewer
+from lib.db import session_scope
+from lib.clients import list_clients
+from lib.ui import context
+from lib.vault import VaultError
+
+SCOPE_KEY = "scope_client_id"
+
+# (section, file, title, icon, roles allowed)
+PAGES: list[tuple[str, str, str, str, tuple[Role, ...]]] = [
+    ("Portfolio", "pages/portfolio/overview.py", "Overview", ":material/dashboard:", tuple(Role)),
+    ("Portfolio", "pages/portfolio/balances.py", "Balances", ":material/account_balance_wallet:", tuple(Role)),
+    ("Portfolio", "pages/portfolio/trades.py", "Trades", ":material/swap_horiz:", tuple(Role)),
+    ("Portfolio", "pages/portfolio/orders.py", "Orders & positions", ":material/list_alt:", tuple(Role)),
+    ("Portfolio", "pages/portfolio/pnl.py", "P&L", ":material/query_stats:", tuple(Role)),
+    ("Operations", "pages/operations/sync.py", "Sync", ":material/sync:", tuple(Role)),
+    ("Admin", "pages/admin/clients.py", "Clients & keys", ":material/key:", (Role.ADMIN,)),
+    ("Admin", "pages/admin/users.py", "Users", ":material/group:", (Role.ADMIN,)),
+    ("Admin", "pages/admin/audit.py", "Audit log", ":material/history:", (Role.ADMIN,)),
+]
+
+
+def bootstrap() -> None:
+    """Migrate once, open the vault; a broken configuration stops with a clear message."""
+    try:
+        context.ready_database()
+    except Exception as error:  # noqa: BLE001 - shown to the operator, not a traceback
+        st.error(f"The database could not be prepared: {type(error).__name__}. Check DATABASE_URL and the logs.")
+        st.stop()
+    try:
+        vault = context.vault()
+    except VaultError as error:
+        st.error(f"Encryption keys: {error}")
+        st.stop()
+    if vault.generated:
+        st.warning(
+            "A generated development encryption key is in use. Set ENCRYPTION_KEYS before "
+            "storing real API keys (see the README).",
+            icon=":material/warning:",
+        )
+
+
+def pages_for(viewer: Viewer) -> dict[str, list[st.Page]]:
+    """The navigation this viewer gets; restricted pages re-check the role themselves."""
+    sections: dict[str, list[st.Page]] = {}
+    for section, path, title, icon, roles in PAGES:
+        if viewer.role in roles:
+            sections.setdefault(section, []).append(
+                st.Page(path, title=title, icon=icon, default=title == "Overview")
+            )
+    return sections
+
+
+def require_role(viewer: Viewer, *roles: Role) -> None:
+    """First line of every restricted page: refuse and stop unless the role fits."""
+    if viewer.role not in roles:
+        st.error("You do not have access to this page.")
+        st.stop()
+
+
+def selected_client_id(viewer: Viewer) -> int | None:
+    """The client chosen in the sidebar (None = every client the viewer may see)."""
+    client_id = st.session_state.get(SCOPE_KEY)
+    if client_id is not None and not viewer.can_see_client(client_id):
+        return None
+    return client_id
+
+
+def sidebar(viewer: Viewer) -> None:
+    with session_scope() as session:
+        clients = [(c.id, c.name) for c in list_clients(session, viewer)]
+    names = dict(clients)
+    options: list[int | None] = [None, *names]
+    current = st.session_state.get(SCOPE_KEY)
+    if current not in options:
+        st.session_state[SCOPE_KEY] = None
+    with st.sidebar:
+        st.selectbox(
+            "Client",
+            options,
+            key=SCOPE_KEY,
+            format_func=lambda cid: "All clients" if cid is None else names[cid],
+        )

@@ -1,0 +1,55 @@
+"""Input checks shared by the forms and the CLI; errors are plain sentences for users."""
+
+from __future__ import annotations
+
+import unicodedata
+from urllib.parse import urlsplit
+
+
+class ValidationError(ValueError):
+    """Bad input; nothing was changed. ``field`` names the offending input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def clean_text(value: str | None, field: str, max_length: int) -> str:
+    """Trim, normalise (NFC) and bound a name-like text; refuse empty and control characters."""
+    text = unicodedata.normalize("NFC", (value or "").strip())
+    if not text:
+        raise ValidationError(field, f"{field.capitalize()} must not be empty.")
+    if len(text) > max_length:
+        raise ValidationError(
+            field, f"{field.capitalize()} is too long ({len(text)} characters; at most {max_length})."
+        )
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise ValidationError(field, f"{field.capitalize()} must not contain control characters.")
+    return text
+
+
+def clean_url(value: str | None, max_length: int) -> str | None:
+    """An optional http(s) base URL without query or fragment."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if len(text) > max_length:
+        raise ValidationError("api_url", f"The API URL is too long (at most {max_length} characters).")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValidationError("api_url", "The API URL must start with http:// or https:// and name a host.")
+    if parts.query or parts.fragment:
+        raise ValidationError("api_url", "The API URL must not contain a query or fragment.")
+    return text.rstrip("/")
+
+
+def clean_secret(value: str | None, field: str, max_length: int = 4096) -> str:
+    """A credential: stripped of surrounding whitespace (a copy-paste slip), never echoed."""
+    text = (value or "").strip()
+    if not text:
+        raise ValidationError(field, f"{field} is required for this exchange.")
+    if len(text) > max_length:
+        raise ValidationError(field, f"{field} is too long (at most {max_length} characters).")
+    if any(ch.isspace() for ch in text):
+        raise ValidationError(field, f"{field} must not contain spaces or line breaks.")
+    return text
