@@ -1,0 +1,230 @@
+"""Widgets of the "Clients & keys" admin page: client management and connector forms.
+
+Secret inputs live only inside forms with ``clear_on_submit``, have no session-state key,
+and are handed straight to lib.connectors; nothing secret is kept between reruns.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from lib import clients, connectors, exchanges
+from lib.access import Viewer
+from lib.db import session_scope
+from lib.exchanges import CREDENTIAL_LABELS
+from lib.models import LABEL_MAX, NAME_MAX, URL_MAX
+from lib.ui import context
+from lib.validation import ValidationError
+from lib.vault import VaultError
+
+FLASH_KEY = "admin_flash"
+
+
+def flash(kind: str, message: str) -> None:
+    """Keep a message for the next rerun (messages drawn before st.rerun would vanish)."""
+    st.session_state[FLASH_KEY] = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop(FLASH_KEY, (None, None))
+    if kind == "success":
+        st.success(message, icon=":material/check_circle:")
+    elif kind == "error":
+        st.error(message, icon=":material/error:")
+    elif kind == "warning":
+        st.warning(message, icon=":material/warning:")
+
+
+def _client_options(viewer: Viewer) -> dict[int, str]:
+    with session_scope() as session:
+        return {c.id: c.name for c in clients.list_clients(session, viewer)}
+
+
+# --- clients ----------------------------------------------------------------------------
+
+def clients_section(viewer: Viewer) -> None:
+    with st.form("add_client", clear_on_submit=True):
+        name = st.text_input("New client name", max_chars=NAME_MAX, placeholder="e.g. Sharp Foundation")
+        if st.form_submit_button("Create client", type="primary"):
+            try:
+                with session_scope() as session:
+                    client = clients.create_client(session, viewer, name)
+                    flash("success", f"Client '{client.name}' created.")
+                st.rerun()
+            except ValidationError as error:
+                st.error(str(error))
+
+    with session_scope() as session:
+        rows = [
+            {"Client": c.name, "Connectors": len(c.connectors), "Created": c.created_at}
+            for c in clients.list_clients(session, viewer)
+        ]
+    if not rows:
+        st.info("No clients yet. Create one above, then add its exchange keys.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+    options = _client_options(viewer)
+    client_id = st.selectbox("Manage client", list(options), format_func=options.get, key="manage_client")
+    with st.form("rename_client", clear_on_submit=True):
+        new_name = st.text_input("Rename to", max_chars=NAME_MAX)
+        if st.form_submit_button("Rename"):
+            try:
+                with session_scope() as session:
+                    clients.rename_client(session, viewer, client_id, new_name)
+                flash("success", f"Client renamed to '{new_name.strip()}'.")
+                st.rerun()
+            except ValidationError as error:
+                st.error(str(error))
+    confirm = st.checkbox(
+        f"Yes, delete '{options[client_id]}' with all its connectors and synced data", key="confirm_delete_client"
+    )
+    if st.button("Delete client", disabled=not confirm, type="secondary"):
+        with session_scope() as session:
+            clients.delete_client(session, viewer, client_id)
+        st.session_state.pop("confirm_delete_client", None)
+        flash("success", f"Client '{options[client_id]}' deleted.")
+        st.rerun()
+
+
+# --- adding a connector -------------------------------------------------------------------
+
+def _credential_inputs(exchange_id: str) -> dict[str, str]:
+    """One password input per credential ccxt requires; no keys, so no session-state copies."""
+    return {
+        name: st.text_input(CREDENTIAL_LABELS[name], type="password", max_chars=4096, autocomplete="off")
+        or ""
+        for name in exchanges.required_credentials(exchange_id)
+    }
+
+
+def add_connector_section(viewer: Viewer, on_saved=None) -> None:  # noqa: ANN001 - callback
+    """Client + exchange pickers, then the credential form for exactly that exchange."""
+    options = _client_options(viewer)
+    if not options:
+        st.info("Create a client first (Clients tab).")
+        return
+    client_id = st.selectbox("Client", list(options), format_func=options.get, key="new_connector_client")
+    exchange_id = st.selectbox(
+        "Exchange", exchanges.supported_exchanges(), index=None, placeholder="Type to search ccxt's exchanges",
+        key="new_connector_exchange",
+    )
+    if exchange_id is None:
+        st.caption(f"{len(exchanges.supported_exchanges())} exchanges supported by the installed ccxt.")
+        return
+    with st.form("add_connector", clear_on_submit=True):
+        label = st.text_input("Label", value="main", max_chars=LABEL_MAX, help="Unique per client and exchange.")
+        credentials = _credential_inputs(exchange_id)
+        sandbox = (
+            st.toggle("Sandbox / testnet", help="Use the exchange's test environment.")
+            if exchanges.supports_sandbox(exchange_id)
+            else False
+        )
+        with st.expander("Advanced"):
+            api_url = st.text_input(
+                "API base URL override", max_chars=URL_MAX, placeholder="https://gateway.example.com",
+                help="For proxies and gateways: every API URL of the exchange keeps its path on this base.",
+            )
+        st.caption("Secret fields are cleared after every submit and are never shown again.")
+        left, right = st.columns(2)
+        test = left.form_submit_button("Test connection", width="stretch")
+        save = right.form_submit_button("Save", type="primary", width="stretch")
+    if not (test or save):
+        return
+    data = connectors.ConnectorInput(exchange_id, label, credentials, api_url, sandbox)
+    try:
+        with st.spinner("Contacting the exchange…"):
+            result = connectors.check_input(data)
+    except ValidationError as error:
+        st.error(str(error))
+        return
+    if not result.ok:
+        st.error(f"Connection failed: {result.message} Nothing was saved." if save else result.message)
+        return
+    if test:
+        st.success(result.message + " Re-enter the secrets and press Save to store them.")
+        return
+    try:
+        with session_scope() as session:
+            connector = connectors.create_connector(session, viewer, context.vault(), client_id, data)
+            connector_id, name = connector.id, f"{exchange_id} / {connector.label}"
+    except ValidationError as error:
+        st.error(str(error))
+        return
+    message = f"Saved {name} for {options[client_id]}. {result.message}"
+    if on_saved is not None:
+        message += " " + on_saved(connector_id)
+    flash("success", message)
+    st.rerun()
+
+
+# --- the connector list and per-connector management ------------------------------------------
+
+def connector_rows(viewer: Viewer) -> list[dict[str, object]]:
+    with session_scope() as session:
+        vault = context.vault()
+        rows = []
+        for client in clients.list_clients(session, viewer):
+            for c in sorted(client.connectors, key=lambda c: (c.exchange_id, c.label)):
+                unsupported = connectors.support_note(c)
+                if unsupported:
+                    status = unsupported
+                elif not vault.can_decrypt(c.credentials_ciphertext):
+                    status = "cannot decrypt with the configured keys"
+                else:
+                    status = {"attention": "needs attention"}.get(c.status, c.status)
+                rows.append({
+                    "id": c.id, "Client": client.name, "Exchange": c.exchange_id, "Label": c.label,
+                    "Key": connectors.masked_key(c), "Enabled": c.enabled, "Status": status,
+                    "Last error": c.last_error or "", "Created": c.created_at, "Updated": c.updated_at,
+                })
+        return rows
+
+
+def connectors_section(viewer: Viewer) -> None:
+    rows = connector_rows(viewer)
+    if not rows:
+        st.info("No connectors yet. Add a client's exchange API key in the 'Add connector' tab.")
+        return
+    st.dataframe(pd.DataFrame(rows).drop(columns=["id"]), hide_index=True, width="stretch")
+    by_id = {r["id"]: r for r in rows}
+    connector_id = st.selectbox(
+        "Manage connector", list(by_id), key="manage_connector",
+        format_func=lambda i: f"{by_id[i]['Client']} · {by_id[i]['Exchange']} · {by_id[i]['Label']}",
+    )
+    row = by_id[connector_id]
+    left, right = st.columns(2)
+    with left.form("edit_connector"):
+        st.markdown("**Settings**")
+        label = st.text_input("Label", value=str(row["Label"]), max_chars=LABEL_MAX)
+        enabled = st.toggle("Enabled (synced by the worker)", value=bool(row["Enabled"]))
+        if st.form_submit_button("Save settings"):
+            _apply(lambda s: connectors.update_connector(s, viewer, connector_id, label=label, enabled=enabled),
+                   "Connector settings saved.")
+    with right.form("replace_credentials", clear_on_submit=True):
+        st.markdown("**Replace credentials**")
+        if exchanges.is_supported(str(row["Exchange"])):
+            credentials = _credential_inputs(str(row["Exchange"]))
+            if st.form_submit_button("Replace credentials"):
+                _apply(lambda s: connectors.replace_credentials(s, viewer, context.vault(), connector_id, credentials),
+                       "Credentials replaced; the old ones are gone.")
+        else:
+            st.caption("This exchange is not supported by the installed ccxt; credentials cannot be replaced.")
+            st.form_submit_button("Replace credentials", disabled=True)
+    confirm = st.checkbox("Yes, delete this connector and everything synced from it", key="confirm_delete_connector")
+    if st.button("Delete connector", disabled=not confirm):
+        st.session_state.pop("confirm_delete_connector", None)
+        _apply(lambda s: connectors.delete_connector(s, viewer, connector_id), "Connector deleted.")
+
+
+def _apply(change, success: str) -> None:  # noqa: ANN001 - a function of the session
+    """Run one change in one transaction; a validation error changes nothing and is shown."""
+    try:
+        with session_scope() as session:
+            change(session)
+    except (ValidationError, VaultError) as error:
+        st.error(str(error))
+        return
+    flash("success", success)
+    st.rerun()

@@ -1,0 +1,125 @@
+"""The provisioning CLI: clients, connectors, vault; one clear line on errors, never a secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import update
+
+from lib.cli import main
+from lib.db import session_scope
+from lib.models import Connector
+from lib.settings import PROJECT_ROOT, get_settings
+from tests.helpers import database_contents
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def marker(monkeypatch) -> str:
+    """A random secret that must never show up anywhere but in the vault's ciphertext."""
+    value = "MARK" + secrets.token_hex(12)
+    monkeypatch.setenv("EXCHANGE_API_KEY", "key" + secrets.token_hex(6) + "WXYZ")
+    monkeypatch.setenv("EXCHANGE_SECRET", value)
+    return value
+
+
+def test_client_commands(sqlite_url, capsys):
+    assert run(capsys, "client", "add", "Sharp Foundation")[0] == 0
+    code, _, err = run(capsys, "client", "add", "sharp foundation")
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    code, out, _ = run(capsys, "client", "list", "--json")
+    assert [c["name"] for c in json.loads(out)] == ["Sharp Foundation"]
+    assert run(capsys, "client", "remove", "Sharp Foundation")[0] == 0
+    assert json.loads(run(capsys, "client", "list", "--json")[1]) == []
+
+
+def test_connector_add_list_remove_never_prints_the_secret(sqlite_url, capsys, caplog, marker):
+    caplog.set_level(logging.DEBUG)
+    run(capsys, "client", "add", "Sharp")
+    code, out, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance",
+                         "--label", "desk", "--api-url", "http://127.0.0.1:9/binance", "--no-sync")
+    assert code == 0 and "…WXYZ" in out
+    code, out_list, _ = run(capsys, "connector", "list", "--json")
+    rows = json.loads(out_list)
+    assert rows[0]["key"] == "…WXYZ" and rows[0]["exchange"] == "binance"
+    code, out_test, err_test = run(capsys, "connector", "test", str(rows[0]["id"]))
+    assert code == 1 and "could not be reached" in err_test
+    db_bytes = Path(sqlite_url.removeprefix("sqlite:///")).read_bytes()
+    for text in (out, err, out_list, out_test, err_test, caplog.text, db_bytes.decode("latin-1")):
+        assert marker not in text
+    assert run(capsys, "connector", "remove", str(rows[0]["id"]))[0] == 0
+    assert json.loads(run(capsys, "connector", "list", "--json")[1]) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["connector", "add", "--client", "Nobody", "--exchange", "binance", "--no-sync"], "No client named"),
+    (["connector", "add", "--client", "Sharp", "--exchange", "bitunix", "--no-sync"], "not supported"),
+    (["connector", "add", "--client", "Sharp", "--exchange", "binance", "--api-url", "file:///etc", "--no-sync"],
+     "http"),
+    (["connector", "remove", "999"], "No connector"),
+])
+def test_errors_are_one_line_and_change_nothing(sqlite_url, capsys, marker, argv, message):
+    run(capsys, "client", "add", "Sharp")
+    before = database_contents(sqlite_url)
+    code, out, err = run(capsys, *argv)
+    assert code != 0 and message in err and err.count("\n") == 1 and marker not in err + out
+    assert database_contents(sqlite_url) == before
+
+
+def test_missing_credential_without_terminal_is_an_error(sqlite_url, capsys, monkeypatch):
+    monkeypatch.delenv("EXCHANGE_API_KEY", raising=False)
+    monkeypatch.delenv("EXCHANGE_SECRET", raising=False)
+    monkeypatch.setattr(sys, "stdin", open("/dev/null"))
+    run(capsys, "client", "add", "Sharp")
+    code, _, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--no-sync")
+    assert code == 2 and "EXCHANGE_API_KEY" in err
+
+
+def test_vault_rotate_then_old_key_dropped(sqlite_url, capsys, monkeypatch, marker):
+    run(capsys, "client", "add", "Sharp")
+    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--no-sync")
+    old = get_settings().encryption_keys[0]
+    new = Fernet.generate_key().decode()
+    monkeypatch.setenv("ENCRYPTION_KEYS", f"{new},{old}")
+    get_settings.cache_clear()
+    code, out, _ = run(capsys, "vault", "rotate")
+    assert code == 0 and "re-encrypted 1" in out
+    monkeypatch.setenv("ENCRYPTION_KEYS", new)
+    get_settings.cache_clear()
+    code, out, err = run(capsys, "connector", "test", "1")
+    assert "decrypt" not in err  # the newest key alone opens it now
+    monkeypatch.setenv("ENCRYPTION_KEYS", Fernet.generate_key().decode())
+    get_settings.cache_clear()
+    before = database_contents(sqlite_url)
+    code, _, err = run(capsys, "vault", "rotate")
+    assert code == 2 and "#1" in err and "nothing was changed" in err
+    assert database_contents(sqlite_url) == before
+
+
+def test_stored_connector_of_a_delisted_exchange_is_reported(sqlite_url, capsys, marker):
+    run(capsys, "client", "add", "Sharp")
+    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--no-sync")
+    with session_scope() as session:
+        session.execute(update(Connector).values(exchange_id="bitmart"))
+    code, out, _ = run(capsys, "connector", "list")
+    assert code == 0 and "not supported by the installed ccxt" in out
+    code, _, err = run(capsys, "connector", "test", "1")
+    assert code == 2 and "not supported" in err
+
+
+def test_module_entry_point_runs(sqlite_url):
+    result = subprocess.run([sys.executable, "-m", "lib.cli", "client", "list", "--json"],
+                            capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
+    assert result.returncode == 0 and json.loads(result.stdout) == []

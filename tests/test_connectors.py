@@ -1,0 +1,167 @@
+"""Clients and connectors: valid input is stored encrypted; bad input changes nothing."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from sqlalchemy import select
+
+from lib import clients, connectors
+from lib.access import SYSTEM, Role, Viewer
+from lib.db import session_scope
+from lib.models import AuditEvent, Client, Connector
+from lib.validation import ValidationError
+from lib.vault import load_vault
+from tests.helpers import database_contents
+
+
+def _binance_input(label: str = "main", **overrides) -> connectors.ConnectorInput:
+    values = {"exchange_id": "binance", "label": label,
+              "credentials": {"apiKey": "key" + secrets.token_hex(8), "secret": secrets.token_hex(16)}}
+    values.update(overrides)
+    return connectors.ConnectorInput(**values)
+
+
+@pytest.fixture
+def client_id(database_url) -> int:
+    with session_scope() as session:
+        return clients.create_client(session, SYSTEM, "Sharp Foundation").id
+
+
+def test_connector_is_stored_encrypted_with_masked_key(database_url, client_id):
+    data = _binance_input()
+    with session_scope() as session:
+        connector = connectors.create_connector(session, SYSTEM, load_vault(), client_id, data)
+        connector_id = connector.id
+    with session_scope() as session:
+        stored = session.get(Connector, connector_id)
+        assert data.credentials["secret"].encode() not in stored.credentials_ciphertext
+        assert load_vault().decrypt(stored.credentials_ciphertext) == dict(data.credentials)
+        assert connectors.masked_key(stored) == "…" + data.credentials["apiKey"][-4:]
+        actions = session.scalars(select(AuditEvent.action)).all()
+    assert "credentials.added" in actions
+
+
+BAD_CONNECTORS = {
+    "empty label": dict(label="   "),
+    "long label": dict(label="x" * 101),
+    "unknown exchange": dict(exchange_id="bitunix"),
+    "delisted exchange": dict(exchange_id="bitmart"),
+    "empty exchange": dict(exchange_id=""),
+    "missing secret": dict(credentials={"apiKey": "abcdefgh"}),
+    "blank key": dict(credentials={"apiKey": "   ", "secret": "abcdef"}),
+    "secret with spaces": dict(credentials={"apiKey": "abcdefgh", "secret": "ab cd"}),
+    "ftp url": dict(api_url="ftp://example.com"),
+    "url without host": dict(api_url="https://"),
+    "javascript url": dict(api_url="javascript:alert(1)"),
+    "okx without passphrase": dict(exchange_id="okx"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONNECTORS)
+def test_bad_connector_input_changes_nothing(database_url, client_id, case):
+    before = database_contents(database_url)
+    with pytest.raises(ValidationError) as caught, session_scope() as session:
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input(**BAD_CONNECTORS[case]))
+    assert str(caught.value)
+    assert database_contents(database_url) == before
+
+
+def test_unknown_exchange_message_says_not_supported(database_url, client_id):
+    with pytest.raises(ValidationError, match="not supported by the installed ccxt"), session_scope() as session:
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input(exchange_id="bitmart"))
+
+
+def test_duplicate_label_is_refused_and_changes_nothing(database_url, client_id):
+    with session_scope() as session:
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input("desk"))
+    before = database_contents(database_url)
+    with pytest.raises(ValidationError, match="already has"), session_scope() as session:
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input("desk"))
+    assert database_contents(database_url) == before
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 500, "tab\tinside"])
+def test_bad_client_names_change_nothing(database_url, name):
+    before = database_contents(database_url)
+    with pytest.raises(ValidationError), session_scope() as session:
+        clients.create_client(session, SYSTEM, name)
+    assert database_contents(database_url) == before
+
+
+def test_duplicate_client_name_is_refused(database_url, client_id):
+    before = database_contents(database_url)
+    with pytest.raises(ValidationError, match="already exists"), session_scope() as session:
+        clients.create_client(session, SYSTEM, "  Sharp Foundation ")
+    assert database_contents(database_url) == before
+
+
+def test_unicode_names_are_stored_and_read_back(database_url):
+    name = "Fondation Ünïcödé 株式会社 🚀"
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, name)
+        connectors.create_connector(session, SYSTEM, load_vault(), client.id, _binance_input("desk ✓"))
+    with session_scope() as session:
+        stored = session.scalar(select(Client).where(Client.name == name))
+        assert stored is not None and stored.connectors[0].label == "desk ✓"
+
+
+def test_rename_and_delete_client_cascades(database_url, client_id):
+    with session_scope() as session:
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input())
+        clients.rename_client(session, SYSTEM, client_id, "Sharp Labs")
+    with session_scope() as session:
+        assert session.get(Client, client_id).name == "Sharp Labs"
+        clients.delete_client(session, SYSTEM, client_id)
+    with session_scope() as session:
+        assert session.scalars(select(Connector)).all() == []
+
+
+def test_only_admins_change_keys(database_url, client_id):
+    analyst = Viewer("ann", Role.ANALYST)
+    before = database_contents(database_url)
+    with pytest.raises(PermissionError), session_scope() as session:
+        connectors.create_connector(session, analyst, load_vault(), client_id, _binance_input())
+    with pytest.raises(PermissionError), session_scope() as session:
+        clients.create_client(session, analyst, "Other")
+    assert database_contents(database_url) == before
+
+
+def test_replace_credentials_and_update(database_url, client_id):
+    with session_scope() as session:
+        connector_id = connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input()).id
+    new = {"apiKey": "new" + secrets.token_hex(6), "secret": secrets.token_hex(12)}
+    with session_scope() as session:
+        connectors.replace_credentials(session, SYSTEM, load_vault(), connector_id, new)
+        connectors.update_connector(session, SYSTEM, connector_id, label="renamed", enabled=False)
+    with session_scope() as session:
+        stored = session.get(Connector, connector_id)
+        assert load_vault().decrypt(stored.credentials_ciphertext) == new
+        assert (stored.label, stored.enabled, stored.key_hint) == ("renamed", False, new["apiKey"][-4:])
+
+
+def test_rotate_all_and_undecryptable_rows_are_named(database_url, client_id, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from lib.settings import get_settings
+    from lib.vault import VaultError
+
+    with session_scope() as session:
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input("a"))
+    old = get_settings().encryption_keys[0]
+    new = Fernet.generate_key().decode()
+    monkeypatch.setenv("ENCRYPTION_KEYS", f"{new},{old}")
+    get_settings.cache_clear()
+    with session_scope() as session:
+        assert connectors.rotate_all(session, SYSTEM, load_vault()) == 1
+    monkeypatch.setenv("ENCRYPTION_KEYS", new)
+    get_settings.cache_clear()
+    with session_scope() as session:
+        assert connectors.undecryptable(session, load_vault()) == []
+    monkeypatch.setenv("ENCRYPTION_KEYS", Fernet.generate_key().decode())
+    get_settings.cache_clear()
+    before = database_contents(database_url)
+    with pytest.raises(VaultError, match="#1 a"), session_scope() as session:
+        connectors.rotate_all(session, SYSTEM, load_vault())
+    assert database_contents(database_url) == before
