@@ -16,3 +16,13 @@ def database_contents(url: str) -> dict[str, list[tuple]]:
             rows = connection.execute(select(table)).all()
             contents[name] = sorted((tuple(row) for row in rows), key=repr)
     return contents
+
+
+def session_state_dump(at) -> str:  # noqa: ANN001 - streamlit.testing AppTest
+    """Every value the session keeps, widget values included (the public view hides unkeyed ones).
+
+    Left out: the raw widget message of the run just made (``_new_widget_state``), which is the
+    browser's request itself and is replaced by the next interaction.
+    """
+    state = at.session_state._state._state
+    return repr(state._old_state) + repr(state._new_session_state) + repr({k: at.session_state[k] for k in at.session_state})

@@ -90,13 +90,28 @@ def clients_section(viewer: Viewer) -> None:
 
 # --- adding a connector -------------------------------------------------------------------
 
-def _credential_inputs(exchange_id: str) -> dict[str, str]:
-    """One password input per credential ccxt requires; no keys, so no session-state copies."""
-    return {
-        name: st.text_input(CREDENTIAL_LABELS[name], type="password", max_chars=4096, autocomplete="off")
-        or ""
-        for name in exchanges.required_credentials(exchange_id)
-    }
+def _credential_inputs(form: str, exchange_id: str) -> list[str]:
+    """One password input per credential ccxt requires; returns their session-state keys."""
+    keys = []
+    for name in exchanges.required_credentials(exchange_id):
+        key = f"{form}_{name}"
+        st.text_input(CREDENTIAL_LABELS[name], type="password", max_chars=4096, autocomplete="off", key=key)
+        keys.append(key)
+    return keys
+
+
+def _take_secrets(form: str, exchange_id: str) -> dict[str, str]:
+    """Read the submitted credentials and blank them in the session at once.
+
+    Called from a submit callback (the only place Streamlit lets widget state be
+    written), so no secret outlives the submit in st.session_state.
+    """
+    credentials = {}
+    for name in exchanges.required_credentials(exchange_id):
+        key = f"{form}_{name}"
+        credentials[name] = st.session_state.get(key) or ""
+        st.session_state[key] = ""
+    return credentials
 
 
 def add_connector_section(viewer: Viewer, on_saved=None) -> None:  # noqa: ANN001 - callback
@@ -113,50 +128,57 @@ def add_connector_section(viewer: Viewer, on_saved=None) -> None:  # noqa: ANN00
     if exchange_id is None:
         st.caption(f"{len(exchanges.supported_exchanges())} exchanges supported by the installed ccxt.")
         return
-    with st.form("add_connector", clear_on_submit=True):
-        label = st.text_input("Label", value="main", max_chars=LABEL_MAX, help="Unique per client and exchange.")
-        credentials = _credential_inputs(exchange_id)
-        sandbox = (
-            st.toggle("Sandbox / testnet", help="Use the exchange's test environment.")
-            if exchanges.supports_sandbox(exchange_id)
-            else False
-        )
+    with st.form("add_connector"):
+        st.text_input("Label", value="main", max_chars=LABEL_MAX, key="add_connector_label",
+                      help="Unique per client and exchange.")
+        _credential_inputs("add_connector", exchange_id)
+        if exchanges.supports_sandbox(exchange_id):
+            st.toggle("Sandbox / testnet", key="add_connector_sandbox", help="Use the exchange's test environment.")
         with st.expander("Advanced"):
-            api_url = st.text_input(
+            st.text_input(
                 "API base URL override", max_chars=URL_MAX, placeholder="https://gateway.example.com",
+                key="add_connector_api_url",
                 help="For proxies and gateways: every API URL of the exchange keeps its path on this base.",
             )
         st.caption("Secret fields are cleared after every submit and are never shown again.")
         left, right = st.columns(2)
-        test = left.form_submit_button("Test connection", width="stretch")
-        save = right.form_submit_button("Save", type="primary", width="stretch")
-    if not (test or save):
-        return
-    data = connectors.ConnectorInput(exchange_id, label, credentials, api_url, sandbox)
+        arguments = (viewer, client_id, options[client_id], exchange_id, on_saved)
+        left.form_submit_button("Test connection", width="stretch", on_click=_submit_connector,
+                                args=(*arguments, False))
+        right.form_submit_button("Save", type="primary", width="stretch", on_click=_submit_connector,
+                                 args=(*arguments, True))
+
+
+def _submit_connector(viewer: Viewer, client_id: int, client_name: str, exchange_id: str, on_saved,  # noqa: ANN001
+                      save: bool) -> None:
+    """Submit callback: validate, test, and (when saving) store; the outcome is flashed."""
+    data = connectors.ConnectorInput(
+        exchange_id, st.session_state.get("add_connector_label", ""), _take_secrets("add_connector", exchange_id),
+        st.session_state.get("add_connector_api_url"), bool(st.session_state.get("add_connector_sandbox")),
+    )
+    flash(*_test_and_store(viewer, client_id, client_name, data, save, on_saved))
+
+
+def _test_and_store(viewer: Viewer, client_id: int, client_name: str, data: connectors.ConnectorInput,
+                    save: bool, on_saved) -> tuple[str, str]:  # noqa: ANN001 - callback
     try:
-        with st.spinner("Contacting the exchange…"):
-            result = connectors.check_input(data)
+        result = connectors.check_input(data)
     except ValidationError as error:
-        st.error(str(error))
-        return
+        return "error", str(error)
     if not result.ok:
-        st.error(f"Connection failed: {result.message} Nothing was saved." if save else result.message)
-        return
-    if test:
-        st.success(result.message + " Re-enter the secrets and press Save to store them.")
-        return
+        return "error", (f"Connection failed: {result.message} Nothing was saved." if save else result.message)
+    if not save:
+        return "success", result.message + " Re-enter the secrets and press Save to store them."
     try:
         with session_scope() as session:
             connector = connectors.create_connector(session, viewer, context.vault(), client_id, data)
-            connector_id, name = connector.id, f"{exchange_id} / {connector.label}"
+            connector_id, name = connector.id, f"{connector.exchange_id} / {connector.label}"
     except ValidationError as error:
-        st.error(str(error))
-        return
-    message = f"Saved {name} for {options[client_id]}. {result.message}"
+        return "error", str(error)
+    message = f"Saved {name} for {client_name}. {result.message}"
     if on_saved is not None:
         message += " " + on_saved(connector_id)
-    flash("success", message)
-    st.rerun()
+    return "success", message
 
 
 # --- the connector list and per-connector management ------------------------------------------
@@ -202,13 +224,13 @@ def connectors_section(viewer: Viewer) -> None:
         if st.form_submit_button("Save settings"):
             _apply(lambda s: connectors.update_connector(s, viewer, connector_id, label=label, enabled=enabled),
                    "Connector settings saved.")
-    with right.form("replace_credentials", clear_on_submit=True):
+    with right.form("replace_credentials"):
         st.markdown("**Replace credentials**")
-        if exchanges.is_supported(str(row["Exchange"])):
-            credentials = _credential_inputs(str(row["Exchange"]))
-            if st.form_submit_button("Replace credentials"):
-                _apply(lambda s: connectors.replace_credentials(s, viewer, context.vault(), connector_id, credentials),
-                       "Credentials replaced; the old ones are gone.")
+        exchange_id = str(row["Exchange"])
+        if exchanges.is_supported(exchange_id):
+            _credential_inputs("replace_credentials", exchange_id)
+            st.form_submit_button("Replace credentials", on_click=_replace_credentials,
+                                  args=(viewer, connector_id, exchange_id))
         else:
             st.caption("This exchange is not supported by the installed ccxt; credentials cannot be replaced.")
             st.form_submit_button("Replace credentials", disabled=True)
@@ -218,13 +240,23 @@ def connectors_section(viewer: Viewer) -> None:
         _apply(lambda s: connectors.delete_connector(s, viewer, connector_id), "Connector deleted.")
 
 
+def _replace_credentials(viewer: Viewer, connector_id: int, exchange_id: str) -> None:
+    """Submit callback: store re-entered credentials; they leave the session at once."""
+    credentials = _take_secrets("replace_credentials", exchange_id)
+    try:
+        with session_scope() as session:
+            connectors.replace_credentials(session, viewer, context.vault(), connector_id, credentials)
+        flash("success", "Credentials replaced; the old ones are gone.")
+    except ValidationError as error:
+        flash("error", str(error))
+
+
 def _apply(change, success: str) -> None:  # noqa: ANN001 - a function of the session
     """Run one change in one transaction; a validation error changes nothing and is shown."""
     try:
         with session_scope() as session:
             change(session)
+        flash("success", success)
     except (ValidationError, VaultError) as error:
-        st.error(str(error))
-        return
-    flash("success", success)
+        flash("error", str(error))
     st.rerun()

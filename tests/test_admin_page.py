@@ -1,0 +1,186 @@
+"""AppTest of the "Clients & keys" page: create, validate, list, edit, delete; no secret kept."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from sqlalchemy import func, select, update
+from streamlit.testing.v1 import AppTest
+
+from lib.db import session_scope
+from lib.models import Client, Connector, User
+from lib.settings import PROJECT_ROOT
+from tests.helpers import database_contents, session_state_dump
+
+PAGE = str(PROJECT_ROOT / "pages/admin/clients.py")
+
+
+def login(at: AppTest, role: str = "admin") -> AppTest:
+    with session_scope() as session:
+        user = User(username=f"{role}-{secrets.token_hex(3)}", role=role, password_hash=None)
+        session.add(user)
+        session.flush()
+        at.session_state["auth_user_id"] = user.id
+    return at
+
+
+def widget(items, label: str):
+    matches = [w for w in items if w.label == label]
+    assert matches, f"no widget labelled {label!r}; have {[w.label for w in items]}"
+    return matches[0]
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page shows as text, to search for messages and leaks."""
+    parts = [e.value for kind in ("error", "success", "warning", "info", "caption", "markdown", "title")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture
+def page(database_url) -> AppTest:
+    at = login(AppTest.from_file(PAGE, default_timeout=60))
+    at.run()
+    assert not at.exception
+    return at
+
+
+def create_client(at: AppTest, name: str) -> AppTest:
+    widget(at.text_input, "New client name").input(name)
+    widget(at.button, "Create client").click()
+    return at.run()
+
+
+def test_create_rename_delete_client(page):
+    at = create_client(page, "Sharp Foundation")
+    assert "Client 'Sharp Foundation' created." in texts(at)
+    widget(at.text_input, "Rename to").input("Sharp Labs")
+    widget(at.button, "Rename").click()
+    at.run()
+    with session_scope() as session:
+        assert session.scalars(select(Client.name)).all() == ["Sharp Labs"]
+    widget(at.checkbox, "Yes, delete 'Sharp Labs' with all its connectors and synced data").check()
+    at.run()
+    widget(at.button, "Delete client").click()
+    at.run()
+    with session_scope() as session:
+        assert session.scalar(select(func.count(Client.id))) == 0
+
+
+def test_blank_and_duplicate_client_names_show_errors(page, database_url):
+    at = create_client(page, "Sharp Foundation")
+    before = database_contents(database_url)
+    for name in ("   ", "sharp foundation", "x" * 99 + "é" * 2):
+        at = create_client(at, name)
+        assert at.error, name
+        assert database_contents(database_url) == before
+
+
+def fill_connector(at: AppTest, exchange: str, credentials: dict[str, str], label: str = "main",
+                   api_url: str = "") -> AppTest:
+    widget(at.selectbox, "Exchange").set_value(exchange)
+    at.run()
+    widget(at.text_input, "Label").input(label)
+    for field, value in credentials.items():
+        widget(at.text_input, field).input(value)
+    if api_url:
+        widget(at.text_input, "API base URL override").input(api_url)
+    return at
+
+
+def test_connector_form_shows_exactly_the_required_fields(page):
+    at = create_client(page, "Sharp")
+    widget(at.selectbox, "Exchange").set_value("okx")
+    at.run()
+    labels = {w.label for w in at.text_input if w.proto.type == w.proto.PASSWORD}
+    assert labels == {"API key", "API secret", "Passphrase / memo"}
+    assert any(t.label == "Sandbox / testnet" for t in at.toggle)
+
+
+def test_unreachable_exchange_is_reported_and_nothing_is_stored(page, database_url):
+    at = create_client(page, "Sharp")
+    marker = "MARK" + secrets.token_hex(10)
+    at = fill_connector(at, "binance", {"API key": "key" + secrets.token_hex(4), "API secret": marker},
+                        api_url="http://127.0.0.1:9/binance")
+    before = database_contents(database_url)
+    widget(at.button, "Save").click()
+    at.run()
+    assert not at.exception
+    assert "Connection failed" in texts(at) and "Nothing was saved" in texts(at)
+    assert database_contents(database_url) == before
+    assert marker not in texts(at) and marker not in repr(at._tree)
+    assert marker not in session_state_dump(at)
+
+
+@pytest.mark.parametrize("fields, api_url, message", [
+    ({"API key": "abcdefgh"}, "", "API secret is required"),
+    ({"API key": "abcdefgh", "API secret": "abcdefgh"}, "ftp://x", "http"),
+])
+def test_invalid_connector_input_changes_nothing(page, database_url, fields, api_url, message):
+    at = create_client(page, "Sharp")
+    at = fill_connector(at, "binance", fields, api_url=api_url)
+    before = database_contents(database_url)
+    widget(at.button, "Save").click()
+    at.run()
+    assert message in "\n".join(e.value for e in at.error)
+    assert database_contents(database_url) == before
+
+
+def test_connector_list_marks_delisted_exchange_and_masks_key(page, database_url):
+    from lib import clients, connectors
+    from lib.access import SYSTEM
+    from lib.vault import load_vault
+
+    api_key = "key" + secrets.token_hex(6)
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, "Sharp")
+        connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
+            "binance", "desk", {"apiKey": api_key, "secret": secrets.token_hex(8)}))
+        session.execute(update(Connector).values(exchange_id="bitmart"))
+    page.run()
+    assert not page.exception
+    table = page.dataframe[0].value
+    assert table.loc[0, "Status"] == "not supported by the installed ccxt"
+    assert table.loc[0, "Key"] == "…" + api_key[-4:]
+    assert api_key not in repr(page._tree)
+
+
+def test_edit_and_delete_connector(page, database_url):
+    from lib import clients, connectors
+    from lib.access import SYSTEM
+    from lib.vault import load_vault
+
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, "Sharp")
+        connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
+            "binance", "desk", {"apiKey": "k" + secrets.token_hex(6), "secret": secrets.token_hex(8)}))
+    at = page.run()
+    edit_label = [w for w in at.text_input if w.label == "Label"][0]
+    edit_label.input("treasury")
+    widget(at.button, "Save settings").click()
+    at.run()
+    new_secret = "MARK" + secrets.token_hex(8)
+    password_inputs = [w for w in at.text_input if w.proto.type == w.proto.PASSWORD]
+    password_inputs[0].input("newkey" + secrets.token_hex(4))
+    password_inputs[1].input(new_secret)
+    widget(at.button, "Replace credentials").click()
+    at.run()
+    assert "Credentials replaced" in texts(at)
+    assert new_secret not in session_state_dump(at)
+    with session_scope() as session:
+        assert session.scalars(select(Connector.label)).all() == ["treasury"]
+    widget(at.checkbox, "Yes, delete this connector and everything synced from it").check()
+    at.run()
+    widget(at.button, "Delete connector").click()
+    at.run()
+    with session_scope() as session:
+        assert session.scalar(select(func.count(Connector.id))) == 0
+
+
+@pytest.mark.parametrize("role", ["analyst", "client"])
+def test_non_admins_are_refused(database_url, role):
+    at = login(AppTest.from_file(PAGE, default_timeout=60), role)
+    at.run()
+    assert "You do not have access to this page." in [e.value for e in at.error]
+    assert not at.text_input
