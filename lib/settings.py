@@ -34,6 +34,7 @@ class Settings:
     cache_ttl_seconds: int
     run_worker_in_app: bool
     log_level: str
+    demo_port: int
 
     @property
     def is_sqlite(self) -> bool:
@@ -81,4 +82,5 @@ def get_settings() -> Settings:
         cache_ttl_seconds=int(values.get("CACHE_TTL_SECONDS", "60")),
         run_worker_in_app=_as_bool(values.get("RUN_WORKER_IN_APP", "true")),
         log_level=values.get("LOG_LEVEL", "INFO").upper(),
+        demo_port=int(values.get("DEMO_SIMULATOR_PORT", "8900")),
     )

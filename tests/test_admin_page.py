@@ -184,3 +184,38 @@ def test_non_admins_are_refused(database_url, role):
     at.run()
     assert "You do not have access to this page." in [e.value for e in at.error]
     assert not at.text_input
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    from lib.simulator import Simulator, SimulatorConfig
+
+    with Simulator(SimulatorConfig(seed=7, accounts=2, days=10, fills_per_account=60)) as sim:
+        yield sim
+
+
+def test_wrong_secret_then_right_secret_saves_and_syncs_at_once(page, database_url, simulator):
+    from lib.models import BalanceSnapshot, Trade
+
+    account = simulator.accounts[0]
+    at = create_client(page, "Sharp")
+    fields = {"API key": account.api_key, "API secret": "wrong" + secrets.token_hex(8)}
+    at = fill_connector(at, account.dialect, fields, api_url=account.api_url)
+    before = database_contents(database_url)
+    widget(at.button, "Save").click()
+    at.run()
+    assert "Authentication failed" in "\n".join(e.value for e in at.error)
+    assert database_contents(database_url) == before
+
+    fields["API secret"] = account.secret
+    at = fill_connector(at, account.dialect, fields, api_url=account.api_url)
+    widget(at.button, "Save").click()
+    at.run()
+    assert not at.exception
+    assert "First sync done" in texts(at), texts(at)
+    truth = simulator.truth(account.id)
+    with session_scope() as session:
+        assert session.scalar(select(func.count(Trade.id))) == len(truth.fills)
+        assets = set(session.scalars(select(BalanceSnapshot.asset)))
+    assert assets == {asset for asset, row in truth.balances.items() if row["total"]}
+    assert account.secret not in session_state_dump(at) and account.secret not in repr(at._tree)

@@ -14,6 +14,7 @@ from lib.access import Viewer
 from lib.db import session_scope
 from lib.exchanges import CREDENTIAL_LABELS
 from lib.models import LABEL_MAX, NAME_MAX, URL_MAX
+from lib.sync import sync_connector
 from lib.ui import context
 from lib.validation import ValidationError
 from lib.vault import VaultError
@@ -114,7 +115,7 @@ def _take_secrets(form: str, exchange_id: str) -> dict[str, str]:
     return credentials
 
 
-def add_connector_section(viewer: Viewer, on_saved=None) -> None:  # noqa: ANN001 - callback
+def add_connector_section(viewer: Viewer) -> None:
     """Client + exchange pickers, then the credential form for exactly that exchange."""
     options = _client_options(viewer)
     if not options:
@@ -142,25 +143,24 @@ def add_connector_section(viewer: Viewer, on_saved=None) -> None:  # noqa: ANN00
             )
         st.caption("Secret fields are cleared after every submit and are never shown again.")
         left, right = st.columns(2)
-        arguments = (viewer, client_id, options[client_id], exchange_id, on_saved)
+        arguments = (viewer, client_id, options[client_id], exchange_id)
         left.form_submit_button("Test connection", width="stretch", on_click=_submit_connector,
                                 args=(*arguments, False))
         right.form_submit_button("Save", type="primary", width="stretch", on_click=_submit_connector,
                                  args=(*arguments, True))
 
 
-def _submit_connector(viewer: Viewer, client_id: int, client_name: str, exchange_id: str, on_saved,  # noqa: ANN001
-                      save: bool) -> None:
+def _submit_connector(viewer: Viewer, client_id: int, client_name: str, exchange_id: str, save: bool) -> None:
     """Submit callback: validate, test, and (when saving) store; the outcome is flashed."""
     data = connectors.ConnectorInput(
         exchange_id, st.session_state.get("add_connector_label", ""), _take_secrets("add_connector", exchange_id),
         st.session_state.get("add_connector_api_url"), bool(st.session_state.get("add_connector_sandbox")),
     )
-    flash(*_test_and_store(viewer, client_id, client_name, data, save, on_saved))
+    flash(*_test_and_store(viewer, client_id, client_name, data, save))
 
 
 def _test_and_store(viewer: Viewer, client_id: int, client_name: str, data: connectors.ConnectorInput,
-                    save: bool, on_saved) -> tuple[str, str]:  # noqa: ANN001 - callback
+                    save: bool) -> tuple[str, str]:
     try:
         result = connectors.check_input(data)
     except ValidationError as error:
@@ -175,10 +175,17 @@ def _test_and_store(viewer: Viewer, client_id: int, client_name: str, data: conn
             connector_id, name = connector.id, f"{connector.exchange_id} / {connector.label}"
     except ValidationError as error:
         return "error", str(error)
-    message = f"Saved {name} for {client_name}. {result.message}"
-    if on_saved is not None:
-        message += " " + on_saved(connector_id)
-    return "success", message
+    return _first_sync(viewer, connector_id, f"Saved {name} for {client_name}.")
+
+
+def _first_sync(viewer: Viewer, connector_id: int, saved: str) -> tuple[str, str]:
+    """A saved key is synced at once, so its balances show without another step."""
+    result = sync_connector(viewer, connector_id, trigger="save")
+    st.cache_data.clear()
+    if result.success:
+        return "success", (f"{saved} First sync done: {result.balances} balance(s), "
+                           f"{result.new_trades} fill(s), {result.open_orders} open order(s).")
+    return "warning", f"{saved} The first sync failed: {result.error} It will be retried by the worker."
 
 
 # --- the connector list and per-connector management ------------------------------------------

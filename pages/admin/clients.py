@@ -4,6 +4,7 @@ import streamlit as st
 
 from lib.access import Role
 from lib.ui import admin
+from lib.ui.demo import load_demo_button
 from lib.ui.auth import current_viewer
 from lib.ui.shell import require_role
 
@@ -19,3 +20,6 @@ with add_tab:
     admin.add_connector_section(viewer)
 with clients_tab:
     admin.clients_section(viewer)
+    st.divider()
+    st.caption("Try the dashboard without real keys: demo clients backed by a local exchange simulator.")
+    load_demo_button(viewer)
