@@ -1,0 +1,139 @@
+"""Benchmark lib.pnl.compute_pnl: seconds and peak RSS for 10k, 100k and 1M fills, FIFO and average cost.
+
+Each case runs in its own subprocess so its peak RSS (ru_maxrss) is its own; it includes
+the input frame. Fills span 50 assets, 4 connectors and a year, with USDT, USDC, BTC and
+ETH quotes and fees in the base, the quote and BNB; strings are pandas' default ``str``
+dtype, as a database read would give. Fills come in time order (as a query with ORDER BY
+returns them); the "shuffled" cases show the cost of unordered input. Wall seconds and
+CPU seconds are both reported: on a busy machine the wall time includes waiting.
+
+    .venv/bin/python bench/bench_pnl.py            # all cases, one JSON document
+    .venv/bin/python bench/bench_pnl.py --case 1000000 fifo sorted
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lib.pnl import compute_pnl  # noqa: E402
+
+CASES = [(n, method, "sorted") for n in (10_000, 100_000, 1_000_000) for method in ("fifo", "average")]
+CASES += [(1_000_000, method, "shuffled") for method in ("fifo", "average")]
+YEAR_MS = 365 * 24 * 3600 * 1000
+START_MS = 1_704_067_200_000  # 2024-01-01
+
+
+def synthetic_fills(n: int, seed: int = 7) -> tuple[pd.DataFrame, dict[str, float]]:
+    """n fills over 50 assets and the current marks (BTC and ETH get their own walk)."""
+    rng = np.random.default_rng(seed)
+    assets = np.array(["BTC", "ETH", "BNB"] + [f"C{i:02d}" for i in range(47)])
+    start_price = np.exp(rng.uniform(np.log(0.01), np.log(60_000), len(assets)))
+    start_price[:3] = (40_000, 2_500, 300)
+    ts = np.sort(rng.integers(START_MS, START_MS + YEAR_MS, n))
+    hours = start_price * np.cumprod(1 + rng.normal(0, 0.005, (24 * 365, len(assets))), axis=0)  # hourly walk
+    hour = (ts - START_MS) // 3_600_000
+    btc, eth, bnb = (hours[hour, i] for i in range(3))
+    base = rng.integers(0, len(assets), n)
+    quote_pick = rng.choice(4, n, p=[0.6, 0.1, 0.2, 0.1])  # USDT, USDC, BTC, ETH
+    quote_pick[(quote_pick == 2) & (base == 0)] = 0
+    quote_pick[(quote_pick == 3) & (base == 1)] = 0
+    quote = np.array(["USDT", "USDC", "BTC", "ETH"])[quote_pick]
+    quote_usd = np.where(quote_pick == 2, btc, np.where(quote_pick == 3, eth, 1.0))
+    base_usd = hours[hour, base]
+    amount = np.round(rng.lognormal(0, 1, n) * 1000 / base_usd, 8) + 1e-8
+    price = base_usd / quote_usd
+    cost = amount * price
+    side = np.where(rng.random(n) < 0.55, "buy", "sell")
+    fee_pick = rng.choice(3, n, p=[0.4, 0.3, 0.3])  # quote, base, BNB
+    fee_currency = np.where(fee_pick == 0, quote, np.where(fee_pick == 1, assets[base], "BNB"))
+    fee_cost = np.where(fee_pick == 0, cost * 0.001, np.where(fee_pick == 1, amount * 0.001, 1000 * 0.00075 / bnb))
+    fee_usd = np.where(fee_pick == 0, quote_usd, np.where(fee_pick == 1, base_usd, bnb))
+    text = {"dtype": "str"}
+    fills = pd.DataFrame(
+        {
+            "connector_id": rng.integers(1, 5, n),
+            "client_id": 0,
+            "trade_id": pd.array(np.arange(n).astype(str), **text),
+            "timestamp": ts,
+            "symbol": pd.array(np.char.add(np.char.add(assets[base], "/"), quote), **text),
+            "base": pd.array(assets[base], **text),
+            "quote": pd.array(quote, **text),
+            "side": pd.array(side, **text),
+            "amount": amount,
+            "price": price,
+            "cost": cost,
+            "fee_cost": fee_cost,
+            "fee_currency": pd.array(fee_currency, **text),
+            "quote_usd": quote_usd,
+            "fee_usd": fee_usd,
+        }
+    )
+    fills["client_id"] = (fills["connector_id"] + 1) // 2
+    return fills, dict(zip(assets.tolist(), hours[-1].tolist(), strict=True))
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_case(n: int, method: str, order: str) -> dict:
+    fills, marks = synthetic_fills(n)
+    if order == "shuffled":
+        fills = fills.sample(frac=1, random_state=1).reset_index(drop=True)
+    rss_inputs = peak_rss_mib()
+    began, began_cpu = time.perf_counter(), time.process_time()
+    result = compute_pnl(fills, marks=marks, method=method)
+    seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+    return {
+        "fills": n,
+        "method": method,
+        "order": order,
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu, 3),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "peak_rss_mib_after_inputs": round(rss_inputs, 1),
+        "disposals": len(result.disposals),
+        "assets": len(result.per_asset),
+        "realized_usd": round(result.totals.realized, 2),
+        "unmatched_assets": len(result.unmatched),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", nargs=3, metavar=("FILLS", "METHOD", "ORDER"), help="run one case in this process")
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(int(args.case[0]), args.case[1], args.case[2])))
+        return
+    cases = []
+    for n, method, order in CASES:
+        command = [sys.executable, __file__, "--case", str(n), method, order]
+        cases.append(json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout))
+    print(
+        json.dumps(
+            {
+                "benchmark": "lib.pnl.compute_pnl",
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                "cases": cases,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Turn fills, transfers and opening balances into lot events, in processing order.
+
+One fill becomes up to three lot events (PNL.md's table): a disposal of the given asset G,
+an acquisition of the received asset R, and a disposal of a third-asset fee F. Cash
+(USD-like) legs open or close no lots; they only move ``cash_flow``. A fill whose two
+sides are both cash becomes a *conversion*: a realized row, no lots (see the package doc).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+FILL_COLUMNS = (
+    "connector_id",
+    "client_id",
+    "trade_id",
+    "timestamp",
+    "symbol",
+    "base",
+    "quote",
+    "side",
+    "amount",
+    "price",
+    "cost",
+    "fee_cost",
+    "fee_currency",
+    "quote_usd",
+    "fee_usd",
+)
+TRANSFER_COLUMNS = ("connector_id", "client_id", "transfer_id", "timestamp", "type", "currency", "amount", "usd")
+OPENING_COLUMNS = ("connector_id", "client_id", "timestamp", "asset", "amount", "usd")
+
+# Event kinds seen by the matching engine.
+ACQUIRE, DISPOSE, WITHDRAW = 0, 1, 2
+# What an event or realized row came from, as shown in outputs (index into LABELS).
+LABELS = ("trade", "fee", "conversion", "deposit", "withdrawal", "opening")
+TRADE, FEE, CONVERSION, DEPOSIT, WITHDRAWAL, OPENING = range(len(LABELS))
+
+SCOPE_POOL = -1  # pool key of every event when lots are pooled across connectors
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Every fill, transfer and opening row (opening first, then transfers, then fills)."""
+
+    timestamp: np.ndarray
+    connector: np.ndarray
+    client: np.ndarray
+    source_id: pd.Series  # trade id, transfer id, or "opening"
+    rank: np.ndarray  # position in processing order
+
+
+@dataclass(frozen=True)
+class Events:
+    """Lot events sorted by segment (pool key, asset), then processing order."""
+
+    starts: np.ndarray  # index of the first event of each segment
+    seg_pool: np.ndarray  # per segment: connector id, or SCOPE_POOL
+    seg_asset: np.ndarray  # per segment: asset code
+    asset: np.ndarray  # asset code
+    kind: np.ndarray  # ACQUIRE / DISPOSE / WITHDRAW
+    label: np.ndarray  # index into LABELS
+    units: np.ndarray  # > 0
+    value: np.ndarray  # USD basis of an acquisition, proceeds of a disposal, 0 for a withdrawal
+    source: np.ndarray  # row in Sources
+
+
+@dataclass(frozen=True)
+class Fills:
+    """Per-fill figures that are not lots: fee value and cash flow, located and by base asset."""
+
+    source: np.ndarray
+    base: np.ndarray
+    fee_usd: np.ndarray  # V, the fee's value (informational: already inside proceeds/basis)
+    cash_flow: np.ndarray  # USD-like units in minus out, at 1.0
+
+
+@dataclass(frozen=True)
+class Conversions:
+    """Cash-to-cash fills: realized rows (asset = the cash given), no lots."""
+
+    source: np.ndarray
+    asset: np.ndarray
+    units: np.ndarray
+    proceeds: np.ndarray
+    basis: np.ndarray
+
+
+@dataclass(frozen=True)
+class Ledger:
+    assets: list[str]
+    sources: Sources
+    events: Events
+    fills: Fills
+    conversions: Conversions
+    notes: list[str]  # plain-words warnings about the input
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} frame lacks columns {missing}")
+
+
+def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def _asset_codes(columns: list[pd.Series]) -> tuple[list[np.ndarray], list[str]]:
+    """Codes into one sorted asset list for several string columns (-1 where missing)."""
+    factorized = [pd.factorize(column) for column in columns]
+    assets = sorted({str(a) for _, uniques in factorized for a in uniques})
+    lookup = {a: i for i, a in enumerate(assets)}
+    codes = []
+    for column_codes, uniques in factorized:
+        remap = np.array([lookup[str(a)] for a in uniques] + [-1], dtype=np.int64)
+        codes.append(remap[column_codes])  # code -1 picks the trailing -1
+    return codes, assets
+
+
+def _id_order(ids: pd.Series) -> np.ndarray:
+    """Rank of each id: numerically when every id is an integer, else as text."""
+    numbers = pd.to_numeric(ids, errors="coerce")
+    keys = numbers.to_numpy() if numbers.notna().all() else ids.astype(str).to_numpy(dtype=object)
+    rank = np.empty(len(ids), np.int64)
+    rank[np.argsort(keys, kind="stable")] = np.arange(len(ids))
+    return rank
+
+
+def processing_rank(phase: np.ndarray, timestamp: np.ndarray, order: np.ndarray, ids: pd.Series) -> np.ndarray:
+    """Rank by (phase, timestamp, order, id); ids are compared only where the rest ties."""
+    key = phase.astype(np.int64) * (1 << 61) + timestamp.astype(np.int64) * 4 + order
+    perm = np.argsort(key, kind="stable")
+    same = key[perm][1:] == key[perm][:-1]
+    if same.any():
+        tied = np.zeros(len(key), bool)
+        tied[1:] |= same
+        tied[:-1] |= same
+        id_rank = np.zeros(len(key), np.int64)
+        id_rank[perm[tied]] = _id_order(ids.iloc[perm[tied]])
+        perm = np.lexsort((id_rank, key))
+    rank = np.empty(len(key), np.int64)
+    rank[perm] = np.arange(len(key))
+    return rank
+
+
+def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _sides(side: pd.Series) -> np.ndarray:
+    """True for buys; anything but 'buy'/'sell' is an input error."""
+    codes, uniques = pd.factorize(side)
+    names = [str(u) for u in uniques]
+    if (codes < 0).any() or not set(names) <= {"buy", "sell"}:
+        raise ValueError(f"fill side must be 'buy' or 'sell', got {sorted(set(names) - {'buy', 'sell'})}")
+    return codes == names.index("buy") if "buy" in names else np.zeros(len(codes), bool)
+
+
+class _EventList:
+    """Collects event columns piecewise (scalars or per-row arrays), then concatenates them."""
+
+    DTYPES = (np.int32, np.int8, np.int8, np.float64, np.float64, np.int64)  # asset, kind, label, units, value, source
+
+    def __init__(self) -> None:
+        self.parts: list[list[np.ndarray]] = []
+
+    def add(self, mask: np.ndarray, *columns: np.ndarray | float) -> None:
+        rows = np.flatnonzero(mask)
+        self.parts.append(
+            [
+                np.full(len(rows), x, dtype) if np.ndim(x) == 0 else np.asarray(x)[rows].astype(dtype, copy=False)
+                for x, dtype in zip(columns, self.DTYPES, strict=True)
+            ]
+        )
+
+    def columns(self) -> list[np.ndarray]:
+        """The six columns, then which ``add`` call made each event (one event per source per call)."""
+        columns = [np.concatenate([p[i] for p in self.parts]) for i in range(len(self.DTYPES))]
+        return [*columns, np.repeat(np.arange(len(self.parts)), [len(p[0]) for p in self.parts])]
+
+
+def _fill_events(
+    fills: pd.DataFrame,
+    base: np.ndarray,
+    quote: np.ndarray,
+    fee_cur: np.ndarray,
+    is_cash: np.ndarray,
+    source: np.ndarray,
+    events: _EventList,
+    notes: list[str],
+) -> tuple[Fills, Conversions]:
+    """Apply PNL.md's table to every fill at once."""
+    buy = _sides(fills["side"])
+    amount, cost = _num(fills, "amount"), _num(fills, "cost")
+    fee = np.nan_to_num(_num(fills, "fee_cost"))
+    fee[fee_cur < 0] = 0.0
+    has_fee = fee != 0
+    given, received = np.where(buy, quote, base), np.where(buy, base, quote)
+    g, r = np.where(buy, cost, amount), np.where(buy, amount, cost)
+    g_cash, r_cash = is_cash[given], is_cash[received]
+    fee_cash = has_fee & is_cash[np.maximum(fee_cur, 0)]
+
+    # X, the value exchanged: exact on the cash side when there is one, else cost x USD(quote).
+    quote_usd = np.where(is_cash[quote], 1.0, _num(fills, "quote_usd"))
+    x = np.where(g_cash, g, np.where(r_cash, r, cost * quote_usd))
+    # V, the fee's value; for a base/quote fee without a price, the fill's own price.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fee_unit_usd = np.where(fee_cash, 1.0, _num(fills, "fee_usd"))
+        implied = np.where(fee_cur == base, x / amount, np.where(fee_cur == quote, x / cost, np.nan))
+        fee_unit_usd = np.where(np.isnan(fee_unit_usd), implied, fee_unit_usd)
+    v = np.where(has_fee, fee * fee_unit_usd, 0.0)
+    unvalued = np.isnan(x) | np.isnan(v)
+    if unvalued.any():
+        ids = fills["trade_id"].to_numpy()[unvalued][:5]
+        notes.append(
+            f"{int(unvalued.sum())} fill(s) could not be valued in USD (no price for the quote or fee "
+            f"currency), e.g. trade ids {', '.join(map(str, ids))}; their missing values count as 0."
+        )
+        x, v = np.nan_to_num(x), np.nan_to_num(v)
+
+    in_g, in_r = has_fee & (fee_cur == given), has_fee & (fee_cur == received)
+    third = has_fee & ~in_g & ~in_r
+    third_lot = third & ~fee_cash
+    events.add(~g_cash, given, DISPOSE, TRADE, g + fee * in_g, x + v * (in_g & ~r_cash) - v * (~in_g & r_cash), source)
+    events.add(~r_cash, received, ACQUIRE, TRADE, r - fee * in_r, x + v * ~in_r, source)
+    events.add(third_lot & (fee > 0), fee_cur, DISPOSE, FEE, fee, v, source)
+    events.add(third_lot & (fee < 0), fee_cur, ACQUIRE, FEE, -fee, -v, source)  # a rebate paid in F
+
+    both = g_cash & r_cash
+    conversions = Conversions(
+        source=source[both],
+        asset=given[both],
+        units=(g + fee * in_g)[both],
+        proceeds=(r - v * (in_r | third_lot))[both],
+        basis=(g + v * (in_g | (third & fee_cash)))[both],
+    )
+    cash_flow = r * r_cash - g * g_cash - v * fee_cash
+    return Fills(source=source, base=base, fee_usd=v, cash_flow=cash_flow), conversions
+
+
+def _valued(mask: np.ndarray, units: np.ndarray, usd: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
+    """units x usd where mask (0 elsewhere); unknown prices count as 0 and are said so."""
+    value = np.where(mask, units * usd, 0.0)
+    if np.isnan(value).any():
+        notes.append(f"{int(np.isnan(value).sum())} {what} had no USD price at the time; booked at 0 cost basis.")
+    return np.nan_to_num(value)
+
+
+def build_ledger(
+    fills: pd.DataFrame,
+    transfers: pd.DataFrame | None,
+    opening: pd.DataFrame | None,
+    *,
+    pool: str,
+    usd_like: frozenset[str],
+    end: int | None,
+) -> Ledger:
+    """Validate the frames, drop what lies after ``end`` and expand everything into sorted events."""
+    transfers = _empty(TRANSFER_COLUMNS) if transfers is None else transfers
+    opening = _empty(OPENING_COLUMNS) if opening is None else opening
+    for frame, columns, name in (
+        (fills, FILL_COLUMNS, "fills"),
+        (transfers, TRANSFER_COLUMNS, "transfers"),
+        (opening, OPENING_COLUMNS, "opening"),
+    ):
+        _require(frame, columns, name)
+    if end is not None:
+        fills, transfers, opening = (f[f["timestamp"].to_numpy() <= end] for f in (fills, transfers, opening))
+    notes: list[str] = []
+
+    (base, quote, fee_cur, currency, asset), assets = _asset_codes(
+        [fills["base"], fills["quote"], fills["fee_currency"], transfers["currency"], opening["asset"]]
+    )
+    is_cash = np.array([a in usd_like for a in assets] + [False], bool)  # trailing entry for code -1
+    n_o, n_t, n_f = len(opening), len(transfers), len(fills)
+    frames = (opening, transfers, fills)
+    open_amount, open_usd = _num(opening, "amount"), _num(opening, "usd")
+    kinds = set(transfers["type"].unique())
+    if not kinds <= {"deposit", "withdrawal"}:
+        raise ValueError(f"transfer type must be 'deposit' or 'withdrawal', got {sorted(map(str, kinds))}")
+    deposit = (transfers["type"] == "deposit").to_numpy(bool)
+    source_id = pd.concat(
+        [
+            pd.Series(["opening"] * n_o, dtype="str"),
+            transfers["transfer_id"].astype("str"),
+            fills["trade_id"].astype("str"),
+        ],
+        ignore_index=True,
+    )
+    timestamp = np.concatenate([f["timestamp"].to_numpy(np.int64) for f in frames])
+    # Opening lots stand for holdings older than the synced history: phase 0, matched first.
+    phase = np.concatenate([np.where(open_amount > 0, 0, 1), np.ones(n_t + n_f, np.int64)])
+    # Within a timestamp: deposits, then fills, then withdrawals (and negative opening rows).
+    order = np.concatenate([np.full(n_o, 2), np.where(deposit, 0, 2), np.ones(n_f, np.int64)])
+    sources = Sources(
+        timestamp=timestamp,
+        connector=np.concatenate([f["connector_id"].to_numpy(np.int64) for f in frames]),
+        client=np.concatenate([f["client_id"].to_numpy(np.int64) for f in frames]),
+        source_id=source_id,
+        rank=processing_rank(phase, timestamp, order, source_id),
+    )
+
+    events = _EventList()
+    idx_o, idx_t, idx_f = np.arange(n_o), n_o + np.arange(n_t), n_o + n_t + np.arange(n_f)
+    lot_o, lot_t = ~is_cash[asset], ~is_cash[currency]
+    open_lot = lot_o & (open_amount > 0)
+    open_value = _valued(open_lot, open_amount, open_usd, "opening balance(s)", notes)
+    events.add(open_lot, asset, ACQUIRE, OPENING, open_amount, open_value, idx_o)
+    if (lot_o & (open_amount < 0)).any():
+        notes.append(
+            "Some opening balances are negative (history explains more than is held); "
+            "those units are removed like a withdrawal at the opening time."
+        )
+        events.add(lot_o & (open_amount < 0), asset, WITHDRAW, OPENING, -open_amount, 0.0, idx_o)
+    t_amount = np.abs(_num(transfers, "amount"))
+    t_value = _valued(lot_t & deposit, t_amount, _num(transfers, "usd"), "deposit(s)", notes)
+    events.add(lot_t & deposit, currency, ACQUIRE, DEPOSIT, t_amount, t_value, idx_t)
+    events.add(lot_t & ~deposit, currency, WITHDRAW, WITHDRAWAL, t_amount, 0.0, idx_t)
+    fill_rows, conversions = _fill_events(fills, base, quote, fee_cur, is_cash, idx_f, events, notes)
+    return Ledger(assets, sources, _sorted_events(events, sources, pool, notes), fill_rows, conversions, notes)
+
+
+def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[str]) -> Events:
+    """Drop empty events and sort by (pool key, asset, processing rank)."""
+    asset, kind, label, units, value, source, call = events.columns()
+    keep = units > 0
+    if (~keep).any():
+        notes.append(
+            f"{int((~keep).sum())} lot event(s) with zero, negative or missing units were ignored "
+            "(e.g. a fee as large as the amount received)."
+        )
+    asset, kind, label, units, value, source, call = (x[keep] for x in (asset, kind, label, units, value, source, call))
+    pool_key = sources.connector[source] if pool == "connector" else np.full(len(source), SCOPE_POOL)
+    pool_code, _ = pd.factorize(pool_key)
+    seg_raw = pool_code.astype(np.int64) * (int(asset.max(initial=0)) + 1) + asset
+    # Processing order without a comparison sort: (rank, add call) is unique per event, so
+    # scatter into a table indexed by it; then a stable (radix) sort by segment.
+    n_calls = int(call.max(initial=0)) + 1
+    table = np.full(len(sources.rank) * n_calls, -1, np.int64)
+    table[sources.rank[source] * n_calls + call] = np.arange(len(source))
+    by_rank = table[table >= 0]
+    seg_key = seg_raw[by_rank]
+    order = by_rank[
+        np.argsort(seg_key.astype(np.uint16) if seg_key.max(initial=0) < 1 << 16 else seg_key, kind="stable")
+    ]
+    seg_raw = seg_raw[order]
+    starts = np.flatnonzero(np.r_[True, seg_raw[1:] != seg_raw[:-1]]) if len(seg_raw) else np.zeros(0, np.int64)
+    first = order[starts]
+    return Events(
+        starts=starts,
+        seg_pool=np.asarray(pool_key)[first],
+        seg_asset=asset[first],
+        asset=asset[order],
+        kind=kind[order],
+        label=label[order],
+        units=units[order],
+        value=value[order],
+        source=source[order],
+    )

@@ -1,0 +1,178 @@
+"""Lot matching over sorted events, FIFO or average cost, without a Python loop per event.
+
+Within a segment (one pool of one asset), with ``A`` the cumulative units acquired and
+``U`` the cumulative units disposed (withdrawals count as disposals here):
+
+- ``s = running max of max(0, U - A)`` is the cumulative shortfall: units disposed with
+  no lot to take them from. They get zero basis and are reported as unmatched.
+- ``pos = U - s`` is how far into the acquisition queue disposals have eaten, and
+  ``held = A - pos`` is the pool's quantity. Both methods share these numbers.
+- FIFO: a disposal takes queue positions ``(pos_{k-1}, pos_k]``; ``searchsorted`` on the
+  lots' cumulative units finds the lots at both ends (the piecewise-linear cumulative
+  cost function). End pieces are priced at their lot's unit cost, whole lots in between
+  are summed exactly with ``reduceat`` (a difference of cumulative costs would lose
+  precision against a long history).
+- Average cost: the pool's cost follows ``C_k = C_{k-1} * held_k / held_{k-1} + b_k``.
+  Disposals leave the unit cost unchanged, so the recurrence is run over acquisitions
+  only (``C_m = C_{m-1} * shrink_m + b_m``, shrink = pool units before acquisition m over
+  units after acquisition m-1, 0 when the pool emptied), solved by a recursive-doubling
+  scan (log2 n vectorised passes); a disposal takes ``matched x C_m / held_m`` of its
+  latest acquisition m.
+
+Cumulative sums are exact per segment (one numpy call per segment, not per event).
+Float round-off can leave dust such as 5e-17 units; anything below ``DUST`` times the
+segment's turnover so far is treated as zero, so "sold everything" really is everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from lib.pnl.ledger import ACQUIRE, OPENING, Events
+
+Method = Literal["fifo", "average"]
+DUST = 1e-10  # relative to cumulative units acquired + disposed in the segment
+
+
+@dataclass(frozen=True)
+class Matched:
+    basis: np.ndarray  # per event: cost basis taken by a disposal or withdrawal (0 for acquisitions)
+    unmatched: np.ndarray  # per event: units disposed with no lot behind them (zero basis)
+    quantity: np.ndarray  # per segment: units held at the end
+    cost: np.ndarray  # per segment: remaining cost basis
+    opening: np.ndarray  # per segment: units held that came from opening lots
+
+
+def _spans(starts: np.ndarray, n: int) -> zip:
+    return zip(starts.tolist(), np.append(starts[1:], n).tolist(), strict=True)
+
+
+def _accumulate(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Segmented ``ufunc.accumulate`` (cumsum, running max), exact within each segment."""
+    out = np.empty_like(x)
+    for lo, hi in _spans(starts, len(x)):
+        ufunc.accumulate(x[lo:hi], axis=0, out=out[lo:hi])
+    return out
+
+
+def _previous(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Value at the previous event of the same segment (0 before the first)."""
+    prev = np.empty_like(x)
+    prev[1:] = x[:-1]
+    prev[starts] = 0.0
+    return prev
+
+
+def affine_scan(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Solve ``x_k = alpha_k * x_{k-1} + beta_k`` (``x_{-1} = 0``) by recursive doubling.
+
+    ``beta`` may be 2-D (one column per quantity carried). Each pass composes every
+    element's affine map with the one ``step`` earlier; it stops once every map reaches a
+    zero multiplier (a segment start) or the array start. With ``alpha`` in [0, 1] and
+    ``beta`` >= 0 all terms are non-negative, so there is no cancellation.
+    """
+    a, x = alpha.astype(np.float64), beta.astype(np.float64)
+    step = 1
+    while step < len(a) and a[step:].any():
+        x[step:] += a[step:].reshape((-1,) + (1,) * (x.ndim - 1)) * x[:-step]
+        a[step:] *= a[:-step]
+        step *= 2
+    return x
+
+
+def _fifo_segment(units: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Basis of taking queue positions (lo, hi] from lots with these units and costs.
+
+    The two end pieces are priced at their lot's unit cost and whole lots in between are
+    summed with ``reduceat``, so the error is relative to the disposal, not to history.
+    """
+    ends = np.cumsum(units)
+    unit_cost = cost / units
+    first = np.minimum(np.searchsorted(ends, lo, side="right"), len(units) - 1)  # lot holding lo
+    last = np.searchsorted(ends, hi, side="left")  # lot holding hi
+    single = first == last
+    starts_before = np.concatenate([[0.0], ends[:-1]])
+    basis = np.where(single, (hi - lo) * unit_cost[first], (ends[first] - lo) * unit_cost[first])
+    basis += np.where(single, 0.0, (hi - starts_before[last]) * unit_cost[last])
+    middle = ~single & (last > first + 1)
+    if middle.any():
+        bounds = np.column_stack([first[middle] + 1, last[middle]]).ravel()
+        basis[middle] += np.add.reduceat(cost, bounds)[::2]
+    return basis
+
+
+def _fifo(ev: Events, pos: np.ndarray, cum_acquired: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
+    acq = ev.kind == ACQUIRE
+    before = _previous(pos, ev.starts)
+    taking = ~acq & (pos > before)
+    basis = np.zeros(len(pos))
+    remaining = np.zeros(len(ev.starts))
+    for seg, (lo, hi) in enumerate(_spans(ev.starts, len(pos))):
+        lots = lo + np.flatnonzero(acq[lo:hi])
+        if len(lots) == 0:
+            continue
+        units, cost = ev.units[lots], ev.value[lots]
+        rows = lo + np.flatnonzero(taking[lo:hi])
+        basis[rows] = _fifo_segment(units, cost, before[rows], pos[rows])
+        consumed, acquired = pos[hi - 1 : hi], cum_acquired[lots[-1:]]
+        remaining[seg] = _fifo_segment(units, cost, consumed, acquired)[0] if consumed[0] < acquired[0] else 0.0
+    opening_units = np.add.reduceat(np.where(acq & (ev.label == OPENING), ev.units, 0.0), ev.starts)
+    return basis, remaining, np.maximum(opening_units - pos[last], 0.0)
+
+
+def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Average cost. The unit cost changes only at acquisitions, so the recurrence runs over them:
+    ``C_m = C_{m-1} * (held before m / held after m-1) + b_m``; disposals take ``matched x C_m / held_m``.
+    """
+    n = len(held)
+    acq = ev.kind == ACQUIRE
+    lots = np.flatnonzero(acq)
+    if len(lots) == 0:
+        return np.zeros(n), np.zeros(len(last)), np.zeros(len(last))
+    seg_start = np.repeat(ev.starts, np.diff(np.append(ev.starts, n)))  # first event of each event's segment
+    new_run = np.r_[True, seg_start[lots[1:]] != seg_start[lots[:-1]]]
+    held_after = held[lots]
+    held_before = _previous(held, ev.starts)[lots]
+    prev_after = np.r_[0.0, held_after[:-1]]
+    shrink = np.divide(held_before, prev_after, out=np.zeros(len(lots)), where=(prev_after > 0) & ~new_run)
+    opening_added = np.where(ev.label[lots] == OPENING, ev.units[lots], 0.0)
+    pool = affine_scan(shrink, np.column_stack([ev.value[lots], opening_added]))  # cost, opening units
+    per_unit = np.divide(pool, held_after[:, None], out=np.zeros_like(pool), where=held_after[:, None] > 0)
+
+    latest = np.cumsum(acq) - 1  # each event's latest acquisition (global lot index), if in its segment
+    has_lot = (latest >= 0) & (lots[np.maximum(latest, 0)] >= seg_start)
+    basis = np.where(~acq & has_lot, matched * per_unit[np.maximum(latest, 0), 0], 0.0)
+    end_lot, end_has = np.maximum(latest[last], 0), has_lot[last]
+    cost = np.where(end_has, held[last] * per_unit[end_lot, 0], 0.0)
+    opening = np.where(end_has, held[last] * per_unit[end_lot, 1], 0.0)
+    return basis, cost, opening
+
+
+def match(ev: Events, method: Method) -> Matched:
+    """Match every disposal and withdrawal against the lots of its segment."""
+    if method not in ("fifo", "average"):
+        raise ValueError(f"method must be 'fifo' or 'average', got {method!r}")
+    n = len(ev.kind)
+    if n == 0:
+        empty = np.zeros(0)
+        return Matched(empty, empty, empty, empty, empty)
+    acq = ev.kind == ACQUIRE
+    cum_acquired = _accumulate(np.add, np.where(acq, ev.units, 0.0), ev.starts)
+    cum_disposed = _accumulate(np.add, np.where(acq, 0.0, ev.units), ev.starts)
+    dust = DUST * (cum_acquired + cum_disposed)
+    shortfall = _accumulate(np.maximum, np.maximum(cum_disposed - cum_acquired, 0.0), ev.starts)
+    held = cum_acquired - cum_disposed + shortfall
+    held[held <= dust] = 0.0
+    pos = _accumulate(np.maximum, cum_acquired - held, ev.starts)
+    held = cum_acquired - pos
+    unmatched = shortfall - _previous(shortfall, ev.starts)
+    unmatched[unmatched <= dust] = 0.0
+    last = np.append(ev.starts[1:], n) - 1
+    if method == "fifo":
+        basis, cost, opening = _fifo(ev, pos, cum_acquired, last)
+    else:
+        basis, cost, opening = _average(ev, held, pos - _previous(pos, ev.starts), last)
+    return Matched(basis=basis, unmatched=unmatched, quantity=held[last], cost=cost, opening=opening)

@@ -1,0 +1,376 @@
+"""Assemble matched events into the frames and totals the pages draw, and summarise them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from lib.pnl.ledger import ACQUIRE, CONVERSION, DEPOSIT, DISPOSE, LABELS, OPENING, WITHDRAW, Ledger
+from lib.pnl.matching import Matched
+
+DISPOSAL_COLUMNS = (
+    "timestamp",
+    "connector_id",
+    "client_id",
+    "asset",
+    "units",
+    "proceeds",
+    "basis",
+    "gain",
+    "unmatched_units",
+    "kind",
+    "source_id",
+)
+HOLDING_COLUMNS = (
+    "connector_id",
+    "client_id",
+    "asset",
+    "quantity",
+    "cost_basis",
+    "market_value",
+    "unrealized",
+    "priced",
+    "opening_quantity",
+)
+PER_ASSET_COLUMNS = (
+    "asset",
+    "quantity",
+    "cost_basis",
+    "market_value",
+    "realized",
+    "unrealized",
+    "fees",
+    "unmatched_quantity",
+    "priced",
+    "opening_quantity",
+)
+FLOW_COLUMNS = ("connector_id", "client_id", "asset", "fees", "net_cash_flow")
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Headline figures in USD. Unrealized and market value cover priced holdings only."""
+
+    realized: float
+    unrealized: float
+    fees: float  # informational: already inside proceeds and basis, never subtract it again
+    net: float  # realized + unrealized
+    market_value: float
+    net_cash_flow: float  # USD-like cash in minus cash out from trades, at 1.0 per unit
+    transfer_basis: float  # basis brought in by deposits and opening lots, minus basis withdrawn
+    unpriced_cost_basis: float  # remaining basis of holdings that have no mark
+
+    @property
+    def invariant_gap(self) -> float:
+        """realized + unrealized - (market value + net cash flow - transfer basis - unpriced basis).
+
+        Zero up to round-off when the window starts at the beginning of history.
+        """
+        rhs = self.market_value + self.net_cash_flow - self.transfer_basis - self.unpriced_cost_basis
+        return self.realized + self.unrealized - rhs
+
+
+@dataclass(frozen=True)
+class PnlResult:
+    """Everything one P&L computation produced; see the package docstring for the rules."""
+
+    method: str
+    pool: str
+    per_asset: pd.DataFrame  # PER_ASSET_COLUMNS, one row per asset
+    holdings: pd.DataFrame  # HOLDING_COLUMNS, where the units lie (connector, client, asset)
+    disposals: pd.DataFrame  # DISPOSAL_COLUMNS, in processing order, inside the window
+    flows: pd.DataFrame  # FLOW_COLUMNS: fees and cash flow of the window's fills, by base asset
+    totals: Totals
+    unpriced_assets: list[str]
+    unmatched: dict[str, float]  # asset -> units disposed or withdrawn with no lot behind them
+    warnings: list[str]
+
+
+def _str_array(names: list[str] | tuple[str, ...], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    return pd.array(list(names), dtype="str").take(codes)
+
+
+def _mark(marks: Mapping[str, float], asset: str, usd_like: frozenset[str]) -> float:
+    """USD-like is 1.0; a missing, non-finite or non-positive mark is NaN (unpriced)."""
+    if asset in usd_like:
+        return 1.0
+    mark = marks.get(asset)
+    return float(mark) if mark is not None and math.isfinite(mark) and mark > 0 else math.nan
+
+
+def _client_of(ledger: Ledger) -> dict[int, int]:
+    """Each connector's client (a connector belongs to one client)."""
+    pairs = pd.DataFrame({"c": ledger.sources.connector, "k": ledger.sources.client}).drop_duplicates("c")
+    return dict(zip(pairs["c"].tolist(), pairs["k"].tolist(), strict=True))
+
+
+def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> pd.DataFrame:
+    """Realized rows (trades, third-asset fees, cash conversions) inside the window, in processing order."""
+    ev, src, conv = ledger.events, ledger.sources, ledger.conversions
+    rows = np.flatnonzero((ev.kind == DISPOSE) & in_window[ev.source])
+    conv_rows = np.flatnonzero(in_window[conv.source])
+    source = np.concatenate([ev.source[rows], conv.source[conv_rows]])
+    labels = np.concatenate([ev.label[rows], np.full(len(conv_rows), CONVERSION, np.int8)])
+    by_label = np.argsort(labels, kind="stable")  # a fill's trade row before its fee row
+    order = by_label[np.argsort(src.rank[source][by_label], kind="stable")]  # processing order
+    source = source[order]
+
+    def column(events: np.ndarray, conversions: np.ndarray) -> np.ndarray:
+        return np.concatenate([events[rows], conversions[conv_rows]])[order]
+
+    proceeds = column(ev.value, conv.proceeds)
+    basis = column(matched.basis, conv.basis)
+    return pd.DataFrame(
+        {
+            "timestamp": src.timestamp[source],
+            "connector_id": src.connector[source],
+            "client_id": src.client[source],
+            "asset": _str_array(ledger.assets, column(ev.asset, conv.asset)),
+            "units": column(ev.units, conv.units),
+            "proceeds": proceeds,
+            "basis": basis,
+            "gain": proceeds - basis,
+            "unmatched_units": column(matched.unmatched, np.zeros(len(conv.source))),
+            "kind": _str_array(LABELS, labels[order]),
+            "source_id": src.source_id.array.take(source),
+        }
+    )
+
+
+def _flows(ledger: Ledger, in_window: np.ndarray, client_of: dict[int, int]) -> pd.DataFrame:
+    """Fees and cash flow of the window's fills, summed by (connector, base asset)."""
+    fills = ledger.fills
+    keep = in_window[fills.source]
+    connector = ledger.sources.connector[fills.source[keep]]
+    codes, connectors = pd.factorize(connector)
+    key = codes.astype(np.int64) * len(ledger.assets) + fills.base[keep]
+    size = len(connectors) * len(ledger.assets)
+    used = np.flatnonzero(np.bincount(key, minlength=size))
+    frame = pd.DataFrame(
+        {
+            "connector_id": np.asarray(connectors)[used // len(ledger.assets)].astype(np.int64),
+            "asset": _str_array(ledger.assets, used % len(ledger.assets)),
+            "fees": np.bincount(key, weights=fills.fee_usd[keep], minlength=size)[used],
+            "net_cash_flow": np.bincount(key, weights=fills.cash_flow[keep], minlength=size)[used],
+        }
+    )
+    frame.insert(1, "client_id", frame["connector_id"].map(client_of).astype(np.int64))
+    return frame
+
+
+def _segments(ledger: Ledger, matched: Matched) -> pd.DataFrame:
+    ev = ledger.events
+    return pd.DataFrame(
+        {
+            "pool": ev.seg_pool,
+            "asset": ev.seg_asset,
+            "quantity": matched.quantity,
+            "cost_basis": matched.cost,
+            "opening_quantity": matched.opening,
+        }
+    )
+
+
+def _scope_locations(ledger: Ledger, segments: pd.DataFrame) -> pd.DataFrame:
+    """Split each scope-pooled asset over connectors pro rata to the units each one holds.
+
+    A connector's units are its net flows (acquired minus disposed, from trades, fees,
+    transfers and opening lots); negative nets count as 0. Quantity, basis and opening units
+    are split by the same shares; when no connector holds a positive net the pool gets one
+    row with no connector.
+    """
+    ev = ledger.events
+    codes, connectors = pd.factorize(ledger.sources.connector[ev.source])
+    n_assets = len(ledger.assets)
+    signed = np.where(ev.kind == ACQUIRE, ev.units, -ev.units)
+    net = np.bincount(codes * n_assets + ev.asset, weights=signed, minlength=len(connectors) * n_assets)
+    held = np.clip(net.reshape(len(connectors), n_assets), 0.0, None)
+    parts = []
+    for row in segments.itertuples(index=False):
+        column = held[:, row.asset]
+        where = np.flatnonzero(column > 0)
+        if column.sum() > 0:
+            share = column[where] / column.sum()
+            ids = pd.array(np.asarray(connectors)[where], dtype="Int64")
+        else:
+            share, ids = np.ones(1), pd.array([None], dtype="Int64")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "connector_id": ids,
+                    "asset": row.asset,
+                    "quantity": row.quantity * share,
+                    "cost_basis": row.cost_basis * share,
+                    "opening_quantity": row.opening_quantity * share,
+                }
+            )
+        )
+    if not parts:
+        return segments.drop(columns="pool").assign(connector_id=pd.array([], dtype="Int64"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _valued(frame: pd.DataFrame, assets: list[str], mark_of: np.ndarray) -> pd.DataFrame:
+    """Add market value and unrealized; an asset with units and no mark gets NaN, never 0."""
+    mark = mark_of[frame["asset"].to_numpy(np.int64)]
+    quantity = frame["quantity"].to_numpy(np.float64)
+    frame["priced"] = (quantity == 0) | ~np.isnan(mark)
+    frame["market_value"] = np.where(quantity == 0, 0.0, quantity * mark)
+    frame["unrealized"] = frame["market_value"] - frame["cost_basis"]
+    frame["asset"] = _str_array(assets, frame["asset"].to_numpy(np.int64))
+    return frame
+
+
+def _holdings(
+    ledger: Ledger, segments: pd.DataFrame, pool: str, mark_of: np.ndarray, client_of: dict[int, int]
+) -> pd.DataFrame:
+    if pool == "connector":
+        located = segments.rename(columns={"pool": "connector_id"})
+        located["connector_id"] = located["connector_id"].astype("Int64")
+    else:
+        located = _scope_locations(ledger, segments)
+    located = located[(located["quantity"] != 0) | (located["cost_basis"] != 0)].copy()
+    located["client_id"] = located["connector_id"].map(client_of).astype("Int64")
+    return _valued(located, ledger.assets, mark_of)[list(HOLDING_COLUMNS)].reset_index(drop=True)
+
+
+def _per_asset(
+    ledger: Ledger,
+    segments: pd.DataFrame,
+    matched: Matched,
+    mark_of: np.ndarray,
+    disposals: pd.DataFrame,
+    flows: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per asset with holdings, realized P&L or fees (cash assets: quantity 0)."""
+    held = segments.groupby("asset")[["quantity", "cost_basis", "opening_quantity"]].sum()
+    lookup = {a: i for i, a in enumerate(ledger.assets)}
+    named = set(disposals["asset"].unique()) | set(flows["asset"].unique())
+    codes = sorted(set(held.index) | {lookup[a] for a in named})
+    frame = _valued(held.reindex(codes, fill_value=0.0).rename_axis("asset").reset_index(), ledger.assets, mark_of)
+    frame = frame.set_index("asset")
+    frame["realized"] = disposals.groupby("asset")["gain"].sum()
+    frame["fees"] = flows.groupby("asset")["fees"].sum()
+    frame["unmatched_quantity"] = pd.Series(
+        np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=len(ledger.assets)), index=ledger.assets
+    )
+    frame = frame.fillna({"realized": 0.0, "fees": 0.0, "unmatched_quantity": 0.0})
+    return frame.reset_index()[list(PER_ASSET_COLUMNS)]
+
+
+def _totals(
+    ledger: Ledger,
+    matched: Matched,
+    in_window: np.ndarray,
+    per_asset: pd.DataFrame,
+    disposals: pd.DataFrame,
+    flows: pd.DataFrame,
+) -> Totals:
+    ev = ledger.events
+    window = in_window[ev.source]
+    brought_in = (ev.kind == ACQUIRE) & ((ev.label == DEPOSIT) | (ev.label == OPENING)) & window
+    taken_out = (ev.kind == WITHDRAW) & window
+    priced = per_asset["priced"].to_numpy(bool)
+    realized, unrealized = float(disposals["gain"].sum()), float(per_asset.loc[priced, "unrealized"].sum())
+    return Totals(
+        realized=realized,
+        unrealized=unrealized,
+        fees=float(flows["fees"].sum()),
+        net=realized + unrealized,
+        market_value=float(per_asset.loc[priced, "market_value"].sum()),
+        net_cash_flow=float(flows["net_cash_flow"].sum()),
+        transfer_basis=float(ev.value[brought_in].sum() - matched.basis[taken_out].sum()),
+        unpriced_cost_basis=float(per_asset.loc[~priced, "cost_basis"].sum()),
+    )
+
+
+def _warnings(ledger: Ledger, unpriced: list[str], unmatched: dict[str, float]) -> list[str]:
+    words = list(ledger.notes)
+    if unpriced:
+        words.append(
+            f"No current price for {', '.join(unpriced)}: these holdings have no market value "
+            "and are left out of the unrealized and market value totals."
+        )
+    words += [
+        f"More {asset} was sold or withdrawn than the synced history holds: {qty:.10g} {asset} had no "
+        "matching acquisition and was given zero cost basis (history is probably incomplete)."
+        for asset, qty in unmatched.items()
+    ]
+    return words
+
+
+def build_result(
+    ledger: Ledger,
+    matched: Matched,
+    marks: Mapping[str, float],
+    *,
+    method: str,
+    pool: str,
+    start: int | None,
+    usd_like: frozenset[str],
+) -> PnlResult:
+    """Frames, totals and warnings from matched events; ``start`` limits realized, fees and cash flow."""
+    in_window = ledger.sources.timestamp >= start if start is not None else np.ones(len(ledger.sources.rank), bool)
+    mark_of = np.array([_mark(marks, a, usd_like) for a in ledger.assets] + [math.nan])
+    client_of = _client_of(ledger)
+    segments = _segments(ledger, matched)
+    disposals = _disposals(ledger, matched, in_window)
+    flows = _flows(ledger, in_window, client_of)
+    per_asset = _per_asset(ledger, segments, matched, mark_of, disposals, flows)
+    unpriced = sorted(per_asset.loc[~per_asset["priced"], "asset"])
+    unmatched = {a: float(q) for a, q in zip(per_asset["asset"], per_asset["unmatched_quantity"], strict=True) if q > 0}
+    return PnlResult(
+        method=method,
+        pool=pool,
+        per_asset=per_asset,
+        holdings=_holdings(ledger, segments, pool, mark_of, client_of),
+        disposals=disposals,
+        flows=flows,
+        totals=_totals(ledger, matched, in_window, per_asset, disposals, flows),
+        unpriced_assets=unpriced,
+        unmatched=unmatched,
+        warnings=_warnings(ledger, unpriced, unmatched),
+    )
+
+
+def summarise(result: PnlResult, by: Literal["connector_id", "client_id"]) -> pd.DataFrame:
+    """Realized, fees and cash flow where the fills happened; holdings where the units lie.
+
+    Unrealized, market value and cost basis come from ``result.holdings`` (split pro rata
+    over connectors under scope pooling); as in the totals, unpriced holdings are left out
+    of unrealized and market value and flagged in ``has_unpriced``.
+    """
+    held = result.holdings
+    priced = held[held["priced"]]
+    frame = pd.concat(
+        [
+            result.disposals.groupby(by)["gain"].sum().rename("realized"),
+            priced.groupby(by, dropna=False)[["unrealized", "market_value"]].sum(),
+            held.groupby(by, dropna=False)["cost_basis"].sum(),
+            result.flows.groupby(by)[["fees", "net_cash_flow"]].sum(),
+            (~held["priced"]).groupby(held[by], dropna=False).any().rename("has_unpriced"),
+        ],
+        axis=1,
+    )
+    numbers = ["realized", "unrealized", "market_value", "cost_basis", "fees", "net_cash_flow"]
+    frame[numbers] = frame[numbers].fillna(0.0)
+    frame["has_unpriced"] = frame["has_unpriced"].fillna(False).astype(bool)
+    frame["net"] = frame["realized"] + frame["unrealized"]
+    return frame.rename_axis(by).reset_index()[
+        [by, "realized", "unrealized", "net", "fees", "market_value", "cost_basis", "net_cash_flow", "has_unpriced"]
+    ]
+
+
+def by_connector(result: PnlResult) -> pd.DataFrame:
+    """``summarise`` by connector."""
+    return summarise(result, "connector_id")
+
+
+def by_client(result: PnlResult) -> pd.DataFrame:
+    """``summarise`` by client."""
+    return summarise(result, "client_id")

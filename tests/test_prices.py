@@ -1,0 +1,112 @@
+"""lib.prices: marks from tickers, as-of prices from candles, routes and unpriced assets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.prices import (
+    DEFAULT_USD_LIKE,
+    add_fill_usd,
+    add_transfer_usd,
+    marks_from_tickers,
+    split_symbol,
+    unpriced_assets,
+    usd_at,
+    usd_quotes,
+)
+
+CANDLES = pd.DataFrame(
+    [
+        ("BTC/USDT", 1000, 40000.0),
+        ("BTC/USDT", 2000, 50000.0),
+        ("BTC/USDT:USDT", 1000, 1.0),
+        ("ETH/BTC", 1000, 0.05),
+        ("ETH/BTC", 3000, 0.06),
+        ("BNB/ETH", 500, 0.1),
+        ("ETH/USDC", 500, 2000.0),
+        ("SOL/USDT", 1500, 100.0),
+        ("SOL/BUSD", 1000, 90.0),
+        ("USDT/DAI", 1000, 0.5),
+    ],
+    columns=["symbol", "timestamp", "close"],
+)
+
+
+def test_split_symbol_and_quote_order() -> None:
+    assert split_symbol("BTC/USDT") == ("BTC", "USDT")
+    assert split_symbol("BTC/USDT:USDT") == ("BTC", "USDT")
+    assert usd_quotes(DEFAULT_USD_LIKE)[:3] == ["USDT", "USDC", "USD"]
+    assert usd_quotes({"ZUSD", "USDT"}) == ["USDT", "ZUSD"]
+
+
+def test_marks_direct_then_bridges_and_cash_is_one() -> None:
+    tickers = {
+        "BTC/USDT": 60000.0,
+        "ETH/BTC": 0.05,
+        "XRP/ETH": 0.0002,
+        "ETH/USDT": 3000.0,
+        "USDT/USD": 0.98,
+        "DOGE/BTC": None,
+        "PEPE/USDT": 0.0,
+        "PERP/USDT:USDT": 5.0,
+    }
+    marks = marks_from_tickers(tickers, ["BTC", "ETH", "XRP", "USDT", "DOGE", "PEPE", "PERP", "BTC"])
+    assert marks == {"BTC": 60000.0, "ETH": 3000.0, "XRP": pytest.approx(0.0002 * 3000.0), "USDT": 1.0}
+    assert unpriced_assets(["BTC", "DOGE", "PEPE", "USDC", "PERP"], marks) == ["DOGE", "PEPE", "PERP"]
+
+
+def test_marks_via_btc_when_no_direct_pair_and_from_a_frame() -> None:
+    tickers = pd.DataFrame({"symbol": ["BTC/USDC", "ETH/BTC"], "last": [50000.0, 0.04]})
+    assert marks_from_tickers(tickers, ["ETH"]) == {"ETH": pytest.approx(2000.0)}
+    assert marks_from_tickers(tickers, ["ETH"], usd_like=frozenset({"USDT"})) == {}
+
+
+def test_usd_at_is_as_of_the_latest_candle_at_or_before() -> None:
+    assets = ["BTC", "BTC", "BTC", "BTC", "USDT", "DAI", None]
+    times = [999, 1000, 1999, 2500, 5, 5, 1000]
+    got = usd_at(CANDLES, assets, times)
+    np.testing.assert_allclose(got, [np.nan, 40000.0, 40000.0, 50000.0, 1.0, 1.0, np.nan])
+
+
+def test_usd_at_routes() -> None:
+    got = usd_at(CANDLES, ["ETH", "ETH", "BNB", "SOL", "SOL", "XRP"], [1500, 3000, 600, 1200, 1600, 2000])
+    # ETH: no direct USD-like candle before 1500 except ETH/USDC at 500, which is direct and wins
+    np.testing.assert_allclose(got[:2], [2000.0, 2000.0])
+    assert got[2] == pytest.approx(0.1 * 2000.0)  # BNB via ETH
+    assert got[3] == pytest.approx(90.0)  # SOL/USDT starts at 1500, so BUSD fills in before it
+    assert got[4] == pytest.approx(100.0)  # USDT preferred once it exists
+    assert math.isnan(got[5])
+
+
+def test_usd_at_via_btc() -> None:
+    candles = pd.DataFrame({"symbol": ["BTC/USDT", "ETH/BTC"], "timestamp": [0, 0], "close": [50000.0, 0.05]})
+    assert usd_at(candles, ["ETH"], [10])[0] == pytest.approx(2500.0)
+
+
+def test_add_fill_and_transfer_usd() -> None:
+    fills = pd.DataFrame(
+        {
+            "timestamp": [1000, 2000, 2000],
+            "quote": ["USDT", "BTC", "BTC"],
+            "fee_currency": ["BTC", None, "DOGE"],
+            "fee_cost": [0.001, 0.0, 1.0],
+        }
+    )
+    out = add_fill_usd(fills, CANDLES)
+    np.testing.assert_allclose(out["quote_usd"], [1.0, 50000.0, 50000.0])
+    np.testing.assert_allclose(out["fee_usd"], [40000.0, np.nan, np.nan])
+    assert "quote_usd" not in fills.columns  # the input is not modified
+    transfers = pd.DataFrame({"timestamp": [1500, 1500], "currency": ["BTC", "USDC"]})
+    np.testing.assert_allclose(add_transfer_usd(transfers, CANDLES)["usd"], [40000.0, 1.0])
+    opening = pd.DataFrame({"timestamp": [3000], "asset": ["ETH"]})
+    assert add_transfer_usd(opening, CANDLES, asset_column="asset")["usd"].iloc[0] == pytest.approx(2000.0)
+
+
+def test_cash_is_never_priced_from_data() -> None:
+    # USDT/DAI says 0.5, but both are cash: exactly 1.0
+    assert usd_at(CANDLES, ["USDT"], [2000])[0] == 1.0
+    assert marks_from_tickers({"USDT/DAI": 0.5}, ["USDT"]) == {"USDT": 1.0}
