@@ -7,7 +7,7 @@ import streamlit as st
 from lib.access import Role, Viewer
 from lib.db import session_scope
 from lib.clients import list_clients
-from lib.ui import context
+from lib.ui import auth, context
 from lib.vault import VaultError
 
 SCOPE_KEY = "scope_client_id"
@@ -87,3 +87,4 @@ def sidebar(viewer: Viewer) -> None:
             key=SCOPE_KEY,
             format_func=lambda cid: "All clients" if cid is None else names[cid],
         )
+        auth.logout_button(viewer)

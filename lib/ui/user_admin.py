@@ -1,0 +1,158 @@
+"""Reads and changes behind the admin pages for users and the audit log.
+
+Nothing here is cached: an admin must see a change (or a lockout) the moment it happens.
+Every change runs in one transaction through lib.users, which checks the role again and
+writes the audit event; failures become a plain message shown after the rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lib import audit, users
+from lib.access import AccessDenied, Viewer
+from lib.clients import list_clients
+from lib.db import session_scope
+from lib.models import Client, UserClient, utcnow
+from lib.validation import ValidationError
+
+log = logging.getLogger(__name__)
+
+_FLASH_KEY = "user_admin_flash"
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    username: str
+    email: str | None
+    role: str
+    disabled: bool
+    locked_until: datetime | None
+    client_ids: tuple[int, ...]
+    client_names: tuple[str, ...]
+    last_login_at: datetime | None
+    created_at: datetime
+    has_password: bool
+
+
+def user_rows(viewer: Viewer) -> list[UserRow]:
+    with session_scope() as session:
+        accounts = users.list_users(session, viewer)  # refuses anyone but an admin
+        assigned: dict[int, list[tuple[int, str]]] = {}
+        pairs = session.execute(
+            select(UserClient.user_id, Client.id, Client.name)
+            .join(Client, Client.id == UserClient.client_id).order_by(Client.name)
+        )
+        for user_id, client_id, name in pairs:
+            assigned.setdefault(user_id, []).append((client_id, name))
+        now = utcnow()
+        return [
+            UserRow(
+                id=u.id, username=u.username, email=u.email, role=u.role, disabled=u.disabled,
+                locked_until=u.locked_until if users.is_locked(u, now) else None,
+                client_ids=tuple(cid for cid, _ in assigned.get(u.id, [])),
+                client_names=tuple(name for _, name in assigned.get(u.id, [])),
+                last_login_at=u.last_login_at, created_at=u.created_at, has_password=u.password_hash is not None,
+            )
+            for u in accounts
+        ]
+
+
+def users_frame(rows: list[UserRow]) -> pd.DataFrame:
+    def status(row: UserRow) -> str:
+        if row.disabled:
+            return "disabled"
+        if row.locked_until:
+            return f"locked until {row.locked_until:%H:%M} UTC"
+        return "active"
+
+    return pd.DataFrame(
+        [
+            {
+                "Username": r.username, "Role": r.role, "Status": status(r), "Email": r.email or "",
+                "Clients": ", ".join(r.client_names) if r.role == "client" else "all",
+                "Login": "password" + (" or single sign-on" if r.email else "") if r.has_password else "single sign-on",
+                "Last login": r.last_login_at, "Created": r.created_at,
+            }
+            for r in rows
+        ]
+    )
+
+
+def client_names(viewer: Viewer) -> dict[int, str]:
+    with session_scope() as session:
+        return {c.id: c.name for c in list_clients(session, viewer)}
+
+
+def change(action: Callable[[Session], object], success: str) -> None:
+    """Run one change in a transaction, remember the outcome for the next run, and rerun.
+
+    Always rerunning after a submit also drops the submitted form (its widgets are not drawn
+    again), so no typed password outlives the run that used it.
+    """
+    try:
+        with session_scope() as session:
+            action(session)
+    except (ValidationError, AccessDenied) as error:
+        st.session_state[_FLASH_KEY] = ("error", str(error))
+    except Exception:  # noqa: BLE001 - a plain message, never a traceback
+        log.exception("user change failed")
+        st.session_state[_FLASH_KEY] = ("error", "The change could not be saved. See the server log.")
+    else:
+        st.session_state[_FLASH_KEY] = ("success", success)
+    st.rerun()
+
+
+def reject(message: str) -> None:
+    """Refuse a submit before anything runs: the message after a rerun, like ``change``."""
+    st.session_state[_FLASH_KEY] = ("error", message)
+    st.rerun()
+
+
+def show_flash() -> None:
+    if flash := st.session_state.pop(_FLASH_KEY, None):
+        kind, message = flash
+        (st.success if kind == "success" else st.error)(message)
+
+
+def form_key(name: str) -> str:
+    """A form key that changes after every submit (see ``change``)."""
+    counter = f"user_admin_form_{name}"
+    generation = st.session_state.get(counter, 0)
+    return f"{name}_{generation}"
+
+
+def next_form(name: str) -> None:
+    counter = f"user_admin_form_{name}"
+    st.session_state[counter] = st.session_state.get(counter, 0) + 1
+
+
+# ---------------------------------------------------------------- audit log
+
+
+def audit_filters(viewer: Viewer) -> tuple[list[str], list[str]]:
+    with session_scope() as session:
+        return audit.known_actions(session, viewer), audit.known_actors(session, viewer)
+
+
+def audit_frame(viewer: Viewer, actions: list[str], actor: str | None, first_day: date | None,
+                last_day: date | None) -> pd.DataFrame:
+    """The filtered log, newest first; the days are whole UTC days, both included."""
+    since = datetime.combine(first_day, time.min, tzinfo=UTC) if first_day else None
+    until = datetime.combine(last_day, time.min, tzinfo=UTC) + timedelta(days=1) if last_day else None
+    with session_scope() as session:
+        events = audit.list_events(session, viewer, actions=actions, actor=actor, since=since, until=until)
+        rows = [
+            {"When (UTC)": e.at, "Who": e.actor, "Action": e.action, "Target": e.target, "Detail": e.detail}
+            for e in events
+        ]
+    return pd.DataFrame(rows, columns=["When (UTC)", "Who", "Action", "Target", "Detail"])

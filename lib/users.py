@@ -1,0 +1,363 @@
+"""Dashboard users: accounts, roles, client assignments, password login with lockout.
+
+Passwords are hashed with argon2. Five failed logins lock an account for fifteen minutes;
+the lock lives in the users table, so restarting the app does not lift it. A failed login
+never says why (unknown user, wrong password, locked, disabled all read the same), and
+every change is recorded in the audit log in the same transaction, without secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from lib import audit
+from lib.access import SYSTEM, Role, Viewer
+from lib.models import NAME_MAX, Client, User, UserClient, utcnow
+from lib.validation import ValidationError, clean_text
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
+EMAIL_MAX = 200
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+#: The one answer to every failed login, so it never tells whether an account exists.
+LOGIN_FAILED_MESSAGE = (
+    "Login failed: wrong username or password, or the account is locked or disabled. "
+    f"After {MAX_FAILED_LOGINS} failed attempts an account is locked for {int(LOCKOUT.total_seconds() // 60)} minutes."
+)
+RESERVED_USERNAMES = frozenset({SYSTEM.username, "setup"})  # audit actors that are not users
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+_hasher = PasswordHasher()
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown users, so timing does not tell them apart."""
+    return _hasher.hash("no-such-user-placeholder")
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def check_password(password: str | None) -> str:
+    """At least 12 characters; kept exactly as typed (never stripped, never echoed)."""
+    password = password or ""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError("password", f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValidationError("password", f"The password must have at most {MAX_PASSWORD_LENGTH} characters.")
+    if not password.strip():
+        raise ValidationError("password", "The password must not be only spaces.")
+    return password
+
+
+def check_username(username: str | None) -> str:
+    name = clean_text(username, "username", NAME_MAX)
+    if name.lower() in RESERVED_USERNAMES:
+        raise ValidationError("username", f"The username '{name}' is reserved.")
+    return name
+
+
+def check_email(email: str | None) -> str | None:
+    """An optional email, lower-cased: single sign-on matches users by it."""
+    text = (email or "").strip().lower()
+    if not text:
+        return None
+    if len(text) > EMAIL_MAX or not _EMAIL.match(text):
+        raise ValidationError("email", "Enter a valid email address (name@example.com).")
+    return text
+
+
+def check_role(role: str | Role) -> Role:
+    try:
+        return Role(str(role).strip().lower())
+    except ValueError:
+        raise ValidationError("role", f"Role must be one of: {', '.join(r.value for r in Role)}.") from None
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(check_password(password))
+
+
+# ---------------------------------------------------------------- reads
+
+
+def has_users(session: Session) -> bool:
+    return session.scalar(select(User.id).limit(1)) is not None
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise ValidationError("user", f"No user with id {user_id}.")
+    return user
+
+
+def find_user(session: Session, username: str) -> User:
+    user = _by_username(session, username)
+    if user is None:
+        raise ValidationError("user", f"No user named '{(username or '').strip()}'.")
+    return user
+
+
+def _by_username(session: Session, username: str) -> User | None:
+    name = (username or "").strip().lower()
+    return session.scalar(select(User).where(func.lower(User.username) == name)) if name else None
+
+
+def list_users(session: Session, viewer: Viewer) -> list[User]:
+    viewer.require(Role.ADMIN)
+    return list(session.scalars(select(User).order_by(func.lower(User.username))))
+
+
+def assigned_client_ids(session: Session, user_id: int) -> frozenset[int]:
+    return frozenset(session.scalars(select(UserClient.client_id).where(UserClient.user_id == user_id)))
+
+
+def assigned_clients(session: Session, viewer: Viewer, user_id: int) -> list[Client]:
+    viewer.require(Role.ADMIN)
+    query = (
+        select(Client).join(UserClient, UserClient.client_id == Client.id)
+        .where(UserClient.user_id == user_id).order_by(Client.name)
+    )
+    return list(session.scalars(query))
+
+
+def viewer_for(session: Session, user_id: int) -> Viewer | None:
+    """The viewer for a logged-in user id, read fresh: None once disabled or deleted."""
+    user = session.get(User, user_id)
+    if user is None or user.disabled:
+        return None
+    role = Role(user.role)
+    client_ids = assigned_client_ids(session, user.id) if role is Role.CLIENT else frozenset()
+    return Viewer(username=user.username, role=role, client_ids=client_ids)
+
+
+def is_locked(user: User, now: datetime | None = None) -> bool:
+    return user.locked_until is not None and user.locked_until > (now or utcnow())
+
+
+# ---------------------------------------------------------------- login
+
+
+def authenticate(session: Session, username: str, password: str, now: datetime | None = None) -> User | None:
+    """The user when the password is right and the account usable, else None.
+
+    Returns rather than raises, so the failure count commits with the caller's
+    transaction. Show ``LOGIN_FAILED_MESSAGE`` for None, whatever the reason.
+    """
+    now = now or utcnow()
+    user = _by_username(session, username)
+    # Always one argon2 verification, so response time does not tell the cases apart.
+    has_password = user is not None and user.password_hash is not None
+    password_ok = _verify(user.password_hash if has_password else _dummy_hash(), password)
+    if user is None or not has_password:
+        audit.record(session, user.username if user else "(unknown)", "login.failed",
+                     detail="no password set (single sign-on only)" if user else "unknown username")
+        return None
+    if user.disabled:
+        audit.record(session, user.username, "login.failed", detail="account disabled")
+        return None
+    if is_locked(user, now):
+        audit.record(session, user.username, "login.failed", detail="account locked")
+        return None
+    if not password_ok:
+        _count_failure(session, user, now)
+        return None
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    audit.record(session, user.username, "login", detail="password")
+    return user
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, (password or "")[:MAX_PASSWORD_LENGTH])
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _count_failure(session: Session, user: User, now: datetime) -> None:
+    """One atomic increment, so parallel guesses cannot slip past the limit."""
+    failures = session.scalar(
+        update(User).where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1).returning(User.failed_logins)
+    )
+    audit.record(session, user.username, "login.failed", detail=f"wrong password (attempt {failures})")
+    if failures is not None and failures >= MAX_FAILED_LOGINS:
+        session.execute(
+            update(User).where(User.id == user.id).values(failed_logins=0, locked_until=now + LOCKOUT)
+        )
+        audit.record(session, user.username, "login.locked",
+                     detail=f"{failures} failed attempts; locked until {(now + LOCKOUT).isoformat(timespec='seconds')}")
+    session.refresh(user)
+
+
+def login_by_email(session: Session, email: str | None, provider: str) -> User | None:
+    """Single sign-on: the enabled user whose email the identity provider vouched for."""
+    address = (email or "").strip().lower()
+    user = session.scalar(select(User).where(func.lower(User.email) == address)) if address else None
+    if user is None or user.disabled:
+        reason = "account disabled" if user else "no user with this email"
+        audit.record(session, user.username if user else "(unknown)", "login.failed",
+                     detail=f"single sign-on ({provider}): {reason}")
+        return None
+    user.last_login_at = utcnow()
+    audit.record(session, user.username, "login", detail=f"single sign-on ({provider})")
+    return user
+
+
+def record_logout(session: Session, user_id: int, reason: str) -> None:
+    user = session.get(User, user_id)
+    if user is not None:
+        audit.record(session, user.username, "logout", detail=reason)
+
+
+# ---------------------------------------------------------------- changes (admin)
+
+
+def create_first_admin(session: Session, username: str, password: str, email: str | None = None) -> User:
+    """The set-up screen's account; refused once any user exists."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(0x5E7_0001)))  # two set-up screens at once
+    if has_users(session):
+        raise ValidationError("username", "The first admin has already been created; please log in.")
+    return _create(session, "setup", username, Role.ADMIN, password, email)
+
+
+def create_user(session: Session, viewer: Viewer, username: str, role: str | Role,
+                password: str | None, email: str | None = None) -> User:
+    """A new account. Without a password the user can only log in by single sign-on (needs an email)."""
+    viewer.require(Role.ADMIN)
+    return _create(session, viewer.username, username, check_role(role), password, email)
+
+
+def _create(session: Session, actor: str, username: str, role: Role, password: str | None,
+            email: str | None) -> User:
+    name = check_username(username)
+    address = check_email(email)
+    if not password and not address:
+        raise ValidationError("password", "Set a password, or an email for single sign-on.")
+    password_hash = hash_password(password) if password else None
+    if _by_username(session, name) is not None:
+        raise ValidationError("username", f"A user named '{name}' already exists.")
+    _check_email_free(session, address)
+    user = User(username=name, email=address, password_hash=password_hash, role=role.value)
+    session.add(user)
+    session.flush()
+    detail = f"role {role.value}" + (f", email {address}" if address else "") + ("" if password else ", no password")
+    audit.record(session, actor, "user.created", name, detail)
+    return user
+
+
+def _check_email_free(session: Session, email: str | None, except_id: int | None = None) -> None:
+    if email is None:
+        return
+    query = select(User.id).where(func.lower(User.email) == email)
+    if except_id is not None:
+        query = query.where(User.id != except_id)
+    if session.scalar(query) is not None:
+        raise ValidationError("email", "Another user already has this email.")
+
+
+def _other_active_admins(session: Session, user_id: int) -> int:
+    return session.scalar(
+        select(func.count()).select_from(User)
+        .where(User.role == Role.ADMIN.value, User.disabled.is_(False), User.id != user_id)
+    ) or 0
+
+
+def set_role(session: Session, viewer: Viewer, user_id: int, role: str | Role) -> User:
+    viewer.require(Role.ADMIN)
+    user, new_role = get_user(session, user_id), check_role(role)
+    if user.role == new_role.value:
+        return user
+    if user.role == Role.ADMIN.value and not user.disabled and _other_active_admins(session, user.id) == 0:
+        raise ValidationError("role", "This is the last active admin; make another admin first.")
+    audit.record(session, viewer.username, "user.role_changed", user.username, f"{user.role} -> {new_role.value}")
+    user.role = new_role.value
+    return user
+
+
+def set_email(session: Session, viewer: Viewer, user_id: int, email: str | None) -> User:
+    viewer.require(Role.ADMIN)
+    user, address = get_user(session, user_id), check_email(email)
+    if user.email == address:
+        return user
+    if address is None and user.password_hash is None:
+        raise ValidationError("email", "This user has no password; the email is their only way in.")
+    _check_email_free(session, address, except_id=user.id)
+    audit.record(session, viewer.username, "user.email_changed", user.username,
+                 f"{user.email or '-'} -> {address or '-'}")
+    user.email = address
+    return user
+
+
+def set_disabled(session: Session, viewer: Viewer, user_id: int, disabled: bool) -> User:
+    viewer.require(Role.ADMIN)
+    user = get_user(session, user_id)
+    if user.disabled == disabled:
+        return user
+    if disabled and user.username.lower() == viewer.username.lower():
+        raise ValidationError("user", "You cannot disable your own account.")
+    if disabled and user.role == Role.ADMIN.value and _other_active_admins(session, user.id) == 0:
+        raise ValidationError("user", "This is the last active admin; make another admin first.")
+    user.disabled = disabled
+    if not disabled:
+        user.failed_logins, user.locked_until = 0, None
+    audit.record(session, viewer.username, "user.disabled" if disabled else "user.enabled", user.username)
+    return user
+
+
+def reset_password(session: Session, viewer: Viewer, user_id: int, password: str) -> User:
+    """A new password (the old one stops working at once); also lifts a lockout."""
+    viewer.require(Role.ADMIN)
+    user = get_user(session, user_id)
+    user.password_hash = hash_password(password)
+    user.failed_logins, user.locked_until = 0, None
+    audit.record(session, viewer.username, "user.password_reset", user.username)
+    return user
+
+
+def unlock(session: Session, viewer: Viewer, user_id: int) -> User:
+    viewer.require(Role.ADMIN)
+    user = get_user(session, user_id)
+    user.failed_logins, user.locked_until = 0, None
+    audit.record(session, viewer.username, "user.unlocked", user.username)
+    return user
+
+
+def set_clients(session: Session, viewer: Viewer, user_id: int, client_ids: Iterable[int]) -> User:
+    """Exactly these clients for a client-role user (replaces the previous set)."""
+    viewer.require(Role.ADMIN)
+    user = get_user(session, user_id)
+    wanted = set(client_ids)
+    rows = session.execute(select(Client.id, Client.name).where(Client.id.in_(wanted)))
+    names: dict[int, str] = {client_id: name for client_id, name in rows}
+    if missing := wanted - set(names):
+        raise ValidationError("client", f"No client with id {', '.join(map(str, sorted(missing)))}.")
+    current = set(assigned_client_ids(session, user.id))
+    if wanted == current:
+        return user
+    session.execute(delete(UserClient).where(UserClient.user_id == user.id,
+                                             UserClient.client_id.in_(current - wanted)))
+    session.add_all(UserClient(user_id=user.id, client_id=cid) for cid in wanted - current)
+    audit.record(session, viewer.username, "user.clients_changed", user.username,
+                 "clients: " + (", ".join(sorted(names.values())) or "none"))
+    return user
+
+
+def assign_client(session: Session, viewer: Viewer, user_id: int, client_id: int) -> User:
+    return set_clients(session, viewer, user_id, assigned_client_ids(session, user_id) | {client_id})
