@@ -1,0 +1,538 @@
+"""Scoped reads for the pages, the reports and the CLI, as pandas frames.
+
+Every function takes the ``Viewer`` and optional ``client_id`` / ``connector_id`` filters and
+first resolves them to the connectors the viewer may see (``connector_ids``). A client-role
+viewer asking for someone else's client or connector gets the same empty frame as for an id
+that does not exist, so the answer never reveals what exists outside its scope.
+Big reads go through ``pd.read_sql`` on a Core select (no ORM objects); frames always carry
+their columns, even when empty, so callers never branch on shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import ColumnElement, Select, and_, func, literal, select, true
+from sqlalchemy.orm import Session
+
+from lib.access import Viewer
+from lib.models import (
+    BalanceSnapshot,
+    Candle,
+    Client,
+    Connector,
+    OpeningBalance,
+    Order,
+    Position,
+    SyncRun,
+    Ticker,
+    Trade,
+    Transfer,
+    utcnow,
+)
+from lib.settings import get_settings
+
+Bucket = Literal["hour", "day"]
+
+#: The fills frame lib.pnl expects, before lib.prices adds quote_usd / fee_usd.
+PNL_FILL_COLUMNS = [
+    "connector_id", "client_id", "trade_id", "timestamp", "symbol", "base", "quote", "side",
+    "amount", "price", "cost", "fee_cost", "fee_currency",
+]
+FILL_COLUMNS = [
+    "id", "timestamp", "client", "exchange_id", "label", "connector_id", "client_id", "symbol", "side",
+    "amount", "price", "cost", "fee_cost", "fee_currency", "taker_or_maker", "order_id", "trade_id",
+]
+#: Transfers that never moved money are left out of P&L and the equity markers.
+DEAD_TRANSFER_STATUSES = ("failed", "canceled")
+
+
+# --------------------------------------------------------------------------- scope
+
+
+def connector_ids(session: Session, viewer: Viewer, client_id: int | None = None,
+                  connector_id: int | None = None) -> list[int] | None:
+    """The connectors a read may touch: None means "all" (no filter needed), [] means none."""
+    if viewer.sees_all_clients and client_id is None and connector_id is None:
+        return None
+    query = select(Connector.id).order_by(Connector.id)
+    if not viewer.sees_all_clients:
+        query = query.where(Connector.client_id.in_(sorted(viewer.client_ids)))
+    if client_id is not None:
+        query = query.where(Connector.client_id == client_id)
+    if connector_id is not None:
+        query = query.where(Connector.id == connector_id)
+    return list(session.scalars(query))
+
+
+def _within(column: ColumnElement[int], ids: list[int] | None) -> ColumnElement[bool]:
+    return true() if ids is None else column.in_(ids)
+
+
+def _read(session: Session, query: Select, columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.read_sql(query, session.connection())
+    return frame[list(columns)] if not frame.empty else pd.DataFrame(columns=list(columns))
+
+
+def _empty(columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(columns=list(columns))
+
+
+def _utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    for column in columns:
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+# --------------------------------------------------------------------------- clients & connectors
+
+
+CLIENT_COLUMNS = ["id", "name", "connectors"]
+
+
+def clients(session: Session, viewer: Viewer) -> pd.DataFrame:
+    """Clients the viewer may see, with their connector count."""
+    query = (
+        select(Client.id, Client.name, func.count(Connector.id).label("connectors"))
+        .outerjoin(Connector, Connector.client_id == Client.id)
+        .group_by(Client.id, Client.name)
+        .order_by(Client.name)
+    )
+    if not viewer.sees_all_clients:
+        query = query.where(Client.id.in_(sorted(viewer.client_ids)))
+    return _read(session, query, CLIENT_COLUMNS)
+
+
+CONNECTOR_COLUMNS = [
+    "id", "client_id", "client", "exchange_id", "label", "enabled", "status", "last_attempt_at",
+    "last_success_at", "last_error", "consecutive_failures", "first_synced_at", "age_seconds",
+]
+
+
+def connectors(session: Session, viewer: Viewer, client_id: int | None = None,
+               connector_id: int | None = None) -> pd.DataFrame:
+    """Connectors with their sync status; ``age_seconds`` is the time since the last success."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(CONNECTOR_COLUMNS)
+    query = (
+        select(
+            Connector.id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+            Connector.label, Connector.enabled, Connector.status, Connector.last_attempt_at,
+            Connector.last_success_at, Connector.last_error, Connector.consecutive_failures,
+            Connector.first_synced_at, literal(None).label("age_seconds"),
+        )
+        .join(Client, Client.id == Connector.client_id)
+        .where(_within(Connector.id, ids))
+        .order_by(Client.name, Connector.exchange_id, Connector.label)
+    )
+    frame = _read(session, query, CONNECTOR_COLUMNS)
+    if frame.empty:
+        return frame
+    frame = _utc(frame, "last_attempt_at", "last_success_at", "first_synced_at")
+    frame["age_seconds"] = (pd.Timestamp(utcnow()) - frame["last_success_at"]).dt.total_seconds()
+    frame["enabled"] = frame["enabled"].astype(bool)
+    return frame
+
+
+# --------------------------------------------------------------------------- balances
+
+
+BALANCE_COLUMNS = [
+    "connector_id", "client_id", "client", "exchange_id", "label", "taken_at", "asset", "free", "used", "total",
+]
+
+
+def balances(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+             at: datetime | None = None) -> pd.DataFrame:
+    """Each connector's newest balance snapshot (taken at or before ``at``, default now).
+
+    One ``max(taken_at)`` per connector over the (connector_id, taken_at) index, then the rows
+    of that snapshot; zero rows (all of free, used and total 0) are left out.
+    """
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(BALANCE_COLUMNS)
+    newest = select(BalanceSnapshot.connector_id, func.max(BalanceSnapshot.taken_at).label("taken_at")).where(
+        _within(BalanceSnapshot.connector_id, ids)
+    )
+    if at is not None:
+        newest = newest.where(BalanceSnapshot.taken_at <= at)
+    newest = newest.group_by(BalanceSnapshot.connector_id).subquery()
+    query = (
+        select(
+            BalanceSnapshot.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+            Connector.label, BalanceSnapshot.taken_at, BalanceSnapshot.asset, BalanceSnapshot.free,
+            BalanceSnapshot.used, BalanceSnapshot.total,
+        )
+        .join(newest, and_(newest.c.connector_id == BalanceSnapshot.connector_id,
+                           newest.c.taken_at == BalanceSnapshot.taken_at))
+        .join(Connector, Connector.id == BalanceSnapshot.connector_id)
+        .join(Client, Client.id == Connector.client_id)
+        .where((BalanceSnapshot.total != 0) | (BalanceSnapshot.free != 0) | (BalanceSnapshot.used != 0))
+        .order_by(Client.name, Connector.exchange_id, Connector.label, BalanceSnapshot.asset)
+    )
+    return _utc(_read(session, query, BALANCE_COLUMNS), "taken_at")
+
+
+HISTORY_COLUMNS = ["connector_id", "client_id", "exchange_id", "taken_at", "asset", "total"]
+
+
+def _bucket_of(session: Session, bucket: Bucket) -> ColumnElement[object]:
+    """A portable "hour/day of taken_at" (SQLite stores UTC text, PostgreSQL timestamptz)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.substr(BalanceSnapshot.taken_at, 1, 13 if bucket == "hour" else 10)
+    return func.date_trunc(bucket, func.timezone("UTC", BalanceSnapshot.taken_at))
+
+
+def balance_history(session: Session, viewer: Viewer, client_id: int | None = None,
+                    connector_id: int | None = None, since: datetime | None = None,
+                    bucket: Bucket = "day") -> pd.DataFrame:
+    """Per connector, the last snapshot in each hour or day since ``since``.
+
+    Syncs may snapshot every minute; bucketing in SQL keeps the equity curve to
+    connectors x buckets x assets rows whatever the sync interval.
+    """
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(HISTORY_COLUMNS)
+    bucket_of = _bucket_of(session, bucket)
+    last = select(BalanceSnapshot.connector_id, func.max(BalanceSnapshot.taken_at).label("taken_at")).where(
+        _within(BalanceSnapshot.connector_id, ids)
+    )
+    if since is not None:
+        last = last.where(BalanceSnapshot.taken_at >= since)
+    last = last.group_by(BalanceSnapshot.connector_id, bucket_of).subquery()
+    query = (
+        select(BalanceSnapshot.connector_id, Connector.client_id, Connector.exchange_id, BalanceSnapshot.taken_at,
+               BalanceSnapshot.asset, BalanceSnapshot.total)
+        .join(last, and_(last.c.connector_id == BalanceSnapshot.connector_id,
+                         last.c.taken_at == BalanceSnapshot.taken_at))
+        .join(Connector, Connector.id == BalanceSnapshot.connector_id)
+        .order_by(BalanceSnapshot.taken_at, BalanceSnapshot.connector_id)
+    )
+    return _utc(_read(session, query, HISTORY_COLUMNS), "taken_at")
+
+
+OPENING_COLUMNS = ["connector_id", "client_id", "timestamp", "asset", "amount", "usd_price"]
+
+
+def opening_balances(session: Session, viewer: Viewer, client_id: int | None = None,
+                     connector_id: int | None = None) -> pd.DataFrame:
+    """Opening lots booked at first sync (usd_price per unit, None when it had no price)."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(OPENING_COLUMNS)
+    query = (
+        select(OpeningBalance.connector_id, Connector.client_id, OpeningBalance.timestamp, OpeningBalance.asset,
+               OpeningBalance.amount, OpeningBalance.usd_price)
+        .join(Connector, Connector.id == OpeningBalance.connector_id)
+        .where(_within(OpeningBalance.connector_id, ids))
+        .order_by(OpeningBalance.timestamp, OpeningBalance.connector_id, OpeningBalance.asset)
+    )
+    return _read(session, query, OPENING_COLUMNS)
+
+
+# --------------------------------------------------------------------------- fills
+
+
+def _fill_filters(ids: list[int] | None, symbol: str | None, side: str | None, start_ms: int | None,
+                  end_ms: int | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [_within(Trade.connector_id, ids)]
+    if symbol:
+        conditions.append(Trade.symbol == symbol)
+    if side:
+        conditions.append(Trade.side == side)
+    if start_ms is not None:
+        conditions.append(Trade.timestamp >= start_ms)
+    if end_ms is not None:
+        conditions.append(Trade.timestamp < end_ms)
+    return conditions
+
+
+def count_fills(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                symbol: str | None = None, side: str | None = None, start_ms: int | None = None,
+                end_ms: int | None = None) -> int:
+    """How many fills match: the pager's total, without reading any of them."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return 0
+    query = select(func.count()).select_from(Trade).where(*_fill_filters(ids, symbol, side, start_ms, end_ms))
+    return int(session.scalar(query) or 0)
+
+
+def fills(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+          symbol: str | None = None, side: str | None = None, start_ms: int | None = None,
+          end_ms: int | None = None, limit: int = 100, offset: int = 0) -> pd.DataFrame:
+    """One page of fills, newest first (``timestamp`` desc, then id), with fee columns.
+
+    LIMIT/OFFSET over the timestamp indexes: only ``limit`` rows ever leave the database.
+    """
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == [] or limit <= 0:
+        return _empty(FILL_COLUMNS)
+    page = (
+        select(Trade.id)
+        .where(*_fill_filters(ids, symbol, side, start_ms, end_ms))
+        .order_by(Trade.timestamp.desc(), Trade.id.desc())
+        .limit(limit)
+        .offset(max(offset, 0))
+        .subquery()
+    )
+    query = (
+        select(Trade.id, Trade.timestamp, Client.name.label("client"), Connector.exchange_id, Connector.label,
+               Trade.connector_id, Connector.client_id, Trade.symbol, Trade.side, Trade.amount, Trade.price,
+               Trade.cost, Trade.fee_cost, Trade.fee_currency, Trade.taker_or_maker, Trade.order_id, Trade.trade_id)
+        .join(page, page.c.id == Trade.id)
+        .join(Connector, Connector.id == Trade.connector_id)
+        .join(Client, Client.id == Connector.client_id)
+        .order_by(Trade.timestamp.desc(), Trade.id.desc())
+    )
+    return _read(session, query, FILL_COLUMNS)
+
+
+def fill_symbols(session: Session, viewer: Viewer, client_id: int | None = None,
+                 connector_id: int | None = None) -> list[str]:
+    """Symbols traded in scope, for the symbol filter."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return []
+    query = select(Trade.symbol).where(_within(Trade.connector_id, ids)).distinct().order_by(Trade.symbol)
+    return list(session.scalars(query))
+
+
+def pnl_fills(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+              end_ms: int | None = None) -> pd.DataFrame:
+    """Every fill in scope before ``end_ms`` in the frame lib.pnl expects (before USD columns).
+
+    Read from the fill store (see ``_stored_fills``), then narrowed to the viewer's connectors
+    in pandas. Ordered by timestamp (lib.pnl breaks ties by trade id, PNL.md). History before a
+    window's start is still needed for cost basis, so there is no start filter here.
+    """
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(PNL_FILL_COLUMNS)
+    frame = _stored_fills(session)
+    keep = np.ones(len(frame), dtype=bool) if ids is None else frame["connector_id"].isin(ids).to_numpy()
+    if end_ms is not None:
+        keep = keep & (frame["timestamp"].to_numpy() < end_ms)
+    frame = frame[keep]
+    owners = {cid: owner for cid, owner in session.execute(select(Connector.id, Connector.client_id))}
+    frame.insert(1, "client_id", frame["connector_id"].map(owners).astype("int64"))
+    return frame.sort_values("timestamp", kind="stable", ignore_index=True)[PNL_FILL_COLUMNS]
+
+
+_STORE_COLUMNS = ["id", *(c for c in PNL_FILL_COLUMNS if c != "client_id")]
+
+
+def _store_path() -> Path:
+    key = hashlib.sha256(get_settings().database_url.encode()).hexdigest()[:16]
+    return get_settings().data_dir / "cache" / f"fills-{key}.arrow"
+
+
+def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
+    query = select(*(getattr(Trade, c) for c in _STORE_COLUMNS))
+    if after_id is not None:
+        query = query.where(Trade.id > after_id)
+    frame = pd.read_sql(query, session.connection())
+    return frame if not frame.empty else pd.DataFrame({c: pd.Series(dtype=object) for c in _STORE_COLUMNS})
+
+
+def _stored_fills(session: Session) -> pd.DataFrame:
+    """Every fill of the database, from an Arrow file in DATA_DIR/cache kept in step with it.
+
+    Turning a million SQL rows into Python objects takes seconds (sqlite3 or psycopg alike);
+    the Arrow file loads in a fraction of that. It is checked on every call against
+    (count, max id) of the trades table: new fills (higher ids, the sync only inserts
+    fills, they are final) are read and appended; anything else (a connector deleted)
+    rebuilds it. The file holds what the database holds, beside it, readable by its owner
+    only; scope is applied by the caller, never by the file.
+    """
+    count, max_id = session.execute(select(func.count(Trade.id), func.max(Trade.id))).one()
+    count, max_id = int(count or 0), int(max_id or 0)
+    path = _store_path()
+    frame: pd.DataFrame | None = None
+    if path.is_file():
+        try:
+            frame = pd.read_feather(path)
+        except (OSError, ValueError):  # torn or foreign file: rebuild it
+            frame = None
+    if frame is not None and len(frame) == count and (count == 0 or int(frame["id"].max()) == max_id):
+        return frame
+    if frame is not None and len(frame) and int(frame["id"].max()) < max_id:
+        fresh = _read_trades(session, after_id=int(frame["id"].max()))
+        frame = pd.concat([frame, fresh], ignore_index=True) if len(frame) + len(fresh) == count else None
+    else:
+        frame = None
+    if frame is None:
+        frame = _read_trades(session)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    frame.reset_index(drop=True).to_feather(temporary)
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+    return frame
+
+
+# --------------------------------------------------------------------------- transfers, orders, positions
+
+
+TRANSFER_COLUMNS = [
+    "connector_id", "client_id", "transfer_id", "timestamp", "type", "currency", "amount", "fee_cost",
+    "fee_currency", "status", "txid",
+]
+
+
+def transfers(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+              start_ms: int | None = None, end_ms: int | None = None, settled_only: bool = True) -> pd.DataFrame:
+    """Deposits and withdrawals, oldest first; failed or canceled ones are left out by default."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(TRANSFER_COLUMNS)
+    query = (
+        select(Transfer.connector_id, Connector.client_id, Transfer.transfer_id, Transfer.timestamp, Transfer.type,
+               Transfer.currency, Transfer.amount, Transfer.fee_cost, Transfer.fee_currency, Transfer.status,
+               Transfer.txid)
+        .join(Connector, Connector.id == Transfer.connector_id)
+        .where(_within(Transfer.connector_id, ids))
+        .order_by(Transfer.timestamp, Transfer.id)
+    )
+    if settled_only:
+        query = query.where(func.coalesce(Transfer.status, "ok").not_in(DEAD_TRANSFER_STATUSES))
+    if start_ms is not None:
+        query = query.where(Transfer.timestamp >= start_ms)
+    if end_ms is not None:
+        query = query.where(Transfer.timestamp < end_ms)
+    return _read(session, query, TRANSFER_COLUMNS)
+
+
+ORDER_COLUMNS = [
+    "connector_id", "client_id", "client", "exchange_id", "label", "order_id", "timestamp", "symbol", "side",
+    "type", "price", "amount", "filled", "remaining", "status",
+]
+
+
+def open_orders(session: Session, viewer: Viewer, client_id: int | None = None,
+                connector_id: int | None = None) -> pd.DataFrame:
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(ORDER_COLUMNS)
+    query = (
+        select(Order.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+               Connector.label, Order.order_id, Order.timestamp, Order.symbol, Order.side, Order.type, Order.price,
+               Order.amount, Order.filled, Order.remaining, Order.status)
+        .join(Connector, Connector.id == Order.connector_id)
+        .join(Client, Client.id == Connector.client_id)
+        .where(_within(Order.connector_id, ids))
+        .order_by(Client.name, Order.symbol, Order.timestamp)
+    )
+    return _read(session, query, ORDER_COLUMNS)
+
+
+POSITION_COLUMNS = [
+    "connector_id", "client_id", "client", "exchange_id", "label", "symbol", "side", "contracts", "contract_size",
+    "entry_price", "mark_price", "notional", "unrealized_pnl", "leverage", "liquidation_price", "timestamp",
+]
+
+
+def positions(session: Session, viewer: Viewer, client_id: int | None = None,
+              connector_id: int | None = None) -> pd.DataFrame:
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(POSITION_COLUMNS)
+    query = (
+        select(Position.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+               Connector.label, Position.symbol, Position.side, Position.contracts, Position.contract_size,
+               Position.entry_price, Position.mark_price, Position.notional, Position.unrealized_pnl,
+               Position.leverage, Position.liquidation_price, Position.timestamp)
+        .join(Connector, Connector.id == Position.connector_id)
+        .join(Client, Client.id == Connector.client_id)
+        .where(_within(Position.connector_id, ids))
+        .order_by(Client.name, Position.symbol)
+    )
+    return _read(session, query, POSITION_COLUMNS)
+
+
+# --------------------------------------------------------------------------- market data
+
+
+def _exchanges_in_scope(session: Session, ids: list[int] | None) -> list[str] | None:
+    if ids is None:
+        return None
+    return list(session.scalars(select(Connector.exchange_id).where(Connector.id.in_(ids)).distinct()))
+
+
+TICKER_COLUMNS = ["exchange_id", "symbol", "last", "bid", "ask", "timestamp", "fetched_at"]
+
+
+def tickers(session: Session, viewer: Viewer, client_id: int | None = None,
+            connector_id: int | None = None) -> pd.DataFrame:
+    """Last prices on the exchanges the scope's connectors use (so a client's figures are the
+    same whoever looks at them, and no other exchange shows up for a client viewer)."""
+    exchanges = _exchanges_in_scope(session, connector_ids(session, viewer, client_id, connector_id))
+    if exchanges == []:
+        return _empty(TICKER_COLUMNS)
+    query = select(Ticker.exchange_id, Ticker.symbol, Ticker.last, Ticker.bid, Ticker.ask, Ticker.timestamp,
+                   Ticker.fetched_at).order_by(Ticker.exchange_id, Ticker.symbol)
+    if exchanges is not None:
+        query = query.where(Ticker.exchange_id.in_(exchanges))
+    return _utc(_read(session, query, TICKER_COLUMNS), "fetched_at")
+
+
+CANDLE_COLUMNS = ["exchange_id", "symbol", "timeframe", "timestamp", "open", "high", "low", "close", "volume"]
+
+
+def candles(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+            symbols: Sequence[str] | None = None, timeframe: str | None = None, start_ms: int | None = None,
+            end_ms: int | None = None) -> pd.DataFrame:
+    """OHLCV candles on the scope's exchanges, oldest first."""
+    exchanges = _exchanges_in_scope(session, connector_ids(session, viewer, client_id, connector_id))
+    if exchanges == []:
+        return _empty(CANDLE_COLUMNS)
+    query = select(Candle.exchange_id, Candle.symbol, Candle.timeframe, Candle.timestamp, Candle.open, Candle.high,
+                   Candle.low, Candle.close, Candle.volume).order_by(Candle.timestamp)
+    if exchanges is not None:
+        query = query.where(Candle.exchange_id.in_(exchanges))
+    if symbols is not None:
+        query = query.where(Candle.symbol.in_(list(symbols)))
+    if timeframe is not None:
+        query = query.where(Candle.timeframe == timeframe)
+    if start_ms is not None:
+        query = query.where(Candle.timestamp >= start_ms)
+    if end_ms is not None:
+        query = query.where(Candle.timestamp < end_ms)
+    return _read(session, query, CANDLE_COLUMNS)
+
+
+# --------------------------------------------------------------------------- cache invalidation
+
+
+def data_version(session: Session) -> str:
+    """A cheap token that changes whenever synced data or the account list changes.
+
+    Primary-key maxima are index lookups; the cached loaders take this token as an argument so
+    new data shows up at once rather than after the cache TTL.
+    """
+    parts = session.execute(
+        select(
+            select(func.max(SyncRun.id)).scalar_subquery(),
+            select(func.max(SyncRun.finished_at)).scalar_subquery(),
+            select(func.max(Trade.id)).scalar_subquery(),
+            select(func.max(BalanceSnapshot.id)).scalar_subquery(),
+            select(func.max(Transfer.id)).scalar_subquery(),
+            select(func.max(Order.id)).scalar_subquery(),
+            select(func.count(Connector.id)).scalar_subquery(),
+            select(func.max(Connector.updated_at)).scalar_subquery(),
+            select(func.count(Client.id)).scalar_subquery(),
+            select(func.max(Client.updated_at)).scalar_subquery(),
+            select(func.max(Ticker.fetched_at)).scalar_subquery(),
+        )
+    ).one()
+    return "|".join("" if part is None else str(part) for part in parts)

@@ -1,0 +1,391 @@
+"""The glue from scoped queries through prices to P&L: one place, used by pages and CLI.
+
+Pages and the CLI must show the same figures, so neither values or counts anything itself:
+they call ``balances_report``, ``value_changes``, ``equity_curve`` and ``pnl_report`` here.
+Unpriced assets stay NaN (never 0) and are listed, as PNL.md requires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from lib import pnl, prices, queries
+from lib.access import Viewer
+from lib.db import session_scope
+from lib.models import utcnow
+from lib.pnl.result import DISPOSAL_COLUMNS, FLOW_COLUMNS, HOLDING_COLUMNS, PER_ASSET_COLUMNS
+from lib.settings import get_settings
+
+SessionOrUrl = Session | str | None
+Method = Literal["fifo", "average"]
+Pool = Literal["scope", "connector"]
+
+#: Look-backs shown as "change" on the overview.
+CHANGE_WINDOWS: dict[str, timedelta] = {
+    "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
+}
+
+
+@contextmanager
+def _session(session_or_url: SessionOrUrl) -> Iterator[Session]:
+    """Use the caller's session, or open a read-only unit of work on a URL (None: configured)."""
+    if isinstance(session_or_url, Session):
+        yield session_or_url
+    else:
+        with session_scope(session_or_url) as session:
+            yield session
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def _epoch_ms(moments: pd.Series) -> pd.Series:
+    """Aware datetimes -> int ms, whatever pandas' datetime resolution."""
+    return ((moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).astype("int64")
+
+
+def usd_like() -> frozenset[str]:
+    return frozenset(get_settings().usd_like)
+
+
+# --------------------------------------------------------------------------- marks
+
+
+def current_marks(session: Session, viewer: Viewer, assets: list[str], client_id: int | None = None,
+                  connector_id: int | None = None) -> dict[str, float]:
+    """USD per asset now: tickers first, then the last candle for assets no ticker prices.
+
+    A symbol quoted on several of the scope's exchanges takes the median of their last
+    prices, so the mark does not depend on which exchange happens to be read last.
+    """
+    cash = usd_like()
+    tickers = queries.tickers(session, viewer, client_id, connector_id)
+    valid = tickers[tickers["last"].notna() & (tickers["last"].astype(float) > 0)]
+    lasts = valid.groupby("symbol", as_index=False)["last"].median() if not valid.empty else valid
+    marks = prices.marks_from_tickers(lasts, assets, usd_like=cash)
+    missing = [a for a in assets if a not in marks]
+    if missing:
+        candles = queries.candles(session, viewer, client_id, connector_id)
+        if not candles.empty:
+            now = np.full(len(missing), _ms(utcnow()), dtype=np.int64)
+            for asset, price in zip(missing, prices.usd_at(candles, missing, now, usd_like=cash), strict=True):
+                if np.isfinite(price):
+                    marks[asset] = float(price)
+    return marks
+
+
+# --------------------------------------------------------------------------- balances
+
+
+@dataclass(frozen=True)
+class BalancesReport:
+    """Latest holdings per client, connector and asset, valued in USD."""
+
+    rows: pd.DataFrame  # BALANCE_REPORT_COLUMNS
+    unpriced: list[str]
+    total_usd: float  # the sum of what is priced; see ``unpriced`` for what it leaves out
+
+    @property
+    def empty(self) -> bool:
+        return self.rows.empty
+
+
+BALANCE_REPORT_COLUMNS = [
+    "client", "client_id", "exchange_id", "label", "connector_id", "asset", "free", "used", "total", "price", "usd",
+    "priced", "taken_at",
+]
+
+
+def _value(frame: pd.DataFrame, marks: dict[str, float], price: pd.Series | None = None) -> pd.DataFrame:
+    """Add price, usd and priced; ``price`` (per row) wins over the scope's ``marks``."""
+    frame = frame.copy()
+    frame["price"] = frame["asset"].map(marks).astype(float)
+    if price is not None:
+        frame["price"] = price.astype(float).fillna(frame["price"])
+    frame["usd"] = frame["total"].astype(float) * frame["price"]
+    frame["priced"] = frame["price"].notna()
+    return frame
+
+
+def balances_report(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                    session_or_url: SessionOrUrl = None) -> BalancesReport:
+    with _session(session_or_url) as session:
+        latest = queries.balances(session, viewer, client_id, connector_id)
+        if latest.empty:
+            return BalancesReport(pd.DataFrame(columns=BALANCE_REPORT_COLUMNS), [], 0.0)
+        assets = sorted(latest["asset"].unique())
+        marks = current_marks(session, viewer, assets, client_id, connector_id)
+        tickers = queries.tickers(session, viewer, client_id, connector_id)
+    own = pd.Series(np.nan, index=latest.index)  # each holding at its own exchange's price first
+    for exchange, held in latest.groupby("exchange_id"):
+        here = prices.marks_from_tickers(tickers[tickers["exchange_id"] == exchange], held["asset"].unique(),
+                                         usd_like=usd_like())
+        own[held.index] = held["asset"].map(here).astype(float)
+    rows = _value(latest, marks, own)[BALANCE_REPORT_COLUMNS]
+    unpriced = prices.unpriced_assets(assets, marks, usd_like=usd_like())
+    return BalancesReport(rows.reset_index(drop=True), unpriced, float(rows["usd"].sum(skipna=True)))
+
+
+def _valued_at(frame: pd.DataFrame, candles: pd.DataFrame, marks: dict[str, float],
+               moments: pd.Series) -> pd.Series:
+    """USD value of each balance row at ``moments`` (candle close then), else at the current mark."""
+    price = pd.Series(np.nan, index=frame.index)
+    if not candles.empty and not frame.empty:
+        price[:] = prices.usd_at(candles, frame["asset"], moments.to_numpy(np.int64), usd_like=usd_like())
+    price = price.fillna(frame["asset"].map(marks).astype(float))
+    return frame["total"].astype(float) * price
+
+
+def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: SessionOrUrl = None,
+                  now: datetime | None = None) -> dict[str, dict[str, float | None]]:
+    """Total value now and 24 h / 7 d / 30 d ago, from the balance snapshots at those times.
+
+    A past value uses each asset's candle close at that time and falls back to today's mark
+    when no candle exists (so the change then reflects quantities only); None when no
+    snapshot is that old.
+    """
+    now = now or utcnow()
+    out: dict[str, dict[str, float | None]] = {}
+    with _session(session_or_url) as session:
+        current = balances_report(viewer, client_id, session_or_url=session)
+        value_now = current.total_usd
+        past = {name: queries.balances(session, viewer, client_id, at=now - delta)
+                for name, delta in CHANGE_WINDOWS.items()}
+        assets = sorted(set(current.rows["asset"]).union(*(set(frame["asset"]) for frame in past.values())))
+        marks = current_marks(session, viewer, assets, client_id)
+        candles = queries.candles(session, viewer, client_id,
+                                  start_ms=_ms(now - max(CHANGE_WINDOWS.values()) - timedelta(days=2)))
+    for name, delta in CHANGE_WINDOWS.items():
+        then = past[name]
+        if then.empty:
+            out[name] = {"value": None, "change": None, "pct": None}
+            continue
+        moment = pd.Series(_ms(now - delta), index=then.index)
+        value = float(_valued_at(then, candles, marks, moment).sum(skipna=True))
+        change = value_now - value
+        out[name] = {"value": value, "change": change, "pct": change / value if value else None}
+    out["now"] = {"value": value_now, "change": None, "pct": None}
+    return out
+
+
+def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                 start: datetime | None = None, end: datetime | None = None,
+                 session_or_url: SessionOrUrl = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curve: time, usd; transfers: time, type, currency, amount, usd) for the chart.
+
+    The curve is the sum over connectors of each one's last snapshot per day (per hour for
+    windows up to a week), carried forward until its next snapshot.
+    """
+    end = end or utcnow()
+    start = start or end - timedelta(days=90)
+    bucket: queries.Bucket = "hour" if end - start <= timedelta(days=7) else "day"
+    with _session(session_or_url) as session:
+        history = queries.balance_history(session, viewer, client_id, connector_id, since=start, bucket=bucket)
+        history = history[history["taken_at"] <= pd.Timestamp(end)] if not history.empty else history
+        moves = queries.transfers(session, viewer, client_id, connector_id, _ms(start), _ms(end))
+        assets = sorted(set(history["asset"]) | set(moves["currency"]))
+        marks = current_marks(session, viewer, assets, client_id, connector_id)
+        candles = queries.candles(session, viewer, client_id, connector_id, start_ms=_ms(start - timedelta(days=2)),
+                                  end_ms=_ms(end))
+    curve = pd.DataFrame(columns=["time", "usd"])
+    if not history.empty:
+        history = history.assign(usd=_valued_at(history, candles, marks, _epoch_ms(history["taken_at"])))
+        per_connector = history.groupby(["taken_at", "connector_id"])["usd"].sum().unstack("connector_id")
+        frequency = "h" if bucket == "hour" else "D"
+        per_connector = per_connector.groupby(per_connector.index.floor(frequency)).last().ffill()
+        curve = per_connector.sum(axis=1, min_count=1).rename("usd").rename_axis("time").reset_index()
+    events = pd.DataFrame(columns=["time", "type", "currency", "amount", "usd"])
+    if not moves.empty:
+        price = pd.Series(prices.usd_at(candles, moves["currency"], moves["timestamp"], usd_like=usd_like())
+                          if not candles.empty else np.where(moves["currency"].isin(usd_like()), 1.0, np.nan),
+                          index=moves.index)
+        price = price.fillna(moves["currency"].map(marks).astype(float))
+        events = pd.DataFrame({
+            "time": pd.to_datetime(moves["timestamp"], unit="ms", utc=True), "type": moves["type"],
+            "currency": moves["currency"], "amount": moves["amount"].astype(float),
+            "usd": moves["amount"].astype(float) * price,
+        })
+    return curve, events
+
+
+# --------------------------------------------------------------------------- orders & positions
+
+
+def orders_report(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                  session_or_url: SessionOrUrl = None,
+                  now: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(open orders with ``age_seconds``, ``last`` and ``distance`` = price / last - 1, positions).
+
+    The last price is the ticker of the order's own exchange and symbol; without one the
+    distance is NaN (shown as a dash), never 0.
+    """
+    now = now or utcnow()
+    with _session(session_or_url) as session:
+        orders = queries.open_orders(session, viewer, client_id, connector_id)
+        held = queries.positions(session, viewer, client_id, connector_id)
+        lasts = queries.tickers(session, viewer, client_id, connector_id) if not orders.empty else None
+    if not orders.empty:
+        last = lasts.set_index(["exchange_id", "symbol"])["last"] if lasts is not None and not lasts.empty else None
+        keys = pd.MultiIndex.from_frame(orders[["exchange_id", "symbol"]])
+        orders["last"] = last.reindex(keys).to_numpy(dtype=float) if last is not None else np.nan
+        orders["distance"] = orders["price"].astype(float) / orders["last"] - 1
+        orders["age_seconds"] = (_ms(now) - orders["timestamp"].astype(float)) / 1000
+    else:
+        orders = orders.assign(last=pd.Series(dtype=float), distance=pd.Series(dtype=float),
+                               age_seconds=pd.Series(dtype=float))
+    return orders, held
+
+
+# --------------------------------------------------------------------------- P&L
+
+
+@dataclass(frozen=True)
+class PnlReport:
+    """The engine's result with what went into it (for the CLI, tests and ``summarize``)."""
+
+    result: pnl.PnlResult
+    marks: dict[str, float]
+    fills: int
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class PnlSummary:
+    """What the P&L page draws: small enough to cache per viewer and scope cheaply.
+
+    The engine's disposals frame can hold a row per fill; the page needs only its daily sums.
+    """
+
+    method: str
+    pool: str
+    totals: dict[str, float]
+    per_asset: pd.DataFrame
+    daily: pd.DataFrame  # date (UTC day), realized
+    unpriced: list[str]
+    unmatched: dict[str, float]
+    warnings: list[str]
+    fills: int
+
+
+def _marks_at(session: Session, viewer: Viewer, assets: list[str], client_id: int | None,
+              connector_id: int | None, end: datetime | None, candles: pd.DataFrame) -> dict[str, float]:
+    """Marks for unrealized P&L: now (tickers) for an open window, candle closes at a past ``end``."""
+    if end is None or end >= utcnow():
+        return current_marks(session, viewer, assets, client_id, connector_id)
+    at = np.full(len(assets), _ms(end) - 1, dtype=np.int64)
+    closes = prices.usd_at(candles, assets, at, usd_like=usd_like()) if not candles.empty else []
+    return {a: float(p) for a, p in zip(assets, closes, strict=False) if np.isfinite(p)}
+
+
+def _empty_result(method: str, pool: str) -> pnl.PnlResult:
+    """Nothing in scope (a new client, or a scope the viewer cannot see): zeros, no rows."""
+    def empty(columns: tuple[str, ...]) -> pd.DataFrame:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
+
+    return pnl.PnlResult(
+        method=method, pool=pool, per_asset=empty(PER_ASSET_COLUMNS), holdings=empty(HOLDING_COLUMNS),
+        disposals=empty(DISPOSAL_COLUMNS), flows=empty(FLOW_COLUMNS),
+        totals=pnl.Totals(**{f.name: 0.0 for f in fields(pnl.Totals)}), unpriced_assets=[], unmatched={},
+        warnings=[],
+    )
+
+
+def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | None = None,
+               connector_id: int | None = None, method: Method = "fifo", start: datetime | None = None,
+               end: datetime | None = None, pool: Pool = "scope") -> PnlReport:
+    """Query fills, transfers and opening lots in scope, price them, and run lib.pnl.
+
+    History before ``start`` is read too (it builds the lots); only the window's disposals
+    count as realized. Past USD prices come from candles on the scope's exchanges.
+    """
+    cash = usd_like()
+    end_ms = _ms(end)
+    with _session(session_or_url) as session:
+        fills = queries.pnl_fills(session, viewer, client_id, connector_id, end_ms)
+        moves = queries.transfers(session, viewer, client_id, connector_id, end_ms=end_ms)
+        opening = queries.opening_balances(session, viewer, client_id, connector_id)
+        candles = queries.candles(session, viewer, client_id, connector_id, end_ms=end_ms)
+        assets = sorted(set(fills["base"]) | set(fills["quote"]) | set(fills["fee_currency"].dropna())
+                        | set(moves["currency"]) | set(opening["asset"]))
+        marks = _marks_at(session, viewer, assets, client_id, connector_id, end, candles)
+    if fills.empty and moves.empty and opening.empty:
+        return PnlReport(_empty_result(method, pool), marks, 0, start, end)
+    priced_fills = prices.add_fill_usd(fills, candles, usd_like=cash)
+    priced_moves = prices.add_transfer_usd(moves[list(pnl.TRANSFER_COLUMNS[:-1])], candles, usd_like=cash)
+    opening = prices.add_transfer_usd(opening, candles, usd_like=cash, asset_column="asset").assign(
+        usd=lambda f: f["usd_price"].astype(float).fillna(f["usd"]))[list(pnl.OPENING_COLUMNS)]
+    result = pnl.compute_pnl(priced_fills, priced_moves, opening, marks, method=method, pool=pool,
+                         start=_ms(start), end=end_ms, usd_like=cash)
+    return PnlReport(result, marks, len(fills), start, end)
+
+
+def summarize(report: PnlReport) -> PnlSummary:
+    result = report.result
+    disposals = result.disposals
+    days = pd.to_datetime(disposals["timestamp"], unit="ms", utc=True).dt.floor("D")
+    daily = disposals.groupby(days)["gain"].sum().rename("realized").rename_axis("date").reset_index()
+    return PnlSummary(
+        method=result.method, pool=result.pool, totals=asdict(result.totals), per_asset=result.per_asset,
+        daily=daily, unpriced=list(result.unpriced_assets), unmatched=dict(result.unmatched),
+        warnings=list(result.warnings), fills=report.fills,
+    )
+
+
+#: P&L summaries kept on disk (newest first); older ones are deleted.
+SUMMARY_FILES_KEPT = 200
+
+
+def cached_pnl_summary(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                       method: Method = "fifo", start: datetime | None = None, end: datetime | None = None,
+                       pool: Pool = "scope") -> PnlSummary:
+    """``summarize(pnl_report(...))``, kept in DATA_DIR/cache across restarts and cache clears.
+
+    The key is what the figures depend on: the connectors the viewer's scope resolves to
+    (so two viewers share an entry only when they may see exactly the same accounts), the
+    options, and ``queries.data_version`` (any new fill, snapshot, transfer or ticker makes
+    a new key). So a page's cold load after a restart or a cache clear reads a small file
+    instead of recomputing a million fills; the first view after new data computes once.
+    The files are written by this process, 0600, beside the database they summarise.
+    """
+    with session_scope() as session:
+        ids = queries.connector_ids(session, viewer, client_id, connector_id)
+        version = queries.data_version(session)
+    settings = get_settings()
+    key = json.dumps([
+        hashlib.sha256(settings.database_url.encode()).hexdigest(), ids, method, pool, start and start.isoformat(),
+        end and end.isoformat(), version, sorted(settings.usd_like),
+    ])
+    folder = settings.data_dir / "cache"
+    path = folder / f"pnl-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pkl"
+    if path.is_file():
+        try:
+            with path.open("rb") as handle:
+                return pickle.load(handle)  # noqa: S301 - our own file, 0600 in DATA_DIR
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError):
+            path.unlink(missing_ok=True)
+    summary = summarize(pnl_report(None, viewer, client_id, connector_id, method, start, end, pool))
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        pickle.dump(summary, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(temporary, path)
+    with suppress(OSError):  # another process may be pruning too
+        kept = sorted(folder.glob("pnl-*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in kept[SUMMARY_FILES_KEPT:]:
+            stale.unlink(missing_ok=True)
+    return summary

@@ -1,0 +1,222 @@
+"""The only place pages get data from: cached wrappers over lib.queries and lib.reports.
+
+Isolation: every cached function takes the viewer's scope (username, role, sorted client
+ids) as plain arguments, so Streamlit's cache key includes who is asking and one user's
+result can never be served to another. The key also holds a hash of the database URL
+(never the URL itself: it may hold a password) and ``queries.data_version`` (a cheap token
+read on every run) so new synced data shows at once instead of after the TTL. Nothing
+secret is ever an argument here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from lib import queries, reports
+from lib.access import Role, Viewer
+from lib.db import session_scope
+from lib.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+TTL = get_settings().cache_ttl_seconds
+#: Rows the trades CSV may hold; beyond it the file says it was cut (see trades page).
+CSV_ROW_CAP = 100_000
+
+Scope = tuple[str, str, tuple[int, ...]]
+
+
+def scope_of(viewer: Viewer) -> Scope:
+    """The viewer as hashable primitives with a stable order (frozenset order is not)."""
+    return viewer.username, str(viewer.role), tuple(sorted(viewer.client_ids))
+
+
+def _viewer(scope: Scope) -> Viewer:
+    username, role, client_ids = scope
+    return Viewer(username=username, role=Role(role), client_ids=frozenset(client_ids))
+
+
+def _db_key() -> str:
+    return hashlib.sha256(get_settings().database_url.encode()).hexdigest()[:16]
+
+
+def _version() -> str:
+    with session_scope() as session:
+        return queries.data_version(session)
+
+
+def _key() -> tuple[str, str]:
+    return _db_key(), _version()
+
+
+@contextmanager
+def plain_errors(what: str) -> Iterator[None]:
+    """Around a page's loads: a failure becomes one plain sentence and stops the page.
+
+    The exception goes to the log (by type and traceback, for the operator), not the page.
+    """
+    try:
+        yield
+    except Exception:  # noqa: BLE001 - never a traceback on a page
+        log.exception("loading %s failed", what)
+        st.error(f"The {what} could not be loaded right now. Try again in a moment; "
+                 "if it persists, an admin can check the logs.")
+        st.stop()
+
+
+def _ms(day: date | None, *, end: bool = False) -> int | None:
+    """A calendar day (UTC) as int ms: its start, or the start of the next day for an end."""
+    if day is None:
+        return None
+    moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+# --------------------------------------------------------------------------- clients & connectors
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _clients(scope: Scope, key: tuple[str, str]) -> pd.DataFrame:
+    with session_scope() as session:
+        return queries.clients(session, _viewer(scope))
+
+
+def clients(viewer: Viewer) -> pd.DataFrame:
+    return _clients(scope_of(viewer), _key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _connectors(scope: Scope, client_id: int | None, key: tuple[str, str]) -> pd.DataFrame:
+    with session_scope() as session:
+        return queries.connectors(session, _viewer(scope), client_id)
+
+
+def connectors(viewer: Viewer, client_id: int | None = None) -> pd.DataFrame:
+    return _connectors(scope_of(viewer), client_id, _key())
+
+
+# --------------------------------------------------------------------------- balances
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _balances(scope: Scope, client_id: int | None, key: tuple[str, str]) -> reports.BalancesReport:
+    return reports.balances_report(_viewer(scope), client_id)
+
+
+def balances(viewer: Viewer, client_id: int | None = None) -> reports.BalancesReport:
+    return _balances(scope_of(viewer), client_id, _key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _value_changes(scope: Scope, client_id: int | None, key: tuple[str, str]) -> dict[str, dict[str, float | None]]:
+    return reports.value_changes(_viewer(scope), client_id)
+
+
+def value_changes(viewer: Viewer, client_id: int | None = None) -> dict[str, dict[str, float | None]]:
+    return _value_changes(scope_of(viewer), client_id, _key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _equity(scope: Scope, client_id: int | None, connector_id: int | None, start: date | None, end: date | None,
+            key: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
+    end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+    return reports.equity_curve(_viewer(scope), client_id, connector_id, start_at, end_at)
+
+
+def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                 start: date | None = None, end: date | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _equity(scope_of(viewer), client_id, connector_id, start, end, _key())
+
+
+# --------------------------------------------------------------------------- fills
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _fill_symbols(scope: Scope, client_id: int | None, connector_id: int | None, key: tuple[str, str]) -> list[str]:
+    with session_scope() as session:
+        return queries.fill_symbols(session, _viewer(scope), client_id, connector_id)
+
+
+def fill_symbols(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None) -> list[str]:
+    return _fill_symbols(scope_of(viewer), client_id, connector_id, _key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=200)
+def _fills(scope: Scope, filters: tuple[object, ...], page: int, page_size: int,
+           key: tuple[str, str]) -> tuple[pd.DataFrame, int]:
+    client_id, connector_id, symbol, side, start, end = filters
+    criteria = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "side": side,
+                "start_ms": _ms(start), "end_ms": _ms(end, end=True)}
+    with session_scope() as session:
+        viewer = _viewer(scope)
+        total = queries.count_fills(session, viewer, **criteria)
+        rows = queries.fills(session, viewer, **criteria, limit=page_size, offset=page * page_size)
+    return rows, total
+
+
+def fills(viewer: Viewer, *, client_id: int | None = None, connector_id: int | None = None,
+          symbol: str | None = None, side: str | None = None, start: date | None = None, end: date | None = None,
+          page: int = 0, page_size: int = 100) -> tuple[pd.DataFrame, int]:
+    """One page of fills (newest first) and the number of fills matching the filters."""
+    filters = (client_id, connector_id, symbol, side, start, end)
+    return _fills(scope_of(viewer), filters, page, page_size, _key())
+
+
+def fills_csv(viewer: Viewer, *, client_id: int | None = None, connector_id: int | None = None,
+              symbol: str | None = None, side: str | None = None, start: date | None = None,
+              end: date | None = None) -> Callable[[], bytes]:
+    """A deferred CSV of the filtered fills (newest first), at most ``CSV_ROW_CAP`` rows.
+
+    Built only when the button is clicked (Streamlit calls it on its own thread), so a
+    million matching fills never cost anything until someone asks, and never more than
+    the cap: narrow the filters (or use the CLI/database) for a full export.
+    """
+    criteria = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "side": side,
+                "start_ms": _ms(start), "end_ms": _ms(end, end=True)}
+    url = get_settings().database_url
+
+    def build() -> bytes:
+        with session_scope(url) as session:
+            rows = queries.fills(session, viewer, **criteria, limit=CSV_ROW_CAP)
+        rows.insert(1, "time", pd.to_datetime(rows["timestamp"], unit="ms", utc=True))
+        return rows.to_csv(index=False).encode()
+
+    return build
+
+
+# --------------------------------------------------------------------------- orders & positions
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _orders(scope: Scope, client_id: int | None, key: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return reports.orders_report(_viewer(scope), client_id)
+
+
+def orders_and_positions(viewer: Viewer, client_id: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(open orders with age and distance from the last price, positions)."""
+    return _orders(scope_of(viewer), client_id, _key())
+
+
+# --------------------------------------------------------------------------- P&L
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=100)
+def _pnl(scope: Scope, client_id: int | None, connector_id: int | None, method: str, start: date | None,
+         end: date | None, pool: str, key: tuple[str, str]) -> reports.PnlSummary:
+    start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
+    end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+    return reports.cached_pnl_summary(_viewer(scope), client_id, connector_id, method, start_at, end_at, pool)
+
+
+def pnl(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None, method: str = "fifo",
+        start: date | None = None, end: date | None = None, pool: str = "scope") -> reports.PnlSummary:
+    """The compact P&L (totals, per asset, daily realized, warnings) for one scope and method."""
+    return _pnl(scope_of(viewer), client_id, connector_id, method, start, end, pool, _key())

@@ -1,0 +1,59 @@
+"""Balances: per client, connector and asset, free / used / total and USD value."""
+
+import pandas as pd
+import streamlit as st
+
+from lib.ui import format as fmt
+from lib.ui import loaders
+from lib.ui.auth import current_viewer
+from lib.ui.shell import selected_client_id
+
+viewer = current_viewer()
+client_id = selected_client_id(viewer)
+
+st.title("Balances")
+
+with loaders.plain_errors("balances"):
+    report = loaders.balances(viewer, client_id)
+
+if report.empty:
+    st.info("No balances yet for this scope: they appear after a connector's first successful sync.")
+    st.stop()
+
+rows = report.rows
+left, middle, right = st.columns([2, 2, 1])
+exchanges = left.multiselect("Exchange", sorted(rows["exchange_id"].unique()), placeholder="All exchanges")
+assets = middle.multiselect("Asset", sorted(rows["asset"].unique()), placeholder="All assets")
+hide_dust = right.toggle("Hide under $1", value=False, help="Unpriced rows are always kept.")
+
+if exchanges:
+    rows = rows[rows["exchange_id"].isin(exchanges)]
+if assets:
+    rows = rows[rows["asset"].isin(assets)]
+if hide_dust:
+    rows = rows[~rows["priced"] | (rows["usd"].abs() >= 1)]
+rows = rows.sort_values("usd", ascending=False, na_position="last")
+
+total, unpriced = rows["usd"].sum(skipna=True), sorted(rows.loc[~rows["priced"], "asset"].unique())
+first, second = st.columns(2)
+first.metric("Value (filtered)", fmt.money(total), help="Sum of priced holdings in the rows below.")
+second.metric("Rows", len(rows))
+if unpriced:
+    st.warning("Unpriced, left out of the value: " + ", ".join(unpriced), icon=":material/help:")
+
+st.dataframe(
+    pd.DataFrame({
+        "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"], "Asset": rows["asset"],
+        "Free": rows["free"], "Used": rows["used"], "Total": rows["total"],
+        "Price (USD)": rows["price"].map(lambda p: fmt.money(p, digits=6 if p == p and p < 1 else 2)),
+        "USD value": rows["usd"].map(fmt.money),
+        "As of": rows["taken_at"],
+    }),
+    hide_index=True, width="stretch",
+    column_config={"As of": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z")},
+)
+st.download_button(
+    "Download CSV", rows.drop(columns=["client_id", "connector_id"]).to_csv(index=False).encode(),
+    file_name="balances.csv", mime="text/csv", icon=":material/download:",
+    help="Numbers as stored; an empty price / usd cell means unpriced.",
+)

@@ -1,0 +1,55 @@
+"""Orders & positions: open orders with age and distance from the last price; positions."""
+
+import pandas as pd
+import streamlit as st
+
+from lib.ui import format as fmt
+from lib.ui import loaders
+from lib.ui.auth import current_viewer
+from lib.ui.shell import selected_client_id
+
+viewer = current_viewer()
+client_id = selected_client_id(viewer)
+
+st.title("Orders & positions")
+
+with loaders.plain_errors("orders and positions"):
+    orders, positions = loaders.orders_and_positions(viewer, client_id)
+
+st.subheader("Open orders")
+if orders.empty:
+    st.info("No open orders in this scope.")
+else:
+    symbols = st.multiselect("Symbol", sorted(orders["symbol"].unique()), placeholder="All symbols")
+    shown = orders[orders["symbol"].isin(symbols)] if symbols else orders
+    st.caption(f"{len(shown)} open order(s). Distance = order price / last price − 1 (— when no last price).")
+    st.dataframe(
+        pd.DataFrame({
+            "Client": shown["client"], "Exchange": shown["exchange_id"], "Account": shown["label"],
+            "Symbol": shown["symbol"], "Side": shown["side"], "Type": shown["type"], "Price": shown["price"],
+            "Amount": shown["amount"], "Filled": shown["filled"], "Remaining": shown["remaining"],
+            "Last": shown["last"], "Distance": shown["distance"].map(fmt.percent),
+            "Age": shown["age_seconds"].map(fmt.age),
+        }),
+        hide_index=True, width="stretch",
+    )
+
+st.subheader("Positions")
+if positions.empty:
+    st.info("No derivatives positions in this scope.")
+else:
+    reported = positions["unrealized_pnl"].notna()
+    st.metric("Unrealized P&L (as the exchanges report it)",
+              fmt.money(positions.loc[reported, "unrealized_pnl"].sum(), signed=True) if reported.any() else "—",
+              help=f"{int((~reported).sum())} position(s) without a figure from their exchange are left out.")
+    st.dataframe(
+        pd.DataFrame({
+            "Client": positions["client"], "Exchange": positions["exchange_id"], "Account": positions["label"],
+            "Symbol": positions["symbol"], "Side": positions["side"], "Contracts": positions["contracts"],
+            "Entry": positions["entry_price"], "Mark": positions["mark_price"], "Notional": positions["notional"],
+            "Unrealized P&L": positions["unrealized_pnl"].map(lambda v: fmt.money(v, signed=True)
+                                                              if pd.notna(v) else "not reported"),
+            "Leverage": positions["leverage"], "Liquidation": positions["liquidation_price"],
+        }),
+        hide_index=True, width="stretch",
+    )

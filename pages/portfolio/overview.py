@@ -1,0 +1,113 @@
+"""Overview: total value and its change, allocation, top holdings, connector health."""
+
+import importlib.util
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from lib.access import Role
+from lib.settings import get_settings
+from lib.ui import charts, loaders
+from lib.ui import format as fmt
+from lib.ui.auth import current_viewer
+from lib.ui.shell import selected_client_id
+
+viewer = current_viewer()
+client_id = selected_client_id(viewer)
+
+st.title("Overview")
+
+with loaders.plain_errors("overview"):
+    clients = loaders.clients(viewer)
+    connectors = loaders.connectors(viewer, client_id)
+
+
+def welcome() -> None:
+    """A new install (or a scope with no accounts): say what to do next, never a blank page."""
+    if viewer.role != Role.ADMIN:
+        st.info("No exchange accounts are visible to you yet. Ask an admin to add your client's API keys.",
+                icon=":material/info:")
+        return
+    st.subheader("Welcome")
+    st.write("Nothing to show yet: add a client and its exchange API key, and the first sync starts at once.")
+    left, right = st.columns(2)
+    with left:
+        try:
+            st.page_link("pages/admin/clients.py", label="Add your first key", icon=":material/key:")
+        except StreamlitAPIException:  # the page runs outside app.py's navigation (a bare script run)
+            st.markdown("**Add your first key** under *Admin › Clients & keys*.")
+    if importlib.util.find_spec("lib.demo") is not None:  # the demo engineer's button (admins only)
+        from lib.ui.demo import load_demo_button
+
+        with right:
+            load_demo_button(viewer)
+
+
+if clients.empty or connectors.empty:
+    welcome()
+    st.stop()
+
+with loaders.plain_errors("balances"):
+    report = loaders.balances(viewer, client_id)
+    changes = loaders.value_changes(viewer, client_id)
+
+columns = st.columns(4)
+columns[0].metric("Total value", fmt.compact_money(report.total_usd), help="Sum of priced holdings, in USD.")
+for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
+    change = changes[window]
+    column.metric(
+        f"Change {window}",
+        fmt.money(change["change"], signed=True) if change["change"] is not None else "—",
+        delta=fmt.percent(change["pct"]) if change["pct"] is not None else None,
+        help="From the balance snapshots; — when no snapshot is that old.",
+    )
+
+if report.unpriced:
+    st.warning("Unpriced (no ticker or candle to value them; left out of the totals): "
+               + ", ".join(report.unpriced), icon=":material/help:")
+
+if report.empty:
+    st.info("No balances synced yet for this scope; they appear after the first successful sync.")
+else:
+    left, right = st.columns([3, 2])
+    with left:
+        path = ["client", "exchange_id", "asset"] if client_id is None else ["exchange_id", "label", "asset"]
+        st.plotly_chart(charts.allocation(report.rows, path, "Allocation by client, exchange and asset"),
+                        width="stretch")
+    with right:
+        st.plotly_chart(charts.top_holdings(report.rows), width="stretch")
+    holdings = report.rows.groupby("asset", as_index=False).agg(quantity=("total", "sum"), usd=("usd", "sum"),
+                                                                  priced=("priced", "all"))
+    holdings["usd"] = holdings["usd"].where(holdings["priced"])
+    holdings = holdings.sort_values("usd", ascending=False, na_position="last").head(10)
+    holdings["share"] = holdings["usd"] / report.total_usd if report.total_usd else None
+    st.subheader("Top holdings")
+    st.dataframe(
+        pd.DataFrame({"Asset": holdings["asset"], "Quantity": holdings["quantity"].map(fmt.quantity),
+                      "USD value": holdings["usd"].map(fmt.money), "Share": holdings["share"].map(
+                          lambda v: fmt.percent(v, signed=False))}),
+        hide_index=True, width="stretch",
+    )
+
+st.subheader("Connector health")
+WIDGETS = "lib.ui.sync_widgets"
+sync_widgets = importlib.import_module(WIDGETS) if importlib.util.find_spec(WIDGETS) else None
+if callable(getattr(sync_widgets, "health_strip", None)):
+    sync_widgets.health_strip(viewer, client_id)
+else:  # until the sync engineer's widget exists: counts from the connectors query
+    stale_after = 3 * get_settings().sync_interval_seconds
+    failing = connectors["status"].isin(["error", "attention"])
+    stale = ~failing & (connectors["age_seconds"].isna() | (connectors["age_seconds"] > stale_after))
+    counts = st.columns(3)
+    counts[0].metric("Fresh", int((~failing & ~stale).sum()))
+    counts[1].metric("Stale", int(stale.sum()), help=f"No successful sync in the last {fmt.age(stale_after)}.")
+    counts[2].metric("Failing", int(failing.sum()))
+    shown = connectors[failing | stale]
+    if not shown.empty:
+        st.dataframe(
+            pd.DataFrame({"Client": shown["client"], "Exchange": shown["exchange_id"], "Label": shown["label"],
+                          "Status": shown["status"], "Last success": shown["age_seconds"].map(fmt.ago),
+                          "Error": shown["last_error"].fillna("")}),
+            hide_index=True, width="stretch",
+        )

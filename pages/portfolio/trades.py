@@ -1,0 +1,81 @@
+"""Trades: fills filtered by connector, symbol, side and dates, paged on the server.
+
+Only one page of rows (and a COUNT) leaves the database per run, so a million fills stay
+fast. The CSV is built only when asked for and holds at most ``loaders.CSV_ROW_CAP`` rows.
+"""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from lib.ui import format as fmt
+from lib.ui import loaders
+from lib.ui.auth import current_viewer
+from lib.ui.shell import selected_client_id
+
+PAGE_SIZES = (50, 100, 250, 500)
+
+viewer = current_viewer()
+client_id = selected_client_id(viewer)
+
+st.title("Trades")
+
+with loaders.plain_errors("trades"):
+    connectors = loaders.connectors(viewer, client_id)
+if connectors.empty:
+    st.info("No exchange accounts in this scope yet.")
+    st.stop()
+
+names = {int(r.id): f"{r.client} · {r.exchange_id} / {r.label}" for r in connectors.itertuples()}
+first, second, third, fourth = st.columns([3, 2, 1, 2])
+connector_id = first.selectbox("Account", [None, *names], format_func=lambda c: "All accounts" if c is None
+                               else names[c])
+with loaders.plain_errors("symbols"):
+    symbols = loaders.fill_symbols(viewer, client_id, connector_id)
+symbol = second.selectbox("Symbol", [None, *symbols], format_func=lambda s: "All symbols" if s is None else s)
+side = third.selectbox("Side", [None, "buy", "sell"], format_func=lambda s: "Both" if s is None else s)
+dates = fourth.date_input("Dates (UTC)", value=(), help="Leave empty for all dates; one day picks that day on.")
+start = dates[0] if len(dates) > 0 else None
+end = dates[1] if len(dates) > 1 else None
+filters = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "side": side,
+           "start": start, "end": end}
+
+if st.session_state.get("trades_filters") != filters:  # new filters start again at page 1
+    st.session_state["trades_filters"] = filters
+    st.session_state["trades_page"] = 1
+page_size = st.session_state.get("trades_page_size", PAGE_SIZES[1])
+page_number = st.session_state.get("trades_page", 1)
+with loaders.plain_errors("trades"):
+    rows, total = loaders.fills(viewer, **filters, page=max(page_number - 1, 0), page_size=page_size)
+    pages = max(math.ceil(total / page_size), 1)
+    if page_number > pages:  # filters shrank the result: go back to the last page
+        st.session_state["trades_page"] = page_number = pages
+        rows, total = loaders.fills(viewer, **filters, page=pages - 1, page_size=page_size)
+
+st.caption(f"{total:,} fill(s) match; page {page_number} of {pages:,}, newest first.")
+if rows.empty:
+    st.info("No fills match these filters.")
+else:
+    st.dataframe(
+        pd.DataFrame({
+            "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": rows["client"],
+            "Exchange": rows["exchange_id"], "Account": rows["label"], "Symbol": rows["symbol"],
+            "Side": rows["side"], "Amount": rows["amount"], "Price": rows["price"], "Cost": rows["cost"],
+            "Fee": rows["fee_cost"], "Fee currency": rows["fee_currency"], "Maker/taker": rows["taker_or_maker"],
+            "Order": rows["order_id"], "Trade": rows["trade_id"],
+        }),
+        hide_index=True, width="stretch",
+        column_config={"Time (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")},
+    )
+
+left, middle, right = st.columns([1, 1, 2])
+left.number_input("Page", min_value=1, max_value=pages, step=1, key="trades_page")
+middle.selectbox("Rows per page", PAGE_SIZES, index=PAGE_SIZES.index(page_size), key="trades_page_size")
+right.download_button(
+    "Download CSV", loaders.fills_csv(viewer, **filters), file_name="trades.csv", mime="text/csv",
+    icon=":material/download:", disabled=total == 0,
+    help=f"The filtered fills, newest first, at most {loaders.CSV_ROW_CAP:,} rows; narrow the dates for more.",
+)
+if total > loaders.CSV_ROW_CAP:
+    st.caption(f"The CSV holds the newest {loaders.CSV_ROW_CAP:,} of the {total:,} matching fills.")

@@ -1,0 +1,199 @@
+"""AppTest of the portfolio pages: they render with data, filters change the numbers, a new
+install gets the welcome, a client user sees only its client, and no exception is shown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from lib import reports
+from lib.db import session_scope
+from lib.models import User
+from lib.settings import PROJECT_ROOT
+from lib.ui import shell
+from tests.test_queries import Seeded, seed_portfolio
+
+PAGES = ["overview", "balances", "trades", "orders", "pnl"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    """Caches live in the test process; start each test without another test's entries."""
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def seeded(database_url: str) -> Seeded:
+    return seed_portfolio()
+
+
+def open_page(name: str, user_id: int, client_id: int | None = None) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "portfolio" / f"{name}.py"), default_timeout=60)
+    at.session_state["auth_user_id"] = user_id
+    if client_id is not None:
+        at.session_state["scope_client_id"] = client_id
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    matches = [m.value for m in at.metric if m.label == label]
+    assert matches, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return matches[0]
+
+
+def widget(items, label: str):  # noqa: ANN001, ANN201 - AppTest element sequences
+    matches = [w for w in items if w.label == label]
+    assert matches, f"no widget labelled {label!r}; have {[w.label for w in items]}"
+    return matches[0]
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("error", "warning", "info", "caption", "markdown", "subheader", "title")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def table_text(at: AppTest) -> str:
+    return "\n".join(frame.value.to_csv() for frame in at.dataframe)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_renders_with_data(seeded: Seeded, name: str) -> None:
+    at = open_page(name, seeded.users["analyst"])
+    assert not at.error
+    assert at.title[0].value
+
+
+def test_overview_figures_scope_and_unpriced_notice(seeded: Seeded) -> None:
+    everyone = open_page("overview", seeded.users["admin"])
+    alpha_only = open_page("overview", seeded.users["admin"], client_id=seeded.alpha)
+    assert metric(everyone, "Total value") != metric(alpha_only, "Total value")
+    assert metric(alpha_only, "Total value") == "$49.08k"  # 0.563335 BTC, 3 ETH, 1.93 BNB, 1000 USDT
+    assert "XYZ" in texts(everyone) and "Unpriced" in texts(everyone)
+    assert "XYZ" not in texts(alpha_only)
+    assert metric(alpha_only, "Change 24h").startswith("+$")
+    assert metric(alpha_only, "Change 30d") == "—"  # no snapshot that old
+    assert len(everyone.get("plotly_chart")) == 2
+    assert "Connector health" in texts(everyone)
+
+
+def test_balances_filters_change_the_value(seeded: Seeded) -> None:
+    at = open_page("balances", seeded.users["admin"])
+    before = metric(at, "Value (filtered)")
+    assert "unpriced" in table_text(at)  # XYZ: the word, never $0
+    widget(at.multiselect, "Asset").select("BTC")
+    at.run()
+    assert not at.exception
+    assert metric(at, "Value (filtered)") == "$36,616.78" != before
+    assert metric(at, "Rows") == "1"
+    assert at.get("download_button")
+
+
+def test_trades_filters_and_paging(seeded: Seeded) -> None:
+    at = open_page("trades", seeded.users["admin"])
+    assert "10 fill(s) match" in texts(at)
+    widget(at.selectbox, "Side").select("sell")
+    at.run()
+    assert "3 fill(s) match" in texts(at)
+    widget(at.selectbox, "Symbol").select("BTC/USDT")
+    at.run()
+    assert "1 fill(s) match" in texts(at)
+    assert list(at.dataframe[0].value["Trade"]) == ["T5"]
+    widget(at.selectbox, "Side").select(None)
+    widget(at.selectbox, "Symbol").select(None)
+    widget(at.date_input, "Dates (UTC)").set_value((date(2024, 2, 1), date(2024, 2, 29)))
+    at.run()
+    assert "5 fill(s) match" in texts(at)
+    widget(at.selectbox, "Rows per page").select(50)
+    at.run()
+    assert not at.exception
+
+
+def test_orders_and_positions(seeded: Seeded) -> None:
+    at = open_page("orders", seeded.users["admin"])
+    assert "2 open order(s)" in texts(at)
+    orders = at.dataframe[0].value.set_index("Symbol")
+    assert orders.loc["BTC/USDT", "Distance"] == "-7.69%"
+    assert orders.loc["XYZ/USDT", "Distance"] == "—"  # no last price: a dash, not 0
+    assert metric(at, "Unrealized P&L (as the exchanges report it)") == "+$4.00"
+    widget(at.multiselect, "Symbol").select("BTC/USDT")
+    at.run()
+    assert "1 open order(s)" in texts(at)
+
+
+def test_pnl_method_and_scope_change_the_figures(seeded: Seeded) -> None:
+    at = open_page("pnl", seeded.users["admin"], client_id=seeded.alpha)
+    assert metric(at, "Realized") == "+$16,102.03"  # PNL.md, FIFO
+    assert metric(at, "Unrealized") == "+$12,547.94"
+    assert len(at.get("plotly_chart")) >= 2
+    widget(at.date_input, "Dates (UTC)").set_value((date(2024, 2, 10), date(2024, 2, 20)))
+    at.run()
+    assert metric(at, "Realized") == "+$6,739.59"  # T5 only
+    widget(at.radio, "Method").set_value("average")
+    at.run()
+    window = reports.pnl_report(None, seeded.viewer("admin"), seeded.alpha, method="average",
+                                start=datetime(2024, 2, 10, tzinfo=UTC), end=datetime(2024, 2, 21, tzinfo=UTC))
+    assert metric(at, "Realized") == f"+${window.result.totals.realized:,.2f}" != "+$6,739.59"
+    widget(at.toggle, "Pool lots per connector").set_value(True)
+    at.run()
+    assert not at.exception
+    assert at.get("download_button")
+
+
+def test_pnl_flags_unpriced_assets(seeded: Seeded) -> None:
+    at = open_page("pnl", seeded.users["admin"], client_id=seeded.beta)
+    assert "XYZ" in texts(at) and "Unpriced" in texts(at)
+    per_asset = at.dataframe[0].value.set_index("Asset")
+    assert per_asset.loc["XYZ", "Market value"] == "unpriced"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_client_user_sees_only_its_client(seeded: Seeded, name: str) -> None:
+    at = open_page(name, seeded.users["client"])
+    shown = texts(at) + table_text(at)
+    assert "Beta" not in shown and "XYZ" not in shown and "okx" not in shown
+    # asking for Beta through the sidebar key falls back to the viewer's own scope
+    sneaky = open_page(name, seeded.users["client"], client_id=seeded.beta)
+    assert "Beta" not in texts(sneaky) + table_text(sneaky)
+
+
+def test_new_install_shows_the_welcome(database_url: str) -> None:
+    with session_scope() as session:
+        admin = User(username="first-admin", role="admin", password_hash=None)
+        analyst = User(username="first-analyst", role="analyst", password_hash=None)
+        session.add_all([admin, analyst])
+        session.flush()
+        ids = admin.id, analyst.id
+    bare = open_page("overview", ids[0])  # the page alone: the welcome, with the link as text
+    assert "Welcome" in texts(bare) and "Add your first key" in texts(bare)
+    assert [button.label for button in bare.button] == ["Load demo data"]
+    staff = open_page("overview", ids[1])
+    assert "No exchange accounts are visible to you yet" in texts(staff)
+    for name in PAGES[1:]:
+        empty = open_page(name, ids[0])
+        assert empty.info and not empty.error
+
+
+def test_welcome_links_to_the_clients_page_inside_the_app(database_url: str) -> None:
+    missing = [path for _section, path, *_ in shell.PAGES if not (PROJECT_ROOT / path).is_file()]
+    if missing:
+        pytest.skip(f"app.py's navigation needs pages not written yet: {missing}")
+    with session_scope() as session:
+        admin = User(username="first-admin", role="admin", password_hash=None)
+        session.add(admin)
+        session.flush()
+        admin_id = admin.id
+    app = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)  # the link needs st.navigation
+    app.session_state["auth_user_id"] = admin_id
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert "Welcome" in texts(app)
+    assert [link.label for link in app.get("page_link")] == ["Add your first key"]

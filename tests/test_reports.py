@@ -1,0 +1,142 @@
+"""lib.reports: query -> prices -> pnl glue reproduces PNL.md, values balances, keeps scope; the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+
+import pytest
+
+from lib import reports
+from lib.cli import main
+from lib.db import session_scope
+from lib.models import utcnow
+from tests.test_queries import (
+    AVERAGE_REALIZED,
+    AVERAGE_UNREALIZED,
+    FIFO_REALIZED,
+    FIFO_UNREALIZED,
+    Seeded,
+    seed_portfolio,
+)
+
+
+@pytest.fixture
+def seeded(database_url: str) -> Seeded:
+    return seed_portfolio()
+
+
+@pytest.mark.parametrize(("method", "realized", "unrealized"), [
+    ("fifo", FIFO_REALIZED, FIFO_UNREALIZED), ("average", AVERAGE_REALIZED, AVERAGE_UNREALIZED),
+])
+def test_pnl_report_reproduces_the_test_vector(seeded: Seeded, method: str, realized: float,
+                                               unrealized: float) -> None:
+    report = reports.pnl_report(None, seeded.viewer("admin"), client_id=seeded.alpha, method=method)
+    totals = report.result.totals
+    assert totals.realized == pytest.approx(realized, abs=1e-6)
+    assert totals.unrealized == pytest.approx(unrealized, abs=1e-6)
+    assets = report.result.per_asset.set_index("asset")
+    assert assets.loc["BTC", "quantity"] == pytest.approx(0.563335)
+    assert report.result.unpriced_assets == []
+    assert report.fills == 7
+
+
+def test_pnl_report_scope_and_unpriced(seeded: Seeded) -> None:
+    client = seeded.viewer("client")
+    own = reports.pnl_report(None, client, method="fifo")
+    other = reports.pnl_report(None, client, client_id=seeded.beta)
+    everything = reports.pnl_report(None, seeded.viewer("analyst"))
+    assert own.result.totals.realized == pytest.approx(FIFO_REALIZED, abs=1e-6)
+    assert other.fills == 0 and other.result.per_asset.empty  # not an error, not Beta's data
+    assert everything.fills == 10
+    assert everything.result.unpriced_assets == ["XYZ"]
+    xyz = everything.result.per_asset.set_index("asset").loc["XYZ"]
+    assert math.isnan(xyz["market_value"]) and not xyz["priced"]
+
+
+def test_pnl_window_counts_only_its_disposals(seeded: Seeded) -> None:
+    from datetime import UTC, datetime
+
+    start, end = datetime(2024, 2, 10, tzinfo=UTC), datetime(2024, 2, 20, tzinfo=UTC)
+    report = reports.pnl_report(None, seeded.viewer("admin"), client_id=seeded.alpha, start=start, end=end)
+    assert report.result.totals.realized == pytest.approx(6739.59204, abs=1e-5)  # T5 only
+    summary = reports.summarize(report)
+    assert list(summary.daily["realized"]) == [pytest.approx(6739.59204, abs=1e-5)]
+
+
+def test_balances_report_values_and_flags_unpriced(seeded: Seeded) -> None:
+    report = reports.balances_report(seeded.viewer("admin"))
+    rows = report.rows.set_index(["client", "asset"])
+    assert rows.loc[("Alpha", "BTC"), "usd"] == pytest.approx(0.563335 * 65000)
+    assert rows.loc[("Alpha", "USDT"), "price"] == 1.0
+    assert math.isnan(rows.loc[("Beta", "XYZ"), "usd"]) and not rows.loc[("Beta", "XYZ"), "priced"]
+    assert report.unpriced == ["XYZ"]
+    expected = 0.563335 * 65000 + 3 * 3500 + 1.93 * 500 + 1000 + 500
+    assert report.total_usd == pytest.approx(expected)
+    mine = reports.balances_report(seeded.viewer("client"), client_id=seeded.beta)
+    assert mine.empty and mine.unpriced == []
+
+
+def test_value_changes_and_equity_curve(seeded: Seeded) -> None:
+    admin = seeded.viewer("admin")
+    changes = reports.value_changes(admin, client_id=seeded.alpha)
+    now_value = 0.563335 * 65000 + 3 * 3500 + 1.93 * 500 + 1000
+    assert changes["now"]["value"] == pytest.approx(now_value)
+    # 24 h ago the snapshot held 0.5 BTC + 1000 USDT; no candle that recent, so today's mark prices it
+    assert changes["24h"]["value"] == pytest.approx(0.5 * 65000 + 1000)
+    assert changes["24h"]["change"] == pytest.approx(now_value - (0.5 * 65000 + 1000))
+    assert changes["30d"]["value"] is None
+    curve, moves = reports.equity_curve(admin, client_id=seeded.alpha, start=utcnow() - timedelta(days=5))
+    assert len(curve) >= 2 and curve["usd"].iloc[-1] == pytest.approx(now_value)
+    assert moves.empty  # the deposit was in 2023
+    with session_scope() as session:
+        orders, positions = reports.orders_report(admin, session_or_url=session)
+    btc = orders.set_index("order_id").loc["open-1"]
+    assert btc["last"] == 65000 and btc["distance"] == pytest.approx(60000 / 65000 - 1)
+    assert 3500 < btc["age_seconds"] < 3700
+    assert math.isnan(orders.set_index("order_id").loc["open-2", "distance"])  # no XYZ ticker
+    assert len(positions) == 2
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_cli_pnl_and_balances(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _cli(capsys, "pnl", "--client", "alpha", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["totals"]["realized"] == pytest.approx(FIFO_REALIZED, abs=1e-6)
+    assert {row["asset"] for row in data["per_asset"]} >= {"BTC", "ETH", "BNB"}
+    code, out = _cli(capsys, "pnl", "--method", "average", "--json")
+    data = json.loads(out)
+    xyz = next(row for row in data["per_asset"] if row["asset"] == "XYZ")
+    assert xyz["market_value"] is None and xyz["unrealized"] is None  # unpriced: null, never 0
+    assert data["unpriced_assets"] == ["XYZ"]
+    code, out = _cli(capsys, "pnl", "--connector", str(seeded.beta_okx))
+    assert code == 0 and "unpriced" in out and "XYZ" in out
+    code, out = _cli(capsys, "balances", "--json")
+    data = json.loads(out)
+    assert next(r for r in data["rows"] if r["asset"] == "XYZ")["usd"] is None
+    code, out = _cli(capsys, "balances", "--client", "Beta")
+    assert code == 0 and "unpriced" in out
+    assert main(["pnl", "--client", "Nobody"]) == 2
+
+
+def test_cached_pnl_summary_is_reused_and_renewed(seeded: Seeded) -> None:
+    from lib.models import Trade
+    from tests.test_queries import ms
+
+    admin = seeded.viewer("admin")
+    first = reports.cached_pnl_summary(admin, client_id=seeded.alpha)
+    again = reports.cached_pnl_summary(seeded.viewer("client"))  # same accounts: same entry
+    assert again.totals == first.totals and again.totals["realized"] == pytest.approx(FIFO_REALIZED, abs=1e-6)
+    assert reports.cached_pnl_summary(seeded.viewer("client"), client_id=seeded.beta).fills == 0
+    with session_scope() as session:
+        session.add(Trade(connector_id=seeded.alpha_binance, trade_id="T8", timestamp=ms("2024-03-25"),
+                          symbol="BNB/USDT", base="BNB", quote="USDT", side="sell", amount=1.0, price=450.0,
+                          cost=450.0))
+    renewed = reports.cached_pnl_summary(admin, client_id=seeded.alpha)
+    assert renewed.fills == 8 and renewed.totals["realized"] != first.totals["realized"]
