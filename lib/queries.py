@@ -469,21 +469,64 @@ def _exchanges_in_scope(session: Session, ids: list[int] | None) -> list[str] | 
     return list(session.scalars(select(Connector.exchange_id).where(Connector.id.in_(ids)).distinct()))
 
 
+#: Assets any scope may price through, whoever holds them (public reference markets).
+BRIDGE_ASSETS = frozenset({"BTC", "ETH"})
+
+
+def _assets_in_scope(session: Session, ids: list[int]) -> set[str]:
+    """Every asset the scope's connectors hold, trade, pay fees in or transfer."""
+    sources = [
+        select(BalanceSnapshot.asset).where(BalanceSnapshot.connector_id.in_(ids)),
+        select(Trade.base).where(Trade.connector_id.in_(ids)),
+        select(Trade.quote).where(Trade.connector_id.in_(ids)),
+        select(Trade.fee_currency).where(Trade.connector_id.in_(ids)),
+        select(Transfer.currency).where(Transfer.connector_id.in_(ids)),
+        select(OpeningBalance.asset).where(OpeningBalance.connector_id.in_(ids)),
+    ]
+    assets: set[str] = set()
+    for query in sources:
+        assets.update(a for a in session.scalars(query.distinct()) if a)
+    return assets
+
+
+def _market_scope(session: Session, viewer: Viewer, client_id: int | None,
+                  connector_id: int | None) -> tuple[list[str], set[str]] | None:
+    """(exchanges, assets) whose market data the scope may read; None = everything.
+
+    Market data is filtered to pairs of the scope's own assets (plus cash and the BTC/ETH
+    bridges), so a client never learns which tokens other clients trade.
+    """
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids is None:
+        return None
+    allowed = _assets_in_scope(session, ids) | BRIDGE_ASSETS | get_settings().usd_like if ids else set()
+    return _exchanges_in_scope(session, ids) or [], allowed
+
+
+def _only_pairs_of(frame: pd.DataFrame, assets: set[str]) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    parts = frame["symbol"].astype(str).str.partition("/")
+    quote = parts[2].str.partition(":")[0]  # derivatives: BASE/QUOTE:SETTLE
+    return frame[parts[0].isin(assets) & quote.isin(assets)].reset_index(drop=True)
+
+
 TICKER_COLUMNS = ["exchange_id", "symbol", "last", "bid", "ask", "timestamp", "fetched_at"]
 
 
 def tickers(session: Session, viewer: Viewer, client_id: int | None = None,
             connector_id: int | None = None) -> pd.DataFrame:
-    """Last prices on the exchanges the scope's connectors use (so a client's figures are the
-    same whoever looks at them, and no other exchange shows up for a client viewer)."""
-    exchanges = _exchanges_in_scope(session, connector_ids(session, viewer, client_id, connector_id))
-    if exchanges == []:
+    """Last prices on the scope's exchanges, for pairs of the scope's assets (so a client's
+    figures are the same whoever looks at them, and nothing names another client's tokens)."""
+    scope = _market_scope(session, viewer, client_id, connector_id)
+    if scope is not None and not scope[0]:
         return _empty(TICKER_COLUMNS)
     query = select(Ticker.exchange_id, Ticker.symbol, Ticker.last, Ticker.bid, Ticker.ask, Ticker.timestamp,
                    Ticker.fetched_at).order_by(Ticker.exchange_id, Ticker.symbol)
-    if exchanges is not None:
-        query = query.where(Ticker.exchange_id.in_(exchanges))
-    return _utc(_read(session, query, TICKER_COLUMNS), "fetched_at")
+    if scope is None:
+        return _utc(_read(session, query, TICKER_COLUMNS), "fetched_at")
+    frame = _read(session, query.where(Ticker.exchange_id.in_(scope[0])), TICKER_COLUMNS)
+    return _utc(_only_pairs_of(frame, scope[1]), "fetched_at")
 
 
 CANDLE_COLUMNS = ["exchange_id", "symbol", "timeframe", "timestamp", "open", "high", "low", "close", "volume"]
@@ -492,14 +535,14 @@ CANDLE_COLUMNS = ["exchange_id", "symbol", "timeframe", "timestamp", "open", "hi
 def candles(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
             symbols: Sequence[str] | None = None, timeframe: str | None = None, start_ms: int | None = None,
             end_ms: int | None = None) -> pd.DataFrame:
-    """OHLCV candles on the scope's exchanges, oldest first."""
-    exchanges = _exchanges_in_scope(session, connector_ids(session, viewer, client_id, connector_id))
-    if exchanges == []:
+    """OHLCV candles on the scope's exchanges for pairs of its assets, oldest first."""
+    scope = _market_scope(session, viewer, client_id, connector_id)
+    if scope is not None and not scope[0]:
         return _empty(CANDLE_COLUMNS)
     query = select(Candle.exchange_id, Candle.symbol, Candle.timeframe, Candle.timestamp, Candle.open, Candle.high,
                    Candle.low, Candle.close, Candle.volume).order_by(Candle.timestamp)
-    if exchanges is not None:
-        query = query.where(Candle.exchange_id.in_(exchanges))
+    if scope is not None:
+        query = query.where(Candle.exchange_id.in_(scope[0]))
     if symbols is not None:
         query = query.where(Candle.symbol.in_(list(symbols)))
     if timeframe is not None:
@@ -508,7 +551,8 @@ def candles(session: Session, viewer: Viewer, client_id: int | None = None, conn
         query = query.where(Candle.timestamp >= start_ms)
     if end_ms is not None:
         query = query.where(Candle.timestamp < end_ms)
-    return _read(session, query, CANDLE_COLUMNS)
+    frame = _read(session, query, CANDLE_COLUMNS)
+    return frame if scope is None else _only_pairs_of(frame, scope[1])
 
 
 # --------------------------------------------------------------------------- cache invalidation

@@ -441,8 +441,6 @@ def test_a_client_user_cannot_reach_another_clients_rows(client_viewer_and_their
     assert {"balances", "fills", "pnl"} <= set(detectable), detectable
 
 
-@pytest.mark.xfail(strict=True, reason="lib.queries.tickers/candles return every symbol on the scope's exchanges, "
-                                       "which names the tokens other clients trade (reported to the lead)")
 def test_market_data_does_not_name_another_clients_symbols(client_viewer_and_theirs: tuple[Viewer, int]) -> None:
     client_viewer, theirs = client_viewer_and_theirs
     calls = [(n, f) for n, f in _calls(queries, (object(), object())) if n in MARKET_DATA]
