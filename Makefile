@@ -15,6 +15,7 @@ $(VENV)/.installed: requirements.txt
 ## run: create the virtualenv, install, migrate, start the dashboard (and its sync worker)
 run: $(VENV)/.installed
 	$(PY) -m lib.cli migrate
+	$(PY) -m lib.cli demo --resume
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 ## test: the whole suite (SQLite, plus PostgreSQL and Chromium where available)

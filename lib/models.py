@@ -22,8 +22,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 NAME_MAX = 100
 LABEL_MAX = 100
@@ -214,13 +214,18 @@ class OpeningBalance(Base):
 
 
 class Trade(Base):
-    """A fill, upserted on (connector, exchange trade id)."""
+    """A fill, inserted once on (connector, exchange trade id) and never updated.
+
+    Ids are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL): the P&L
+    fill store (lib.queries) relies on (count, max id) to know it is in step.
+    """
 
     __tablename__ = "trades"
     __table_args__ = (
         UniqueConstraint("connector_id", "trade_id"),
         Index("ix_trades_connector_ts", "connector_id", "timestamp"),
         Index("ix_trades_ts", "timestamp"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

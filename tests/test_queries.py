@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
 from lib import queries
 from lib.access import Role, Viewer
@@ -298,3 +299,24 @@ def test_fill_store_follows_new_and_deleted_fills(seeded: Seeded) -> None:
     with session_scope() as session:
         rebuilt = queries.pnl_fills(session, admin)
     assert len(rebuilt) == 7 and set(rebuilt["client_id"]) == {seeded.alpha}
+
+
+def test_fill_store_is_not_fooled_by_a_delete_then_as_many_inserts(seeded: Seeded) -> None:
+    """Same count, and ids that would be reused without AUTOINCREMENT: the store must notice."""
+    admin = seeded.viewer("admin")
+    with session_scope() as session:
+        before = queries.pnl_fills(session, admin)
+        newest = session.scalars(select(Trade).order_by(Trade.id.desc()).limit(2)).all()
+        for trade in newest:
+            session.delete(trade)
+    with session_scope() as session:
+        for n in range(2):
+            session.add(Trade(connector_id=seeded.alpha_binance, trade_id=f"replacement-{n}",
+                              timestamp=ms("2024-06-01"),
+                              symbol="BTC/USDT", base="BTC", quote="USDT", side="buy", amount=0.01, price=1.0,
+                              cost=0.01))
+    with session_scope() as session:
+        after = queries.pnl_fills(session, admin)
+    assert len(after) == len(before)
+    assert {"replacement-0", "replacement-1"} <= set(after["trade_id"])
+    assert not {t.trade_id for t in newest} & set(after["trade_id"])

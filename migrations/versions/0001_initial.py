@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 13:46:03.877531
+Create Date: 2026-11-21 14:17:52.368980
 
 """
 from typing import Sequence, Union
@@ -237,7 +237,8 @@ def upgrade() -> None:
     sa.Column('fee_currency', sa.String(length=30), nullable=True),
     sa.ForeignKeyConstraint(['connector_id'], ['connectors.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('connector_id', 'trade_id')
+    sa.UniqueConstraint('connector_id', 'trade_id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('trades', schema=None) as batch_op:
         batch_op.create_index('ix_trades_connector_ts', ['connector_id', 'timestamp'], unique=False)
