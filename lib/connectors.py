@@ -185,7 +185,8 @@ def get_connector(session: Session, connector_id: int) -> Connector:
     return connector
 
 
-def connection_spec(connector: Connector, vault: Vault, timeout_ms: int = exchanges.DEFAULT_TIMEOUT_MS) -> ConnectionSpec:
+def connection_spec(connector: Connector, vault: Vault,
+                    timeout_ms: int = exchanges.DEFAULT_TIMEOUT_MS) -> ConnectionSpec:
     """Decrypt a stored connector into what ``lib.exchanges`` needs (memory only)."""
     if not exchanges.is_supported(connector.exchange_id):
         raise UnsupportedExchange(connector.exchange_id)

@@ -25,4 +25,5 @@ def session_state_dump(at) -> str:  # noqa: ANN001 - streamlit.testing AppTest
     browser's request itself and is replaced by the next interaction.
     """
     state = at.session_state._state._state
-    return repr(state._old_state) + repr(state._new_session_state) + repr({k: at.session_state[k] for k in at.session_state})
+    public = {key: at.session_state[key] for key in at.session_state}
+    return repr(state._old_state) + repr(state._new_session_state) + repr(public)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import secrets
@@ -81,7 +82,7 @@ def test_errors_are_one_line_and_change_nothing(sqlite_url, capsys, marker, argv
 def test_missing_credential_without_terminal_is_an_error(sqlite_url, capsys, monkeypatch):
     monkeypatch.delenv("EXCHANGE_API_KEY", raising=False)
     monkeypatch.delenv("EXCHANGE_SECRET", raising=False)
-    monkeypatch.setattr(sys, "stdin", open("/dev/null"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
     run(capsys, "client", "add", "Sharp")
     code, _, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--no-sync")
     assert code == 2 and "EXCHANGE_API_KEY" in err

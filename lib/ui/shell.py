@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from lib.access import Role, Viewer
-from lib.db import session_scope
 from lib.clients import list_clients
+from lib.db import session_scope
 from lib.ui import auth, context
 from lib.vault import VaultError
 

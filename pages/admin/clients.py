@@ -4,8 +4,8 @@ import streamlit as st
 
 from lib.access import Role
 from lib.ui import admin
-from lib.ui.demo import load_demo_button
 from lib.ui.auth import current_viewer
+from lib.ui.demo import load_demo_button
 from lib.ui.shell import require_role
 
 viewer = current_viewer()
