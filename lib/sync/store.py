@@ -1,0 +1,267 @@
+"""Everything the sync writes or reads in the database, one short transaction per call.
+
+Rows from exchanges are inserted with the dialect's ``INSERT ... ON CONFLICT`` so a
+re-run, a retry or a crash half-way never duplicates anything. A cursor is written in
+the same transaction as the rows it covers, so it can never run ahead of them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from lib.db import session_scope
+from lib.models import (
+    BalanceSnapshot,
+    Base,
+    Candle,
+    Connector,
+    OpeningBalance,
+    Order,
+    Position,
+    SyncCursor,
+    Ticker,
+    Trade,
+    Transfer,
+    utcnow,
+)
+
+
+def _insert(session: Session, model: type[Base]) -> Any:
+    """The dialect's INSERT for the model's table (Core: compiled once, cached, executemany)."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(model.__table__)
+
+
+def insert_ignore(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]],
+                  keys: Sequence[str]) -> int:
+    """Insert rows, skipping those whose ``keys`` already exist; returns how many were new."""
+    if not rows:
+        return 0
+    statement = _insert(session, model).on_conflict_do_nothing(index_elements=list(keys))
+    statement = statement.returning(*model.__table__.primary_key.columns)
+    return len(session.connection().execute(statement, [dict(r) for r in rows]).all())
+
+
+def upsert(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
+    """Insert rows, overwriting the non-key columns of rows that already exist."""
+    if not rows:
+        return
+    statement = _insert(session, model)
+    columns = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+    session.connection().execute(statement.on_conflict_do_update(index_elements=list(keys), set_=columns),
+                                 [dict(r) for r in rows])
+
+
+def _set_cursors(session: Session, connector_id: int, cursors: Mapping[str, str]) -> None:
+    if cursors:
+        rows = [{"connector_id": connector_id, "key": k, "value": v} for k, v in cursors.items()]
+        upsert(session, SyncCursor, rows, ("connector_id", "key"))
+
+
+# --- reads --------------------------------------------------------------------------------
+
+def cursors(connector_id: int) -> dict[str, str]:
+    with session_scope() as session:
+        rows = session.execute(select(SyncCursor.key, SyncCursor.value).where(SyncCursor.connector_id == connector_id))
+        return {key: value for key, value in rows}
+
+
+def known_assets_and_symbols(connector_id: int) -> tuple[set[str], set[str]]:
+    """Assets ever held or moved, and symbols ever traded: where to look for fills."""
+    with session_scope() as session:
+        assets = set(session.scalars(
+            select(BalanceSnapshot.asset).where(BalanceSnapshot.connector_id == connector_id).distinct()))
+        assets |= set(session.scalars(
+            select(Transfer.currency).where(Transfer.connector_id == connector_id).distinct()))
+        symbols = set(session.scalars(select(Trade.symbol).where(Trade.connector_id == connector_id).distinct()))
+    return assets, symbols
+
+
+def oldest_fill(connector_id: int) -> int | None:
+    with session_scope() as session:
+        return session.scalar(select(func.min(Trade.timestamp)).where(Trade.connector_id == connector_id))
+
+
+def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple[int, int]]:
+    """Non-cash quote and fee currencies of this connector's fills -> (first, last) fill time."""
+    ranges: dict[str, tuple[int, int]] = {}
+    with session_scope() as session:
+        for column in (Trade.quote, Trade.fee_currency):
+            query = (select(column, func.min(Trade.timestamp), func.max(Trade.timestamp))
+                     .where(Trade.connector_id == connector_id, column.is_not(None)).group_by(column))
+            for asset, first, last in session.execute(query):
+                if asset in cash:
+                    continue
+                old = ranges.get(asset, (first, last))
+                ranges[asset] = (min(old[0], first), max(old[1], last))
+    return ranges
+
+
+def candle_span(exchange_id: str, symbol: str, timeframe: str) -> tuple[int, int] | None:
+    with session_scope() as session:
+        first, last = session.execute(
+            select(func.min(Candle.timestamp), func.max(Candle.timestamp)).where(
+                Candle.exchange_id == exchange_id, Candle.symbol == symbol, Candle.timeframe == timeframe)
+        ).one()
+    return None if first is None else (first, last)
+
+
+def ticker_prices(exchange_id: str, symbols: Iterable[str]) -> dict[str, float]:
+    with session_scope() as session:
+        rows = session.execute(select(Ticker.symbol, Ticker.last, Ticker.bid, Ticker.ask).where(
+            Ticker.exchange_id == exchange_id, Ticker.symbol.in_(list(symbols))))
+        prices = {}
+        for symbol, last, bid, ask in rows:
+            price = last if last else (bid + ask) / 2 if bid and ask else None
+            if price:
+                prices[symbol] = price
+        return prices
+
+
+# --- writes -------------------------------------------------------------------------------
+
+def save_balance(connector_id: int, taken_at: datetime, balance: Mapping[str, Any]) -> int:
+    """One row per asset held (free, used, total), so balances have a history."""
+    total, free, used = balance.get("total") or {}, balance.get("free") or {}, balance.get("used") or {}
+    rows = [
+        {"connector_id": connector_id, "taken_at": taken_at, "asset": asset,
+         "free": float(free.get(asset) or 0.0), "used": float(used.get(asset) or 0.0), "total": float(amount or 0.0)}
+        for asset, amount in sorted(total.items())
+        if amount or free.get(asset) or used.get(asset)
+    ]
+    with session_scope() as session:
+        if rows:
+            session.connection().execute(_insert(session, BalanceSnapshot), rows)
+    return len(rows)
+
+
+def save_trades(connector_id: int, rows: Sequence[Mapping[str, Any]], cursor: Mapping[str, str]) -> int:
+    """Insert a page of fills and advance its cursor in the same commit; returns new fills."""
+    with session_scope() as session:
+        added = insert_ignore(session, Trade, [{**r, "connector_id": connector_id} for r in rows],
+                              ("connector_id", "trade_id"))
+        _set_cursors(session, connector_id, cursor)
+    return added
+
+
+def save_cursor(connector_id: int, cursor: Mapping[str, str]) -> None:
+    with session_scope() as session:
+        _set_cursors(session, connector_id, cursor)
+
+
+def save_transfers(connector_id: int, rows: Sequence[Mapping[str, Any]], cursor: Mapping[str, str]) -> int:
+    """Upsert deposits/withdrawals (their status may change); returns how many were new."""
+    if not rows and not cursor:
+        return 0
+    with session_scope() as session:
+        added = 0
+        if rows:
+            keys = {(r["type"], r["transfer_id"]) for r in rows}
+            existing = {tuple(row) for row in session.execute(
+                select(Transfer.type, Transfer.transfer_id).where(
+                    Transfer.connector_id == connector_id,
+                    Transfer.transfer_id.in_([k[1] for k in keys]))).all()}
+            added = len(keys - existing)
+            upsert(session, Transfer, [{**r, "connector_id": connector_id} for r in rows],
+                   ("connector_id", "type", "transfer_id"))
+        _set_cursors(session, connector_id, cursor)
+    return added
+
+
+def replace_orders(connector_id: int, rows: Sequence[Mapping[str, Any]]) -> int:
+    """The connector's open orders become exactly ``rows``, atomically."""
+    with session_scope() as session:
+        session.execute(delete(Order).where(Order.connector_id == connector_id))
+        if rows:
+            session.connection().execute(_insert(session, Order), [{**r, "connector_id": connector_id} for r in rows])
+    return len(rows)
+
+
+def replace_positions(connector_id: int, rows: Sequence[Mapping[str, Any]]) -> int:
+    with session_scope() as session:
+        session.execute(delete(Position).where(Position.connector_id == connector_id))
+        if rows:
+            session.connection().execute(_insert(session, Position),
+                                         [{**r, "connector_id": connector_id} for r in rows])
+    return len(rows)
+
+
+def save_tickers(exchange_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        with session_scope() as session:
+            upsert(session, Ticker, [{**r, "exchange_id": exchange_id, "fetched_at": utcnow()} for r in rows],
+                   ("exchange_id", "symbol"))
+
+
+def save_candles(exchange_id: str, symbol: str, timeframe: str, candles: Sequence[Sequence[float]]) -> int:
+    rows = [
+        {"exchange_id": exchange_id, "symbol": symbol, "timeframe": timeframe, "timestamp": int(c[0]),
+         "open": c[1], "high": c[2], "low": c[3], "close": c[4], "volume": c[5] if len(c) > 5 else None}
+        for c in candles if c and c[4] is not None
+    ]
+    if not rows:
+        return 0
+    with session_scope() as session:
+        return insert_ignore(session, Candle, rows, ("exchange_id", "symbol", "timeframe", "timestamp"))
+
+
+# --- opening balances ---------------------------------------------------------------------
+
+def explained_holdings(connector_id: int) -> dict[str, float]:
+    """What the stored fills and transfers add up to, per asset."""
+    net: dict[str, float] = defaultdict(float)
+    with session_scope() as session:
+        trades = session.execute(select(Trade.base, Trade.quote, Trade.side, Trade.amount, Trade.cost,
+                                        Trade.fee_cost, Trade.fee_currency).where(Trade.connector_id == connector_id))
+        for base, quote, side, amount, cost, fee_cost, fee_currency in trades:
+            sign = 1.0 if side == "buy" else -1.0
+            net[base] += sign * amount
+            net[quote] -= sign * cost
+            if fee_currency and fee_cost:
+                net[fee_currency] -= fee_cost
+        transfers = session.execute(select(Transfer.type, Transfer.currency, Transfer.amount, Transfer.fee_cost,
+                                           Transfer.fee_currency, Transfer.status)
+                                    .where(Transfer.connector_id == connector_id))
+        for kind, currency, amount, fee_cost, fee_currency, status in transfers:
+            if status in ("failed", "canceled"):
+                continue
+            if kind == "deposit":
+                if status in (None, "ok"):
+                    net[currency] += amount
+            else:
+                net[currency] -= amount
+            if fee_cost and fee_currency:
+                net[fee_currency] -= fee_cost
+    return dict(net)
+
+
+def unexplained(holdings: Mapping[str, float], explained: Mapping[str, float]) -> dict[str, float]:
+    """Holdings beyond what history explains (a rounding-level difference is not a lot)."""
+    result = {}
+    for asset, total in holdings.items():
+        missing = total - explained.get(asset, 0.0)
+        if missing > 1e-8 + 1e-9 * abs(total):
+            result[asset] = missing
+    return result
+
+
+def book_opening_balances(connector_id: int, amounts: Mapping[str, float], prices: Mapping[str, float | None],
+                          timestamp: int) -> int:
+    """Record the first sync: opening lots plus ``first_synced_at``, in one commit."""
+    rows = [{"connector_id": connector_id, "asset": a, "amount": v, "usd_price": prices.get(a), "timestamp": timestamp}
+            for a, v in sorted(amounts.items())]
+    with session_scope() as session:
+        if rows:
+            insert_ignore(session, OpeningBalance, rows, ("connector_id", "asset"))
+        connector = session.get(Connector, connector_id)
+        if connector is not None and connector.first_synced_at is None:
+            connector.first_synced_at = utcnow()
+    return len(rows)

@@ -1,0 +1,84 @@
+"""The scheduled sync: every enabled connector, every interval, until told to stop.
+
+Used by ``python -m lib.cli worker`` (stops on SIGTERM) and by the dashboard's own
+background thread (``start_background_worker``). On SQLite one worker per database holds
+an exclusive file lock; on PostgreSQL any number may run, and the row leases of
+``lib.sync.lease`` keep them from syncing one connector twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from lib.access import SYSTEM
+from lib.settings import get_settings
+from lib.sync import lease
+from lib.sync.runner import RunReport, sync_connectors
+
+log = logging.getLogger(__name__)
+
+
+def run_cycle(interval: float, stop: threading.Event) -> RunReport | None:
+    """One pass over the connectors that are due; never raises (the loop must go on)."""
+    try:
+        return sync_connectors(SYSTEM, trigger="worker", stop=stop, due_seconds=interval / 2)
+    except Exception:  # noqa: BLE001 - e.g. the database is down; try again next interval
+        log.exception("sync cycle failed")
+        return None
+
+
+def run_worker(interval: float, stop: threading.Event, *, lock: bool = True) -> None:
+    """Loop until ``stop`` is set. Raises ``lease.WorkerLockBusy`` when SQLite is taken."""
+    handle = lease.acquire_worker_lock() if lock else None
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            report = run_cycle(interval, stop)
+            if report is not None and report.total:
+                log.info("synced %d connector(s): %d ok, %d failed", report.total, report.successful, report.failed)
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        lease.release_worker_lock(handle)
+
+
+@dataclass
+class BackgroundWorker:
+    """The dashboard's in-process worker thread; ``message`` says why it is not running."""
+
+    running: bool
+    message: str
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+        self.running = False
+
+
+def start_background_worker(interval: float | None = None) -> BackgroundWorker:
+    """Start the worker loop in a daemon thread, holding the SQLite lock for the process.
+
+    When another worker already holds the lock, nothing starts and ``message`` says so.
+    """
+    interval = interval or get_settings().sync_interval_seconds
+    try:
+        handle = lease.acquire_worker_lock()
+    except lease.WorkerLockBusy as busy:
+        log.warning("%s", busy)
+        return BackgroundWorker(False, str(busy))
+    worker = BackgroundWorker(True, f"Syncing every {interval:g} s in the dashboard process.")
+
+    def loop() -> None:
+        try:
+            run_worker(interval, worker.stop_event, lock=False)
+        finally:
+            lease.release_worker_lock(handle)
+
+    worker.thread = threading.Thread(target=loop, name="sync-worker", daemon=True)
+    worker.thread.start()
+    return worker

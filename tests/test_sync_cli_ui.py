@@ -1,0 +1,117 @@
+"""The sync CLI (JSON, exit codes), the Sync page and its widgets, opening balances."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from lib.access import SYSTEM
+from lib.cli import main
+from lib.db import session_scope
+from lib.models import AuditEvent, Connector, OpeningBalance, User, UserClient
+from lib.settings import PROJECT_ROOT
+from lib.simulator import Simulator, SimulatorConfig
+from lib.sync import markets, store, sync_connectors
+from tests.sync_helpers import add_connectors
+
+PAGE = str(PROJECT_ROOT / "pages/operations/sync.py")
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    markets.forget()
+    simulator = Simulator(SimulatorConfig(seed=5, accounts=2, days=30, fills_per_account=120)).start()
+    yield simulator
+    simulator.stop()
+
+
+def test_cli_sync_json_and_exit_code(sqlite_url: str, sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = add_connectors(sim)
+    assert main(["sync", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["total"], out["successful"], out["failed"]) == (2, 2, 0)
+    first = out["results"][0]
+    assert set(first) == {"connector_id", "client", "exchange", "label", "success", "balances", "new_trades",
+                          "new_transfers", "open_orders", "error"}
+    assert first["new_trades"] == 120 and first["error"] is None
+
+    sim.revoke(sim.accounts[0].id)
+    assert main(["sync", "--connector", str(ids[sim.accounts[0].id]), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["failed"] == 1 and "Authentication failed" in out["results"][0]["error"]
+    assert main(["sync", "--client", "Acme"]) == 1
+    captured = capsys.readouterr()
+    assert "1 of 2 connector(s) synced" in captured.out and "FAILED" in captured.err
+    assert sim.accounts[0].secret not in captured.out + captured.err
+
+
+def test_print_sync_after_save(sqlite_url: str, sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    from lib.cli.sync import print_sync_after_save
+
+    ids = add_connectors(sim)
+    assert print_sync_after_save(ids[sim.accounts[1].id]) == 0
+    assert "120 new fill(s)" in capsys.readouterr().out
+
+
+def test_opening_balances_book_what_history_does_not_explain(sqlite_url: str, sim: Simulator) -> None:
+    ids = add_connectors(sim)
+    connector_id = next(iter(ids.values()))
+    assert store.unexplained({"BTC": 1.5, "USDT": 100.0, "ETH": 2.0}, {"BTC": 1.0, "USDT": 100.0 - 1e-12}) == {
+        "BTC": 0.5, "ETH": 2.0}
+    assert store.book_opening_balances(connector_id, {"BTC": 0.5, "XYZ": 3.0}, {"BTC": 60000.0, "XYZ": None}, 1) == 2
+    with session_scope() as session:
+        rows = {o.asset: (o.amount, o.usd_price) for o in session.scalars(select(OpeningBalance))}
+        assert rows == {"BTC": (0.5, 60000.0), "XYZ": (3.0, None)}
+        assert session.get(Connector, connector_id).first_synced_at is not None
+
+
+def login(at: AppTest, role: str, client_ids: tuple[int, ...] = ()) -> AppTest:
+    with session_scope() as session:
+        user = User(username=f"{role}-{secrets.token_hex(3)}", role=role, password_hash=None)
+        session.add(user)
+        session.flush()
+        session.add_all([UserClient(user_id=user.id, client_id=c) for c in client_ids])
+        at.session_state["auth_user_id"] = user.id
+    return at
+
+
+def page_text(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "error", "info", "title")
+                     for e in getattr(at, kind))
+
+
+def test_sync_page_force_sync_and_retry(database_url: str, sim: Simulator) -> None:
+    ids = add_connectors(sim)
+    sim.revoke(sim.accounts[0].id)
+    at = login(AppTest.from_file(PAGE, default_timeout=120), "analyst")
+    at.run()
+    assert not at.exception
+    assert "never synced" in page_text(at)
+    next(b for b in at.button if b.label == "Force sync: everything").click()
+    at.run()
+    assert not at.exception
+    text = page_text(at)
+    assert "needs attention: Authentication failed" in text and "synced just now" in text
+    assert [b.label for b in at.button].count("Retry") == 1
+    with session_scope() as session:
+        assert session.scalar(select(AuditEvent).where(AuditEvent.action == "sync.forced"))
+        assert session.get(Connector, ids[sim.accounts[1].id]).status == "ok"
+
+
+def test_client_role_sees_own_connectors_and_cannot_force(database_url: str, sim: Simulator) -> None:
+    ids = add_connectors(sim)
+    add_connectors(sim, client="Other")
+    sync_connectors(SYSTEM)
+    with session_scope() as session:
+        client_id = session.get(Connector, next(iter(ids.values()))).client_id
+    at = login(AppTest.from_file(PAGE, default_timeout=60), "client", (client_id,))
+    at.run()
+    assert not at.exception
+    text = page_text(at)
+    assert "Acme" in text and "Other" not in text
+    assert not [b for b in at.button if "sync" in b.label.lower() or b.label == "Retry"]
