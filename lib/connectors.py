@@ -79,6 +79,25 @@ def _check_label_free(session: Session, client_id: int, exchange_id: str, label:
         raise ValidationError("label", f"This client already has a {exchange_id} connector labelled '{label}'.")
 
 
+def _check_key_unused(session: Session, vault: Vault, exchange_id: str, credentials: Mapping[str, str],
+                      except_id: int | None = None) -> None:
+    """One exchange account, one connector: the same key twice would count its money twice.
+
+    Keys are only stored encrypted, so the comparison decrypts this exchange's connectors
+    in memory (a few hundred at most); rows the configured keys cannot open are skipped.
+    """
+    api_key = credentials.get("apiKey")
+    if not api_key:
+        return
+    query = select(Connector).where(Connector.exchange_id == exchange_id, Connector.key_hint == api_key[-4:])
+    for other in session.scalars(query):
+        if other.id != except_id and vault.can_decrypt(other.credentials_ciphertext) \
+                and vault.decrypt(other.credentials_ciphertext).get("apiKey") == api_key:
+            raise ValidationError(
+                "credentials", f"This API key is already stored as {_describe(other, other.client.name)}; "
+                "one exchange account must not be counted twice.")
+
+
 @dataclass(frozen=True)
 class ConnectionCheck:
     ok: bool
@@ -113,6 +132,7 @@ def create_connector(session: Session, viewer: Viewer, vault: Vault, client_id: 
     client = get_client(session, client_id)
     exchange_id, label, credentials, api_url, sandbox = validate(data)
     _check_label_free(session, client.id, exchange_id, label)
+    _check_key_unused(session, vault, exchange_id, credentials)
     connector = Connector(
         client_id=client.id, exchange_id=exchange_id, label=label,
         credentials_ciphertext=vault.encrypt(credentials), key_hint=credentials["apiKey"][-4:]
@@ -162,6 +182,7 @@ def replace_credentials(session: Session, viewer: Viewer, vault: Vault, connecto
     if not exchanges.is_supported(connector.exchange_id):
         raise ValidationError("exchange", str(UnsupportedExchange(connector.exchange_id)))
     cleaned = check_credentials(connector.exchange_id, credentials)
+    _check_key_unused(session, vault, connector.exchange_id, cleaned, except_id=connector.id)
     connector.credentials_ciphertext = vault.encrypt(cleaned)
     connector.key_hint = cleaned.get("apiKey", "")[-4:]
     connector.status = "new"

@@ -35,6 +35,8 @@ DEMO_SEED = 1
 START_TIMEOUT_SECONDS = 30.0
 #: demo client -> the simulator accounts (by position) it owns
 DEMO_CLIENTS = {"Sharp Foundation": (0, 1), "Northwind Labs": (2, 3)}
+#: one account more than the demo uses, left free for trying the "Add connector" form
+SIMULATED_ACCOUNTS = 5
 
 
 class DemoError(RuntimeError):
@@ -82,7 +84,7 @@ def ensure_simulator(state: DemoState) -> list[dict[str, str]]:
     with log_path.open("ab") as log_file:
         subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [sys.executable, "-m", "lib.simulator", "--port", str(state.port), "--seed", str(state.seed),
-             "--accounts", str(sum(len(v) for v in DEMO_CLIENTS.values())), "--dialects", "binance,okx",
+             "--accounts", str(SIMULATED_ACCOUNTS), "--dialects", "binance,okx",
              "--anchor", state.anchor, "--fills-per-account", "400"],
             cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -95,6 +97,12 @@ def ensure_simulator(state: DemoState) -> list[dict[str, str]]:
             return accounts
         time.sleep(0.3)
     raise DemoError(f"The exchange simulator did not start on port {state.port}; see {log_path}.")
+
+
+def is_loaded() -> bool:
+    """True once the demo clients exist (the button is then no longer offered)."""
+    with session_scope() as session:
+        return session.scalar(select(Client.id).where(Client.name.in_(DEMO_CLIENTS)).limit(1)) is not None
 
 
 def resume() -> bool:

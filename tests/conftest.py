@@ -87,6 +87,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ENCRYPTION_KEYS", encryption_key)
     monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "no.env"))
+    monkeypatch.setenv("RUN_WORKER_IN_APP", "false")  # tests sync explicitly
     _reset_caches()
     db_module.migrate(url)
     yield url
@@ -103,6 +104,7 @@ def sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encryption_key: 
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ENCRYPTION_KEYS", encryption_key)
     monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "no.env"))
+    monkeypatch.setenv("RUN_WORKER_IN_APP", "false")  # tests sync explicitly
     _reset_caches()
     db_module.migrate(url)
     yield url

@@ -13,12 +13,12 @@ from lib.simulator import Simulator
 from lib.vault import load_vault
 
 
-def add_connectors(sim: Simulator, client: str = "Acme") -> dict[str, int]:
-    """One connector per simulated account; returns account id -> connector id."""
+def add_connectors(sim: Simulator, client: str = "Acme", accounts: slice = slice(None)) -> dict[str, int]:
+    """One connector per simulated account (or a slice of them); returns account id -> connector id."""
     ids = {}
     with session_scope() as session:
         owner = create_client(session, SYSTEM, client)
-        for account in sim.accounts:
+        for account in sim.accounts[accounts]:
             data = ConnectorInput(account.dialect, account.id, account.credentials(), account.api_url)
             ids[account.id] = create_connector(session, SYSTEM, load_vault(), owner.id, data).id
     return ids

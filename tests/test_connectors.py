@@ -165,3 +165,20 @@ def test_rotate_all_and_undecryptable_rows_are_named(database_url, client_id, mo
     with pytest.raises(VaultError, match="#1 a"), session_scope() as session:
         connectors.rotate_all(session, SYSTEM, load_vault())
     assert database_contents(database_url) == before
+
+
+def test_the_same_api_key_cannot_be_stored_twice(database_url, client_id):
+    data = _binance_input("desk")
+    with session_scope() as session:
+        other = clients.create_client(session, SYSTEM, "Other client")
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, data)
+        other_id = other.id
+    before = database_contents(database_url)
+    with pytest.raises(ValidationError, match="already stored as Sharp Foundation / binance / desk"), \
+            session_scope() as session:
+        connectors.create_connector(session, SYSTEM, load_vault(), other_id, _binance_input("main", credentials={
+            "apiKey": data.credentials["apiKey"], "secret": secrets.token_hex(16)}))
+    assert database_contents(database_url) == before
+    with session_scope() as session:  # the same key on another exchange is another account
+        connectors.create_connector(session, SYSTEM, load_vault(), other_id, _binance_input(
+            "main", exchange_id="kraken", credentials=dict(data.credentials)))

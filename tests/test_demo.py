@@ -44,6 +44,16 @@ def test_load_demo_from_an_empty_database(database_url, demo_port):
         assert session.scalar(select(func.count(Trade.id))) > 0
         assert session.scalar(select(func.count(BalanceSnapshot.id))) > 0
     at.run()
-    widget(at.button, "Load demo data").click()
-    at.run()
-    assert "already loaded" in "\n".join(e.value for e in at.error)
+    assert "Load demo data" not in [b.label for b in at.button]
+
+
+def test_loading_twice_is_refused_and_changes_nothing(database_url, demo_port):
+    from lib import demo
+    from lib.access import SYSTEM
+    from tests.helpers import database_contents
+
+    demo.load_demo(SYSTEM)
+    before = database_contents(database_url)
+    with pytest.raises(demo.DemoError, match="already loaded"):
+        demo.load_demo(SYSTEM)
+    assert database_contents(database_url) == before

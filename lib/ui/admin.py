@@ -22,13 +22,15 @@ from lib.vault import VaultError
 FLASH_KEY = "admin_flash"
 
 
-def flash(kind: str, message: str) -> None:
-    """Keep a message for the next rerun (messages drawn before st.rerun would vanish)."""
-    st.session_state[FLASH_KEY] = (kind, message)
+def flash(section: str, kind: str, message: str) -> None:
+    """Keep a message for the next run, to be shown in ``section`` (beside the form that caused it)."""
+    st.session_state[FLASH_KEY] = (section, kind, message)
 
 
-def show_flash() -> None:
-    kind, message = st.session_state.pop(FLASH_KEY, (None, None))
+def show_flash(section: str) -> None:
+    if st.session_state.get(FLASH_KEY, ("",))[0] != section:
+        return
+    _section, kind, message = st.session_state.pop(FLASH_KEY)
     if kind == "success":
         st.success(message, icon=":material/check_circle:")
     elif kind == "error":
@@ -45,13 +47,14 @@ def _client_options(viewer: Viewer) -> dict[int, str]:
 # --- clients ----------------------------------------------------------------------------
 
 def clients_section(viewer: Viewer) -> None:
+    show_flash("clients")
     with st.form("add_client", clear_on_submit=True):
         name = st.text_input("New client name", max_chars=NAME_MAX, placeholder="e.g. Sharp Foundation")
         if st.form_submit_button("Create client", type="primary"):
             try:
                 with session_scope() as session:
                     client = clients.create_client(session, viewer, name)
-                    flash("success", f"Client '{client.name}' created.")
+                    flash("clients", "success", f"Client '{client.name}' created.")
                 st.rerun()
             except ValidationError as error:
                 st.error(str(error))
@@ -74,7 +77,7 @@ def clients_section(viewer: Viewer) -> None:
             try:
                 with session_scope() as session:
                     clients.rename_client(session, viewer, client_id, new_name)
-                flash("success", f"Client renamed to '{new_name.strip()}'.")
+                flash("clients", "success", f"Client renamed to '{new_name.strip()}'.")
                 st.rerun()
             except ValidationError as error:
                 st.error(str(error))
@@ -85,7 +88,7 @@ def clients_section(viewer: Viewer) -> None:
         with session_scope() as session:
             clients.delete_client(session, viewer, client_id)
         st.session_state.pop("confirm_delete_client", None)
-        flash("success", f"Client '{options[client_id]}' deleted.")
+        flash("clients", "success", f"Client '{options[client_id]}' deleted.")
         st.rerun()
 
 
@@ -148,6 +151,7 @@ def add_connector_section(viewer: Viewer) -> None:
                                 args=(*arguments, False))
         right.form_submit_button("Save", type="primary", width="stretch", on_click=_submit_connector,
                                  args=(*arguments, True))
+    show_flash("add_connector")
 
 
 def _submit_connector(viewer: Viewer, client_id: int, client_name: str, exchange_id: str, save: bool) -> None:
@@ -156,7 +160,7 @@ def _submit_connector(viewer: Viewer, client_id: int, client_name: str, exchange
         exchange_id, st.session_state.get("add_connector_label", ""), _take_secrets("add_connector", exchange_id),
         st.session_state.get("add_connector_api_url"), bool(st.session_state.get("add_connector_sandbox")),
     )
-    flash(*_test_and_store(viewer, client_id, client_name, data, save))
+    flash("add_connector", *_test_and_store(viewer, client_id, client_name, data, save))
 
 
 def _test_and_store(viewer: Viewer, client_id: int, client_name: str, data: connectors.ConnectorInput,
@@ -212,6 +216,7 @@ def connector_rows(viewer: Viewer) -> list[dict[str, object]]:
 
 
 def connectors_section(viewer: Viewer) -> None:
+    show_flash("connectors")
     rows = connector_rows(viewer)
     if not rows:
         st.info("No connectors yet. Add a client's exchange API key in the 'Add connector' tab.")
@@ -253,9 +258,9 @@ def _replace_credentials(viewer: Viewer, connector_id: int, exchange_id: str) ->
     try:
         with session_scope() as session:
             connectors.replace_credentials(session, viewer, context.vault(), connector_id, credentials)
-        flash("success", "Credentials replaced; the old ones are gone.")
+        flash("connectors", "success", "Credentials replaced; the old ones are gone.")
     except ValidationError as error:
-        flash("error", str(error))
+        flash("connectors", "error", str(error))
 
 
 def _apply(change, success: str) -> None:  # noqa: ANN001 - a function of the session
@@ -263,7 +268,7 @@ def _apply(change, success: str) -> None:  # noqa: ANN001 - a function of the se
     try:
         with session_scope() as session:
             change(session)
-        flash("success", success)
+        flash("connectors", "success", success)
     except (ValidationError, VaultError) as error:
-        flash("error", str(error))
+        flash("connectors", "error", str(error))
     st.rerun()

@@ -10,7 +10,7 @@ from lib.access import Role, Viewer
 
 def load_demo_button(viewer: Viewer) -> None:
     """Admins only: start the simulator, add the demo clients, sync them, then redraw."""
-    if viewer.role is not Role.ADMIN:
+    if viewer.role is not Role.ADMIN or demo.is_loaded():
         return
     if not st.button("Load demo data", icon=":material/science:",
                      help="Starts a local exchange simulator and adds two demo clients with ordinary connectors."):

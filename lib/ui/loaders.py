@@ -38,7 +38,8 @@ def scope_of(viewer: Viewer) -> Scope:
     return viewer.username, str(viewer.role), tuple(sorted(viewer.client_ids))
 
 
-def _viewer(scope: Scope) -> Viewer:
+def viewer_of(scope: Scope) -> Viewer:
+    """The Viewer back from its cache-key form."""
     username, role, client_ids = scope
     return Viewer(username=username, role=Role(role), client_ids=frozenset(client_ids))
 
@@ -85,7 +86,7 @@ def _ms(day: date | None, *, end: bool = False) -> int | None:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _clients(scope: Scope, key: tuple[str, str]) -> pd.DataFrame:
     with session_scope() as session:
-        return queries.clients(session, _viewer(scope))
+        return queries.clients(session, viewer_of(scope))
 
 
 def clients(viewer: Viewer) -> pd.DataFrame:
@@ -95,7 +96,7 @@ def clients(viewer: Viewer) -> pd.DataFrame:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _connectors(scope: Scope, client_id: int | None, key: tuple[str, str]) -> pd.DataFrame:
     with session_scope() as session:
-        return queries.connectors(session, _viewer(scope), client_id)
+        return queries.connectors(session, viewer_of(scope), client_id)
 
 
 def connectors(viewer: Viewer, client_id: int | None = None) -> pd.DataFrame:
@@ -107,7 +108,7 @@ def connectors(viewer: Viewer, client_id: int | None = None) -> pd.DataFrame:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _balances(scope: Scope, client_id: int | None, key: tuple[str, str]) -> reports.BalancesReport:
-    return reports.balances_report(_viewer(scope), client_id)
+    return reports.balances_report(viewer_of(scope), client_id)
 
 
 def balances(viewer: Viewer, client_id: int | None = None) -> reports.BalancesReport:
@@ -116,7 +117,7 @@ def balances(viewer: Viewer, client_id: int | None = None) -> reports.BalancesRe
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _value_changes(scope: Scope, client_id: int | None, key: tuple[str, str]) -> dict[str, dict[str, float | None]]:
-    return reports.value_changes(_viewer(scope), client_id)
+    return reports.value_changes(viewer_of(scope), client_id)
 
 
 def value_changes(viewer: Viewer, client_id: int | None = None) -> dict[str, dict[str, float | None]]:
@@ -128,7 +129,7 @@ def _equity(scope: Scope, client_id: int | None, connector_id: int | None, start
             key: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
     end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    return reports.equity_curve(_viewer(scope), client_id, connector_id, start_at, end_at)
+    return reports.equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at)
 
 
 def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
@@ -142,7 +143,7 @@ def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _fill_symbols(scope: Scope, client_id: int | None, connector_id: int | None, key: tuple[str, str]) -> list[str]:
     with session_scope() as session:
-        return queries.fill_symbols(session, _viewer(scope), client_id, connector_id)
+        return queries.fill_symbols(session, viewer_of(scope), client_id, connector_id)
 
 
 def fill_symbols(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None) -> list[str]:
@@ -156,7 +157,7 @@ def _fills(scope: Scope, filters: tuple[object, ...], page: int, page_size: int,
     criteria = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "side": side,
                 "start_ms": _ms(start), "end_ms": _ms(end, end=True)}
     with session_scope() as session:
-        viewer = _viewer(scope)
+        viewer = viewer_of(scope)
         total = queries.count_fills(session, viewer, **criteria)
         rows = queries.fills(session, viewer, **criteria, limit=page_size, offset=page * page_size)
     return rows, total
@@ -197,7 +198,7 @@ def fills_csv(viewer: Viewer, *, client_id: int | None = None, connector_id: int
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _orders(scope: Scope, client_id: int | None, key: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return reports.orders_report(_viewer(scope), client_id)
+    return reports.orders_report(viewer_of(scope), client_id)
 
 
 def orders_and_positions(viewer: Viewer, client_id: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -213,7 +214,7 @@ def _pnl(scope: Scope, client_id: int | None, connector_id: int | None, method: 
          end: date | None, pool: str, key: tuple[str, str]) -> reports.PnlSummary:
     start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
     end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    return reports.cached_pnl_summary(_viewer(scope), client_id, connector_id, method, start_at, end_at, pool)
+    return reports.cached_pnl_summary(viewer_of(scope), client_id, connector_id, method, start_at, end_at, pool)
 
 
 def pnl(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None, method: str = "fifo",

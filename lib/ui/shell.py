@@ -7,7 +7,7 @@ import streamlit as st
 from lib.access import Role, Viewer
 from lib.clients import list_clients
 from lib.db import session_scope
-from lib.ui import auth, context
+from lib.ui import auth, context, sync_widgets
 from lib.vault import VaultError
 
 SCOPE_KEY = "scope_client_id"
@@ -87,4 +87,5 @@ def sidebar(viewer: Viewer) -> None:
             key=SCOPE_KEY,
             format_func=lambda cid: "All clients" if cid is None else names[cid],
         )
+        sync_widgets.sidebar_freshness(viewer, selected_client_id(viewer))
         auth.logout_button(viewer)

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from lib.access import AccessDenied, Role, Viewer
+from lib.access import AccessDenied, Viewer
 from lib.db import session_scope
 from lib.settings import get_settings
 from lib.sync import ConnectorResult, RunReport, sync_connectors
 from lib.sync.status import Freshness, RunRow, age_text, can_force_sync, connector_freshness, recent_runs
+from lib.ui.loaders import Scope, scope_of, viewer_of
 
 log = logging.getLogger(__name__)
 
@@ -23,32 +24,24 @@ LEVEL_MARK = {"ok": ":green[●]", "stale": ":orange[●]", "failed": ":red[●]
               "disabled": ":gray[◌]"}
 
 
-def _viewer_key(viewer: Viewer) -> tuple[str, str, tuple[int, ...]]:
-    return viewer.username, viewer.role.value, tuple(sorted(viewer.client_ids))
-
-
-def _viewer(key: tuple[str, str, tuple[int, ...]]) -> Viewer:
-    return Viewer(key[0], Role(key[1]), frozenset(key[2]))
+@st.cache_data(ttl=get_settings().cache_ttl_seconds, show_spinner=False)
+def load_freshness(viewer_key: Scope, client_id: int | None) -> list[Freshness]:
+    with session_scope() as session:
+        return connector_freshness(session, viewer_of(viewer_key), get_settings().sync_interval_seconds, client_id)
 
 
 @st.cache_data(ttl=get_settings().cache_ttl_seconds, show_spinner=False)
-def load_freshness(viewer_key: tuple[str, str, tuple[int, ...]], client_id: int | None) -> list[Freshness]:
+def load_runs(viewer_key: Scope, limit: int = 20) -> list[RunRow]:
     with session_scope() as session:
-        return connector_freshness(session, _viewer(viewer_key), get_settings().sync_interval_seconds, client_id)
-
-
-@st.cache_data(ttl=get_settings().cache_ttl_seconds, show_spinner=False)
-def load_runs(viewer_key: tuple[str, str, tuple[int, ...]], limit: int = 20) -> list[RunRow]:
-    with session_scope() as session:
-        return recent_runs(session, _viewer(viewer_key), limit)
+        return recent_runs(session, viewer_of(viewer_key), limit)
 
 
 def freshness(viewer: Viewer, client_id: int | None = None) -> list[Freshness]:
-    return load_freshness(_viewer_key(viewer), client_id)
+    return load_freshness(scope_of(viewer), client_id)
 
 
 def runs(viewer: Viewer, limit: int = 20) -> list[RunRow]:
-    return load_runs(_viewer_key(viewer), limit)
+    return load_runs(scope_of(viewer), limit)
 
 
 def describe(row: Freshness) -> str:
@@ -71,6 +64,22 @@ def freshness_strip(viewer: Viewer, client_id: int | None = None) -> None:
         return
     for row in rows:
         st.markdown(f"{LEVEL_MARK[row.level]} **{row.client}** · {row.exchange} / {row.label} — {describe(row)}")
+
+
+def health_summary(viewer: Viewer, client_id: int | None = None) -> None:
+    """Counts of fresh, overdue and failing connectors, then only the ones needing a look."""
+    rows = [r for r in freshness(viewer, client_id) if r.level != "disabled"]
+    if not rows:
+        st.caption("No enabled exchange connectors.")
+        return
+    counts = st.columns(3)
+    counts[0].metric("Fresh", sum(r.level == "ok" for r in rows))
+    counts[1].metric("Overdue", sum(r.level in ("stale", "never") for r in rows),
+                     help="No successful sync within three sync intervals (or never synced).")
+    counts[2].metric("Failing", sum(r.level == "failed" for r in rows))
+    for row in rows:
+        if row.level != "ok":
+            st.markdown(f"{LEVEL_MARK[row.level]} **{row.client}** · {row.exchange} / {row.label} — {describe(row)}")
 
 
 def sidebar_freshness(viewer: Viewer, client_id: int | None = None) -> None:
@@ -122,21 +131,13 @@ def run_force_sync(viewer: Viewer, *, connector_ids: Sequence[int] | None = None
             status.update(label=f"The sync could not run ({type(error).__name__}); see the logs.", state="error")
             return None
         st.cache_data.clear()
+        new_fills = sum(r.new_trades for r in report.synced)
         if not report.results:
             status.update(label="Nothing to sync.", state="complete")
-        elif report.failed:
+        elif report.failed:  # keep the per-connector lines open: they say what failed
             status.update(label=f"{report.successful} of {report.total} synced, {report.failed} failed",
-                          state="error")
+                          state="error", expanded=True)
         else:
-            status.update(label=f"{report.successful} of {report.total} synced", state="complete")
+            status.update(label=f"{report.successful} of {report.total} synced · {new_fills} new fill(s)",
+                          state="complete", expanded=False)
     return report
-
-
-def force_sync_button(viewer: Viewer, *, connector_ids: Sequence[int] | None = None, client_id: int | None = None,
-                      label: str = "Force sync", key: str = "force_sync") -> RunReport | None:
-    """A button that syncs the given scope now (nothing is drawn for a client-role user)."""
-    if not can_force_sync(viewer):
-        return None
-    if st.button(label, key=key, icon=":material/sync:"):
-        return run_force_sync(viewer, connector_ids=connector_ids, client_id=client_id)
-    return None

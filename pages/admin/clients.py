@@ -12,7 +12,6 @@ viewer = current_viewer()
 require_role(viewer, Role.ADMIN)
 
 st.title("Clients & keys")
-admin.show_flash()
 connectors_tab, add_tab, clients_tab = st.tabs(["Connectors", "Add connector", "Clients"])
 with connectors_tab:
     admin.connectors_section(viewer)

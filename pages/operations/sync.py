@@ -22,26 +22,35 @@ if not connectors:
     st.info("No exchange connectors in this scope yet.")
     st.stop()
 
+REQUEST_KEY = "sync_request"
+
+
+def request_sync(**scope: object) -> None:
+    """Button callback: remember what to sync; it runs below the buttons, full width."""
+    st.session_state[REQUEST_KEY] = scope
+
+
 if can_force_sync(viewer):
-    left, middle, right = st.columns([1, 1, 2], vertical_alignment="bottom")
-    with left:
-        sync_widgets.force_sync_button(viewer, client_id=client_id, key="sync_scope",
-                                       label="Force sync: this client" if client_id else "Force sync: everything")
     names = {r.connector_id: f"{r.client} · {r.exchange} / {r.label}" for r in connectors}
-    with right:
-        chosen = st.selectbox("One connector", list(names), format_func=names.__getitem__, key="sync_one_pick")
-    with middle:
-        sync_widgets.force_sync_button(viewer, connector_ids=[chosen], key="sync_one", label="Force sync: connector")
+    scope, one, pick = st.columns([1, 1, 2], vertical_alignment="bottom")
+    scope.button("Force sync: this client" if client_id else "Force sync: everything", key="sync_scope",
+                 icon=":material/sync:", on_click=request_sync, kwargs={"client_id": client_id})
+    chosen = pick.selectbox("One connector", list(names), format_func=names.__getitem__, key="sync_one_pick")
+    one.button("Force sync: connector", key="sync_one", icon=":material/sync:", on_click=request_sync,
+               kwargs={"connector_ids": [chosen]})
+requested = st.session_state.pop(REQUEST_KEY, None)
+if requested is not None:
+    sync_widgets.run_force_sync(viewer, **requested)
 
 st.subheader("Connectors")
-for row in sync_widgets.freshness(viewer, client_id):  # read again: a sync above cleared the cache
-    line, button = st.columns([6, 1], vertical_alignment="center")
-    line.markdown(f"{sync_widgets.LEVEL_MARK[row.level]} **{row.client}** · {row.exchange} / {row.label} — "
-                  f"{sync_widgets.describe(row)}")
-    if row.level == "failed" and can_force_sync(viewer):
-        with button:
-            sync_widgets.force_sync_button(viewer, connector_ids=[row.connector_id], label="Retry",
-                                           key=f"retry_{row.connector_id}")
+rows = sync_widgets.freshness(viewer, client_id)  # read again: a sync above cleared the cache
+for row in rows:
+    st.markdown(f"{sync_widgets.LEVEL_MARK[row.level]} **{row.client}** · {row.exchange} / {row.label} — "
+                f"{sync_widgets.describe(row)}")
+failing = [r.connector_id for r in rows if r.level == "failed"]
+if failing and can_force_sync(viewer):
+    st.button(f"Retry the {len(failing)} failing connector(s)", key="sync_retry", icon=":material/replay:",
+              on_click=request_sync, kwargs={"connector_ids": failing})
 
 runs = sync_widgets.runs(viewer)
 if runs:

@@ -1,16 +1,14 @@
 """Overview: total value and its change, allocation, top holdings, connector health."""
 
-import importlib.util
-
 import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from lib.access import Role
-from lib.settings import get_settings
-from lib.ui import charts, loaders
+from lib.ui import charts, loaders, sync_widgets
 from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
+from lib.ui.demo import load_demo_button
 from lib.ui.shell import selected_client_id
 
 viewer = current_viewer()
@@ -37,11 +35,8 @@ def welcome() -> None:
             st.page_link("pages/admin/clients.py", label="Add your first key", icon=":material/key:")
         except StreamlitAPIException:  # the page runs outside app.py's navigation (a bare script run)
             st.markdown("**Add your first key** under *Admin › Clients & keys*.")
-    if importlib.util.find_spec("lib.demo") is not None:  # the demo engineer's button (admins only)
-        from lib.ui.demo import load_demo_button
-
-        with right:
-            load_demo_button(viewer)
+    with right:
+        load_demo_button(viewer)
 
 
 if clients.empty or connectors.empty:
@@ -91,23 +86,4 @@ else:
     )
 
 st.subheader("Connector health")
-WIDGETS = "lib.ui.sync_widgets"
-sync_widgets = importlib.import_module(WIDGETS) if importlib.util.find_spec(WIDGETS) else None
-if callable(getattr(sync_widgets, "health_strip", None)):
-    sync_widgets.health_strip(viewer, client_id)
-else:  # until the sync engineer's widget exists: counts from the connectors query
-    stale_after = 3 * get_settings().sync_interval_seconds
-    failing = connectors["status"].isin(["error", "attention"])
-    stale = ~failing & (connectors["age_seconds"].isna() | (connectors["age_seconds"] > stale_after))
-    counts = st.columns(3)
-    counts[0].metric("Fresh", int((~failing & ~stale).sum()))
-    counts[1].metric("Stale", int(stale.sum()), help=f"No successful sync in the last {fmt.age(stale_after)}.")
-    counts[2].metric("Failing", int(failing.sum()))
-    shown = connectors[failing | stale]
-    if not shown.empty:
-        st.dataframe(
-            pd.DataFrame({"Client": shown["client"], "Exchange": shown["exchange_id"], "Label": shown["label"],
-                          "Status": shown["status"], "Last success": shown["age_seconds"].map(fmt.ago),
-                          "Error": shown["last_error"].fillna("")}),
-            hide_index=True, width="stretch",
-        )
+sync_widgets.health_summary(viewer, client_id)
