@@ -38,6 +38,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/bench_pnl.py
 	$(PY) bench/bench_sync.py
+	$(PY) bench/bench_pages.py
 
 ## screenshots: regenerate the README's images from the end-to-end flow
 screenshots: $(VENV)/.installed

@@ -159,15 +159,16 @@ def update_connector(session: Session, viewer: Viewer, connector_id: int, *, lab
     if enabled is not None and enabled != connector.enabled:
         changes.append("enabled" if enabled else "disabled")
         connector.enabled = enabled
-    if api_url is not None:
+    if api_url is not None and clean_url(api_url, URL_MAX) != connector.api_url:
         connector.api_url = clean_url(api_url, URL_MAX)
         changes.append("API URL changed")
     if extra_symbols is not None:
         symbols = [s.strip().upper() for s in extra_symbols.split(",") if s.strip()]
         if any("/" not in s or len(s) > 50 for s in symbols):
             raise ValidationError("extra_symbols", "Symbols look like BASE/QUOTE, e.g. ETH/BTC, comma-separated.")
-        connector.extra_symbols = ",".join(symbols)
-        changes.append("symbols changed")
+        if ",".join(symbols) != connector.extra_symbols:
+            connector.extra_symbols = ",".join(symbols)
+            changes.append("symbols changed")
     if changes:
         audit.record(session, viewer.username, "connector.updated",
                      _describe(connector, connector.client.name), "; ".join(changes))

@@ -6,6 +6,7 @@ the worker and the CLI can share the file; PostgreSQL needs nothing special.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.settings import PROJECT_ROOT, get_settings
+
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines repeat on every start
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI callback

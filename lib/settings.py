@@ -29,7 +29,6 @@ class Settings:
     key_file: Path
     sync_interval_seconds: int
     session_idle_minutes: int
-    valuation_currency: str
     usd_like: frozenset[str]
     cache_ttl_seconds: int
     run_worker_in_app: bool
@@ -77,7 +76,6 @@ def get_settings() -> Settings:
         key_file=Path(values.get("ENCRYPTION_KEY_FILE", data_dir / "encryption.key")),
         sync_interval_seconds=int(values.get("SYNC_INTERVAL_SECONDS", "60")),
         session_idle_minutes=int(values.get("SESSION_IDLE_MINUTES", "30")),
-        valuation_currency=values.get("VALUATION_CURRENCY", "USD"),
         usd_like=frozenset(a.strip().upper() for a in usd_like.split(",") if a.strip()),
         cache_ttl_seconds=int(values.get("CACHE_TTL_SECONDS", "60")),
         run_worker_in_app=_as_bool(values.get("RUN_WORKER_IN_APP", "true")),

@@ -219,3 +219,28 @@ def test_wrong_secret_then_right_secret_saves_and_syncs_at_once(page, database_u
         assets = set(session.scalars(select(BalanceSnapshot.asset)))
     assert assets == {asset for asset, row in truth.balances.items() if row["total"]}
     assert account.secret not in session_state_dump(at) and account.secret not in repr(at._tree)
+
+
+def test_settings_form_edits_url_and_symbols_and_refuses_bad_ones(page, database_url):
+    from lib import clients, connectors
+    from lib.access import SYSTEM
+    from lib.vault import load_vault
+
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, "Sharp")
+        connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
+            "binance", "desk", {"apiKey": "k" + secrets.token_hex(6), "secret": secrets.token_hex(8)}))
+    at = page.run()
+    widget(at.text_input, "Extra symbols to sync").input("eth/btc, sol/usdt")
+    [w for w in at.text_input if w.label == "API base URL override"][0].input("https://gw.example.com/binance")
+    widget(at.button, "Save settings").click()
+    at.run()
+    with session_scope() as session:
+        stored = session.scalar(select(Connector))
+        assert (stored.extra_symbols, stored.api_url) == ("ETH/BTC,SOL/USDT", "https://gw.example.com/binance")
+    before = database_contents(database_url)
+    widget(at.text_input, "Extra symbols to sync").input("ETHBTC")
+    widget(at.button, "Save settings").click()
+    at.run()
+    assert "BASE/QUOTE" in "\n".join(e.value for e in at.error)
+    assert database_contents(database_url) == before

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from lib.exchanges import UnsupportedExchange
+from lib.settings import get_settings
 from lib.validation import ValidationError
 from lib.vault import VaultError
 
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # set before the commands import it
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

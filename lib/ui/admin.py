@@ -211,6 +211,7 @@ def connector_rows(viewer: Viewer) -> list[dict[str, object]]:
                     "id": c.id, "Client": client.name, "Exchange": c.exchange_id, "Label": c.label,
                     "Key": connectors.masked_key(c), "Enabled": c.enabled, "Status": status,
                     "Last error": c.last_error or "", "Created": c.created_at, "Updated": c.updated_at,
+                    "api_url": c.api_url or "", "extra_symbols": c.extra_symbols,
                 })
         return rows
 
@@ -221,7 +222,10 @@ def connectors_section(viewer: Viewer) -> None:
     if not rows:
         st.info("No connectors yet. Add a client's exchange API key in the 'Add connector' tab.")
         return
-    st.dataframe(pd.DataFrame(rows).drop(columns=["id"]), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows).drop(columns=["id", "api_url", "extra_symbols"]), hide_index=True,
+                 width="stretch", column_config={
+                     "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
+                     "Updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z")})
     by_id = {r["id"]: r for r in rows}
     connector_id = st.selectbox(
         "Manage connector", list(by_id), key="manage_connector",
@@ -233,8 +237,15 @@ def connectors_section(viewer: Viewer) -> None:
         st.markdown("**Settings**")
         label = st.text_input("Label", value=str(row["Label"]), max_chars=LABEL_MAX)
         enabled = st.toggle("Enabled (synced by the worker)", value=bool(row["Enabled"]))
+        api_url = st.text_input("API base URL override", value=str(row["api_url"]), max_chars=URL_MAX,
+                                help="Empty: the exchange's own URLs.")
+        symbols = st.text_input(
+            "Extra symbols to sync", value=str(row["extra_symbols"]), placeholder="e.g. ETH/BTC, SOL/USDT",
+            help="For exchanges that need a symbol per request (Binance): markets traded before the first "
+                 "sync whose assets are no longer held are only found when listed here.")
         if st.form_submit_button("Save settings"):
-            _apply(lambda s: connectors.update_connector(s, viewer, connector_id, label=label, enabled=enabled),
+            _apply(lambda s: connectors.update_connector(s, viewer, connector_id, label=label, enabled=enabled,
+                                                         api_url=api_url, extra_symbols=symbols),
                    "Connector settings saved.")
     with right.form("replace_credentials"):
         st.markdown("**Replace credentials**")
