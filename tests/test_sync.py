@@ -141,3 +141,21 @@ def test_unsupported_exchange_and_undecryptable_credentials_fail_cleanly(databas
     assert "not supported by the installed ccxt" in by_id[first].error and by_id[first].attention
     assert "cannot be decrypted" in by_id[second].error and by_id[second].attention
     assert report.successful == 1 and report.failed == 2
+
+
+def test_candles_cover_every_deposit_of_a_non_cash_asset(database_url: str, sim: Simulator) -> None:
+    """A deposit opens a lot at its market value then (PNL.md): the sync must store that price."""
+    from lib.models import Transfer
+
+    add_connectors(sim)
+    assert sync_connectors(SYSTEM).failed == 0
+    day = 86_400_000
+    with session_scope() as session:
+        deposits = session.execute(select(Transfer.currency, Transfer.timestamp).where(
+            Transfer.type == "deposit", Transfer.currency.not_in(["USDT", "USDC", "USD"]))).all()
+        assert deposits, "the simulator's history should hold non-cash deposits"
+        for currency, timestamp in deposits:
+            found = session.scalar(select(Candle.timestamp).where(
+                Candle.symbol.like(f"{currency}/%"), Candle.timestamp <= timestamp,
+                Candle.timestamp > timestamp - 2 * day).limit(1))
+            assert found is not None, (currency, timestamp)

@@ -300,7 +300,7 @@ class ConnectorSync:
         await self.db(store.save_tickers, ex.id, rows)
 
     async def _candles(self) -> None:
-        """Daily candles of every market that values a past fill's quote or fee; fetched once.
+        """Daily candles of every market that values a past fill's quote or fee or a transfer; fetched once.
 
         Only closed days are stored, so a stored candle never changes; fills of the current
         day are valued from tickers.

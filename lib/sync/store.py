@@ -91,12 +91,19 @@ def oldest_fill(connector_id: int) -> int | None:
 
 
 def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple[int, int]]:
-    """Non-cash quote and fee currencies of this connector's fills -> (first, last) fill time."""
+    """Assets whose past USD price P&L needs -> (first, last) time it is needed.
+
+    Non-cash quote and fee currencies of fills (the value exchanged and the fee's value) and
+    transferred currencies (a deposit opens a lot at its market value at deposit time).
+    """
     ranges: dict[str, tuple[int, int]] = {}
+    sources = [(Trade.quote, Trade.timestamp, Trade.connector_id),
+               (Trade.fee_currency, Trade.timestamp, Trade.connector_id),
+               (Transfer.currency, Transfer.timestamp, Transfer.connector_id)]
     with session_scope() as session:
-        for column in (Trade.quote, Trade.fee_currency):
-            query = (select(column, func.min(Trade.timestamp), func.max(Trade.timestamp))
-                     .where(Trade.connector_id == connector_id, column.is_not(None)).group_by(column))
+        for column, timestamp, owner in sources:
+            query = (select(column, func.min(timestamp), func.max(timestamp))
+                     .where(owner == connector_id, column.is_not(None)).group_by(column))
             for asset, first, last in session.execute(query):
                 if asset in cash:
                     continue
