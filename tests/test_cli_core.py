@@ -50,7 +50,7 @@ def test_connector_add_list_remove_never_prints_the_secret(sqlite_url, capsys, c
     caplog.set_level(logging.DEBUG)
     run(capsys, "client", "add", "Sharp")
     code, out, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance",
-                         "--label", "desk", "--api-url", "http://127.0.0.1:9/binance", "--no-sync")
+                         "--label", "desk", "--api-url", "http://127.0.0.1:9/binance", "--skip-test", "--no-sync")
     assert code == 0 and "…WXYZ" in out
     code, out_list, _ = run(capsys, "connector", "list", "--json")
     rows = json.loads(out_list)
@@ -65,9 +65,9 @@ def test_connector_add_list_remove_never_prints_the_secret(sqlite_url, capsys, c
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["connector", "add", "--client", "Nobody", "--exchange", "binance", "--no-sync"], "No client named"),
-    (["connector", "add", "--client", "Sharp", "--exchange", "bitunix", "--no-sync"], "not supported"),
-    (["connector", "add", "--client", "Sharp", "--exchange", "binance", "--api-url", "file:///etc", "--no-sync"],
+    (["connector", "add", "--client", "Nobody", "--exchange", "binance", "--skip-test", "--no-sync"], "No client named"),
+    (["connector", "add", "--client", "Sharp", "--exchange", "bitunix", "--skip-test", "--no-sync"], "not supported"),
+    (["connector", "add", "--client", "Sharp", "--exchange", "binance", "--api-url", "file:///etc", "--skip-test", "--no-sync"],
      "http"),
     (["connector", "remove", "999"], "No connector"),
 ])
@@ -84,13 +84,13 @@ def test_missing_credential_without_terminal_is_an_error(sqlite_url, capsys, mon
     monkeypatch.delenv("EXCHANGE_SECRET", raising=False)
     monkeypatch.setattr(sys, "stdin", io.StringIO())
     run(capsys, "client", "add", "Sharp")
-    code, _, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--no-sync")
+    code, _, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--skip-test", "--no-sync")
     assert code == 2 and "EXCHANGE_API_KEY" in err
 
 
 def test_vault_rotate_then_old_key_dropped(sqlite_url, capsys, monkeypatch, marker):
     run(capsys, "client", "add", "Sharp")
-    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--no-sync")
+    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--skip-test", "--no-sync")
     old = get_settings().encryption_keys[0]
     new = Fernet.generate_key().decode()
     monkeypatch.setenv("ENCRYPTION_KEYS", f"{new},{old}")
@@ -111,7 +111,7 @@ def test_vault_rotate_then_old_key_dropped(sqlite_url, capsys, monkeypatch, mark
 
 def test_stored_connector_of_a_delisted_exchange_is_reported(sqlite_url, capsys, marker):
     run(capsys, "client", "add", "Sharp")
-    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--no-sync")
+    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--skip-test", "--no-sync")
     with session_scope() as session:
         session.execute(update(Connector).values(exchange_id="bitmart"))
     code, out, _ = run(capsys, "connector", "list")
@@ -124,3 +124,30 @@ def test_module_entry_point_runs(sqlite_url):
     result = subprocess.run([sys.executable, "-m", "lib.cli", "client", "list", "--json"],
                             capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
     assert result.returncode == 0 and json.loads(result.stdout) == []
+
+
+def test_connector_add_tests_the_key_first_and_stores_nothing_on_failure(sqlite_url, capsys, marker):
+    run(capsys, "client", "add", "Sharp")
+    before = database_contents(sqlite_url)
+    code, out, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance",
+                         "--api-url", "http://127.0.0.1:9/binance")
+    assert code == 2 and "connection test failed" in err and "Nothing was saved" in err
+    assert marker not in out + err
+    assert database_contents(sqlite_url) == before
+
+
+def test_connector_add_against_the_simulator_saves_and_syncs_at_once(sqlite_url, capsys, monkeypatch):
+    from lib.simulator import Simulator, SimulatorConfig
+
+    with Simulator(SimulatorConfig(seed=3, accounts=1, days=5, fills_per_account=30, dialects=["okx"])) as sim:
+        account = sim.accounts[0]
+        monkeypatch.setenv("EXCHANGE_API_KEY", account.api_key)
+        monkeypatch.setenv("EXCHANGE_SECRET", account.secret)
+        monkeypatch.setenv("EXCHANGE_PASSWORD", account.password)
+        run(capsys, "client", "add", "Sharp")
+        code, out, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "okx",
+                             "--api-url", account.api_url)
+        assert code == 0, err
+        assert "connector 1 saved" in out and "30 new fill(s)" in out
+        for secret in (account.secret, account.password):
+            assert secret not in out + err

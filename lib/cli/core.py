@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--label", default="main")
     add.add_argument("--api-url")
     add.add_argument("--sandbox", action="store_true")
+    add.add_argument("--skip-test", action="store_true",
+                     help="store without testing the key against the exchange first (exchange down, say)")
     add.add_argument("--no-sync", action="store_true", help="store without the immediate first sync")
     add.set_defaults(handler=_connector_add)
     listing = connector.add_parser("list", help="list connectors (keys masked)")
@@ -124,8 +126,13 @@ def _connector_add(args: argparse.Namespace) -> int:
     )
     vault = load_vault()
     with session_scope() as session:
-        client = find_client(session, args.client)
-        connector = connectors.create_connector(session, SYSTEM, vault, client.id, data)
+        client_id = find_client(session, args.client).id
+    if not args.skip_test:
+        result = connectors.check_input(data)
+        if not result.ok:
+            raise CommandError(f"connection test failed: {result.message} Nothing was saved.")
+    with session_scope() as session:
+        connector = connectors.create_connector(session, SYSTEM, vault, client_id, data)
         connector_id, hint = connector.id, connectors.masked_key(connector)
     print(f"connector {connector_id} saved: {data.exchange_id} / {args.label.strip()} key {hint}")
     if not args.no_sync:
