@@ -70,6 +70,8 @@ def test_connector_add_list_remove_never_prints_the_secret(sqlite_url, capsys, c
     (["connector", "add", "--client", "Sharp", "--exchange", "binance", "--api-url", "file:///etc", "--skip-test", "--no-sync"],
      "http"),
     (["connector", "remove", "999"], "No connector"),
+    (["pnl", "--connector", "999"], "No connector"),
+    (["worker", "--interval", "0"], "positive number"),
 ])
 def test_errors_are_one_line_and_change_nothing(sqlite_url, capsys, marker, argv, message):
     run(capsys, "client", "add", "Sharp")

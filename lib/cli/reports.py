@@ -16,6 +16,7 @@ from lib import reports
 from lib.access import SYSTEM
 from lib.cli import CommandError
 from lib.clients import find_client
+from lib.connectors import get_connector
 from lib.db import session_scope
 from lib.validation import ValidationError
 
@@ -61,6 +62,9 @@ def _text(value: float | None, money: bool = True) -> str:
 
 
 def _pnl(args: argparse.Namespace) -> int:
+    if args.connector is not None:
+        with session_scope() as session:
+            get_connector(session, args.connector)  # an unknown id is an error, not an empty report
     report = reports.pnl_report(None, SYSTEM, _client_id(args.client), args.connector, args.method, pool=args.pool)
     result = report.result
     per_asset = []

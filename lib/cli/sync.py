@@ -78,7 +78,7 @@ def print_sync_after_save(connector_id: int) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    interval = args.interval or get_settings().sync_interval_seconds
+    interval = get_settings().sync_interval_seconds if args.interval is None else args.interval
     if interval <= 0:
         raise CommandError("--interval must be a positive number of seconds.")
     stop = threading.Event()
