@@ -72,6 +72,18 @@ def _reset_caches() -> None:
     db_module.dispose_engines()
 
 
+def _use_database(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encryption_key: str) -> str:
+    """Point the settings at ``url`` with a fresh key and data folder, and migrate it."""
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ENCRYPTION_KEYS", encryption_key)
+    monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "no.env"))
+    monkeypatch.setenv("RUN_WORKER_IN_APP", "false")  # tests sync explicitly
+    _reset_caches()
+    db_module.migrate(url)
+    return url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                  encryption_key: str) -> Iterator[str]:
@@ -83,14 +95,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
         request.getfixturevalue("postgres_admin")
         pg_name = _new_pg_database()
         url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{pg_name}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ENCRYPTION_KEYS", encryption_key)
-    monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "no.env"))
-    monkeypatch.setenv("RUN_WORKER_IN_APP", "false")  # tests sync explicitly
-    _reset_caches()
-    db_module.migrate(url)
-    yield url
+    yield _use_database(url, tmp_path, monkeypatch, encryption_key)
     _reset_caches()
     if pg_name:
         _drop_pg_database(pg_name)
@@ -99,13 +104,5 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
 @pytest.fixture
 def sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encryption_key: str) -> Iterator[str]:
     """SQLite only, for tests where the backend does not matter (CLI, pure flows)."""
-    url = f"sqlite:///{tmp_path / 'test.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ENCRYPTION_KEYS", encryption_key)
-    monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "no.env"))
-    monkeypatch.setenv("RUN_WORKER_IN_APP", "false")  # tests sync explicitly
-    _reset_caches()
-    db_module.migrate(url)
-    yield url
+    yield _use_database(f"sqlite:///{tmp_path / 'test.db'}", tmp_path, monkeypatch, encryption_key)
     _reset_caches()
