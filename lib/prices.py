@@ -18,7 +18,8 @@ the requested time (ccxt candle timestamps are open times, as PNL.md prescribes)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Collection, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,29 @@ def _ticker_lasts(tickers: Mapping[str, float | None] | pd.DataFrame) -> dict[st
     return {s: float(p) for s, p in tickers.items() if ":" not in s and p is not None and _valid(float(p))}
 
 
+def price_path(
+    asset: str, symbols: Collection[str], usd_like: frozenset[str] = DEFAULT_USD_LIKE
+) -> tuple[str, ...] | None:
+    """The markets whose prices multiply to ``asset``'s USD price: ``()`` for cash, None if none.
+
+    Shared by the sync (which tickers and candles to fetch) and the marks below, so what is
+    fetched is exactly what is used.
+    """
+    if asset in usd_like:
+        return ()
+    quotes = usd_quotes(usd_like)
+
+    def direct(base: str) -> str | None:
+        return next((f"{base}/{q}" for q in quotes if f"{base}/{q}" in symbols), None)
+
+    if pair := direct(asset):
+        return (pair,)
+    for bridge in BRIDGES:
+        if asset != bridge and f"{asset}/{bridge}" in symbols and (leg := direct(bridge)):
+            return (f"{asset}/{bridge}", leg)
+    return None
+
+
 def marks_from_tickers(
     tickers: Mapping[str, float | None] | pd.DataFrame,
     assets: Iterable[str],
@@ -65,20 +89,11 @@ def marks_from_tickers(
 ) -> dict[str, float]:
     """USD mark per asset from last prices; assets without a price are left out (unpriced)."""
     lasts = _ticker_lasts(tickers)
-    quotes = usd_quotes(usd_like)
-
-    def direct(asset: str) -> float | None:
-        return next((lasts[f"{asset}/{q}"] for q in quotes if f"{asset}/{q}" in lasts), None)
-
     marks: dict[str, float] = {}
     for asset in dict.fromkeys(assets):
-        price = 1.0 if asset in usd_like else direct(asset)
-        for bridge in BRIDGES:
-            if price is None and asset != bridge and f"{asset}/{bridge}" in lasts:
-                bridge_usd = direct(bridge)
-                price = None if bridge_usd is None else lasts[f"{asset}/{bridge}"] * bridge_usd
-        if price is not None:
-            marks[asset] = price
+        path = price_path(asset, lasts, usd_like)
+        if path is not None:
+            marks[asset] = math.prod(lasts[symbol] for symbol in path)
     return marks
 
 

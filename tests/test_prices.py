@@ -110,3 +110,14 @@ def test_cash_is_never_priced_from_data() -> None:
     # USDT/DAI says 0.5, but both are cash: exactly 1.0
     assert usd_at(CANDLES, ["USDT"], [2000])[0] == 1.0
     assert marks_from_tickers({"USDT/DAI": 0.5}, ["USDT"]) == {"USDT": 1.0}
+
+
+def test_price_path_is_what_the_sync_fetches_and_the_marks_use() -> None:
+    from lib.prices import price_path
+
+    symbols = {"BTC/USDT", "ETH/BTC", "SOL/USDC", "SOL/USDT", "XYZ/ETH"}
+    assert price_path("USDT", symbols) == ()
+    assert price_path("SOL", symbols) == ("SOL/USDT",)  # the most liquid quote first
+    assert price_path("ETH", symbols) == ("ETH/BTC", "BTC/USDT")
+    assert price_path("XYZ", symbols) is None  # ETH itself has no USD leg here
+    assert price_path("XYZ", symbols | {"ETH/USDC"}) == ("XYZ/ETH", "ETH/USDC")

@@ -21,10 +21,10 @@ import ccxt
 from lib import exchanges
 from lib.exchanges import ConnectionSpec
 from lib.models import utcnow
+from lib.prices import marks_from_tickers, price_path
 from lib.sync import store
 from lib.sync.fills import FillSync
 from lib.sync.markets import MarketShare
-from lib.sync.valuation import price_path, usd_price
 
 T = TypeVar("T")
 
@@ -339,8 +339,7 @@ class ConnectorSync:
     async def _opening_balances(self, holdings: Mapping[str, float], prices: Mapping[str, float]) -> None:
         explained = await self.db(store.explained_holdings, self.job.connector_id)
         amounts = store.unexplained(holdings, explained)
-        markets, cash = self.exchange.markets or {}, self.shared.cash
-        usd = {a: usd_price(a, markets, cash, prices) for a in amounts}
+        usd = marks_from_tickers(prices, amounts, usd_like=self.shared.cash)
         self.counts.opening_balances = await self.db(
             store.book_opening_balances, self.job.connector_id, amounts, usd, int(time.time() * 1000))
 
