@@ -11,9 +11,11 @@ import hashlib
 import json
 import os
 import pickle
+import re
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -330,7 +332,41 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
         usd=lambda f: f["usd_price"].astype(float).fillna(f["usd"]))[list(pnl.OPENING_COLUMNS)]
     result = pnl.compute_pnl(priced_fills, priced_moves, opening, marks, method=method, pool=pool,
                          start=_ms(start), end=end_ms, usd_like=cash)
-    return PnlReport(result, marks, len(fills), start, end)
+    named = name_unpriced_assets(result.warnings, priced_moves, opening, end_ms, cash)
+    return PnlReport(replace(result, warnings=named), marks, len(fills), start, end)
+
+
+#: lib.pnl's note for lots it had to book at 0 cost basis; it counts them but names no asset.
+_UNPRICED_NOTE = re.compile(r"^(\d+) (deposit\(s\)|opening balance\(s\)) had no USD price at the time; ")
+
+
+def name_unpriced_assets(warnings: list[str], moves: pd.DataFrame, opening: pd.DataFrame, end_ms: int | None,
+                         usd_like_assets: frozenset[str]) -> list[str]:
+    """lib.pnl's "N deposit(s) had no USD price" notes, with the assets (and counts) they are about.
+
+    "5 deposit(s) had no USD price" gives a reader nothing to check; "ETH ×3, SOL ×2" says
+    which candles are missing. The rows are found as lib.pnl finds them: non-cash deposits
+    (or positive opening lots) up to ``end_ms`` whose USD value is unknown.
+    """
+    def until_end(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame if end_ms is None else frame[frame["timestamp"] <= end_ms]
+
+    moves, opening = until_end(moves), until_end(opening)
+    deposits = moves[(moves["type"] == "deposit") & ~moves["currency"].isin(usd_like_assets)
+                     & (moves["amount"].astype(float).abs() * moves["usd"].astype(float)).isna()]
+    lots = opening[(opening["amount"].astype(float) > 0) & ~opening["asset"].isin(usd_like_assets)
+                   & (opening["amount"].astype(float) * opening["usd"].astype(float)).isna()]
+    assets = {"deposit(s)": Counter(deposits["currency"]), "opening balance(s)": Counter(lots["asset"])}
+    named = []
+    for message in warnings:
+        match = _UNPRICED_NOTE.match(message)
+        counts = assets[match.group(2)] if match else None
+        if counts:
+            which = ", ".join(f"{asset} ×{count}" if count > 1 else asset for asset, count in sorted(counts.items()))
+            message = (f"{match.group(1)} {match.group(2)} had no USD price at the time ({which}); booked at 0 "
+                       "cost basis, so their whole value counts as gain.")
+        named.append(message)
+    return named
 
 
 def summarize(report: PnlReport) -> PnlSummary:

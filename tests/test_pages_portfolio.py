@@ -3,9 +3,11 @@ install gets the welcome, a client user sees only its client, and no exception i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -14,7 +16,8 @@ from lib import reports
 from lib.db import session_scope
 from lib.models import User
 from lib.settings import PROJECT_ROOT
-from lib.ui import shell
+from lib.ui import charts, shell
+from lib.ui import format as fmt
 from tests.test_queries import Seeded, seed_portfolio
 
 PAGES = ["overview", "balances", "trades", "orders", "pnl"]
@@ -106,7 +109,8 @@ def test_trades_filters_and_paging(seeded: Seeded) -> None:
     widget(at.selectbox, "Symbol").select("BTC/USDT")
     at.run()
     assert "1 fill(s) match" in texts(at)
-    assert list(at.dataframe[0].value["Trade"]) == ["T5"]
+    fill = at.dataframe[0].value
+    assert list(fill["Trade ID"]) == ["T5"] and list(fill["Order ID"]) == ["o-T5"]  # tells apart same-second fills
     widget(at.selectbox, "Side").select(None)
     widget(at.selectbox, "Symbol").select(None)
     widget(at.date_input, "Dates (UTC)").set_value((date(2024, 2, 1), date(2024, 2, 29)))
@@ -123,6 +127,9 @@ def test_orders_and_positions(seeded: Seeded) -> None:
     orders = at.dataframe[0].value.set_index("Symbol")
     assert orders.loc["BTC/USDT", "Distance"] == "-7.69%"
     assert orders.loc["XYZ/USDT", "Distance"] == "—"  # no last price: a dash, not 0
+    assert orders.loc["XYZ/USDT", "Last"] == "—" and orders.loc["BTC/USDT", "Last"] == "65,000"
+    positions = at.dataframe[1].value.set_index("Symbol")
+    assert positions.loc["ETH/USDT:USDT", "Mark"] == "—"  # not reported by the exchange
     assert metric(at, "Unrealized P&L (as the exchanges report it)") == "+$4.00"
     widget(at.multiselect, "Symbol").select("BTC/USDT")
     at.run()
@@ -197,3 +204,73 @@ def test_welcome_links_to_the_clients_page_inside_the_app(database_url: str) -> 
     assert not app.exception, [e.value for e in app.exception]
     assert "Welcome" in texts(app)
     assert [link.label for link in app.get("page_link")] == ["Add your first key"]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_tables_never_show_none_nan_or_raw_timestamps(seeded: Seeded, name: str) -> None:
+    at = open_page(name, seeded.users["admin"])
+    if name == "pnl":
+        widget(at.date_input, "Dates (UTC)").set_value((date(2023, 12, 1), datetime.now(UTC).date()))
+        at.run()
+        assert at.expander, "the window's deposits are listed"
+    assert at.dataframe
+    for frame in at.dataframe:
+        cells = frame.value.astype(str)
+        assert not cells.isin(["None", "nan", "NaN", "NaT", "<NA>", ""]).any().any(), cells
+        for column, values in frame.value.items():  # moments are datetimes the column config formats
+            if str(values.dtype).startswith("datetime"):
+                config = json.loads(frame.proto.columns)[column]
+                assert config["type_config"]["format"] in (fmt.DATETIME_FORMAT, fmt.DATETIME_SECONDS_FORMAT)
+    assert "+00:00" not in texts(at)
+
+
+def test_trades_fit_in_the_window_with_ids(seeded: Seeded) -> None:
+    everyone = open_page("trades", seeded.users["admin"])
+    shown = list(everyone.dataframe[0].value.columns)
+    config = json.loads(everyone.dataframe[0].proto.columns)
+    assert {"Trade ID", "Order ID", "Client"} <= set(shown)
+    assert sum(config[column]["width"] for column in shown) <= 940  # main area beside the sidebar at 1400 px
+    alpha = open_page("trades", seeded.users["admin"], client_id=seeded.alpha)
+    assert "Client" not in alpha.dataframe[0].value.columns  # one client in scope: no column repeating it
+
+
+def test_equity_chart_draws_only_the_snapshot_period() -> None:
+    day = pd.Timestamp("2026-11-20", tz="UTC")
+    curve = pd.DataFrame({"time": [day, day + pd.Timedelta(days=1)], "usd": [5_412_776.0, 5_412_780.0]})
+    transfers = pd.DataFrame({
+        "time": [day - pd.Timedelta(days=80), day + pd.Timedelta(hours=12)], "type": ["deposit", "withdrawal"],
+        "currency": ["BTC", "USDT"], "amount": [1.0, 50.0], "usd": [60_000.0, 50.0],
+    })
+    figure = charts.equity(curve, transfers)
+    markers = [trace for trace in figure.data if trace.mode == "markers"]
+    assert [trace.name for trace in markers] == ["Withdrawals"]  # the deposit before the first snapshot is not drawn
+    assert list(markers[0].y) == [5_412_776.0]  # on the line: the value carried from the last snapshot
+    low, high = figure.layout.yaxis.range
+    assert high - low >= 0.05 * 5_412_780  # a nearly flat line is not zoomed to a few dollars
+    assert figure.layout.yaxis.tickformat == "$~s"  # "$5.4M", never "$5.4127765M"
+
+
+def test_pnl_equity_needs_two_days_and_lists_transfers(seeded: Seeded) -> None:
+    at = open_page("pnl", seeded.users["admin"], client_id=seeded.alpha)
+    assert len(at.get("plotly_chart")) == 3  # cumulative, daily and equity (snapshots on two days)
+    day = (datetime.now(UTC) - timedelta(hours=1)).date()  # the latest snapshot's day
+    widget(at.date_input, "Dates (UTC)").set_value((day, day))
+    at.run()
+    assert not at.exception
+    assert (f"The equity curve builds up as balances are synced over time (first snapshot: {day:%Y-%m-%d})"
+            in texts(at))
+    assert len(at.get("plotly_chart")) < 3
+    widget(at.date_input, "Dates (UTC)").set_value((date(2023, 12, 1), datetime.now(UTC).date()))
+    at.run()
+    assert "1)" in at.expander[0].label and "70,000" in table_text(at)  # the 2023 deposit, listed not drawn
+
+
+def test_pnl_warning_names_unpriced_deposits(seeded: Seeded) -> None:
+    from lib.models import Transfer
+    from tests.test_queries import ms
+
+    with session_scope() as session:
+        session.add(Transfer(connector_id=seeded.beta_okx, transfer_id="x1", type="deposit",
+                             timestamp=ms("2024-01-15"), currency="XYZ", amount=5.0, status="ok"))
+    at = open_page("pnl", seeded.users["admin"], client_id=seeded.beta)
+    assert "1 deposit(s) had no USD price at the time (XYZ)" in texts(at)

@@ -140,3 +140,19 @@ def test_cached_pnl_summary_is_reused_and_renewed(seeded: Seeded) -> None:
                           cost=450.0))
     renewed = reports.cached_pnl_summary(admin, client_id=seeded.alpha)
     assert renewed.fills == 8 and renewed.totals["realized"] != first.totals["realized"]
+
+
+def test_unpriced_deposit_warning_names_the_assets(seeded: Seeded) -> None:
+    from lib.models import Transfer
+    from tests.test_queries import ms
+
+    with session_scope() as session:  # no candle or ticker prices XYZ or ABC at deposit time
+        session.add_all([
+            Transfer(connector_id=seeded.beta_okx, transfer_id=f"x{n}", type="deposit", timestamp=ms("2024-01-15"),
+                     currency=currency, amount=5.0, status="ok")
+            for n, currency in enumerate(["XYZ", "XYZ", "ABC"])
+        ])
+    warnings = reports.pnl_report(None, seeded.viewer("admin"), client_id=seeded.beta).result.warnings
+    named = [w for w in warnings if "had no USD price" in w]
+    assert named == ["3 deposit(s) had no USD price at the time (ABC, XYZ ×2); booked at 0 cost basis, "
+                     "so their whole value counts as gain."]

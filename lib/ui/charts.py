@@ -26,44 +26,90 @@ def allocation(rows: pd.DataFrame, path: list[str], title: str = "Allocation") -
 def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
     """Horizontal bars of the largest priced holdings by asset."""
     totals = rows.groupby("asset", as_index=False)["usd"].sum().nlargest(limit, "usd").iloc[::-1]
-    figure = px.bar(totals, x="usd", y="asset", orientation="h", labels={"usd": "USD", "asset": ""})
-    figure.update_traces(hovertemplate="%{y}: $%{x:,.2f}<extra></extra>")
+    figure = px.bar(totals, x="usd", y="asset", orientation="h", labels={"usd": "", "asset": ""})
+    figure.update_traces(hovertemplate="%{y}: %{x:$,.2f}<extra></extra>")
+    _money_axis(figure, totals["usd"], axis="x")
     return _frame(figure, f"Top {limit} holdings").update_layout(hovermode=None)
 
 
 def equity(curve: pd.DataFrame, transfers: pd.DataFrame) -> go.Figure:
-    """Total value over time with deposits (up) and withdrawals (down) marked."""
-    figure = go.Figure(go.Scatter(x=curve["time"], y=curve["usd"], mode="lines", name="Total value",
-                                  hovertemplate="$%{y:,.2f}"))
+    """Total value over the period the snapshots cover, with the transfers made inside it.
+
+    Only that period is drawn: before the first snapshot there is no value for a deposit to
+    sit on, so such transfers are left to the page's table instead of being pinned to a
+    made-up level. Values carry forward between snapshots, hence the step line.
+    """
+    ordered = curve.sort_values("time")
+    figure = go.Figure(go.Scatter(x=ordered["time"], y=ordered["usd"], mode="lines", name="Total value",
+                                  line={"shape": "hv"}, hovertemplate="%{y:$,.2f}"))
+    inside = transfers[transfers["time"].between(*covered(ordered))] if not ordered.empty else transfers.iloc[:0]
     for kind, symbol, colour in (("deposit", "triangle-up", GAIN), ("withdrawal", "triangle-down", LOSS)):
-        moves = transfers[transfers["type"] == kind]
+        moves = inside[inside["type"] == kind]
         if moves.empty:
             continue
-        level = _value_at(curve, moves["time"])
         text = [f"{kind} {amount:g} {currency}" for amount, currency in zip(moves["amount"], moves["currency"],
                                                                            strict=True)]
-        figure.add_trace(go.Scatter(x=moves["time"], y=level, mode="markers", name=kind.capitalize() + "s",
-                                    marker={"symbol": symbol, "size": 11, "color": colour}, text=text,
-                                    hovertemplate="%{text}"))
-    figure.update_yaxes(tickprefix="$")
+        figure.add_trace(go.Scatter(x=moves["time"], y=_value_at(ordered, moves["time"]), mode="markers",
+                                    name=kind.capitalize() + "s", text=text, hovertemplate="%{text}",
+                                    marker={"symbol": symbol, "size": 11, "color": colour}))
+    _money_axis(figure, ordered["usd"])
+    figure.update_yaxes(range=_readable_range(ordered["usd"]))
     return _frame(figure, "Equity (from balance snapshots)")
 
 
-def _value_at(curve: pd.DataFrame, times: pd.Series) -> list[float | None]:
-    """The curve's value at each time (last point before it), to sit markers on the line."""
-    if curve.empty:
-        return [0.0] * len(times)
-    ordered = curve.sort_values("time")
+def covered(curve: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(first, last) time of the equity curve: the period its snapshots speak for."""
+    return curve["time"].min(), curve["time"].max()
+
+
+def _value_at(ordered: pd.DataFrame, times: pd.Series) -> list[float]:
+    """The curve's value at each time inside it (the last point at or before), to sit markers on the line."""
     index = ordered["time"].searchsorted(times, side="right") - 1
-    values = ordered["usd"].to_numpy()
-    return [float(values[i]) if i >= 0 else float(values[0]) for i in index]
+    values = ordered["usd"].to_numpy(dtype=float)
+    return [float(values[max(i, 0)]) for i in index]
+
+
+#: The y-axis of a value chart spans at least this share of the value, so a nearly flat
+#: line is not stretched over a few dollars (with ticks like "$5.4127765M").
+MIN_SPAN_SHARE = 0.05
+
+
+def _readable_range(values: pd.Series) -> list[float] | None:
+    """A y range at least ``MIN_SPAN_SHARE`` of the value wide (None: let plotly choose)."""
+    values = values.dropna().astype(float)
+    if values.empty:
+        return None
+    low, high = float(values.min()), float(values.max())
+    need = max(abs(low), abs(high)) * MIN_SPAN_SHARE or 1.0
+    if high - low >= need:
+        return None
+    middle = (low + high) / 2
+    low, high = middle - need / 2, middle + need / 2
+    if values.min() >= 0 > low:  # an all-positive curve never shows below $0
+        low, high = 0.0, high - low
+    return [low, high]
+
+
+def _money_axis(figure: go.Figure, values: pd.Series, axis: str = "y") -> None:
+    """Dollar ticks: "$50k", "−$50k", "$4.3M" (d3 SI) from $1k to below $1B.
+
+    Outside that band plotly's own format with a "$" prefix: SI would print cents as "m"
+    (milli) and billions as "G".
+    """
+    largest = values.abs().max() if not values.empty else 0.0
+    update = figure.update_xaxes if axis == "x" else figure.update_yaxes
+    if 1e3 <= largest < 1e9:
+        update(tickformat="$~s")
+    else:
+        update(tickprefix="$")
 
 
 def cumulative_realized(daily: pd.DataFrame) -> go.Figure:
     """Running sum of realized P&L by day."""
-    figure = go.Figure(go.Scatter(x=daily["date"], y=daily["realized"].cumsum(), mode="lines",
-                                  name="Cumulative realized", line={"shape": "hv"}, hovertemplate="$%{y:,.2f}"))
-    figure.update_yaxes(tickprefix="$")
+    running = daily["realized"].cumsum()
+    figure = go.Figure(go.Scatter(x=daily["date"], y=running, mode="lines", name="Cumulative realized",
+                                  line={"shape": "hv"}, hovertemplate="%{y:$,.2f}"))
+    _money_axis(figure, running)
     return _frame(figure, "Cumulative realized P&L")
 
 
@@ -71,6 +117,6 @@ def daily_pnl(daily: pd.DataFrame) -> go.Figure:
     """Realized P&L per day, green for gains and red for losses."""
     colours = [GAIN if value >= 0 else LOSS for value in daily["realized"]]
     figure = go.Figure(go.Bar(x=daily["date"], y=daily["realized"], marker_color=colours, name="Realized",
-                              hovertemplate="$%{y:,.2f}"))
-    figure.update_yaxes(tickprefix="$")
+                              hovertemplate="%{y:$,.2f}"))
+    _money_axis(figure, daily["realized"])
     return _frame(figure, "Daily realized P&L")

@@ -1,21 +1,36 @@
-"""How numbers read on every page: money, quantities, percentages and ages.
+"""How numbers, moments and gaps read on every page: money, quantities, percentages, ages.
 
 A missing price is shown as "unpriced", never as 0, so a gap in the data cannot pass for
-a zero holding.
+a zero holding; any other missing value is a dash, never "None" or "nan". Moments read
+``YYYY-MM-DD HH:mm UTC`` everywhere.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
+import streamlit as st
 
 UNPRICED = "unpriced"
+MISSING = "—"
+#: moment.js tokens for st.column_config.DatetimeColumn; ``z`` prints the zone (UTC).
+DATETIME_FORMAT = "YYYY-MM-DD HH:mm z"
+#: For fills, where the second matters; their narrow column says "(UTC)" in its header instead.
+DATETIME_SECONDS_FORMAT = "YYYY-MM-DD HH:mm:ss"
 
 
 def _missing(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def blank(value: object) -> bool:
+    """None, NaN, NaT, NA or an empty string: nothing to show."""
+    if value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value))):
+        return True
+    return isinstance(value, str) and not value.strip()
 
 
 def money(value: float | None, *, signed: bool = False, digits: int = 2) -> str:
@@ -38,16 +53,27 @@ def compact_money(value: float | None) -> str:
 
 
 def quantity(value: float | None, digits: int = 8) -> str:
-    """Up to ``digits`` decimals without trailing zeros: 0.5, 1,234.00012."""
+    """Up to ``digits`` decimals without trailing zeros: 0.5, 1,234.00012; a dash when missing."""
     if _missing(value):
-        return "—"
+        return MISSING
     text = f"{value:,.{digits}f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
+def significant(value: float | None, digits: int = 7) -> str:
+    """About ``digits`` significant digits (never fewer than the integer part): 51,829.05, 0.004312.
+
+    For dense tables; the exact figure stays in the CSV.
+    """
+    if _missing(value):
+        return MISSING
+    size = math.floor(math.log10(abs(value))) + 1 if value else 1
+    return quantity(value, min(max(digits - size, 0), 8))
+
+
 def percent(value: float | None, *, signed: bool = True) -> str:
     if _missing(value):
-        return "—"
+        return MISSING
     return f"{value:+.2%}" if signed else f"{value:.2%}"
 
 
@@ -81,3 +107,29 @@ def ms_to_datetime(values: pd.Series) -> pd.Series:
 def usd_or_unpriced(values: pd.Series) -> pd.Series:
     """A text column for tables where a NaN value must read "unpriced"."""
     return values.map(money)
+
+
+def moment(value: datetime | pd.Timestamp | None) -> str:
+    """``2026-11-21 14:26 UTC`` for captions and messages; a dash when missing."""
+    if value is None or pd.isna(value):
+        return MISSING
+    return pd.Timestamp(value).tz_convert(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def text(values: pd.Series, formatter: Callable[[object], str] = str) -> pd.Series:
+    """A column of text for a table: ``formatter`` for present values, a dash for missing ones.
+
+    st.dataframe prints a missing number as "None"; tables on these pages never do.
+    """
+    return values.map(lambda value: MISSING if blank(value) else formatter(value))
+
+
+def numbers_right(*labels: str, width: int | None = None) -> dict[str, object]:
+    """Column configs that right-align text columns of numbers (made text by ``text``/``money``)."""
+    return {label: st.column_config.TextColumn(label, alignment="right", width=width) for label in labels}
+
+
+def datetime_column(label: str, *, seconds: bool = False, width: int | None = None) -> object:
+    """A UTC datetime column that reads ``YYYY-MM-DD HH:mm UTC`` (with seconds for fills)."""
+    return st.column_config.DatetimeColumn(label, format=DATETIME_SECONDS_FORMAT if seconds else DATETIME_FORMAT,
+                                           width=width)

@@ -44,13 +44,15 @@ if unpriced:
 st.dataframe(
     pd.DataFrame({
         "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"], "Asset": rows["asset"],
-        "Free": rows["free"], "Used": rows["used"], "Total": rows["total"],
+        **{label: fmt.text(rows[label.lower()], lambda v: fmt.significant(v, 8))
+           for label in ("Free", "Used", "Total")},
         "Price (USD)": rows["price"].map(lambda p: fmt.money(p, digits=6 if p == p and p < 1 else 2)),
         "USD value": rows["usd"].map(fmt.money),
         "As of": rows["taken_at"],
     }),
     hide_index=True, width="stretch",
-    column_config={"As of": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z")},
+    column_config={"As of": fmt.datetime_column("As of"),
+                   **fmt.numbers_right("Free", "Used", "Total", "Price (USD)", "USD value")},
 )
 st.download_button(
     "Download CSV", rows.drop(columns=["client_id", "connector_id"]).to_csv(index=False).encode(),

@@ -8,6 +8,10 @@ from lib.ui import loaders
 from lib.ui.auth import current_viewer
 from lib.ui.shell import selected_client_id
 
+#: Table label -> report column, shown as text so a missing value reads "—" (never "None").
+ORDER_NUMBERS = {"Price": "price", "Amount": "amount", "Filled": "filled", "Remaining": "remaining", "Last": "last"}
+POSITION_NUMBERS = {"Contracts": "contracts", "Entry": "entry_price", "Mark": "mark_price", "Notional": "notional"}
+
 viewer = current_viewer()
 client_id = selected_client_id(viewer)
 
@@ -26,12 +30,12 @@ else:
     st.dataframe(
         pd.DataFrame({
             "Client": shown["client"], "Exchange": shown["exchange_id"], "Account": shown["label"],
-            "Symbol": shown["symbol"], "Side": shown["side"], "Type": shown["type"], "Price": shown["price"],
-            "Amount": shown["amount"], "Filled": shown["filled"], "Remaining": shown["remaining"],
-            "Last": shown["last"], "Distance": shown["distance"].map(fmt.percent),
-            "Age": shown["age_seconds"].map(fmt.age),
+            "Symbol": shown["symbol"], "Side": shown["side"], "Type": fmt.text(shown["type"]),
+            **{label: fmt.text(shown[column], fmt.quantity) for label, column in ORDER_NUMBERS.items()},
+            "Distance": shown["distance"].map(fmt.percent), "Age": fmt.text(shown["age_seconds"], fmt.age),
         }),
         hide_index=True, width="stretch",
+        column_config=fmt.numbers_right(*ORDER_NUMBERS, "Distance", "Age"),
     )
 
 st.subheader("Positions")
@@ -45,11 +49,13 @@ else:
     st.dataframe(
         pd.DataFrame({
             "Client": positions["client"], "Exchange": positions["exchange_id"], "Account": positions["label"],
-            "Symbol": positions["symbol"], "Side": positions["side"], "Contracts": positions["contracts"],
-            "Entry": positions["entry_price"], "Mark": positions["mark_price"], "Notional": positions["notional"],
+            "Symbol": positions["symbol"], "Side": fmt.text(positions["side"]),
+            **{label: fmt.text(positions[column], fmt.quantity) for label, column in POSITION_NUMBERS.items()},
             "Unrealized P&L": positions["unrealized_pnl"].map(lambda v: fmt.money(v, signed=True)
                                                               if pd.notna(v) else "not reported"),
-            "Leverage": positions["leverage"], "Liquidation": positions["liquidation_price"],
+            "Leverage": fmt.text(positions["leverage"], lambda v: f"{fmt.quantity(v, 2)}×"),
+            "Liquidation": fmt.text(positions["liquidation_price"], fmt.quantity),
         }),
         hide_index=True, width="stretch",
+        column_config=fmt.numbers_right(*POSITION_NUMBERS, "Unrealized P&L", "Leverage", "Liquidation"),
     )

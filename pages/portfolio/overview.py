@@ -5,6 +5,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from lib.access import Role
+from lib.demo import DEMO_CLIENTS
 from lib.ui import charts, loaders, sync_widgets
 from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
@@ -28,15 +29,21 @@ def welcome() -> None:
                 icon=":material/info:")
         return
     st.subheader("Welcome")
-    st.write("Nothing to show yet: add a client and its exchange API key, and the first sync starts at once.")
+    st.write("Nothing to show yet.")
+    offer_demo = not clients["name"].isin(DEMO_CLIENTS).any()  # load_demo_button hides itself once loaded
     left, right = st.columns(2)
-    with left:
+    with left.container(border=True, height="stretch"):
+        st.markdown("**Connect an exchange account**")
+        st.caption("Add a client and its exchange API key; the first sync starts at once.")
         try:
             st.page_link("pages/admin/clients.py", label="Add your first key", icon=":material/key:")
         except StreamlitAPIException:  # the page runs outside app.py's navigation (a bare script run)
             st.markdown("**Add your first key** under *Admin › Clients & keys*.")
-    with right:
-        load_demo_button(viewer)
+    if offer_demo:
+        with right.container(border=True, height="stretch"):
+            st.markdown("**Look around first**")
+            st.caption("Two demo clients, synced from a local exchange simulator.")
+            load_demo_button(viewer)
 
 
 if clients.empty or connectors.empty:
@@ -82,7 +89,7 @@ else:
         pd.DataFrame({"Asset": holdings["asset"], "Quantity": holdings["quantity"].map(fmt.quantity),
                       "USD value": holdings["usd"].map(fmt.money), "Share": holdings["share"].map(
                           lambda v: fmt.percent(v, signed=False))}),
-        hide_index=True, width="stretch",
+        hide_index=True, width="stretch", column_config=fmt.numbers_right("Quantity", "USD value", "Share"),
     )
 
 st.subheader("Connector health")

@@ -68,12 +68,31 @@ else:
     left.plotly_chart(charts.cumulative_realized(summary.daily), width="stretch")
     right.plotly_chart(charts.daily_pnl(summary.daily), width="stretch")
 
+st.subheader("Equity")
 with loaders.plain_errors("equity curve"):
     curve, moves = loaders.equity_curve(viewer, client_id, connector_id, start, end)
 if curve.empty:
     st.info("No balance snapshots in this window for an equity curve.")
+elif curve["time"].dt.normalize().nunique() < 2:  # one day of snapshots: a flat line would say nothing
+    st.caption("The equity curve builds up as balances are synced over time "
+               f"(first snapshot: {curve['time'].min():%Y-%m-%d}).")
 else:
     st.plotly_chart(charts.equity(curve, moves), width="stretch")
+    first, _last = charts.covered(curve)
+    if (earlier := int((moves["time"] < first).sum())) > 0:
+        st.caption(f"The curve starts at the first snapshot ({fmt.moment(first)}); {earlier} earlier "
+                   "deposit(s)/withdrawal(s) are listed below, not drawn.")
+if not moves.empty:
+    listed = moves.sort_values("time", ascending=False)
+    with st.expander(f"Deposits & withdrawals in this window ({len(listed):,})"):
+        st.dataframe(
+            pd.DataFrame({
+                "Time": listed["time"], "Type": listed["type"], "Asset": listed["currency"],
+                "Amount": fmt.text(listed["amount"], fmt.quantity), "USD value": listed["usd"].map(fmt.money),
+            }),
+            hide_index=True, width="stretch",
+            column_config={"Time": fmt.datetime_column("Time"), **fmt.numbers_right("Amount", "USD value")},
+        )
 
 st.subheader("Per asset")
 assets = summary.per_asset.sort_values("market_value", ascending=False, na_position="last")
@@ -86,9 +105,11 @@ st.dataframe(
         "Realized": assets["realized"].map(lambda v: fmt.money(v, signed=True)),
         "Unrealized": assets["unrealized"].where(priced).map(lambda v: fmt.money(v, signed=True)),
         "Fees": assets["fees"].map(fmt.money),
-        "Unmatched": assets["unmatched_quantity"].map(lambda q: fmt.quantity(q) if q else ""),
+        "Unmatched": assets["unmatched_quantity"].map(lambda q: fmt.quantity(q) if q else fmt.MISSING),
     }),
     hide_index=True, width="stretch",
+    column_config=fmt.numbers_right("Quantity", "Cost basis", "Market value", "Realized", "Unrealized", "Fees",
+                                    "Unmatched"),
 )
 st.download_button(
     "Download CSV", assets.to_csv(index=False).encode(), file_name=f"pnl_{summary.method}.csv", mime="text/csv",

@@ -15,6 +15,21 @@ from lib.ui.auth import current_viewer
 from lib.ui.shell import selected_client_id
 
 PAGE_SIZES = (50, 100, 250, 500)
+#: Widths (px) that fit the table in a 1400 px window beside the sidebar. The ids tell apart
+#: fills of one order in the same second; cost (amount x price) and exact figures are in the CSV.
+TRADE_COLUMNS = {
+    "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True, width=132),
+    "Client": st.column_config.TextColumn("Client", width=115),
+    "Account": st.column_config.TextColumn("Account", width=105),
+    "Symbol": st.column_config.TextColumn("Symbol", width=80),
+    "Side": st.column_config.TextColumn("Side", width=40),
+    **fmt.numbers_right("Amount", width=70),
+    **fmt.numbers_right("Price", width=75),
+    **fmt.numbers_right("Fee", width=95),
+    "M/T": st.column_config.TextColumn("M/T", width=50, help="Maker or taker"),
+    "Trade ID": st.column_config.TextColumn("Trade ID", width=85, help="The exchange's id of this fill"),
+    "Order ID": st.column_config.TextColumn("Order ID", width=85, help="The exchange's id of the order it filled"),
+}
 
 viewer = current_viewer()
 client_id = selected_client_id(viewer)
@@ -57,17 +72,18 @@ st.caption(f"{total:,} fill(s) match; page {page_number} of {pages:,}, newest fi
 if rows.empty:
     st.info("No fills match these filters.")
 else:
-    st.dataframe(
-        pd.DataFrame({
-            "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": rows["client"],
-            "Exchange": rows["exchange_id"], "Account": rows["label"], "Symbol": rows["symbol"],
-            "Side": rows["side"], "Amount": rows["amount"], "Price": rows["price"], "Cost": rows["cost"],
-            "Fee": rows["fee_cost"], "Fee currency": rows["fee_currency"], "Maker/taker": rows["taker_or_maker"],
-            "Order": rows["order_id"], "Trade": rows["trade_id"],
-        }),
-        hide_index=True, width="stretch",
-        column_config={"Time (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")},
-    )
+    table = pd.DataFrame({
+        "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": rows["client"],
+        "Account": rows["exchange_id"] + " / " + rows["label"], "Symbol": rows["symbol"], "Side": rows["side"],
+        "Amount": fmt.text(rows["amount"], fmt.significant), "Price": fmt.text(rows["price"], fmt.significant),
+        "Fee": [fmt.MISSING if fmt.blank(fee) else f"{fmt.significant(fee, 4)} {'' if fmt.blank(unit) else unit}"
+                for fee, unit in zip(rows["fee_cost"], rows["fee_currency"], strict=True)],
+        "M/T": fmt.text(rows["taker_or_maker"]), "Trade ID": fmt.text(rows["trade_id"]),
+        "Order ID": fmt.text(rows["order_id"]),
+    })
+    if connectors["client"].nunique() < 2:  # one client in scope: its name on every row says nothing
+        table = table.drop(columns="Client")
+    st.dataframe(table, hide_index=True, width="stretch", column_config=TRADE_COLUMNS)
 
 left, middle, right = st.columns([1, 1, 2])
 left.number_input("Page", min_value=1, max_value=pages, step=1, key="trades_page")
