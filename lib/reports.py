@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -385,6 +385,39 @@ def summarize(report: PnlReport) -> PnlSummary:
 SUMMARY_FILES_KEPT = 200
 
 
+def _code_version() -> str:
+    """A hash of the code that computes the figures: a summary saved by other code is not reused."""
+    sources = sorted((Path(pnl.__file__).parent).glob("*.py")) + [Path(prices.__file__), Path(__file__)]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+
+
+_CODE_VERSION = _code_version()
+
+
+def _to_json(value: object) -> object:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _dump_summary(summary: PnlSummary) -> str:
+    """Plain JSON (never pickle: a file that can be read must not be able to run code)."""
+    data = {f.name: getattr(summary, f.name) for f in fields(summary)}
+    for name in ("per_asset", "daily"):
+        data[name] = data[name].to_dict(orient="split", index=False)
+    return json.dumps(data, default=_to_json)
+
+
+def _load_summary(text: str) -> PnlSummary:
+    data = json.loads(text)
+    for name in ("per_asset", "daily"):
+        data[name] = pd.DataFrame(data[name]["data"], columns=data[name]["columns"])
+    data["daily"]["date"] = pd.to_datetime(data["daily"]["date"], utc=True)
+    return PnlSummary(**data)
+
+
 def cached_pnl_summary(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
                        method: Method = "fifo", start: datetime | None = None, end: datetime | None = None,
                        pool: Pool = "scope") -> PnlSummary:
@@ -392,10 +425,10 @@ def cached_pnl_summary(viewer: Viewer, client_id: int | None = None, connector_i
 
     The key is what the figures depend on: the connectors the viewer's scope resolves to
     (so two viewers share an entry only when they may see exactly the same accounts), the
-    options, and ``queries.data_version`` (any new fill, snapshot, transfer or ticker makes
-    a new key). So a page's cold load after a restart or a cache clear reads a small file
-    instead of recomputing a million fills; the first view after new data computes once.
-    The files are written by this process, 0600, beside the database they summarise.
+    options, ``queries.data_version`` (any new fill, snapshot, transfer or ticker makes a
+    new key) and the version of the code that computes them. So a page's cold load after a
+    restart or a cache clear reads a small file instead of recomputing a million fills; the
+    first view after new data computes once. Files are JSON, 0600, beside the database.
     """
     with session_scope() as session:
         ids = queries.connector_ids(session, viewer, client_id, connector_id)
@@ -403,25 +436,24 @@ def cached_pnl_summary(viewer: Viewer, client_id: int | None = None, connector_i
     settings = get_settings()
     key = json.dumps([
         hashlib.sha256(settings.database_url.encode()).hexdigest(), ids, method, pool, start and start.isoformat(),
-        end and end.isoformat(), version, sorted(settings.usd_like),
+        end and end.isoformat(), version, sorted(settings.usd_like), _CODE_VERSION,
     ])
     folder = settings.data_dir / "cache"
-    path = folder / f"pnl-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pkl"
+    path = folder / f"pnl-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
     if path.is_file():
         try:
-            with path.open("rb") as handle:
-                return pickle.load(handle)  # noqa: S301 - our own file, 0600 in DATA_DIR
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError):
+            return _load_summary(path.read_text())
+        except (OSError, ValueError, KeyError, TypeError):  # torn or foreign file: recompute
             path.unlink(missing_ok=True)
     summary = summarize(pnl_report(None, viewer, client_id, connector_id, method, start, end, pool))
     folder.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        pickle.dump(summary, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(_dump_summary(summary))
     os.replace(temporary, path)
     with suppress(OSError):  # another process may be pruning too
-        kept = sorted(folder.glob("pnl-*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+        kept = sorted(folder.glob("pnl-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in kept[SUMMARY_FILES_KEPT:]:
             stale.unlink(missing_ok=True)
     return summary

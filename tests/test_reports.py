@@ -6,6 +6,7 @@ import json
 import math
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 
 from lib import reports
@@ -156,3 +157,18 @@ def test_unpriced_deposit_warning_names_the_assets(seeded: Seeded) -> None:
     named = [w for w in warnings if "had no USD price" in w]
     assert named == ["3 deposit(s) had no USD price at the time (ABC, XYZ ×2); booked at 0 cost basis, "
                      "so their whole value counts as gain."]
+
+
+def test_saved_summary_is_json_and_reads_back_exactly(seeded: Seeded) -> None:
+    import json
+
+    from lib.settings import get_settings
+
+    computed = reports.cached_pnl_summary(seeded.viewer("admin"))
+    files = list((get_settings().data_dir / "cache").glob("pnl-*.json"))
+    assert len(files) == 1
+    json.loads(files[0].read_text())  # plain data, nothing that could run code when read
+    loaded = reports.cached_pnl_summary(seeded.viewer("admin"))  # now from the file
+    assert loaded.totals == computed.totals and loaded.warnings == computed.warnings
+    pd.testing.assert_frame_equal(loaded.per_asset, computed.per_asset, check_dtype=False)
+    pd.testing.assert_frame_equal(loaded.daily, computed.daily, check_dtype=False)
