@@ -175,10 +175,9 @@ def authenticate(session: Session, username: str, password: str, now: datetime |
         return None
     user.failed_logins = 0
     user.locked_until = None
-    user.last_login_at = now
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    audit.record(session, user.username, "login", detail="password")
+    record_login(session, user, "password", now)
     return user
 
 
@@ -214,9 +213,14 @@ def login_by_email(session: Session, email: str | None, provider: str) -> User |
         audit.record(session, user.username if user else "(unknown)", "login.failed",
                      detail=f"single sign-on ({provider}): {reason}")
         return None
-    user.last_login_at = utcnow()
-    audit.record(session, user.username, "login", detail=f"single sign-on ({provider})")
+    record_login(session, user, f"single sign-on ({provider})")
     return user
+
+
+def record_login(session: Session, user: User, method: str, now: datetime | None = None) -> None:
+    """Every way in (password, single sign-on, the set-up screen) leaves the same trace."""
+    user.last_login_at = now or utcnow()
+    audit.record(session, user.username, "login", detail=method)
 
 
 def record_logout(session: Session, user_id: int, reason: str) -> None:

@@ -7,6 +7,7 @@ AppTests log in the way the app does: a User row in the database and its id in
 from __future__ import annotations
 
 import pickle
+import re
 import time
 from inspect import Parameter, signature
 
@@ -34,6 +35,7 @@ from lib.settings import PROJECT_ROOT
 from lib.ui import shell
 
 APP = str(PROJECT_ROOT / "app.py")
+UTC_MINUTE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC$")
 PASSWORD = "correct horse battery"  # a test fixture, not a credential
 DENIED = "You do not have access to this page."
 EXISTING_PAGES = [p for p in shell.PAGES if (PROJECT_ROOT / p[1]).is_file()]
@@ -72,6 +74,13 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def screen(at: AppTest) -> str | None:
+    """Which gate screen is drawn (under the product name), or None behind the gate."""
+    if [t.value for t in at.title] != [":material/monitoring: Exchange dashboard"]:
+        return None
+    return next((h.value for h in at.subheader), None)
+
+
 def state_dump(at: AppTest) -> str:
     """Everything the server-side session state holds, widget values included."""
     state = at._session_state._state  # noqa: SLF001 - the point is to look behind the public view
@@ -99,17 +108,20 @@ def audit_actions() -> list[str]:
 
 def test_first_run_creates_the_admin_and_keeps_no_password(database_url: str) -> None:
     at = app().run()
-    assert [t.value for t in at.title] == ["Create the first admin"]
+    assert screen(at) == "Create the first admin"
     assert not at.sidebar.selectbox  # nothing behind the gate was drawn
     fields = {w.label: w for w in at.text_input}
     fields["Username"].input("boss")
+    fields["Email (optional, for single sign-on)"].input("boss@example.com")
     fields["Password"].input("too short")
     fields["Repeat the password"].input("too short")
     at.button[0].click()
     at.run()
     assert "at least 12 characters" in texts(at)
-    fields = {w.label: w for w in at.text_input}
-    fields["Username"].input("boss")
+    fields = {w.label: w for w in at.text_input}  # a fresh form: what was typed stays, the passwords do not
+    assert {label: w.value for label, w in fields.items()} == {
+        "Username": "boss", "Email (optional, for single sign-on)": "boss@example.com", "Password": "",
+        "Repeat the password": ""}
     fields["Password"].input(PASSWORD)
     fields["Repeat the password"].input(PASSWORD)
     at.button[0].click()
@@ -118,6 +130,10 @@ def test_first_run_creates_the_admin_and_keeps_no_password(database_url: str) ->
     assert "Create the first admin" not in texts(at)
     assert "Signed in as **boss** (admin)" in texts(at)
     assert PASSWORD not in state_dump(at) and "too short" not in state_dump(at)
+    with db.session_scope() as session:  # the automatic login counts as a login
+        assert users.find_user(session, "boss").last_login_at is not None
+        login = session.scalars(select(AuditEvent).where(AuditEvent.action == "login")).one()
+        assert (login.actor, login.detail) == ("boss", "first admin set-up")
     assert set(at.session_state.to_dict()) <= {"auth_user_id", "auth_last_seen", "auth_form_generation",
                                                "scope_client_id", "auth_logout"} | {
         k for k in at.session_state.to_dict() if k.startswith("FormSubmitter:")}
@@ -126,10 +142,11 @@ def test_first_run_creates_the_admin_and_keeps_no_password(database_url: str) ->
 def test_login_wrong_password_then_right(database_url: str) -> None:
     add_user("boss", Role.ADMIN)
     at = app().run()
-    assert [t.value for t in at.title] == ["Log in"]
+    assert screen(at) == "Log in"
     log_in(at, "boss", "wrong password!")
     assert users.LOGIN_FAILED_MESSAGE in texts(at)
     assert "wrong password!" not in state_dump(at)
+    assert at.text_input(key=_key(at, "auth_login_username_")).value == "boss"  # no retyping the name
     log_in(at, "boss", PASSWORD)
     assert not at.exception
     assert "Signed in as **boss** (admin)" in texts(at)
@@ -174,7 +191,7 @@ def test_idle_session_ends(database_url: str, monkeypatch: pytest.MonkeyPatch) -
     assert "Signed in as **ann**" in texts(at)
     at.session_state["auth_last_seen"] = time.time() - 6 * 60
     at.run()
-    assert [t.value for t in at.title] == ["Log in"]
+    assert screen(at) == "Log in"
     assert "after 5 minutes without activity" in texts(at)
     assert "auth_user_id" not in at.session_state
     assert audit_actions()[-1] == "logout"
@@ -185,14 +202,14 @@ def test_logout_and_disabled_user_are_out_at_once(database_url: str) -> None:
     at = app(ann).run()
     at.sidebar.button(key="auth_logout").click()
     at.run()
-    assert [t.value for t in at.title] == ["Log in"] and "You have been logged out." in texts(at)
+    assert screen(at) == "Log in" and "You have been logged out." in texts(at)
     assert "auth_user_id" not in at.session_state
     at = app(ann).run()
     assert "Signed in as **ann**" in texts(at)
     with db.session_scope() as session:
         users.set_disabled(session, SYSTEM, ann, True)
     at.run()
-    assert [t.value for t in at.title] == ["Log in"] and "not active" in texts(at)
+    assert screen(at) == "Log in" and "not active" in texts(at)
 
 
 def test_single_sign_on_is_offered_only_when_configured_and_matches_by_email(database_url: str) -> None:
@@ -217,6 +234,31 @@ def test_single_sign_on_is_offered_only_when_configured_and_matches_by_email(dat
     at.run()
     assert "not linked to an active dashboard user" in texts(at)
     assert [b.label for b in at.button if "single sign-on" in b.label] == ["Log out of single sign-on"]
+
+
+@pytest.mark.parametrize(("role", "url", "title"), [
+    (Role.ADMIN, "http://localhost:8501/users", "Users"),
+    (Role.ADMIN, "http://localhost:8501/base/audit/", "Audit log"),
+    (Role.ANALYST, "http://localhost:8501/users", None),  # not for this role: the default page
+    (Role.ADMIN, "http://localhost:8501/no-such-page", None),
+])
+def test_login_goes_to_the_page_the_link_asked_for(sqlite_url: str, role: Role, url: str,
+                                                   title: str | None) -> None:
+    add_user("someone", role)
+    at = app()
+    at.context = {"url": url}
+    at.run()
+    assert screen(at) == "Log in"
+    log_in(at, "someone", PASSWORD)
+    assert not at.exception
+    assert "Signed in as **someone**" in texts(at)
+    assert DENIED not in texts(at)
+    titles = [t.value for t in at.title]
+    if title:
+        assert titles == [title]
+    else:
+        assert not {"Users", "Audit log"} & set(titles)
+    assert "auth_next_page" not in at.session_state
 
 
 # ---------------------------------------------------------------- every page, every role
@@ -284,6 +326,10 @@ def test_users_page_adds_edits_and_resets(sqlite_url: str) -> None:
     at.run()
     assert "User 'carl' added." in texts(at), texts(at)
     assert PASSWORD not in state_dump(at)
+    table = at.dataframe[0].value.set_index("Username")
+    assert table.loc["carl", "Last login"] == "never" and table.loc["boss", "Email"] == "—"
+    assert all(UTC_MINUTE.match(text) for text in table["Created"])
+    assert not re.search(r"\bNone\b|\bnan\b|NaT|\+00:00", table.to_csv())
     with db.session_scope() as session:
         carl = users.find_user(session, "carl")
         assert users.viewer_for(session, carl.id).client_ids == {alpha}
@@ -327,6 +373,8 @@ def test_audit_page_filters_and_exports(sqlite_url: str) -> None:
     assert not at.exception
     frame = at.dataframe[0].value
     assert set(frame["Action"]) == {"user.created", "login.failed"}
+    assert all(UTC_MINUTE.match(text) for text in frame["When"])
+    assert not re.search(r"\bNone\b|\bnan\b|NaT", frame.to_csv()) and "—" in set(frame["Target"])
     at.multiselect[0].select("login.failed").run()
     frame = at.dataframe[0].value
     assert list(frame["Action"]) == ["login.failed"] and list(frame["Who"]) == ["boss"]

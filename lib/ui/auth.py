@@ -1,10 +1,12 @@
 """The login gate: first-admin set-up, password or single sign-on login, idle timeout, logout.
 
 Session state holds only the logged-in user's id (``auth_user_id``) and the time of the
-last activity. The viewer is rebuilt from the database on every run, so disabling a user
-or changing their role or clients takes effect at their next click. Submitted form values
-are deleted from session state as soon as they are read (``forget_widgets``), and the form
-is replaced by a fresh one, so no typed password stays in session state.
+last activity; before login also the typed username and email (never a password) and the
+page the browser asked for, so a deep link still leads there after logging in. The viewer
+is rebuilt from the database on every run, so disabling a user or changing their role or
+clients takes effect at their next click. Submitted form values are deleted from session
+state as soon as they are read (``forget_widgets``), and the form is replaced by a fresh
+one, so no typed password stays in session state.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -29,6 +32,9 @@ _FORM_KEY = "auth_form_generation"  # bumped on each submit: a fresh form, no st
 _ERROR_KEY = "auth_error"
 _NOTICE_KEY = "auth_notice"
 _SSO_REFUSED_KEY = "auth_sso_refused"
+_NEXT_PAGE_KEY = "auth_next_page"  # url path of the page asked for while logged out
+_KEPT_KEY = "auth_kept_fields"  # username (and email) typed before a failed submit; never a password
+_APP_NAME = "Exchange dashboard"
 _DB_DOWN = "Login is unavailable: the database could not be reached. Try again shortly."
 
 
@@ -42,10 +48,12 @@ def require_viewer() -> Viewer:
         st.error(_DB_DOWN)
         st.stop()
     if first_run:
+        _remember_requested_page()
         _setup_screen()
         st.stop()
     viewer = _session_viewer(touch=True)
     if viewer is None:
+        _remember_requested_page()
         _login_screen()
         st.stop()
     return viewer
@@ -106,8 +114,41 @@ def _session_viewer(*, touch: bool) -> Viewer | None:
 
 
 def _start_session(user_id: int) -> None:
+    st.session_state.pop(_KEPT_KEY, None)
     st.session_state[SESSION_KEY] = user_id
     st.session_state[LAST_SEEN_KEY] = time.time()
+
+
+# ---------------------------------------------------------------- deep links
+
+
+def _remember_requested_page() -> None:
+    """The last part of the browser's URL path ("clients" for /clients), read before the gate.
+
+    st.navigation runs only behind the gate, so without this the run after logging in
+    would fall back to the default page. Streamlit answers the first logged-out run of a
+    deep link with "page not found" and the browser's URL falls back to the app's root, so
+    an empty path never replaces a page already remembered.
+    """
+    url = st.context.url
+    if wanted := urlparse(url or "").path.rstrip("/").rpartition("/")[2]:
+        st.session_state[_NEXT_PAGE_KEY] = wanted
+
+
+def _enter(user_id: int) -> None:
+    """Start the session and rerun on the page asked for, when this user's role may see it."""
+    _start_session(user_id)
+    wanted = st.session_state.pop(_NEXT_PAGE_KEY, "")
+    if wanted:
+        from lib.ui.shell import pages_for  # shell imports this module
+
+        with session_scope() as session:
+            viewer = users.viewer_for(session, user_id)
+        pages = [page for section in pages_for(viewer).values() for page in section] if viewer else []
+        match = next((page for page in pages if page.url_path == wanted), None)
+        if match is not None:
+            st.switch_page(match)
+    st.rerun()
 
 
 def _end_session(reason: str, notice: str) -> None:
@@ -191,63 +232,78 @@ def _messages() -> None:
         st.error(error)
 
 
+def _panel(heading: str, explanation: str):  # noqa: ANN202 - a Streamlit column
+    """A narrow centred column with the product name: the wide layout is meant for tables."""
+    _, middle, _ = st.columns([2, 5, 2])
+    with middle:
+        st.title(f":material/monitoring: {_APP_NAME}")
+        st.subheader(heading)
+        st.caption(explanation)
+        _messages()
+    return middle
+
+
+def _kept(field: str) -> str:
+    return st.session_state.get(_KEPT_KEY, {}).get(field, "")
+
+
 def _login_screen() -> None:
-    st.title("Log in")
-    _messages()
     generation = st.session_state.get(_FORM_KEY, 0)
     keys = (f"auth_login_username_{generation}", f"auth_login_password_{generation}")
-    with st.form(f"login_{generation}", clear_on_submit=True, enter_to_submit=True):
-        username = st.text_input("Username", autocomplete="username", key=keys[0])
-        password = st.text_input("Password", type="password", autocomplete="current-password", key=keys[1])
-        submitted = st.form_submit_button("Log in", type="primary")
-    if submitted:
-        forget_widgets(*keys)
-        st.session_state[_FORM_KEY] = generation + 1
-        try:
-            with session_scope() as session:
-                user = users.authenticate(session, username, password)
-                user_id = user.id if user else None
-        except Exception:  # noqa: BLE001 - a plain message, never a traceback
-            log.exception("login failed unexpectedly")
-            st.session_state[_ERROR_KEY] = _DB_DOWN
-        else:
-            if user_id is None:
-                st.session_state[_ERROR_KEY] = users.LOGIN_FAILED_MESSAGE
+    with _panel("Log in", "Balances, trades and P&L of your exchange accounts. Log in to continue."):
+        with st.form(f"login_{generation}", clear_on_submit=True, enter_to_submit=True):
+            username = st.text_input("Username", value=_kept("username"), autocomplete="username", key=keys[0])
+            password = st.text_input("Password", type="password", autocomplete="current-password", key=keys[1])
+            submitted = st.form_submit_button("Log in", type="primary", width="stretch")
+        if submitted:
+            forget_widgets(*keys)
+            st.session_state[_FORM_KEY] = generation + 1
+            st.session_state[_KEPT_KEY] = {"username": username}
+            try:
+                with session_scope() as session:
+                    user = users.authenticate(session, username, password)
+                    user_id = user.id if user else None
+            except Exception:  # noqa: BLE001 - a plain message, never a traceback
+                log.exception("login failed unexpectedly")
+                st.session_state[_ERROR_KEY] = _DB_DOWN
             else:
-                _start_session(user_id)
-        st.rerun()
-    _sso_buttons()
+                if user_id is None:
+                    st.session_state[_ERROR_KEY] = users.LOGIN_FAILED_MESSAGE
+                else:
+                    _enter(user_id)
+            st.rerun()
+        _sso_buttons()
 
 
 def _setup_screen() -> None:
-    st.title("Create the first admin")
-    st.write(
-        "No users exist yet. Create the administrator account: it manages clients, exchange keys "
-        f"and users. The password needs at least {users.MIN_PASSWORD_LENGTH} characters."
-    )
-    _messages()
     generation = st.session_state.get(_FORM_KEY, 0)
     keys = tuple(f"auth_setup_{name}_{generation}" for name in ("username", "email", "password", "confirm"))
-    with st.form(f"setup_{generation}", clear_on_submit=True):
-        username = st.text_input("Username", autocomplete="username", key=keys[0])
-        email = st.text_input("Email (optional, for single sign-on)", autocomplete="email", key=keys[1])
-        password = st.text_input("Password", type="password", autocomplete="new-password", key=keys[2])
+    explanation = "No users exist yet. Create the administrator account: it manages clients, exchange keys and users."
+    with _panel("Create the first admin", explanation), st.form(f"setup_{generation}", clear_on_submit=True):
+        username = st.text_input("Username", value=_kept("username"), autocomplete="username", key=keys[0])
+        email = st.text_input("Email (optional, for single sign-on)", value=_kept("email"),
+                              autocomplete="email", key=keys[1])
+        password = st.text_input("Password", type="password", autocomplete="new-password", key=keys[2],
+                                 placeholder=f"at least {users.MIN_PASSWORD_LENGTH} characters")
         confirm = st.text_input("Repeat the password", type="password", autocomplete="new-password", key=keys[3])
-        submitted = st.form_submit_button("Create admin and log in", type="primary")
+        submitted = st.form_submit_button("Create admin and log in", type="primary", width="stretch")
     if submitted:
         forget_widgets(*keys)
         st.session_state[_FORM_KEY] = generation + 1
+        st.session_state[_KEPT_KEY] = {"username": username, "email": email}
         if password != confirm:
             st.session_state[_ERROR_KEY] = "The two passwords differ."
         else:
             try:
                 with session_scope() as session:
-                    user_id = users.create_first_admin(session, username, password, email).id
+                    admin = users.create_first_admin(session, username, password, email)
+                    users.record_login(session, admin, "first admin set-up")
+                    user_id = admin.id
             except ValidationError as error:
                 st.session_state[_ERROR_KEY] = str(error)
             except Exception:  # noqa: BLE001 - a plain message, never a traceback
                 log.exception("first admin could not be created")
                 st.session_state[_ERROR_KEY] = _DB_DOWN
             else:
-                _start_session(user_id)
+                _enter(user_id)
         st.rerun()

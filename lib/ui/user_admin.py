@@ -27,6 +27,12 @@ from lib.validation import ValidationError
 log = logging.getLogger(__name__)
 
 _FLASH_KEY = "user_admin_flash"
+NOTHING = "—"  # an empty cell, instead of None/nan/""
+
+
+def utc_minute(moment: datetime | None, missing: str = NOTHING) -> str:
+    """``2026-11-21 14:26 UTC``: one way to write a time in the admin tables."""
+    return missing if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 @dataclass(frozen=True)
@@ -72,19 +78,25 @@ def users_frame(rows: list[UserRow]) -> pd.DataFrame:
         if row.disabled:
             return "disabled"
         if row.locked_until:
-            return f"locked until {row.locked_until:%H:%M} UTC"
+            return f"locked until {utc_minute(row.locked_until)}"
         return "active"
+
+    def scope(row: UserRow) -> str:
+        if row.role != "client":
+            return "all"
+        return ", ".join(row.client_names) or "none (sees nothing)"
 
     return pd.DataFrame(
         [
             {
-                "Username": r.username, "Role": r.role, "Status": status(r), "Email": r.email or "",
-                "Clients": ", ".join(r.client_names) if r.role == "client" else "all",
+                "Username": r.username, "Role": r.role, "Status": status(r), "Email": r.email or NOTHING,
+                "Clients": scope(r),
                 "Login": "password" + (" or single sign-on" if r.email else "") if r.has_password else "single sign-on",
-                "Last login": r.last_login_at, "Created": r.created_at,
+                "Last login": utc_minute(r.last_login_at, "never"), "Created": utc_minute(r.created_at),
             }
             for r in rows
-        ]
+        ],
+        columns=["Username", "Role", "Status", "Email", "Clients", "Login", "Last login", "Created"],
     )
 
 
@@ -144,15 +156,26 @@ def audit_filters(viewer: Viewer) -> tuple[list[str], list[str]]:
         return audit.known_actions(session, viewer), audit.known_actors(session, viewer)
 
 
+_AUDIT_COLUMNS = ["When", "Who", "Action", "Target", "Detail"]
+
+
 def audit_frame(viewer: Viewer, actions: list[str], actor: str | None, first_day: date | None,
                 last_day: date | None) -> pd.DataFrame:
-    """The filtered log, newest first; the days are whole UTC days, both included."""
+    """The filtered log, newest first, times exact (for the CSV); the days are whole UTC days, both included."""
     since = datetime.combine(first_day, time.min, tzinfo=UTC) if first_day else None
     until = datetime.combine(last_day, time.min, tzinfo=UTC) + timedelta(days=1) if last_day else None
     with session_scope() as session:
         events = audit.list_events(session, viewer, actions=actions, actor=actor, since=since, until=until)
         rows = [
-            {"When (UTC)": e.at, "Who": e.actor, "Action": e.action, "Target": e.target, "Detail": e.detail}
+            {"When": e.at.astimezone(UTC).isoformat(timespec="seconds"), "Who": e.actor, "Action": e.action,
+             "Target": e.target or "", "Detail": e.detail or ""}
             for e in events
         ]
-    return pd.DataFrame(rows, columns=["When (UTC)", "Who", "Action", "Target", "Detail"])
+    return pd.DataFrame(rows, columns=_AUDIT_COLUMNS)
+
+
+def audit_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The log as the page shows it: minutes in UTC, a dash for an empty cell."""
+    shown = frame.replace("", NOTHING)
+    shown["When"] = [utc_minute(datetime.fromisoformat(at)) for at in frame["When"]]
+    return shown

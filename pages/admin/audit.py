@@ -19,13 +19,14 @@ today = utcnow().date()
 action_col, actor_col, days_col = st.columns(3)
 chosen_actions = action_col.multiselect("Action", actions, placeholder="All actions")
 actor = actor_col.selectbox("Who", [None, *actors], format_func=lambda a: "Anyone" if a is None else a)
-days = days_col.date_input("Days (UTC)", value=(today - timedelta(days=30), today), max_value=today)
+days = days_col.date_input("Days (UTC)", value=(today - timedelta(days=30), today), max_value=today,
+                           format="YYYY-MM-DD")
 picked = days if isinstance(days, tuple) else (days,)  # a range being picked has one day
 
 frame = user_admin.audit_frame(viewer, chosen_actions, actor, picked[0] if picked else None,
                                picked[-1] if picked else None)
 st.caption(f"{len(frame)} event(s), newest first.")
-st.dataframe(frame, hide_index=True, width="stretch")
+st.dataframe(user_admin.audit_table(frame), hide_index=True, width="stretch")
 st.download_button(
     "Download CSV", frame.to_csv(index=False).encode(), file_name=f"audit-{today.isoformat()}.csv",
     mime="text/csv", icon=":material/download:", disabled=frame.empty,
