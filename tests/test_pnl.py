@@ -376,3 +376,17 @@ def test_affine_scan_matches_the_loop(pairs: list[tuple[float, float]]) -> None:
         x = a * x + b
         want.append(x)
     assert affine_scan(alpha, beta) == pytest.approx(want, rel=1e-9, abs=1e-6)
+
+
+def test_a_zero_opening_lot_is_no_holding_and_no_error() -> None:
+    """Regression: an empty per-asset frame used to adopt a row of NaNs (and crash on ``priced``)."""
+    import numpy as np
+    import pandas as pd
+
+    from lib.pnl import FILL_COLUMNS, OPENING_COLUMNS, compute_pnl
+
+    fills = pd.DataFrame({c: pd.Series(dtype=object) for c in FILL_COLUMNS})
+    opening = pd.DataFrame([{"connector_id": 1, "client_id": 1, "timestamp": 2_000, "asset": "XYZ",
+                             "amount": 0.0, "usd": np.nan}])[list(OPENING_COLUMNS)]
+    result = compute_pnl(fills, None, opening, {})
+    assert result.per_asset.empty and result.totals.realized == 0 and result.unpriced_assets == []

@@ -254,11 +254,12 @@ def _per_asset(
     codes = sorted(set(held.index) | {lookup[a] for a in named})
     frame = _valued(held.reindex(codes, fill_value=0.0).rename_axis("asset").reset_index(), ledger.assets, mark_of)
     frame = frame.set_index("asset")
-    frame["realized"] = disposals.groupby("asset")["gain"].sum()
-    frame["fees"] = flows.groupby("asset")["fees"].sum()
+    # reindex: assigning a Series to an empty frame would adopt the Series' rows
+    frame["realized"] = disposals.groupby("asset")["gain"].sum().reindex(frame.index)
+    frame["fees"] = flows.groupby("asset")["fees"].sum().reindex(frame.index)
     frame["unmatched_quantity"] = pd.Series(
         np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=len(ledger.assets)), index=ledger.assets
-    )
+    ).reindex(frame.index)
     frame = frame.fillna({"realized": 0.0, "fees": 0.0, "unmatched_quantity": 0.0})
     return frame.reset_index()[list(PER_ASSET_COLUMNS)]
 

@@ -1,8 +1,8 @@
 """The login gate: first-admin set-up, password or single sign-on login, idle timeout, logout.
 
 Session state holds only the logged-in user's id (``auth_user_id``) and the time of the
-last activity; before login also the typed username and email (never a password) and the
-page the browser asked for, so a deep link still leads there after logging in. The viewer
+last activity; before login also the typed username and email (never a password). The gate
+answers under every page's URL, so a deep link leads to its page after logging in. The viewer
 is rebuilt from the database on every run, so disabling a user or changing their role or
 clients takes effect at their next click. Submitted form values are deleted from session
 state as soon as they are read (``forget_widgets``), and the form is replaced by a fresh
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from urllib.parse import urlparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import NoReturn
 
 import streamlit as st
 
@@ -32,7 +33,6 @@ _FORM_KEY = "auth_form_generation"  # bumped on each submit: a fresh form, no st
 _ERROR_KEY = "auth_error"
 _NOTICE_KEY = "auth_notice"
 _SSO_REFUSED_KEY = "auth_sso_refused"
-_NEXT_PAGE_KEY = "auth_next_page"  # url path of the page asked for while logged out
 _KEPT_KEY = "auth_kept_fields"  # username (and email) typed before a failed submit; never a password
 _APP_NAME = "Exchange dashboard"
 _DB_DOWN = "Login is unavailable: the database could not be reached. Try again shortly."
@@ -48,15 +48,26 @@ def require_viewer() -> Viewer:
         st.error(_DB_DOWN)
         st.stop()
     if first_run:
-        _remember_requested_page()
-        _setup_screen()
-        st.stop()
+        _show_gate(_setup_screen)
     viewer = _session_viewer(touch=True)
     if viewer is None:
-        _remember_requested_page()
-        _login_screen()
-        st.stop()
+        _show_gate(_login_screen)
     return viewer
+
+
+def _show_gate(screen: Callable[[], None]) -> NoReturn:
+    """Run ``screen`` under every page's URL, with no navigation menu, then stop.
+
+    Registering the app's URLs (each running the gate) makes a deep link show the login
+    instead of Streamlit's "page not found", and leaves no page link in the sidebar of a
+    logged-out browser. The page files themselves are never registered here.
+    """
+    from lib.ui.shell import PAGES  # shell imports this module
+
+    paths = [Path(path).stem for _section, path, *_rest in PAGES]
+    pages = [st.Page(screen, title=_APP_NAME, url_path=path, default=not index) for index, path in enumerate(paths)]
+    st.navigation(pages, position="hidden").run()
+    st.stop()
 
 
 def current_viewer() -> Viewer:
@@ -119,35 +130,13 @@ def _start_session(user_id: int) -> None:
     st.session_state[LAST_SEEN_KEY] = time.time()
 
 
-# ---------------------------------------------------------------- deep links
-
-
-def _remember_requested_page() -> None:
-    """The last part of the browser's URL path ("clients" for /clients), read before the gate.
-
-    st.navigation runs only behind the gate, so without this the run after logging in
-    would fall back to the default page. Streamlit answers the first logged-out run of a
-    deep link with "page not found" and the browser's URL falls back to the app's root, so
-    an empty path never replaces a page already remembered.
-    """
-    url = st.context.url
-    if wanted := urlparse(url or "").path.rstrip("/").rpartition("/")[2]:
-        st.session_state[_NEXT_PAGE_KEY] = wanted
+# ---------------------------------------------------------------- entering
 
 
 def _enter(user_id: int) -> None:
-    """Start the session and rerun on the page asked for, when this user's role may see it."""
+    """Start the session and rerun: the browser's URL still names the page asked for (the gate
+    answered under every page's URL), so the run behind the gate opens it when the role may."""
     _start_session(user_id)
-    wanted = st.session_state.pop(_NEXT_PAGE_KEY, "")
-    if wanted:
-        from lib.ui.shell import pages_for  # shell imports this module
-
-        with session_scope() as session:
-            viewer = users.viewer_for(session, user_id)
-        pages = [page for section in pages_for(viewer).values() for page in section] if viewer else []
-        match = next((page for page in pages if page.url_path == wanted), None)
-        if match is not None:
-            st.switch_page(match)
     st.rerun()
 
 

@@ -64,9 +64,12 @@ def require_role(viewer: Viewer, *roles: Role) -> None:
         st.stop()
 
 
+ALL_CLIENTS = 0  # the picker's "All clients" (a real value: None would mean "nothing chosen")
+
+
 def selected_client_id(viewer: Viewer) -> int | None:
     """The client chosen in the sidebar (None = every client the viewer may see)."""
-    client_id = st.session_state.get(SCOPE_KEY)
+    client_id = st.session_state.get(SCOPE_KEY) or None
     if client_id is not None and not viewer.can_see_client(client_id):
         return None
     return client_id
@@ -76,16 +79,11 @@ def sidebar(viewer: Viewer) -> None:
     with session_scope() as session:
         clients = [(c.id, c.name) for c in list_clients(session, viewer)]
     names = dict(clients)
-    options: list[int | None] = [None, *names]
-    current = st.session_state.get(SCOPE_KEY)
-    if current not in options:
-        st.session_state[SCOPE_KEY] = None
+    options = [ALL_CLIENTS, *names]
+    if st.session_state.get(SCOPE_KEY) not in options:
+        st.session_state[SCOPE_KEY] = ALL_CLIENTS
     with st.sidebar:
-        st.selectbox(
-            "Client",
-            options,
-            key=SCOPE_KEY,
-            format_func=lambda cid: "All clients" if cid is None else names[cid],
-        )
+        st.selectbox("Client", options, key=SCOPE_KEY,
+                     format_func=lambda cid: "All clients" if cid == ALL_CLIENTS else names[cid])
         sync_widgets.sidebar_freshness(viewer, selected_client_id(viewer))
         auth.logout_button(viewer)

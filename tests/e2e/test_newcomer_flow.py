@@ -267,7 +267,8 @@ def _pnl(page: Page, folder: Path) -> None:
 
 
 def _log_out(page: Page, admin_url: str, password: str, folder: Path) -> None:
-    """7. After logging out, an admin page's URL shows the login instead; the login form lets the admin back in."""
+    """7. After logging out, an admin page's URL shows the login instead (and no page links);
+    logging in there opens the page the URL named."""
     page.get_by_role("button", name="Log out").click()
     wait_idle(page)
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
@@ -276,9 +277,12 @@ def _log_out(page: Page, admin_url: str, password: str, folder: Path) -> None:
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     expect(page.get_by_role("heading", name="Clients & keys")).to_have_count(0)
     expect(page.get_by_text("Signed in as")).to_have_count(0)
+    expect(page.get_by_role("link", name="Clients & keys")).to_have_count(0)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
     shot(page, folder, "09-logged-out")
     page.get_by_label("Username", exact=True).fill(ADMIN)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
     wait_idle(page)
     expect(page.get_by_text(f"Signed in as {ADMIN}")).to_be_visible()
+    expect(main(page).get_by_role("heading", name="Clients & keys")).to_be_visible()
