@@ -20,6 +20,9 @@ from lib.models import Connector
 from lib.settings import PROJECT_ROOT, get_settings
 from tests.helpers import database_contents
 
+#: store a connector without reaching its exchange (these tests have none)
+OFFLINE = ("--skip-test", "--no-sync")
+
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
@@ -50,7 +53,7 @@ def test_connector_add_list_remove_never_prints_the_secret(sqlite_url, capsys, c
     caplog.set_level(logging.DEBUG)
     run(capsys, "client", "add", "Sharp")
     code, out, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance",
-                         "--label", "desk", "--api-url", "http://127.0.0.1:9/binance", "--skip-test", "--no-sync")
+                         "--label", "desk", "--api-url", "http://127.0.0.1:9/binance", *OFFLINE)
     assert code == 0 and "…WXYZ" in out
     code, out_list, _ = run(capsys, "connector", "list", "--json")
     rows = json.loads(out_list)
@@ -65,10 +68,9 @@ def test_connector_add_list_remove_never_prints_the_secret(sqlite_url, capsys, c
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["connector", "add", "--client", "Nobody", "--exchange", "binance", "--skip-test", "--no-sync"], "No client named"),
-    (["connector", "add", "--client", "Sharp", "--exchange", "bitunix", "--skip-test", "--no-sync"], "not supported"),
-    (["connector", "add", "--client", "Sharp", "--exchange", "binance", "--api-url", "file:///etc", "--skip-test", "--no-sync"],
-     "http"),
+    (["connector", "add", "--client", "Nobody", "--exchange", "binance", *OFFLINE], "No client named"),
+    (["connector", "add", "--client", "Sharp", "--exchange", "bitunix", *OFFLINE], "not supported"),
+    (["connector", "add", "--client", "Sharp", "--exchange", "binance", "--api-url", "file:///etc", *OFFLINE], "http"),
     (["connector", "remove", "999"], "No connector"),
     (["pnl", "--connector", "999"], "No connector"),
     (["worker", "--interval", "0"], "positive number"),
@@ -86,13 +88,13 @@ def test_missing_credential_without_terminal_is_an_error(sqlite_url, capsys, mon
     monkeypatch.delenv("EXCHANGE_SECRET", raising=False)
     monkeypatch.setattr(sys, "stdin", io.StringIO())
     run(capsys, "client", "add", "Sharp")
-    code, _, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--skip-test", "--no-sync")
+    code, _, err = run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", *OFFLINE)
     assert code == 2 and "EXCHANGE_API_KEY" in err
 
 
 def test_vault_rotate_then_old_key_dropped(sqlite_url, capsys, monkeypatch, marker):
     run(capsys, "client", "add", "Sharp")
-    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--skip-test", "--no-sync")
+    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", *OFFLINE)
     old = get_settings().encryption_keys[0]
     new = Fernet.generate_key().decode()
     monkeypatch.setenv("ENCRYPTION_KEYS", f"{new},{old}")
@@ -113,7 +115,7 @@ def test_vault_rotate_then_old_key_dropped(sqlite_url, capsys, monkeypatch, mark
 
 def test_stored_connector_of_a_delisted_exchange_is_reported(sqlite_url, capsys, marker):
     run(capsys, "client", "add", "Sharp")
-    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", "--skip-test", "--no-sync")
+    run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", *OFFLINE)
     with session_scope() as session:
         session.execute(update(Connector).values(exchange_id="bitmart"))
     code, out, _ = run(capsys, "connector", "list")
