@@ -306,6 +306,21 @@ def _empty_result(method: str, pool: str) -> pnl.PnlResult:
     )
 
 
+def as_balance_moves(moves: pd.DataFrame) -> pd.DataFrame:
+    """Transfers as the account's balance sees them, so P&L holdings equal the exchange's.
+
+    A deposit counts once credited (status ok, or none reported); a withdrawal counts unless
+    it failed, and takes its fee with it when the fee is paid in the withdrawn currency.
+    The sync's opening-balance check (lib.sync.store.explained_holdings) uses the same rule.
+    """
+    deposit = moves["type"] == "deposit"
+    credited = moves["status"].isna() | (moves["status"] == "ok")
+    fee = moves["fee_cost"].astype(float).fillna(0.0)
+    same_currency = moves["fee_currency"].isna() | (moves["fee_currency"] == moves["currency"])
+    amount = moves["amount"].astype(float) + fee.where(~deposit & same_currency, 0.0)
+    return moves[~deposit | credited].assign(amount=amount[~deposit | credited])
+
+
 def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | None = None,
                connector_id: int | None = None, method: Method = "fifo", start: datetime | None = None,
                end: datetime | None = None, pool: Pool = "scope") -> PnlReport:
@@ -327,7 +342,8 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
     if fills.empty and moves.empty and opening.empty:
         return PnlReport(_empty_result(method, pool), marks, 0, start, end)
     priced_fills = prices.add_fill_usd(fills, candles, usd_like=cash)
-    priced_moves = prices.add_transfer_usd(moves[list(pnl.TRANSFER_COLUMNS[:-1])], candles, usd_like=cash)
+    priced_moves = prices.add_transfer_usd(as_balance_moves(moves)[list(pnl.TRANSFER_COLUMNS[:-1])], candles,
+                                           usd_like=cash)
     opening = prices.add_transfer_usd(opening, candles, usd_like=cash, asset_column="asset").assign(
         usd=lambda f: f["usd_price"].astype(float).fillna(f["usd"]))[list(pnl.OPENING_COLUMNS)]
     result = pnl.compute_pnl(priced_fills, priced_moves, opening, marks, method=method, pool=pool,

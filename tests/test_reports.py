@@ -172,3 +172,24 @@ def test_saved_summary_is_json_and_reads_back_exactly(seeded: Seeded) -> None:
     assert loaded.totals == computed.totals and loaded.warnings == computed.warnings
     pd.testing.assert_frame_equal(loaded.per_asset, computed.per_asset, check_dtype=False)
     pd.testing.assert_frame_equal(loaded.daily, computed.daily, check_dtype=False)
+
+
+def test_pnl_holdings_follow_the_balance_through_transfers(seeded: Seeded) -> None:
+    """A pending deposit is not held yet; a withdrawal takes its fee; a failed one takes nothing."""
+    from lib.models import Transfer
+    from tests.test_queries import ms
+
+    admin = seeded.viewer("admin")
+    before = reports.pnl_report(None, admin, client_id=seeded.alpha).result.per_asset.set_index("asset")
+    with session_scope() as session:
+        session.add_all([
+            Transfer(connector_id=seeded.alpha_binance, transfer_id="t-w1", type="withdrawal", timestamp=ms("2024-04-01"),
+                     currency="ETH", amount=1.0, fee_cost=0.01, fee_currency="ETH", status="ok"),
+            Transfer(connector_id=seeded.alpha_binance, transfer_id="t-w2", type="withdrawal", timestamp=ms("2024-04-02"),
+                     currency="ETH", amount=1.0, fee_cost=0.01, fee_currency="ETH", status="failed"),
+            Transfer(connector_id=seeded.alpha_binance, transfer_id="t-d1", type="deposit", timestamp=ms("2024-04-03"),
+                     currency="BTC", amount=2.0, status="pending"),
+        ])
+    after = reports.pnl_report(None, admin, client_id=seeded.alpha).result.per_asset.set_index("asset")
+    assert after.loc["ETH", "quantity"] == pytest.approx(before.loc["ETH", "quantity"] - 1.01, abs=1e-12)
+    assert after.loc["BTC", "quantity"] == pytest.approx(before.loc["BTC", "quantity"], abs=1e-12)

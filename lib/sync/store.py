@@ -237,16 +237,15 @@ def explained_holdings(connector_id: int) -> dict[str, float]:
         transfers = session.execute(select(Transfer.type, Transfer.currency, Transfer.amount, Transfer.fee_cost,
                                            Transfer.fee_currency, Transfer.status)
                                     .where(Transfer.connector_id == connector_id))
+        # the rule of lib.reports.as_balance_moves: a deposit once credited; a withdrawal
+        # unless it failed, with its fee when paid in the withdrawn currency
         for kind, currency, amount, fee_cost, fee_currency, status in transfers:
-            if status in ("failed", "canceled"):
-                continue
             if kind == "deposit":
                 if status in (None, "ok"):
                     net[currency] += amount
-            else:
-                net[currency] -= amount
-            if fee_cost and fee_currency:
-                net[fee_currency] -= fee_cost
+            elif status not in ("failed", "canceled"):
+                fee = (fee_cost or 0.0) if fee_currency in (None, currency) else 0.0
+                net[currency] -= amount + fee
     return dict(net)
 
 
