@@ -348,7 +348,8 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
         usd=lambda f: f["usd_price"].astype(float).fillna(f["usd"]))[list(pnl.OPENING_COLUMNS)]
     result = pnl.compute_pnl(priced_fills, priced_moves, opening, marks, method=method, pool=pool,
                          start=_ms(start), end=end_ms, usd_like=cash)
-    named = name_unpriced_assets(result.warnings, priced_moves, opening, end_ms, cash)
+    dated_opening = pnl.date_opening_lots(opening, priced_fills, priced_moves)
+    named = name_unpriced_assets(result.warnings, priced_moves, dated_opening, end_ms, cash)
     return PnlReport(replace(result, warnings=named), marks, len(fills), start, end)
 
 

@@ -255,6 +255,49 @@ def test_ties_in_time_follow_numeric_trade_ids() -> None:
     assert result.unmatched == {"BTC": 1.0}  # trade 9 comes before trade 10, though "10" < "9" as text
 
 
+
+def opening_lot(connector: int, ts: int, asset: str, amount: float, usd: float) -> dict:
+    return {"connector_id": connector, "client_id": 1, "timestamp": ts, "asset": asset, "amount": amount, "usd": usd}
+
+
+def test_tie_order_does_not_depend_on_other_rows_at_that_time() -> None:
+    """Opening rows ("opening" ids) at the same time once turned every tie into text order."""
+    fills = frame([fill("10", 5, "BTC/USDT", "buy", 1.0, 100.0), fill("9", 5, "BTC/USDT", "sell", 1.0, 110.0)])
+    opening = frame([opening_lot(2, 5, "ETH", 1.0, 10.0), opening_lot(2, 5, "SOL", 1.0, 1.0)], OPENING_COLUMNS)
+    result = compute_pnl(fills, opening=opening, marks={"BTC": 100.0, "ETH": 10.0, "SOL": 1.0})
+    assert result.unmatched == {"BTC": 1.0}
+
+
+def test_trade_ids_beyond_int64_keep_their_order() -> None:
+    big = 10**19  # above int64: a float conversion would make these two ids equal
+    fills = frame([fill(str(big + 1), 5, "BTC/USDT", "buy", 1.0, 100.0),
+                   fill(str(big), 5, "BTC/USDT", "sell", 1.0, 110.0)])
+    assert compute_pnl(fills, marks={"BTC": 100.0}).unmatched == {"BTC": 1.0}
+
+
+def test_opening_lot_of_one_connector_never_precedes_another_connectors_history() -> None:
+    """Connector 2, first synced on day 100, must not lend its lot to a sale on day 2 at connector 1."""
+    fills = frame([fill("1", ms("2024-01-01"), "BTC/USDT", "buy", 1.0, 100.0),
+                   fill("2", ms("2024-01-02"), "BTC/USDT", "sell", 1.0, 200.0)])
+    opening = frame([opening_lot(2, ms("2024-04-10"), "BTC", 1.0, 5000.0)], OPENING_COLUMNS)
+    everything = compute_pnl(fills, opening=opening, marks={"BTC": 5000.0})
+    before_it = compute_pnl(fills, opening=opening, marks={"BTC": 5000.0}, end=ms("2024-02-01"))
+    per_connector = compute_pnl(fills, opening=opening, marks={"BTC": 5000.0}, pool="connector")
+    assert everything.totals.realized == pytest.approx(100.0)
+    assert before_it.totals.realized == pytest.approx(100.0)
+    assert per_connector.totals.realized == pytest.approx(100.0)
+    assert everything.per_asset.loc[0, ["quantity", "opening_quantity"]].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_opening_lot_counts_in_a_window_that_ends_before_the_first_sync() -> None:
+    """The lot stands for units held before the history: a sale before the first sync draws on it."""
+    fills = frame([fill("1", ms("2024-01-05"), "SOL/USDT", "sell", 2.0, 30.0)])
+    opening = frame([opening_lot(1, ms("2024-03-01"), "SOL", 5.0, 20.0)], OPENING_COLUMNS)
+    window = compute_pnl(fills, opening=opening, marks={"SOL": 30.0}, end=ms("2024-02-01"))
+    whole = compute_pnl(fills, opening=opening, marks={"SOL": 30.0})
+    assert window.unmatched == whole.unmatched == {}
+    assert window.totals.realized == whole.totals.realized == pytest.approx(2 * 30.0 - 2 * 20.0)
+
 def test_deposits_and_withdrawals_move_lots_without_pnl() -> None:
     fills = frame([fill("1", 3, "ETH/USDT", "sell", 1.0, 3000.0)])
     transfers = frame(

@@ -141,9 +141,15 @@ def fill_legs(f: dict, usd_like: frozenset[str]) -> tuple[list, list, Decimal]:
     return legs, conversions, cash
 
 
-def _id_key(ids: list[str]):  # noqa: ANN202 - int or str
-    numeric = all(i.lstrip("-").isdigit() for i in ids)
-    return (lambda i: int(i)) if numeric else (lambda i: i)
+def _id_key(source_id: str) -> tuple[int, int | str]:
+    """Integer ids numerically, before any other id, which compare as text."""
+    return (0, int(source_id)) if source_id.isdigit() else (1, source_id)
+
+
+def _opening_time(row: dict, fills: pd.DataFrame, transfers: pd.DataFrame) -> int:
+    """A positive opening lot sits 1 ms before its connector's first fill or transfer."""
+    own = [int(t) for f in (fills, transfers) for t in f.loc[f["connector_id"] == row["connector_id"], "timestamp"]]
+    return min(row["timestamp"], min(own) - 1) if own and row["amount"] > 0 else row["timestamp"]
 
 
 def reference_pnl(
@@ -157,22 +163,21 @@ def reference_pnl(
     usd_like: frozenset[str] = DEFAULT_USD_LIKE,
 ) -> Reference:
     """Walk every event in order, one at a time."""
-    events = []  # (phase, timestamp, order, id, row, what)
+    events = []  # (timestamp, order, id, row, what)
     for row in opening.to_dict("records"):
-        events.append((0 if row["amount"] > 0 else 1, row["timestamp"], 2, "opening", row, "opening"))
+        events.append((_opening_time(row, fills, transfers), 2, "opening", row, "opening"))
     for row in transfers.to_dict("records"):
-        events.append((1, row["timestamp"], 0 if row["type"] == "deposit" else 2, row["transfer_id"], row, "transfer"))
+        events.append((row["timestamp"], 0 if row["type"] == "deposit" else 2, row["transfer_id"], row, "transfer"))
     for row in fills.to_dict("records"):
-        events.append((1, row["timestamp"], 1, row["trade_id"], row, "fill"))
-    key = _id_key([e[3] for e in events])
-    events.sort(key=lambda e: (e[0], e[1], e[2], key(e[3])))
+        events.append((row["timestamp"], 1, row["trade_id"], row, "fill"))
+    events.sort(key=lambda e: (e[0], e[1], _id_key(str(e[2]))))
 
     ref = Reference()
 
     def book(row: dict, asset: str) -> Book:
         return ref.books.setdefault((row["connector_id"] if pool == "connector" else None, asset), Book(method))
 
-    for _, ts, _, source_id, row, what in events:
+    for ts, _, source_id, row, what in events:
         inside = start is None or ts >= start
         if what == "opening" and row["asset"] not in usd_like:
             units = dec(row["amount"])

@@ -183,10 +183,12 @@ def test_pnl_holdings_follow_the_balance_through_transfers(seeded: Seeded) -> No
     before = reports.pnl_report(None, admin, client_id=seeded.alpha).result.per_asset.set_index("asset")
     with session_scope() as session:
         session.add_all([
-            Transfer(connector_id=seeded.alpha_binance, transfer_id="t-w1", type="withdrawal", timestamp=ms("2024-04-01"),
-                     currency="ETH", amount=1.0, fee_cost=0.01, fee_currency="ETH", status="ok"),
-            Transfer(connector_id=seeded.alpha_binance, transfer_id="t-w2", type="withdrawal", timestamp=ms("2024-04-02"),
-                     currency="ETH", amount=1.0, fee_cost=0.01, fee_currency="ETH", status="failed"),
+            Transfer(connector_id=seeded.alpha_binance, transfer_id="t-w1", type="withdrawal",
+                     timestamp=ms("2024-04-01"), currency="ETH", amount=1.0, fee_cost=0.01, fee_currency="ETH",
+                     status="ok"),
+            Transfer(connector_id=seeded.alpha_binance, transfer_id="t-w2", type="withdrawal",
+                     timestamp=ms("2024-04-02"), currency="ETH", amount=1.0, fee_cost=0.01, fee_currency="ETH",
+                     status="failed"),
             Transfer(connector_id=seeded.alpha_binance, transfer_id="t-d1", type="deposit", timestamp=ms("2024-04-03"),
                      currency="BTC", amount=2.0, status="pending"),
         ])

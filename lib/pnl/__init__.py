@@ -30,10 +30,13 @@ Choices where PNL.md is silent (for the README)
 - Cash-to-cash fills (USDC/USDT): no lots, but the difference between the cash received
   and the cash given (fees included) is realized P&L in a ``kind='conversion'`` row whose
   asset is the cash given. Without it the invariant would not hold.
-- Order of processing: opening lots first (they stand for holdings older than the synced
-  history, so FIFO consumes them first), then by timestamp; within one timestamp deposits,
-  then fills, then withdrawals; then by id, numerically when all tied ids are integers
-  (exchange trade ids), else as text. The three legs of one fill touch different assets.
+- Order of processing: by timestamp; within one timestamp deposits, then fills, then
+  withdrawals; then by id: integer ids (exchange trade ids) numerically at any length,
+  before any other id, which go as text. The three legs of one fill touch different assets.
+- Opening lots stand for units held before a connector's synced history: each positive one
+  is dated 1 ms before its own connector's first fill or transfer (``date_opening_lots``),
+  so FIFO consumes it before that connector's later buys, but never before another
+  connector's history, and a window that ends before the first sync still sees it.
 - Transfers: ``amount`` is the units that arrived or left. Transfer fees are not modelled
   separately: a withdrawal fee inside ``amount`` only removes units (no P&L). Cash
   transfers are ignored (they are not trade cash flow). A deposit without a price gets
@@ -81,7 +84,7 @@ from typing import Literal
 
 import pandas as pd
 
-from lib.pnl.ledger import FILL_COLUMNS, OPENING_COLUMNS, TRANSFER_COLUMNS, build_ledger
+from lib.pnl.ledger import FILL_COLUMNS, OPENING_COLUMNS, TRANSFER_COLUMNS, build_ledger, date_opening_lots
 from lib.pnl.matching import Method, affine_scan, match
 from lib.pnl.result import (
     DISPOSAL_COLUMNS,
@@ -115,6 +118,7 @@ __all__ = [
     "by_client",
     "by_connector",
     "compute_pnl",
+    "date_opening_lots",
     "summarise",
 ]
 

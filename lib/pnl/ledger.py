@@ -122,17 +122,24 @@ def _asset_codes(columns: list[pd.Series]) -> tuple[list[np.ndarray], list[str]]
 
 
 def _id_order(ids: pd.Series) -> np.ndarray:
-    """Rank of each id: numerically when every id is an integer, else as text."""
-    numbers = pd.to_numeric(ids, errors="coerce")
-    keys = numbers.to_numpy() if numbers.notna().all() else ids.astype(str).to_numpy(dtype=object)
+    """Rank of each id: integer ids numerically (any length), before any other id, which go as text.
+
+    One total order, so whether two tied fills compare as numbers never depends on what
+    else happens to share their timestamp.
+    """
+    text = ids.astype(str).reset_index(drop=True)
+    numeric = text.str.fullmatch(r"\d+").to_numpy(bool)
+    digits = text.str.lstrip("0").where(numeric, "")
+    width = int(digits.str.len().max()) if len(text) else 0
+    keys = np.where(numeric, "0" + digits.str.zfill(width), "1" + text).astype(object)
     rank = np.empty(len(ids), np.int64)
     rank[np.argsort(keys, kind="stable")] = np.arange(len(ids))
     return rank
 
 
-def processing_rank(phase: np.ndarray, timestamp: np.ndarray, order: np.ndarray, ids: pd.Series) -> np.ndarray:
-    """Rank by (phase, timestamp, order, id); ids are compared only where the rest ties."""
-    key = phase.astype(np.int64) * (1 << 61) + timestamp.astype(np.int64) * 4 + order
+def processing_rank(timestamp: np.ndarray, order: np.ndarray, ids: pd.Series) -> np.ndarray:
+    """Rank by (timestamp, order, id); ids are compared only where the rest ties."""
+    key = timestamp.astype(np.int64) * 4 + order
     perm = np.argsort(key, kind="stable")
     same = key[perm][1:] == key[perm][:-1]
     if same.any():
@@ -145,6 +152,23 @@ def processing_rank(phase: np.ndarray, timestamp: np.ndarray, order: np.ndarray,
     rank = np.empty(len(key), np.int64)
     rank[perm] = np.arange(len(key))
     return rank
+
+
+def date_opening_lots(opening: pd.DataFrame, fills: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
+    """Move each positive opening lot to 1 ms before its connector's first fill or transfer.
+
+    An opening lot stands for units held before the synced history began; it is valued at
+    the first sync (PNL.md) but must be in the pool before that connector's first event,
+    and never before another connector's history. Negative rows keep their sync time.
+    """
+    if opening.empty:
+        return opening
+    events = pd.concat([fills[["connector_id", "timestamp"]], transfers[["connector_id", "timestamp"]]])
+    first = events.groupby("connector_id")["timestamp"].min().astype(np.int64) - 1
+    before = opening["connector_id"].map(first)
+    own = opening["timestamp"].astype(np.int64)
+    earlier = (opening["amount"].astype(float) > 0) & before.notna() & (before < own)
+    return opening.assign(timestamp=own.where(~earlier, before).astype(np.int64))
 
 
 def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -268,6 +292,7 @@ def build_ledger(
         (opening, OPENING_COLUMNS, "opening"),
     ):
         _require(frame, columns, name)
+    opening = date_opening_lots(opening, fills, transfers)  # before the window cut: history decides
     if end is not None:
         fills, transfers, opening = (f[f["timestamp"].to_numpy() <= end] for f in (fills, transfers, opening))
     notes: list[str] = []
@@ -292,8 +317,6 @@ def build_ledger(
         ignore_index=True,
     )
     timestamp = np.concatenate([f["timestamp"].to_numpy(np.int64) for f in frames])
-    # Opening lots stand for holdings older than the synced history: phase 0, matched first.
-    phase = np.concatenate([np.where(open_amount > 0, 0, 1), np.ones(n_t + n_f, np.int64)])
     # Within a timestamp: deposits, then fills, then withdrawals (and negative opening rows).
     order = np.concatenate([np.full(n_o, 2), np.where(deposit, 0, 2), np.ones(n_f, np.int64)])
     sources = Sources(
@@ -301,7 +324,7 @@ def build_ledger(
         connector=np.concatenate([f["connector_id"].to_numpy(np.int64) for f in frames]),
         client=np.concatenate([f["client_id"].to_numpy(np.int64) for f in frames]),
         source_id=source_id,
-        rank=processing_rank(phase, timestamp, order, source_id),
+        rank=processing_rank(timestamp, order, source_id),
     )
 
     events = _EventList()

@@ -104,12 +104,13 @@ def _fifo_segment(units: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.nd
     return basis
 
 
-def _fifo(ev: Events, pos: np.ndarray, cum_acquired: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
+def _fifo(ev: Events, pos: np.ndarray, cum_acquired: np.ndarray) -> tuple[np.ndarray, ...]:
     acq = ev.kind == ACQUIRE
     before = _previous(pos, ev.starts)
     taking = ~acq & (pos > before)
     basis = np.zeros(len(pos))
     remaining = np.zeros(len(ev.starts))
+    opening = np.zeros(len(ev.starts))
     for seg, (lo, hi) in enumerate(_spans(ev.starts, len(pos))):
         lots = lo + np.flatnonzero(acq[lo:hi])
         if len(lots) == 0:
@@ -119,8 +120,10 @@ def _fifo(ev: Events, pos: np.ndarray, cum_acquired: np.ndarray, last: np.ndarra
         basis[rows] = _fifo_segment(units, cost, before[rows], pos[rows])
         consumed, acquired = pos[hi - 1 : hi], cum_acquired[lots[-1:]]
         remaining[seg] = _fifo_segment(units, cost, consumed, acquired)[0] if consumed[0] < acquired[0] else 0.0
-    opening_units = np.add.reduceat(np.where(acq & (ev.label == OPENING), ev.units, 0.0), ev.starts)
-    return basis, remaining, np.maximum(opening_units - pos[last], 0.0)
+        ends = np.cumsum(units)  # each lot's units left = its part of the queue past the consumed position
+        left = np.clip(ends - np.maximum(ends - units, consumed[0]), 0.0, None)
+        opening[seg] = left[ev.label[lots] == OPENING].sum()
+    return basis, remaining, opening
 
 
 def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -172,7 +175,7 @@ def match(ev: Events, method: Method) -> Matched:
     unmatched[unmatched <= dust] = 0.0
     last = np.append(ev.starts[1:], n) - 1
     if method == "fifo":
-        basis, cost, opening = _fifo(ev, pos, cum_acquired, last)
+        basis, cost, opening = _fifo(ev, pos, cum_acquired)
     else:
         basis, cost, opening = _average(ev, held, pos - _previous(pos, ev.starts), last)
     return Matched(basis=basis, unmatched=unmatched, quantity=held[last], cost=cost, opening=opening)
