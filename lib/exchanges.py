@@ -11,6 +11,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -143,10 +145,18 @@ def build_async_exchange(spec: ConnectionSpec) -> Any:
 
 RETRYABLE = (
     ccxt.NetworkError,  # includes RequestTimeout, DDoSProtection, RateLimitExceeded,
-    ccxt.ExchangeNotAvailable,  # OnMaintenance, InvalidNonce
+    ccxt.ExchangeNotAvailable,  # OnMaintenance
     ccxt.BadResponse,  # malformed JSON and the like; usually transient
 )
-NOT_RETRYABLE = (ccxt.AuthenticationError, ccxt.AccountSuspended, ccxt.PermissionDenied)
+# A person has to change the key or its permissions; retrying cannot help.
+NEEDS_ATTENTION = (ccxt.AuthenticationError, ccxt.AccountSuspended, ccxt.PermissionDenied)
+# Not retried either: a clock out of step fails every signed request the same way until
+# the host's clock is fixed, but the key itself is fine, so the connector keeps its turn.
+NOT_RETRYABLE = (*NEEDS_ATTENTION, ccxt.InvalidNonce)
+
+
+class RetryAfterTooLong(ccxt.RateLimitExceeded):
+    """The exchange asked us to wait longer than one sync may; the next cycle tries again."""
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -157,7 +167,7 @@ def is_retryable(error: BaseException) -> bool:
 
 def needs_attention(error: BaseException) -> bool:
     """Errors a retry cannot fix: a person has to change the key or its permissions."""
-    return isinstance(error, NOT_RETRYABLE)
+    return isinstance(error, NEEDS_ATTENTION)
 
 
 def describe_error(error: BaseException) -> str:
@@ -184,9 +194,13 @@ def describe_error(error: BaseException) -> str:
         if "timestamp" in text or "recvwindow" in text:
             return "Authentication failed: this server's clock is out of sync with the exchange."
         return "Authentication failed: the API key or secret is wrong, expired or revoked."
+    if isinstance(error, ccxt.InvalidNonce):
+        return "Signed requests were refused: this server's clock is out of sync with the exchange."
     if isinstance(error, ccxt.ArgumentsRequired):
         return "A required credential is missing for this exchange."
-    if isinstance(error, ccxt.RateLimitExceeded):
+    if isinstance(error, RetryAfterTooLong):
+        return "The exchange asked to pause requests for a while (rate limit); the next sync will try again."
+    if isinstance(error, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
         return "The exchange is rate-limiting requests; it will be retried later."
     if isinstance(error, ccxt.RequestTimeout):
         return "The exchange did not answer in time."
@@ -205,14 +219,22 @@ def describe_error(error: BaseException) -> str:
     return f"Unexpected error ({type(error).__name__})."
 
 
-def retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
-    """The Retry-After hint (seconds) of the last response, if the exchange sent one."""
+def retry_after_seconds(headers: Mapping[str, Any] | None, now: datetime | None = None) -> float | None:
+    """The Retry-After hint of the last response in seconds (delta-seconds or HTTP-date form)."""
     for key, value in dict(headers or {}).items():
-        if str(key).lower() == "retry-after":
-            try:
-                return max(0.0, float(value))
-            except (TypeError, ValueError):
-                return None
+        if str(key).lower() != "retry-after":
+            continue
+        try:
+            return max(0.0, float(value))
+        except (TypeError, ValueError):
+            pass
+        try:
+            until = parsedate_to_datetime(str(value))
+        except (TypeError, ValueError):
+            return None
+        if until.tzinfo is None:
+            return None
+        return max(0.0, (until - (now or datetime.now(UTC))).total_seconds())
     return None
 
 
@@ -233,7 +255,9 @@ async def call_with_retry(
     """Run ``call`` retrying transient exchange errors; re-raise everything else at once.
 
     ``last_headers`` returns the failed response's headers (``exchange.last_response_headers``)
-    so a Retry-After sent with a 429 is honoured instead of guessed.
+    so a Retry-After sent with a 429 is honoured instead of guessed. A Retry-After longer
+    than ``max_delay`` is not cut short (retrying early prolongs bans such as Binance's
+    418): the call fails with ``RetryAfterTooLong`` and the next sync cycle tries again.
     """
     for attempt in range(attempts):
         try:
@@ -242,8 +266,10 @@ async def call_with_retry(
             if not is_retryable(error) or attempt == attempts - 1:
                 raise
             delay = retry_after_seconds(last_headers())
+            if delay is not None and delay > max_delay:
+                raise RetryAfterTooLong(f"Retry-After {delay:.0f}s exceeds {max_delay:.0f}s") from error
             if delay is None:
                 delay = backoff_delay(attempt, base_delay, max_delay)
             log.info("retrying after %s (attempt %d): %.2fs", type(error).__name__, attempt + 1, delay)
-            await sleep(min(delay, max_delay))
+            await sleep(delay)
     raise AssertionError("unreachable")

@@ -214,7 +214,9 @@ class OpeningBalance(Base):
 
 
 class Trade(Base):
-    """A fill, inserted once on (connector, exchange trade id) and never updated.
+    """A fill, inserted once on (connector, symbol, exchange trade id) and never updated.
+
+    The symbol is part of the key because Binance and OKX number trades per market.
 
     Ids are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL): the P&L
     fill store (lib.queries) relies on (count, max id) to know it is in step.
@@ -222,7 +224,7 @@ class Trade(Base):
 
     __tablename__ = "trades"
     __table_args__ = (
-        UniqueConstraint("connector_id", "trade_id"),
+        UniqueConstraint("connector_id", "symbol", "trade_id", name="uq_trades_connector_symbol_id"),
         Index("ix_trades_connector_ts", "connector_id", "timestamp"),
         Index("ix_trades_ts", "timestamp"),
         {"sqlite_autoincrement": True},
@@ -249,7 +251,7 @@ class Order(Base):
     """An open order; a connector's set is replaced atomically on each sync."""
 
     __tablename__ = "orders"
-    __table_args__ = (UniqueConstraint("connector_id", "order_id"),)
+    __table_args__ = (UniqueConstraint("connector_id", "symbol", "order_id", name="uq_orders_connector_symbol_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))

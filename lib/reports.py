@@ -131,22 +131,33 @@ def balances_report(viewer: Viewer, client_id: int | None = None, connector_id: 
         assets = sorted(latest["asset"].unique())
         marks = current_marks(session, viewer, assets, client_id, connector_id)
         tickers = queries.tickers(session, viewer, client_id, connector_id)
-    own = pd.Series(np.nan, index=latest.index)  # each holding at its own exchange's price first
-    for exchange, held in latest.groupby("exchange_id"):
-        here = prices.marks_from_tickers(tickers[tickers["exchange_id"] == exchange], held["asset"].unique(),
-                                         usd_like=usd_like())
-        own[held.index] = held["asset"].map(here).astype(float)
-    rows = _value(latest, marks, own)[BALANCE_REPORT_COLUMNS]
+    rows = _value(latest, marks, _own_exchange_prices(latest, tickers))[BALANCE_REPORT_COLUMNS]
     unpriced = prices.unpriced_assets(assets, marks, usd_like=usd_like())
     return BalancesReport(rows.reset_index(drop=True), unpriced, float(rows["usd"].sum(skipna=True)))
 
 
+def _own_exchange_prices(frame: pd.DataFrame, tickers: pd.DataFrame) -> pd.Series:
+    """Each row's asset at its own exchange's ticker price (NaN where that exchange has none)."""
+    own = pd.Series(np.nan, index=frame.index)
+    for exchange, held in frame.groupby("exchange_id"):
+        here = prices.marks_from_tickers(tickers[tickers["exchange_id"] == exchange], held["asset"].unique(),
+                                         usd_like=usd_like())
+        own[held.index] = held["asset"].map(here).astype(float)
+    return own
+
+
 def _valued_at(frame: pd.DataFrame, candles: pd.DataFrame, marks: dict[str, float],
-               moments: pd.Series) -> pd.Series:
-    """USD value of each balance row at ``moments`` (candle close then), else at the current mark."""
+               moments: pd.Series, current: pd.Series | None = None) -> pd.Series:
+    """USD value of each balance row at ``moments`` (candle close then), else at its current price.
+
+    ``current`` (per row) is the price used for today's value, so a past value that has to
+    fall back on a current price uses the same one and the change shows quantities only.
+    """
     price = pd.Series(np.nan, index=frame.index)
     if not candles.empty and not frame.empty:
         price[:] = prices.usd_at(candles, frame["asset"], moments.to_numpy(np.int64), usd_like=usd_like())
+    if current is not None:
+        price = price.fillna(current)
     price = price.fillna(frame["asset"].map(marks).astype(float))
     return frame["total"].astype(float) * price
 
@@ -155,6 +166,8 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
                   now: datetime | None = None) -> dict[str, dict[str, float | None]]:
     """Total value now and 24 h / 7 d / 30 d ago, from the balance snapshots at those times.
 
+    A change compares the same accounts at both ends: an account with no snapshot that old
+    is left out of that window (``left_out`` counts them) rather than counted as new value.
     A past value uses each asset's candle close at that time and falls back to today's mark
     when no candle exists (so the change then reflects quantities only); None when no
     snapshot is that old.
@@ -170,15 +183,18 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
         marks = current_marks(session, viewer, assets, client_id)
         candles = queries.candles(session, viewer, client_id,
                                   start_ms=_ms(now - max(CHANGE_WINDOWS.values()) - timedelta(days=2)))
+        tickers = queries.tickers(session, viewer, client_id)
     for name, delta in CHANGE_WINDOWS.items():
         then = past[name]
         if then.empty:
-            out[name] = {"value": None, "change": None, "pct": None}
+            out[name] = {"value": None, "change": None, "pct": None, "left_out": 0}
             continue
         moment = pd.Series(_ms(now - delta), index=then.index)
-        value = float(_valued_at(then, candles, marks, moment).sum(skipna=True))
-        change = value_now - value
-        out[name] = {"value": value, "change": change, "pct": change / value if value else None}
+        value = float(_valued_at(then, candles, marks, moment, _own_exchange_prices(then, tickers)).sum(skipna=True))
+        compared = current.rows["connector_id"].isin(then["connector_id"].unique())
+        change = float(current.rows.loc[compared, "usd"].sum(skipna=True)) - value
+        out[name] = {"value": value, "change": change, "pct": change / value if value else None,
+                     "left_out": int(current.rows.loc[~compared, "connector_id"].nunique())}
     out["now"] = {"value": value_now, "change": None, "pct": None}
     return out
 

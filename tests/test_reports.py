@@ -88,6 +88,10 @@ def test_value_changes_and_equity_curve(seeded: Seeded) -> None:
     assert changes["24h"]["value"] == pytest.approx(0.5 * 65000 + 1000)
     assert changes["24h"]["change"] == pytest.approx(now_value - (0.5 * 65000 + 1000))
     assert changes["30d"]["value"] is None
+    everyone = reports.value_changes(admin)  # beta's account has no snapshot 24 h old: not "new value"
+    assert everyone["now"]["value"] == pytest.approx(now_value + 500)
+    assert everyone["24h"]["change"] == pytest.approx(changes["24h"]["change"])
+    assert (everyone["24h"]["left_out"], changes["24h"]["left_out"]) == (1, 0)
     curve, moves = reports.equity_curve(admin, client_id=seeded.alpha, start=utcnow() - timedelta(days=5))
     assert len(curve) >= 2 and curve["usd"].iloc[-1] == pytest.approx(now_value)
     assert moves.empty  # the deposit was in 2023

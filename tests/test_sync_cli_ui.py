@@ -20,6 +20,8 @@ from lib.sync import markets, store, sync_connectors
 from tests.sync_helpers import add_connectors
 
 PAGE = str(PROJECT_ROOT / "pages/operations/sync.py")
+JSON_KEYS = ("connector_id", "client", "exchange", "label", "success", "balances", "new_trades", "new_transfers",
+             "open_orders", "error")  # exactly the shape
 
 
 @pytest.fixture
@@ -36,8 +38,7 @@ def test_cli_sync_json_and_exit_code(sqlite_url: str, sim: Simulator, capsys: py
     out = json.loads(capsys.readouterr().out)
     assert (out["total"], out["successful"], out["failed"]) == (2, 2, 0)
     first = out["results"][0]
-    assert set(first) == {"connector_id", "client", "exchange", "label", "success", "balances", "new_trades",
-                          "new_transfers", "open_orders", "error"}
+    assert set(first) == set(JSON_KEYS)
     assert first["new_trades"] == 120 and first["error"] is None
 
     sim.revoke(sim.accounts[0].id)
@@ -49,6 +50,27 @@ def test_cli_sync_json_and_exit_code(sqlite_url: str, sim: Simulator, capsys: py
     assert "1 of 2 connector(s) synced" in captured.out and "FAILED" in captured.err
     assert sim.accounts[0].secret not in captured.out + captured.err
 
+
+
+def test_cli_sync_json_counts_a_connector_leased_elsewhere_as_failed(sqlite_url: str, sim: Simulator,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from lib.models import utcnow
+
+    ids = add_connectors(sim)
+    busy = ids[sim.accounts[0].id]
+    with session_scope() as session:
+        session.execute(update(Connector).where(Connector.id == busy).values(
+            lease_owner="another-host:1:abc", lease_until=utcnow() + timedelta(minutes=5)))
+    assert main(["sync", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert (out["total"], out["successful"], out["failed"]) == (2, 1, 1)
+    assert all(set(r) == set(JSON_KEYS) for r in out["results"])
+    skipped = next(r for r in out["results"] if r["connector_id"] == busy)
+    assert not skipped["success"] and "another process" in skipped["error"]
 
 def test_print_sync_after_save(sqlite_url: str, sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
     from lib.cli.sync import print_sync_after_save

@@ -154,7 +154,7 @@ def save_trades(connector_id: int, rows: Sequence[Mapping[str, Any]], cursor: Ma
     """Insert a page of fills and advance its cursor in the same commit; returns new fills."""
     with session_scope() as session:
         added = insert_ignore(session, Trade, [{**r, "connector_id": connector_id} for r in rows],
-                              ("connector_id", "trade_id"))
+                              ("connector_id", "symbol", "trade_id"))
         _set_cursors(session, connector_id, cursor)
     return added
 

@@ -25,7 +25,8 @@ def allocation(rows: pd.DataFrame, path: list[str], title: str = "Allocation") -
 
 def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
     """Horizontal bars of the largest priced holdings by asset."""
-    totals = rows.groupby("asset", as_index=False)["usd"].sum().nlargest(limit, "usd").iloc[::-1]
+    priced = rows[rows["priced"]]  # an unpriced asset is not worth $0: it has no bar at all
+    totals = priced.groupby("asset", as_index=False)["usd"].sum().nlargest(limit, "usd").iloc[::-1]
     figure = px.bar(totals, x="usd", y="asset", orientation="h", labels={"usd": "", "asset": ""})
     figure.update_traces(hovertemplate="%{y}: %{x:$,.2f}<extra></extra>")
     _money_axis(figure, totals["usd"], axis="x")

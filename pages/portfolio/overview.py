@@ -62,7 +62,8 @@ for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
         f"Change {window}",
         fmt.money(change["change"], signed=True) if change["change"] is not None else "—",
         delta=fmt.percent(change["pct"]) if change["pct"] is not None else None,
-        help="From the balance snapshots; — when no snapshot is that old.",
+        help="From the balance snapshots of the same accounts at both ends; — when no snapshot is that old."
+        + (f" {change['left_out']} account(s) with no snapshot that old are left out." if change["left_out"] else ""),
     )
 
 if report.unpriced:

@@ -48,7 +48,8 @@ cards[1].metric("Unrealized", fmt.money(totals["unrealized"], signed=True),
                 help="Market value minus remaining cost basis of priced holdings.")
 cards[2].metric("Fees", fmt.money(totals["fees"]),
                 help="Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again.")
-cards[3].metric("Net", fmt.money(totals["net"], signed=True), help="Realized + unrealized.")
+cards[3].metric("Net", fmt.money(totals["net"], signed=True),
+                help="Realized in the window + unrealized at its end (which includes gains from before the window).")
 st.caption(f"{METHODS[summary.method]}, lots pooled per {'connector' if summary.pool == 'connector' else 'scope'}, "
            f"over {summary.fills:,} fill(s).")
 
