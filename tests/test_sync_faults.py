@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -33,10 +34,21 @@ def sim() -> Iterator[Simulator]:
 
 def test_twenty_percent_faults_still_end_equal_to_ground_truth(database_url: str, sim: Simulator) -> None:
     ids = add_connectors(sim)
+    injected: Counter[str] = Counter()
+    decide = sim.faults.decide
+
+    def counted(account_id: str | None, path: str):  # noqa: ANN202 - the simulator's Decision
+        decision = decide(account_id, path)
+        injected[decision.kind or "none"] += 1
+        return decision
+
+    sim.faults.decide = counted  # type: ignore[method-assign] - count what the simulator injects
     sim.faults.set(rate=0.2, kinds=("429", "5xx", "timeout", "drop", "malformed"))
     report = sync_connectors(SYSTEM, timeout_ms=1000)
     sim.faults.clear()
     assert report.successful == 3, [r.error for r in report.results]
+    faults = sum(n for kind, n in injected.items() if kind != "none")
+    assert faults >= 0.1 * sum(injected.values()) and len(injected) >= 4, injected  # the faults really happened
     for account_id, connector_id in ids.items():
         assert differences(sim, account_id, connector_id) == []
 
@@ -51,8 +63,22 @@ def _stored_fills() -> int:
         return session.scalar(select(func.count(Trade.id))) or 0
 
 
+def _saved_minutes_ago(minutes: int) -> None:
+    """As if every connector had been saved that long ago (past the save-sync grace)."""
+    with session_scope() as session:
+        session.execute(update(Connector).values(created_at=utcnow() - timedelta(minutes=minutes)))
+
+
+def test_worker_leaves_a_just_saved_connector_to_its_own_first_sync(database_url: str, sim: Simulator) -> None:
+    ids = add_connectors(sim)
+    assert sync_connectors(SYSTEM, trigger="worker").results == []  # the save path syncs it and shows the result
+    _saved_minutes_ago(5)  # that first sync never happened (say the process died): the worker takes over
+    assert {r.connector_id for r in sync_connectors(SYSTEM, trigger="worker").results} == set(ids.values())
+
+
 def test_worker_killed_mid_sync_then_rerun_ends_equal_to_ground_truth(database_url: str, sim: Simulator) -> None:
     ids = add_connectors(sim)
+    _saved_minutes_ago(5)
     sim.faults.set(rate=0.0, latency_ms=40)  # slow enough to be caught half-way
     worker = _worker()
     try:

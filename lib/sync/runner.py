@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 64
 TRIGGERS = ("worker", "force", "cli", "save")
 BUSY_MESSAGE = "Skipped: another process is syncing this connector right now."
+#: A connector just saved gets its first sync from the save itself (form or CLI), which
+#: shows the result to whoever saved it; the worker leaves it alone this long, so it does
+#: not take the lease first and turn that first result into "skipped".
+SAVE_SYNC_GRACE = timedelta(minutes=2)
 
 
 @dataclass
@@ -101,6 +105,7 @@ def _select(session, viewer: Viewer, connector_ids: Sequence[int] | None, client
         query = query.where(Connector.client_id.in_(viewer.client_ids))
     if trigger == "worker":
         query = query.where(Connector.status != "attention")
+        query = query.where((Connector.status != "new") | (Connector.created_at < utcnow() - SAVE_SYNC_GRACE))
         if due_seconds:
             due = utcnow() - timedelta(seconds=due_seconds)
             query = query.where((Connector.last_attempt_at.is_(None)) | (Connector.last_attempt_at < due))
