@@ -298,6 +298,14 @@ def test_opening_lot_counts_in_a_window_that_ends_before_the_first_sync() -> Non
     assert window.unmatched == whole.unmatched == {}
     assert window.totals.realized == whole.totals.realized == pytest.approx(2 * 30.0 - 2 * 20.0)
 
+
+def test_a_fee_in_base_is_valued_at_the_fills_own_price_not_the_days_close() -> None:
+    """The candle close of the day (fee_usd 45000) would value the 0.01 BTC fee at 450, not 400."""
+    fills = frame([fill("1", 5, "BTC/USDT", "buy", 1.0, 40000.0, 0.01, "BTC", fee_usd=45000.0)])
+    result = compute_pnl(fills, marks={"BTC": 40000.0})
+    assert result.totals.fees == pytest.approx(400.0)
+    assert result.per_asset.loc[0, ["quantity", "cost_basis"]].tolist() == pytest.approx([0.99, 40000.0])
+
 def test_deposits_and_withdrawals_move_lots_without_pnl() -> None:
     fills = frame([fill("1", 3, "ETH/USDT", "sell", 1.0, 3000.0)])
     transfers = frame(

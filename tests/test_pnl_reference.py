@@ -101,6 +101,7 @@ def fill_legs(f: dict, usd_like: frozenset[str]) -> tuple[list, list, Decimal]:
     G, g, R, r = (f["quote"], cost, f["base"], amount) if buy else (f["base"], amount, f["quote"], cost)
     g_cash, r_cash = G in usd_like, R in usd_like
     quote_usd = Decimal(1) if f["quote"] in usd_like else dec(f["quote_usd"]) if known(f["quote_usd"]) else None
+    valued = g_cash or r_cash or quote_usd is not None
     X = g if g_cash else r if r_cash else cost * quote_usd if quote_usd is not None else ZERO
     F = f["fee_currency"]
     fee = dec(f["fee_cost"]) if F is not None and known(f["fee_cost"]) else ZERO
@@ -109,12 +110,12 @@ def fill_legs(f: dict, usd_like: frozenset[str]) -> tuple[list, list, Decimal]:
         where = "G" if F == G else "R" if F == R else "F"
         if F in usd_like:
             unit = Decimal(1)
+        elif valued and f["base"] == F and amount != 0:  # the fill's own price, at its timestamp
+            unit = X / amount
+        elif valued and f["quote"] == F and cost != 0:
+            unit = X / cost
         elif known(f["fee_usd"]):
             unit = dec(f["fee_usd"])
-        elif f["base"] == F:
-            unit = X / amount
-        elif f["quote"] == F:
-            unit = X / cost
         else:
             unit = ZERO
         V = fee * unit

@@ -22,8 +22,9 @@ Choices where PNL.md is silent (for the README)
   1.0, whatever ``quote_usd``/``fee_usd`` say.
 - X, the value exchanged, is measured on the cash side when the fill has one (cash units
   x 1.0), else ``cost x quote_usd``. This keeps the invariant exact when the base is cash.
-- V, the fee's value: ``fee_cost x fee_usd``; when ``fee_usd`` is unknown and the fee is
-  in the base or quote, the fill's own price is used. A fill whose X or V still cannot be
+- V, the fee's value: a fee in the fill's base or quote is valued at the fill's own price
+  (X / amount, X / cost: exact at the fill's timestamp); any other fee at ``fee_usd``, which
+  is also the fallback when X cannot be valued. A fill whose X or V still cannot be
   valued counts those values as 0 and is named in the warnings.
 - Negative fees (rebates) follow the same table linearly; a rebate in a third non-cash
   asset is an acquisition of that asset at its value.

@@ -231,11 +231,12 @@ def _fill_events(
     # X, the value exchanged: exact on the cash side when there is one, else cost x USD(quote).
     quote_usd = np.where(is_cash[quote], 1.0, _num(fills, "quote_usd"))
     x = np.where(g_cash, g, np.where(r_cash, r, cost * quote_usd))
-    # V, the fee's value; for a base/quote fee without a price, the fill's own price.
+    # V, the fee's value. A fee in the fill's own base or quote is priced by the fill itself,
+    # which is exact at the fill's timestamp; the stored price (a daily candle) is the fallback.
     with np.errstate(divide="ignore", invalid="ignore"):
-        fee_unit_usd = np.where(fee_cash, 1.0, _num(fills, "fee_usd"))
         implied = np.where(fee_cur == base, x / amount, np.where(fee_cur == quote, x / cost, np.nan))
-        fee_unit_usd = np.where(np.isnan(fee_unit_usd), implied, fee_unit_usd)
+        implied[~np.isfinite(implied)] = np.nan
+        fee_unit_usd = np.where(fee_cash, 1.0, np.where(np.isnan(implied), _num(fills, "fee_usd"), implied))
     v = np.where(has_fee, fee * fee_unit_usd, 0.0)
     unvalued = np.isnan(x) | np.isnan(v)
     if unvalued.any():
