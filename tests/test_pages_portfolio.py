@@ -98,6 +98,11 @@ def test_balances_filters_change_the_value(seeded: Seeded) -> None:
     assert metric(at, "Value (filtered)") == "$36,616.78" != before
     assert metric(at, "Rows") == "1"
     assert at.get("download_button")
+    widget(at.multiselect, "Asset").unselect("BTC")
+    widget(at.multiselect, "Account").select(seeded.beta_okx)  # beta's one account holds 500 USDT
+    at.run()
+    assert metric(at, "Value (filtered)") == "$500.00"
+    assert set(at.dataframe[0].value["Client"]) == {"Beta"}
 
 
 def test_trades_filters_and_paging(seeded: Seeded) -> None:

@@ -21,11 +21,16 @@ if report.empty:
     st.stop()
 
 rows = report.rows
-left, middle, right = st.columns([2, 2, 1])
-exchanges = left.multiselect("Exchange", sorted(rows["exchange_id"].unique()), placeholder="All exchanges")
-assets = middle.multiselect("Asset", sorted(rows["asset"].unique()), placeholder="All assets")
-hide_dust = right.toggle("Hide under $1", value=False, help="Unpriced rows are always kept.")
+accounts = {int(r.connector_id): f"{r.client} · {r.exchange_id} / {r.label}"
+            for r in rows.drop_duplicates("connector_id").sort_values(["client", "exchange_id", "label"]).itertuples()}
+first, second, third, fourth = st.columns([3, 2, 2, 1])
+chosen = first.multiselect("Account", list(accounts), format_func=accounts.get, placeholder="All accounts")
+exchanges = second.multiselect("Exchange", sorted(rows["exchange_id"].unique()), placeholder="All exchanges")
+assets = third.multiselect("Asset", sorted(rows["asset"].unique()), placeholder="All assets")
+hide_dust = fourth.toggle("Hide under $1", value=False, help="Unpriced rows are always kept.")
 
+if chosen:
+    rows = rows[rows["connector_id"].isin(chosen)]
 if exchanges:
     rows = rows[rows["exchange_id"].isin(exchanges)]
 if assets:
