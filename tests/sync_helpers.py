@@ -8,7 +8,7 @@ from lib.access import SYSTEM
 from lib.clients import create_client
 from lib.connectors import ConnectorInput, create_connector
 from lib.db import session_scope
-from lib.models import BalanceSnapshot, Order, Trade, Transfer
+from lib.models import BalanceSnapshot, Order, Position, Trade, Transfer
 from lib.simulator import Simulator
 from lib.vault import load_vault
 
@@ -51,6 +51,8 @@ def differences(sim: Simulator, account_id: str, connector_id: int) -> list[str]
             row = transfers.get(key)
             if row and (abs(row.amount - item["amount"]) > 1e-9 or abs(row.fee_cost - item["fee"]["cost"]) > 1e-9):
                 problems.append(f"transfer {key} differs")
+            elif row and row.status != item["status"]:
+                problems.append(f"transfer {key} is {row.status}, truly {item['status']}")
         taken = session.scalar(select(func.max(BalanceSnapshot.taken_at)).where(
             BalanceSnapshot.connector_id == connector_id))
         balances = {b.asset: (b.free, b.used, b.total) for b in session.scalars(select(BalanceSnapshot).where(
@@ -60,5 +62,9 @@ def differences(sim: Simulator, account_id: str, connector_id: int) -> list[str]
             problems.append(f"balances {balances} != {true_balances}")
         orders = set(session.scalars(select(Order.order_id).where(Order.connector_id == connector_id)))
         if orders != {o["id"] for o in truth.open_orders}:
-            problems.append("open orders differ")
+            problems.append(f"open orders: {len(orders)} stored, {len(truth.open_orders)} true")
+        positions = {(p.symbol, p.side, p.contracts) for p in session.scalars(
+            select(Position).where(Position.connector_id == connector_id))}
+        if positions != {(p["symbol"], p["side"], p["contracts"]) for p in truth.positions}:
+            problems.append(f"positions {positions} differ")
     return problems

@@ -21,7 +21,7 @@ import pytest
 from lib.exchanges import ConnectionSpec, build_async_exchange, build_exchange
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.accounts import World
-from lib.simulator.market import DAY_MS, DIALECT_SYMBOLS
+from lib.simulator.market import DAY_MS, DIALECT_SYMBOLS, LISTED_SYMBOLS
 from lib.simulator.server import is_loopback
 
 pytestmark = pytest.mark.timeout(120)
@@ -238,7 +238,7 @@ def test_okx_orders_and_transfers_equal_truth(sim: Simulator, okx: Any) -> None:
 # --- market data -----------------------------------------------------------------------
 
 def test_tickers_and_ohlcv_agree_across_dialects(binance: Any, okx: Any) -> None:
-    for ex, symbols in ((binance, DIALECT_SYMBOLS["binance"]), (okx, DIALECT_SYMBOLS["okx"])):
+    for ex, symbols in ((binance, LISTED_SYMBOLS["binance"]), (okx, LISTED_SYMBOLS["okx"])):
         tickers = ex.fetch_tickers()
         assert set(tickers) == set(symbols)
         for t in tickers.values():

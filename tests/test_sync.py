@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,8 +11,22 @@ from sqlalchemy import select
 from lib import exchanges
 from lib.access import SYSTEM, AccessDenied, Role, Viewer
 from lib.db import session_scope
-from lib.models import AuditEvent, Candle, Connector, OpeningBalance, SyncResult, SyncRun, Ticker
+from lib.models import (
+    AuditEvent,
+    Candle,
+    Connector,
+    OpeningBalance,
+    Order,
+    Position,
+    SyncCursor,
+    SyncResult,
+    SyncRun,
+    Ticker,
+    Trade,
+    Transfer,
+)
 from lib.simulator import Simulator, SimulatorConfig
+from lib.simulator.history import WITHDRAW_FEES
 from lib.sync import fills as fills_module
 from lib.sync import markets, sync_connector, sync_connectors
 from tests.sync_helpers import add_connectors, differences
@@ -159,3 +174,119 @@ def test_candles_cover_every_deposit_of_a_non_cash_asset(database_url: str, sim:
                 Candle.symbol.like(f"{currency}/%"), Candle.timestamp <= timestamp,
                 Candle.timestamp > timestamp - 2 * day).limit(1))
             assert found is not None, (currency, timestamp)
+
+
+# --- review fixes ---------------------------------------------------------------------
+
+DAY = 86_400_000
+
+
+def test_pending_transfers_are_read_again_until_they_complete(database_url: str, sim: Simulator) -> None:
+    ids = add_connectors(sim)
+    assert sync_connectors(SYSTEM).failed == 0
+    pending = {a.id: [sim.add_transfer(a.id, "deposit", "USDT", 250.0, pending=True),
+                      sim.add_transfer(a.id, "withdrawal", "USDT", 40.0, pending=True)] for a in sim.accounts}
+    for account in sim.accounts:  # a settled transfer after them: the cursor must still stop at them
+        sim.add_transfer(account.id, "deposit", "USDT", 5.0)
+    second = sync_connectors(SYSTEM)
+    assert second.failed == 0 and [r.new_transfers for r in second.results] == [3, 3]
+    for account_id, connector_id in ids.items():
+        assert differences(sim, account_id, connector_id) == []  # stored as pending
+    for account_id, transfers in pending.items():
+        for transfer in transfers:
+            sim.complete_transfer(account_id, transfer["id"])
+    third = sync_connectors(SYSTEM)
+    assert third.failed == 0 and [r.new_transfers for r in third.results] == [0, 0]
+    for account_id, connector_id in ids.items():
+        assert differences(sim, account_id, connector_id) == []  # now completed
+    with session_scope() as session:
+        stored = session.execute(select(Transfer.connector_id, Transfer.type, Transfer.timestamp, Transfer.status)
+                                 .where(Transfer.transfer_id.in_([t["id"] for ts in pending.values() for t in ts])))
+        cursors = {(c, k): int(v) for c, k, v in session.execute(select(
+            SyncCursor.connector_id, SyncCursor.key, SyncCursor.value))}
+        for connector_id, kind, timestamp, status in stored.all():
+            assert status == "ok"
+            assert cursors[(connector_id, f"{kind}s")] > timestamp  # settled: the cursor moves past it again
+
+
+def test_okx_open_orders_beyond_one_page(database_url: str) -> None:
+    markets.forget()
+    config = SimulatorConfig(seed=5, accounts=1, dialects=["okx"], days=10, fills_per_account=50, open_orders=150)
+    with Simulator(config) as simulator:
+        ids = add_connectors(simulator)
+        expected = len(simulator.truth("okx-1").open_orders)
+        assert expected > 100
+        report = sync_connectors(SYSTEM)
+        assert report.failed == 0 and report.results[0].open_orders == expected
+        assert differences(simulator, "okx-1", ids["okx-1"]) == []
+    with session_scope() as session:
+        order_symbols = set(session.scalars(select(Order.symbol).distinct()))
+        priced = set(session.scalars(select(Ticker.symbol).where(Ticker.exchange_id == "okx", Ticker.last > 0)))
+    assert "ETH/BTC" in order_symbols  # held assets are priced through USDT: only the orders need ETH/BTC
+    assert order_symbols <= priced  # every order shows its market's last price
+
+
+def test_first_sync_finds_fills_of_an_asset_withdrawn_before_it(database_url: str, sim: Simulator) -> None:
+    """Binance needs a symbol per fills query: transfer currencies must count on the first sync."""
+    account = "binance-1"
+    ledger = sim.world.ledger(account)
+    asset = next(a for a in ("SOL", "BNB", "ETH") if ledger.used[a] == 0 and ledger.free[a] > 10 * WITHDRAW_FEES[a])
+    sim.add_transfer(account, "withdrawal", asset, (ledger.free[asset] - WITHDRAW_FEES[asset]) / 1e8)
+    assert sim.truth(account).balances[asset]["total"] == 0
+    ids = add_connectors(sim)
+    assert sync_connectors(SYSTEM).failed == 0
+    assert differences(sim, account, ids[account]) == []
+    with session_scope() as session:
+        assert session.scalar(select(Trade.id).where(Trade.base == asset).limit(1)) is not None
+        # complete history, so nothing is booked as an unexplained opening balance
+        assert session.scalars(select(OpeningBalance)).all() == []
+
+
+def test_okx_transfers_sharing_a_millisecond_across_pages(database_url: str, sim: Simulator) -> None:
+    account = "okx-2"
+    now = int(time.time() * 1000)
+    for count, stamp in ((30, now - 5000), (90, now - 4000)):  # the first page ends inside the older group
+        for _ in range(count):
+            sim.add_transfer(account, "deposit", "USDT", 1.0, ts=stamp)
+    ids = add_connectors(sim)
+    assert sync_connectors(SYSTEM).failed == 0
+    assert differences(sim, account, ids[account]) == []
+
+
+def test_a_token_only_ever_bought_as_a_base_gets_daily_candles(database_url: str) -> None:
+    """Bought with the fee paid in BNB: never a quote, fee or transfer currency, still priced."""
+    markets.forget()
+    anchor = int(time.time() * 1000) // DAY * DAY - 3 * DAY
+    config = SimulatorConfig(seed=5, accounts=1, dialects=["binance"], days=10, fills_per_account=40,
+                             anchor_ms=anchor)
+    with Simulator(config) as simulator:
+        bought = simulator.world.trade("binance-1", "TKN/USDT", True, 0.02, ts=anchor + DAY + 3_600_000,
+                                       bnb_fee=True)
+        assert [f["fee"]["currency"] for f in bought] == ["BNB"]
+        add_connectors(simulator)
+        assert sync_connectors(SYSTEM).failed == 0
+    with session_scope() as session:
+        days = set(session.scalars(select(Candle.timestamp).where(
+            Candle.symbol == "TKN/USDT", Candle.timeframe == "1d")))
+    # the day it was bought and every closed day since, while it is held
+    assert {anchor + DAY, anchor + 2 * DAY} <= days
+
+
+def test_positions_are_synced_and_a_refusal_keeps_the_rest(database_url: str, sim: Simulator) -> None:
+    ids = add_connectors(sim)
+    okx = "okx-2"
+    sim.world.open_position(okx, "BTC/USDT:USDT", 3.0)
+    first = sync_connectors(SYSTEM)
+    assert first.failed == 0
+    assert {r.connector_id: r.positions for r in first.results} == {ids["binance-1"]: 0, ids[okx]: 1}
+    for account_id, connector_id in ids.items():
+        assert differences(sim, account_id, connector_id) == []
+    sim.faults.set(rate=1.0, kinds=("denied",), path="/account/positions")
+    sim.add_fills(okx, 3)
+    second = sync_connectors(SYSTEM)
+    sim.faults.clear()
+    result = next(r for r in second.results if r.connector_id == ids[okx])
+    assert result.success and result.new_trades == 3 and result.positions == 0
+    assert differences(sim, okx, ids[okx]) == []  # the stored position is kept
+    with session_scope() as session:
+        assert session.scalar(select(Position.contracts).where(Position.connector_id == ids[okx])) == 3.0

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lib.simulator.history import Trader, generate, live_fills
-from lib.simulator.ledger import Fill, Ledger, Order, Transfer
-from lib.simulator.market import DAY_MS, PriceBook, to_float
+from lib.simulator.ledger import Fill, Ledger, Order, Position, Transfer
+from lib.simulator.market import DAY_MS, MARKETS, SATS, PriceBook, to_float
 
 DIALECTS = ("binance", "okx")
 
@@ -35,6 +35,9 @@ class SimulatorConfig:
     dialects: Sequence[str] | None = None
     #: end of every history (ms); default: start of the current UTC day
     anchor_ms: int | None = None
+    #: resting orders per account (default: 2 to 5 drawn from the seed); more than 100 makes
+    #: OKX page them
+    open_orders: int | None = None
 
     def dialect_of(self, index: int) -> str:
         """Dialect of the 1-based account ``index``: the given list, else alternating."""
@@ -99,6 +102,7 @@ class GroundTruth:
     closed_orders: list[dict[str, Any]]
     deposits: list[dict[str, Any]]
     withdrawals: list[dict[str, Any]]
+    positions: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,8 +148,18 @@ def transfer_truth(transfer: Transfer) -> dict[str, Any]:
         "amount": to_float(transfer.amount),
         "fee": {"cost": to_float(transfer.fee), "currency": transfer.asset},
         "address": transfer.address,
-        "status": "ok",
+        "status": "pending" if transfer.pending else "ok",
         "timestamp": transfer.ts,
+    }
+
+
+def position_truth(position: Position) -> dict[str, Any]:
+    return {
+        "symbol": position.symbol,
+        "side": "long" if position.size > 0 else "short",
+        "contracts": to_float(abs(position.size)),
+        "entryPrice": to_float(position.entry),
+        "timestamp": position.ts,
     }
 
 
@@ -178,7 +192,7 @@ class World:
             if trader is None:
                 cfg = self.config
                 trader = generate(Ledger(), self.book, account.dialect, account.id, cfg.seed, account.index,
-                                  cfg.fills_per_account, cfg.days, self.anchor_ms)
+                                  cfg.fills_per_account, cfg.days, self.anchor_ms, cfg.open_orders)
                 self._traders[account_id] = trader
                 self._live_rng[account_id] = random.Random(f"{cfg.seed}:{account.index}:live")
             return trader
@@ -200,6 +214,67 @@ class World:
             live_fills(trader, self._live_rng[account_id], max(now_ms(), last), n)
             return [fill_truth(f) for f in ledger.fills.items[before:]]
 
+    def trade(self, account_id: str, symbol: str, buy: bool, fraction: float, ts: int | None = None,
+              bnb_fee: bool = False) -> list[dict[str, Any]]:
+        """One filled order of ``fraction`` of what is free, on exactly this market and side.
+
+        ``ts`` (default now) may not be older than the account's last fill; ``bnb_fee`` pays
+        the fee in BNB where the dialect allows it. Returns the new fills as truth.
+        """
+        ledger = self.ledger(account_id)
+        with ledger.lock:
+            before = len(ledger.fills)
+            when = now_ms() if ts is None else ts
+            if before and when < ledger.fills.times[-1]:
+                raise ValueError("a fill may not be older than the account's last fill")
+            self.trader(account_id).fill_order(when, symbol, buy, fraction, bnb_fee)
+            return [fill_truth(f) for f in ledger.fills.items[before:]]
+
+    def add_transfer(self, account_id: str, kind: str, asset: str, amount: float, pending: bool = False,
+                     ts: int | None = None) -> dict[str, Any]:
+        """A deposit or withdrawal at ``ts`` (default now), possibly still pending; returns its truth.
+
+        A pending deposit is credited by ``complete_transfer``; a withdrawal leaves the
+        balance at once, as on the exchanges.
+        """
+        if kind not in ("deposit", "withdrawal"):
+            raise ValueError("kind must be 'deposit' or 'withdrawal'")
+        ledger = self.ledger(account_id)
+        with ledger.lock:
+            records = ledger.deposits if kind == "deposit" else ledger.withdrawals
+            when = now_ms() if ts is None else ts
+            if records and when < records[-1].ts:
+                raise ValueError(f"a {kind} may not be older than the account's last one")
+            sats = round(amount * SATS)
+            transfer = self.trader(account_id).transfer(when, kind == "deposit", asset, sats, pending)
+            return transfer_truth(transfer)
+
+    def complete_transfer(self, account_id: str, transfer_id: str) -> dict[str, Any]:
+        """A pending transfer completes now (a deposit is credited); returns its truth."""
+        ledger = self.ledger(account_id)
+        with ledger.lock:
+            for transfer in (*ledger.deposits, *ledger.withdrawals):
+                if transfer.transfer_id == transfer_id:
+                    ledger.settle(transfer)
+                    return transfer_truth(transfer)
+        raise KeyError(f"no transfer {transfer_id!r} in {account_id!r}")
+
+    def open_position(self, account_id: str, symbol: str, contracts: float,
+                      entry_price: float | None = None) -> dict[str, Any]:
+        """A derivative position (negative ``contracts``: short), entered now at ``entry_price``
+        (default: the spot price of the underlying); returns its truth."""
+        base, quote = symbol.split(":")[0].split("/")
+        spot = f"{base}/{quote}"
+        if spot not in MARKETS:
+            raise ValueError(f"no simulated market for {symbol!r}")
+        ts = now_ms()
+        entry = self.book.price_sats(spot, ts) if entry_price is None else round(entry_price * SATS)
+        ledger = self.ledger(account_id)
+        with ledger.lock:
+            position = Position(ledger.next_seq(), ts, symbol, round(contracts * SATS), entry)
+            ledger.positions.append(position)
+            return position_truth(position)
+
     def truth(self, account_id: str) -> GroundTruth:
         account = self.account(account_id)
         ledger = self.ledger(account_id)
@@ -217,4 +292,5 @@ class World:
                 closed_orders=[order_truth(o) for o in ledger.orders.items],
                 deposits=[transfer_truth(t) for t in ledger.deposits],
                 withdrawals=[transfer_truth(t) for t in ledger.withdrawals],
+                positions=[position_truth(p) for p in ledger.positions],
             )

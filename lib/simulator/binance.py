@@ -17,10 +17,10 @@ from typing import Any
 
 from lib.simulator.history import NETWORKS, WITHDRAW_FEES
 from lib.simulator.ledger import ORDER_ID_BASE, TRADE_ID_BASE, Fill, Order, Transfer
-from lib.simulator.market import DAY_MS, DIALECT_SYMBOLS, MARKETS, MINUTE_MS, Market, fmt
+from lib.simulator.market import DAY_MS, LISTED_SYMBOLS, MARKETS, MINUTE_MS, Market, fmt
 from lib.simulator.protocol import ApiError, Call, Reply
 
-SYMBOLS = DIALECT_SYMBOLS["binance"]
+SYMBOLS = LISTED_SYMBOLS["binance"]
 BY_ID = {MARKETS[s].base + MARKETS[s].quote: MARKETS[s] for s in SYMBOLS}
 ASSETS = sorted({a for s in SYMBOLS for a in (MARKETS[s].base, MARKETS[s].quote)})
 INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240,
@@ -40,6 +40,11 @@ def rate_limited() -> Reply:
     msg = ("Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute. "
            "Please use the websocket for live updates to avoid polling the API.")
     return Reply(429, {"code": -1003, "msg": msg}, {"Retry-After": "1"})
+
+
+def permission_denied() -> Reply:
+    """What Binance answers a key that lacks the permission for an endpoint (e.g. futures)."""
+    return Reply(401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})
 
 
 # --- parameters -----------------------------------------------------------------------
@@ -362,8 +367,9 @@ def _utc(ms: int) -> str:
 def deposits(call: Call) -> Any:
     return [{
         "id": t.transfer_id, "amount": fmt(t.amount), "coin": t.asset, "network": NETWORKS[t.asset],
-        "status": 1, "address": t.address, "addressTag": "", "txId": t.txid, "insertTime": t.ts,
-        "completeTime": t.ts + 5 * MINUTE_MS, "transferType": 0, "confirmTimes": "12/12",
+        "status": 0 if t.pending else 1, "address": t.address, "addressTag": "", "txId": t.txid,
+        "insertTime": t.ts, "completeTime": 0 if t.pending else t.ts + 5 * MINUTE_MS, "transferType": 0,
+        "confirmTimes": "3/12" if t.pending else "12/12",
         "unlockConfirm": 0, "walletType": 0,
     } for t in _transfers(call, call.ledger.deposits)]
 
@@ -371,9 +377,10 @@ def deposits(call: Call) -> Any:
 def withdrawals(call: Call) -> Any:
     return [{
         "id": t.transfer_id, "amount": fmt(t.amount), "transactionFee": fmt(t.fee), "coin": t.asset,
-        "status": 6, "address": t.address, "txId": t.txid, "applyTime": _utc(t.ts), "network": NETWORKS[t.asset],
+        "status": 4 if t.pending else 6, "address": t.address, "txId": t.txid, "applyTime": _utc(t.ts),
+        "network": NETWORKS[t.asset],
         "transferType": 0, "info": "", "confirmNo": 12, "walletType": 0, "txKey": "",
-        "completeTime": _utc(t.ts + 5 * MINUTE_MS),
+        **({} if t.pending else {"completeTime": _utc(t.ts + 5 * MINUTE_MS)}),
     } for t in _transfers(call, call.ledger.withdrawals)]
 
 

@@ -1,4 +1,5 @@
-"""Faults on demand: latency, 429s, 5xx, timeouts, dropped connections, malformed JSON.
+"""Faults on demand: latency, 429s, 5xx, timeouts, dropped connections, malformed JSON,
+and (only when asked for by name) the exchange refusing the key's permission.
 
 A rule applies to every request, to one account's requests or to paths containing a
 string; each matching rule adds its latency and rolls its own rate with one seeded RNG,
@@ -12,7 +13,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+#: transient faults, the default of every rule: a retry may get through
 FAULT_KINDS: tuple[str, ...] = ("429", "5xx", "timeout", "drop", "malformed")
+#: faults a rule injects only when named: "denied" answers with the dialect's permission
+#: error (e.g. a spot-only key asking for derivative positions)
+EXTRA_KINDS: tuple[str, ...] = ("denied",)
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,9 @@ class Faults:
         ``times`` stops the rule after that many faults (e.g. "the next two requests").
         """
         kinds = tuple(kinds)
-        unknown = set(kinds) - set(FAULT_KINDS)
+        unknown = set(kinds) - set(FAULT_KINDS) - set(EXTRA_KINDS)
         if unknown or not kinds:
-            raise ValueError(f"fault kinds must be some of {FAULT_KINDS}, got {kinds}")
+            raise ValueError(f"fault kinds must be some of {FAULT_KINDS + EXTRA_KINDS}, got {kinds}")
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
         rule = FaultRule(rate, kinds, account_id, path, latency_ms or 0.0, times)

@@ -31,8 +31,9 @@ FEES = {
     "okx": FeeSchedule(maker_ppm=800, taker_ppm=1000),
 }
 SYMBOL_WEIGHTS = np.array([0.35, 0.25, 0.15, 0.15, 0.10])
-WITHDRAW_FEES = {"USDT": SATS, "BTC": 20_000, "ETH": 200_000, "BNB": 500_000, "SOL": 1_000_000, "OKB": 5_000_000}
-NETWORKS = {"USDT": "TRX", "BTC": "BTC", "ETH": "ETH", "BNB": "BSC", "SOL": "SOL", "OKB": "X Layer"}
+WITHDRAW_FEES = {"USDT": SATS, "BTC": 20_000, "ETH": 200_000, "BNB": 500_000, "SOL": 1_000_000, "OKB": 5_000_000,
+                 "TKN": 10 * SATS}
+NETWORKS = {"USDT": "TRX", "BTC": "BTC", "ETH": "ETH", "BNB": "BSC", "SOL": "SOL", "OKB": "X Layer", "TKN": "ETH"}
 
 
 def _digest(*parts: object) -> str:
@@ -98,12 +99,21 @@ class Trader:
         ledger.apply_order(order, fills)
         return len(fills)
 
-    def transfer(self, ts: int, deposit: bool, asset: str, amount: int) -> None:
+    def transfer(self, ts: int, deposit: bool, asset: str, amount: int, pending: bool = False) -> Transfer:
         seq = self.ledger.next_seq()
         fee = 0 if deposit else WITHDRAW_FEES[asset]
         address = "0x" + _digest(self.tag, "address", asset, deposit)[:40]
         txid = "0x" + _digest(self.tag, "tx", seq)
-        self.ledger.apply_transfer(Transfer(seq, ts, deposit, asset, amount, fee, address, txid))
+        transfer = Transfer(seq, ts, deposit, asset, amount, fee, address, txid, pending)
+        self.ledger.apply_transfer(transfer)
+        return transfer
+
+    def fill_order(self, ts: int, symbol: str, buy: bool, frac: float, bnb: bool = False) -> int:
+        """Exactly one order on ``symbol`` and side (no fallback, unlike ``order``); returns its fills."""
+        amount, price = self._size(ts, symbol, buy, frac, 0.0)
+        if not amount:
+            raise ValueError(f"nothing to {'buy' if buy else 'sell'} on {symbol}")
+        return self._book(ts, symbol, buy, amount, price, False, bnb, 1)
 
     def open_order(self, ts: int, symbol: str, buy: bool, frac: float, distance: float) -> None:
         amount, price = self._size(ts, symbol, buy, frac, distance if not buy else -distance)
@@ -113,8 +123,12 @@ class Trader:
 
 
 def generate(ledger: Ledger, book: PriceBook, dialect: str, tag: str, seed: int, index: int,
-             fills: int, days: int, anchor_ms: int) -> Trader:
-    """Fill ``ledger`` with ``days`` of history ending at ``anchor_ms``; exactly ``fills`` fills."""
+             fills: int, days: int, anchor_ms: int, open_orders: int | None = None) -> Trader:
+    """Fill ``ledger`` with ``days`` of history ending at ``anchor_ms``; exactly ``fills`` fills.
+
+    ``open_orders`` resting orders are left at the end (default: 2 to 5, drawn from the seed);
+    each holds back a share of what is free, so a few may be skipped when an asset runs dry.
+    """
     rng = np.random.default_rng([seed, index, 0x415])
     trader = Trader(ledger, book, dialect, tag)
     start = anchor_ms - days * DAY_MS
@@ -173,9 +187,12 @@ def generate(ledger: Ledger, book: PriceBook, dialect: str, tag: str, seed: int,
             raise RuntimeError("simulated account ran out of funds")
         made += got
 
-    for k in range(int(rng.integers(2, 6))):
+    drawn = int(rng.integers(2, 6))
+    count = drawn if open_orders is None else open_orders
+    frac = min(0.08, 0.5 / max(1, count))  # many orders share half of what is free
+    for k in range(count):
         ts = anchor_ms - int(rng.integers(HOUR_MS, 2 * DAY_MS))
-        trader.open_order(ts, symbols[k % len(symbols)], k % 2 == 0, 0.08, float(rng.uniform(0.03, 0.1)))
+        trader.open_order(ts, symbols[k % len(symbols)], k % 2 == 0, frac, float(rng.uniform(0.03, 0.1)))
     return trader
 
 

@@ -86,10 +86,24 @@ class Transfer:
     fee: int
     address: str
     txid: str
+    #: still in flight: a pending deposit is not credited yet, a pending withdrawal is debited
+    pending: bool = False
 
     @property
     def transfer_id(self) -> str:
         return str(TRANSFER_ID_BASE + self.seq)
+
+
+@dataclass(slots=True)
+class Position:
+    """A derivative position (one-way mode); the spot balances do not model its margin."""
+
+    seq: int
+    ts: int
+    symbol: str
+    #: signed size in contracts and entry price, both in sats (1e-8)
+    size: int
+    entry: int
 
 
 class Series(Generic[T]):
@@ -143,6 +157,7 @@ class Ledger:
     open_orders: list[Order] = field(default_factory=list)
     deposits: list[Transfer] = field(default_factory=list)
     withdrawals: list[Transfer] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
 
@@ -157,12 +172,22 @@ class Ledger:
         self.free[asset] = value
 
     def apply_transfer(self, transfer: Transfer) -> None:
+        """Book a transfer; a pending deposit is credited only when it settles."""
         if transfer.deposit:
-            self._change(transfer.asset, transfer.amount)
+            if not transfer.pending:
+                self._change(transfer.asset, transfer.amount)
             self.deposits.append(transfer)
         else:
             self._change(transfer.asset, -(transfer.amount + transfer.fee))
             self.withdrawals.append(transfer)
+
+    def settle(self, transfer: Transfer) -> None:
+        """A pending transfer completes: a deposit is credited now, a withdrawal was already debited."""
+        if not transfer.pending:
+            raise ValueError(f"transfer {transfer.transfer_id} is not pending")
+        transfer.pending = False
+        if transfer.deposit:
+            self._change(transfer.asset, transfer.amount)
 
     def apply_order(self, order: Order, fills: list[Fill]) -> None:
         """A filled order and its fills; balances move once per fill."""

@@ -50,12 +50,19 @@ MARKETS: dict[str, Market] = {
         Market("SOL", "USDT", 3, 2),
         Market("OKB", "USDT", 3, 3),
         Market("ETH", "BTC", 3, 5),
+        Market("TKN", "USDT", 1, 5),
     )
 }
+#: the markets generated histories trade on
 DIALECT_SYMBOLS: dict[str, tuple[str, ...]] = {
     "binance": ("BTC/USDT", "ETH/USDT", "BNB/USDT", "SOL/USDT", "ETH/BTC"),
     "okx": ("BTC/USDT", "ETH/USDT", "SOL/USDT", "OKB/USDT", "ETH/BTC"),
 }
+#: a client's own token: listed on both dialects, never touched by generated histories, so
+#: tests can trade it on purpose (``World.trade``) and know it appears nowhere else
+CLIENT_TOKEN = "TKN/USDT"
+#: the markets each dialect lists
+LISTED_SYMBOLS: dict[str, tuple[str, ...]] = {d: (*s, CLIENT_TOKEN) for d, s in DIALECT_SYMBOLS.items()}
 #: USD price of each asset at the start of the path, and its yearly volatility
 START_USD: dict[str, tuple[float, float]] = {
     "BTC": (60_000.0, 0.55),
@@ -63,6 +70,7 @@ START_USD: dict[str, tuple[float, float]] = {
     "BNB": (550.0, 0.6),
     "SOL": (150.0, 0.9),
     "OKB": (45.0, 0.8),
+    "TKN": (0.25, 1.5),  # last, so the paths drawn before it stay as they were
 }
 
 

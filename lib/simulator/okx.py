@@ -18,15 +18,17 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from lib.simulator.history import NETWORKS, WITHDRAW_FEES
-from lib.simulator.ledger import BILL_ID_BASE, ORDER_ID_BASE, Fill, Order, Series, Transfer
-from lib.simulator.market import DAY_MS, DIALECT_SYMBOLS, HOUR_MS, MARKETS, MINUTE_MS, Market, fmt
+from lib.simulator.ledger import BILL_ID_BASE, ORDER_ID_BASE, Fill, Order, Position, Series, Transfer
+from lib.simulator.market import DAY_MS, HOUR_MS, LISTED_SYMBOLS, MARKETS, MINUTE_MS, Market, fmt
 from lib.simulator.protocol import ApiError, Call, Reply
 
 T = TypeVar("T")
 
-SYMBOLS = DIALECT_SYMBOLS["okx"]
+SYMBOLS = LISTED_SYMBOLS["okx"]
 BY_ID = {f"{MARKETS[s].base}-{MARKETS[s].quote}": MARKETS[s] for s in SYMBOLS}
 ASSETS = sorted({a for s in SYMBOLS for a in (MARKETS[s].base, MARKETS[s].quote)})
+#: linear perpetual swaps: instId -> (underlying spot market, contract value in base units)
+SWAPS = {"BTC-USDT-SWAP": ("BTC/USDT", "0.01"), "ETH-USDT-SWAP": ("ETH/USDT", "0.1")}
 INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
 BARS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1H": 60, "2H": 120, "4H": 240, "6H": 360,
         "12H": 720, "1D": 1440, "2D": 2880, "3D": 4320}
@@ -49,6 +51,11 @@ def api_key(headers: Mapping[str, str]) -> str | None:
 
 def rate_limited() -> Reply:
     return Reply(429, {"code": "50011", "msg": "Too Many Requests", "data": []}, {"Retry-After": "1"})
+
+
+def permission_denied() -> Reply:
+    """OKX's answer when the key may not be used here (IP not on the key's allow-list)."""
+    return Reply(401, {"code": "50110", "msg": "Your IP is not in the API key's IP allow-list.", "data": []})
 
 
 def _ok(data: list[Any]) -> dict[str, Any]:
@@ -177,8 +184,26 @@ def _instrument(market: Market) -> dict[str, Any]:
     }
 
 
+def _swap(inst_id: str) -> dict[str, Any]:
+    spot, ct_val = SWAPS[inst_id]
+    market = MARKETS[spot]
+    return {
+        "alias": "", "auctionEndTime": "", "baseCcy": "", "category": "1", "ctMult": "1", "ctType": "linear",
+        "ctVal": ct_val, "ctValCcy": market.base, "expTime": "", "futureSettlement": False,
+        "instFamily": f"{market.base}-{market.quote}", "instId": inst_id, "instType": "SWAP", "lever": "100",
+        "listTime": "1611916828000", "lotSz": "0.01", "maxIcebergSz": "100000000", "maxLmtAmt": "20000000",
+        "maxLmtSz": "100000000", "maxMktAmt": "", "maxMktSz": "12000", "maxStopSz": "12000",
+        "maxTriggerSz": "100000000", "maxTwapSz": "100000000", "minSz": "0.01", "optType": "", "quoteCcy": "",
+        "ruleType": "normal", "settleCcy": market.quote, "state": "live", "stk": "", "tickSz": num(market.tick),
+        "uly": f"{market.base}-{market.quote}",
+    }
+
+
 def instruments(call: Call) -> list[Any]:
     inst_type = _inst_type(call)
+    if inst_type == "SWAP":
+        inst_id = call.params.get("instId")
+        return [_swap(i) for i in SWAPS if inst_id in (None, "", i)]
     if inst_type != "SPOT":
         return []
     market = _market(call)
@@ -268,9 +293,34 @@ def balance(call: Call) -> list[Any]:
              "uTime": updated, "upl": ""}]
 
 
-def no_positions(call: Call) -> list[Any]:
-    """The simulated accounts are spot-only: no derivative positions."""
-    return []
+def _position(call: Call, position: Position) -> dict[str, Any]:
+    inst_id = next(i for i, (spot, _) in SWAPS.items() if position.symbol.startswith(spot + ":"))
+    spot, ct_val = SWAPS[inst_id]
+    mark = call.world.book.price_sats(spot, call.now)
+    base_size = abs(position.size) * float(ct_val) / 1e8
+    upl = (mark - position.entry) / 1e8 * base_size * (1 if position.size > 0 else -1)
+    return {
+        "adl": "1", "availPos": "", "avgPx": num(position.entry), "baseBal": "", "bePx": num(position.entry),
+        "cTime": str(position.ts), "ccy": MARKETS[spot].quote, "deltaBS": "", "deltaPA": "", "fee": "0",
+        "fundingFee": "0", "gammaBS": "", "gammaPA": "", "idxPx": num(mark), "imr": "", "instId": inst_id,
+        "instType": "SWAP", "interest": "", "last": num(mark), "lever": "5", "liab": "", "liabCcy": "",
+        "liqPx": "", "margin": "", "markPx": num(mark), "mgnMode": "cross", "mgnRatio": "", "mmr": "",
+        "notionalUsd": f"{base_size * mark / 1e8:.2f}", "optVal": "", "pendingCloseOrdLiabVal": "",
+        "pnl": "0", "pos": num(position.size), "posCcy": "", "posId": str(position.seq), "posSide": "net",
+        "realizedPnl": "0", "thetaBS": "", "thetaPA": "", "tradeId": "", "uTime": str(call.now),
+        "upl": f"{upl:.8f}", "uplRatio": "", "usdPx": "", "vegaBS": "", "vegaPA": "",
+    }
+
+
+def positions(call: Call) -> list[Any]:
+    """account/positions: the account's swap positions (none unless a test opened one)."""
+    inst_type = call.params.get("instType")
+    if inst_type and inst_type not in INST_TYPES:
+        raise error("51000", "Parameter instType error")
+    if inst_type not in (None, "", "SWAP"):
+        return []
+    with call.ledger.lock:
+        return [_position(call, p) for p in call.ledger.positions]
 
 
 def funding_balances(call: Call) -> list[Any]:
@@ -403,7 +453,7 @@ def deposit_history(call: Call) -> list[Any]:
     return [{
         "actualDepBlkConfirm": "12", "amt": num(t.amount), "areaCodeFrom": "", "ccy": t.asset,
         "chain": f"{t.asset}-{NETWORKS[t.asset]}", "depId": t.transfer_id, "from": "", "fromWdId": "",
-        "state": "2", "to": t.address, "ts": str(t.ts), "txId": t.txid,
+        "state": "0" if t.pending else "2", "to": t.address, "ts": str(t.ts), "txId": t.txid,
     } for t in _transfers(call, call.ledger.deposits)]
 
 
@@ -411,7 +461,8 @@ def withdrawal_history(call: Call) -> list[Any]:
     return [{
         "chain": f"{t.asset}-{NETWORKS[t.asset]}", "fee": num(t.fee), "feeCcy": t.asset, "ccy": t.asset,
         "clientId": "", "amt": num(t.amount), "txId": t.txid, "from": "", "areaCodeFrom": "", "to": t.address,
-        "areaCodeTo": "", "state": "2", "ts": str(t.ts), "nonTradableAsset": False, "wdId": t.transfer_id,
+        "areaCodeTo": "", "state": "1" if t.pending else "2", "ts": str(t.ts), "nonTradableAsset": False,
+        "wdId": t.transfer_id,
     } for t in _transfers(call, call.ledger.withdrawals)]
 
 
@@ -433,7 +484,7 @@ ROUTES: dict[str, tuple[bool, Callable[[Call], list[Any]]]] = {
     "/api/v5/trade/orders-history-archive": (True, orders_history),
     "/api/v5/asset/deposit-history": (True, deposit_history),
     "/api/v5/asset/withdrawal-history": (True, withdrawal_history),
-    "/api/v5/account/positions": (True, no_positions),
+    "/api/v5/account/positions": (True, positions),
 }
 
 

@@ -52,6 +52,8 @@ class SimServer:
         app.router.add_get("/_sim/accounts", self.sim_accounts)
         app.router.add_get("/_sim/truth/{account_id}", self.sim_truth)
         app.router.add_post("/_sim/accounts/{account_id}/fills", self.sim_add_fills)
+        app.router.add_post("/_sim/accounts/{account_id}/transfers", self.sim_add_transfer)
+        app.router.add_post("/_sim/accounts/{account_id}/transfers/{transfer_id}/complete", self.sim_complete_transfer)
         app.router.add_post("/_sim/accounts/{account_id}/revoke", self.sim_revoke)
         app.router.add_post("/_sim/faults", self.sim_set_faults)
         app.router.add_delete("/_sim/faults", self.sim_clear_faults)
@@ -69,6 +71,8 @@ class SimServer:
             await asyncio.sleep(decision.latency_ms / 1000)
         if decision.kind == "429":
             return _response(module.rate_limited())
+        if decision.kind == "denied":
+            return _response(module.permission_denied())
         if decision.kind == "5xx":
             return _response(Reply(503, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"))
         if decision.kind == "timeout":
@@ -129,6 +133,28 @@ class SimServer:
             raise web.HTTPBadRequest(text="n must be an integer") from None
         return web.json_response({"added": self.world.add_fills(account.id, n)})
 
+    async def sim_add_transfer(self, request: web.Request) -> web.Response:
+        """?kind=deposit|withdrawal&asset=BTC&amount=0.5[&pending=true]: a transfer timestamped now."""
+        self._guard(request)
+        account, query = self._account(request), request.query
+        try:
+            transfer = self.world.add_transfer(account.id, query.get("kind", "deposit"), query["asset"],
+                                               float(query["amount"]), query.get("pending") == "true")
+        except (KeyError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"bad transfer: {exc}") from None
+        return web.json_response({"added": transfer})
+
+    async def sim_complete_transfer(self, request: web.Request) -> web.Response:
+        self._guard(request)
+        account = self._account(request)
+        try:
+            transfer = self.world.complete_transfer(account.id, request.match_info["transfer_id"])
+        except KeyError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+        except ValueError as exc:
+            raise web.HTTPConflict(text=str(exc)) from None
+        return web.json_response({"completed": transfer})
+
     async def sim_revoke(self, request: web.Request) -> web.Response:
         self._guard(request)
         self.world.revoke(self._account(request).id)
@@ -176,6 +202,13 @@ class Simulator:
 
     def add_fills(self, account_id: str, n: int) -> list[dict[str, Any]]:
         return self.world.add_fills(account_id, n)
+
+    def add_transfer(self, account_id: str, kind: str, asset: str, amount: float, pending: bool = False,
+                     ts: int | None = None) -> dict[str, Any]:
+        return self.world.add_transfer(account_id, kind, asset, amount, pending, ts)
+
+    def complete_transfer(self, account_id: str, transfer_id: str) -> dict[str, Any]:
+        return self.world.complete_transfer(account_id, transfer_id)
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0, ready: Callable[[str], None] | None = None) -> None:
         """Serve until ``stop()`` (or cancellation); ``ready(url)`` runs once listening."""

@@ -9,6 +9,7 @@ most the page in flight and the next sync resumes from the committed cursors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import ccxt
+import ccxt.async_support as ccxt_async
 
 from lib import exchanges
 from lib.exchanges import ConnectionSpec
@@ -28,6 +30,8 @@ from lib.sync.markets import MarketShare
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 DAY_MS = 86_400_000
 CANDLE_TIMEFRAME = "1d"
 TRANSFER_WINDOW_MS = 90 * DAY_MS
@@ -36,6 +40,10 @@ THROTTLE_POLL_SECONDS = 0.02
 RETRY_ATTEMPTS = 8
 RETRY_BASE_DELAY = 0.25
 RETRY_MAX_DELAY = 10.0
+#: how an exchange refuses positions to a key that may not see them: permission, auth, not
+#: supported, bad request, and DDoSProtection, because ccxt.binance reads its -2015 ("no
+#: permission for this action") as a temporary ban once the key has worked elsewhere
+POSITION_REFUSALS = (ccxt.ExchangeError, ccxt.DDoSProtection)
 
 
 class Db:
@@ -90,11 +98,22 @@ class Job:
 
 @dataclass
 class _TransferWalk:
+    """One kind of transfer walked back from ``end`` in windows, down to ``floor`` (the cursor)."""
+
     kind: str
     fetch: Callable[..., Awaitable[list[dict[str, Any]]]]
+    floor: int | None
+    end: int
     seen: set[str] = field(default_factory=set)
-    newest: int | None = None
+    newest: int | None = None  # newest timestamp seen + 1
+    unsettled: int | None = None  # oldest timestamp of a transfer whose status can still change
     added: int = 0
+
+    def cursor(self) -> int | None:
+        """The next sync's floor: past the newest transfer, but never past an unsettled one."""
+        if self.newest is None or self.unsettled is None:
+            return self.newest
+        return min(self.newest, self.unsettled)
 
 
 @dataclass
@@ -160,21 +179,24 @@ class ConnectorSync:
         holdings = {a: float(v) for a, v in (balance.get("total") or {}).items() if v}
         self.counts.balances = await self.db(store.save_balance, job.connector_id, utcnow(), balance)
         cursors = await self.db(store.cursors, job.connector_id)
+        # transfers before the symbols: an asset deposited or withdrawn and no longer held
+        # still has fills to find where the exchange needs a symbol per fills query
+        walks = [w for w in (self._transfer_walk("deposit", cursors), self._transfer_walk("withdrawal", cursors)) if w]
+        oldest_fill = await self.db(store.oldest_fill, job.connector_id)
+        await asyncio.gather(*(self._walk_transfers(w, oldest_fill) for w in walks))
         assets, traded = await self.db(store.known_assets_and_symbols, job.connector_id)
         symbols = self._fill_symbols(assets | set(holdings), traded)
         fills = FillSync(ex, self.call, self._save_trades, self._save_cursor, cursors)
         async with asyncio.TaskGroup() as group:
             trades = group.create_task(fills.run(symbols))
             orders = group.create_task(self._open_orders(symbols))
-            positions = group.create_task(self._positions(traded | set(job.extra_symbols)))
+            positions = group.create_task(self._positions())
         oldest_fill = await self.db(store.oldest_fill, job.connector_id)
-        async with asyncio.TaskGroup() as group:
-            deposits = group.create_task(self._transfers("deposit", cursors, oldest_fill))
-            withdrawals = group.create_task(self._transfers("withdrawal", cursors, oldest_fill))
+        await asyncio.gather(*(self._finish_transfers(w, oldest_fill) for w in walks))
         self.counts.new_trades = trades.result()
-        self.counts.new_transfers = deposits.result() + withdrawals.result()
-        self.counts.open_orders, self.counts.positions = orders.result(), positions.result()
-        prices = await self._tickers(holdings)
+        self.counts.new_transfers = sum(w.added for w in walks)
+        self.counts.positions = positions.result()
+        prices = await self._tickers(holdings, orders.result())
         await self._candles()
         if job.first_sync:
             await self._opening_balances(holdings, prices)
@@ -197,38 +219,55 @@ class ConnectorSync:
 
     # --- transfers --------------------------------------------------------------------
 
-    async def _transfers(self, kind: str, cursors: Mapping[str, str], oldest_fill: int | None) -> int:
+    def _transfer_walk(self, kind: str, cursors: Mapping[str, str]) -> _TransferWalk | None:
+        method = "fetchDeposits" if kind == "deposit" else "fetchWithdrawals"
+        if not self.exchange.has.get(method):
+            return None
+        key = f"{kind}s"
+        fetch = self.exchange.fetch_deposits if kind == "deposit" else self.exchange.fetch_withdrawals
+        floor = int(cursors[key]) if key in cursors else None
+        return _TransferWalk(kind, fetch, floor, int(time.time() * 1000))
+
+    async def _walk_transfers(self, walk: _TransferWalk, oldest_fill: int | None) -> None:
         """Deposits or withdrawals newer than the cursor, walked back in bounded time windows.
 
         Exchanges cap a history query's time range (Binance: 90 days, and the last 90 days
         when none is given), so the walk goes back one ``TRANSFER_WINDOW_MS`` at a time: down
-        to the cursor, or on a first sync until two windows in a row are empty and older
-        than the account's first fill. Windows overlap by 1 ms (ids de-duplicated) because
-        some exchanges treat the upper bound as exclusive.
+        to the cursor, or without one until two windows in a row are empty and older than
+        the account's first fill. Windows overlap by 1 ms (ids de-duplicated) because some
+        exchanges treat the upper bound as exclusive.
         """
-        method = "fetchDeposits" if kind == "deposit" else "fetchWithdrawals"
-        if not self.exchange.has.get(method):
-            return 0
-        key = f"{kind}s"
-        floor = int(cursors[key]) if key in cursors else None
-        fetch = self.exchange.fetch_deposits if kind == "deposit" else self.exchange.fetch_withdrawals
-        walk = _TransferWalk(kind, fetch)
-        end, empty_windows = int(time.time() * 1000), 0
+        empty_windows = 0
         while True:
-            start = end - TRANSFER_WINDOW_MS + 1 if floor is None else max(end - TRANSFER_WINDOW_MS + 1, floor)
-            found = await self._transfer_window(walk, start, end)
-            if floor is not None and start <= floor:
-                break
+            start = walk.end - TRANSFER_WINDOW_MS + 1
+            if walk.floor is not None:
+                start = max(start, walk.floor)
+            found = await self._transfer_window(walk, start, walk.end)
+            walk.end = start
+            if walk.floor is not None and start <= walk.floor:
+                return
             empty_windows = 0 if found else empty_windows + 1
             if empty_windows >= EMPTY_WINDOWS_TO_STOP and (oldest_fill is None or start <= oldest_fill):
-                break
-            end = start
-        if walk.newest is not None and (floor is None or walk.newest > floor):
-            await self.db(store.save_cursor, self.job.connector_id, {key: str(walk.newest)})
-        return walk.added
+                return
+
+    async def _finish_transfers(self, walk: _TransferWalk, oldest_fill: int | None) -> None:
+        """Walk further back if fills turned out older than where the first walk stopped; save the cursor.
+
+        Without a cursor the walk runs before the fills are known (their symbols depend on
+        the transfer currencies), so it may have stopped above the first fill.
+        """
+        if walk.floor is None and oldest_fill is not None and oldest_fill < walk.end:
+            await self._walk_transfers(walk, oldest_fill)
+        cursor = walk.cursor()
+        if cursor is not None and cursor != walk.floor:
+            await self.db(store.save_cursor, self.job.connector_id, {f"{walk.kind}s": str(cursor)})
 
     async def _transfer_window(self, walk: _TransferWalk, start: int, end: int) -> int:
-        """Every transfer in [start, end]: newest-first pages, each ending at the last one's time."""
+        """Every transfer in [start, end]: newest-first pages, each ending at the last one's time.
+
+        The next page's ``until`` is the oldest time on the page + 1: some exchanges (OKX's
+        ``after``) exclude it, and transfers sharing that millisecond must not be skipped.
+        """
         found, until = 0, end
         while True:
             items = await self.call(lambda u=until: walk.fetch(None, start, None, {"until": u}))
@@ -242,39 +281,87 @@ class ConnectorSync:
             walk.added += await self.db(store.save_transfers, self.job.connector_id, rows, {})
             stamps = [int(t["timestamp"]) for t in fresh]
             walk.newest = max(max(stamps) + 1, walk.newest or 0)
-            until = min(stamps)
+            for t in fresh:
+                if not _settled(walk.kind, t.get("status")):
+                    stamp = int(t["timestamp"])
+                    walk.unsettled = stamp if walk.unsettled is None else min(walk.unsettled, stamp)
+            until = min(stamps) + 1
 
     # --- open orders and positions ------------------------------------------------------
 
-    async def _open_orders(self, symbols: Iterable[str]) -> int:
+    async def _open_orders(self, symbols: Iterable[str]) -> set[str]:
+        """Replace the stored open orders; returns their symbols, which need a ticker for "Last"."""
         ex = self.exchange
         if not ex.has.get("fetchOpenOrders"):
-            return 0
+            return set()
         features = (ex.features or {}).get("spot") or {}
         if (features.get("fetchOpenOrders") or {}).get("symbolRequired"):
             orders = []
             for symbol in symbols:
-                orders += await self.call(lambda s=symbol: ex.fetch_open_orders(s))
+                orders += await self._open_order_pages(symbol)
         else:
-            orders = await self.call(ex.fetch_open_orders)
-        return await self.db(store.replace_orders, self.job.connector_id, [_order_row(o) for o in orders])
+            orders = await self._open_order_pages(None)
+        self.counts.open_orders = await self.db(store.replace_orders, self.job.connector_id,
+                                                [_order_row(o) for o in orders])
+        return {o["symbol"] for o in orders if o.get("symbol")}
 
-    async def _positions(self, symbols: Iterable[str]) -> int:
-        """Positions only where the exchange has them and the account trades derivatives."""
+    async def _open_order_pages(self, symbol: str | None) -> list[dict[str, Any]]:
+        """Every open order (of ``symbol``, or all), also past an exchange's page cap.
+
+        The OKX family answers at most ``features.spot.fetchOpenOrders.limit`` (100) newest
+        orders and pages with ``after`` (orders older than an order id); ccxt's own
+        ``paginate`` pages by time, which OKX's open orders ignore. Other exchanges answer
+        in one call.
+        """
         ex = self.exchange
-        markets = ex.markets or {}
-        if not ex.has.get("fetchPositions") or not any((markets.get(s) or {}).get("contract") for s in symbols):
+        features = ((ex.features or {}).get("spot") or {}).get("fetchOpenOrders") or {}
+        limit = features.get("limit")
+        if not limit or not isinstance(ex, ccxt_async.okx):
+            return await self.call(lambda: ex.fetch_open_orders(symbol))
+        orders: dict[str, dict[str, Any]] = {}
+        params: dict[str, str] = {}
+        while True:
+            page = await self.call(lambda p=params: ex.fetch_open_orders(symbol, None, limit, p))
+            fresh = [o for o in page if str(o["id"]) not in orders]
+            orders.update((str(o["id"]), o) for o in fresh)
+            if len(page) < limit or not fresh:
+                return list(orders.values())
+            params = {"after": str(min(int(o["id"]) for o in page))}
+
+    async def _positions(self) -> int:
+        """Positions wherever the exchange has them and lists contract markets; replaced each sync.
+
+        Whether the account trades derivatives is not known from spot fills, so the listing
+        decides. A key that may not see positions (spot-only keys often may not) skips them
+        for this sync, keeping the stored ones, instead of failing the whole connector; a
+        refusal is not retried (retrying Binance's "ban" would only cost time and weight),
+        network errors are.
+        """
+        ex = self.exchange
+        if not ex.has.get("fetchPositions") or not any(m.get("contract") for m in (ex.markets or {}).values()):
             return 0
-        positions = await self.call(ex.fetch_positions)
+
+        async def fetch() -> list[dict[str, Any]] | None:
+            try:
+                return await ex.fetch_positions()
+            except POSITION_REFUSALS as error:
+                log.warning("positions of connector %s skipped: %s", self.job.connector_id, type(error).__name__)
+                return None
+
+        positions = await self.call(fetch)
+        if positions is None:
+            return 0
         return await self.db(store.replace_positions, self.job.connector_id, [_position_row(p) for p in positions])
 
     # --- prices -----------------------------------------------------------------------
 
-    async def _tickers(self, holdings: Mapping[str, float]) -> dict[str, float]:
-        """Prices of the markets that value the holdings; fetched once per exchange per run."""
+    async def _tickers(self, holdings: Mapping[str, float], order_symbols: set[str]) -> dict[str, float]:
+        """Prices of the markets that value the holdings, and of open orders' markets (the
+        Orders page's "Last"); fetched once per exchange per run."""
         ex, cash = self.exchange, self.shared.cash
         markets = ex.markets or {}
-        needed = sorted({s for a in holdings for s in (price_path(a, markets, cash) or ())})
+        needed = {s for a in holdings for s in (price_path(a, markets, cash) or ())}
+        needed = sorted(needed | {s for s in order_symbols if s in markets})
         book = self.shared.prices
         async with self.shared.lock("tickers", *map(str, self.key)):
             missing = [s for s in needed if (self.key, s) not in book]
@@ -300,7 +387,8 @@ class ConnectorSync:
         await self.db(store.save_tickers, ex.id, rows)
 
     async def _candles(self) -> None:
-        """Daily candles of every market that values a past fill's quote or fee or a transfer; fetched once.
+        """Daily candles of every market that values an asset P&L needs in the past (see
+        ``store.fill_date_ranges``: quotes, fees, transfers, traded bases, holdings); fetched once.
 
         Only closed days are stored, so a stored candle never changes; fills of the current
         day are valued from tickers.
@@ -345,6 +433,19 @@ class ConnectorSync:
 
     async def close(self) -> None:
         await self.exchange.close()
+
+
+def _settled(kind: str, status: str | None) -> bool:
+    """Whether a transfer's status is final, so later syncs need not look at it again.
+
+    A deposit counts once credited (``ok``) or once it failed or was cancelled; any other
+    status (``pending``, or an exchange's own unmapped code) may still change. A withdrawal
+    leaves the balance at once and only ``pending`` may still fail. No status at all is
+    taken as final, or such an exchange would be re-read from its first transfer forever.
+    """
+    if kind == "deposit":
+        return status in (None, "ok", "failed", "canceled")
+    return status != "pending"
 
 
 def _transfer_id(t: Mapping[str, Any]) -> str:

@@ -95,6 +95,9 @@ def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple
 
     Non-cash quote and fee currencies of fills (the value exchanged and the fee's value) and
     transferred currencies (a deposit opens a lot at its market value at deposit time).
+    Also every non-cash asset traded as a base or held in a balance snapshot, over the whole
+    fill/snapshot range: the equity curve and the 24h-30d changes value holdings on every
+    past day, and a base-only asset (a client's own token) would otherwise have no past price.
     """
     ranges: dict[str, tuple[int, int]] = {}
     sources = [(Trade.quote, Trade.timestamp, Trade.connector_id),
@@ -109,6 +112,18 @@ def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple
                     continue
                 old = ranges.get(asset, (first, last))
                 ranges[asset] = (min(old[0], first), max(old[1], last))
+        fills = session.execute(select(func.min(Trade.timestamp), func.max(Trade.timestamp))
+                                .where(Trade.connector_id == connector_id)).one()
+        taken = session.execute(select(func.min(BalanceSnapshot.taken_at), func.max(BalanceSnapshot.taken_at))
+                                .where(BalanceSnapshot.connector_id == connector_id)).one()
+        stamps = [int(v) for v in fills if v is not None] + [int(v.timestamp() * 1000) for v in taken if v is not None]
+        held = set(session.scalars(select(Trade.base).where(Trade.connector_id == connector_id).distinct()))
+        held |= set(session.scalars(
+            select(BalanceSnapshot.asset).where(BalanceSnapshot.connector_id == connector_id).distinct()))
+        if stamps:
+            for asset in held - cash:
+                first, last = ranges.get(asset, (min(stamps), max(stamps)))
+                ranges[asset] = (min(first, *stamps), max(last, *stamps))
     return ranges
 
 
