@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lib import audit
 from lib.access import Role, Viewer
 from lib.models import NAME_MAX, Client
-from lib.validation import ValidationError, clean_text
+from lib.validation import ValidationError, clean_text, name_key
+
+
+def _named(session: Session, name: str) -> Client | None:
+    """The client whose name equals ``name`` ignoring case and Unicode form (see name_key)."""
+    key = name_key(name)
+    return next((c for c in session.scalars(select(Client)) if name_key(c.name) == key), None)
 
 
 def _check_unique(session: Session, name: str, except_id: int | None = None) -> None:
-    query = select(Client.id).where(func.lower(Client.name) == name.lower())
-    if except_id is not None:
-        query = query.where(Client.id != except_id)
-    if session.scalar(query) is not None:
-        raise ValidationError("name", f"A client named '{name}' already exists.")
+    same = _named(session, name)
+    if same is not None and same.id != except_id:
+        raise ValidationError("name", f"A client named '{same.name}' already exists.")
 
 
 def create_client(session: Session, viewer: Viewer, name: str) -> Client:
@@ -41,9 +45,16 @@ def rename_client(session: Session, viewer: Viewer, client_id: int, new_name: st
 
 
 def delete_client(session: Session, viewer: Viewer, client_id: int) -> None:
-    """Delete a client with its connectors and every row synced for them."""
+    """Delete a client with its connectors and every row synced for them.
+
+    Each connector's credentials get their own "credentials.removed" event, as when a
+    connector is deleted alone, so the audit log answers "where did this key go?".
+    """
     viewer.require(Role.ADMIN)
     client = get_client(session, client_id)
+    for connector in client.connectors:
+        audit.record(session, viewer.username, "credentials.removed",
+                     connector.describe(), "client deleted")
     audit.record(session, viewer.username, "client.deleted", client.name,
                  f"{len(client.connectors)} connector(s) removed")
     session.delete(client)
@@ -57,9 +68,9 @@ def get_client(session: Session, client_id: int) -> Client:
 
 
 def find_client(session: Session, name: str) -> Client:
-    client = session.scalar(select(Client).where(func.lower(Client.name) == name.strip().lower()))
+    client = _named(session, name or "")
     if client is None:
-        raise ValidationError("client", f"No client named '{name.strip()}'.")
+        raise ValidationError("client", f"No client named '{(name or '').strip()}'.")
     return client
 
 

@@ -18,7 +18,7 @@ from lib.access import Role, Viewer
 from lib.clients import get_client
 from lib.exchanges import CREDENTIAL_LABELS, ConnectionSpec, UnsupportedExchange
 from lib.models import EXCHANGE_ID_MAX, LABEL_MAX, URL_MAX, Connector
-from lib.validation import ValidationError, clean_secret, clean_text, clean_url
+from lib.validation import ValidationError, clean_secret, clean_text, clean_url, name_key
 from lib.vault import Vault, VaultError
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,12 @@ def validate(data: ConnectorInput) -> tuple[str, str, dict[str, str], str | None
 
 def _check_label_free(session: Session, client_id: int, exchange_id: str, label: str,
                       except_id: int | None = None) -> None:
-    query = select(Connector.id).where(
-        Connector.client_id == client_id, Connector.exchange_id == exchange_id, Connector.label == label
-    )
-    if except_id is not None:
-        query = query.where(Connector.id != except_id)
-    if session.scalar(query) is not None:
-        raise ValidationError("label", f"This client already has a {exchange_id} connector labelled '{label}'.")
+    """A label is unique per (client, exchange), ignoring case and Unicode form (see name_key)."""
+    taken = session.execute(select(Connector.id, Connector.label).where(
+        Connector.client_id == client_id, Connector.exchange_id == exchange_id))
+    same = next((name for cid, name in taken if cid != except_id and name_key(name) == name_key(label)), None)
+    if same is not None:
+        raise ValidationError("label", f"This client already has a {exchange_id} connector labelled '{same}'.")
 
 
 def _check_key_unused(session: Session, vault: Vault, exchange_id: str, credentials: Mapping[str, str],
@@ -94,7 +93,7 @@ def _check_key_unused(session: Session, vault: Vault, exchange_id: str, credenti
         if other.id != except_id and vault.can_decrypt(other.credentials_ciphertext) \
                 and vault.decrypt(other.credentials_ciphertext).get("apiKey") == api_key:
             raise ValidationError(
-                "credentials", f"This API key is already stored as {_describe(other, other.client.name)}; "
+                "credentials", f"This API key is already stored as {other.describe()}; "
                 "one exchange account must not be counted twice.")
 
 
@@ -140,28 +139,29 @@ def create_connector(session: Session, viewer: Viewer, vault: Vault, client_id: 
     )
     session.add(connector)
     session.flush()
-    audit.record(session, viewer.username, "credentials.added", _describe(connector, client.name))
+    audit.record(session, viewer.username, "credentials.added", connector.describe())
     return connector
 
 
 def update_connector(session: Session, viewer: Viewer, connector_id: int, *, label: str | None = None,
-                     enabled: bool | None = None, api_url: str | None = None,
-                     extra_symbols: str | None = None) -> Connector:
-    """Change what is not secret: label, enabled flag, API URL override, extra symbols."""
+                     enabled: bool | None = None, extra_symbols: str | None = None) -> Connector:
+    """Change what is not secret: label, enabled flag, extra symbols.
+
+    Not the API URL: the stored key would be sent to the new host, so a URL changes only
+    with re-entered credentials (``replace_credentials``).
+    """
     viewer.require(Role.ADMIN)
     connector = get_connector(session, connector_id)
     changes = []
     if label is not None:
         label = clean_text(label, "label", LABEL_MAX)
         _check_label_free(session, connector.client_id, connector.exchange_id, label, connector.id)
-        changes.append(f"label {connector.label!r} -> {label!r}")
-        connector.label = label
+        if label != connector.label:
+            changes.append(f"label {connector.label!r} -> {label!r}")
+            connector.label = label
     if enabled is not None and enabled != connector.enabled:
         changes.append("enabled" if enabled else "disabled")
         connector.enabled = enabled
-    if api_url is not None and clean_url(api_url, URL_MAX) != connector.api_url:
-        connector.api_url = clean_url(api_url, URL_MAX)
-        changes.append("API URL changed")
     if extra_symbols is not None:
         symbols = [s.strip().upper() for s in extra_symbols.split(",") if s.strip()]
         if any("/" not in s or len(s) > 50 for s in symbols):
@@ -171,32 +171,42 @@ def update_connector(session: Session, viewer: Viewer, connector_id: int, *, lab
             changes.append("symbols changed")
     if changes:
         audit.record(session, viewer.username, "connector.updated",
-                     _describe(connector, connector.client.name), "; ".join(changes))
+                     connector.describe(), "; ".join(changes))
     return connector
 
 
 def replace_credentials(session: Session, viewer: Viewer, vault: Vault, connector_id: int,
-                        credentials: Mapping[str, str]) -> Connector:
-    """Store new credentials (re-entered, never shown); clears "needs attention"."""
+                        credentials: Mapping[str, str], api_url: str | None = None) -> Connector:
+    """Store new credentials (re-entered, never shown); clears "needs attention".
+
+    ``api_url`` changes the API base URL with them ("" for the exchange's own URLs; None
+    keeps it): only a key entered now may go to a new host.
+    """
     viewer.require(Role.ADMIN)
     connector = get_connector(session, connector_id)
     if not exchanges.is_supported(connector.exchange_id):
         raise ValidationError("exchange", str(UnsupportedExchange(connector.exchange_id)))
     cleaned = check_credentials(connector.exchange_id, credentials)
+    new_url = connector.api_url if api_url is None else clean_url(api_url, URL_MAX)
     _check_key_unused(session, vault, connector.exchange_id, cleaned, except_id=connector.id)
     connector.credentials_ciphertext = vault.encrypt(cleaned)
     connector.key_hint = cleaned.get("apiKey", "")[-4:]
     connector.status = "new"
     connector.last_error = None
     connector.consecutive_failures = 0
-    audit.record(session, viewer.username, "credentials.replaced", _describe(connector, connector.client.name))
+    detail = ""
+    if new_url != connector.api_url:
+        detail = f"API URL {connector.api_url or '(exchange default)'} -> {new_url or '(exchange default)'}"
+        connector.api_url = new_url
+    audit.record(session, viewer.username, "credentials.replaced", connector.describe(),
+                 detail)
     return connector
 
 
 def delete_connector(session: Session, viewer: Viewer, connector_id: int) -> None:
     viewer.require(Role.ADMIN)
     connector = get_connector(session, connector_id)
-    audit.record(session, viewer.username, "credentials.removed", _describe(connector, connector.client.name))
+    audit.record(session, viewer.username, "credentials.removed", connector.describe())
     session.delete(connector)
 
 
@@ -245,7 +255,3 @@ def rotate_all(session: Session, viewer: Viewer, vault: Vault) -> int:
         connector.credentials_ciphertext = vault.rotate(connector.credentials_ciphertext)
     audit.record(session, viewer.username, "vault.rotated", f"{len(connectors)} connector(s)")
     return len(connectors)
-
-
-def _describe(connector: Connector, client_name: str) -> str:
-    return f"{client_name} / {connector.exchange_id} / {connector.label} (#{connector.id})"

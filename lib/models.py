@@ -106,6 +106,10 @@ class Connector(Base):
 
     client: Mapped[Client] = relationship(back_populates="connectors")
 
+    def describe(self) -> str:
+        """How audit events and messages name a connector: client / exchange / label (#id)."""
+        return f"{self.client.name} / {self.exchange_id} / {self.label} (#{self.id})"
+
 
 class User(Base):
     __tablename__ = "users"

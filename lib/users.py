@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lib import audit
 from lib.access import SYSTEM, Role, Viewer
 from lib.models import NAME_MAX, Client, User, UserClient, utcnow
-from lib.validation import ValidationError, clean_text
+from lib.validation import ValidationError, clean_text, name_key
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
@@ -62,7 +62,7 @@ def check_password(password: str | None) -> str:
 
 def check_username(username: str | None) -> str:
     name = clean_text(username, "username", NAME_MAX)
-    if name.lower() in RESERVED_USERNAMES:
+    if name_key(name) in RESERVED_USERNAMES:
         raise ValidationError("username", f"The username '{name}' is reserved.")
     return name
 
@@ -110,8 +110,11 @@ def find_user(session: Session, username: str) -> User:
 
 
 def _by_username(session: Session, username: str) -> User | None:
-    name = (username or "").strip().lower()
-    return session.scalar(select(User).where(func.lower(User.username) == name)) if name else None
+    """The user whose name equals ``username`` ignoring case and Unicode form (see name_key)."""
+    key = name_key(username or "")
+    if not key:
+        return None
+    return next((u for u in session.scalars(select(User)) if name_key(u.username) == key), None)
 
 
 def list_users(session: Session, viewer: Viewer) -> list[User]:

@@ -28,6 +28,14 @@ def clean_text(value: str | None, field: str, max_length: int) -> str:
     return text
 
 
+def name_key(text: str) -> str:
+    """What makes two names the same for uniqueness and lookups: case and Unicode form ignored.
+
+    Compared in Python, because SQLite's lower() folds ASCII only ("ÉCOLE" would not match "école").
+    """
+    return unicodedata.normalize("NFKC", text.strip()).casefold()
+
+
 def clean_url(value: str | None, max_length: int) -> str | None:
     """An optional http(s) base URL without query or fragment."""
     text = (value or "").strip()
@@ -38,6 +46,8 @@ def clean_url(value: str | None, max_length: int) -> str | None:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValidationError("api_url", "The API URL must start with http:// or https:// and name a host.")
+    if "@" in parts.netloc:  # user:password@host would be stored and shown in the clear
+        raise ValidationError("api_url", "The API URL must not contain a user name or password.")
     if parts.query or parts.fragment:
         raise ValidationError("api_url", "The API URL must not contain a query or fragment.")
     return text.rstrip("/")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
 from lib.db import session_scope
-from lib.models import Client, Connector, User
+from lib.models import AuditEvent, Client, Connector, User
 from lib.settings import PROJECT_ROOT
 from tests.helpers import database_contents, session_state_dump
 
@@ -221,7 +221,7 @@ def test_wrong_secret_then_right_secret_saves_and_syncs_at_once(page, database_u
     assert account.secret not in session_state_dump(at) and account.secret not in repr(at._tree)
 
 
-def test_settings_form_edits_url_and_symbols_and_refuses_bad_ones(page, database_url):
+def test_settings_form_edits_symbols_and_the_url_changes_only_with_new_credentials(page, database_url):
     from lib import clients, connectors
     from lib.access import SYSTEM
     from lib.vault import load_vault
@@ -232,12 +232,31 @@ def test_settings_form_edits_url_and_symbols_and_refuses_bad_ones(page, database
             "binance", "desk", {"apiKey": "k" + secrets.token_hex(6), "secret": secrets.token_hex(8)}))
     at = page.run()
     widget(at.text_input, "Extra symbols to sync").input("eth/btc, sol/usdt")
-    [w for w in at.text_input if w.label == "API base URL override"][0].input("https://gw.example.com/binance")
     widget(at.button, "Save settings").click()
     at.run()
     with session_scope() as session:
         stored = session.scalar(select(Connector))
-        assert (stored.extra_symbols, stored.api_url) == ("ETH/BTC,SOL/USDT", "https://gw.example.com/binance")
+        assert (stored.extra_symbols, stored.api_url) == ("ETH/BTC,SOL/USDT", None)
+    # the URL sits with the credentials: it changes only when they are entered again
+    url_input = widget(at.text_input, "API base URL override")
+    url_input.input("https://gw.example.com/binance")
+    widget(at.button, "Replace credentials").click()
+    at.run()
+    assert "API key is required" in "\n".join(e.value for e in at.error), [e.value for e in at.error]
+    with session_scope() as session:
+        assert session.scalar(select(Connector.api_url)) is None
+    new_key = "k" + secrets.token_hex(6)
+    password_inputs = [w for w in at.text_input if w.proto.type == w.proto.PASSWORD]
+    password_inputs[0].input(new_key)
+    password_inputs[1].input(secrets.token_hex(8))
+    widget(at.text_input, "API base URL override").input("https://gw.example.com/binance")
+    widget(at.button, "Replace credentials").click()
+    at.run()
+    with session_scope() as session:
+        assert (session.scalar(select(Connector.api_url)), session.scalar(select(Connector.key_hint))) == (
+            "https://gw.example.com/binance", new_key[-4:])
+        detail = session.scalar(select(AuditEvent.detail).where(AuditEvent.action == "credentials.replaced"))
+        assert detail == "API URL (exchange default) -> https://gw.example.com/binance"
     before = database_contents(database_url)
     widget(at.text_input, "Extra symbols to sync").input("ETHBTC")
     widget(at.button, "Save settings").click()

@@ -55,6 +55,7 @@ BAD_CONNECTORS = {
     "ftp url": dict(api_url="ftp://example.com"),
     "url without host": dict(api_url="https://"),
     "javascript url": dict(api_url="javascript:alert(1)"),
+    "url with credentials": dict(api_url="https://user:hunter2@gw.example.com"),
     "okx without passphrase": dict(exchange_id="okx"),
 }
 
@@ -97,6 +98,24 @@ def test_duplicate_client_name_is_refused(database_url, client_id):
     assert database_contents(database_url) == before
 
 
+@pytest.mark.parametrize(("first", "second"), [("École Fund", "ÉCOLE FUND"), ("Straße", "STRASSE"),
+                                               ("Cafe\u0301", "CAFÉ")])
+def test_client_names_and_labels_are_unique_ignoring_unicode_case(database_url, first, second):
+    """SQLite's lower() folds ASCII only: the check must not depend on the database."""
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, first)
+        connectors.create_connector(session, SYSTEM, load_vault(), client.id, _binance_input(first))
+        client_id = client.id
+    before = database_contents(database_url)
+    with pytest.raises(ValidationError, match="already exists"), session_scope() as session:
+        clients.create_client(session, SYSTEM, second)
+    with pytest.raises(ValidationError, match="already has"), session_scope() as session:
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input(second))
+    assert database_contents(database_url) == before
+    with session_scope() as session:
+        assert clients.find_client(session, second).id == client_id
+
+
 def test_unicode_names_are_stored_and_read_back(database_url):
     name = "Fondation Ünïcödé 株式会社 🚀"
     with session_scope() as session:
@@ -109,13 +128,16 @@ def test_unicode_names_are_stored_and_read_back(database_url):
 
 def test_rename_and_delete_client_cascades(database_url, client_id):
     with session_scope() as session:
-        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input())
+        connector_id = connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input()).id
         clients.rename_client(session, SYSTEM, client_id, "Sharp Labs")
     with session_scope() as session:
         assert session.get(Client, client_id).name == "Sharp Labs"
         clients.delete_client(session, SYSTEM, client_id)
     with session_scope() as session:
         assert session.scalars(select(Connector)).all() == []
+        removed = session.execute(select(AuditEvent.target, AuditEvent.detail).where(
+            AuditEvent.action == "credentials.removed")).all()
+    assert removed == [(f"Sharp Labs / binance / main (#{connector_id})", "client deleted")]
 
 
 def test_only_admins_change_keys(database_url, client_id):
@@ -139,6 +161,43 @@ def test_replace_credentials_and_update(database_url, client_id):
         stored = session.get(Connector, connector_id)
         assert load_vault().decrypt(stored.credentials_ciphertext) == new
         assert (stored.label, stored.enabled, stored.key_hint) == ("renamed", False, new["apiKey"][-4:])
+
+
+BAD_UPDATES = {
+    "empty label": lambda s, cid: connectors.update_connector(s, SYSTEM, cid, label=" "),
+    "long label": lambda s, cid: connectors.update_connector(s, SYSTEM, cid, label="x" * 101),
+    "label of the other connector": lambda s, cid: connectors.update_connector(s, SYSTEM, cid, label="OTHER"),
+    "symbol without slash": lambda s, cid: connectors.update_connector(s, SYSTEM, cid, extra_symbols="ETHBTC"),
+    "credentials missing the secret": lambda s, cid: connectors.replace_credentials(
+        s, SYSTEM, load_vault(), cid, {"apiKey": "abcdefgh"}),
+    "new url with credentials in it": lambda s, cid: connectors.replace_credentials(
+        s, SYSTEM, load_vault(), cid, {"apiKey": "abcdefgh", "secret": "abcdef"}, "https://u:p@gw.example.com"),
+    "over-long url": lambda s, cid: connectors.replace_credentials(
+        s, SYSTEM, load_vault(), cid, {"apiKey": "abcdefgh", "secret": "abcdef"},
+        "https://gw.example.com/" + "x" * 500),
+    "over-long secret": lambda s, cid: connectors.replace_credentials(
+        s, SYSTEM, load_vault(), cid, {"apiKey": "abcdefgh", "secret": "x" * 4097}),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPDATES)
+def test_bad_updates_change_nothing(database_url, client_id, case):
+    with session_scope() as session:
+        connector_id = connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input()).id
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input("other"))
+    before = database_contents(database_url)
+    with pytest.raises(ValidationError), session_scope() as session:
+        BAD_UPDATES[case](session, connector_id)
+    assert database_contents(database_url) == before
+
+
+def test_an_unchanged_label_writes_no_audit_event(database_url, client_id):
+    with session_scope() as session:
+        connector_id = connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input()).id
+    before = database_contents(database_url)
+    with session_scope() as session:
+        connectors.update_connector(session, SYSTEM, connector_id, label=" main ", enabled=True, extra_symbols="")
+    assert database_contents(database_url) == before
 
 
 def test_rotate_all_and_undecryptable_rows_are_named(database_url, client_id, monkeypatch):

@@ -92,6 +92,14 @@ def test_usernames_and_emails_are_unique_case_insensitively(database_url: str) -
             users.create_user(session, SYSTEM, username, Role.ANALYST, PASSWORD, email)
 
 
+def test_usernames_are_unique_ignoring_unicode_case(database_url: str) -> None:
+    user_id = _add("Élodie")
+    with pytest.raises(ValidationError, match="already"), db.session_scope() as session:
+        users.create_user(session, SYSTEM, "ÉLODIE", Role.ANALYST, PASSWORD)
+    with db.session_scope() as session:
+        assert users.find_user(session, "élodie").id == user_id
+
+
 def test_only_admins_manage_users(database_url: str) -> None:
     user_id = _add("ann")
     client = Viewer("carl", Role.CLIENT, frozenset({1}))

@@ -237,21 +237,23 @@ def connectors_section(viewer: Viewer) -> None:
         st.markdown("**Settings**")
         label = st.text_input("Label", value=str(row["Label"]), max_chars=LABEL_MAX)
         enabled = st.toggle("Enabled (synced by the worker)", value=bool(row["Enabled"]))
-        api_url = st.text_input("API base URL override", value=str(row["api_url"]), max_chars=URL_MAX,
-                                help="Empty: the exchange's own URLs.")
         symbols = st.text_input(
             "Extra symbols to sync", value=str(row["extra_symbols"]), placeholder="e.g. ETH/BTC, SOL/USDT",
             help="For exchanges that need a symbol per request (Binance): markets traded before the first "
                  "sync whose assets are no longer held are only found when listed here.")
         if st.form_submit_button("Save settings"):
             _apply(lambda s: connectors.update_connector(s, viewer, connector_id, label=label, enabled=enabled,
-                                                         api_url=api_url, extra_symbols=symbols),
+                                                         extra_symbols=symbols),
                    "Connector settings saved.")
     with right.form("replace_credentials"):
         st.markdown("**Replace credentials**")
         exchange_id = str(row["Exchange"])
         if exchanges.is_supported(exchange_id):
             _credential_inputs("replace_credentials", exchange_id)
+            st.text_input("API base URL override", value=str(row["api_url"]), max_chars=URL_MAX,
+                          key=f"replace_credentials_api_url_{connector_id}",
+                          help="Empty: the exchange's own URLs. Changes only with re-entered credentials, "
+                               "so a stored key is never sent to a new host.")
             st.form_submit_button("Replace credentials", on_click=_replace_credentials,
                                   args=(viewer, connector_id, exchange_id))
         else:
@@ -268,7 +270,8 @@ def _replace_credentials(viewer: Viewer, connector_id: int, exchange_id: str) ->
     credentials = _take_secrets("replace_credentials", exchange_id)
     try:
         with session_scope() as session:
-            connectors.replace_credentials(session, viewer, context.vault(), connector_id, credentials)
+            connectors.replace_credentials(session, viewer, context.vault(), connector_id, credentials,
+                                           st.session_state.get(f"replace_credentials_api_url_{connector_id}"))
         flash("connectors", "success", "Credentials replaced; the old ones are gone.")
     except ValidationError as error:
         flash("connectors", "error", str(error))
