@@ -6,6 +6,7 @@ then defaults. Read once per process; tests call ``get_settings.cache_clear()``.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -17,6 +18,23 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_USD_LIKE = ("USD", "USDT", "USDC", "FDUSD", "DAI", "TUSD", "BUSD")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+#: loggers kept at WARNING whatever LOG_LEVEL says: at DEBUG they print request URLs and
+#: headers, which carry API keys and signatures
+QUIET_LOGGERS = ("urllib3", "requests", "aiohttp", "ccxt", "alembic", "watchdog")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the app cannot use; the message names the setting."""
+
+
+def configure_logging(level: str, fmt: str | None = None) -> None:
+    """Root logging at ``level``; HTTP and exchange libraries never below WARNING (see QUIET_LOGGERS)."""
+    logging.basicConfig(level=level, **({"format": fmt} if fmt else {}))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -62,8 +80,29 @@ def _as_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _positive_int(values: dict[str, str], name: str, default: int) -> int:
+    text = values.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise SettingsError(f"{name} must be a whole number of at least 1 (got {text[:20]!r}).")
+    return number
+
+
+def _log_level(values: dict[str, str]) -> str:
+    level = (values.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (got {level[:20]!r}).")
+    return level
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The settings, checked; raises SettingsError naming a setting the app cannot use."""
     values = _sources()
     data_dir = Path(values.get("DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
     database_url = values.get("DATABASE_URL") or f"sqlite:///{data_dir / 'dashboard.db'}"
@@ -74,11 +113,11 @@ def get_settings() -> Settings:
         data_dir=data_dir,
         encryption_keys=tuple(k.strip() for k in raw_keys.split(",") if k.strip()),
         key_file=Path(values.get("ENCRYPTION_KEY_FILE", data_dir / "encryption.key")),
-        sync_interval_seconds=int(values.get("SYNC_INTERVAL_SECONDS", "60")),
-        session_idle_minutes=int(values.get("SESSION_IDLE_MINUTES", "30")),
+        sync_interval_seconds=_positive_int(values, "SYNC_INTERVAL_SECONDS", 60),
+        session_idle_minutes=_positive_int(values, "SESSION_IDLE_MINUTES", 30),
         usd_like=frozenset(a.strip().upper() for a in usd_like.split(",") if a.strip()),
-        cache_ttl_seconds=int(values.get("CACHE_TTL_SECONDS", "60")),
+        cache_ttl_seconds=_positive_int(values, "CACHE_TTL_SECONDS", 60),
         run_worker_in_app=_as_bool(values.get("RUN_WORKER_IN_APP", "true")),
-        log_level=values.get("LOG_LEVEL", "INFO").upper(),
-        demo_port=int(values.get("DEMO_SIMULATOR_PORT", "8900")),
+        log_level=_log_level(values),
+        demo_port=_positive_int(values, "DEMO_SIMULATOR_PORT", 8900),
     )

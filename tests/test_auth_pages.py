@@ -228,9 +228,16 @@ def test_single_sign_on_is_offered_only_when_configured_and_matches_by_email(dat
     at.user = {"is_logged_in": True, "email": "ann@x.io", "email_verified": True}
     at.run()
     assert "Signed in as **ann** (analyst)" in texts(at)
+    for unverified in ({"email_verified": False}, {}):  # a provider that does not vouch for the email
+        at = app()
+        at.secrets["auth"] = sso
+        at.user = {"is_logged_in": True, "email": "ann@x.io", **unverified}
+        at.run()
+        assert "did not confirm that your email address is verified" in texts(at), unverified
+        assert "Signed in as" not in texts(at)
     at = app()
     at.secrets["auth"] = sso
-    at.user = {"is_logged_in": True, "email": "eve@x.io"}
+    at.user = {"is_logged_in": True, "email": "eve@x.io", "email_verified": True}
     at.run()
     assert "not linked to an active dashboard user" in texts(at)
     assert [b.label for b in at.button if "single sign-on" in b.label] == ["Log out of single sign-on"]
@@ -500,3 +507,16 @@ def test_a_client_user_cannot_pick_another_client_in_the_sidebar(sqlite_url: str
             shown = "".join(d.value.to_csv() for d in at.dataframe) + texts(at)
             assert THEIRS not in shown, path
 
+
+
+def test_an_unusable_setting_is_a_message_not_a_traceback(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_INTERVAL_SECONDS", "every minute")
+    from lib.settings import get_settings
+
+    get_settings.cache_clear()
+    at = app().run()
+    get_settings.cache_clear()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Configuration: SYNC_INTERVAL_SECONDS must be a whole number of at least 1 (got 'every minute'). "
+        "Fix it in the environment, .env or .streamlit/secrets.toml."]

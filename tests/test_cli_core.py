@@ -60,7 +60,10 @@ def test_connector_add_list_remove_never_prints_the_secret(sqlite_url, capsys, c
     assert rows[0]["key"] == "…WXYZ" and rows[0]["exchange"] == "binance"
     code, out_test, err_test = run(capsys, "connector", "test", str(rows[0]["id"]))
     assert code == 1 and "could not be reached" in err_test
-    db_bytes = Path(sqlite_url.removeprefix("sqlite:///")).read_bytes()
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    files = [p for p in database.parent.iterdir() if p.name.startswith(database.name)]  # with -wal, -journal
+    assert database in files
+    db_bytes = b"".join(p.read_bytes() for p in files)
     for text in (out, err, out_list, out_test, err_test, caplog.text, db_bytes.decode("latin-1")):
         assert marker not in text
     assert run(capsys, "connector", "remove", str(rows[0]["id"]))[0] == 0
@@ -81,6 +84,32 @@ def test_errors_are_one_line_and_change_nothing(sqlite_url, capsys, marker, argv
     code, out, err = run(capsys, *argv)
     assert code != 0 and message in err and err.count("\n") == 1 and marker not in err + out
     assert database_contents(sqlite_url) == before
+
+
+@pytest.mark.parametrize(("name", "value"), [("SYNC_INTERVAL_SECONDS", "abc"), ("CACHE_TTL_SECONDS", "-5"),
+                                             ("LOG_LEVEL", "chatty")])
+def test_an_unusable_setting_is_one_line_naming_it(sqlite_url, capsys, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        code, out, err = run(capsys, "client", "list")
+    finally:
+        monkeypatch.delenv(name)
+        get_settings.cache_clear()
+    assert code == 2 and out == "" and err.startswith(f"error: {name} must be") and err.count("\n") == 1
+
+
+def test_debug_logging_keeps_http_libraries_quiet(sqlite_url, capsys, monkeypatch):
+    """At DEBUG, urllib3 and ccxt would log request URLs and headers, which carry keys."""
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    get_settings.cache_clear()
+    try:
+        assert run(capsys, "client", "list")[0] == 0
+    finally:
+        monkeypatch.delenv("LOG_LEVEL")
+        get_settings.cache_clear()
+    for name in ("urllib3", "ccxt", "aiohttp"):
+        assert logging.getLogger(name).level == logging.WARNING, name  # pinned, whatever the root says
 
 
 def test_missing_credential_without_terminal_is_an_error(sqlite_url, capsys, monkeypatch):
@@ -105,8 +134,11 @@ def test_vault_rotate_then_old_key_dropped(sqlite_url, capsys, monkeypatch, mark
     get_settings.cache_clear()
     code, out, err = run(capsys, "connector", "test", "1")
     assert "decrypt" not in err  # the newest key alone opens it now
+    assert json.loads(run(capsys, "connector", "list", "--json")[1])[0]["decryptable"] is True
     monkeypatch.setenv("ENCRYPTION_KEYS", Fernet.generate_key().decode())
     get_settings.cache_clear()
+    assert json.loads(run(capsys, "connector", "list", "--json")[1])[0]["decryptable"] is False
+    assert "cannot decrypt with the configured keys" in run(capsys, "connector", "list")[1]
     before = database_contents(sqlite_url)
     code, _, err = run(capsys, "vault", "rotate")
     assert code == 2 and "#1" in err and "nothing was changed" in err

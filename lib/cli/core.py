@@ -17,7 +17,7 @@ from lib.clients import create_client, delete_client, find_client, list_clients
 from lib.db import migrate, session_scope
 from lib.exchanges import CREDENTIAL_LABELS, required_credentials
 from lib.models import Connector
-from lib.vault import VaultError, load_vault
+from lib.vault import Vault, VaultError, load_vault
 
 #: ccxt credential name -> environment variable the CLI reads it from
 CREDENTIAL_ENV = {
@@ -143,12 +143,18 @@ def _connector_add(args: argparse.Namespace) -> int:
 
 
 def _connector_rows() -> list[dict[str, object]]:
+    """Masked rows; ``decryptable`` is None when the configured keys cannot even be loaded."""
+    try:
+        vault: Vault | None = load_vault()
+    except VaultError:
+        vault = None
     with session_scope() as session:
         return [
             {
                 "id": c.id, "client": c.client.name, "exchange": c.exchange_id, "label": c.label,
                 "key": connectors.masked_key(c), "enabled": c.enabled, "status": c.status,
                 "supported": connectors.support_note(c) is None,
+                "decryptable": vault.can_decrypt(c.credentials_ciphertext) if vault else None,
                 "last_success_at": c.last_success_at.isoformat() if c.last_success_at else None,
                 "last_error": c.last_error,
                 "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
@@ -164,6 +170,7 @@ def _connector_list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         note = "" if row["supported"] else "  [not supported by the installed ccxt]"
+        note += "" if row["decryptable"] else "  [cannot decrypt with the configured keys]"
         print(f"{row['id']:>4}  {row['client']}  {row['exchange']}/{row['label']}  key {row['key']}  "
               f"{'enabled' if row['enabled'] else 'disabled'}  {row['status']}{note}")
     return 0

@@ -180,15 +180,18 @@ def _single_sign_on() -> int | None:
     if st.session_state.get(_SSO_REFUSED_KEY) or not _sso_providers() or not _sso_logged_in():
         return None
     claims = st.user.to_dict()
-    email = claims.get("email") if claims.get("email_verified", True) else None
+    # only a provider's explicit "verified": an unverified or unstated email could be anyone's
+    verified = claims.get("email_verified") in (True, "true")
     with session_scope() as session:
-        user = users.login_by_email(session, str(email or ""), "oidc")
+        user = users.login_by_email(session, str(claims.get("email") or ""), "oidc") if verified else None
         user_id = user.id if user else None
     if user_id is None:
         st.session_state[_SSO_REFUSED_KEY] = True
         st.session_state[_ERROR_KEY] = (
             "Your single sign-on account is not linked to an active dashboard user. "
-            "Ask an admin to add your email, or log out of single sign-on."
+            "Ask an admin to add your email, or log out of single sign-on." if verified else
+            "Your identity provider did not confirm that your email address is verified, so it cannot "
+            "sign you in here. Verify it with the provider, or log in with a password."
         )
         return None
     _start_session(user_id)

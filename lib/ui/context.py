@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 
 import streamlit as st
 
 from lib.db import migrate
-from lib.settings import get_settings
+from lib.settings import configure_logging, get_settings
 from lib.vault import Vault, load_vault
 
 
@@ -16,7 +15,7 @@ from lib.vault import Vault, load_vault
 def _migrated(database_fingerprint: str) -> bool:
     """Migrate once per server process and database (keyed by a hash: the URL may hold a password)."""
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level)
+    configure_logging(settings.log_level)
     migrate(settings.database_url)
     return True
 
