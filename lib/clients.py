@@ -8,18 +8,18 @@ from sqlalchemy.orm import Session
 from lib import audit
 from lib.access import Role, Viewer
 from lib.models import NAME_MAX, Client
-from lib.validation import ValidationError, clean_text, name_key
+from lib.validation import ValidationError, clean_text, name_key, pick_by_name
 
 
 def _named(session: Session, name: str) -> Client | None:
     """The client whose name equals ``name`` ignoring case and Unicode form (see name_key)."""
-    key = name_key(name)
-    return next((c for c in session.scalars(select(Client)) if name_key(c.name) == key), None)
+    return pick_by_name(session.scalars(select(Client)), name, lambda c: c.name)
 
 
 def _check_unique(session: Session, name: str, except_id: int | None = None) -> None:
-    same = _named(session, name)
-    if same is not None and same.id != except_id:
+    key = name_key(name)
+    same = next((c for c in session.scalars(select(Client)) if c.id != except_id and name_key(c.name) == key), None)
+    if same is not None:
         raise ValidationError("name", f"A client named '{same.name}' already exists.")
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lib import audit
 from lib.access import SYSTEM, Role, Viewer
 from lib.models import NAME_MAX, Client, User, UserClient, utcnow
-from lib.validation import ValidationError, clean_text, name_key
+from lib.validation import ValidationError, clean_text, name_key, pick_by_name
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
@@ -111,10 +111,9 @@ def find_user(session: Session, username: str) -> User:
 
 def _by_username(session: Session, username: str) -> User | None:
     """The user whose name equals ``username`` ignoring case and Unicode form (see name_key)."""
-    key = name_key(username or "")
-    if not key:
+    if not name_key(username or ""):
         return None
-    return next((u for u in session.scalars(select(User)) if name_key(u.username) == key), None)
+    return pick_by_name(session.scalars(select(User)), username, lambda u: u.username)
 
 
 def list_users(session: Session, viewer: Viewer) -> list[User]:
@@ -258,7 +257,7 @@ def _create(session: Session, actor: str, username: str, role: Role, password: s
     if not password and not address:
         raise ValidationError("password", "Set a password, or an email for single sign-on.")
     password_hash = hash_password(password) if password else None
-    if _by_username(session, name) is not None:
+    if any(name_key(u.username) == name_key(name) for u in session.scalars(select(User))):
         raise ValidationError("username", f"A user named '{name}' already exists.")
     _check_email_free(session, address)
     user = User(username=name, email=address, password_hash=password_hash, role=role.value)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+T = TypeVar("T")
 
 
 class ValidationError(ValueError):
@@ -34,6 +38,20 @@ def name_key(text: str) -> str:
     Compared in Python, because SQLite's lower() folds ASCII only ("ÉCOLE" would not match "école").
     """
     return unicodedata.normalize("NFKC", text.strip()).casefold()
+
+
+def pick_by_name(rows: Iterable[T], name: str, name_of: Callable[[T], str]) -> T | None:
+    """The row named ``name`` (see name_key); an exact match wins among several.
+
+    Several rows can share a key only if created before names were compared this way; a
+    lookup that cannot tell them apart returns None rather than guess.
+    """
+    key = name_key(name)
+    matches = [row for row in rows if name_key(name_of(row)) == key]
+    exact = [row for row in matches if name_of(row) == name.strip()]
+    if len(matches) == 1 or len(exact) == 1:
+        return matches[0] if len(matches) == 1 else exact[0]
+    return None
 
 
 def clean_url(value: str | None, max_length: int) -> str | None:

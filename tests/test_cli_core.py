@@ -101,6 +101,8 @@ def test_an_unusable_setting_is_one_line_naming_it(sqlite_url, capsys, monkeypat
 
 def test_debug_logging_keeps_http_libraries_quiet(sqlite_url, capsys, monkeypatch):
     """At DEBUG, urllib3 and ccxt would log request URLs and headers, which carry keys."""
+    for name in ("urllib3", "ccxt", "aiohttp"):  # as in a fresh process, whatever ran before
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     get_settings.cache_clear()
     try:

@@ -116,6 +116,20 @@ def test_client_names_and_labels_are_unique_ignoring_unicode_case(database_url, 
         assert clients.find_client(session, second).id == client_id
 
 
+def test_names_that_collide_from_before_are_told_apart_or_refused(database_url):
+    """Rows created before names were compared ignoring case: an exact name still finds its
+    own client; a lookup that cannot tell them apart refuses rather than guess."""
+    with session_scope() as session:
+        session.add_all([Client(name="École"), Client(name="ÉCOLE")])
+    with session_scope() as session:
+        assert clients.find_client(session, "ÉCOLE").name == "ÉCOLE"
+        assert clients.find_client(session, " École ").name == "École"
+        with pytest.raises(ValidationError, match="No client named"):
+            clients.find_client(session, "école")
+        with pytest.raises(ValidationError, match="already exists"):
+            clients.create_client(session, SYSTEM, "ecole".replace("e", "é", 1))
+
+
 def test_unicode_names_are_stored_and_read_back(database_url):
     name = "Fondation Ünïcödé 株式会社 🚀"
     with session_scope() as session:

@@ -209,6 +209,24 @@ def test_pending_transfers_are_read_again_until_they_complete(database_url: str,
             assert cursors[(connector_id, f"{kind}s")] > timestamp  # settled: the cursor moves past it again
 
 
+def test_a_transfer_unsettled_for_over_30_days_stops_holding_the_cursor(database_url: str) -> None:
+    """An unmapped "final" status (Binance's rejected deposit) must not pin every later sync."""
+    markets.forget()
+    now = int(time.time() * 1000)
+    config = SimulatorConfig(seed=5, accounts=1, dialects=["okx"], days=20, fills_per_account=30,
+                             anchor_ms=now // DAY * DAY - 50 * DAY)  # history ends 50 days ago
+    with Simulator(config) as simulator:
+        stuck = simulator.add_transfer("okx-1", "deposit", "USDT", 10.0, pending=True, ts=now - 40 * DAY)
+        recent = simulator.add_transfer("okx-1", "deposit", "USDT", 20.0, pending=True, ts=now - 2 * DAY)
+        simulator.add_transfer("okx-1", "deposit", "USDT", 30.0, ts=now - DAY)
+        ids = add_connectors(simulator)
+        assert sync_connectors(SYSTEM).failed == 0
+        assert differences(simulator, "okx-1", ids["okx-1"]) == []
+    with session_scope() as session:
+        cursor = int(session.scalar(select(SyncCursor.value).where(SyncCursor.key == "deposits")))
+    assert stuck["timestamp"] < cursor <= recent["timestamp"]  # only the recent one is read again
+
+
 def test_okx_open_orders_beyond_one_page(database_url: str) -> None:
     markets.forget()
     config = SimulatorConfig(seed=5, accounts=1, dialects=["okx"], days=10, fills_per_account=50, open_orders=150)

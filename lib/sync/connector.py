@@ -40,10 +40,13 @@ THROTTLE_POLL_SECONDS = 0.02
 RETRY_ATTEMPTS = 8
 RETRY_BASE_DELAY = 0.25
 RETRY_MAX_DELAY = 10.0
-#: how an exchange refuses positions to a key that may not see them: permission, auth, not
-#: supported, bad request, and DDoSProtection, because ccxt.binance reads its -2015 ("no
-#: permission for this action") as a temporary ban once the key has worked elsewhere
-POSITION_REFUSALS = (ccxt.ExchangeError, ccxt.DDoSProtection)
+#: how an exchange refuses positions to a key that may not see them (spot-only keys often
+#: may not); anything else, a server error or a malformed answer, fails the sync as usual
+POSITION_REFUSALS = (ccxt.PermissionDenied, ccxt.AuthenticationError, ccxt.NotSupported)
+#: a transfer still unsettled after this long no longer holds the transfer cursor back: an
+#: exchange status ccxt leaves unmapped (Binance's "rejected", OKX's "frozen") might never
+#: change, and every later sync would re-read everything after it
+UNSETTLED_HOLD_MS = 30 * DAY_MS
 
 
 class Db:
@@ -108,6 +111,10 @@ class _TransferWalk:
     newest: int | None = None  # newest timestamp seen + 1
     unsettled: int | None = None  # oldest timestamp of a transfer whose status can still change
     added: int = 0
+    started: int = field(init=False)  # ``end`` when the walk began: "now" for the unsettled age
+
+    def __post_init__(self) -> None:
+        self.started = self.end
 
     def cursor(self) -> int | None:
         """The next sync's floor: past the newest transfer, but never past an unsettled one."""
@@ -183,7 +190,9 @@ class ConnectorSync:
         # still has fills to find where the exchange needs a symbol per fills query
         walks = [w for w in (self._transfer_walk("deposit", cursors), self._transfer_walk("withdrawal", cursors)) if w]
         oldest_fill = await self.db(store.oldest_fill, job.connector_id)
-        await asyncio.gather(*(self._walk_transfers(w, oldest_fill) for w in walks))
+        async with asyncio.TaskGroup() as group:  # a failure cancels the other walk before the sync ends
+            for walk in walks:
+                group.create_task(self._walk_transfers(walk, oldest_fill))
         assets, traded = await self.db(store.known_assets_and_symbols, job.connector_id)
         symbols = self._fill_symbols(assets | set(holdings), traded)
         fills = FillSync(ex, self.call, self._save_trades, self._save_cursor, cursors)
@@ -192,7 +201,9 @@ class ConnectorSync:
             orders = group.create_task(self._open_orders(symbols))
             positions = group.create_task(self._positions())
         oldest_fill = await self.db(store.oldest_fill, job.connector_id)
-        await asyncio.gather(*(self._finish_transfers(w, oldest_fill) for w in walks))
+        async with asyncio.TaskGroup() as group:
+            for walk in walks:
+                group.create_task(self._finish_transfers(walk, oldest_fill))
         self.counts.new_trades = trades.result()
         self.counts.new_transfers = sum(w.added for w in walks)
         self.counts.positions = positions.result()
@@ -282,8 +293,8 @@ class ConnectorSync:
             stamps = [int(t["timestamp"]) for t in fresh]
             walk.newest = max(max(stamps) + 1, walk.newest or 0)
             for t in fresh:
-                if not _settled(walk.kind, t.get("status")):
-                    stamp = int(t["timestamp"])
+                stamp = int(t["timestamp"])
+                if not _settled(walk.kind, t.get("status")) and stamp > walk.started - UNSETTLED_HOLD_MS:
                     walk.unsettled = stamp if walk.unsettled is None else min(walk.unsettled, stamp)
             until = min(stamps) + 1
 
@@ -334,8 +345,9 @@ class ConnectorSync:
         Whether the account trades derivatives is not known from spot fills, so the listing
         decides. A key that may not see positions (spot-only keys often may not) skips them
         for this sync, keeping the stored ones, instead of failing the whole connector; a
-        refusal is not retried (retrying Binance's "ban" would only cost time and weight),
-        network errors are.
+        refusal is not retried, network errors are. ccxt.binance raises its -2015 ("invalid
+        key, IP, or permissions for action") as DDoSProtection once the key has worked in
+        this session, so that one counts as a refusal too; a real ban (418/429) does not.
         """
         ex = self.exchange
         if not ex.has.get("fetchPositions") or not any(m.get("contract") for m in (ex.markets or {}).values()):
@@ -344,7 +356,9 @@ class ConnectorSync:
         async def fetch() -> list[dict[str, Any]] | None:
             try:
                 return await ex.fetch_positions()
-            except POSITION_REFUSALS as error:
+            except (*POSITION_REFUSALS, ccxt.DDoSProtection) as error:
+                if isinstance(error, ccxt.DDoSProtection) and '"code":-2015' not in str(error).replace(" ", ""):
+                    raise
                 log.warning("positions of connector %s skipped: %s", self.job.connector_id, type(error).__name__)
                 return None
 
@@ -361,7 +375,8 @@ class ConnectorSync:
         ex, cash = self.exchange, self.shared.cash
         markets = ex.markets or {}
         needed = {s for a in holdings for s in (price_path(a, markets, cash) or ())}
-        needed = sorted(needed | {s for s in order_symbols if s in markets})
+        # spot only: OKX's fetch_tickers asks for one instrument type, taken from the first symbol
+        needed = sorted(needed | {s for s in order_symbols if (markets.get(s) or {}).get("spot")})
         book = self.shared.prices
         async with self.shared.lock("tickers", *map(str, self.key)):
             missing = [s for s in needed if (self.key, s) not in book]
@@ -439,9 +454,10 @@ def _settled(kind: str, status: str | None) -> bool:
     """Whether a transfer's status is final, so later syncs need not look at it again.
 
     A deposit counts once credited (``ok``) or once it failed or was cancelled; any other
-    status (``pending``, or an exchange's own unmapped code) may still change. A withdrawal
-    leaves the balance at once and only ``pending`` may still fail. No status at all is
-    taken as final, or such an exchange would be re-read from its first transfer forever.
+    status (``pending``, or an exchange's own unmapped code) may still change, for at most
+    ``UNSETTLED_HOLD_MS``. A withdrawal leaves the balance at once and only ``pending`` may
+    still fail. No status at all is taken as final, or such an exchange would be re-read
+    from its first transfer forever.
     """
     if kind == "deposit":
         return status in (None, "ok", "failed", "canceled")

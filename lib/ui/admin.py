@@ -6,6 +6,8 @@ and are handed straight to lib.connectors; nothing secret is kept between reruns
 
 from __future__ import annotations
 
+import zlib
+
 import pandas as pd
 import streamlit as st
 
@@ -250,12 +252,13 @@ def connectors_section(viewer: Viewer) -> None:
         exchange_id = str(row["Exchange"])
         if exchanges.is_supported(exchange_id):
             _credential_inputs("replace_credentials", exchange_id)
-            st.text_input("API base URL override", value=str(row["api_url"]), max_chars=URL_MAX,
-                          key=f"replace_credentials_api_url_{connector_id}",
+            # the stored URL is in the key: when another admin changes it, the field shows the new one
+            url_key = f"replace_credentials_api_url_{connector_id}_{zlib.crc32(str(row['api_url']).encode())}"
+            st.text_input("API base URL override", value=str(row["api_url"]), max_chars=URL_MAX, key=url_key,
                           help="Empty: the exchange's own URLs. Changes only with re-entered credentials, "
                                "so a stored key is never sent to a new host.")
             st.form_submit_button("Replace credentials", on_click=_replace_credentials,
-                                  args=(viewer, connector_id, exchange_id))
+                                  args=(viewer, connector_id, exchange_id, url_key))
         else:
             st.caption("This exchange is not supported by the installed ccxt; credentials cannot be replaced.")
             st.form_submit_button("Replace credentials", disabled=True)
@@ -265,13 +268,13 @@ def connectors_section(viewer: Viewer) -> None:
         _apply(lambda s: connectors.delete_connector(s, viewer, connector_id), "Connector deleted.")
 
 
-def _replace_credentials(viewer: Viewer, connector_id: int, exchange_id: str) -> None:
+def _replace_credentials(viewer: Viewer, connector_id: int, exchange_id: str, url_key: str) -> None:
     """Submit callback: store re-entered credentials; they leave the session at once."""
     credentials = _take_secrets("replace_credentials", exchange_id)
     try:
         with session_scope() as session:
             connectors.replace_credentials(session, viewer, context.vault(), connector_id, credentials,
-                                           st.session_state.get(f"replace_credentials_api_url_{connector_id}"))
+                                           st.session_state.get(url_key))
         flash("connectors", "success", "Credentials replaced; the old ones are gone.")
     except ValidationError as error:
         flash("connectors", "error", str(error))
