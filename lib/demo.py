@@ -85,7 +85,7 @@ def ensure_simulator(state: DemoState) -> list[dict[str, str]]:
         subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [sys.executable, "-m", "lib.simulator", "--port", str(state.port), "--seed", str(state.seed),
              "--accounts", str(SIMULATED_ACCOUNTS), "--dialects", "binance,okx",
-             "--anchor", state.anchor, "--fills-per-account", "400"],
+             "--anchor", state.anchor, "--fills-per-account", "400", "--positions"],
             cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from lib.db import session_scope
-from lib.models import BalanceSnapshot, Client, Connector, Trade
+from lib.models import BalanceSnapshot, Client, Connector, Position, Trade
 from lib.settings import PROJECT_ROOT, get_settings
 from tests.test_admin_page import login, widget
 
@@ -43,6 +43,10 @@ def test_load_demo_from_an_empty_database(database_url, demo_port):
         assert all(c.status == "ok" and c.api_url.endswith(("/binance", "/okx")) for c in connectors)
         assert session.scalar(select(func.count(Trade.id))) > 0
         assert session.scalar(select(func.count(BalanceSnapshot.id))) > 0
+        # the OKX accounts hold perpetuals, with the exchange's own unrealized P&L
+        positions = session.scalars(select(Position)).all()
+        assert {p.symbol for p in positions} == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
+        assert all(p.unrealized_pnl is not None and p.contracts > 0 for p in positions)
     at.run()
     assert "Load demo data" not in [b.label for b in at.button]
 

@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fills-per-account", type=int, default=500)
     parser.add_argument("--open-orders", type=int, default=None,
                         help="resting orders per account (default: 2 to 5); over 100 makes OKX page them")
+    parser.add_argument("--positions", action="store_true",
+                        help="OKX accounts also hold perpetual positions (the demo)")
     parser.add_argument("--anchor", type=_anchor_ms, default=None,
                         help="UTC date (YYYY-MM-DD) the histories end at; default: today 00:00 UTC")
     parser.add_argument("--dialects", default="", help="comma-separated cycle, e.g. binance,okx,okx")
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     config = SimulatorConfig(
         seed=args.seed, accounts=args.accounts, days=args.days, fills_per_account=args.fills_per_account,
         latency_ms=args.latency_ms, fault_rate=args.fault_rate, anchor_ms=args.anchor, open_orders=args.open_orders,
+        positions=args.positions,
         dialects=[d.strip() for d in args.dialects.split(",") if d.strip()] or None,
     )
     simulator = Simulator(config)

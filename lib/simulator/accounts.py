@@ -20,6 +20,8 @@ from lib.simulator.ledger import Fill, Ledger, Order, Position, Transfer
 from lib.simulator.market import DAY_MS, MARKETS, SATS, PriceBook, to_float
 
 DIALECTS = ("binance", "okx")
+#: (swap symbol, signed contracts, days before the history's end it was entered)
+DEMO_POSITIONS = (("BTC/USDT:USDT", 40.0, 6), ("ETH/USDT:USDT", -25.0, 2))
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class SimulatorConfig:
     #: resting orders per account (default: 2 to 5 drawn from the seed); more than 100 makes
     #: OKX page them
     open_orders: int | None = None
+    #: each OKX account also holds perpetual positions (DEMO_POSITIONS), so the demo's
+    #: Orders & positions page has some; off by default, tests open their own
+    positions: bool = False
 
     def dialect_of(self, index: int) -> str:
         """Dialect of the 1-based account ``index``: the given list, else alternating."""
@@ -193,6 +198,12 @@ class World:
                 cfg = self.config
                 trader = generate(Ledger(), self.book, account.dialect, account.id, cfg.seed, account.index,
                                   cfg.fills_per_account, cfg.days, self.anchor_ms, cfg.open_orders)
+                if cfg.positions and account.dialect == "okx":
+                    for symbol, contracts, days in DEMO_POSITIONS:
+                        ts = self.anchor_ms - days * DAY_MS
+                        entry = self.book.price_sats(symbol.split(":")[0], ts)
+                        trader.ledger.positions.append(
+                            Position(trader.ledger.next_seq(), ts, symbol, round(contracts * SATS), entry))
                 self._traders[account_id] = trader
                 self._live_rng[account_id] = random.Random(f"{cfg.seed}:{account.index}:live")
             return trader

@@ -117,7 +117,10 @@ def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple
         taken = session.execute(select(func.min(BalanceSnapshot.taken_at), func.max(BalanceSnapshot.taken_at))
                                 .where(BalanceSnapshot.connector_id == connector_id)).one()
         stamps = [int(v) for v in fills if v is not None] + [int(v.timestamp() * 1000) for v in taken if v is not None]
-        held = set(session.scalars(select(Trade.base).where(Trade.connector_id == connector_id).distinct()))
+        # bases from the distinct symbols: that walks the (connector, symbol, id) unique index
+        # instead of every fill row
+        symbols = session.scalars(select(Trade.symbol).where(Trade.connector_id == connector_id).distinct())
+        held = {symbol.split("/")[0] for symbol in symbols}
         held |= set(session.scalars(
             select(BalanceSnapshot.asset).where(BalanceSnapshot.connector_id == connector_id).distinct()))
         if stamps:
