@@ -20,7 +20,7 @@ from lib.simulator.ledger import Fill, Ledger, Order, Position, Transfer
 from lib.simulator.market import DAY_MS, MARKETS, SATS, PriceBook, to_float
 
 DIALECTS = ("binance", "okx")
-#: (swap symbol, signed contracts, days before the history's end it was entered)
+#: (swap symbol, signed contracts (scaled by account index / 2), days before the history's end it was entered)
 DEMO_POSITIONS = (("BTC/USDT:USDT", 40.0, 6), ("ETH/USDT:USDT", -25.0, 2))
 
 
@@ -203,7 +203,8 @@ class World:
                         ts = self.anchor_ms - days * DAY_MS
                         entry = self.book.price_sats(symbol.split(":")[0], ts)
                         trader.ledger.positions.append(
-                            Position(trader.ledger.next_seq(), ts, symbol, round(contracts * SATS), entry))
+                            Position(trader.ledger.next_seq(), ts, symbol,
+                                     round(contracts * account.index / 2 * SATS), entry))
                 self._traders[account_id] = trader
                 self._live_rng[account_id] = random.Random(f"{cfg.seed}:{account.index}:live")
             return trader

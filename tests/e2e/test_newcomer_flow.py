@@ -1,7 +1,8 @@
 """Issue #7: a newcomer's first session in a real browser, from an empty install to P&L.
 
-One ordered flow on one page: create the first admin, load the demo, read Overview and
-Balances, add a connector by hand (a wrong secret first), force a sync, draw P&L, log out.
+One ordered flow on one page: create the first admin, load the demo, read Overview,
+Balances and Orders & positions, add a connector by hand (a wrong secret first), force a
+sync, draw P&L, log out.
 Each step leaves a full-page screenshot ``NN-name.png`` (the README's images come from here
 via ``make screenshots``).
 """
@@ -119,6 +120,7 @@ def test_newcomer_flow(page: Page, app: App, screenshots: Path) -> None:
         password = _setup_admin(page, app, screenshots)
         _load_demo(page, screenshots)
         _balances(page, screenshots)
+        _orders_and_positions(page, screenshots)
         admin_url = _add_connector(page, app, screenshots)
         _force_sync(page, screenshots)
         _pnl(page, screenshots)
@@ -172,6 +174,18 @@ def _balances(page: Page, folder: Path) -> None:
     assert set(DEMO_CLIENTS) <= set(cells), cells
     assert any(re.fullmatch(r"\$[\d,]+\.\d\d", c) and dollars(c) > 0 for c in cells), cells
     shot(page, folder, "04-balances")
+
+
+def _orders_and_positions(page: Page, folder: Path) -> None:
+    """3b. Orders & positions lists the demo's resting orders and its OKX perpetuals."""
+    page.get_by_role("link", name="Orders & positions").click()
+    wait_idle(page)
+    expect(main(page).get_by_role("heading", name="Orders & positions")).to_be_visible()
+    orders, positions = main(page).locator("[data-testid='stDataFrame']").all()
+    assert {"buy", "sell"} & set(grid_cells(orders)), grid_cells(orders)
+    position_cells = grid_cells(positions)
+    assert {"BTC/USDT:USDT", "ETH/USDT:USDT"} <= set(position_cells), position_cells
+    shot(page, folder, "04b-orders-positions")
 
 
 def _add_connector(page: Page, app: App, folder: Path) -> str:
