@@ -179,7 +179,7 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
         value_now = current.total_usd
         past = {name: queries.balances(session, viewer, client_id, at=now - delta)
                 for name, delta in CHANGE_WINDOWS.items()}
-        assets = sorted(set(current.rows["asset"]).union(*(set(frame["asset"]) for frame in past.values())))
+        assets = _distinct(current.rows["asset"], *(frame["asset"] for frame in past.values()))
         marks = current_marks(session, viewer, assets, client_id)
         candles = queries.candles(session, viewer, client_id,
                                   start_ms=_ms(now - max(CHANGE_WINDOWS.values()) - timedelta(days=2)))
@@ -214,7 +214,7 @@ def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int
         history = queries.balance_history(session, viewer, client_id, connector_id, since=start, bucket=bucket)
         history = history[history["taken_at"] <= pd.Timestamp(end)] if not history.empty else history
         moves = queries.transfers(session, viewer, client_id, connector_id, _ms(start), _ms(end))
-        assets = sorted(set(history["asset"]) | set(moves["currency"]))
+        assets = _distinct(history["asset"], moves["currency"])
         marks = current_marks(session, viewer, assets, client_id, connector_id)
         candles = queries.candles(session, viewer, client_id, connector_id, start_ms=_ms(start - timedelta(days=2)),
                                   end_ms=_ms(end))
@@ -337,6 +337,15 @@ def as_balance_moves(moves: pd.DataFrame) -> pd.DataFrame:
     return moves[~deposit | credited].assign(amount=amount[~deposit | credited])
 
 
+def _distinct(*columns: pd.Series) -> list[str]:
+    """The sorted distinct non-null values of some columns.
+
+    ``unique()`` first: iterating a million-row (arrow-backed) column value by value into a
+    set took 2.4 s of a 3.5 s P&L recompute.
+    """
+    return sorted({value for column in columns for value in column.dropna().unique()})
+
+
 def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | None = None,
                connector_id: int | None = None, method: Method = "fifo", start: datetime | None = None,
                end: datetime | None = None, pool: Pool = "scope") -> PnlReport:
@@ -352,8 +361,7 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
         moves = queries.transfers(session, viewer, client_id, connector_id, end_ms=end_ms)
         opening = queries.opening_balances(session, viewer, client_id, connector_id)
         candles = queries.candles(session, viewer, client_id, connector_id, end_ms=end_ms)
-        assets = sorted(set(fills["base"]) | set(fills["quote"]) | set(fills["fee_currency"].dropna())
-                        | set(moves["currency"]) | set(opening["asset"]))
+        assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
         marks = _marks_at(session, viewer, assets, client_id, connector_id, end, candles)
     if fills.empty and moves.empty and opening.empty:
         return PnlReport(_empty_result(method, pool), marks, 0, start, end)
