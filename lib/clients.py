@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from lib import audit
 from lib.access import Role, Viewer
 from lib.models import NAME_MAX, Client
-from lib.validation import ValidationError, clean_text, name_key, pick_by_name
+from lib.validation import ValidationError, clean_text, pick_by_name, same_names
 
 
 def _named(session: Session, name: str) -> Client | None:
@@ -17,10 +17,9 @@ def _named(session: Session, name: str) -> Client | None:
 
 
 def _check_unique(session: Session, name: str, except_id: int | None = None) -> None:
-    key = name_key(name)
-    same = next((c for c in session.scalars(select(Client)) if c.id != except_id and name_key(c.name) == key), None)
-    if same is not None:
-        raise ValidationError("name", f"A client named '{same.name}' already exists.")
+    same = same_names((c for c in session.scalars(select(Client)) if c.id != except_id), name, lambda c: c.name)
+    if same:
+        raise ValidationError("name", f"A client named '{same[0].name}' already exists.")
 
 
 def create_client(session: Session, viewer: Viewer, name: str) -> Client:

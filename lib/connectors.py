@@ -18,7 +18,7 @@ from lib.access import Role, Viewer
 from lib.clients import get_client
 from lib.exchanges import CREDENTIAL_LABELS, ConnectionSpec, UnsupportedExchange
 from lib.models import EXCHANGE_ID_MAX, LABEL_MAX, URL_MAX, Connector
-from lib.validation import ValidationError, clean_secret, clean_text, clean_url, name_key
+from lib.validation import ValidationError, clean_secret, clean_text, clean_url, same_names
 from lib.vault import Vault, VaultError
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,11 @@ def validate(data: ConnectorInput) -> tuple[str, str, dict[str, str], str | None
 def _check_label_free(session: Session, client_id: int, exchange_id: str, label: str,
                       except_id: int | None = None) -> None:
     """A label is unique per (client, exchange), ignoring case and Unicode form (see name_key)."""
-    taken = session.execute(select(Connector.id, Connector.label).where(
-        Connector.client_id == client_id, Connector.exchange_id == exchange_id))
-    same = next((name for cid, name in taken if cid != except_id and name_key(name) == name_key(label)), None)
-    if same is not None:
-        raise ValidationError("label", f"This client already has a {exchange_id} connector labelled '{same}'.")
+    taken = session.scalars(select(Connector.label).where(
+        Connector.client_id == client_id, Connector.exchange_id == exchange_id, Connector.id != except_id))
+    same = same_names(taken, label, lambda name: name)
+    if same:
+        raise ValidationError("label", f"This client already has a {exchange_id} connector labelled '{same[0]}'.")
 
 
 def _check_key_unused(session: Session, vault: Vault, exchange_id: str, credentials: Mapping[str, str],

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lib import audit
 from lib.access import SYSTEM, Role, Viewer
 from lib.models import NAME_MAX, Client, User, UserClient, utcnow
-from lib.validation import ValidationError, clean_text, name_key, pick_by_name
+from lib.validation import ValidationError, clean_text, name_key, pick_by_name, same_names
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
@@ -257,7 +257,7 @@ def _create(session: Session, actor: str, username: str, role: Role, password: s
     if not password and not address:
         raise ValidationError("password", "Set a password, or an email for single sign-on.")
     password_hash = hash_password(password) if password else None
-    if any(name_key(u.username) == name_key(name) for u in session.scalars(select(User))):
+    if same_names(session.scalars(select(User)), name, lambda u: u.username):
         raise ValidationError("username", f"A user named '{name}' already exists.")
     _check_email_free(session, address)
     user = User(username=name, email=address, password_hash=password_hash, role=role.value)

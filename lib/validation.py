@@ -40,18 +40,23 @@ def name_key(text: str) -> str:
     return unicodedata.normalize("NFKC", text.strip()).casefold()
 
 
+def same_names(rows: Iterable[T], name: str, name_of: Callable[[T], str]) -> list[T]:
+    """The rows whose name equals ``name`` by name_key: a uniqueness check wants none."""
+    key = name_key(name)
+    return [row for row in rows if name_key(name_of(row)) == key]
+
+
 def pick_by_name(rows: Iterable[T], name: str, name_of: Callable[[T], str]) -> T | None:
     """The row named ``name`` (see name_key); an exact match wins among several.
 
     Several rows can share a key only if created before names were compared this way; a
     lookup that cannot tell them apart returns None rather than guess.
     """
-    key = name_key(name)
-    matches = [row for row in rows if name_key(name_of(row)) == key]
+    matches = same_names(rows, name, name_of)
+    if len(matches) == 1:
+        return matches[0]
     exact = [row for row in matches if name_of(row) == name.strip()]
-    if len(matches) == 1 or len(exact) == 1:
-        return matches[0] if len(matches) == 1 else exact[0]
-    return None
+    return exact[0] if len(exact) == 1 else None
 
 
 def clean_url(value: str | None, max_length: int) -> str | None:

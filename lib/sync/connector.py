@@ -106,15 +106,12 @@ class _TransferWalk:
     kind: str
     fetch: Callable[..., Awaitable[list[dict[str, Any]]]]
     floor: int | None
-    end: int
+    started: int  # when the walk began: "now" for the unsettled age
+    end: int  # where the walk goes on from; starts at ``started``
     seen: set[str] = field(default_factory=set)
     newest: int | None = None  # newest timestamp seen + 1
     unsettled: int | None = None  # oldest timestamp of a transfer whose status can still change
     added: int = 0
-    started: int = field(init=False)  # ``end`` when the walk began: "now" for the unsettled age
-
-    def __post_init__(self) -> None:
-        self.started = self.end
 
     def cursor(self) -> int | None:
         """The next sync's floor: past the newest transfer, but never past an unsettled one."""
@@ -206,8 +203,8 @@ class ConnectorSync:
                 group.create_task(self._finish_transfers(walk, oldest_fill))
         self.counts.new_trades = trades.result()
         self.counts.new_transfers = sum(w.added for w in walks)
-        self.counts.positions = positions.result()
-        prices = await self._tickers(holdings, orders.result())
+        self.counts.open_orders, self.counts.positions = len(orders.result()), positions.result()
+        prices = await self._tickers(holdings, {o["symbol"] for o in orders.result() if o.get("symbol")})
         await self._candles()
         if job.first_sync:
             await self._opening_balances(holdings, prices)
@@ -237,7 +234,8 @@ class ConnectorSync:
         key = f"{kind}s"
         fetch = self.exchange.fetch_deposits if kind == "deposit" else self.exchange.fetch_withdrawals
         floor = int(cursors[key]) if key in cursors else None
-        return _TransferWalk(kind, fetch, floor, int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        return _TransferWalk(kind, fetch, floor, started=now, end=now)
 
     async def _walk_transfers(self, walk: _TransferWalk, oldest_fill: int | None) -> None:
         """Deposits or withdrawals newer than the cursor, walked back in bounded time windows.
@@ -300,11 +298,11 @@ class ConnectorSync:
 
     # --- open orders and positions ------------------------------------------------------
 
-    async def _open_orders(self, symbols: Iterable[str]) -> set[str]:
-        """Replace the stored open orders; returns their symbols, which need a ticker for "Last"."""
+    async def _open_orders(self, symbols: Iterable[str]) -> list[dict[str, Any]]:
+        """Replace the stored open orders with the exchange's; returns them."""
         ex = self.exchange
         if not ex.has.get("fetchOpenOrders"):
-            return set()
+            return []
         features = (ex.features or {}).get("spot") or {}
         if (features.get("fetchOpenOrders") or {}).get("symbolRequired"):
             orders = []
@@ -312,9 +310,8 @@ class ConnectorSync:
                 orders += await self._open_order_pages(symbol)
         else:
             orders = await self._open_order_pages(None)
-        self.counts.open_orders = await self.db(store.replace_orders, self.job.connector_id,
-                                                [_order_row(o) for o in orders])
-        return {o["symbol"] for o in orders if o.get("symbol")}
+        await self.db(store.replace_orders, self.job.connector_id, [_order_row(o) for o in orders])
+        return orders
 
     async def _open_order_pages(self, symbol: str | None) -> list[dict[str, Any]]:
         """Every open order (of ``symbol``, or all), also past an exchange's page cap.

@@ -74,15 +74,24 @@ def cursors(connector_id: int) -> dict[str, str]:
         return {key: value for key, value in rows}
 
 
+def _held_assets(session: Session, connector_id: int) -> set[str]:
+    """Every asset in any of the connector's balance snapshots."""
+    return set(session.scalars(
+        select(BalanceSnapshot.asset).where(BalanceSnapshot.connector_id == connector_id).distinct()))
+
+
+def _traded_symbols(session: Session, connector_id: int) -> set[str]:
+    """Every symbol the connector has fills on (walks the (connector, symbol, id) unique index)."""
+    return set(session.scalars(select(Trade.symbol).where(Trade.connector_id == connector_id).distinct()))
+
+
 def known_assets_and_symbols(connector_id: int) -> tuple[set[str], set[str]]:
     """Assets ever held or moved, and symbols ever traded: where to look for fills."""
     with session_scope() as session:
-        assets = set(session.scalars(
-            select(BalanceSnapshot.asset).where(BalanceSnapshot.connector_id == connector_id).distinct()))
+        assets = _held_assets(session, connector_id)
         assets |= set(session.scalars(
             select(Transfer.currency).where(Transfer.connector_id == connector_id).distinct()))
-        symbols = set(session.scalars(select(Trade.symbol).where(Trade.connector_id == connector_id).distinct()))
-    return assets, symbols
+        return assets, _traded_symbols(session, connector_id)
 
 
 def oldest_fill(connector_id: int) -> int | None:
@@ -117,16 +126,14 @@ def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple
         taken = session.execute(select(func.min(BalanceSnapshot.taken_at), func.max(BalanceSnapshot.taken_at))
                                 .where(BalanceSnapshot.connector_id == connector_id)).one()
         stamps = [int(v) for v in fills if v is not None] + [int(v.timestamp() * 1000) for v in taken if v is not None]
-        # bases from the distinct symbols: that walks the (connector, symbol, id) unique index
-        # instead of every fill row
-        symbols = session.scalars(select(Trade.symbol).where(Trade.connector_id == connector_id).distinct())
-        held = {symbol.split("/")[0] for symbol in symbols}
-        held |= set(session.scalars(
-            select(BalanceSnapshot.asset).where(BalanceSnapshot.connector_id == connector_id).distinct()))
         if stamps:
+            # bases from the distinct symbols rather than a scan of every fill row
+            held = {symbol.split("/")[0] for symbol in _traded_symbols(session, connector_id)}
+            held |= _held_assets(session, connector_id)
+            span = (min(stamps), max(stamps))
             for asset in held - cash:
-                first, last = ranges.get(asset, (min(stamps), max(stamps)))
-                ranges[asset] = (min(first, *stamps), max(last, *stamps))
+                first, last = ranges.get(asset, span)
+                ranges[asset] = (min(first, span[0]), max(last, span[1]))
     return ranges
 
 
