@@ -19,7 +19,10 @@ from lib.simulator.history import Trader, generate, live_fills
 from lib.simulator.ledger import Fill, Ledger, Order, Position, Transfer
 from lib.simulator.market import DAY_MS, MARKETS, SATS, PriceBook, to_float
 
-DIALECTS = ("binance", "okx")
+#: every dialect the simulator speaks; without an explicit list, accounts alternate between the
+#: first two (the demo's exchanges)
+DIALECTS = ("binance", "okx", "cryptocom", "bybit")
+DEFAULT_DIALECTS = ("binance", "okx")
 #: (swap symbol, signed contracts (scaled by account index / 2), days before the history's end it was entered)
 DEMO_POSITIONS = (("BTC/USDT:USDT", 40.0, 6), ("ETH/USDT:USDT", -25.0, 2))
 
@@ -51,7 +54,7 @@ class SimulatorConfig:
             if dialect not in DIALECTS:
                 raise ValueError(f"unknown dialect {dialect!r}; known: {', '.join(DIALECTS)}")
             return dialect
-        return DIALECTS[(index - 1) % len(DIALECTS)]
+        return DEFAULT_DIALECTS[(index - 1) % len(DEFAULT_DIALECTS)]
 
 
 def now_ms() -> int:

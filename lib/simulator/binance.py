@@ -42,6 +42,11 @@ def rate_limited() -> Reply:
     return Reply(429, {"code": -1003, "msg": msg}, {"Retry-After": "1"})
 
 
+def server_error() -> Reply:
+    """An outage as the load balancer in front of the API answers it: HTML, no JSON body."""
+    return Reply(503, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>")
+
+
 def permission_denied() -> Reply:
     """What Binance answers a key that lacks the permission for an endpoint (e.g. futures)."""
     return Reply(401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})

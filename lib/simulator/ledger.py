@@ -158,6 +158,9 @@ class Ledger:
     deposits: list[Transfer] = field(default_factory=list)
     withdrawals: list[Transfer] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
+    #: the second account type (OKX funding, Bybit FUND, ...): asset -> sats moved there by
+    #: ``move_to_funding``; ``free`` and ``used`` are the trading account
+    funding: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
 
@@ -211,6 +214,11 @@ class Ledger:
         self._change(asset, -amount)
         self.used[asset] += amount
         self.open_orders.append(order)
+
+    def move_to_funding(self, asset: str, amount: int) -> None:
+        """An internal transfer from trading to funding: the account's total does not change."""
+        self._change(asset, -amount)
+        self.funding[asset] += amount
 
     def balances(self) -> dict[str, tuple[int, int]]:
         """Asset -> (free, used) for every asset the account ever held."""

@@ -53,6 +53,11 @@ def rate_limited() -> Reply:
     return Reply(429, {"code": "50011", "msg": "Too Many Requests", "data": []}, {"Retry-After": "1"})
 
 
+def server_error() -> Reply:
+    """An outage as the load balancer in front of the API answers it: HTML, no JSON body."""
+    return Reply(503, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>")
+
+
 def permission_denied() -> Reply:
     """OKX's answer when the key may not be used here (IP not on the key's allow-list)."""
     return Reply(401, {"code": "50110", "msg": "Your IP is not in the API key's IP allow-list.", "data": []})

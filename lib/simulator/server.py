@@ -1,4 +1,4 @@
-"""The aiohttp server: routes ``/binance`` and ``/okx`` to their dialects, injects faults,
+"""The aiohttp server: routes ``/binance``, ``/okx``, ``/cryptocom`` and ``/bybit`` to their dialects, injects faults,
 and offers loopback-only ``/_sim`` endpoints; ``Simulator`` runs it in a background thread.
 
 Everything slow (latency, timeouts) is an ``asyncio.sleep``, so hundreds of concurrent
@@ -18,12 +18,12 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from lib.simulator import binance, okx
+from lib.simulator import binance, bybit, cryptocom, okx
 from lib.simulator.accounts import GroundTruth, SimAccount, SimulatorConfig, World, now_ms
 from lib.simulator.faults import Faults
 from lib.simulator.protocol import Call, Reply
 
-DIALECT_MODULES: dict[str, ModuleType] = {"binance": binance, "okx": okx}
+DIALECT_MODULES: dict[str, ModuleType] = {"binance": binance, "okx": okx, "cryptocom": cryptocom, "bybit": bybit}
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -57,7 +57,7 @@ class SimServer:
         app.router.add_post("/_sim/accounts/{account_id}/revoke", self.sim_revoke)
         app.router.add_post("/_sim/faults", self.sim_set_faults)
         app.router.add_delete("/_sim/faults", self.sim_clear_faults)
-        app.router.add_route("*", r"/{dialect:binance|okx}{tail:/.*}", self.exchange)
+        app.router.add_route("*", r"/{dialect:binance|okx|cryptocom|bybit}{tail:/.*}", self.exchange)
         return app
 
     # --- exchange dialects ----------------------------------------------------------
@@ -74,7 +74,7 @@ class SimServer:
         if decision.kind == "denied":
             return _response(module.permission_denied())
         if decision.kind == "5xx":
-            return _response(Reply(503, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"))
+            return _response(module.server_error())
         if decision.kind == "timeout":
             await asyncio.sleep(self.faults.timeout_s)
             return _response(Reply(504, "<html><body><h1>504 Gateway Time-out</h1></body></html>"))
