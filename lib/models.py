@@ -201,6 +201,9 @@ class BalanceSnapshot(Base):
     free: Mapped[float] = mapped_column(Double, default=0.0)
     used: Mapped[float] = mapped_column(Double, default=0.0)
     total: Mapped[float] = mapped_column(Double, default=0.0)
+    #: the exchange's account type as ccxt's ``fetch_balance`` ``type`` names it ("funding", ...);
+    #: "" is the account ``fetch_balance`` reads by default (spot / trading / unified)
+    account_type: Mapped[str] = mapped_column(String(30), default="", server_default="")
 
 
 class OpeningBalance(Base):
@@ -269,6 +272,56 @@ class Order(Base):
     filled: Mapped[float] = mapped_column(Double, default=0.0)
     remaining: Mapped[float | None] = mapped_column(Double)
     status: Mapped[str | None] = mapped_column(String(20))
+
+
+class OrderHistory(Base):
+    """A closed or canceled order, upserted on (connector, symbol, exchange order id)."""
+
+    __tablename__ = "order_history"
+    __table_args__ = (
+        UniqueConstraint("connector_id", "symbol", "order_id", name="uq_order_history_connector_symbol_id"),
+        Index("ix_order_history_connector_ts", "connector_id", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
+    order_id: Mapped[str] = mapped_column(String(100))
+    timestamp: Mapped[int | None] = mapped_column(BigInteger)  # created
+    last_update: Mapped[int | None] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(50))
+    side: Mapped[str | None] = mapped_column(String(4))
+    type: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str | None] = mapped_column(String(20))
+    price: Mapped[float | None] = mapped_column(Double)
+    average: Mapped[float | None] = mapped_column(Double)
+    amount: Mapped[float | None] = mapped_column(Double)
+    filled: Mapped[float | None] = mapped_column(Double)
+    cost: Mapped[float | None] = mapped_column(Double)
+    fee_cost: Mapped[float | None] = mapped_column(Double)
+    fee_currency: Mapped[str | None] = mapped_column(String(30))
+
+
+class HistoryCoverage(Base):
+    """What one history stream (connector x kind, x symbol where needed) has fetched, and what
+    the exchange no longer keeps; written with the stream's rows and cursor."""
+
+    __tablename__ = "history_coverage"
+
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), primary_key=True
+    )
+    stream: Mapped[str] = mapped_column(String(100), primary_key=True)  # e.g. "trades:BTC/USDT"
+    kind: Mapped[str] = mapped_column(String(20))  # trades|orders|deposits|withdrawals|balance
+    #: oldest time the exchange still keeps (ms); None: unknown or (id paging) from the first id
+    oldest_available: Mapped[int | None] = mapped_column(BigInteger)
+    lookback_source: Mapped[str] = mapped_column(String(200), default="")
+    fetched_from: Mapped[int | None] = mapped_column(BigInteger)
+    fetched_to: Mapped[int | None] = mapped_column(BigInteger)
+    complete_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # last walk that reached "now"
+    failed_from: Mapped[int | None] = mapped_column(BigInteger)
+    failed_to: Mapped[int | None] = mapped_column(BigInteger)
+    failed_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Position(Base):

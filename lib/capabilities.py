@@ -1,0 +1,198 @@
+"""What each exchange allows when reading history: ccxt's own metadata, then one table of overrides.
+
+ccxt publishes most of the rules a complete sync needs in ``exchange.features[market][method]``
+(``limit`` rows per call, ``daysBack`` look-back, ``untilDays`` longest window, ``symbolRequired``)
+and in ``exchange.has``. Where ccxt is silent or looser than the exchange's documentation, the
+``OVERRIDES`` table below says otherwise, each entry citing the page it follows. The rest of the
+product asks ``history_rules(exchange)``; it never tests which exchange class it holds.
+
+``None`` always means *unknown*, never *unlimited*: an unknown look-back is walked from
+``DEFAULT_LOOKBACK_DAYS`` ago and shown as unknown; an unknown page order is paged on both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+DAY_MS = 86_400_000
+#: how far back a stream is walked when neither ccxt nor the overrides know the exchange's
+#: look-back; the coverage map then says "unknown" instead of claiming completeness
+DEFAULT_LOOKBACK_DAYS = 730
+#: window for deposits and withdrawals when nothing is known: Binance's 90-day cap is the
+#: tightest documented one among the exchanges ccxt lists without a transfer feature entry
+DEFAULT_TRANSFER_WINDOW_DAYS = 90
+
+Paging = Literal["time", "id", "bill-id"]
+STREAM_KINDS = ("trades", "orders", "deposits", "withdrawals")
+#: the ccxt unified method that reads each stream
+METHODS = {"trades": "fetchMyTrades", "orders": "fetchClosedOrders", "deposits": "fetchDeposits",
+           "withdrawals": "fetchWithdrawals"}
+
+
+@dataclass(frozen=True)
+class StreamRules:
+    """How one kind of history is read from one exchange."""
+
+    kind: str
+    method: str  # ccxt unified method, camelCase as in ``exchange.has``
+    supported: bool
+    limit: int | None = None  # rows per call (None: the exchange's default, unknown)
+    window_days: float | None = None  # longest span one call may cover (None: no limit known)
+    days_back: float | None = None  # how far back the exchange keeps rows (None: unknown)
+    symbol_required: bool = False
+    paging: Paging = "time"
+    #: for ``id`` paging: the request parameter that asks for rows from an id on (inclusive)
+    id_param: str | None = None
+    #: page order inside a window holding more than a page; None: unknown, so both sides are read
+    newest_first: bool | None = None
+    #: extra request parameters the method needs (e.g. which endpoint ccxt should call)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: where the look-back came from, for the coverage map
+    source: str = "ccxt features"
+
+    @property
+    def window_ms(self) -> int | None:
+        return None if self.window_days is None else int(self.window_days * DAY_MS)
+
+
+@dataclass(frozen=True)
+class ExchangeRules:
+    exchange_id: str
+    streams: Mapping[str, StreamRules]
+    #: ``fetch_balance`` ``type`` values read besides the default account ("" = default)
+    balance_types: tuple[str, ...] = ("",)
+    #: symbols one ``fetch_tickers`` call accepts (None: any number)
+    tickers_per_call: int | None = None
+
+
+#: Per-exchange corrections of ccxt's metadata, each with the documentation it follows.
+#: Keys: stream kind (``trades``, ``orders``, ``deposits``, ``withdrawals``) mapping to
+#: ``StreamRules`` fields, plus ``balance_types`` and ``tickers_per_call``.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "binance": {
+        # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/account-endpoints#account-trade-list-user_data
+        # "fromId: TradeId to fetch from"; startTime/endTime may span 24 hours only, so ids
+        # (rising per symbol, 1000 per call) reach the first fill without any time window
+        "trades": {"paging": "id", "id_param": "fromId", "days_back": None, "source":
+                   "override: developers.binance.com account-trade-list (fromId from 0: whole history)"},
+        # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/account-endpoints#all-orders-user_data
+        # "If orderId is set, it will get orders >= that orderId"; a time range may span 24 hours
+        "orders": {"method": "fetchOrders", "paging": "id", "id_param": "orderId", "window_days": 1,
+                   "limit": 1000, "source": "override: developers.binance.com all-orders (orderId from 0)"},
+        # https://developers.binance.com/docs/wallet/capital/deposite-history : "the time interval
+        # is within 0-90 days"; default is the last 90 days when no startTime is sent
+        "deposits": {"window_days": 90, "limit": 1000},
+        # https://developers.binance.com/docs/wallet/capital/withdraw-history : 90-day interval
+        "withdrawals": {"window_days": 90, "limit": 1000},
+    },
+    "okx": {
+        # https://www.okx.com/docs-v5/en/#order-book-trading-trade-get-transaction-details-last-3-months
+        # newest first, 100 per call, paged by billId with after/before; kept 3 months
+        "trades": {"paging": "bill-id", "newest_first": True, "days_back": 90,
+                   "source": "override: okx.com docs-v5 fills-history (last 3 months)"},
+        # https://www.okx.com/docs-v5/en/#order-book-trading-trade-get-order-history-last-3-months
+        # ccxt reads orders-history (7 days) unless told to use the 3-month archive
+        "orders": {"params": {"method": "privateGetTradeOrdersHistoryArchive"}, "days_back": 90,
+                   "window_days": None, "newest_first": True,
+                   "source": "override: okx.com docs-v5 orders-history-archive (last 3 months)"},
+        # https://www.okx.com/docs-v5/en/#funding-account-rest-api-get-deposit-history : 100 per call, newest first
+        "deposits": {"limit": 100, "newest_first": True},
+        # https://www.okx.com/docs-v5/en/#funding-account-rest-api-get-withdrawal-history : likewise
+        "withdrawals": {"limit": 100, "newest_first": True},
+    },
+    "cryptocom": {
+        # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#private-get-trades
+        # up to 100 rows, newest first; without start_time only the last day is answered
+        "trades": {"newest_first": True, "days_back": 180,
+                   "source": "override: exchange-docs.crypto.com private-get-trades (about 6 months kept)"},
+        # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#private-get-order-history
+        "orders": {"method": "fetchOrders", "newest_first": True, "days_back": 180,
+                   "source": "override: exchange-docs.crypto.com private-get-order-history (about 6 months kept)"},
+        # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#private-get-deposit-history
+        # start defaults to 90 days ago, pages of up to 200
+        "deposits": {"window_days": 90, "limit": 200, "newest_first": True},
+        # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#private-get-withdrawal-history
+        "withdrawals": {"window_days": 90, "limit": 200, "newest_first": True},
+        # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#public-get-tickers
+        # "instrument_name" names one instrument; ccxt refuses a list of several
+        "tickers_per_call": 1,
+    },
+    "bybit": {
+        # https://bybit-exchange.github.io/docs/v5/order/execution : newest first, 7-day window
+        "trades": {"newest_first": True},
+        # https://bybit-exchange.github.io/docs/v5/order/order-list : newest first, 7-day window
+        "orders": {"newest_first": True},
+        # https://bybit-exchange.github.io/docs/v5/asset/deposit/deposit-record : 30-day window, 50 per page
+        "deposits": {"window_days": 30, "limit": 50, "newest_first": True},
+        # https://bybit-exchange.github.io/docs/v5/asset/withdraw/withdraw-record : 30-day window, 50 per page
+        "withdrawals": {"window_days": 30, "limit": 50, "newest_first": True},
+    },
+    "kucoin": {
+        # https://www.kucoin.com/docs/rest/account/basic-info/get-account-list-spot-margin-trade_hf
+        # the funding account is called "main"; ccxt's fetch_balance reads "trade" by default
+        "balance_types": ("", "main"),
+    },
+}
+
+
+def _feature(exchange: Any, method: str) -> Mapping[str, Any]:
+    spot = (getattr(exchange, "features", None) or {}).get("spot") or {}
+    return spot.get(method) or {}
+
+
+def _stream(exchange: Any, kind: str) -> StreamRules:
+    method = METHODS[kind]
+    has = exchange.has or {}
+    if kind == "orders" and not has.get(method) and has.get("fetchOrders"):
+        method = "fetchOrders"
+    feature = _feature(exchange, method)
+    if kind in ("deposits", "withdrawals"):
+        return StreamRules(kind, method, bool(has.get(method)), window_days=DEFAULT_TRANSFER_WINDOW_DAYS,
+                           source="unknown")
+    days_back = feature.get("daysBack")
+    return StreamRules(
+        kind, method, bool(has.get(method)), limit=feature.get("limit"),
+        window_days=_window(feature.get("untilDays")), days_back=days_back,
+        symbol_required=bool(feature.get("symbolRequired")),
+        source="ccxt features" if days_back is not None else "unknown",
+    )
+
+
+def _window(until_days: Any) -> float | None:
+    """ccxt writes "no window" as a huge number (10000 days); keep real windows only."""
+    if until_days is None or until_days >= 3650:
+        return None
+    return float(until_days)
+
+
+def _balance_types(exchange: Any) -> tuple[str, ...]:
+    """The default account, plus the funding account where ccxt names one."""
+    by_type = (exchange.options or {}).get("accountsByType") or {}
+    return ("", "funding") if "funding" in by_type else ("",)
+
+
+def history_rules(exchange: Any) -> ExchangeRules:
+    """The history rules of a ccxt exchange instance: its metadata with the overrides applied."""
+    override = OVERRIDES.get(exchange.id, {})
+    streams = {}
+    for kind in STREAM_KINDS:
+        rules = _stream(exchange, kind)
+        fields = dict(override.get(kind, {}))
+        method = fields.get("method", rules.method)
+        if method != rules.method:
+            rules = replace(rules, method=method, supported=bool((exchange.has or {}).get(method)))
+        if fields:
+            rules = replace(rules, **fields)
+        streams[kind] = rules
+    return ExchangeRules(
+        exchange.id, streams,
+        balance_types=tuple(override.get("balance_types", _balance_types(exchange))),
+        tickers_per_call=override.get("tickers_per_call"),
+    )
+
+
+def lookback_days(exchange: Any, kind: str = "trades") -> float | None:
+    """How far back the exchange keeps this kind of history (None: unknown), for forms and pages."""
+    return history_rules(exchange).streams[kind].days_back
