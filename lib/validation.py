@@ -18,17 +18,42 @@ class ValidationError(ValueError):
         self.field = field
 
 
+#: Letters that draw nothing (Hangul and braille fillers, combining grapheme joiner, Khmer
+#: inherent vowels): invisible like the format characters, though Unicode files them elsewhere.
+_BLANK_LETTERS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
+
+
+def is_invisible(ch: str) -> bool:
+    """A character that draws nothing or reorders what follows: controls, zero-width and
+    bidirectional format characters (Cf: U+200B-U+200F, U+202A-U+202E, U+2066-U+2069, U+FEFF...),
+    line and paragraph separators, and blank letters.
+
+    With them two different names can look the same, or a name can look reversed. Categories per
+    https://www.unicode.org/reports/tr44/#General_Category_Values; bidirectional controls per
+    https://www.unicode.org/reports/tr9/#Directional_Formatting_Characters.
+    """
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch in _BLANK_LETTERS
+
+
 def clean_text(value: str | None, field: str, max_length: int) -> str:
-    """Trim, normalise (NFC) and bound a name-like text; refuse empty and control characters."""
-    text = unicodedata.normalize("NFC", (value or "").strip())
-    if not text:
+    """Normalise (NFKC), trim and bound a name; refuse empty names and invisible characters.
+
+    NFKC folds compatibility look-alikes (full-width letters, ligatures, non-breaking spaces)
+    into their plain form (https://unicode.org/reports/tr15/#Norm_Forms). A name that is empty
+    once its invisible characters are removed is "empty"; one that holds any is refused, since
+    it would read like another name or turn the text around it.
+    """
+    text = unicodedata.normalize("NFKC", value or "").strip()
+    if not "".join(ch for ch in text if not is_invisible(ch)).strip():
         raise ValidationError(field, f"{field.capitalize()} must not be empty.")
     if len(text) > max_length:
         raise ValidationError(
             field, f"{field.capitalize()} is too long ({len(text)} characters; at most {max_length})."
         )
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
-        raise ValidationError(field, f"{field.capitalize()} must not contain control characters.")
+    hidden = sorted({f"U+{ord(ch):04X}" for ch in text if is_invisible(ch)})
+    if hidden:
+        raise ValidationError(field, f"{field.capitalize()} must not contain control, zero-width or "
+                                     f"text-direction characters (found {', '.join(hidden)}).")
     return text
 
 

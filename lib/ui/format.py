@@ -3,16 +3,24 @@
 A missing price is shown as "unpriced", never as 0, so a gap in the data cannot pass for
 a zero holding; any other missing value is a dash, never "None" or "nan". Moments read
 ``YYYY-MM-DD HH:mm UTC`` everywhere.
+
+Text from people and exchanges (names, labels, asset codes, error texts) is shown literally:
+``literal`` wherever Streamlit reads Markdown, ``chart_text`` wherever plotly reads its HTML
+subset, ``visible`` in plain-text places (select options, tables); ``csv_bytes`` for downloads.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
+
+from lib.validation import is_invisible
 
 UNPRICED = "unpriced"
 MISSING = "—"
@@ -133,3 +141,82 @@ def datetime_column(label: str, *, seconds: bool = False, width: int | None = No
     """A UTC datetime column that reads ``YYYY-MM-DD HH:mm UTC`` (with seconds for fills)."""
     return st.column_config.DatetimeColumn(label, format=DATETIME_SECONDS_FORMAT if seconds else DATETIME_FORMAT,
                                            width=width)
+
+
+# --------------------------------------------------------------------------- text from data
+
+#: Characters Markdown (CommonMark + GFM) or Streamlit's extensions read anywhere in a line:
+#: emphasis, code, links and images, HTML, entities, KaTeX ``$``, strikethrough, tables,
+#: directives (``:red[...]``), headings. Any ASCII punctuation may be backslash-escaped
+#: (https://spec.commonmark.org/0.31.2/#backslash-escapes).
+_MARKDOWN_SPECIAL = frozenset("\\`*_[]<>$:~&|#")
+#: List, setext and thematic-break markers count only at the start of a line: group 1 is the
+#: character to escape ("- x", "+ x", "===", "1. x", "1) x").
+_LINE_START = re.compile(r"\s*([-+=]|\d+([.)]))")
+#: Zero-width word joiner. Streamlit turns some text into markup *after* escapes are resolved
+#: (emoji ``:smile:``, ``:material/icon:``, ``:streamlit:``, bare ``https://`` / ``www.`` / e-mail
+#: links, ``->`` arrows: https://github.com/streamlit/streamlit/blob/develop/frontend/lib/src/
+#: components/shared/StreamlitMarkdown/StreamlitMarkdown.tsx and
+#: https://github.com/syntax-tree/mdast-util-gfm-autolink-literal), so escaping cannot stop them;
+#: a joiner inside the pattern does, and draws nothing.
+WORD_JOINER = "\u2060"
+#: Where a joiner goes: after ``:`` and ``@``, inside ``->``-like pairs, between ``www`` and ``.``.
+_JOIN_BEFORE = re.compile(r"(?<=[:@])|(?<=[-<>~])(?=[-<>=])|(?i:(?<=www))(?=\.)")
+
+
+def visible(text: object) -> str:
+    """The text with invisible and text-direction characters written out as ``\\u202e`` escapes.
+
+    For asset codes and symbols from exchanges: "B\\u200bTC" must not pass for "BTC", nor an
+    override reverse the text around it. Names typed here are refused with such characters
+    (lib.validation.clean_text); older names and exchange data are shown this way.
+    """
+    return "".join((f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}") if is_invisible(ch) else ch
+                   for ch in str(text))
+
+
+def literal(text: object) -> str:
+    """``text`` as Markdown source that renders exactly as ``text`` (made ``visible``).
+
+    For every place data meets Markdown: st.markdown/caption/alerts/toast, widget labels,
+    flash messages. Never creates a link, image, emphasis, formula, HTML, colour, icon or emoji.
+    """
+    shown = visible(text)
+    start = _LINE_START.match(shown)
+    marker = -1 if start is None else start.start(2) if start.group(2) else start.start(1)
+    joins = {match.start() for match in _JOIN_BEFORE.finditer(shown)}
+    parts = []
+    for index, ch in enumerate(shown):
+        if index in joins:
+            parts.append(WORD_JOINER)
+        parts.append("\\" + ch if ch in _MARKDOWN_SPECIAL or index == marker else ch)
+    if len(shown) in joins:
+        parts.append(WORD_JOINER)
+    return "".join(parts)
+
+
+def chart_text(text: object) -> str:
+    """``text`` for plotly, which reads an HTML subset (``<b>``, ``<a href>``, ``<br>``...) and,
+    with MathJax, ``$...$`` in labels, hover text and ticks: both escaped as entities, which
+    plotly decodes back to the characters (https://plotly.com/chart-studio-help/adding-HTML-and-links-to-charts/).
+    """
+    return html.escape(visible(text), quote=False).replace("$", "&#36;")
+
+
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP CSV injection,
+#: https://owasp.org/www-community/attacks/CSV_Injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defused(value: object) -> object:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The CSV of a download: a text cell that a spreadsheet would run as a formula gets a
+    leading ``'`` (OWASP); numbers, dates and other cells are written as they are."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(_defused)
+    return safe.to_csv(index=False).encode()
