@@ -32,6 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="resting orders per account (default: 2 to 5); over 100 makes OKX page them")
     parser.add_argument("--positions", action="store_true",
                         help="OKX accounts also hold perpetual positions (the demo)")
+    parser.add_argument("--scenarios", action="store_true",
+                        help="histories also hold the hard cases (quiet gap, same-ms bursts, fills on UTC "
+                             "midnights, a token that comes and goes, canceled orders, a funding balance); "
+                             "needs --days 40 or more")
     parser.add_argument("--anchor", type=_anchor_ms, default=None,
                         help="UTC date (YYYY-MM-DD) the histories end at; default: today 00:00 UTC")
     parser.add_argument("--dialects", default="", help="comma-separated cycle, e.g. binance,okx,okx")
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     config = SimulatorConfig(
         seed=args.seed, accounts=args.accounts, days=args.days, fills_per_account=args.fills_per_account,
         latency_ms=args.latency_ms, fault_rate=args.fault_rate, anchor_ms=args.anchor, open_orders=args.open_orders,
-        positions=args.positions,
+        positions=args.positions, scenarios=args.scenarios,
         dialects=[d.strip() for d in args.dialects.split(",") if d.strip()] or None,
     )
     simulator = Simulator(config)

@@ -46,6 +46,10 @@ class SimulatorConfig:
     #: each OKX account also holds perpetual positions (DEMO_POSITIONS), so the demo's
     #: Orders & positions page has some; off by default, tests open their own
     positions: bool = False
+    #: each history also holds the hard cases of ``history.Scenarios`` (a quiet gap of 11+ days,
+    #: same-millisecond bursts, fills on UTC midnights, a token that comes and goes, canceled
+    #: orders, a funding balance); needs ``days`` >= 40. Off: histories are exactly as without it
+    scenarios: bool = False
 
     def dialect_of(self, index: int) -> str:
         """Dialect of the 1-based account ``index``: the given list, else alternating."""
@@ -100,7 +104,12 @@ def make_account(seed: int, index: int, dialect: str) -> SimAccount:
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """What an account really holds and did, in (close to) ccxt's unified shapes."""
+    """What an account really holds and did, in (close to) ccxt's unified shapes.
+
+    ``balances`` is the trading account; ``balances_by_type`` holds it as "trading" and, when
+    anything was moved there, the funding account as "funding". ``closed_orders`` are every
+    finished order, canceled ones with status "canceled".
+    """
 
     account_id: str
     dialect: str
@@ -111,6 +120,7 @@ class GroundTruth:
     deposits: list[dict[str, Any]]
     withdrawals: list[dict[str, Any]]
     positions: list[dict[str, Any]] = field(default_factory=list)
+    balances_by_type: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,7 +152,7 @@ def order_truth(order: Order) -> dict[str, Any]:
         "filled": to_float(order.filled),
         "remaining": to_float(order.amount - order.filled),
         "cost": to_float(order.cost),
-        "status": "open" if order.is_open else "closed",
+        "status": "open" if order.is_open else "canceled" if order.canceled else "closed",
         "timestamp": order.ts,
     }
 
@@ -159,6 +169,12 @@ def transfer_truth(transfer: Transfer) -> dict[str, Any]:
         "status": "pending" if transfer.pending else "ok",
         "timestamp": transfer.ts,
     }
+
+
+def funding_truth(ledger: Ledger) -> dict[str, dict[str, float]]:
+    """The funding account's non-zero balances; nothing there is ever held back by an order."""
+    return {asset: {"free": to_float(amount), "used": 0.0, "total": to_float(amount)}
+            for asset, amount in sorted(ledger.funding.items()) if amount}
 
 
 def position_truth(position: Position) -> dict[str, Any]:
@@ -200,7 +216,7 @@ class World:
             if trader is None:
                 cfg = self.config
                 trader = generate(Ledger(), self.book, account.dialect, account.id, cfg.seed, account.index,
-                                  cfg.fills_per_account, cfg.days, self.anchor_ms, cfg.open_orders)
+                                  cfg.fills_per_account, cfg.days, self.anchor_ms, cfg.open_orders, cfg.scenarios)
                 if cfg.positions and account.dialect == "okx":
                     for symbol, contracts, days in DEMO_POSITIONS:
                         ts = self.anchor_ms - days * DAY_MS
@@ -274,6 +290,17 @@ class World:
                     return transfer_truth(transfer)
         raise KeyError(f"no transfer {transfer_id!r} in {account_id!r}")
 
+    def move_to_funding(self, account_id: str, asset: str, amount: float) -> dict[str, dict[str, float]]:
+        """Move ``amount`` of what is free in the trading account to the funding account (an
+        internal transfer: no deposit or withdrawal); returns the funding balances."""
+        sats = round(amount * SATS)
+        if sats <= 0:
+            raise ValueError("amount must be positive")
+        ledger = self.ledger(account_id)
+        with ledger.lock:
+            ledger.move_to_funding(asset, sats)
+            return funding_truth(ledger)
+
     def open_position(self, account_id: str, symbol: str, contracts: float,
                       entry_price: float | None = None) -> dict[str, Any]:
         """A derivative position (negative ``contracts``: short), entered now at ``entry_price``
@@ -298,6 +325,7 @@ class World:
                 asset: {"free": to_float(free), "used": to_float(used), "total": to_float(free + used)}
                 for asset, (free, used) in ledger.balances().items()
             }
+            funding = funding_truth(ledger)
             return GroundTruth(
                 account_id=account.id,
                 dialect=account.dialect,
@@ -308,4 +336,5 @@ class World:
                 deposits=[transfer_truth(t) for t in ledger.deposits],
                 withdrawals=[transfer_truth(t) for t in ledger.withdrawals],
                 positions=[position_truth(p) for p in ledger.positions],
+                balances_by_type={"trading": balances, **({"funding": funding} if funding else {})},
             )

@@ -5,6 +5,7 @@ myTrades needs a symbol, ``limit`` <= 1000, a startTime/endTime window of at mos
 and pages with ``fromId``; deposit and withdrawal history windows are at most 90 days
 (default: the last 90 days). ccxt's load_markets also asks the futures/options
 exchangeInfo and, with keys, the coin and margin-pair lists: those answer minimally.
+The funding wallet (a second account type) is a POST, signed in the body.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hmac
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from lib.simulator.history import NETWORKS, WITHDRAW_FEES
 from lib.simulator.ledger import ORDER_ID_BASE, TRADE_ID_BASE, Fill, Order, Transfer
@@ -102,14 +104,22 @@ def _window(call: Call, span_ms: int, default_end: int | None = None) -> tuple[i
 # --- authentication -------------------------------------------------------------------
 
 def authenticate(call: Call) -> None:
-    """HMAC-SHA256 (hex) of query string + body, key in X-MBX-APIKEY, timestamp in recvWindow."""
+    """HMAC-SHA256 (hex) of query string + body, key in X-MBX-APIKEY, timestamp in recvWindow.
+
+    The signature may end the query string or the body; it signs everything else, query
+    string first (https://developers.binance.com/docs/binance-spot-api-docs/rest-api/request-security).
+    """
     key = api_key(call.headers)
     if not key:
         raise error(401, -2014, "API-key format invalid.")
     account = call.world.by_key.get(key)
     if account is None or account.dialect != "binance" or account.id in call.world.revoked:
         raise error(401, -2015, "Invalid API-key, IP, or permissions for action.")
-    payload, sep, signature = call.raw_query.rpartition("&signature=")
+    query, sep, signature = call.raw_query.rpartition("&signature=")
+    payload = query + call.body
+    if not sep:
+        body, sep, signature = call.body.rpartition("&signature=")
+        payload = call.raw_query + body
     if not sep:
         raise error(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
     timestamp = _int(call, "timestamp")
@@ -121,7 +131,7 @@ def authenticate(call: Call) -> None:
         raise error(400, -1131, "recvWindow must be less than 60000")
     if timestamp > call.now + 1000 or call.now - timestamp > recv_window:
         raise error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
-    expected = hmac.new(account.secret.encode(), (payload + call.body).encode(), hashlib.sha256).hexdigest()
+    expected = hmac.new(account.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
         raise error(400, -1022, "Signature for this request is not valid.")
     call.account = account
@@ -288,13 +298,19 @@ def my_trades(call: Call) -> Any:
         return [_trade(f) for f in series.items[i:j]]
 
 
+def _status(order: Order) -> str:
+    """Binance's order status (https://developers.binance.com/docs/binance-spot-api-docs/enums):
+    a canceled order keeps CANCELED whatever part of it filled."""
+    return "NEW" if order.is_open else "CANCELED" if order.canceled else "FILLED"
+
+
 def _order(order: Order) -> dict[str, Any]:
     market = MARKETS[order.symbol]
     return {
         "symbol": market.base + market.quote, "orderId": ORDER_ID_BASE + order.seq, "orderListId": -1,
         "clientOrderId": f"sim{order.seq:012d}", "price": fmt(order.price), "origQty": fmt(order.amount),
         "executedQty": fmt(order.filled), "cummulativeQuoteQty": fmt(order.cost),
-        "status": "NEW" if order.is_open else "FILLED", "timeInForce": "GTC", "type": "LIMIT",
+        "status": _status(order), "timeInForce": "GTC", "type": "LIMIT",
         "side": "BUY" if order.buy else "SELL", "stopPrice": "0.00000000", "icebergQty": "0.00000000",
         "time": order.ts, "updateTime": order.update_ts, "isWorking": True, "workingTime": order.ts,
         "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
@@ -349,6 +365,28 @@ def coins(call: Call) -> Any:
     return rows
 
 
+def funding_wallet(call: Call) -> Any:
+    """The funding wallet, one row per asset it holds (``asset`` picks one).
+
+    https://developers.binance.com/docs/wallet/asset/funding-wallet: POST
+    /sapi/v1/asset/get-funding-asset, rows of asset, free, locked, freeze, withdrawing and,
+    with ``needBtcValuation=true``, btcValuation.
+    """
+    wanted = call.params.get("asset") or None
+    valued = call.params.get("needBtcValuation") == "true"
+    book = call.world.book
+    with call.ledger.lock:
+        held = [(a, v) for a, v in sorted(call.ledger.funding.items()) if v and wanted in (None, a)]
+    rows = []
+    for asset, amount in held:
+        row = {"asset": asset, "free": fmt(amount), "locked": "0", "freeze": "0", "withdrawing": "0"}
+        if valued:
+            btc = amount * book.usd(asset, call.now) / book.usd("BTC", call.now)
+            row["btcValuation"] = fmt(int(btc))
+        rows.append(row)
+    return rows
+
+
 def empty_list(call: Call) -> Any:
     """Margin pairs and derivative positions: the simulated accounts are spot-only."""
     return []
@@ -389,7 +427,9 @@ def withdrawals(call: Call) -> Any:
     } for t in _transfers(call, call.ledger.withdrawals)]
 
 
-#: path -> (signed, handler); only GET is served (the dashboard only reads)
+#: paths served as POST (reads that Binance made POSTs); every other route is GET
+POST_PATHS = frozenset({"sapi/v1/asset/get-funding-asset"})
+#: path -> (signed, handler); the dashboard only reads
 ROUTES: dict[str, tuple[bool, Callable[[Call], Any]]] = {
     "api/v3/ping": (False, ping),
     "api/v3/time": (False, server_time),
@@ -408,6 +448,7 @@ ROUTES: dict[str, tuple[bool, Callable[[Call], Any]]] = {
     "sapi/v1/margin/isolated/allPairs": (True, empty_list),
     "sapi/v1/capital/deposit/hisrec": (True, deposits),
     "sapi/v1/capital/withdraw/history": (True, withdrawals),
+    "sapi/v1/asset/get-funding-asset": (True, funding_wallet),
     # fetch_positions looks at USD-M (and COIN-M) futures: a spot-only account holds none
     "fapi/v1/leverageBracket": (True, empty_list),
     "fapi/v3/positionRisk": (True, empty_list),
@@ -417,9 +458,12 @@ ROUTES: dict[str, tuple[bool, Callable[[Call], Any]]] = {
 
 
 def handle(call: Call) -> Reply:
-    route = ROUTES.get(call.path.lstrip("/"))
-    if route is None or call.method != "GET":
+    path = call.path.lstrip("/")
+    route = ROUTES.get(path)
+    if route is None or call.method != ("POST" if path in POST_PATHS else "GET"):
         return Reply(404, "<html><body><h1>404 Not Found</h1></body></html>")
+    if call.method == "POST":  # parameters may come in a form body as well
+        call.params = {**call.params, **dict(parse_qsl(call.body, keep_blank_values=True))}
     signed, handler = route
     try:
         if signed:

@@ -2,19 +2,31 @@
 
 Random draws are made up front with numpy (fast for 100,000 fills); the walk through
 time that sizes every trade against the balance it can afford is a tight integer loop,
-so the books always balance and nothing ever goes negative.
+so the books always balance and nothing ever goes negative. ``Scenarios`` adds the hard
+cases a complete sync must survive (a quiet gap, same-millisecond bursts, fills on UTC
+midnights, a token that comes and goes, canceled orders, a funding account).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from lib.simulator.ledger import Fill, Ledger, Order, Transfer
-from lib.simulator.market import DAY_MS, DIALECT_SYMBOLS, HOUR_MS, MARKETS, MINUTE_MS, SATS, PriceBook
+from lib.simulator.market import (
+    CLIENT_TOKEN,
+    DAY_MS,
+    DIALECT_SYMBOLS,
+    HOUR_MS,
+    MARKETS,
+    MINUTE_MS,
+    SATS,
+    PriceBook,
+)
 
 
 @dataclass(frozen=True)
@@ -75,13 +87,16 @@ class Trader:
         return amount - amount % market.step, price
 
     def _book(
-        self, ts: int, symbol: str, buy: bool, amount: int, price: int, maker: bool, bnb: bool, parts: int
+        self, ts: int, symbol: str, buy: bool, amount: int, price: int, maker: bool, bnb: bool, parts: int,
+        ordered: int | None = None, canceled_at: int | None = None,
     ) -> int:
+        """Fills ``amount`` in ``parts``; an order of more (``ordered``) is canceled at ``canceled_at``."""
         market = MARKETS[symbol]
         ledger = self.ledger
         steps = amount // market.step
         parts = max(1, min(parts, steps))
-        order = Order(ledger.next_seq(), ts, symbol, buy, price, amount, update_ts=ts)
+        order = Order(ledger.next_seq(), ts, symbol, buy, price, amount if ordered is None else ordered,
+                      update_ts=ts if canceled_at is None else canceled_at, canceled=canceled_at is not None)
         ppm = self.fees.maker_ppm if maker else self.fees.taker_ppm
         fills = []
         bnb_left = ledger.free.get("BNB", 0) if symbol != "BNB/USDT" else 0
@@ -110,12 +125,28 @@ class Trader:
         self.ledger.apply_transfer(transfer)
         return transfer
 
-    def fill_order(self, ts: int, symbol: str, buy: bool, frac: float, bnb: bool = False) -> int:
+    def fill_order(self, ts: int, symbol: str, buy: bool, frac: float, bnb: bool = False, parts: int = 1) -> int:
         """Exactly one order on ``symbol`` and side (no fallback, unlike ``order``); returns its fills."""
         amount, price = self._size(ts, symbol, buy, frac, 0.0)
         if not amount:
             raise ValueError(f"nothing to {'buy' if buy else 'sell'} on {symbol}")
-        return self._book(ts, symbol, buy, amount, price, False, bnb, 1)
+        return self._book(ts, symbol, buy, amount, price, False, bnb, parts)
+
+    def canceled_order(self, ts: int, symbol: str, buy: bool, frac: float, filled_share: float, canceled_at: int,
+                       parts: int = 1) -> int:
+        """A limit order of ``frac`` of what is free, ``filled_share`` of it filled (0: nothing), then
+        canceled at ``canceled_at``; it holds nothing afterwards. Returns its fills."""
+        market = MARKETS[symbol]
+        amount, price = self._size(ts, symbol, buy, frac, 0.0)
+        if not amount:
+            raise ValueError(f"nothing to {'buy' if buy else 'sell'} on {symbol}")
+        filled = int(amount * filled_share) // market.step * market.step
+        if filled:
+            return self._book(ts, symbol, buy, filled, price, True, False, parts, amount, canceled_at)
+        ledger = self.ledger
+        ledger.apply_order(Order(ledger.next_seq(), ts, symbol, buy, price, amount, update_ts=canceled_at,
+                                 canceled=True), [])
+        return 0
 
     def open_order(self, ts: int, symbol: str, buy: bool, frac: float, distance: float) -> None:
         amount, price = self._size(ts, symbol, buy, frac, distance if not buy else -distance)
@@ -124,17 +155,104 @@ class Trader:
             self.ledger.apply_open_order(Order(seq, ts, symbol, buy, price, amount, update_ts=ts, is_open=True))
 
 
+class Scenarios:
+    """The hard cases of one account's history, each placed on its own day around a quiet gap.
+
+    Drawn from an RNG of their own, so the history without them stays exactly as it was. The
+    ordinary events are squeezed out of the gap (``squeeze``); ``steps`` are the scenario's own
+    events as (ms, action) for the generator's walk through time; ``finish`` moves part of what
+    is left to the funding account.
+    """
+
+    #: the shortest history that has room for every case
+    MIN_DAYS = 40
+
+    def __init__(self, trader: Trader, seed: int, index: int, start: int, anchor: int) -> None:
+        span = (anchor - start) // DAY_MS
+        if span < self.MIN_DAYS:
+            raise ValueError(f"scenarios need a history of at least {self.MIN_DAYS} days, not {span}")
+        self.trader, self.start, self.anchor = trader, start, anchor
+        self.rng = rng = np.random.default_rng([seed, index, 0x5CE7A])
+        day0 = -(-start // DAY_MS)  # first UTC midnight at or after the start, as a day number
+        gap_day = day0 + span * 3 // 10 + int(rng.integers(0, 3))
+        gap_days = int(rng.integers(11, 15))  # longer than a 7-day window, and than 10 days
+        self.gap = (gap_day * DAY_MS, (gap_day + gap_days) * DAY_MS)
+        after = gap_day + gap_days + 1 + int(rng.integers(0, 2))  # first midnight fill after the gap
+        symbols, pair = trader.symbols, CLIENT_TOKEN
+        token = MARKETS[pair].base
+        self.steps: list[tuple[int, Callable[[], object]]] = []
+
+        def burst() -> int:
+            """Fills in one burst: more than a few, so a page edge can fall inside it."""
+            return int(rng.integers(5, 10))
+
+        def at(day: int, action: Callable[[int], object], midnight: bool = False) -> None:
+            ts = day * DAY_MS + (0 if midnight else int(rng.integers(HOUR_MS, DAY_MS - HOUR_MS)))
+            self.steps.append((ts, lambda: action(ts)))
+
+        # before the gap: the token arrives and trades, bursts, canceled orders, a midnight fill
+        # (canceled orders buy with USDT, which every account holds plenty of)
+        at(day0 + 1, lambda ts: trader.transfer(ts, True, token, int(rng.integers(200_000, 800_000)) * SATS))
+        at(day0 + 2, lambda ts: trader.fill_order(ts, pair, False, 0.3, parts=2))
+        at(day0 + 3, lambda ts: trader.order(ts, symbols[0], True, 0.04, 0.0, False, False, burst()))
+        at(day0 + 4, lambda ts: trader.canceled_order(ts, symbols[1], True, 0.03, 0.0, ts + 3 * HOUR_MS))
+        at(day0 + 5, lambda ts: self._orders_at_once(ts, symbols[1], burst()))
+        at(gap_day - 7, lambda ts: trader.order(ts, symbols[0], False, 0.05, 0.0, False, False, 1), midnight=True)
+        at(gap_day - 2, lambda ts: trader.canceled_order(ts, symbols[0], True, 0.03, 0.4, ts + 90 * MINUTE_MS, 2))
+        at(gap_day - 1, lambda ts: trader.fill_order(ts, pair, True, 0.01))
+        # after the gap: midnight fills one and seven days apart (one of them a burst), the
+        # token sold in a burst and the rest withdrawn, more canceled orders
+        at(after, lambda ts: trader.order(ts, symbols[2], True, 0.03, 0.0, False, False, 2), midnight=True)
+        at(after + 1, lambda ts: trader.order(ts, symbols[0], True, 0.04, 0.0, True, False, burst()), midnight=True)
+        at(after + 2, lambda ts: trader.fill_order(ts, pair, False, 0.5, parts=burst()))
+        at(after + 3, lambda ts: trader.canceled_order(ts, symbols[2], True, 0.02, 0.6, ts + DAY_MS // 2))
+        at(after + 4, lambda ts: trader.canceled_order(ts, symbols[1], True, 0.02, 0.0, ts + 10 * MINUTE_MS))
+        at(after + 5, lambda ts: trader.transfer(ts, False, token, trader.ledger.free[token] - WITHDRAW_FEES[token]))
+        at(after + 7, lambda ts: trader.order(ts, symbols[0], False, 0.05, 0.0, False, False, 1), midnight=True)
+
+    def _orders_at_once(self, ts: int, symbol: str, fills: int) -> None:
+        """Several orders of the same market in the same millisecond, ``fills`` fills in all."""
+        while fills > 0:
+            got = self.trader.order(ts, symbol, True, 0.02, 0.0, False, False, min(fills, int(self.rng.integers(2, 4))))
+            if not got:
+                return
+            fills -= got
+
+    def squeeze(self, ts: int) -> int:
+        """Where an ordinary event at ``ts`` happens instead: the whole history is compressed
+        around the gap, so the order of events is kept and none falls inside it."""
+        gap_start, gap_end = self.gap
+        span = self.anchor - self.start
+        moved = self.start + (ts - self.start) * (span - (gap_end - gap_start)) // span
+        return moved if moved < gap_start else moved + gap_end - gap_start
+
+    def finish(self) -> None:
+        """Part of what is free at the end goes to the funding account (a second account type)."""
+        ledger = self.trader.ledger
+        for asset in ("USDT", "BTC"):
+            amount = int(ledger.free[asset] * float(self.rng.uniform(0.15, 0.4))) // 100 * 100
+            if amount:
+                ledger.move_to_funding(asset, amount)
+
+
 def generate(ledger: Ledger, book: PriceBook, dialect: str, tag: str, seed: int, index: int,
-             fills: int, days: int, anchor_ms: int, open_orders: int | None = None) -> Trader:
+             fills: int, days: int, anchor_ms: int, open_orders: int | None = None,
+             scenarios: bool = False) -> Trader:
     """Fill ``ledger`` with ``days`` of history ending at ``anchor_ms``; exactly ``fills`` fills.
 
     ``open_orders`` resting orders are left at the end (default: 2 to 5, drawn from the seed);
     each holds back a share of what is free, so a few may be skipped when an asset runs dry.
+    ``scenarios`` adds the ``Scenarios`` cases, whose fills come on top of ``fills``.
     """
     rng = np.random.default_rng([seed, index, 0x415])
     trader = Trader(ledger, book, dialect, tag)
     start = anchor_ms - days * DAY_MS
     symbols = DIALECT_SYMBOLS[dialect]
+    plan = Scenarios(trader, seed, index, start, anchor_ms) if scenarios else None
+    steps = plan.steps if plan else []
+
+    def squeeze(ts: int) -> int:
+        return plan.squeeze(ts) if plan else ts
 
     # transfers: funding first, then top-ups and withdrawals spread over the period
     events: list[tuple[int, int, int]] = []
@@ -146,8 +264,8 @@ def generate(ledger: Ledger, book: PriceBook, dialect: str, tag: str, seed: int,
     n_deposits, n_withdrawals = max(2, days // 10), max(1, days // 20)
     dep_times = rng.integers(start + HOUR_MS, anchor_ms - HOUR_MS, n_deposits)
     wd_times = rng.integers(start + HOUR_MS, anchor_ms - HOUR_MS, n_withdrawals) // 1000 * 1000
-    events += [(int(t), 0, i) for i, t in enumerate(dep_times)]
-    events += [(int(t), 2, i) for i, t in enumerate(wd_times)]
+    events += [(squeeze(int(t)), 0, i) for i, t in enumerate(dep_times)]
+    events += [(squeeze(int(t)) // 1000 * 1000, 2, i) for i, t in enumerate(wd_times)]
 
     # orders: 1-3 fills each, totalling exactly `fills`
     sizes = rng.choice(np.array([1, 1, 1, 2, 2, 3]), size=max(1, fills))
@@ -160,7 +278,8 @@ def generate(ledger: Ledger, book: PriceBook, dialect: str, tag: str, seed: int,
     sym_idx = rng.choice(len(symbols), size=n_orders, p=SYMBOL_WEIGHTS)
     buys, fracs = rng.random(n_orders) < 0.5, rng.uniform(0.01, 0.12, n_orders)
     devs, makers, bnbs = rng.normal(0, 4e-4, n_orders), rng.random(n_orders) < 0.4, rng.random(n_orders) < 0.3
-    events += [(int(t), 1, i) for i, t in enumerate(times)]
+    events += [(squeeze(int(t)), 1, i) for i, t in enumerate(times)]
+    events += [(ts, 3, k) for k, (ts, _) in enumerate(steps)]
     events.sort()
 
     dep_assets = rng.choice(len(extra_assets), n_deposits)
@@ -175,6 +294,8 @@ def generate(ledger: Ledger, book: PriceBook, dialect: str, tag: str, seed: int,
         elif kind == 0:
             asset = extra_assets[dep_assets[i]]
             trader.transfer(ts, True, asset, int(dep_usd[i] / book.usd(asset, ts) * 1e6) * 100)
+        elif kind == 3:
+            steps[i][1]()
         else:
             held = [a for a in ("USDT", "BTC", "ETH", "SOL") if ledger.free[a] > 10 * WITHDRAW_FEES[a]]
             if held:
@@ -195,6 +316,8 @@ def generate(ledger: Ledger, book: PriceBook, dialect: str, tag: str, seed: int,
     for k in range(count):
         ts = anchor_ms - int(rng.integers(HOUR_MS, 2 * DAY_MS))
         trader.open_order(ts, symbols[k % len(symbols)], k % 2 == 0, frac, float(rng.uniform(0.03, 0.1)))
+    if plan:
+        plan.finish()
     return trader
 
 

@@ -62,6 +62,8 @@ class Order:
     cost: int = 0
     update_ts: int = 0
     is_open: bool = False
+    #: ended canceled at ``update_ts`` (partly filled or not at all); it holds nothing back
+    canceled: bool = False
 
     @property
     def order_id(self) -> str:
@@ -193,7 +195,7 @@ class Ledger:
             self._change(transfer.asset, transfer.amount)
 
     def apply_order(self, order: Order, fills: list[Fill]) -> None:
-        """A filled order and its fills; balances move once per fill."""
+        """A finished (filled or canceled) order and its fills; balances move once per fill."""
         market = MARKETS[order.symbol]
         for fill in fills:
             if fill.buy:

@@ -110,11 +110,13 @@ def _market(call: Call, required: bool = False) -> Market | None:
     return BY_ID[inst_id]
 
 
-def _page(series: Series[T], call: Call, key_base: int, ts_floor: int | None = None) -> list[T]:
+def _page(series: Series[T], call: Call, key_base: int, ts_floor: int | None = None,
+          keep: Callable[[T], bool] | None = None) -> list[T]:
     """OKX paging over a series: ``after``/``before`` ids, ``begin``/``end`` times, newest first.
 
     With only ``before`` the page is the records just newer than it (so a client can walk
-    forward); otherwise it is the newest records that match.
+    forward); otherwise it is the newest records that match. ``keep`` filters the records
+    before the page is cut, as a state filter does on the exchange.
     """
     after, before = _int(call, "after"), _int(call, "before")
     begin, end = _int(call, "begin"), _int(call, "end")
@@ -126,7 +128,17 @@ def _page(series: Series[T], call: Call, key_base: int, ts_floor: int | None = N
         key_max=None if after is None else after - key_base - 1,
         ts_min=begin, ts_max=end,
     )
-    if before is not None and after is None:
+    forward = before is not None and after is None
+    if keep is not None:
+        walk = range(i, j) if forward else range(j - 1, i - 1, -1)
+        page = []
+        for k in walk:
+            if keep(series.items[k]):
+                page.append(series.items[k])
+                if len(page) == limit:
+                    break
+        return page[::-1] if forward else page
+    if forward:
         j = min(j, i + limit)
     else:
         i = max(i, j - limit)
@@ -329,8 +341,15 @@ def positions(call: Call) -> list[Any]:
 
 
 def funding_balances(call: Call) -> list[Any]:
-    """The funding account: the simulator keeps every asset in the trading account."""
-    return []
+    """The funding account's balances (``ccy``: a comma-separated choice), assets it holds only.
+
+    https://www.okx.com/docs-v5/en/#funding-account-rest-api-get-balance: GET
+    /api/v5/asset/balances, rows of ccy, bal, availBal and frozenBal.
+    """
+    wanted = set(call.params["ccy"].split(",")) if call.params.get("ccy") else None
+    with call.ledger.lock:
+        held = [(a, v) for a, v in sorted(call.ledger.funding.items()) if v and (wanted is None or a in wanted)]
+    return [{"availBal": num(v), "bal": num(v), "ccy": a, "frozenBal": "0"} for a, v in held]
 
 
 def currencies(call: Call) -> list[Any]:
@@ -384,6 +403,11 @@ def recent_fills(call: Call) -> list[Any]:
     return _fills(call, call.now - 3 * DAY_MS)
 
 
+def _state(order: Order) -> str:
+    """OKX's order state: a canceled order stays ``canceled`` whatever part of it filled."""
+    return "live" if order.is_open else "canceled" if order.canceled else "filled"
+
+
 def _order(order: Order, fills: Sequence[Fill]) -> dict[str, Any]:
     market = MARKETS[order.symbol]
     last = fills[-1] if fills else None
@@ -401,7 +425,7 @@ def _order(order: Order, fills: Sequence[Fill]) -> dict[str, Any]:
         "pnl": "0", "posSide": "net", "px": num(order.price), "pxType": "", "pxUsd": "", "pxVol": "",
         "quickMgnType": "", "rebate": "0", "rebateCcy": market.quote, "reduceOnly": "false",
         "side": "buy" if order.buy else "sell", "slOrdPx": "", "slTriggerPx": "", "slTriggerPxType": "",
-        "source": "", "state": "live" if order.is_open else "filled", "stpId": "", "stpMode": "cancel_maker",
+        "source": "", "state": _state(order), "stpId": "", "stpMode": "cancel_maker",
         "sz": num(order.amount), "tag": "", "tdMode": "cash", "tgtCcy": "",
         "tpOrdPx": "", "tpTriggerPx": "", "tpTriggerPxType": "",
         "tradeId": last.trade_id if last else "", "uTime": str(order.update_ts),
@@ -421,9 +445,24 @@ def orders_pending(call: Call) -> list[Any]:
         return [_order(o, ()) for o in _page(pending, call, ORDER_ID_BASE)]
 
 
+#: orders-history ``state`` filter -> which finished orders it keeps
+STATES: dict[str, Callable[[Order], bool]] = {
+    "filled": lambda o: not o.canceled,
+    "canceled": lambda o: o.canceled,
+    "mmp_canceled": lambda o: False,
+}
+
+
 def orders_history(call: Call) -> list[Any]:
-    """orders-history and orders-history-archive; only ``filled`` orders exist here."""
-    if _inst_type(call) != "SPOT" or call.params.get("state", "filled") != "filled":
+    """orders-history and orders-history-archive: finished orders, ``state`` filled or canceled
+    (none given: both).
+
+    https://www.okx.com/docs-v5/en/#order-book-trading-trade-get-order-history-last-7-days
+    """
+    state = call.params.get("state") or None
+    if state is not None and state not in STATES:
+        raise error("51000", "Parameter state error")
+    if _inst_type(call) != "SPOT":
         return []
     market = _market(call)
     ledger = call.ledger
@@ -431,7 +470,7 @@ def orders_history(call: Call) -> list[Any]:
         series = ledger.orders if market is None else ledger.orders_by_symbol.get(market.symbol)
         if series is None:
             return []
-        page = _page(series, call, ORDER_ID_BASE)
+        page = _page(series, call, ORDER_ID_BASE, keep=STATES[state] if state else None)
         by_symbol = ledger.fills_by_symbol
         rows = []
         for order in page:

@@ -55,6 +55,7 @@ class SimServer:
         app.router.add_post("/_sim/accounts/{account_id}/transfers", self.sim_add_transfer)
         app.router.add_post("/_sim/accounts/{account_id}/transfers/{transfer_id}/complete", self.sim_complete_transfer)
         app.router.add_post("/_sim/accounts/{account_id}/revoke", self.sim_revoke)
+        app.router.add_post("/_sim/accounts/{account_id}/funding", self.sim_move_to_funding)
         app.router.add_post("/_sim/faults", self.sim_set_faults)
         app.router.add_delete("/_sim/faults", self.sim_clear_faults)
         app.router.add_route("*", r"/{dialect:binance|okx|cryptocom|bybit}{tail:/.*}", self.exchange)
@@ -154,6 +155,16 @@ class SimServer:
         except ValueError as exc:
             raise web.HTTPConflict(text=str(exc)) from None
         return web.json_response({"completed": transfer})
+
+    async def sim_move_to_funding(self, request: web.Request) -> web.Response:
+        """?asset=USDT&amount=100: moves that much from the trading to the funding account."""
+        self._guard(request)
+        account = self._account(request)
+        try:
+            funding = self.world.move_to_funding(account.id, request.query["asset"], float(request.query["amount"]))
+        except (KeyError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"bad move: {exc}") from None
+        return web.json_response({"funding": funding})
 
     async def sim_revoke(self, request: web.Request) -> web.Response:
         self._guard(request)
