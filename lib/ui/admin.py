@@ -18,6 +18,7 @@ from lib.exchanges import CREDENTIAL_LABELS
 from lib.models import LABEL_MAX, NAME_MAX, URL_MAX
 from lib.sync import sync_connector
 from lib.ui import context
+from lib.ui.format import literal, visible
 from lib.validation import ValidationError
 from lib.vault import VaultError
 
@@ -30,9 +31,12 @@ def flash(section: str, kind: str, message: str) -> None:
 
 
 def show_flash(section: str) -> None:
+    """The message kept for ``section``: a plain sentence quoting names and exchange errors,
+    so shown literally."""
     if st.session_state.get(FLASH_KEY, ("",))[0] != section:
         return
     _section, kind, message = st.session_state.pop(FLASH_KEY)
+    message = literal(message)
     if kind == "success":
         st.success(message, icon=":material/check_circle:")
     elif kind == "error":
@@ -42,8 +46,9 @@ def show_flash(section: str) -> None:
 
 
 def _client_options(viewer: Viewer) -> dict[int, str]:
+    """Client names by id, as select options show them (plain text, invisible characters written out)."""
     with session_scope() as session:
-        return {c.id: c.name for c in clients.list_clients(session, viewer)}
+        return {c.id: visible(c.name) for c in clients.list_clients(session, viewer)}
 
 
 # --- clients ----------------------------------------------------------------------------
@@ -59,7 +64,7 @@ def clients_section(viewer: Viewer) -> None:
                     flash("clients", "success", f"Client '{client.name}' created.")
                 st.rerun()
             except ValidationError as error:
-                st.error(str(error))
+                st.error(literal(error))
 
     with session_scope() as session:
         rows = [
@@ -82,9 +87,10 @@ def clients_section(viewer: Viewer) -> None:
                 flash("clients", "success", f"Client renamed to '{new_name.strip()}'.")
                 st.rerun()
             except ValidationError as error:
-                st.error(str(error))
+                st.error(literal(error))
     confirm = st.checkbox(
-        f"Yes, delete '{options[client_id]}' with all its connectors and synced data", key="confirm_delete_client"
+        f"Yes, delete '{literal(options[client_id])}' with all its connectors and synced data",
+        key="confirm_delete_client",
     )
     if st.button("Delete client", disabled=not confirm, type="secondary"):
         with session_scope() as session:
@@ -231,7 +237,7 @@ def connectors_section(viewer: Viewer) -> None:
     by_id = {r["id"]: r for r in rows}
     connector_id = st.selectbox(
         "Manage connector", list(by_id), key="manage_connector",
-        format_func=lambda i: f"{by_id[i]['Client']} · {by_id[i]['Exchange']} · {by_id[i]['Label']}",
+        format_func=lambda i: visible(f"{by_id[i]['Client']} · {by_id[i]['Exchange']} · {by_id[i]['Label']}"),
     )
     row = by_id[connector_id]
     left, right = st.columns(2)

@@ -23,6 +23,7 @@ from lib import users
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.settings import get_settings
+from lib.ui.format import literal
 from lib.validation import ValidationError
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def current_viewer() -> Viewer:
 
 def logout_button(viewer: Viewer) -> None:
     """The user's name and role with a logout button, for the sidebar."""
-    st.caption(f"Signed in as **{viewer.username}** ({viewer.role.value})")
+    st.caption(f"Signed in as **{literal(viewer.username)}** ({viewer.role.value})")
     if st.button("Log out", icon=":material/logout:", key="auth_logout"):
         _end_session("logout", "You have been logged out.")
         st.rerun()
@@ -218,10 +219,11 @@ def _sso_buttons() -> None:
 
 
 def _messages() -> None:
+    """Notices and errors are plain sentences that may quote a typed name: shown literally."""
     if notice := st.session_state.pop(_NOTICE_KEY, None):
-        st.info(notice)
+        st.info(literal(notice))
     if error := st.session_state.pop(_ERROR_KEY, None):
-        st.error(error)
+        st.error(literal(error))
 
 
 def _panel(heading: str, explanation: str):  # noqa: ANN202 - a Streamlit column

@@ -1,10 +1,16 @@
-"""Plotly figure builders shared by the pages (data in, figure out; no data access)."""
+"""Plotly figure builders shared by the pages (data in, figure out; no data access).
+
+Names and asset codes reach a figure only through ``format.chart_text``: plotly reads an HTML
+subset in labels, ticks and hover text.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+
+from lib.ui.format import chart_text
 
 GAIN, LOSS = "#2e7d32", "#c62828"
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "hovermode": "x unified"}
@@ -18,6 +24,7 @@ def _frame(figure: go.Figure, title: str) -> go.Figure:
 def allocation(rows: pd.DataFrame, path: list[str], title: str = "Allocation") -> go.Figure:
     """Sunburst of priced USD value along ``path`` (e.g. client > exchange > asset)."""
     priced = rows[rows["usd"].notna() & (rows["usd"] > 0)]
+    priced = priced.assign(**{column: priced[column].map(chart_text) for column in path})
     figure = px.sunburst(priced, path=path, values="usd")
     figure.update_traces(hovertemplate="%{label}<br>$%{value:,.2f}<br>%{percentRoot:.1%}<extra></extra>")
     return _frame(figure, title).update_layout(hovermode=None)
@@ -27,6 +34,7 @@ def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
     """Horizontal bars of the largest priced holdings by asset."""
     priced = rows[rows["priced"]]  # an unpriced asset is not worth $0: it has no bar at all
     totals = priced.groupby("asset", as_index=False)["usd"].sum().nlargest(limit, "usd").iloc[::-1]
+    totals["asset"] = totals["asset"].map(chart_text)
     figure = px.bar(totals, x="usd", y="asset", orientation="h", labels={"usd": "", "asset": ""})
     figure.update_traces(hovertemplate="%{y}: %{x:$,.2f}<extra></extra>")
     _money_axis(figure, totals["usd"], axis="x")
@@ -48,8 +56,8 @@ def equity(curve: pd.DataFrame, transfers: pd.DataFrame) -> go.Figure:
         moves = inside[inside["type"] == kind]
         if moves.empty:
             continue
-        text = [f"{kind} {amount:g} {currency}" for amount, currency in zip(moves["amount"], moves["currency"],
-                                                                           strict=True)]
+        text = [f"{kind} {amount:g} {chart_text(currency)}"
+                for amount, currency in zip(moves["amount"], moves["currency"], strict=True)]
         figure.add_trace(go.Scatter(x=moves["time"], y=_value_at(ordered, moves["time"]), mode="markers",
                                     name=kind.capitalize() + "s", text=text, hovertemplate="%{text}",
                                     marker={"symbol": symbol, "size": 11, "color": colour}))

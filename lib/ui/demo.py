@@ -6,6 +6,7 @@ import streamlit as st
 
 from lib import demo
 from lib.access import Role, Viewer
+from lib.ui.format import literal
 
 
 def load_demo_button(viewer: Viewer) -> None:
@@ -21,7 +22,7 @@ def load_demo_button(viewer: Viewer) -> None:
             result = demo.load_demo(viewer)
         except demo.DemoError as error:
             status.update(label="Demo data was not loaded", state="error")
-            st.error(str(error))
+            st.error(literal(error))
             return
         report = result.report
         state = "complete" if report.failed == 0 else "error"

@@ -147,9 +147,10 @@ def datetime_column(label: str, *, seconds: bool = False, width: int | None = No
 
 #: Characters Markdown (CommonMark + GFM) or Streamlit's extensions read anywhere in a line:
 #: emphasis, code, links and images, HTML, entities, KaTeX ``$``, strikethrough, tables,
-#: directives (``:red[...]``), headings. Any ASCII punctuation may be backslash-escaped
+#: headings; and ``:`` before a name (directives ``:red[...]``, emoji, icons; a colon before a
+#: space starts nothing). Any ASCII punctuation may be backslash-escaped
 #: (https://spec.commonmark.org/0.31.2/#backslash-escapes).
-_MARKDOWN_SPECIAL = frozenset("\\`*_[]<>$:~&|#")
+_MARKDOWN_SPECIAL = frozenset("\\`*_[]<>$~&|#")
 #: List, setext and thematic-break markers count only at the start of a line: group 1 is the
 #: character to escape ("- x", "+ x", "===", "1. x", "1) x").
 _LINE_START = re.compile(r"\s*([-+=]|\d+([.)]))")
@@ -160,8 +161,9 @@ _LINE_START = re.compile(r"\s*([-+=]|\d+([.)]))")
 #: https://github.com/syntax-tree/mdast-util-gfm-autolink-literal), so escaping cannot stop them;
 #: a joiner inside the pattern does, and draws nothing.
 WORD_JOINER = "\u2060"
-#: Where a joiner goes: after ``:`` and ``@``, inside ``->``-like pairs, between ``www`` and ``.``.
-_JOIN_BEFORE = re.compile(r"(?<=[:@])|(?<=[-<>~])(?=[-<>=])|(?i:(?<=www))(?=\.)")
+#: Where a joiner goes: after ``:`` and ``@`` before a non-space, inside ``->``-like pairs,
+#: between ``www`` and ``.``.
+_JOIN_BEFORE = re.compile(r"(?<=[:@])(?=\S)|(?<=[-<>~])(?=[-<>=])|(?i:(?<=www))(?=\.)")
 
 
 def visible(text: object) -> str:
@@ -189,9 +191,8 @@ def literal(text: object) -> str:
     for index, ch in enumerate(shown):
         if index in joins:
             parts.append(WORD_JOINER)
-        parts.append("\\" + ch if ch in _MARKDOWN_SPECIAL or index == marker else ch)
-    if len(shown) in joins:
-        parts.append(WORD_JOINER)
+        named = ch == ":" and index + 1 in joins  # a colon right before a name
+        parts.append("\\" + ch if ch in _MARKDOWN_SPECIAL or named or index == marker else ch)
     return "".join(parts)
 
 

@@ -23,6 +23,7 @@ from lib import queries, reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
 from lib.settings import get_settings
+from lib.ui.format import csv_bytes
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def fills_csv(viewer: Viewer, *, client_id: int | None = None, connector_id: int
         with session_scope(url) as session:
             rows = queries.fills(session, viewer, **criteria, limit=CSV_ROW_CAP)
         rows.insert(1, "time", pd.to_datetime(rows["timestamp"], unit="ms", utc=True))
-        return rows.to_csv(index=False).encode()
+        return csv_bytes(rows)
 
     return build
 

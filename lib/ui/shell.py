@@ -8,6 +8,7 @@ from lib.access import Role, Viewer
 from lib.clients import list_clients
 from lib.db import session_scope
 from lib.ui import auth, context, sync_widgets
+from lib.ui.format import visible
 from lib.vault import VaultError
 
 SCOPE_KEY = "scope_client_id"
@@ -77,7 +78,7 @@ def selected_client_id(viewer: Viewer) -> int | None:
 
 def sidebar(viewer: Viewer) -> None:
     with session_scope() as session:
-        clients = [(c.id, c.name) for c in list_clients(session, viewer)]
+        clients = [(c.id, visible(c.name)) for c in list_clients(session, viewer)]
     names = dict(clients)
     options = [ALL_CLIENTS, *names]
     if st.session_state.get(SCOPE_KEY) not in options:

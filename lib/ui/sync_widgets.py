@@ -16,6 +16,7 @@ from lib.db import session_scope
 from lib.settings import get_settings
 from lib.sync import ConnectorResult, RunReport, sync_connectors
 from lib.sync.status import Freshness, RunRow, age_text, can_force_sync, connector_freshness, recent_runs
+from lib.ui.format import literal
 from lib.ui.loaders import Scope, scope_of, viewer_of
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,25 @@ def runs(viewer: Viewer, limit: int = 20) -> list[RunRow]:
 
 
 def describe(row: Freshness) -> str:
-    """'synced 2 min ago', or why not, in plain words."""
+    """'synced 2 min ago', or why not, in plain words (Markdown: the error text is escaped)."""
     if row.level == "disabled":
         return "disabled"
     if row.level == "failed":
         prefix = "needs attention" if row.needs_attention else "last sync failed"
-        return f"{prefix}: {row.error or 'unknown error'} ({age_text(row.last_success_at)})"
+        return f"{prefix}: {literal(row.error or 'unknown error')} ({age_text(row.last_success_at)})"
     if row.level == "stale":
         return f"{age_text(row.last_success_at)}: overdue"
     return age_text(row.last_success_at)
+
+
+def account(client: str, exchange: str, label: str) -> str:
+    """"**client** · exchange / label" as Markdown, each name shown literally."""
+    return f"**{literal(client)}** · {literal(exchange)} / {literal(label)}"
+
+
+def connector_line(row: Freshness) -> str:
+    """A connector's status line: coloured dot, account, freshness or error."""
+    return f"{LEVEL_MARK[row.level]} {account(row.client, row.exchange, row.label)} — {describe(row)}"
 
 
 def freshness_strip(viewer: Viewer, client_id: int | None = None) -> None:
@@ -63,7 +74,7 @@ def freshness_strip(viewer: Viewer, client_id: int | None = None) -> None:
         st.caption("No exchange connectors yet.")
         return
     for row in rows:
-        st.markdown(f"{LEVEL_MARK[row.level]} **{row.client}** · {row.exchange} / {row.label} — {describe(row)}")
+        st.markdown(connector_line(row))
 
 
 def health_summary(viewer: Viewer, client_id: int | None = None) -> None:
@@ -79,7 +90,7 @@ def health_summary(viewer: Viewer, client_id: int | None = None) -> None:
     counts[2].metric("Failing", sum(r.level == "failed" for r in rows))
     for row in rows:
         if row.level != "ok":
-            st.markdown(f"{LEVEL_MARK[row.level]} **{row.client}** · {row.exchange} / {row.label} — {describe(row)}")
+            st.markdown(connector_line(row))
 
 
 def sidebar_freshness(viewer: Viewer, client_id: int | None = None) -> None:
@@ -99,12 +110,12 @@ def sidebar_freshness(viewer: Viewer, client_id: int | None = None) -> None:
 
 
 def _progress_line(result: ConnectorResult) -> str:
-    name = f"{result.client} · {result.exchange} / {result.label}"
+    name = literal(f"{result.client} · {result.exchange} / {result.label}")
     if result.skipped:
-        return f":gray[{name}: {result.error}]"
+        return f":gray[{name}: {literal(result.error)}]"
     if result.success:
         return f":green[✓] {name}: {result.new_trades} new fill(s), {result.new_transfers} new transfer(s)"
-    return f":red[✗] {name}: {result.error}"
+    return f":red[✗] {name}: {literal(result.error)}"
 
 
 def run_force_sync(viewer: Viewer, *, connector_ids: Sequence[int] | None = None,

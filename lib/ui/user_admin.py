@@ -22,6 +22,7 @@ from lib.access import AccessDenied, Viewer
 from lib.clients import list_clients
 from lib.db import session_scope
 from lib.models import Client, UserClient, utcnow
+from lib.ui.format import literal, visible
 from lib.validation import ValidationError
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,9 @@ def users_frame(rows: list[UserRow]) -> pd.DataFrame:
 
 
 def client_names(viewer: Viewer) -> dict[int, str]:
+    """Client names by id, as select options show them (invisible characters written out)."""
     with session_scope() as session:
-        return {c.id: c.name for c in list_clients(session, viewer)}
+        return {c.id: visible(c.name) for c in list_clients(session, viewer)}
 
 
 def change(action: Callable[[Session], object], success: str) -> None:
@@ -131,9 +133,10 @@ def reject(message: str) -> None:
 
 
 def show_flash() -> None:
+    """The last change's outcome; a plain sentence that may quote names, so shown literally."""
     if flash := st.session_state.pop(_FLASH_KEY, None):
         kind, message = flash
-        (st.success if kind == "success" else st.error)(message)
+        (st.success if kind == "success" else st.error)(literal(message))
 
 
 def form_key(name: str) -> str:

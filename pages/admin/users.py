@@ -6,6 +6,7 @@ from lib import users
 from lib.access import Role
 from lib.ui import user_admin
 from lib.ui.auth import current_viewer
+from lib.ui.format import literal, visible
 from lib.ui.shell import require_role
 
 viewer = current_viewer()
@@ -46,7 +47,8 @@ with add_tab, st.form(user_admin.form_key("add"), clear_on_submit=True):
 by_id = {r.id: r for r in rows}
 
 with edit_tab:
-    user_id = st.selectbox("User", list(by_id), format_func=lambda uid: by_id[uid].username, key="users_edit_pick")
+    user_id = st.selectbox("User", list(by_id), format_func=lambda uid: visible(by_id[uid].username),
+                           key="users_edit_pick")
     if user_id is not None:
         row = by_id[user_id]
         with st.form(user_admin.form_key(f"edit_{user_id}")):
@@ -65,12 +67,13 @@ with edit_tab:
                     users.set_disabled(session, viewer, user_id, not active)
 
                 user_admin.change(_edit, f"User '{row.username}' saved.")
-        if row.locked_until and st.button(f"Unlock {row.username}", key="users_unlock"):
+        if row.locked_until and st.button(f"Unlock {literal(row.username)}", key="users_unlock"):
             user_admin.change(lambda session: users.unlock(session, viewer, user_id),
                               f"User '{row.username}' unlocked.")
 
 with password_tab:
-    user_id = st.selectbox("User", list(by_id), format_func=lambda uid: by_id[uid].username, key="users_pw_pick")
+    user_id = st.selectbox("User", list(by_id), format_func=lambda uid: visible(by_id[uid].username),
+                           key="users_pw_pick")
     if user_id is not None:
         with st.form(user_admin.form_key("password"), clear_on_submit=True):
             password = st.text_input("New password", type="password", autocomplete="new-password")

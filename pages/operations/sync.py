@@ -7,6 +7,7 @@ from lib.settings import get_settings
 from lib.sync.status import age_text, can_force_sync
 from lib.ui import sync_widgets
 from lib.ui.auth import current_viewer
+from lib.ui.format import visible
 from lib.ui.shell import selected_client_id
 
 viewer = current_viewer()
@@ -31,7 +32,7 @@ def request_sync(**scope: object) -> None:
 
 
 if can_force_sync(viewer):
-    names = {r.connector_id: f"{r.client} · {r.exchange} / {r.label}" for r in connectors}
+    names = {r.connector_id: visible(f"{r.client} · {r.exchange} / {r.label}") for r in connectors}
     scope, one, pick = st.columns([1, 1, 2], vertical_alignment="bottom")
     scope.button("Force sync: this client" if client_id else "Force sync: everything", key="sync_scope",
                  icon=":material/sync:", on_click=request_sync, kwargs={"client_id": client_id})
@@ -45,8 +46,7 @@ if requested is not None:
 st.subheader("Connectors")
 rows = sync_widgets.freshness(viewer, client_id)  # read again: a sync above cleared the cache
 for row in rows:
-    st.markdown(f"{sync_widgets.LEVEL_MARK[row.level]} **{row.client}** · {row.exchange} / {row.label} — "
-                f"{sync_widgets.describe(row)}")
+    st.markdown(sync_widgets.connector_line(row))
 failing = [r.connector_id for r in rows if r.level == "failed"]
 if failing and can_force_sync(viewer):
     st.button(f"Retry the {len(failing)} failing connector(s)", key="sync_retry", icon=":material/replay:",

@@ -21,12 +21,13 @@ if report.empty:
     st.stop()
 
 rows = report.rows
-accounts = {int(r.connector_id): f"{r.client} · {r.exchange_id} / {r.label}"
+accounts = {int(r.connector_id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}")
             for r in rows.drop_duplicates("connector_id").sort_values(["client", "exchange_id", "label"]).itertuples()}
 first, second, third, fourth = st.columns([3, 2, 2, 1])
 chosen = first.multiselect("Account", list(accounts), format_func=accounts.get, placeholder="All accounts")
-exchanges = second.multiselect("Exchange", sorted(rows["exchange_id"].unique()), placeholder="All exchanges")
-assets = third.multiselect("Asset", sorted(rows["asset"].unique()), placeholder="All assets")
+exchanges = second.multiselect("Exchange", sorted(rows["exchange_id"].unique()), format_func=fmt.visible,
+                               placeholder="All exchanges")
+assets = third.multiselect("Asset", sorted(rows["asset"].unique()), format_func=fmt.visible, placeholder="All assets")
 hide_dust = fourth.toggle("Hide under $1", value=False, help="Unpriced rows are always kept.")
 
 if chosen:
@@ -44,11 +45,12 @@ first, second = st.columns(2)
 first.metric("Value (filtered)", fmt.money(total), help="Sum of priced holdings in the rows below.")
 second.metric("Rows", len(rows))
 if unpriced:
-    st.warning("Unpriced, left out of the value: " + ", ".join(unpriced), icon=":material/help:")
+    st.warning("Unpriced, left out of the value: " + ", ".join(map(fmt.literal, unpriced)), icon=":material/help:")
 
 st.dataframe(
     pd.DataFrame({
-        "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"], "Asset": rows["asset"],
+        "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"],
+        "Asset": rows["asset"].map(fmt.visible),
         **{label: fmt.text(rows[label.lower()], lambda v: fmt.significant(v, 8))
            for label in ("Free", "Used", "Total")},
         "Price (USD)": rows["price"].map(lambda p: fmt.money(p, digits=6 if p == p and p < 1 else 2)),
@@ -60,7 +62,7 @@ st.dataframe(
                    **fmt.numbers_right("Free", "Used", "Total", "Price (USD)", "USD value")},
 )
 st.download_button(
-    "Download CSV", rows.drop(columns=["client_id", "connector_id"]).to_csv(index=False).encode(),
+    "Download CSV", fmt.csv_bytes(rows.drop(columns=["client_id", "connector_id"])),
     file_name="balances.csv", mime="text/csv", icon=":material/download:",
     help="Numbers as stored; an empty price / usd cell means unpriced.",
 )

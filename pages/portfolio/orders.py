@@ -24,13 +24,14 @@ st.subheader("Open orders")
 if orders.empty:
     st.info("No open orders in this scope.")
 else:
-    symbols = st.multiselect("Symbol", sorted(orders["symbol"].unique()), placeholder="All symbols")
+    symbols = st.multiselect("Symbol", sorted(orders["symbol"].unique()), format_func=fmt.visible,
+                             placeholder="All symbols")
     shown = orders[orders["symbol"].isin(symbols)] if symbols else orders
     st.caption(f"{len(shown)} open order(s). Distance = order price / last price − 1 (— when no last price).")
     st.dataframe(
         pd.DataFrame({
             "Client": shown["client"], "Exchange": shown["exchange_id"], "Account": shown["label"],
-            "Symbol": shown["symbol"], "Side": shown["side"], "Type": fmt.text(shown["type"]),
+            "Symbol": shown["symbol"].map(fmt.visible), "Side": shown["side"], "Type": fmt.text(shown["type"]),
             **{label: fmt.text(shown[column], fmt.quantity) for label, column in ORDER_NUMBERS.items()},
             "Distance": shown["distance"].map(fmt.percent), "Age": fmt.text(shown["age_seconds"], fmt.age),
         }),
@@ -49,7 +50,7 @@ else:
     st.dataframe(
         pd.DataFrame({
             "Client": positions["client"], "Exchange": positions["exchange_id"], "Account": positions["label"],
-            "Symbol": positions["symbol"], "Side": fmt.text(positions["side"]),
+            "Symbol": positions["symbol"].map(fmt.visible), "Side": fmt.text(positions["side"]),
             **{label: fmt.text(positions[column], fmt.quantity) for label, column in POSITION_NUMBERS.items()},
             "Unrealized P&L": positions["unrealized_pnl"].map(lambda v: fmt.money(v, signed=True)
                                                               if pd.notna(v) else "not reported"),

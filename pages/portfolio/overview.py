@@ -68,7 +68,7 @@ for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
 
 if report.unpriced:
     st.warning("Unpriced (no ticker or candle to value them; left out of the totals): "
-               + ", ".join(report.unpriced), icon=":material/help:")
+               + ", ".join(map(fmt.literal, report.unpriced)), icon=":material/help:")
 
 if report.empty:
     st.info("No balances synced yet for this scope; they appear after the first successful sync.")
@@ -87,7 +87,7 @@ else:
     holdings["share"] = holdings["usd"] / report.total_usd if report.total_usd else None
     st.subheader("Top holdings")
     st.dataframe(
-        pd.DataFrame({"Asset": holdings["asset"], "Quantity": holdings["quantity"].map(fmt.quantity),
+        pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible), "Quantity": holdings["quantity"].map(fmt.quantity),
                       "USD value": holdings["usd"].map(fmt.money), "Share": holdings["share"].map(
                           lambda v: fmt.percent(v, signed=False))}),
         hide_index=True, width="stretch", column_config=fmt.numbers_right("Quantity", "USD value", "Share"),

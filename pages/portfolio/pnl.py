@@ -24,7 +24,7 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-names = {int(r.id): f"{r.client} · {r.exchange_id} / {r.label}" for r in connectors.itertuples()}
+names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
 first, second, third = st.columns([2, 3, 2])
 method = first.radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True, key="pnl_method")
 connector_id = second.selectbox("Scope", [None, *names], key="pnl_connector",
@@ -54,13 +54,13 @@ st.caption(f"{METHODS[summary.method]}, lots pooled per {'connector' if summary.
            f"over {summary.fills:,} fill(s).")
 
 for asset, units in sorted(summary.unmatched.items()):
-    st.warning(f"{asset}: {fmt.quantity(units)} unit(s) were disposed of with no acquisition on record; they are "
-               "counted with zero cost basis (history may be missing).", icon=":material/warning:")
+    st.warning(f"{fmt.literal(asset)}: {fmt.quantity(units)} unit(s) were disposed of with no acquisition on "
+               "record; they are counted with zero cost basis (history may be missing).", icon=":material/warning:")
 if summary.unpriced:
     st.warning("Unpriced (no market price; their market value and unrealized P&L are left out): "
-               + ", ".join(summary.unpriced), icon=":material/help:")
-for message in summary.warnings:
-    st.info(message, icon=":material/info:")
+               + ", ".join(map(fmt.literal, summary.unpriced)), icon=":material/help:")
+for message in summary.warnings:  # plain sentences that name asset codes
+    st.info(fmt.literal(message), icon=":material/info:")
 
 if summary.daily.empty:
     st.info("No disposals in this window, so no realized P&L to chart.")
@@ -88,7 +88,7 @@ if not moves.empty:
     with st.expander(f"Deposits & withdrawals in this window ({len(listed):,})"):
         st.dataframe(
             pd.DataFrame({
-                "Time": listed["time"], "Type": listed["type"], "Asset": listed["currency"],
+                "Time": listed["time"], "Type": listed["type"], "Asset": listed["currency"].map(fmt.visible),
                 "Amount": fmt.text(listed["amount"], fmt.quantity), "USD value": listed["usd"].map(fmt.money),
             }),
             hide_index=True, width="stretch",
@@ -100,7 +100,7 @@ assets = summary.per_asset.sort_values("market_value", ascending=False, na_posit
 priced = assets["priced"].astype(bool)
 st.dataframe(
     pd.DataFrame({
-        "Asset": assets["asset"], "Quantity": assets["quantity"].map(fmt.quantity),
+        "Asset": assets["asset"].map(fmt.visible), "Quantity": assets["quantity"].map(fmt.quantity),
         "Cost basis": assets["cost_basis"].map(fmt.money),
         "Market value": assets["market_value"].where(priced).map(fmt.money),
         "Realized": assets["realized"].map(lambda v: fmt.money(v, signed=True)),
@@ -113,6 +113,6 @@ st.dataframe(
                                     "Unmatched"),
 )
 st.download_button(
-    "Download CSV", assets.to_csv(index=False).encode(), file_name=f"pnl_{summary.method}.csv", mime="text/csv",
+    "Download CSV", fmt.csv_bytes(assets), file_name=f"pnl_{summary.method}.csv", mime="text/csv",
     icon=":material/download:", help="Per-asset figures in USD; empty market value / unrealized means unpriced.",
 )

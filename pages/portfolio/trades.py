@@ -42,13 +42,14 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-names = {int(r.id): f"{r.client} · {r.exchange_id} / {r.label}" for r in connectors.itertuples()}
+names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
 first, second, third, fourth = st.columns([3, 2, 1, 2])
 connector_id = first.selectbox("Account", [None, *names], format_func=lambda c: "All accounts" if c is None
                                else names[c])
 with loaders.plain_errors("symbols"):
     symbols = loaders.fill_symbols(viewer, client_id, connector_id)
-symbol = second.selectbox("Symbol", [None, *symbols], format_func=lambda s: "All symbols" if s is None else s)
+symbol = second.selectbox("Symbol", [None, *symbols], format_func=lambda s: "All symbols" if s is None
+                         else fmt.visible(s))
 side = third.selectbox("Side", [None, "buy", "sell"], format_func=lambda s: "Both" if s is None else s)
 dates = fourth.date_input("Dates (UTC)", value=(), help="Leave empty for all dates; one day picks that day on.")
 start = dates[0] if len(dates) > 0 else None
@@ -74,9 +75,11 @@ if rows.empty:
 else:
     table = pd.DataFrame({
         "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": rows["client"],
-        "Account": rows["exchange_id"] + " / " + rows["label"], "Symbol": rows["symbol"], "Side": rows["side"],
+        "Account": rows["exchange_id"] + " / " + rows["label"], "Symbol": rows["symbol"].map(fmt.visible),
+        "Side": rows["side"],
         "Amount": fmt.text(rows["amount"], fmt.significant), "Price": fmt.text(rows["price"], fmt.significant),
-        "Fee": [fmt.MISSING if fmt.blank(fee) else f"{fmt.significant(fee, 4)} {'' if fmt.blank(unit) else unit}"
+        "Fee": [fmt.MISSING if fmt.blank(fee)
+                else f"{fmt.significant(fee, 4)} {'' if fmt.blank(unit) else fmt.visible(unit)}"
                 for fee, unit in zip(rows["fee_cost"], rows["fee_currency"], strict=True)],
         "M/T": fmt.text(rows["taker_or_maker"]), "Trade ID": fmt.text(rows["trade_id"]),
         "Order ID": fmt.text(rows["order_id"]),
