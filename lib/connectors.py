@@ -7,6 +7,7 @@ transaction with its audit event, so a failure leaves nothing half-written.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,6 +25,11 @@ from lib.vault import Vault, VaultError
 log = logging.getLogger(__name__)
 
 TEST_TIMEOUT_MS = 8_000
+#: a key test retries like a sync but briefly, since someone waits at the form: at most
+#: 3 x 8 s of requests and 2 x 4 s of waiting
+TEST_ATTEMPTS = 3
+TEST_BASE_DELAY = 0.5
+TEST_MAX_DELAY = 4.0
 
 
 @dataclass(frozen=True)
@@ -105,17 +111,35 @@ class ConnectionCheck:
 
 
 def check_connection(spec: ConnectionSpec) -> ConnectionCheck:
-    """A real ``fetch_balance`` with a short timeout; the answer in plain words."""
+    """A real ``fetch_balance`` with a short timeout, transient errors retried as a sync
+    retries them (``exchanges.retry_delay``); the answer in plain words."""
     try:
         exchange = exchanges.build_exchange(
             ConnectionSpec(spec.exchange_id, spec.credentials, spec.api_url, spec.sandbox, TEST_TIMEOUT_MS)
         )
-        balance = exchange.fetch_balance()
+        balance = exchanges.call_with_retry_blocking(
+            exchange.fetch_balance, attempts=TEST_ATTEMPTS, base_delay=TEST_BASE_DELAY, max_delay=TEST_MAX_DELAY,
+            last_headers=lambda: exchange.last_response_headers,
+        )
     except Exception as error:  # noqa: BLE001 - every failure becomes a message
         log.info("connection test for %s failed: %s", spec.exchange_id, type(error).__name__)
-        return ConnectionCheck(False, exchanges.describe_error(error))
+        return ConnectionCheck(False, _test_failure(error))
     assets = sum(1 for amount in (balance.get("total") or {}).values() if amount)
     return ConnectionCheck(True, f"Connected: the account holds {assets} asset(s).", assets)
+
+
+def _test_failure(error: Exception) -> str:
+    """What went wrong, and for a transient error that the test gave up and when to test again.
+
+    Nothing here retries later (that is the sync's promise in ``describe_error``): the
+    person at the form has to press the button again.
+    """
+    reason = exchanges.describe_error(error, retried_later=False)
+    if isinstance(error, exchanges.RetryAfterTooLong):
+        return f"{reason} The test stopped; try again in {math.ceil(error.seconds)} s or later."
+    if exchanges.is_retryable(error):
+        return f"{reason} The test tried {TEST_ATTEMPTS} times; try again in a few minutes."
+    return reason
 
 
 def check_input(data: ConnectorInput) -> ConnectionCheck:
@@ -177,10 +201,12 @@ def update_connector(session: Session, viewer: Viewer, connector_id: int, *, lab
 
 def replace_credentials(session: Session, viewer: Viewer, vault: Vault, connector_id: int,
                         credentials: Mapping[str, str], api_url: str | None = None) -> Connector:
-    """Store new credentials (re-entered, never shown); clears "needs attention".
+    """Test new credentials (re-entered, never shown) like a new key, then store them;
+    clears "needs attention".
 
     ``api_url`` changes the API base URL with them ("" for the exchange's own URLs; None
-    keeps it): only a key entered now may go to a new host.
+    keeps it): only a key entered now may go to a new host. A key the exchange refuses
+    is not stored: the old one keeps syncing (ValidationError, nothing changed).
     """
     viewer.require(Role.ADMIN)
     connector = get_connector(session, connector_id)
@@ -189,6 +215,10 @@ def replace_credentials(session: Session, viewer: Viewer, vault: Vault, connecto
     cleaned = check_credentials(connector.exchange_id, credentials)
     new_url = connector.api_url if api_url is None else clean_url(api_url, URL_MAX)
     _check_key_unused(session, vault, connector.exchange_id, cleaned, except_id=connector.id)
+    result = check_connection(ConnectionSpec(connector.exchange_id, cleaned, new_url, connector.sandbox))
+    if not result.ok:
+        raise ValidationError("credentials", f"Connection test failed: {result.message} "
+                                             "The old credentials were kept.")
     connector.credentials_ciphertext = vault.encrypt(cleaned)
     connector.key_hint = cleaned.get("apiKey", "")[-4:]
     connector.status = "new"

@@ -7,9 +7,12 @@ mode, timeouts and error classification are decided once.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -115,11 +118,72 @@ class ConnectionSpec:
         )
 
 
+#: the HTTP status of the answer to the request in flight, per asyncio task / thread
+_response_status: ContextVar[int | None] = ContextVar("exchange_response_status", default=None)
+
+
+def _record_http_status(exchange: Any) -> None:
+    """Tag every error a request raises with that request's HTTP status (``error.http_status``).
+
+    ccxt 4.5.90 keeps the last response's body and headers (``last_http_response``,
+    ``last_response_headers``) but not its status, and an exchange's ``handle_errors`` maps
+    the error code in the body before ``handle_http_status_code`` looks at the status: a
+    500 with a JSON body arrives as a plain ``ExchangeError`` (crypto.com), its message
+    without the status. ccxt calls ``on_rest_response`` with every answer's status before
+    either; the status travels from there to the ``fetch`` wrapper in a context variable,
+    which each asyncio task and thread has its own of. So concurrent requests on one
+    instance (the sync fetches fills, orders and positions at once) never see each
+    other's status, and a request that got no answer (timeout, refused connection) is
+    tagged with none, whatever an earlier request answered.
+    """
+    fetch, on_rest_response = exchange.fetch, exchange.on_rest_response
+
+    def recording_on_rest_response(code: Any, *args: Any) -> Any:
+        _response_status.set(int(code) if code is not None else None)
+        return on_rest_response(code, *args)
+
+    def tag(error: Exception) -> None:
+        status = _response_status.get()
+        if status is not None:
+            error.http_status = status  # type: ignore[attr-defined]
+
+    if inspect.iscoroutinefunction(fetch):
+        async def tagging_fetch(*args: Any, **kwargs: Any) -> Any:
+            token = _response_status.set(None)
+            try:
+                return await fetch(*args, **kwargs)
+            except Exception as error:
+                tag(error)
+                raise
+            finally:
+                _response_status.reset(token)
+    else:
+        def tagging_fetch(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            token = _response_status.set(None)
+            try:
+                return fetch(*args, **kwargs)
+            except Exception as error:
+                tag(error)
+                raise
+            finally:
+                _response_status.reset(token)
+
+    exchange.on_rest_response = recording_on_rest_response
+    exchange.fetch = tagging_fetch
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status of the answer that raised ``error``; None when no answer came."""
+    status = getattr(error, "http_status", None)
+    return status if isinstance(status, int) else None
+
+
 def _configure(exchange: Any, spec: ConnectionSpec) -> Any:
     if spec.sandbox:
         exchange.set_sandbox_mode(True)
     if spec.api_url:
         exchange.urls["api"] = override_api_urls(exchange.urls["api"], spec.api_url)
+    _record_http_status(exchange)
     return exchange
 
 
@@ -155,14 +219,42 @@ NEEDS_ATTENTION = (ccxt.AuthenticationError, ccxt.AccountSuspended, ccxt.Permiss
 NOT_RETRYABLE = (*NEEDS_ATTENTION, ccxt.InvalidNonce)
 
 
+#: answers that mean "try again" whatever ccxt class they arrive as, beside every 5xx:
+#: 408 https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/408 (the server gave up
+#: waiting), 425 https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/425 (a client
+#: "SHOULD retry", RFC 8470), 429 https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/429
+#: (rate limit, maybe with Retry-After)
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
 class RetryAfterTooLong(ccxt.RateLimitExceeded):
     """The exchange asked us to wait longer than one sync may; the next cycle tries again."""
 
+    def __init__(self, seconds: float, limit: float) -> None:
+        super().__init__(f"Retry-After {seconds:.0f}s exceeds {limit:.0f}s")
+        self.seconds = seconds
+
+
+def is_transient_status(status: int | None) -> bool:
+    """408, 425, 429 and 5xx: the server's state, not the request, made it fail.
+
+    A 5xx is "the server failed to fulfil an apparently valid request"
+    (https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/503: "used for temporary
+    conditions").
+    """
+    return status is not None and (status in TRANSIENT_STATUSES or 500 <= status <= 599)
+
 
 def is_retryable(error: BaseException) -> bool:
+    """Transient by ccxt class or by the answer's HTTP status; never a key or clock problem.
+
+    ccxt classifies by the body's error code first, so a 500 whose JSON body carries an
+    unmapped code is a plain ExchangeError (crypto.com's ``handle_errors``); its status
+    still says "server error". A key refused with a 5xx stays refused.
+    """
     if isinstance(error, NOT_RETRYABLE):
         return False
-    return isinstance(error, RETRYABLE)
+    return isinstance(error, RETRYABLE) or is_transient_status(http_status(error))
 
 
 def needs_attention(error: BaseException) -> bool:
@@ -170,12 +262,15 @@ def needs_attention(error: BaseException) -> bool:
     return isinstance(error, NEEDS_ATTENTION)
 
 
-def describe_error(error: BaseException) -> str:
+def describe_error(error: BaseException, *, retried_later: bool = True) -> str:
     """One plain-language line for an exchange error, safe to show and to store.
 
     The exchange's own message is not echoed verbatim: some exchanges repeat request
-    parameters (and so the API key) in their errors.
+    parameters (and so the API key) in their errors. ``retried_later=False`` leaves out
+    the promise that a later sync retries (a connection test says what to do instead).
     """
+    later = "; it will be retried later." if retried_later else "."
+    status = http_status(error)
     if isinstance(error, UnsupportedExchange):
         return str(error)
     if isinstance(error, ccxt.PermissionDenied):
@@ -199,9 +294,10 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, ccxt.ArgumentsRequired):
         return "A required credential is missing for this exchange."
     if isinstance(error, RetryAfterTooLong):
-        return "The exchange asked to pause requests for a while (rate limit); the next sync will try again."
-    if isinstance(error, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
-        return "The exchange is rate-limiting requests; it will be retried later."
+        return "The exchange asked to pause requests for a while (rate limit)" + (
+            "; the next sync will try again." if retried_later else ".")
+    if isinstance(error, ccxt.RateLimitExceeded | ccxt.DDoSProtection) or status == 429:
+        return "The exchange is rate-limiting requests" + later
     if isinstance(error, ccxt.RequestTimeout):
         return "The exchange did not answer in time."
     if isinstance(error, ccxt.OnMaintenance):
@@ -214,6 +310,8 @@ def describe_error(error: BaseException) -> str:
         return "The exchange sent a response that could not be understood."
     if isinstance(error, ccxt.NotSupported):
         return "This exchange does not support that request through ccxt."
+    if is_transient_status(status):
+        return f"The exchange answered with a temporary error (HTTP {status})."
     if isinstance(error, ccxt.BaseError):
         return f"The exchange returned an error ({type(error).__name__})."
     return f"Unexpected error ({type(error).__name__})."
@@ -243,6 +341,28 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 20.0) -> float:
     return random.uniform(0, min(cap, base * 2**attempt))
 
 
+def retry_delay(error: Exception, attempt: int, attempts: int, base_delay: float, max_delay: float,
+                headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds to wait before retrying after ``error`` on attempt ``attempt`` (0-based), or
+    None when it must be raised: not retryable (``is_retryable``) or the last attempt.
+
+    ``headers`` are the failed response's (``exchange.last_response_headers``), so a
+    Retry-After sent with a 429 or 503 is honoured instead of guessed
+    (https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Retry-After). One longer
+    than ``max_delay`` is not cut short (retrying early prolongs bans such as Binance's
+    418): ``RetryAfterTooLong`` is raised and the caller's next run tries again.
+    """
+    if not is_retryable(error) or attempt == attempts - 1:
+        return None
+    delay = retry_after_seconds(headers)
+    if delay is not None and delay > max_delay:
+        raise RetryAfterTooLong(delay, max_delay) from error
+    if delay is None:
+        delay = backoff_delay(attempt, base_delay, max_delay)
+    log.info("retrying after %s (attempt %d): %.2fs", type(error).__name__, attempt + 1, delay)
+    return delay
+
+
 async def call_with_retry(
     call: Callable[[], Awaitable[T]],
     *,
@@ -252,24 +372,36 @@ async def call_with_retry(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     last_headers: Callable[[], Mapping[str, Any] | None] = lambda: None,
 ) -> T:
-    """Run ``call`` retrying transient exchange errors; re-raise everything else at once.
-
-    ``last_headers`` returns the failed response's headers (``exchange.last_response_headers``)
-    so a Retry-After sent with a 429 is honoured instead of guessed. A Retry-After longer
-    than ``max_delay`` is not cut short (retrying early prolongs bans such as Binance's
-    418): the call fails with ``RetryAfterTooLong`` and the next sync cycle tries again.
-    """
+    """Run ``call`` retrying transient exchange errors (see ``retry_delay``); re-raise
+    everything else at once."""
     for attempt in range(attempts):
         try:
             return await call()
-        except Exception as error:  # noqa: BLE001 - classified below
-            if not is_retryable(error) or attempt == attempts - 1:
-                raise
-            delay = retry_after_seconds(last_headers())
-            if delay is not None and delay > max_delay:
-                raise RetryAfterTooLong(f"Retry-After {delay:.0f}s exceeds {max_delay:.0f}s") from error
+        except Exception as error:  # noqa: BLE001 - classified by retry_delay
+            delay = retry_delay(error, attempt, attempts, base_delay, max_delay, last_headers())
             if delay is None:
-                delay = backoff_delay(attempt, base_delay, max_delay)
-            log.info("retrying after %s (attempt %d): %.2fs", type(error).__name__, attempt + 1, delay)
+                raise
             await sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def call_with_retry_blocking(
+    call: Callable[[], T],
+    *,
+    attempts: int,
+    base_delay: float,
+    max_delay: float,
+    sleep: Callable[[float], None] = time.sleep,
+    last_headers: Callable[[], Mapping[str, Any] | None] = lambda: None,
+) -> T:
+    """``call_with_retry`` for a synchronous ccxt call (the dashboard's and CLI's key tests),
+    with the same rules, so a test fails only where a sync would."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001 - classified by retry_delay
+            delay = retry_delay(error, attempt, attempts, base_delay, max_delay, last_headers())
+            if delay is None:
+                raise
+            sleep(delay)
     raise AssertionError("unreachable")

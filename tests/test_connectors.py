@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +13,8 @@ from lib import clients, connectors
 from lib.access import SYSTEM, Role, Viewer
 from lib.db import session_scope
 from lib.models import AuditEvent, Client, Connector
+from lib.simulator import Simulator, SimulatorConfig
+from lib.simulator.accounts import SimAccount
 from lib.validation import ValidationError
 from lib.vault import load_vault
 from tests.helpers import database_contents
@@ -164,17 +168,87 @@ def test_only_admins_change_keys(database_url, client_id):
     assert database_contents(database_url) == before
 
 
-def test_replace_credentials_and_update(database_url, client_id):
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(SimulatorConfig(seed=13, accounts=1, days=3, fills_per_account=5, dialects=["binance"])) as sim:
+        yield sim
+
+
+@pytest.fixture
+def account(sim: Simulator) -> Iterator[SimAccount]:
+    """The simulator's Binance account; the faults a test sets end with it."""
+    yield sim.accounts[0]
+    sim.faults.clear()
+
+
+def _count_faults(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """The simulator's answers by fault kind ("none": a normal answer), so a test knows its fault happened."""
+    answered: Counter[str] = Counter()
+    decide = sim.faults.decide
+
+    def counted(account_id: str | None, path: str):  # noqa: ANN202 - the simulator's Decision
+        decision = decide(account_id, path)
+        answered[decision.kind or "none"] += 1
+        return decision
+
+    monkeypatch.setattr(sim.faults, "decide", counted)
+    return answered
+
+
+def _sim_input(account: SimAccount, **credentials: str) -> connectors.ConnectorInput:
+    return connectors.ConnectorInput("binance", "main", {**account.credentials(), **credentials}, account.api_url)
+
+
+def test_the_key_test_retries_a_transient_error_then_succeeds(account, sim, monkeypatch):
+    answered = _count_faults(sim, monkeypatch)
+    sim.faults.set(rate=1.0, kinds=("5xx",), path="/api/v3/account", times=1)
+    result = connectors.check_input(_sim_input(account))
+    assert result.ok, result.message
+    assert answered["5xx"] == 1
+
+
+def test_a_key_test_still_rate_limited_says_it_failed_and_to_try_again(account, sim, monkeypatch):
+    answered = _count_faults(sim, monkeypatch)
+    sim.faults.set(rate=1.0, kinds=("429",), path="/api/v3/account")
+    result = connectors.check_input(_sim_input(account))
+    assert not result.ok
+    assert answered["429"] == connectors.TEST_ATTEMPTS
+    assert result.message == ("The exchange is rate-limiting requests. "
+                              f"The test tried {connectors.TEST_ATTEMPTS} times; try again in a few minutes.")
+
+
+def test_replace_credentials_tests_the_new_key_then_stores_it(database_url, client_id, account):
     with session_scope() as session:
-        connector_id = connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input()).id
-    new = {"apiKey": "new" + secrets.token_hex(6), "secret": secrets.token_hex(12)}
+        connector_id = connectors.create_connector(session, SYSTEM, load_vault(), client_id, connectors.ConnectorInput(
+            "binance", "main", {"apiKey": "old" + secrets.token_hex(6), "secret": secrets.token_hex(12)},
+            account.api_url)).id
     with session_scope() as session:
-        connectors.replace_credentials(session, SYSTEM, load_vault(), connector_id, new)
+        connectors.replace_credentials(session, SYSTEM, load_vault(), connector_id, account.credentials())
         connectors.update_connector(session, SYSTEM, connector_id, label="renamed", enabled=False)
     with session_scope() as session:
         stored = session.get(Connector, connector_id)
-        assert load_vault().decrypt(stored.credentials_ciphertext) == new
-        assert (stored.label, stored.enabled, stored.key_hint) == ("renamed", False, new["apiKey"][-4:])
+        assert load_vault().decrypt(stored.credentials_ciphertext) == account.credentials()
+        assert (stored.label, stored.enabled, stored.key_hint) == ("renamed", False, account.api_key[-4:])
+
+
+@pytest.mark.parametrize("fault", [None, "5xx"])
+def test_replace_credentials_keeps_the_old_key_when_the_new_one_fails_its_test(database_url, client_id, account, sim,
+                                                                                fault):
+    """A refused key, or an exchange still failing after the test's retries: nothing changes."""
+    with session_scope() as session:
+        connector_id = connectors.create_connector(session, SYSTEM, load_vault(), client_id, _sim_input(account)).id
+    new = {"apiKey": account.api_key, "secret": "wrong" + secrets.token_hex(8)}
+    if fault:
+        new["secret"] = account.secret
+        sim.faults.set(rate=1.0, kinds=(fault,), path="/api/v3/account")
+    before = database_contents(database_url)
+    with pytest.raises(ValidationError, match="Connection test failed: .* The old credentials were kept."), \
+            session_scope() as session:
+        connectors.replace_credentials(session, SYSTEM, load_vault(), connector_id, new)
+    assert database_contents(database_url) == before
+    with session_scope() as session:
+        stored = session.get(Connector, connector_id)
+        assert load_vault().decrypt(stored.credentials_ciphertext) == account.credentials()
 
 
 BAD_UPDATES = {
