@@ -215,9 +215,10 @@ def _defused(value: object) -> object:
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """The CSV of a download: a text cell that a spreadsheet would run as a formula gets a
-    leading ``'`` (OWASP); numbers, dates and other cells are written as they are."""
+    leading ``'`` (OWASP); numbers, dates and other cells are written as they are. Lines end in
+    CRLF (RFC 4180), so a cell holding a CR or LF is quoted rather than splitting its row."""
     safe = frame.copy()
     for column in safe.columns:
         if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
             safe[column] = safe[column].map(_defused)
-    return safe.to_csv(index=False).encode()
+    return safe.to_csv(index=False, lineterminator="\r\n").encode()
