@@ -95,7 +95,7 @@ def main() -> None:
 
     logging.disable(logging.WARNING)
     from lib.sync import DEFAULT_CONCURRENCY
-    from lib.sync import fills as fills_module
+    from lib.sync import rows as rows_module
 
     concurrency = args.concurrency or DEFAULT_CONCURRENCY
     here, there = multiprocessing.Pipe()
@@ -106,13 +106,13 @@ def main() -> None:
     accounts = here.recv()
 
     fetched: list[int] = [0]
-    original_row = fills_module.trade_row
+    original_row = rows_module.trade_row
 
     def counting_row(exchange, trade):  # noqa: ANN001, ANN202
         fetched[0] += 1
         return original_row(exchange, trade)
 
-    fills_module.trade_row = counting_row
+    rows_module.trade_row = counting_row
     try:
         _fresh_database(root, "single")
         single_ids = _add_connectors(accounts[:1])

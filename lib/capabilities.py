@@ -65,11 +65,15 @@ class ExchangeRules:
     balance_types: tuple[str, ...] = ("",)
     #: symbols one ``fetch_tickers`` call accepts (None: any number)
     tickers_per_call: int | None = None
+    #: the parameter that pages open orders past the first page (older than an order id);
+    #: None: one call answers every open order
+    open_orders_older_than: str | None = None
 
 
 #: Per-exchange corrections of ccxt's metadata, each with the documentation it follows.
 #: Keys: stream kind (``trades``, ``orders``, ``deposits``, ``withdrawals``) mapping to
-#: ``StreamRules`` fields, plus ``balance_types`` and ``tickers_per_call``.
+#: ``StreamRules`` fields, plus the ``ExchangeRules`` fields ``balance_types``,
+#: ``tickers_per_call`` and ``open_orders_older_than``.
 OVERRIDES: dict[str, dict[str, Any]] = {
     "binance": {
         # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/account-endpoints#account-trade-list-user_data
@@ -101,6 +105,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "deposits": {"limit": 100, "newest_first": True},
         # https://www.okx.com/docs-v5/en/#funding-account-rest-api-get-withdrawal-history : likewise
         "withdrawals": {"limit": 100, "newest_first": True},
+        # https://www.okx.com/docs-v5/en/#order-book-trading-trade-get-order-list : at most 100
+        # pending orders per call, "after: pagination of data to return records earlier than
+        # the requested ordId"
+        "open_orders_older_than": "after",
     },
     "cryptocom": {
         # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#private-get-trades
@@ -190,6 +198,7 @@ def history_rules(exchange: Any) -> ExchangeRules:
         exchange.id, streams,
         balance_types=tuple(override.get("balance_types", _balance_types(exchange))),
         tickers_per_call=override.get("tickers_per_call"),
+        open_orders_older_than=override.get("open_orders_older_than"),
     )
 
 

@@ -27,7 +27,7 @@ from lib.models import (
 )
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.history import WITHDRAW_FEES
-from lib.sync import fills as fills_module
+from lib.sync import rows as rows_module
 from lib.sync import markets, sync_connector, sync_connectors
 from tests.sync_helpers import add_connectors, differences
 
@@ -44,13 +44,13 @@ def sim() -> Iterator[Simulator]:
 def fetched_fill_ids(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every fill id the sync received from an exchange (to prove old fills are not re-fetched)."""
     seen: list[str] = []
-    original = fills_module.trade_row
+    original = rows_module.trade_row
 
     def recording(exchange, trade):  # noqa: ANN001, ANN202
         seen.append(str(trade["id"]))
         return original(exchange, trade)
 
-    monkeypatch.setattr(fills_module, "trade_row", recording)
+    monkeypatch.setattr(rows_module, "trade_row", recording)
     return seen
 
 

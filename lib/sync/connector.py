@@ -1,9 +1,10 @@
-"""Syncing one connector: balance, fills, transfers, open orders, positions, prices.
+"""Syncing one connector: balances per account type, history streams, open orders, positions, prices.
 
 Every exchange call goes through ``call_with_retry``; every database call goes through the
 run's single writer thread (``Shared.db``), so hundreds of connectors can fetch at once
-while SQLite still sees one writer. Rows are committed page by page, so a crash loses at
-most the page in flight and the next sync resumes from the committed cursors.
+while SQLite still sees one writer. History (fills, closed orders, deposits, withdrawals) is
+walked by ``lib.sync.walk`` under the rules of ``lib.capabilities``; each window commits with
+its cursor, so a crash loses at most the window in flight and the next sync resumes there.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import ccxt
-import ccxt.async_support as ccxt_async
 
 from lib import exchanges
+from lib.capabilities import ExchangeRules, StreamRules, history_rules
 from lib.exchanges import ConnectionSpec
 from lib.models import utcnow
 from lib.prices import marks_from_tickers, price_path
-from lib.sync import store
-from lib.sync.fills import FillSync
+from lib.sync import rows, store
 from lib.sync.markets import MarketShare
+from lib.sync.walk import Stream, Walker
 
 T = TypeVar("T")
 
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 CANDLE_TIMEFRAME = "1d"
-TRANSFER_WINDOW_MS = 90 * DAY_MS
-EMPTY_WINDOWS_TO_STOP = 2
+#: streams of one connector walked at once (ccxt's throttle still spaces the requests)
+STREAM_CONCURRENCY = 4
 THROTTLE_POLL_SECONDS = 0.02
 RETRY_ATTEMPTS = 8
 RETRY_BASE_DELAY = 0.25
@@ -43,10 +44,13 @@ RETRY_MAX_DELAY = 10.0
 #: how an exchange refuses positions to a key that may not see them (spot-only keys often
 #: may not); anything else, a server error or a malformed answer, fails the sync as usual
 POSITION_REFUSALS = (ccxt.PermissionDenied, ccxt.AuthenticationError, ccxt.NotSupported)
-#: a transfer still unsettled after this long no longer holds the transfer cursor back: an
-#: exchange status ccxt leaves unmapped (Binance's "rejected", OKX's "frozen") might never
-#: change, and every later sync would re-read everything after it
+#: a transfer or order still unsettled after this long no longer holds its stream's cursor
+#: back: an exchange status ccxt leaves unmapped (Binance's "rejected", OKX's "frozen") might
+#: never change, and every later sync would re-read everything after it
 UNSETTLED_HOLD_MS = 30 * DAY_MS
+#: what a key may be refused when it reads an account type besides the default one
+ACCOUNT_TYPE_REFUSALS = (ccxt.PermissionDenied, ccxt.AuthenticationError, ccxt.NotSupported, ccxt.BadRequest,
+                         ccxt.BadSymbol)
 
 
 class Db:
@@ -100,31 +104,11 @@ class Job:
 
 
 @dataclass
-class _TransferWalk:
-    """One kind of transfer walked back from ``end`` in windows, down to ``floor`` (the cursor)."""
-
-    kind: str
-    fetch: Callable[..., Awaitable[list[dict[str, Any]]]]
-    floor: int | None
-    started: int  # when the walk began: "now" for the unsettled age
-    end: int  # where the walk goes on from; starts at ``started``
-    seen: set[str] = field(default_factory=set)
-    newest: int | None = None  # newest timestamp seen + 1
-    unsettled: int | None = None  # oldest timestamp of a transfer whose status can still change
-    added: int = 0
-
-    def cursor(self) -> int | None:
-        """The next sync's floor: past the newest transfer, but never past an unsettled one."""
-        if self.newest is None or self.unsettled is None:
-            return self.newest
-        return min(self.newest, self.unsettled)
-
-
-@dataclass
 class Counts:
     balances: int = 0
     new_trades: int = 0
     new_transfers: int = 0
+    new_orders: int = 0
     open_orders: int = 0
     positions: int = 0
     opening_balances: int = 0
@@ -165,6 +149,7 @@ class ConnectorSync:
         # hundreds of instances waiting that polling alone saturates a core
         self.exchange.throttler.config["delay"] = THROTTLE_POLL_SECONDS
         self.key = (spec.exchange_id, spec.api_url, spec.sandbox)
+        self.gate = asyncio.Semaphore(STREAM_CONCURRENCY)
         _counted(self.exchange, counts)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
@@ -179,122 +164,122 @@ class ConnectorSync:
     async def run(self) -> None:
         job, ex = self.job, self.exchange
         await self.shared.markets.attach(ex, self.key, lambda: self.call(ex.load_markets))
-        balance = await self.call(ex.fetch_balance)
-        holdings = {a: float(v) for a, v in (balance.get("total") or {}).items() if v}
-        self.counts.balances = await self.db(store.save_balance, job.connector_id, utcnow(), balance)
+        rules = history_rules(ex)
+        holdings = await self._balances(rules)
         cursors = await self.db(store.cursors, job.connector_id)
+        walker = Walker(self.call, self._save_stream, int(time.time() * 1000))
         # transfers before the symbols: an asset deposited or withdrawn and no longer held
         # still has fills to find where the exchange needs a symbol per fills query
-        walks = [w for w in (self._transfer_walk("deposit", cursors), self._transfer_walk("withdrawal", cursors)) if w]
-        oldest_fill = await self.db(store.oldest_fill, job.connector_id)
-        async with asyncio.TaskGroup() as group:  # a failure cancels the other walk before the sync ends
-            for walk in walks:
-                group.create_task(self._walk_transfers(walk, oldest_fill))
+        await self._walk_all(walker, [self._stream(rules.streams[kind], None, cursors, walker.now)
+                                      for kind in ("deposits", "withdrawals") if rules.streams[kind].supported])
         assets, traded = await self.db(store.known_assets_and_symbols, job.connector_id)
-        symbols = self._fill_symbols(assets | set(holdings), traded)
-        fills = FillSync(ex, self.call, self._save_trades, self._save_cursor, cursors)
-        async with asyncio.TaskGroup() as group:
-            trades = group.create_task(fills.run(symbols))
+        symbols = self._symbols(assets | set(holdings), traded)
+        async with asyncio.TaskGroup() as group:  # a failure cancels the others before the sync ends
+            group.create_task(self._walk_all(walker, self._streams(rules.streams["trades"], symbols,
+                                                                            cursors, walker.now)))
             orders = group.create_task(self._open_orders(symbols))
             positions = group.create_task(self._positions())
-        oldest_fill = await self.db(store.oldest_fill, job.connector_id)
-        async with asyncio.TaskGroup() as group:
-            for walk in walks:
-                group.create_task(self._finish_transfers(walk, oldest_fill))
-        self.counts.new_trades = trades.result()
-        self.counts.new_transfers = sum(w.added for w in walks)
-        self.counts.open_orders, self.counts.positions = len(orders.result()), positions.result()
-        prices = await self._tickers(holdings, {o["symbol"] for o in orders.result() if o.get("symbol")})
+        open_orders = orders.result()
+        if rules.streams["orders"].supported:
+            order_streams = self._streams(rules.streams["orders"], symbols, cursors, walker.now)
+            for stream in order_streams:  # an order open now may close later: read it again then
+                stream.held = _oldest_open(open_orders, stream.symbol, walker.now)
+            await self._walk_all(walker, order_streams)
+        self.counts.open_orders, self.counts.positions = len(open_orders), positions.result()
+        prices = await self._tickers(holdings, {o["symbol"] for o in open_orders if o.get("symbol")})
         await self._candles()
         if job.first_sync:
             await self._opening_balances(holdings, prices)
 
-    # --- fills ------------------------------------------------------------------------
+    # --- balances -----------------------------------------------------------------------
 
-    def _fill_symbols(self, assets: set[str], traded: set[str]) -> list[str]:
-        """Where to ask for fills when the exchange needs a symbol (see lib.sync.fills)."""
+    async def _balances(self, rules: ExchangeRules) -> dict[str, float]:
+        """Every account type the rules name, one snapshot time; returns totals over all types.
+
+        The default account must be readable (its failure fails the sync). Another type the
+        key may not read is recorded in the coverage map and skipped, so a read-only spot key
+        still syncs.
+        """
+        ex, taken = self.exchange, utcnow()
+        holdings: dict[str, float] = {}
+        for account_type in rules.balance_types:
+            params = {"type": account_type} if account_type else {}
+            try:
+                balance = await self.call(lambda p=params: ex.fetch_balance(p))
+            except ACCOUNT_TYPE_REFUSALS as error:
+                if not account_type:
+                    raise
+                await self.db(store.save_coverage, self.job.connector_id, f"balance:{account_type}", "balance",
+                              {"failed_error": exchanges.describe_error(error)})
+                continue
+            for asset, amount in (balance.get("total") or {}).items():
+                if amount:
+                    holdings[asset] = holdings.get(asset, 0.0) + float(amount)
+            self.counts.balances += await self.db(store.save_balance, self.job.connector_id, taken, balance,
+                                                  account_type)
+        return holdings
+
+    # --- history streams ----------------------------------------------------------------
+
+    def _symbols(self, assets: set[str], traded: set[str]) -> list[str]:
+        """Markets walked where the exchange needs a symbol: every spot market whose base and
+        quote the account holds or held (any account type), moved in a transfer, or traded
+        before, plus the connector's extra symbols."""
         markets = self.exchange.markets or {}
         wanted = set(self.job.extra_symbols) | traded
         wanted |= {s for s, m in markets.items() if m.get("spot") and m.get("base") in assets
                    and m.get("quote") in assets}
         return sorted(s for s in wanted if s in markets)
 
-    async def _save_trades(self, rows: list[dict[str, Any]], cursor: dict[str, str]) -> int:
-        return await self.db(store.save_trades, self.job.connector_id, rows, cursor)
+    def _streams(self, rules: StreamRules, symbols: list[str], cursors: Mapping[str, str],
+                 now: int) -> list[Stream]:
+        if not rules.supported:
+            return []
+        if not rules.symbol_required:
+            return [self._stream(rules, None, cursors, now)]
+        return [self._stream(rules, symbol, cursors, now) for symbol in symbols]
 
-    async def _save_cursor(self, cursor: dict[str, str]) -> None:
-        await self.db(store.save_cursor, self.job.connector_id, cursor)
+    def _stream(self, rules: StreamRules, symbol: str | None, cursors: Mapping[str, str], now: int) -> Stream:
+        key = f"{rules.kind}:{symbol}" if symbol else rules.kind
+        fetch = getattr(self.exchange, _snake(rules.method))
+        stream = Stream(key, rules, symbol, fetch, cursors.get(key))
+        recent = now - UNSETTLED_HOLD_MS
+        if rules.kind in ("deposits", "withdrawals"):
+            kind = rules.kind[:-1]
+            stream.unsettled = lambda t: not _settled(kind, t.get("status")) and int(t["timestamp"]) > recent
+        elif rules.kind == "orders":
+            stream.unsettled = lambda o: o.get("status") == "open" and int(o["timestamp"]) > recent
+        return stream
 
-    # --- transfers --------------------------------------------------------------------
+    async def _walk_all(self, walker: Walker, streams: list[Stream]) -> None:
+        async def one(stream: Stream) -> None:
+            async with self.gate:
+                await walker.walk(stream)
 
-    def _transfer_walk(self, kind: str, cursors: Mapping[str, str]) -> _TransferWalk | None:
-        method = "fetchDeposits" if kind == "deposit" else "fetchWithdrawals"
-        if not self.exchange.has.get(method):
-            return None
-        key = f"{kind}s"
-        fetch = self.exchange.fetch_deposits if kind == "deposit" else self.exchange.fetch_withdrawals
-        floor = int(cursors[key]) if key in cursors else None
-        now = int(time.time() * 1000)
-        return _TransferWalk(kind, fetch, floor, started=now, end=now)
+        async with asyncio.TaskGroup() as group:  # a failure cancels the other streams
+            for stream in streams:
+                group.create_task(one(stream))
 
-    async def _walk_transfers(self, walk: _TransferWalk, oldest_fill: int | None) -> None:
-        """Deposits or withdrawals newer than the cursor, walked back in bounded time windows.
-
-        Exchanges cap a history query's time range (Binance: 90 days, and the last 90 days
-        when none is given), so the walk goes back one ``TRANSFER_WINDOW_MS`` at a time: down
-        to the cursor, or without one until two windows in a row are empty and older than
-        the account's first fill. Windows overlap by 1 ms (ids de-duplicated) because some
-        exchanges treat the upper bound as exclusive.
-        """
-        empty_windows = 0
-        while True:
-            start = walk.end - TRANSFER_WINDOW_MS + 1
-            if walk.floor is not None:
-                start = max(start, walk.floor)
-            found = await self._transfer_window(walk, start, walk.end)
-            walk.end = start
-            if walk.floor is not None and start <= walk.floor:
-                return
-            empty_windows = 0 if found else empty_windows + 1
-            if empty_windows >= EMPTY_WINDOWS_TO_STOP and (oldest_fill is None or start <= oldest_fill):
-                return
-
-    async def _finish_transfers(self, walk: _TransferWalk, oldest_fill: int | None) -> None:
-        """Walk further back if fills turned out older than where the first walk stopped; save the cursor.
-
-        Without a cursor the walk runs before the fills are known (their symbols depend on
-        the transfer currencies), so it may have stopped above the first fill.
-        """
-        if walk.floor is None and oldest_fill is not None and oldest_fill < walk.end:
-            await self._walk_transfers(walk, oldest_fill)
-        cursor = walk.cursor()
-        if cursor is not None and cursor != walk.floor:
-            await self.db(store.save_cursor, self.job.connector_id, {f"{walk.kind}s": str(cursor)})
-
-    async def _transfer_window(self, walk: _TransferWalk, start: int, end: int) -> int:
-        """Every transfer in [start, end]: newest-first pages, each ending at the last one's time.
-
-        The next page's ``until`` is the oldest time on the page + 1: some exchanges (OKX's
-        ``after``) exclude it, and transfers sharing that millisecond must not be skipped.
-        """
-        found, until = 0, end
-        while True:
-            items = await self.call(lambda u=until: walk.fetch(None, start, None, {"until": u}))
-            fresh = [t for t in items if t.get("timestamp") is not None and start <= int(t["timestamp"]) <= end
-                     and _transfer_id(t) not in walk.seen]
-            if not fresh:
-                return found
-            found += len(fresh)
-            walk.seen.update(_transfer_id(t) for t in fresh)
-            rows = [_transfer_row(walk.kind, t) for t in fresh]
-            walk.added += await self.db(store.save_transfers, self.job.connector_id, rows, {})
-            stamps = [int(t["timestamp"]) for t in fresh]
-            walk.newest = max(max(stamps) + 1, walk.newest or 0)
-            for t in fresh:
-                stamp = int(t["timestamp"])
-                if not _settled(walk.kind, t.get("status")) and stamp > walk.started - UNSETTLED_HOLD_MS:
-                    walk.unsettled = stamp if walk.unsettled is None else min(walk.unsettled, stamp)
-            until = min(stamps) + 1
+    async def _save_stream(self, stream: Stream, found: list[dict[str, Any]], cursor: str | None,
+                           coverage: dict[str, Any]) -> int:
+        """Rows of one window as database rows, saved with the cursor and the coverage."""
+        kind, ex = stream.rules.kind, self.exchange
+        if kind == "trades":
+            table = [rows.trade_row(ex, t) for t in found]
+        elif kind == "orders":
+            table = [rows.history_order_row(ex, o) for o in found if o.get("status") != "open"]
+        else:
+            table = [rows.transfer_row(kind[:-1], t) for t in found]
+        coverage = {**coverage, "oldest_available": stream.oldest_available(int(time.time() * 1000)),
+                    "lookback_source": stream.rules.source}
+        added = await self.db(store.save_history, self.job.connector_id, kind, stream.key, table, cursor, coverage)
+        if kind == "trades":
+            self.counts.new_trades += added
+        elif kind == "orders":
+            self.counts.new_orders += added
+        else:
+            self.counts.new_transfers += added
+        return added
 
     # --- open orders and positions ------------------------------------------------------
 
@@ -310,21 +295,21 @@ class ConnectorSync:
                 orders += await self._open_order_pages(symbol)
         else:
             orders = await self._open_order_pages(None)
-        await self.db(store.replace_orders, self.job.connector_id, [_order_row(o) for o in orders])
+        await self.db(store.replace_orders, self.job.connector_id, [rows.open_order_row(o) for o in orders])
         return orders
 
     async def _open_order_pages(self, symbol: str | None) -> list[dict[str, Any]]:
         """Every open order (of ``symbol``, or all), also past an exchange's page cap.
 
-        The OKX family answers at most ``features.spot.fetchOpenOrders.limit`` (100) newest
-        orders and pages with ``after`` (orders older than an order id); ccxt's own
-        ``paginate`` pages by time, which OKX's open orders ignore. Other exchanges answer
+        Where the rules name a parameter for it (OKX: ``after``, orders older than an id),
+        pages of ``features.spot.fetchOpenOrders.limit`` are read until a short one; ccxt's
+        own ``paginate`` pages by time, which such endpoints ignore. Other exchanges answer
         in one call.
         """
         ex = self.exchange
         features = ((ex.features or {}).get("spot") or {}).get("fetchOpenOrders") or {}
-        limit = features.get("limit")
-        if not limit or not isinstance(ex, ccxt_async.okx):
+        limit, older_than = features.get("limit"), history_rules(ex).open_orders_older_than
+        if not limit or older_than is None:
             return await self.call(lambda: ex.fetch_open_orders(symbol))
         orders: dict[str, dict[str, Any]] = {}
         params: dict[str, str] = {}
@@ -334,7 +319,7 @@ class ConnectorSync:
             orders.update((str(o["id"]), o) for o in fresh)
             if len(page) < limit or not fresh:
                 return list(orders.values())
-            params = {"after": str(min(int(o["id"]) for o in page))}
+            params = {older_than: str(min(int(o["id"]) for o in page))}
 
     async def _positions(self) -> int:
         """Positions wherever the exchange has them and lists contract markets; replaced each sync.
@@ -362,7 +347,7 @@ class ConnectorSync:
         positions = await self.call(fetch)
         if positions is None:
             return 0
-        return await self.db(store.replace_positions, self.job.connector_id, [_position_row(p) for p in positions])
+        return await self.db(store.replace_positions, self.job.connector_id, [rows.position_row(p) for p in positions])
 
     # --- prices -----------------------------------------------------------------------
 
@@ -382,21 +367,26 @@ class ConnectorSync:
         return {s: book[(self.key, s)] for s in needed if (self.key, s) in book}
 
     async def _fetch_tickers(self, symbols: list[str]) -> None:
+        """``fetch_tickers`` in batches the exchange accepts (crypto.com: one symbol per call),
+        ``fetch_ticker`` per symbol where there is no batch call."""
         ex = self.exchange
-        if ex.has.get("fetchTickers"):
-            tickers = await self.call(lambda: ex.fetch_tickers(symbols))
-        else:
-            tickers = {}
+        tickers: dict[str, Any] = {}
+        if not ex.has.get("fetchTickers"):
             for symbol in symbols:
                 tickers[symbol] = await self.call(lambda s=symbol: ex.fetch_ticker(s))
-        rows = []
+        else:
+            per_call = history_rules(ex).tickers_per_call or len(symbols)
+            for i in range(0, len(symbols), per_call):
+                batch = symbols[i:i + per_call]
+                tickers.update(await self.call(lambda b=batch: ex.fetch_tickers(b)))
+        quotes = []
         for symbol, t in tickers.items():
             bid, ask = t.get("bid"), t.get("ask")
             last = t.get("last") or t.get("close") or ((bid + ask) / 2 if bid and ask else None)
             if last:
                 self.shared.prices[(self.key, symbol)] = float(last)
-            rows.append({"symbol": symbol, "last": last, "bid": bid, "ask": ask, "timestamp": t.get("timestamp")})
-        await self.db(store.save_tickers, ex.id, rows)
+            quotes.append({"symbol": symbol, "last": last, "bid": bid, "ask": ask, "timestamp": t.get("timestamp")})
+        await self.db(store.save_tickers, ex.id, quotes)
 
     async def _candles(self) -> None:
         """Daily candles of every market that values an asset P&L needs in the past (see
@@ -461,34 +451,13 @@ def _settled(kind: str, status: str | None) -> bool:
     return status != "pending"
 
 
-def _transfer_id(t: Mapping[str, Any]) -> str:
-    return str(t.get("id") or t.get("txid"))
+def _snake(method: str) -> str:
+    """ccxt's camelCase method name (``fetchMyTrades``) as its Python attribute (``fetch_my_trades``)."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in method)
 
 
-def _transfer_row(kind: str, t: Mapping[str, Any]) -> dict[str, Any]:
-    fee = t.get("fee") or {}
-    return {
-        "transfer_id": _transfer_id(t), "type": kind, "timestamp": int(t["timestamp"]),
-        "currency": t["currency"], "amount": float(t.get("amount") or 0.0),
-        "fee_cost": float(fee.get("cost") or 0.0), "fee_currency": fee.get("currency"),
-        "status": t.get("status"), "txid": t.get("txid"),
-    }
-
-
-def _order_row(o: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "order_id": str(o["id"]), "timestamp": o.get("timestamp"), "symbol": o["symbol"], "side": o["side"],
-        "type": o.get("type"), "price": o.get("price"), "amount": float(o.get("amount") or 0.0),
-        "filled": float(o.get("filled") or 0.0), "remaining": o.get("remaining"), "status": o.get("status"),
-    }
-
-
-def _position_row(p: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "symbol": p["symbol"], "side": p.get("side"), "contracts": p.get("contracts"),
-        "contract_size": p.get("contractSize"), "entry_price": p.get("entryPrice"),
-        "mark_price": p.get("markPrice"), "notional": p.get("notional"),
-        "unrealized_pnl": p.get("unrealizedPnl"), "leverage": p.get("leverage"),
-        "liquidation_price": p.get("liquidationPrice"), "timestamp": p.get("timestamp"),
-    }
-
+def _oldest_open(orders: Iterable[Mapping[str, Any]], symbol: str | None, now: int) -> int | None:
+    """The creation time of the oldest order open now (of ``symbol``, or any), at most 30 days back."""
+    stamps = [int(o["timestamp"]) for o in orders if o.get("timestamp") is not None
+              and (symbol is None or o.get("symbol") == symbol) and int(o["timestamp"]) > now - UNSETTLED_HOLD_MS]
+    return min(stamps) if stamps else None

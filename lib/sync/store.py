@@ -22,8 +22,10 @@ from lib.models import (
     Base,
     Candle,
     Connector,
+    HistoryCoverage,
     OpeningBalance,
     Order,
+    OrderHistory,
     Position,
     SyncCursor,
     Ticker,
@@ -160,11 +162,11 @@ def ticker_prices(exchange_id: str, symbols: Iterable[str]) -> dict[str, float]:
 
 # --- writes -------------------------------------------------------------------------------
 
-def save_balance(connector_id: int, taken_at: datetime, balance: Mapping[str, Any]) -> int:
-    """One row per asset held (free, used, total), so balances have a history."""
+def save_balance(connector_id: int, taken_at: datetime, balance: Mapping[str, Any], account_type: str = "") -> int:
+    """One row per asset held (free, used, total) in one account type, so balances have a history."""
     total, free, used = balance.get("total") or {}, balance.get("free") or {}, balance.get("used") or {}
     rows = [
-        {"connector_id": connector_id, "taken_at": taken_at, "asset": asset,
+        {"connector_id": connector_id, "taken_at": taken_at, "asset": asset, "account_type": account_type,
          "free": float(free.get(asset) or 0.0), "used": float(used.get(asset) or 0.0), "total": float(amount or 0.0)}
         for asset, amount in sorted(total.items())
         if amount or free.get(asset) or used.get(asset)
@@ -172,40 +174,89 @@ def save_balance(connector_id: int, taken_at: datetime, balance: Mapping[str, An
     with session_scope() as session:
         if rows:
             session.connection().execute(_insert(session, BalanceSnapshot), rows)
+        record_coverage(session, connector_id, f"balance:{account_type or 'default'}", "balance",
+                        {"complete": True, "fetched_to": int(taken_at.timestamp() * 1000)})
     return len(rows)
 
 
-def save_trades(connector_id: int, rows: Sequence[Mapping[str, Any]], cursor: Mapping[str, str]) -> int:
-    """Insert a page of fills and advance its cursor in the same commit; returns new fills."""
+def record_coverage(session: Session, connector_id: int, stream: str, kind: str, fields: Mapping[str, Any]) -> None:
+    """Widen a stream's fetched range, mark a walk that reached now, or record a failed window.
+
+    ``fields`` may hold ``fetched_from``/``fetched_to`` (ms), ``complete`` (the walk reached
+    now: clears the last failure), ``failed_from``/``failed_to``/``failed_error``, and the
+    look-back facts ``oldest_available``/``lookback_source``.
+    """
+    row = session.get(HistoryCoverage, (connector_id, stream))
+    if row is None:
+        row = HistoryCoverage(connector_id=connector_id, stream=stream, kind=kind, lookback_source="")
+        session.add(row)
+    if fields.get("fetched_from") is not None:
+        row.fetched_from = min(v for v in (row.fetched_from, fields["fetched_from"]) if v is not None)
+    if fields.get("fetched_to") is not None:
+        row.fetched_to = max(v for v in (row.fetched_to, fields["fetched_to"]) if v is not None)
+    if "oldest_available" in fields:
+        row.oldest_available = fields["oldest_available"]
+    if "lookback_source" in fields:
+        row.lookback_source = fields["lookback_source"]
+    if fields.get("complete"):
+        row.complete_at = utcnow()
+        row.failed_from = row.failed_to = row.failed_error = None
+    if fields.get("failed_error"):
+        row.failed_from, row.failed_to = fields.get("failed_from"), fields.get("failed_to")
+        row.failed_error = fields["failed_error"]
+    row.updated_at = utcnow()
+
+
+def save_coverage(connector_id: int, stream: str, kind: str, fields: Mapping[str, Any]) -> None:
     with session_scope() as session:
-        added = insert_ignore(session, Trade, [{**r, "connector_id": connector_id} for r in rows],
-                              ("connector_id", "symbol", "trade_id"))
-        _set_cursors(session, connector_id, cursor)
-    return added
+        record_coverage(session, connector_id, stream, kind, fields)
 
 
-def save_cursor(connector_id: int, cursor: Mapping[str, str]) -> None:
-    with session_scope() as session:
-        _set_cursors(session, connector_id, cursor)
+def _insert_trades(session: Session, connector_id: int, rows: Sequence[Mapping[str, Any]]) -> int:
+    return insert_ignore(session, Trade, [{**r, "connector_id": connector_id} for r in rows],
+                         ("connector_id", "symbol", "trade_id"))
 
 
-def save_transfers(connector_id: int, rows: Sequence[Mapping[str, Any]], cursor: Mapping[str, str]) -> int:
-    """Upsert deposits/withdrawals (their status may change); returns how many were new."""
-    if not rows and not cursor:
+def _upsert_counting(session: Session, model: type[Base], connector_id: int, rows: Sequence[Mapping[str, Any]],
+                     keys: Sequence[str]) -> int:
+    """Upsert rows whose content may still change; returns how many did not exist before."""
+    if not rows:
         return 0
+    columns = [getattr(model, k) for k in keys if k != "connector_id"]
+    wanted = {tuple(r[k] for k in keys if k != "connector_id") for r in rows}
+    ids = [r[keys[-1]] for r in rows]
+    existing = {tuple(row) for row in session.execute(
+        select(*columns).where(model.connector_id == connector_id, columns[-1].in_(ids))).all()}
+    upsert(session, model, [{**r, "connector_id": connector_id} for r in rows], keys)
+    return len(wanted - existing)
+
+
+def save_history(connector_id: int, kind: str, stream: str, rows: Sequence[Mapping[str, Any]],
+                 cursor: str | None, coverage: Mapping[str, Any]) -> int:
+    """A window (or page) of one history stream, its cursor and its coverage, in one commit.
+
+    Fills never change once made, so they are inserted once; closed orders and transfers
+    are upserted (a transfer's status may still change). Returns how many rows were new.
+    """
     with session_scope() as session:
-        added = 0
-        if rows:
-            keys = {(r["type"], r["transfer_id"]) for r in rows}
-            existing = {tuple(row) for row in session.execute(
-                select(Transfer.type, Transfer.transfer_id).where(
-                    Transfer.connector_id == connector_id,
-                    Transfer.transfer_id.in_([k[1] for k in keys]))).all()}
-            added = len(keys - existing)
-            upsert(session, Transfer, [{**r, "connector_id": connector_id} for r in rows],
-                   ("connector_id", "type", "transfer_id"))
-        _set_cursors(session, connector_id, cursor)
+        if kind == "trades":
+            added = _insert_trades(session, connector_id, rows)
+        elif kind == "orders":
+            added = _upsert_counting(session, OrderHistory, connector_id, rows, ("connector_id", "symbol", "order_id"))
+        else:
+            added = _upsert_counting(session, Transfer, connector_id, rows, ("connector_id", "type", "transfer_id"))
+        if cursor is not None:
+            _set_cursors(session, connector_id, {stream: cursor})
+        record_coverage(session, connector_id, stream, kind, coverage)
     return added
+
+
+def coverage(connector_id: int) -> list[dict[str, Any]]:
+    """Every stream's coverage row of a connector, as plain dicts, by stream."""
+    with session_scope() as session:
+        rows = session.scalars(select(HistoryCoverage).where(HistoryCoverage.connector_id == connector_id)
+                               .order_by(HistoryCoverage.stream))
+        return [{c.name: getattr(r, c.name) for c in HistoryCoverage.__table__.columns} for r in rows]
 
 
 def replace_orders(connector_id: int, rows: Sequence[Mapping[str, Any]]) -> int:
