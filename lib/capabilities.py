@@ -68,12 +68,14 @@ class ExchangeRules:
     #: the parameter that pages open orders past the first page (older than an order id);
     #: None: one call answers every open order
     open_orders_older_than: str | None = None
+    #: extra parameters of ``fetch_open_orders`` without a symbol (which market type to read)
+    open_orders_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: Per-exchange corrections of ccxt's metadata, each with the documentation it follows.
 #: Keys: stream kind (``trades``, ``orders``, ``deposits``, ``withdrawals``) mapping to
 #: ``StreamRules`` fields, plus the ``ExchangeRules`` fields ``balance_types``,
-#: ``tickers_per_call`` and ``open_orders_older_than``.
+#: ``tickers_per_call``, ``open_orders_older_than`` and ``open_orders_params``.
 OVERRIDES: dict[str, dict[str, Any]] = {
     "binance": {
         # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/account-endpoints#account-trade-list-user_data
@@ -128,10 +130,13 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "tickers_per_call": 1,
     },
     "bybit": {
-        # https://bybit-exchange.github.io/docs/v5/order/execution : newest first, 7-day window
-        "trades": {"newest_first": True},
+        # https://bybit-exchange.github.io/docs/v5/order/execution : newest first, 7-day window;
+        # "category" is required and ccxt sends "linear" when no symbol names a spot market
+        "trades": {"newest_first": True, "params": {"type": "spot"}},
         # https://bybit-exchange.github.io/docs/v5/order/order-list : newest first, 7-day window
-        "orders": {"newest_first": True},
+        "orders": {"newest_first": True, "params": {"type": "spot"}},
+        # https://bybit-exchange.github.io/docs/v5/order/open-order : category required (as above)
+        "open_orders_params": {"type": "spot"},
         # https://bybit-exchange.github.io/docs/v5/asset/deposit/deposit-record : 30-day window, 50 per page
         "deposits": {"window_days": 30, "limit": 50, "newest_first": True},
         # https://bybit-exchange.github.io/docs/v5/asset/withdraw/withdraw-record : 30-day window, 50 per page
@@ -199,6 +204,7 @@ def history_rules(exchange: Any) -> ExchangeRules:
         balance_types=tuple(override.get("balance_types", _balance_types(exchange))),
         tickers_per_call=override.get("tickers_per_call"),
         open_orders_older_than=override.get("open_orders_older_than"),
+        open_orders_params=override.get("open_orders_params", {}),
     )
 
 

@@ -44,6 +44,8 @@ FEES = {
     "cryptocom": FeeSchedule(maker_ppm=750, taker_ppm=750),
     "bybit": FeeSchedule(maker_ppm=1000, taker_ppm=1000),
 }
+#: dialects with a second account type that ccxt's fetch_balance({"type": "funding"}) reads
+FUNDING_DIALECTS = ("binance", "okx", "bybit")
 SYMBOL_WEIGHTS = np.array([0.35, 0.25, 0.15, 0.15, 0.10])
 WITHDRAW_FEES = {"USDT": SATS, "BTC": 20_000, "ETH": 200_000, "BNB": 500_000, "SOL": 1_000_000, "OKB": 5_000_000,
                  "TKN": 10 * SATS}
@@ -60,6 +62,7 @@ class Trader:
     def __init__(self, ledger: Ledger, book: PriceBook, dialect: str, tag: str) -> None:
         self.ledger = ledger
         self.book = book
+        self.dialect = dialect
         self.fees = FEES[dialect]
         self.symbols = DIALECT_SYMBOLS[dialect]
         self.tag = tag
@@ -227,8 +230,11 @@ class Scenarios:
         return moved if moved < gap_start else moved + gap_end - gap_start
 
     def finish(self) -> None:
-        """Part of what is free at the end goes to the funding account (a second account type)."""
+        """Part of what is free at the end goes to the funding account (a second account type),
+        on the exchanges that have one for ccxt to read (crypto.com Exchange v1 has one wallet)."""
         ledger = self.trader.ledger
+        if self.trader.dialect not in FUNDING_DIALECTS:
+            return
         for asset in ("USDT", "BTC"):
             amount = int(ledger.free[asset] * float(self.rng.uniform(0.15, 0.4))) // 100 * 100
             if amount:

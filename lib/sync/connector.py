@@ -308,18 +308,20 @@ class ConnectorSync:
         """
         ex = self.exchange
         features = ((ex.features or {}).get("spot") or {}).get("fetchOpenOrders") or {}
-        limit, older_than = features.get("limit"), history_rules(ex).open_orders_older_than
+        rules = history_rules(ex)
+        limit, older_than = features.get("limit"), rules.open_orders_older_than
+        base = {} if symbol else dict(rules.open_orders_params)
         if not limit or older_than is None:
-            return await self.call(lambda: ex.fetch_open_orders(symbol))
+            return await self.call(lambda: ex.fetch_open_orders(symbol, None, None, base))
         orders: dict[str, dict[str, Any]] = {}
-        params: dict[str, str] = {}
+        params: dict[str, Any] = base
         while True:
             page = await self.call(lambda p=params: ex.fetch_open_orders(symbol, None, limit, p))
             fresh = [o for o in page if str(o["id"]) not in orders]
             orders.update((str(o["id"]), o) for o in fresh)
             if len(page) < limit or not fresh:
                 return list(orders.values())
-            params = {older_than: str(min(int(o["id"]) for o in page))}
+            params = {**base, older_than: str(min(int(o["id"]) for o in page))}
 
     async def _positions(self) -> int:
         """Positions wherever the exchange has them and lists contract markets; replaced each sync.
