@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from lib import connectors
 from lib.access import SYSTEM
-from lib.cli import CommandError
+from lib.cli import CommandError, _coverage
 from lib.clients import create_client, delete_client, find_client, list_clients
 from lib.db import migrate, session_scope
 from lib.exchanges import CREDENTIAL_LABELS, required_credentials
@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remove = connector.add_parser("remove", help="delete a connector and its synced data")
     remove.add_argument("id", type=int)
     remove.set_defaults(handler=_connector_remove)
+    _coverage.add_parser(connector)
 
     vault = subparsers.add_parser("vault", help="encryption keys").add_subparsers(dest="action", required=True)
     vault.add_parser("rotate", help="re-encrypt every credential with the newest key").set_defaults(
