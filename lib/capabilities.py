@@ -25,17 +25,21 @@ DEFAULT_LOOKBACK_DAYS = 730
 DEFAULT_TRANSFER_WINDOW_DAYS = 90
 
 Paging = Literal["time", "id", "bill-id"]
-STREAM_KINDS = ("trades", "orders", "deposits", "withdrawals")
-#: the ccxt unified method that reads each stream
-METHODS = {"trades": "fetchMyTrades", "orders": "fetchClosedOrders", "deposits": "fetchDeposits",
-           "withdrawals": "fetchWithdrawals"}
+#: stream name -> what its rows are stored as; "canceled" is read only where one ccxt method
+#: cannot return closed and canceled orders together
+STREAM_KINDS = {"trades": "trades", "orders": "orders", "canceled": "orders", "deposits": "deposits",
+                "withdrawals": "withdrawals"}
+#: the ccxt unified method that reads each stream by default
+METHODS = {"trades": "fetchMyTrades", "orders": "fetchClosedOrders", "canceled": "fetchCanceledOrders",
+           "deposits": "fetchDeposits", "withdrawals": "fetchWithdrawals"}
 
 
 @dataclass(frozen=True)
 class StreamRules:
-    """How one kind of history is read from one exchange."""
+    """How one stream of history is read from one exchange."""
 
-    kind: str
+    name: str  # "trades", "orders", "canceled", "deposits", "withdrawals": the cursor key's prefix
+    kind: str  # what the rows are: "trades", "orders", "deposits", "withdrawals"
     method: str  # ccxt unified method, camelCase as in ``exchange.has``
     supported: bool
     limit: int | None = None  # rows per call (None: the exchange's default, unknown)
@@ -155,18 +159,34 @@ def _feature(exchange: Any, method: str) -> Mapping[str, Any]:
     return spot.get(method) or {}
 
 
-def _stream(exchange: Any, kind: str) -> StreamRules:
-    method = METHODS[kind]
+def _order_method(has: Mapping[str, Any]) -> str:
+    """Closed and canceled orders in one stream where ccxt has one method for both (a native
+    ``fetchCanceledAndClosedOrders``, or ``fetchOrders`` whose open orders are left out);
+    otherwise ``fetchClosedOrders``, with a "canceled" stream beside it."""
+    if has.get("fetchCanceledAndClosedOrders") is True:
+        return "fetchCanceledAndClosedOrders"
+    if has.get("fetchClosedOrders") is not True and has.get("fetchOrders"):
+        return "fetchOrders"
+    return "fetchClosedOrders"
+
+
+def _stream(exchange: Any, name: str) -> StreamRules:
     has = exchange.has or {}
-    if kind == "orders" and not has.get(method) and has.get("fetchOrders"):
-        method = "fetchOrders"
-    feature = _feature(exchange, method)
+    method = _order_method(has) if name == "orders" else METHODS[name]
+    kind = STREAM_KINDS[name]
+    supported = bool(has.get(method))
     if kind in ("deposits", "withdrawals"):
-        return StreamRules(kind, method, bool(has.get(method)), window_days=DEFAULT_TRANSFER_WINDOW_DAYS,
-                           source="unknown")
+        return StreamRules(name, kind, method, supported, window_days=DEFAULT_TRANSFER_WINDOW_DAYS, source="unknown")
+    # canceled orders that were partly filled are kept as long as filled ones (daysBackCanceled
+    # is the look-back of those canceled without a fill), so both streams walk daysBack
+    # (ccxt publishes no features entry for fetchCanceledAndClosedOrders: it reads the same
+    # endpoint as fetchClosedOrders)
+    feature = _feature(exchange, method) if name != "canceled" else {}
+    if kind == "orders" and not feature:
+        feature = _feature(exchange, "fetchClosedOrders")
     days_back = feature.get("daysBack")
     return StreamRules(
-        kind, method, bool(has.get(method)), limit=feature.get("limit"),
+        name, kind, method, supported, limit=feature.get("limit"),
         window_days=_window(feature.get("untilDays")), days_back=days_back,
         symbol_required=bool(feature.get("symbolRequired")),
         source="ccxt features" if days_back is not None else "unknown",
@@ -190,15 +210,18 @@ def history_rules(exchange: Any) -> ExchangeRules:
     """The history rules of a ccxt exchange instance: its metadata with the overrides applied."""
     override = OVERRIDES.get(exchange.id, {})
     streams = {}
-    for kind in STREAM_KINDS:
-        rules = _stream(exchange, kind)
-        fields = dict(override.get(kind, {}))
+    for name in STREAM_KINDS:
+        rules = _stream(exchange, name)
+        fields = dict(override.get("orders" if name == "canceled" else name, {}))
+        if name == "canceled":  # the same rules as closed orders, read with their own method
+            fields.pop("method", None)
+            rules = replace(rules, supported=rules.supported and streams["orders"].method == "fetchClosedOrders")
         method = fields.get("method", rules.method)
         if method != rules.method:
             rules = replace(rules, method=method, supported=bool((exchange.has or {}).get(method)))
         if fields:
             rules = replace(rules, **fields)
-        streams[kind] = rules
+        streams[name] = rules
     return ExchangeRules(
         exchange.id, streams,
         balance_types=tuple(override.get("balance_types", _balance_types(exchange))),

@@ -180,8 +180,9 @@ class ConnectorSync:
             orders = group.create_task(self._open_orders(symbols))
             positions = group.create_task(self._positions())
         open_orders = orders.result()
-        if rules.streams["orders"].supported:
-            order_streams = self._streams(rules.streams["orders"], symbols, cursors, walker.now)
+        order_streams = [stream for name in ("orders", "canceled")
+                         for stream in self._streams(rules.streams[name], symbols, cursors, walker.now)]
+        if order_streams:
             for stream in order_streams:  # an order open now may close later: read it again then
                 stream.held = _oldest_open(open_orders, stream.symbol, walker.now)
             await self._walk_all(walker, order_streams)
@@ -240,7 +241,7 @@ class ConnectorSync:
         return [self._stream(rules, symbol, cursors, now) for symbol in symbols]
 
     def _stream(self, rules: StreamRules, symbol: str | None, cursors: Mapping[str, str], now: int) -> Stream:
-        key = f"{rules.kind}:{symbol}" if symbol else rules.kind
+        key = f"{rules.name}:{symbol}" if symbol else rules.name
         fetch = getattr(self.exchange, _snake(rules.method))
         stream = Stream(key, rules, symbol, fetch, cursors.get(key))
         recent = now - UNSETTLED_HOLD_MS

@@ -46,14 +46,22 @@ def open_order_row(o: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def history_order_row(exchange: Any, o: Mapping[str, Any]) -> dict[str, Any]:
-    """A closed or canceled order as an ``order_history`` row."""
+    """A closed or canceled order as an ``order_history`` row.
+
+    ccxt calls an order "closed" when the exchange says it is done, also where the exchange
+    canceled the rest of a partly filled order (Bybit's ``PartiallyFilledCanceled``); an order
+    done with part of its amount unfilled is stored as "canceled", as the other exchanges say.
+    """
     fee = o.get("fee") or {}
+    status, amount, filled = o.get("status"), _float(o.get("amount")), _float(o.get("filled"))
+    if status == "closed" and amount is not None and filled is not None and filled < amount * (1 - 1e-12):
+        status = "canceled"
     return {
         "order_id": str(o["id"]), "timestamp": o.get("timestamp"),
         "last_update": o.get("lastUpdateTimestamp") or o.get("lastTradeTimestamp"),
-        "symbol": o["symbol"], "side": o.get("side"), "type": o.get("type"), "status": o.get("status"),
-        "price": _float(o.get("price")), "average": _float(o.get("average")), "amount": _float(o.get("amount")),
-        "filled": _float(o.get("filled")), "cost": _float(o.get("cost")),
+        "symbol": o["symbol"], "side": o.get("side"), "type": o.get("type"), "status": status,
+        "price": _float(o.get("price")), "average": _float(o.get("average")), "amount": amount,
+        "filled": filled, "cost": _float(o.get("cost")),
         "fee_cost": _float(fee.get("cost")), "fee_currency": fee.get("currency"),
     }
 
