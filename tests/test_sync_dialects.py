@@ -8,6 +8,7 @@ ends with the database equal to the simulator's ground truth.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from lib.models import HistoryCoverage, OpeningBalance
 from lib.simulator import Simulator, SimulatorConfig
 from lib.sync import markets, sync_connectors
 from tests.sync_helpers import add_connectors, differences
+from tests.test_sync_faults import _saved_minutes_ago, _worker
 
 DIALECTS = ("binance", "okx", "cryptocom", "bybit")
 
@@ -122,3 +124,43 @@ def test_history_older_than_the_exchange_keeps_is_told_not_fetched(database_url:
         assert opening  # the holdings the lost fills explained
     finally:
         simulator.stop()
+
+
+@pytest.mark.parametrize("dialect", ("cryptocom", "bybit"))
+def test_worker_killed_mid_walk_resumes_at_its_last_committed_window(database_url: str, dialect: str) -> None:
+    """SIGKILL while the first walk is under way (the worker runs at the exchange's real
+    rate limit); the next sync goes on from the committed windows and ends equal to the truth."""
+    simulator = _sim(dialect)
+    try:
+        ids = add_connectors(simulator)
+        account, connector = next(iter(ids.items()))
+        _saved_minutes_ago(5)
+        simulator.faults.set(rate=0.0, latency_ms=30)
+        worker = _worker()
+        try:
+            deadline = time.monotonic() + 90
+            while not _committed_windows(connector) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            walked = _committed_windows(connector)
+            assert walked, "the kill should land after some windows were committed"
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=10)
+        simulator.faults.clear()
+        report = sync_connectors(SYSTEM)
+        assert report.successful == 1, [r.error for r in report.results]
+        assert differences(simulator, account, connector, _kept_since(simulator), closed_orders=True) == []
+        with session_scope() as session:  # the resumed walk kept what the killed one had covered
+            row = session.get(HistoryCoverage, (connector, "trades"))
+            assert row is not None and row.fetched_from == walked[0]
+    finally:
+        simulator.stop()
+
+
+def _committed_windows(connector_id: int) -> tuple[int, int] | None:
+    """(fetched_from, fetched_to) of the trades stream once a window of it is committed."""
+    with session_scope() as session:
+        row = session.get(HistoryCoverage, (connector_id, "trades"))
+        if row is None or row.fetched_from is None or row.fetched_to is None:
+            return None
+        return row.fetched_from, row.fetched_to
