@@ -28,8 +28,10 @@ from lib.models import (
     Candle,
     Client,
     Connector,
+    HistoryCoverage,
     OpeningBalance,
     Order,
+    OrderHistory,
     Position,
     SyncRun,
     Ticker,
@@ -148,38 +150,46 @@ def connectors(session: Session, viewer: Viewer, client_id: int | None = None,
 BALANCE_COLUMNS = [
     "connector_id", "client_id", "client", "exchange_id", "label", "taken_at", "asset", "free", "used", "total",
 ]
+#: ``balances(by_account=True)``: one row per account type ("" is the default account)
+BALANCE_ACCOUNT_COLUMNS = [*BALANCE_COLUMNS, "account_type"]
 
 
 def balances(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
-             at: datetime | None = None) -> pd.DataFrame:
+             at: datetime | None = None, by_account: bool = False) -> pd.DataFrame:
     """Each connector's newest balance snapshot (taken at or before ``at``, default now).
 
     One ``max(taken_at)`` per connector over the (connector_id, taken_at) index, then the rows
-    of that snapshot; zero rows (all of free, used and total 0) are left out.
+    of that snapshot; zero rows (all of free, used and total 0) are left out. A sync stores one
+    row per asset and account type at one ``taken_at``, so the amounts are summed over account
+    types per (connector, asset) unless ``by_account`` asks for the split.
     """
     ids = connector_ids(session, viewer, client_id, connector_id)
+    columns = BALANCE_ACCOUNT_COLUMNS if by_account else BALANCE_COLUMNS
     if ids == []:
-        return _empty(BALANCE_COLUMNS)
+        return _empty(columns)
     newest = select(BalanceSnapshot.connector_id, func.max(BalanceSnapshot.taken_at).label("taken_at")).where(
         _within(BalanceSnapshot.connector_id, ids)
     )
     if at is not None:
         newest = newest.where(BalanceSnapshot.taken_at <= at)
     newest = newest.group_by(BalanceSnapshot.connector_id).subquery()
+    keys = [BalanceSnapshot.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+            Connector.label, BalanceSnapshot.taken_at, BalanceSnapshot.asset]
+    if by_account:
+        keys.append(BalanceSnapshot.account_type)
     query = (
-        select(
-            BalanceSnapshot.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
-            Connector.label, BalanceSnapshot.taken_at, BalanceSnapshot.asset, BalanceSnapshot.free,
-            BalanceSnapshot.used, BalanceSnapshot.total,
-        )
+        select(*keys, func.sum(BalanceSnapshot.free).label("free"), func.sum(BalanceSnapshot.used).label("used"),
+               func.sum(BalanceSnapshot.total).label("total"))
         .join(newest, and_(newest.c.connector_id == BalanceSnapshot.connector_id,
                            newest.c.taken_at == BalanceSnapshot.taken_at))
         .join(Connector, Connector.id == BalanceSnapshot.connector_id)
         .join(Client, Client.id == Connector.client_id)
         .where((BalanceSnapshot.total != 0) | (BalanceSnapshot.free != 0) | (BalanceSnapshot.used != 0))
-        .order_by(Client.name, Connector.exchange_id, Connector.label, BalanceSnapshot.asset)
+        .group_by(*keys)
+        .order_by(Client.name, Connector.exchange_id, Connector.label, BalanceSnapshot.asset,
+                  *([BalanceSnapshot.account_type] if by_account else []))
     )
-    return _utc(_read(session, query, BALANCE_COLUMNS), "taken_at")
+    return _utc(_read(session, query, columns), "taken_at")
 
 
 HISTORY_COLUMNS = ["connector_id", "client_id", "exchange_id", "taken_at", "asset", "total"]
@@ -195,7 +205,7 @@ def _bucket_of(session: Session, bucket: Bucket) -> ColumnElement[object]:
 def balance_history(session: Session, viewer: Viewer, client_id: int | None = None,
                     connector_id: int | None = None, since: datetime | None = None,
                     bucket: Bucket = "day") -> pd.DataFrame:
-    """Per connector, the last snapshot in each hour or day since ``since``.
+    """Per connector, the last snapshot in each hour or day since ``since``, summed over account types.
 
     Syncs may snapshot every minute; bucketing in SQL keeps the equity curve to
     connectors x buckets x assets rows whatever the sync interval.
@@ -210,13 +220,15 @@ def balance_history(session: Session, viewer: Viewer, client_id: int | None = No
     if since is not None:
         last = last.where(BalanceSnapshot.taken_at >= since)
     last = last.group_by(BalanceSnapshot.connector_id, bucket_of).subquery()
+    keys = [BalanceSnapshot.connector_id, Connector.client_id, Connector.exchange_id, BalanceSnapshot.taken_at,
+            BalanceSnapshot.asset]
     query = (
-        select(BalanceSnapshot.connector_id, Connector.client_id, Connector.exchange_id, BalanceSnapshot.taken_at,
-               BalanceSnapshot.asset, BalanceSnapshot.total)
+        select(*keys, func.sum(BalanceSnapshot.total).label("total"))
         .join(last, and_(last.c.connector_id == BalanceSnapshot.connector_id,
                          last.c.taken_at == BalanceSnapshot.taken_at))
         .join(Connector, Connector.id == BalanceSnapshot.connector_id)
-        .order_by(BalanceSnapshot.taken_at, BalanceSnapshot.connector_id)
+        .group_by(*keys)
+        .order_by(BalanceSnapshot.taken_at, BalanceSnapshot.connector_id, BalanceSnapshot.asset)
     )
     return _utc(_read(session, query, HISTORY_COLUMNS), "taken_at")
 
@@ -444,6 +456,85 @@ def open_orders(session: Session, viewer: Viewer, client_id: int | None = None,
     return _read(session, query, ORDER_COLUMNS)
 
 
+ORDER_HISTORY_COLUMNS = [
+    "connector_id", "client_id", "client", "exchange_id", "label", "order_id", "timestamp", "last_update", "symbol",
+    "side", "type", "status", "price", "average", "amount", "filled", "cost", "fee_cost", "fee_currency",
+]
+
+
+def _order_history_filters(ids: list[int] | None, symbol: str | None, status: str | None, start_ms: int | None,
+                           end_ms: int | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [_within(OrderHistory.connector_id, ids)]
+    if symbol:
+        conditions.append(OrderHistory.symbol == symbol)
+    if status:
+        conditions.append(OrderHistory.status == status)
+    if start_ms is not None:
+        conditions.append(OrderHistory.timestamp >= start_ms)
+    if end_ms is not None:
+        conditions.append(OrderHistory.timestamp < end_ms)
+    return conditions
+
+
+def count_order_history(session: Session, viewer: Viewer, client_id: int | None = None,
+                        connector_id: int | None = None, symbol: str | None = None, status: str | None = None,
+                        start_ms: int | None = None, end_ms: int | None = None) -> int:
+    """How many closed or canceled orders match: the pager's total."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return 0
+    query = select(func.count()).select_from(OrderHistory).where(
+        *_order_history_filters(ids, symbol, status, start_ms, end_ms))
+    return int(session.scalar(query) or 0)
+
+
+def order_history(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                  symbol: str | None = None, status: str | None = None, start_ms: int | None = None,
+                  end_ms: int | None = None, limit: int = 100, offset: int = 0) -> pd.DataFrame:
+    """One page of closed and canceled orders, newest first (created time, then id).
+
+    ``start_ms``/``end_ms`` bound the order's creation time (end exclusive), over the
+    (connector_id, timestamp) index; only ``limit`` rows leave the database.
+    """
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == [] or limit <= 0:
+        return _empty(ORDER_HISTORY_COLUMNS)
+    newest = (OrderHistory.timestamp.desc(), OrderHistory.id.desc())
+    page = (
+        select(OrderHistory.id)
+        .where(*_order_history_filters(ids, symbol, status, start_ms, end_ms))
+        .order_by(*newest)
+        .limit(limit)
+        .offset(max(offset, 0))
+        .subquery()
+    )
+    query = (
+        select(OrderHistory.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+               Connector.label, OrderHistory.order_id, OrderHistory.timestamp, OrderHistory.last_update,
+               OrderHistory.symbol, OrderHistory.side, OrderHistory.type, OrderHistory.status, OrderHistory.price,
+               OrderHistory.average, OrderHistory.amount, OrderHistory.filled, OrderHistory.cost,
+               OrderHistory.fee_cost, OrderHistory.fee_currency)
+        .join(page, page.c.id == OrderHistory.id)
+        .join(Connector, Connector.id == OrderHistory.connector_id)
+        .join(Client, Client.id == Connector.client_id)
+        .order_by(*newest)
+    )
+    return _read(session, query, ORDER_HISTORY_COLUMNS)
+
+
+def order_history_choices(session: Session, viewer: Viewer, client_id: int | None = None,
+                          connector_id: int | None = None) -> tuple[list[str], list[str]]:
+    """(symbols, statuses) of the closed orders in scope, for the filters."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return [], []
+    within = _within(OrderHistory.connector_id, ids)
+    symbols = session.scalars(select(OrderHistory.symbol).where(within).distinct().order_by(OrderHistory.symbol))
+    statuses = session.scalars(select(OrderHistory.status).where(within, OrderHistory.status.is_not(None))
+                               .distinct().order_by(OrderHistory.status))
+    return list(symbols), list(statuses)
+
+
 POSITION_COLUMNS = [
     "connector_id", "client_id", "client", "exchange_id", "label", "symbol", "side", "contracts", "contract_size",
     "entry_price", "mark_price", "notional", "unrealized_pnl", "leverage", "liquidation_price", "timestamp",
@@ -466,6 +557,40 @@ def positions(session: Session, viewer: Viewer, client_id: int | None = None,
         .order_by(Client.name, Position.symbol)
     )
     return _read(session, query, POSITION_COLUMNS)
+
+
+# --------------------------------------------------------------------------- history coverage
+
+
+COVERAGE_COLUMNS = [
+    "connector_id", "client_id", "client", "exchange_id", "label", "stream", "kind", "oldest_available",
+    "lookback_source", "fetched_from", "fetched_to", "complete_at", "failed_from", "failed_to", "failed_error",
+    "updated_at",
+]
+
+
+def coverage(session: Session, viewer: Viewer, client_id: int | None = None,
+             connector_id: int | None = None) -> pd.DataFrame:
+    """Every history stream's coverage row (what was fetched, what the exchange keeps, what failed)."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(COVERAGE_COLUMNS)
+    row = HistoryCoverage
+    query = (
+        select(row.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+               Connector.label, row.stream, row.kind, row.oldest_available, row.lookback_source, row.fetched_from,
+               row.fetched_to, row.complete_at, row.failed_from, row.failed_to, row.failed_error, row.updated_at)
+        .join(Connector, Connector.id == row.connector_id)
+        .join(Client, Client.id == Connector.client_id)
+        .where(_within(row.connector_id, ids))
+        .order_by(Client.name, Connector.exchange_id, Connector.label, row.stream)
+    )
+    frame = _read(session, query, COVERAGE_COLUMNS)
+    # ms columns with gaps come back as floats; keep them exact integers (or None)
+    for column in ("oldest_available", "fetched_from", "fetched_to", "failed_from", "failed_to"):
+        frame[column] = pd.Series([None if pd.isna(v) else int(v) for v in frame[column]], index=frame.index,
+                                  dtype=object)
+    return _utc(frame, "complete_at", "updated_at")
 
 
 # --------------------------------------------------------------------------- market data
@@ -580,6 +705,7 @@ def data_version(session: Session) -> str:
             select(func.max(BalanceSnapshot.id)).scalar_subquery(),
             select(func.max(Transfer.id)).scalar_subquery(),
             select(func.max(Order.id)).scalar_subquery(),
+            select(func.max(OrderHistory.id)).scalar_subquery(),
             select(func.count(Connector.id)).scalar_subquery(),
             select(func.max(Connector.updated_at)).scalar_subquery(),
             select(func.count(Client.id)).scalar_subquery(),

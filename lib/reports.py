@@ -7,6 +7,7 @@ Unpriced assets stay NaN (never 0) and are listed, as PNL.md requires.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,15 +16,16 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import ccxt
 import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import pnl, prices, queries
+from lib import capabilities, exchanges, pnl, prices, queries
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.models import utcnow
@@ -123,15 +125,18 @@ def _value(frame: pd.DataFrame, marks: dict[str, float], price: pd.Series | None
 
 
 def balances_report(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
-                    session_or_url: SessionOrUrl = None) -> BalancesReport:
+                    session_or_url: SessionOrUrl = None, by_account: bool = False) -> BalancesReport:
+    """Latest holdings valued in USD: per (connector, asset) summed over account types, or with
+    ``by_account`` one row per account type too (column ``account_type``, "" = default account)."""
+    columns = [*BALANCE_REPORT_COLUMNS, "account_type"] if by_account else BALANCE_REPORT_COLUMNS
     with _session(session_or_url) as session:
-        latest = queries.balances(session, viewer, client_id, connector_id)
+        latest = queries.balances(session, viewer, client_id, connector_id, by_account=by_account)
         if latest.empty:
-            return BalancesReport(pd.DataFrame(columns=BALANCE_REPORT_COLUMNS), [], 0.0)
+            return BalancesReport(pd.DataFrame(columns=columns), [], 0.0)
         assets = sorted(latest["asset"].unique())
         marks = current_marks(session, viewer, assets, client_id, connector_id)
         tickers = queries.tickers(session, viewer, client_id, connector_id)
-    rows = _value(latest, marks, _own_exchange_prices(latest, tickers))[BALANCE_REPORT_COLUMNS]
+    rows = _value(latest, marks, _own_exchange_prices(latest, tickers))[columns]
     unpriced = prices.unpriced_assets(assets, marks, usd_like=usd_like())
     return BalancesReport(rows.reset_index(drop=True), unpriced, float(rows["usd"].sum(skipna=True)))
 
@@ -265,6 +270,209 @@ def orders_report(viewer: Viewer, client_id: int | None = None, connector_id: in
         orders = orders.assign(last=pd.Series(dtype=float), distance=pd.Series(dtype=float),
                                age_seconds=pd.Series(dtype=float))
     return orders, held
+
+
+# --------------------------------------------------------------------------- history coverage
+
+
+#: How each history kind reads on pages, in the order they are listed.
+KIND_LABELS = {"trades": "Fills", "orders": "Closed orders", "deposits": "Deposits", "withdrawals": "Withdrawals"}
+DAY_MS = 86_400_000
+
+
+@functools.lru_cache(maxsize=256)
+def _exchange(exchange_id: str) -> Any:
+    """An unconnected ccxt instance, only to read its metadata (features, has, options)."""
+    return getattr(ccxt, exchange_id)()
+
+
+def exchange_rules(exchange_id: str) -> capabilities.ExchangeRules | None:
+    """The history rules of an exchange the installed ccxt lists; None for one it does not."""
+    return capabilities.history_rules(_exchange(exchange_id)) if exchanges.is_supported(exchange_id) else None
+
+
+def fills_lookback(exchange_id: str) -> list[str]:
+    """What the add-key form says before a key is saved: how far back the exchange keeps fills,
+    and whether they are read market by market (lib.capabilities: ccxt features, then overrides)."""
+    if not exchanges.is_supported(exchange_id):
+        return []
+    exchange = _exchange(exchange_id)
+    rules = capabilities.history_rules(exchange).streams["trades"]
+    if not rules.supported:
+        return [f"Look-back for fills: none; ccxt offers no {rules.method} for this exchange, so no fills are synced."]
+    days = capabilities.lookback_days(exchange, "trades")
+    if rules.paging == "id":
+        lookback = f"whole history, read by trade id from the first one ({rules.source})"
+    elif days is None:
+        lookback = "unknown: the exchange does not publish it"
+    else:
+        lookback = f"{days:g} days ({rules.source})"
+    facts = [f"Look-back for fills: {lookback}."]
+    facts.append("Fills need a symbol per market: yes; every market of an asset the account holds or held, moved "
+                 "in a transfer or traded, plus the extra symbols you list, is walked on its own."
+                 if rules.symbol_required else "Fills need a symbol per market: no; one walk reads every market.")
+    if days is not None and rules.paging != "id":
+        facts.append("Holdings that older history would explain are booked as opening balances at the first "
+                     "sync's price.")
+    return facts
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def _moment(value: pd.Timestamp | datetime) -> str:
+    """``2026-12-04 15:49 UTC``; a naive value is UTC."""
+    moment = pd.Timestamp(value)
+    return (moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.8f}".rstrip("0").rstrip(".")
+
+
+def _known(value: object) -> int | None:
+    """A ms column value as an int, or None for a gap (None or NaN, as pandas may hold it)."""
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _text(value: object) -> str:
+    return "" if value is None or pd.isna(value) else str(value)
+
+
+def _span(start: int | None, end: int | None) -> str:
+    start, end = _known(start), _known(end)
+    if start is None and end is None:
+        return "nothing yet"
+    if start is None:
+        return f"up to {_day(end)}"
+    return f"{_day(start)} – {_day(end)}" if end is not None else f"from {_day(start)}"
+
+
+@dataclass(frozen=True)
+class CoverageLine:
+    """One data kind of one connector, as the Sync page and the connector's details show it."""
+
+    data: str  # "Fills", "Balances: funding account", ...
+    oldest: str  # the oldest date the exchange still keeps, "whole history (paged by id)" or "unknown"
+    source: str  # where that look-back comes from
+    fetched: str  # the range fetched (UTC dates)
+    complete: str  # the last walk that reached now
+    failed: str  # failed windows with their error ("" when none)
+    markets: tuple[str, ...] = ()  # markets walked, for exchanges that need a symbol
+
+
+@dataclass(frozen=True)
+class ConnectorCoverage:
+    connector_id: int
+    client: str
+    exchange_id: str
+    label: str
+    lines: list[CoverageLine]
+
+    @property
+    def name(self) -> str:
+        return f"{self.client} · {self.exchange_id} / {self.label}"
+
+
+def _history_line(kind: str, streams: pd.DataFrame, rules: capabilities.ExchangeRules | None) -> CoverageLine:
+    """One kind's streams (one, or one per market) folded into a line: the most recent oldest
+    date, the union of the ranges fetched, the least recent complete walk, every failure."""
+    markets = tuple(sorted(s.partition(":")[2] for s in streams["stream"] if ":" in s))
+    oldest = [v for v in map(_known, streams["oldest_available"]) if v is not None]
+    id_paged = rules is not None and kind in rules.streams and rules.streams[kind].paging == "id"
+    oldest_text = _day(max(oldest)) if oldest else "whole history (paged by id)" if id_paged else "unknown"
+    sources = sorted({s for s in streams["lookback_source"] if isinstance(s, str) and s})
+    starts = [v for v in map(_known, streams["fetched_from"]) if v is not None]
+    ends = [v for v in map(_known, streams["fetched_to"]) if v is not None]
+    done = streams["complete_at"].dropna()
+    if len(done) == len(streams):
+        complete = _moment(done.min())
+    elif done.empty:
+        complete = "not yet"
+    else:
+        complete = f"not yet for {len(streams) - len(done)} of {len(streams)} markets"
+    failures = []
+    for row in streams[streams["failed_error"].notna()].itertuples():
+        where = f"{row.stream.partition(':')[2]}: " if ":" in row.stream else ""
+        window = f"{_span(row.failed_from, row.failed_to)}: " if _known(row.failed_from) is not None else ""
+        failures.append(f"{where}{window}{row.failed_error}")
+    return CoverageLine(KIND_LABELS.get(kind, kind), oldest_text, ", ".join(sources) or "unknown",
+                        _span(min(starts, default=None), max(ends, default=None)), complete, "; ".join(failures),
+                        markets)
+
+
+def _balance_line(row: Any) -> CoverageLine:
+    """A balance stream: no history, so when it was last read, and whether the key may read it."""
+    account_type = row.stream.partition(":")[2] or "default"
+    read = _known(row.fetched_to)
+    return CoverageLine(
+        f"Balances: {account_type} account", "—", "—",
+        "never read" if read is None else f"last read {_moment(pd.Timestamp(read, unit='ms'))}",
+        "not yet" if pd.isna(row.complete_at) else _moment(row.complete_at), _text(row.failed_error))
+
+
+def coverage_report(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                    session_or_url: SessionOrUrl = None) -> list[ConnectorCoverage]:
+    """Per connector and data kind: what the exchange keeps, what was fetched, the last complete
+    walk and failed windows; per-market streams ("trades:BTC/USDT") grouped under their kind."""
+    with _session(session_or_url) as session:
+        streams = queries.coverage(session, viewer, client_id, connector_id)
+    report = []
+    for cid, rows in streams.groupby("connector_id", sort=False):
+        first = rows.iloc[0]
+        rules = exchange_rules(str(first["exchange_id"]))
+        kinds = rows["kind"].map(lambda k: list(KIND_LABELS).index(k) if k in KIND_LABELS else len(KIND_LABELS))
+        lines = []
+        for kind, group in rows.assign(order=kinds).sort_values(["order", "stream"]).groupby("kind", sort=False):
+            if kind == "balance":
+                lines.extend(_balance_line(row) for row in group.itertuples())
+            else:
+                lines.append(_history_line(str(kind), group, rules))
+        report.append(ConnectorCoverage(int(cid), str(first["client"]), str(first["exchange_id"]),
+                                        str(first["label"]), lines))
+    return report
+
+
+@dataclass(frozen=True)
+class HistoryNotes:
+    """Plain sentences for Balances and P&L about history the sync could not read."""
+
+    unreadable: list[str]  # account types the key may not read
+    opening: list[str]  # holdings booked as opening balances because the exchange keeps too little
+
+
+def history_notes(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                  session_or_url: SessionOrUrl = None) -> HistoryNotes:
+    """Account types a key may not read, and opening balances booked where the exchange keeps
+    fills only back to a date (its look-back), so older history could not be read.
+
+    The date for an opening lot is the look-back as it stood at the first sync: the lot's time
+    minus the look-back span, which the fills stream records (``oldest_available`` at
+    ``updated_at``).
+    """
+    with _session(session_or_url) as session:
+        streams = queries.coverage(session, viewer, client_id, connector_id)
+        opening = queries.opening_balances(session, viewer, client_id, connector_id)
+    names = {int(r.connector_id): f"{r.client} · {r.exchange_id} / {r.label}" for r in streams.itertuples()}
+    unreadable = []
+    for row in streams[(streams["kind"] == "balance") & streams["failed_error"].notna()].itertuples():
+        account_type = row.stream.partition(":")[2] or "default"
+        unreadable.append(f"{names[int(row.connector_id)]}: {account_type.capitalize()} account not readable "
+                          f"with this key: {row.failed_error}")
+    spans: dict[int, int] = {}  # connector -> look-back of its fills (ms), where the exchange has one
+    for row in streams[streams["kind"] == "trades"].itertuples():
+        if _known(row.oldest_available) is not None:
+            span = _ms(row.updated_at) - int(row.oldest_available)
+            spans[int(row.connector_id)] = min(span, spans.get(int(row.connector_id), span))
+    notes = []
+    for lot in opening[opening["connector_id"].isin(list(spans)) & (opening["amount"] != 0)].itertuples():
+        span, at = spans[int(lot.connector_id)], int(lot.timestamp)
+        price = "at the first sync's price" if pd.notna(lot.usd_price) else "with no price at the first sync"
+        notes.append(f"{lot.asset} {_amount(float(lot.amount))} on {names[int(lot.connector_id)]} booked as an "
+                     f"opening balance {price} on {_day(at)}: the exchange keeps fills only since "
+                     f"{_day(at - span)} ({round(span / DAY_MS)} days), so older history could not be read.")
+    return HistoryNotes(unreadable, notes)
 
 
 # --------------------------------------------------------------------------- P&L

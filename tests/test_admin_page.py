@@ -146,28 +146,50 @@ def test_connector_list_marks_delisted_exchange_and_masks_key(page, database_url
     assert api_key not in repr(page._tree)
 
 
-def test_edit_and_delete_connector(page, database_url):
+def stored_key() -> tuple[bytes, str, str | None]:
+    """(ciphertext, key hint, API URL) of the only connector: what a failed replace must keep."""
+    with session_scope() as session:
+        connector = session.scalar(select(Connector))
+        return connector.credentials_ciphertext, connector.key_hint, connector.api_url
+
+
+def replace_credentials(at: AppTest, api_key: str, secret: str, api_url: str | None = None) -> AppTest:
+    password_inputs = [w for w in at.text_input if w.proto.type == w.proto.PASSWORD]
+    password_inputs[0].input(api_key)
+    password_inputs[1].input(secret)
+    if api_url is not None:
+        widget(at.text_input, "API base URL override").input(api_url)
+    widget(at.button, "Replace credentials").click()
+    return at.run()
+
+
+def test_edit_and_delete_connector(page, database_url, simulator):
     from lib import clients, connectors
     from lib.access import SYSTEM
     from lib.vault import load_vault
 
+    account = simulator.accounts[0]
     with session_scope() as session:
         client = clients.create_client(session, SYSTEM, "Sharp")
         connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
-            "binance", "desk", {"apiKey": "k" + secrets.token_hex(6), "secret": secrets.token_hex(8)}))
+            account.dialect, "desk", {"apiKey": "k" + secrets.token_hex(6), "secret": secrets.token_hex(8)},
+            account.api_url))
     at = page.run()
     edit_label = [w for w in at.text_input if w.label == "Label"][0]
     edit_label.input("treasury")
     widget(at.button, "Save settings").click()
     at.run()
-    new_secret = "MARK" + secrets.token_hex(8)
-    password_inputs = [w for w in at.text_input if w.proto.type == w.proto.PASSWORD]
-    password_inputs[0].input("newkey" + secrets.token_hex(4))
-    password_inputs[1].input(new_secret)
-    widget(at.button, "Replace credentials").click()
-    at.run()
+    # the new key is tested first: one the exchange refuses leaves the old one in place
+    old = stored_key()
+    wrong = "MARK" + secrets.token_hex(8)
+    at = replace_credentials(at, account.api_key, wrong)
+    assert "Connection test failed" in texts(at) and "The old credentials were kept" in texts(at)
+    assert stored_key() == old
+    assert wrong not in session_state_dump(at)
+    at = replace_credentials(at, account.api_key, account.secret)
     assert "Credentials replaced" in texts(at)
-    assert new_secret not in session_state_dump(at)
+    assert stored_key()[1:] == (account.api_key[-4:], account.api_url)
+    assert account.secret not in session_state_dump(at)
     with session_scope() as session:
         assert session.scalars(select(Connector.label)).all() == ["treasury"]
     widget(at.checkbox, "Yes, delete this connector and everything synced from it").check()
@@ -221,15 +243,16 @@ def test_wrong_secret_then_right_secret_saves_and_syncs_at_once(page, database_u
     assert account.secret not in session_state_dump(at) and account.secret not in repr(at._tree)
 
 
-def test_settings_form_edits_symbols_and_the_url_changes_only_with_new_credentials(page, database_url):
+def test_settings_form_edits_symbols_and_the_url_changes_only_with_new_credentials(page, database_url, simulator):
     from lib import clients, connectors
     from lib.access import SYSTEM
     from lib.vault import load_vault
 
+    account = simulator.accounts[0]
     with session_scope() as session:
         client = clients.create_client(session, SYSTEM, "Sharp")
         connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
-            "binance", "desk", {"apiKey": "k" + secrets.token_hex(6), "secret": secrets.token_hex(8)}))
+            account.dialect, "desk", {"apiKey": "k" + secrets.token_hex(6), "secret": secrets.token_hex(8)}))
     at = page.run()
     widget(at.text_input, "Extra symbols to sync").input("eth/btc, sol/usdt")
     widget(at.button, "Save settings").click()
@@ -239,24 +262,24 @@ def test_settings_form_edits_symbols_and_the_url_changes_only_with_new_credentia
         assert (stored.extra_symbols, stored.api_url) == ("ETH/BTC,SOL/USDT", None)
     # the URL sits with the credentials: it changes only when they are entered again
     url_input = widget(at.text_input, "API base URL override")
-    url_input.input("https://gw.example.com/binance")
+    url_input.input(account.api_url)
     widget(at.button, "Replace credentials").click()
     at.run()
     assert "API key is required" in "\n".join(e.value for e in at.error), [e.value for e in at.error]
     with session_scope() as session:
         assert session.scalar(select(Connector.api_url)) is None
-    new_key = "k" + secrets.token_hex(6)
-    password_inputs = [w for w in at.text_input if w.proto.type == w.proto.PASSWORD]
-    password_inputs[0].input(new_key)
-    password_inputs[1].input(secrets.token_hex(8))
-    widget(at.text_input, "API base URL override").input("https://gw.example.com/binance")
-    widget(at.button, "Replace credentials").click()
-    at.run()
+    # a key the new host refuses: neither the key nor the URL changes
+    old = stored_key()
+    at = replace_credentials(at, account.api_key, "wrong" + secrets.token_hex(8), account.api_url)
+    assert "The old credentials were kept" in texts(at)
+    assert stored_key() == old
+    at = replace_credentials(at, account.api_key, account.secret, account.api_url)
+    assert "Credentials replaced" in texts(at), texts(at)
     with session_scope() as session:
         assert (session.scalar(select(Connector.api_url)), session.scalar(select(Connector.key_hint))) == (
-            "https://gw.example.com/binance", new_key[-4:])
+            account.api_url, account.api_key[-4:])
         detail = session.scalar(select(AuditEvent.detail).where(AuditEvent.action == "credentials.replaced"))
-        assert detail == "API URL (exchange default) -> https://gw.example.com/binance"
+        assert detail == f"API URL (exchange default) -> {account.api_url}"
     before = database_contents(database_url)
     widget(at.text_input, "Extra symbols to sync").input("ETHBTC")
     widget(at.button, "Save settings").click()

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from lib import queries
+from lib import queries, reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
 from lib.models import (
@@ -320,3 +320,33 @@ def test_fill_store_is_not_fooled_by_a_delete_then_as_many_inserts(seeded: Seede
     assert len(after) == len(before)
     assert {"replacement-0", "replacement-1"} <= set(after["trade_id"])
     assert not {t.trade_id for t in newest} & set(after["trade_id"])
+
+
+def add_funding_btc(seeded: Seeded, amount: float = 0.4) -> None:
+    """Alpha's newest snapshot also holds BTC in the funding account (same ``taken_at``)."""
+    with session_scope() as session:
+        taken_at = session.scalar(select(func.max(BalanceSnapshot.taken_at))
+                                  .where(BalanceSnapshot.connector_id == seeded.alpha_binance))
+        session.add(BalanceSnapshot(connector_id=seeded.alpha_binance, taken_at=taken_at, asset="BTC",
+                                    account_type="funding", free=amount, used=0.0, total=amount))
+
+
+def test_balances_sum_account_types_per_asset(seeded: Seeded) -> None:
+    add_funding_btc(seeded)
+    admin = seeded.viewer("admin")
+    with session_scope() as session:
+        latest = queries.balances(session, admin, client_id=seeded.alpha)
+        history = queries.balance_history(session, admin, client_id=seeded.alpha, bucket="hour",
+                                          since=utcnow() - timedelta(hours=3))
+        total = reports.balances_report(admin, seeded.alpha, session_or_url=session).total_usd
+    assert len(latest) == 4 and latest["asset"].is_unique
+    assert dict(zip(latest["asset"], latest["total"], strict=True))["BTC"] == pytest.approx(0.963335)
+    assert latest.set_index("asset").loc["BTC", "free"] == pytest.approx(0.563335 * 0.9 + 0.4)
+    assert history["asset"].is_unique
+    assert history.set_index("asset").loc["BTC", "total"] == pytest.approx(0.963335)
+    assert total == pytest.approx(0.963335 * 65000 + 3 * 3500 + 1.93 * 500 + 1000)
+    with session_scope() as session:
+        split = queries.balances(session, admin, client_id=seeded.alpha, by_account=True)
+    btc = split[split["asset"] == "BTC"]
+    assert dict(zip(btc["account_type"], btc["total"], strict=True)) == {"": 0.563335, "funding": 0.4}
+    assert list(split.columns) == queries.BALANCE_ACCOUNT_COLUMNS

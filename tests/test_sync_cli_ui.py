@@ -16,6 +16,7 @@ from lib.db import session_scope
 from lib.models import AuditEvent, Connector, OpeningBalance, User, UserClient
 from lib.settings import PROJECT_ROOT
 from lib.simulator import Simulator, SimulatorConfig
+from lib.simulator.accounts import SimAccount
 from lib.sync import markets, store, sync_connectors
 from tests.sync_helpers import add_connectors
 
@@ -107,6 +108,12 @@ def page_text(at: AppTest) -> str:
                      for e in getattr(at, kind))
 
 
+def coverage_details(at: AppTest, account: SimAccount):  # noqa: ANN201 - an AppTest expander
+    """The Sync page's coverage expander of a simulated account's connector (labelled literally)."""
+    name = f"Acme · {account.dialect} / {account.id}"
+    return next(e for e in at.expander if e.label.replace("\\", "").startswith(name))
+
+
 def test_sync_page_force_sync_and_retry(database_url: str, sim: Simulator) -> None:
     ids = add_connectors(sim)
     sim.revoke(sim.accounts[0].id)
@@ -120,6 +127,14 @@ def test_sync_page_force_sync_and_retry(database_url: str, sim: Simulator) -> No
     text = page_text(at)
     assert "needs attention: Authentication failed" in text and "synced just now" in text
     assert [b.label for b in at.button].count("Retry the 1 failing connector(s)") == 1
+    # the synced connector's coverage, from the walk that just ran; the revoked one fetched nothing
+    synced = coverage_details(at, sim.accounts[1])
+    kinds = synced.dataframe[0].value.set_index("Data")
+    assert {"Fills", "Closed orders", "Balances: default account"} <= set(kinds.index)
+    assert kinds.loc["Fills", "Last complete walk"].endswith(" UTC")
+    assert " – " in kinds.loc["Fills", "Fetched (UTC)"]
+    revoked = coverage_details(at, sim.accounts[0])
+    assert "Nothing fetched yet" in revoked.caption[0].value
     with session_scope() as session:
         assert session.scalar(select(AuditEvent).where(AuditEvent.action == "sync.forced"))
         assert session.get(Connector, ids[sim.accounts[1].id]).status == "ok"

@@ -11,13 +11,13 @@ import zlib
 import pandas as pd
 import streamlit as st
 
-from lib import clients, connectors, exchanges
+from lib import clients, connectors, exchanges, reports
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.exchanges import CREDENTIAL_LABELS
 from lib.models import LABEL_MAX, NAME_MAX, URL_MAX
 from lib.sync import sync_connector
-from lib.ui import context
+from lib.ui import context, loaders, sync_widgets
 from lib.ui.format import literal, visible
 from lib.validation import ValidationError
 from lib.vault import VaultError
@@ -140,6 +140,8 @@ def add_connector_section(viewer: Viewer) -> None:
     if exchange_id is None:
         st.caption(f"{len(exchanges.supported_exchanges())} exchanges supported by the installed ccxt.")
         return
+    # before saving: how much history the exchange keeps, so a short look-back is no surprise
+    st.info("\n\n".join(literal(fact) for fact in reports.fills_lookback(exchange_id)), icon=":material/history:")
     with st.form("add_connector"):
         st.text_input("Label", value="main", max_chars=LABEL_MAX, key="add_connector_label",
                       help="Unique per client and exchange.")
@@ -268,6 +270,12 @@ def connectors_section(viewer: Viewer) -> None:
         else:
             st.caption("This exchange is not supported by the installed ccxt; credentials cannot be replaced.")
             st.form_submit_button("Replace credentials", disabled=True)
+    with st.expander("History coverage"):
+        coverage = loaders.coverage(viewer, connector_id=connector_id)
+        if coverage:
+            sync_widgets.coverage_table(coverage[0])
+        else:
+            st.caption("Nothing fetched yet: the first sync fills this in.")
     confirm = st.checkbox("Yes, delete this connector and everything synced from it", key="confirm_delete_connector")
     if st.button("Delete connector", disabled=not confirm):
         st.session_state.pop("confirm_delete_connector", None)

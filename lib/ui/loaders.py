@@ -108,12 +108,38 @@ def connectors(viewer: Viewer, client_id: int | None = None) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _balances(scope: Scope, client_id: int | None, key: tuple[str, str]) -> reports.BalancesReport:
-    return reports.balances_report(viewer_of(scope), client_id)
+def _balances(scope: Scope, client_id: int | None, by_account: bool,
+              key: tuple[str, str]) -> reports.BalancesReport:
+    return reports.balances_report(viewer_of(scope), client_id, by_account=by_account)
 
 
-def balances(viewer: Viewer, client_id: int | None = None) -> reports.BalancesReport:
-    return _balances(scope_of(viewer), client_id, _key())
+def balances(viewer: Viewer, client_id: int | None = None, by_account: bool = False) -> reports.BalancesReport:
+    """Latest holdings; ``by_account`` splits each asset per account type (Balances page)."""
+    return _balances(scope_of(viewer), client_id, by_account, _key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _history_notes(scope: Scope, client_id: int | None, connector_id: int | None,
+                   key: tuple[str, str]) -> reports.HistoryNotes:
+    return reports.history_notes(viewer_of(scope), client_id, connector_id)
+
+
+def history_notes(viewer: Viewer, client_id: int | None = None,
+                  connector_id: int | None = None) -> reports.HistoryNotes:
+    """Account types a key may not read; opening balances booked past the exchange's look-back."""
+    return _history_notes(scope_of(viewer), client_id, connector_id, _key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _coverage(scope: Scope, client_id: int | None, connector_id: int | None,
+              key: tuple[str, str]) -> list[reports.ConnectorCoverage]:
+    return reports.coverage_report(viewer_of(scope), client_id, connector_id)
+
+
+def coverage(viewer: Viewer, client_id: int | None = None,
+             connector_id: int | None = None) -> list[reports.ConnectorCoverage]:
+    """Per connector and data kind: what the exchange keeps, what was fetched, what failed."""
+    return _coverage(scope_of(viewer), client_id, connector_id, _key())
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -205,6 +231,61 @@ def _orders(scope: Scope, client_id: int | None, key: tuple[str, str]) -> tuple[
 def orders_and_positions(viewer: Viewer, client_id: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(open orders with age and distance from the last price, positions)."""
     return _orders(scope_of(viewer), client_id, _key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _order_history_choices(scope: Scope, client_id: int | None, connector_id: int | None,
+                           key: tuple[str, str]) -> tuple[list[str], list[str]]:
+    with session_scope() as session:
+        return queries.order_history_choices(session, viewer_of(scope), client_id, connector_id)
+
+
+def order_history_choices(viewer: Viewer, client_id: int | None = None,
+                          connector_id: int | None = None) -> tuple[list[str], list[str]]:
+    """(symbols, statuses) of the closed and canceled orders in scope."""
+    return _order_history_choices(scope_of(viewer), client_id, connector_id, _key())
+
+
+def _order_criteria(filters: tuple[object, ...]) -> dict[str, object]:
+    client_id, connector_id, symbol, status, start, end = filters
+    return {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "status": status,
+            "start_ms": _ms(start), "end_ms": _ms(end, end=True)}
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=200)
+def _order_history(scope: Scope, filters: tuple[object, ...], page: int, page_size: int,
+                   key: tuple[str, str]) -> tuple[pd.DataFrame, int]:
+    criteria = _order_criteria(filters)
+    with session_scope() as session:
+        viewer = viewer_of(scope)
+        total = queries.count_order_history(session, viewer, **criteria)
+        rows = queries.order_history(session, viewer, **criteria, limit=page_size, offset=page * page_size)
+    return rows, total
+
+
+def order_history(viewer: Viewer, *, client_id: int | None = None, connector_id: int | None = None,
+                  symbol: str | None = None, status: str | None = None, start: date | None = None,
+                  end: date | None = None, page: int = 0, page_size: int = 100) -> tuple[pd.DataFrame, int]:
+    """One page of closed and canceled orders (newest first) and how many match the filters."""
+    filters = (client_id, connector_id, symbol, status, start, end)
+    return _order_history(scope_of(viewer), filters, page, page_size, _key())
+
+
+def order_history_csv(viewer: Viewer, *, client_id: int | None = None, connector_id: int | None = None,
+                      symbol: str | None = None, status: str | None = None, start: date | None = None,
+                      end: date | None = None) -> Callable[[], bytes]:
+    """A deferred CSV of the filtered order history (newest first), at most ``CSV_ROW_CAP`` rows,
+    built only when the button is clicked (as ``fills_csv``)."""
+    criteria = _order_criteria((client_id, connector_id, symbol, status, start, end))
+    url = get_settings().database_url
+
+    def build() -> bytes:
+        with session_scope(url) as session:
+            rows = queries.order_history(session, viewer, **criteria, limit=CSV_ROW_CAP)
+        rows.insert(0, "time", pd.to_datetime(rows["timestamp"], unit="ms", utc=True))
+        return csv_bytes(rows.drop(columns=["connector_id", "client_id"]))
+
+    return build
 
 
 # --------------------------------------------------------------------------- P&L

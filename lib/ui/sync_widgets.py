@@ -1,4 +1,4 @@
-"""Sync widgets shared by pages: freshness strip, sidebar line, Force sync button.
+"""Sync widgets shared by pages: freshness strip, sidebar line, Force sync button, history coverage.
 
 Reads go through cached loaders (cleared after every forced sync); the button runs the
 sync in the script thread and reports each connector as it finishes.
@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import pandas as pd
 import streamlit as st
 
 from lib.access import AccessDenied, Viewer
 from lib.db import session_scope
+from lib.reports import ConnectorCoverage
 from lib.settings import get_settings
 from lib.sync import ConnectorResult, RunReport, sync_connectors
 from lib.sync.status import Freshness, RunRow, age_text, can_force_sync, connector_freshness, recent_runs
-from lib.ui.format import literal
+from lib.ui.format import MISSING, literal, visible
 from lib.ui.loaders import Scope, scope_of, viewer_of
 
 log = logging.getLogger(__name__)
@@ -152,3 +154,23 @@ def run_force_sync(viewer: Viewer, *, connector_ids: Sequence[int] | None = None
             status.update(label=f"{report.successful} of {report.total} synced · {new_fills} new fill(s)",
                           state="complete", expanded=False)
     return report
+
+
+def coverage_table(coverage: ConnectorCoverage) -> None:
+    """One connector's history coverage: a row per data kind, then the markets walked."""
+    if not coverage.lines:
+        st.caption("Nothing fetched yet: the first sync fills this in.")
+        return
+    st.dataframe(
+        pd.DataFrame([{
+            "Data": line.data, "Oldest kept by the exchange": visible(line.oldest),
+            "Look-back source": visible(line.source), "Fetched (UTC)": line.fetched,
+            "Last complete walk": line.complete, "Failed": visible(line.failed) or MISSING,
+            "Markets": f"{len(line.markets)} walked" if line.markets else MISSING,
+        } for line in coverage.lines]),
+        hide_index=True, width="stretch",
+    )
+    for line in coverage.lines:
+        if line.markets:
+            st.caption(literal(f"Markets walked for {line.data.lower()} ({len(line.markets)}): "
+                               + ", ".join(line.markets)))

@@ -1,13 +1,13 @@
-"""Sync: every connector's freshness and last error, Force sync, retries, recent runs."""
+"""Sync: every connector's freshness and last error, Force sync, retries, history coverage, recent runs."""
 
 import pandas as pd
 import streamlit as st
 
 from lib.settings import get_settings
 from lib.sync.status import age_text, can_force_sync
-from lib.ui import sync_widgets
+from lib.ui import loaders, sync_widgets
 from lib.ui.auth import current_viewer
-from lib.ui.format import visible
+from lib.ui.format import literal, visible
 from lib.ui.shell import selected_client_id
 
 viewer = current_viewer()
@@ -51,6 +51,22 @@ failing = [r.connector_id for r in rows if r.level == "failed"]
 if failing and can_force_sync(viewer):
     st.button(f"Retry the {len(failing)} failing connector(s)", key="sync_retry", icon=":material/replay:",
               on_click=request_sync, kwargs={"connector_ids": failing})
+
+st.subheader("History coverage")
+st.caption("Per connector and data kind: the oldest date the exchange still keeps, the range fetched, the last "
+           "walk that reached now, and windows that failed (the next sync retries them).")
+with loaders.plain_errors("history coverage"):
+    coverage = loaders.coverage(viewer, client_id)
+walked = {item.connector_id: item for item in coverage}
+for row in rows:
+    item = walked.get(row.connector_id)
+    failed = item is not None and any(line.failed for line in item.lines)
+    with st.expander(literal(f"{row.client} · {row.exchange} / {row.label}") + (" — failed windows" if failed else ""),
+                     expanded=failed):
+        if item is None:
+            st.caption("Nothing fetched yet: the first sync fills this in.")
+        else:
+            sync_widgets.coverage_table(item)
 
 runs = sync_widgets.runs(viewer)
 if runs:

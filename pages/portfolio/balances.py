@@ -1,4 +1,7 @@
-"""Balances: per client, connector and asset, free / used / total and USD value."""
+"""Balances: per client, connector, account type and asset, free / used / total and USD value.
+
+Totals sum every account type; a type the key may not read and holdings booked as opening
+balances because the exchange keeps too little history are said in plain words."""
 
 import pandas as pd
 import streamlit as st
@@ -14,13 +17,17 @@ client_id = selected_client_id(viewer)
 st.title("Balances")
 
 with loaders.plain_errors("balances"):
-    report = loaders.balances(viewer, client_id)
+    report = loaders.balances(viewer, client_id, by_account=True)
+    notes = loaders.history_notes(viewer, client_id)
+
+for note in notes.unreadable:
+    st.warning(fmt.literal(note), icon=":material/lock:")
 
 if report.empty:
     st.info("No balances yet for this scope: they appear after a connector's first successful sync.")
     st.stop()
 
-rows = report.rows
+rows = report.rows.assign(account_type=report.rows["account_type"].map(lambda t: t.capitalize() if t else "Default"))
 accounts = {int(r.connector_id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}")
             for r in rows.drop_duplicates("connector_id").sort_values(["client", "exchange_id", "label"]).itertuples()}
 first, second, third, fourth = st.columns([3, 2, 2, 1])
@@ -29,6 +36,13 @@ exchanges = second.multiselect("Exchange", sorted(rows["exchange_id"].unique()),
                                placeholder="All exchanges")
 assets = third.multiselect("Asset", sorted(rows["asset"].unique()), format_func=fmt.visible, placeholder="All assets")
 hide_dust = fourth.toggle("Hide under $1", value=False, help="Unpriced rows are always kept.")
+types = sorted(rows["account_type"].unique(), key=lambda t: (t != "Default", t))
+account_types = []
+if len(types) > 1:
+    account_types = st.multiselect(
+        "Account type", types, format_func=fmt.visible, placeholder="All account types",
+        help="Default: the account the exchange's balance call reads unless told otherwise (spot, trading or "
+             "unified). Other types the key may read (funding, ...) are listed apart; totals sum them all.")
 
 if chosen:
     rows = rows[rows["connector_id"].isin(chosen)]
@@ -36,6 +50,8 @@ if exchanges:
     rows = rows[rows["exchange_id"].isin(exchanges)]
 if assets:
     rows = rows[rows["asset"].isin(assets)]
+if account_types:
+    rows = rows[rows["account_type"].isin(account_types)]
 if hide_dust:
     rows = rows[~rows["priced"] | (rows["usd"].abs() >= 1)]
 rows = rows.sort_values("usd", ascending=False, na_position="last")
@@ -46,11 +62,13 @@ first.metric("Value (filtered)", fmt.money(total), help="Sum of priced holdings 
 second.metric("Rows", len(rows))
 if unpriced:
     st.warning("Unpriced, left out of the value: " + ", ".join(map(fmt.literal, unpriced)), icon=":material/help:")
+for note in notes.opening:
+    st.info(fmt.literal(note), icon=":material/history:")
 
 st.dataframe(
     pd.DataFrame({
         "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"],
-        "Asset": rows["asset"].map(fmt.visible),
+        "Account type": rows["account_type"].map(fmt.visible), "Asset": rows["asset"].map(fmt.visible),
         **{label: fmt.text(rows[label.lower()], lambda v: fmt.significant(v, 8))
            for label in ("Free", "Used", "Total")},
         "Price (USD)": rows["price"].map(lambda p: fmt.money(p, digits=6 if p == p and p < 1 else 2)),

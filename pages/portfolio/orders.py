@@ -1,4 +1,7 @@
-"""Orders & positions: open orders with age and distance from the last price; positions."""
+"""Orders & positions: open orders with age and distance from the last price; positions; the
+history of closed and canceled orders, filtered and paged on the server, with a CSV."""
+
+import math
 
 import pandas as pd
 import streamlit as st
@@ -11,6 +14,8 @@ from lib.ui.shell import selected_client_id
 #: Table label -> report column, shown as text so a missing value reads "—" (never "None").
 ORDER_NUMBERS = {"Price": "price", "Amount": "amount", "Filled": "filled", "Remaining": "remaining", "Last": "last"}
 POSITION_NUMBERS = {"Contracts": "contracts", "Entry": "entry_price", "Mark": "mark_price", "Notional": "notional"}
+HISTORY_NUMBERS = {"Price": "price", "Average": "average", "Amount": "amount", "Filled": "filled", "Cost": "cost"}
+PAGE_SIZES = (50, 100, 250, 500)
 
 viewer = current_viewer()
 client_id = selected_client_id(viewer)
@@ -60,3 +65,61 @@ else:
         hide_index=True, width="stretch",
         column_config=fmt.numbers_right(*POSITION_NUMBERS, "Unrealized P&L", "Leverage", "Liquidation"),
     )
+
+st.subheader("Order history")
+with loaders.plain_errors("accounts"):
+    connectors = loaders.connectors(viewer, client_id)
+names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
+first, second, third, fourth = st.columns([3, 2, 1, 2])
+connector_id = first.selectbox("Account", [None, *names], key="order_history_account",
+                               format_func=lambda c: "All accounts" if c is None else names[c])
+with loaders.plain_errors("order history"):
+    history_symbols, history_statuses = loaders.order_history_choices(viewer, client_id, connector_id)
+symbol = second.selectbox("Symbol", [None, *history_symbols], key="order_history_symbol",
+                          format_func=lambda s: "All symbols" if s is None else fmt.visible(s))
+status = third.selectbox("Status", [None, *history_statuses], key="order_history_status",
+                         format_func=lambda s: "All" if s is None else fmt.visible(s))
+dates = fourth.date_input("Created (UTC)", value=(), key="order_history_dates",
+                          help="Leave empty for all dates; one day picks that day on.")
+filters = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "status": status,
+           "start": dates[0] if len(dates) > 0 else None, "end": dates[1] if len(dates) > 1 else None}
+if st.session_state.get("order_history_filters") != filters:  # new filters start again at page 1
+    st.session_state["order_history_filters"] = filters
+    st.session_state["order_history_page"] = 1
+page_size = st.session_state.get("order_history_page_size", PAGE_SIZES[1])
+page_number = st.session_state.get("order_history_page", 1)
+with loaders.plain_errors("order history"):
+    history, total = loaders.order_history(viewer, **filters, page=max(page_number - 1, 0), page_size=page_size)
+    pages = max(math.ceil(total / page_size), 1)
+    if page_number > pages:  # filters shrank the result: go back to the last page
+        st.session_state["order_history_page"] = page_number = pages
+        history, total = loaders.order_history(viewer, **filters, page=pages - 1, page_size=page_size)
+
+st.caption(f"{total:,} closed or canceled order(s) match; page {page_number} of {pages:,}, newest first.")
+if history.empty:
+    st.info("No closed or canceled orders match these filters.")
+else:
+    st.dataframe(
+        pd.DataFrame({
+            "Time (UTC)": fmt.ms_to_datetime(history["timestamp"]), "Client": history["client"],
+            "Account": history["exchange_id"] + " / " + history["label"],
+            "Symbol": history["symbol"].map(fmt.visible), "Side": fmt.text(history["side"]),
+            "Type": fmt.text(history["type"], fmt.visible), "Status": fmt.text(history["status"], fmt.visible),
+            **{label: fmt.text(history[column], fmt.significant) for label, column in HISTORY_NUMBERS.items()},
+            "Fee": [fmt.MISSING if fmt.blank(fee)
+                    else f"{fmt.significant(fee, 4)} {'' if fmt.blank(unit) else fmt.visible(unit)}".strip()
+                    for fee, unit in zip(history["fee_cost"], history["fee_currency"], strict=True)],
+            "Order ID": fmt.text(history["order_id"], fmt.visible),
+        }),
+        hide_index=True, width="stretch",
+        column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
+                       **fmt.numbers_right(*HISTORY_NUMBERS, "Fee")},
+    )
+left, middle, right = st.columns([1, 1, 2])
+left.number_input("Page", min_value=1, max_value=pages, step=1, key="order_history_page")
+middle.selectbox("Rows per page", PAGE_SIZES, index=PAGE_SIZES.index(page_size), key="order_history_page_size")
+right.download_button(
+    "Download order history (CSV)", loaders.order_history_csv(viewer, **filters), file_name="order_history.csv",
+    mime="text/csv", icon=":material/download:", disabled=total == 0,
+    help=f"The filtered orders, newest first, at most {loaders.CSV_ROW_CAP:,} rows; narrow the dates for more.",
+)

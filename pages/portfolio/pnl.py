@@ -61,6 +61,10 @@ if summary.unpriced:
                + ", ".join(map(fmt.literal, summary.unpriced)), icon=":material/help:")
 for message in summary.warnings:  # plain sentences that name asset codes
     st.info(fmt.literal(message), icon=":material/info:")
+with loaders.plain_errors("history notes"):
+    notes = loaders.history_notes(viewer, client_id, connector_id)
+for note in notes.opening:  # cost basis of these lots is the first sync's price, not what was paid
+    st.info(fmt.literal(note), icon=":material/history:")
 
 if summary.daily.empty:
     st.info("No disposals in this window, so no realized P&L to chart.")
