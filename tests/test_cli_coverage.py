@@ -12,6 +12,7 @@ import pytest
 from lib.access import SYSTEM
 from lib.capabilities import DAY_MS
 from lib.cli import main
+from lib.cli._coverage import NAMES
 from lib.clients import create_client
 from lib.connectors import ConnectorInput, create_connector
 from lib.db import session_scope
@@ -62,9 +63,9 @@ def test_per_market_streams_paged_by_id(synced: tuple[Simulator, int, int, int],
     assert code == 0 and err == ""
     rows = json.loads(out)
     assert all(list(row) == FIELDS for row in rows)
+    order = ["trades", "orders", "canceled", "deposits", "withdrawals", "balance"]
     assert [r["stream"] for r in rows] == [c["stream"] for c in sorted(
-        store.coverage(connector_id), key=lambda c: (["trades", "orders", "deposits", "withdrawals", "balance"]
-                                                     .index(c["kind"]), c["stream"]))]
+        store.coverage(connector_id), key=lambda c: (order.index(c["stream"].split(":")[0]), c["stream"]))]
     by_stream = {r["stream"]: r for r in rows}
     walked = {r["symbol"] for r in rows if r["kind"] == "trades"}
     assert {f["symbol"] for f in fills} <= walked and None not in walked  # one stream per market
@@ -117,6 +118,10 @@ def test_look_back_range_and_a_failed_window(synced: tuple[Simulator, int, int, 
     lines = out.splitlines()
     assert code == 0
     assert "(override)" in next(line for line in lines if line.startswith("fills "))
+    for stream in rows:  # OKX needs no symbol: one line per stream, by its label
+        name, _, account_type = stream.partition(":")
+        label = f"balances ({account_type})" if name == "balance" else NAMES[name]
+        assert sum(line.startswith(label + " ") for line in lines) == 1, label
     failure = lines[lines.index(next(line for line in lines if line.startswith("deposits "))) + 1]
     day = datetime.fromtimestamp(failed_from / 1000, UTC).strftime("%Y-%m-%d %H:%M")
     assert failure.startswith(f"  failed {day} to ") and failure.endswith("temporary error (HTTP 503).")

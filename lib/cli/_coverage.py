@@ -27,9 +27,10 @@ from lib.sync import store
 #: JSON keys, in this order, of every stream
 FIELDS = ("connector_id", "stream", "kind", "symbol", "oldest_available", "lookback_source", "fetched_from",
           "fetched_to", "complete_at", "failed_from", "failed_to", "failed_error")
-#: the order kinds are listed in
-KIND_ORDER = ("trades", "orders", "deposits", "withdrawals", "balance")
-KIND_NAMES = {"trades": "fills", "orders": "closed orders", "deposits": "deposits", "withdrawals": "withdrawals"}
+#: streams by name (the stream key before any ":"), in the order they are listed, and their labels
+#: ("orders" holds closed and canceled orders unless ccxt reads canceled ones apart, as "canceled")
+NAMES = {"trades": "fills", "orders": "order history", "canceled": "canceled orders", "deposits": "deposits",
+         "withdrawals": "withdrawals", "balance": "balances"}
 #: connectors.id is an INTEGER column: anything larger cannot be a connector (and PostgreSQL
 #: would refuse to compare with it)
 MAX_ID = 2**31 - 1
@@ -71,28 +72,32 @@ def _text(value: datetime | None) -> str:
 
 
 def _pagings(exchange_id: str) -> dict[str, Paging]:
-    """How each kind is paged on this exchange (an id-paged stream reaches the first id, so
-    its oldest row is not a look-back); empty when the installed ccxt no longer lists it."""
+    """How each stream is paged on this exchange, by name (an id-paged stream reaches the first
+    id, so its oldest row is not a look-back); empty when the installed ccxt no longer lists it."""
     try:
         exchange = exchanges.build_exchange(exchanges.ConnectionSpec(exchange_id, {}))
     except exchanges.UnsupportedExchange:
         return {}
-    return {kind: rules.paging for kind, rules in history_rules(exchange).streams.items()}
+    return {name: rules.paging for name, rules in history_rules(exchange).streams.items()}
+
+
+def _name(row: Mapping[str, Any]) -> str:
+    return str(row["stream"]).partition(":")[0]
 
 
 def coverage_rows(connector_id: int, pagings: Mapping[str, Paging]) -> list[dict[str, Any]]:
-    """The connector's streams in the JSON shape: kinds in ``KIND_ORDER``, markets sorted.
+    """The connector's streams in the JSON shape: names in the order of ``NAMES``, markets sorted.
 
     Id-paged walks (Binance ``fromId``, OKX bill ids) record the id they failed from, not a
     time, so their failed bounds are left out; the error itself is kept.
     """
     rows = []
     for row in store.coverage(connector_id):
-        kind, _, symbol = row["stream"].partition(":")
-        by_time = pagings.get(kind, "time") == "time"
+        name, _, symbol = row["stream"].partition(":")
+        by_time = pagings.get(name, "time") == "time"
         rows.append({
             "connector_id": row["connector_id"], "stream": row["stream"], "kind": row["kind"],
-            "symbol": symbol if kind != "balance" and symbol else None,
+            "symbol": symbol if name != "balance" and symbol else None,
             "oldest_available": _ms(row["oldest_available"]), "lookback_source": row["lookback_source"] or None,
             "fetched_from": _ms(row["fetched_from"]), "fetched_to": _ms(row["fetched_to"]),
             "complete_at": row["complete_at"],
@@ -100,8 +105,8 @@ def coverage_rows(connector_id: int, pagings: Mapping[str, Paging]) -> list[dict
             "failed_to": _ms(row["failed_to"]) if by_time else None,
             "failed_error": row["failed_error"],
         })
-    order = {kind: i for i, kind in enumerate(KIND_ORDER)}
-    return sorted(rows, key=lambda r: (order.get(r["kind"], len(order)), r["kind"], r["stream"]))
+    order = {name: i for i, name in enumerate(NAMES)}
+    return sorted(rows, key=lambda r: (order.get(_name(r), len(order)), r["stream"]))
 
 
 def _oldest(row: Mapping[str, Any], pagings: Mapping[str, Paging]) -> str:
@@ -110,7 +115,7 @@ def _oldest(row: Mapping[str, Any], pagings: Mapping[str, Paging]) -> str:
     if row["oldest_available"] is not None:
         source = (row["lookback_source"] or "").split(":")[0]
         return f"{_text(row['oldest_available'])} ({source})" if source else _text(row["oldest_available"])
-    if pagings.get(row["kind"]) == "id":
+    if pagings.get(_name(row)) == "id":
         return "whole history (paged by id)"
     return "unknown"
 
@@ -126,7 +131,7 @@ def _fetched(row: Mapping[str, Any]) -> str:
 def _label(row: Mapping[str, Any]) -> str:
     if row["kind"] == "balance":
         return f"balances ({row['stream'].partition(':')[2] or 'default'})"
-    return f"  {row['symbol']}" if row["symbol"] else KIND_NAMES.get(row["kind"], row["kind"])
+    return f"  {row['symbol']}" if row["symbol"] else NAMES.get(_name(row), _name(row))
 
 
 def _failure(row: Mapping[str, Any]) -> str | None:
@@ -139,16 +144,17 @@ def _failure(row: Mapping[str, Any]) -> str | None:
 
 
 def format_table(title: str, rows: Iterable[Mapping[str, Any]], pagings: Mapping[str, Paging]) -> list[str]:
-    """Plain text: one line per stream, per-market streams under a line naming their kind
-    and the markets walked, a failure on the line below its stream."""
+    """Plain text: one line per stream, per-market streams under a line naming the stream and
+    how many markets were walked, a failure on the line below its stream."""
     body: list[tuple[str, str, str, str] | str] = []
     grouped: set[str] = set()
     rows = list(rows)
     for row in rows:
-        if row["symbol"] and row["kind"] not in grouped:
-            grouped.add(row["kind"])
-            markets = sum(1 for r in rows if r["kind"] == row["kind"] and r["symbol"])
-            body.append(f"{KIND_NAMES.get(row['kind'], row['kind'])}, per market: {markets} market(s) walked")
+        name = _name(row)
+        if row["symbol"] and name not in grouped:
+            grouped.add(name)
+            markets = sum(1 for r in rows if _name(r) == name and r["symbol"])
+            body.append(f"{NAMES.get(name, name)}, per market: {markets} market(s) walked")
         body.append((_label(row), _oldest(row, pagings), _fetched(row), _text(row["complete_at"])))
         failure = _failure(row)
         if failure:
