@@ -275,8 +275,10 @@ def orders_report(viewer: Viewer, client_id: int | None = None, connector_id: in
 # --------------------------------------------------------------------------- history coverage
 
 
-#: How each history kind reads on pages, in the order they are listed.
-KIND_LABELS = {"trades": "Fills", "orders": "Closed orders", "deposits": "Deposits", "withdrawals": "Withdrawals"}
+#: How each history stream (the coverage key before any ":symbol") reads on pages, in the order
+#: they are listed; "orders" holds canceled orders too unless a "canceled" stream reads them apart.
+STREAM_LABELS = {"trades": "Fills", "orders": "Order history", "canceled": "Canceled orders", "deposits": "Deposits",
+                 "withdrawals": "Withdrawals"}
 DAY_MS = 86_400_000
 
 
@@ -375,12 +377,12 @@ class ConnectorCoverage:
         return f"{self.client} · {self.exchange_id} / {self.label}"
 
 
-def _history_line(kind: str, streams: pd.DataFrame, rules: capabilities.ExchangeRules | None) -> CoverageLine:
-    """One kind's streams (one, or one per market) folded into a line: the most recent oldest
+def _history_line(name: str, streams: pd.DataFrame, rules: capabilities.ExchangeRules | None) -> CoverageLine:
+    """One stream's rows (one, or one per market) folded into a line: the most recent oldest
     date, the union of the ranges fetched, the least recent complete walk, every failure."""
     markets = tuple(sorted(s.partition(":")[2] for s in streams["stream"] if ":" in s))
     oldest = [v for v in map(_known, streams["oldest_available"]) if v is not None]
-    id_paged = rules is not None and kind in rules.streams and rules.streams[kind].paging == "id"
+    id_paged = rules is not None and name in rules.streams and rules.streams[name].paging == "id"
     oldest_text = _day(max(oldest)) if oldest else "whole history (paged by id)" if id_paged else "unknown"
     sources = sorted({s for s in streams["lookback_source"] if isinstance(s, str) and s})
     starts = [v for v in map(_known, streams["fetched_from"]) if v is not None]
@@ -397,7 +399,7 @@ def _history_line(kind: str, streams: pd.DataFrame, rules: capabilities.Exchange
         where = f"{row.stream.partition(':')[2]}: " if ":" in row.stream else ""
         window = f"{_span(row.failed_from, row.failed_to)}: " if _known(row.failed_from) is not None else ""
         failures.append(f"{where}{window}{row.failed_error}")
-    return CoverageLine(KIND_LABELS.get(kind, kind), oldest_text, ", ".join(sources) or "unknown",
+    return CoverageLine(STREAM_LABELS.get(name, name), oldest_text, ", ".join(sources) or "unknown",
                         _span(min(starts, default=None), max(ends, default=None)), complete, "; ".join(failures),
                         markets)
 
@@ -415,20 +417,22 @@ def _balance_line(row: Any) -> CoverageLine:
 def coverage_report(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
                     session_or_url: SessionOrUrl = None) -> list[ConnectorCoverage]:
     """Per connector and data kind: what the exchange keeps, what was fetched, the last complete
-    walk and failed windows; per-market streams ("trades:BTC/USDT") grouped under their kind."""
+    walk and failed windows; per-market streams ("trades:BTC/USDT") grouped under their stream."""
     with _session(session_or_url) as session:
         streams = queries.coverage(session, viewer, client_id, connector_id)
     report = []
+    order = list(STREAM_LABELS)
     for cid, rows in streams.groupby("connector_id", sort=False):
         first = rows.iloc[0]
         rules = exchange_rules(str(first["exchange_id"]))
-        kinds = rows["kind"].map(lambda k: list(KIND_LABELS).index(k) if k in KIND_LABELS else len(KIND_LABELS))
+        names = rows["stream"].str.partition(":")[0]
+        rows = rows.assign(name=names, order=names.map(lambda n: order.index(n) if n in order else len(order)))
         lines = []
-        for kind, group in rows.assign(order=kinds).sort_values(["order", "stream"]).groupby("kind", sort=False):
-            if kind == "balance":
+        for name, group in rows.sort_values(["order", "stream"]).groupby("name", sort=False):
+            if name == "balance":
                 lines.extend(_balance_line(row) for row in group.itertuples())
             else:
-                lines.append(_history_line(str(kind), group, rules))
+                lines.append(_history_line(str(name), group, rules))
         report.append(ConnectorCoverage(int(cid), str(first["client"]), str(first["exchange_id"]),
                                         str(first["label"]), lines))
     return report

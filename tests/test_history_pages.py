@@ -59,7 +59,7 @@ def fresh_cache() -> Iterator[None]:
 
 
 def _coverage(connector_id: int, stream: str, **fields: object) -> HistoryCoverage:
-    kind = stream.partition(":")[0]
+    kind = {"canceled": "orders"}.get(stream.partition(":")[0], stream.partition(":")[0])  # as lib.capabilities
     return HistoryCoverage(connector_id=connector_id, stream=stream, kind=kind, updated_at=WALKED,
                            lookback_source=fields.pop("lookback_source", ""), **fields)
 
@@ -95,6 +95,9 @@ def history(database_url: str) -> History:
             _coverage(okx, "trades", oldest_available=FIRST_SYNC - 90 * DAY_MS,
                       lookback_source="override: okx.com docs-v5 fills-history (last 3 months)",
                       fetched_from=ms("2024-02-01"), fetched_to=FIRST_SYNC, complete_at=WALKED),
+            *(_coverage(okx, stream, oldest_available=FIRST_SYNC - 90 * DAY_MS, lookback_source="ccxt features",
+                        fetched_from=FIRST_SYNC - 90 * DAY_MS, fetched_to=FIRST_SYNC, complete_at=WALKED)
+              for stream in ("orders", "canceled")),
             _coverage(okx, "balance:default", fetched_to=FIRST_SYNC, complete_at=WALKED),
             _coverage(okx, "balance:funding", failed_error=OKX_REFUSAL),
             _coverage(cryptocom.id, "trades", oldest_available=FIRST_SYNC - 180 * DAY_MS,
@@ -302,6 +305,9 @@ def test_sync_page_shows_coverage_per_connector_and_kind(history: History) -> No
     assert binance.loc["Deposits", "Last complete walk"] == "2026-12-04 12:00 UTC"
     assert list(binance.index) == ["Fills", "Deposits", "Balances: default account", "Balances: funding account"]
     okx, _ = coverage_of(at, "Beta · okx / main")
+    assert list(okx.index) == ["Fills", "Order history", "Canceled orders", "Balances: default account",
+                               "Balances: funding account"]
+    assert okx.loc["Canceled orders", "Fetched (UTC)"] == "2026-09-05 – 2026-12-04"
     assert okx.loc["Fills", "Oldest kept by the exchange"] == "2026-09-05"
     assert okx.loc["Fills", "Fetched (UTC)"] == "2024-02-01 – 2026-12-04"
     assert okx.loc["Fills", "Failed"] == "—"

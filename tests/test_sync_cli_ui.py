@@ -130,7 +130,7 @@ def test_sync_page_force_sync_and_retry(database_url: str, sim: Simulator) -> No
     # the synced connector's coverage, from the walk that just ran; the revoked one fetched nothing
     synced = coverage_details(at, sim.accounts[1])
     kinds = synced.dataframe[0].value.set_index("Data")
-    assert {"Fills", "Closed orders", "Balances: default account"} <= set(kinds.index)
+    assert {"Fills", "Order history", "Balances: default account"} <= set(kinds.index)
     assert kinds.loc["Fills", "Last complete walk"].endswith(" UTC")
     assert " – " in kinds.loc["Fills", "Fetched (UTC)"]
     revoked = coverage_details(at, sim.accounts[0])
