@@ -279,7 +279,6 @@ def orders_report(viewer: Viewer, client_id: int | None = None, connector_id: in
 #: they are listed; "orders" holds canceled orders too unless a "canceled" stream reads them apart.
 STREAM_LABELS = {"trades": "Fills", "orders": "Order history", "canceled": "Canceled orders", "deposits": "Deposits",
                  "withdrawals": "Withdrawals"}
-DAY_MS = 86_400_000
 
 
 @functools.lru_cache(maxsize=256)
@@ -474,8 +473,8 @@ def history_notes(viewer: Viewer, client_id: int | None = None, connector_id: in
         span, at = spans[int(lot.connector_id)], int(lot.timestamp)
         price = "at the first sync's price" if pd.notna(lot.usd_price) else "with no price at the first sync"
         notes.append(f"{lot.asset} {_amount(float(lot.amount))} on {names[int(lot.connector_id)]} booked as an "
-                     f"opening balance {price} on {_day(at)}: the exchange keeps fills only since "
-                     f"{_day(at - span)} ({round(span / DAY_MS)} days), so older history could not be read.")
+                     f"opening balance {price} on {_day(at)}: the exchange keeps fills only since {_day(at - span)} "
+                     f"({round(span / capabilities.DAY_MS)} days), so older history could not be read.")
     return HistoryNotes(unreadable, notes)
 
 
