@@ -12,10 +12,10 @@ import pytest
 from lib.access import SYSTEM
 from lib.capabilities import DAY_MS
 from lib.cli import main
-from lib.cli._coverage import NAMES
 from lib.clients import create_client
 from lib.connectors import ConnectorInput, create_connector
 from lib.db import session_scope
+from lib.reports import STREAM_LABELS
 from lib.simulator import Simulator, SimulatorConfig
 from lib.sync import markets, store, sync_connectors
 from lib.vault import load_vault
@@ -84,13 +84,21 @@ def test_per_market_streams_paged_by_id(synced: tuple[Simulator, int, int, int],
     code, out, err = run(capsys, "connector", "coverage", str(connector_id))
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0] == f"History coverage of Acme / binance / binance-1 (#{connector_id}), times UTC"
-    assert f"fills, per market: {len(walked)} market(s) walked" in lines
-    for symbol in walked:
-        line = next(line for line in lines if line.startswith(f"  {symbol} "))
-        assert "whole history (paged by id)" in line
-    assert next(line for line in lines if line.startswith("deposits ")).split()[1] == "unknown"
-    assert any(line.startswith("balances (default) ") and "snapshot " in line for line in lines)
+    assert lines[0] == f"History coverage of Acme / binance / binance-1 (#{connector_id})"
+    at = next(i for i, line in enumerate(lines) if line.startswith("Fills "))
+    assert "whole history (paged by id)" in lines[at]
+    assert lines[at + 1] == f"  markets walked ({len(walked)}): {', '.join(sorted(walked))}"
+    assert next(line for line in lines if line.startswith("Deposits ")).split()[1] == "unknown"
+    assert any(line.startswith("Balances: default account ") and "last read " in line for line in lines)
+
+    # an id-paged walk records the trade id it failed from, not a time: no window in the JSON
+    stream = f"trades:{fills[0]['symbol']}"
+    store.save_coverage(connector_id, stream, "trades", {"failed_from": 1234, "failed_to": int(time.time() * 1000),
+                                                         "failed_error": "The exchange is under maintenance."})
+    row = next(r for r in json.loads(run(capsys, "connector", "coverage", str(connector_id), "--json")[1])
+               if r["stream"] == stream)
+    assert (row["failed_from"], row["failed_to"], row["failed_error"]) == (
+        None, None, "The exchange is under maintenance.")
 
 
 @pytest.mark.parametrize("synced", ["okx"], indirect=True)
@@ -117,14 +125,15 @@ def test_look_back_range_and_a_failed_window(synced: tuple[Simulator, int, int, 
     code, out, _ = run(capsys, "connector", "coverage", str(connector_id))
     lines = out.splitlines()
     assert code == 0
-    assert "(override)" in next(line for line in lines if line.startswith("fills "))
+    fills_line = next(line for line in lines if line.startswith("Fills "))
+    assert fills_line.split()[1] == fills["oldest_available"][:10] and "override: okx.com" in fills_line
     for stream in rows:  # OKX needs no symbol: one line per stream, by its label
         name, _, account_type = stream.partition(":")
-        label = f"balances ({account_type})" if name == "balance" else NAMES[name]
+        label = f"Balances: {account_type} account" if name == "balance" else STREAM_LABELS[name]
         assert sum(line.startswith(label + " ") for line in lines) == 1, label
-    failure = lines[lines.index(next(line for line in lines if line.startswith("deposits "))) + 1]
-    day = datetime.fromtimestamp(failed_from / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-    assert failure.startswith(f"  failed {day} to ") and failure.endswith("temporary error (HTTP 503).")
+    failure = lines[lines.index(next(line for line in lines if line.startswith("Deposits "))) + 1]
+    days = [datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%d") for t in (failed_from, failed_to)]
+    assert failure == f"  failed: {days[0]} – {days[1]}: The exchange answered with a temporary error (HTTP 503)."
 
 
 @pytest.mark.parametrize("argv, message", [
