@@ -19,6 +19,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_USD_LIKE = ("USD", "USDT", "USDC", "FDUSD", "DAI", "TUSD", "BUSD")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: the longest sync interval (a day): longer ones overflow timers and mean "never"
+MAX_INTERVAL_SECONDS = 86_400
 
 
 #: loggers kept at WARNING whatever LOG_LEVEL says: at DEBUG they print request URLs and
@@ -80,7 +82,9 @@ def _as_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _positive_int(values: dict[str, str], name: str, default: int) -> int:
+def _positive_int(values: dict[str, str], name: str, default: int, maximum: int = 1_000_000) -> int:
+    """A whole number from 1 to ``maximum``: "nan", "inf", "1e9", negatives and huge values are
+    refused by name, since a timer fed one would spin (0), overflow or never fire."""
     text = values.get(name, "").strip()
     if not text:
         return default
@@ -88,8 +92,8 @@ def _positive_int(values: dict[str, str], name: str, default: int) -> int:
         number = int(text)
     except ValueError:
         number = 0
-    if number < 1:
-        raise SettingsError(f"{name} must be a whole number of at least 1 (got {text[:20]!r}).")
+    if not 1 <= number <= maximum:
+        raise SettingsError(f"{name} must be a whole number from 1 to {maximum} (got {text[:20]!r}).")
     return number
 
 
@@ -113,11 +117,11 @@ def get_settings() -> Settings:
         data_dir=data_dir,
         encryption_keys=tuple(k.strip() for k in raw_keys.split(",") if k.strip()),
         key_file=Path(values.get("ENCRYPTION_KEY_FILE", data_dir / "encryption.key")),
-        sync_interval_seconds=_positive_int(values, "SYNC_INTERVAL_SECONDS", 60),
-        session_idle_minutes=_positive_int(values, "SESSION_IDLE_MINUTES", 30),
+        sync_interval_seconds=_positive_int(values, "SYNC_INTERVAL_SECONDS", 60, MAX_INTERVAL_SECONDS),
+        session_idle_minutes=_positive_int(values, "SESSION_IDLE_MINUTES", 30, 7 * 24 * 60),
         usd_like=frozenset(a.strip().upper() for a in usd_like.split(",") if a.strip()),
-        cache_ttl_seconds=_positive_int(values, "CACHE_TTL_SECONDS", 60),
+        cache_ttl_seconds=_positive_int(values, "CACHE_TTL_SECONDS", 60, 86_400),
         run_worker_in_app=_as_bool(values.get("RUN_WORKER_IN_APP", "true")),
         log_level=_log_level(values),
-        demo_port=_positive_int(values, "DEMO_SIMULATOR_PORT", 8900),
+        demo_port=_positive_int(values, "DEMO_SIMULATOR_PORT", 8900, 65_535),
     )

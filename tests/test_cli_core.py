@@ -86,8 +86,12 @@ def test_errors_are_one_line_and_change_nothing(sqlite_url, capsys, marker, argv
     assert database_contents(sqlite_url) == before
 
 
-@pytest.mark.parametrize(("name", "value"), [("SYNC_INTERVAL_SECONDS", "abc"), ("CACHE_TTL_SECONDS", "-5"),
-                                             ("LOG_LEVEL", "chatty")])
+@pytest.mark.parametrize(("name", "value"), [
+    ("SYNC_INTERVAL_SECONDS", "abc"), ("CACHE_TTL_SECONDS", "-5"), ("LOG_LEVEL", "chatty"),
+    ("SYNC_INTERVAL_SECONDS", "nan"), ("SYNC_INTERVAL_SECONDS", "inf"), ("SYNC_INTERVAL_SECONDS", "1e3"),
+    ("SYNC_INTERVAL_SECONDS", "99999999999999999999"), ("SESSION_IDLE_MINUTES", "0"),
+    ("DEMO_SIMULATOR_PORT", "99999"), ("CACHE_TTL_SECONDS", "86401"),
+])
 def test_an_unusable_setting_is_one_line_naming_it(sqlite_url, capsys, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     get_settings.cache_clear()
