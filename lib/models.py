@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -29,6 +30,8 @@ NAME_MAX = 100
 LABEL_MAX = 100
 URL_MAX = 500
 EXCHANGE_ID_MAX = 50
+#: a price source: exchange id, "@" and an API URL's host, "#sandbox" (``lib.prices.price_source``)
+SOURCE_MAX = EXCHANGE_ID_MAX + 1 + URL_MAX + len("#sandbox")
 
 
 def utcnow() -> datetime:
@@ -379,12 +382,22 @@ class SyncCursor(Base):
     value: Mapped[str] = mapped_column(String(200))
 
 
+def _default_source(context: DefaultExecutionContext) -> str:
+    """A price row written without a source is the exchange's own public API's (``lib.prices.price_source``)."""
+    return str(context.get_current_parameters()["exchange_id"])
+
+
 class Ticker(Base):
-    """Last price per (exchange, symbol), for valuing holdings now."""
+    """Last price per (price source, symbol), for valuing holdings now.
+
+    ``source`` (``lib.prices.price_source``) is where the price was read: the exchange's public
+    API, an API URL override's host, or its sandbox. Each connector is valued from its own.
+    """
 
     __tablename__ = "tickers"
 
     exchange_id: Mapped[str] = mapped_column(String(EXCHANGE_ID_MAX), primary_key=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_MAX), primary_key=True, default=_default_source)
     symbol: Mapped[str] = mapped_column(String(50), primary_key=True)
     last: Mapped[float | None] = mapped_column(Double)
     bid: Mapped[float | None] = mapped_column(Double)
@@ -394,11 +407,12 @@ class Ticker(Base):
 
 
 class Candle(Base):
-    """OHLCV candles for valuing past fills; fetched once, kept."""
+    """OHLCV candles per price source (as ``Ticker``) for valuing past fills; fetched once, kept."""
 
     __tablename__ = "candles"
 
     exchange_id: Mapped[str] = mapped_column(String(EXCHANGE_ID_MAX), primary_key=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_MAX), primary_key=True, default=_default_source)
     symbol: Mapped[str] = mapped_column(String(50), primary_key=True)
     timeframe: Mapped[str] = mapped_column(String(5), primary_key=True)
     timestamp: Mapped[int] = mapped_column(BigInteger, primary_key=True)
