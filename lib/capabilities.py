@@ -20,18 +20,21 @@ DAY_MS = 86_400_000
 #: how far back a stream is walked when neither ccxt nor the overrides know the exchange's
 #: look-back; the coverage map then says "unknown" instead of claiming completeness
 DEFAULT_LOOKBACK_DAYS = 730
-#: window for deposits and withdrawals when nothing is known: Binance's 90-day cap is the
-#: tightest documented one among the exchanges ccxt lists without a transfer feature entry
+#: window for deposits, withdrawals and the ledger when nothing is known: Binance's 90-day
+#: cap is the tightest documented one among the exchanges ccxt lists without a feature entry
 DEFAULT_TRANSFER_WINDOW_DAYS = 90
 
 Paging = Literal["time", "id", "bill-id"]
 #: stream name -> what its rows are stored as; "canceled" is read only where one ccxt method
 #: cannot return closed and canceled orders together
 STREAM_KINDS = {"trades": "trades", "orders": "orders", "canceled": "orders", "deposits": "deposits",
-                "withdrawals": "withdrawals"}
+                "withdrawals": "withdrawals", "ledger": "ledger"}
 #: the ccxt unified method that reads each stream by default
 METHODS = {"trades": "fetchMyTrades", "orders": "fetchClosedOrders", "canceled": "fetchCanceledOrders",
-           "deposits": "fetchDeposits", "withdrawals": "fetchWithdrawals"}
+           "deposits": "fetchDeposits", "withdrawals": "fetchWithdrawals", "ledger": "fetchLedger"}
+#: streams with no ``features`` entry in ccxt: walked in windows of this many days when the
+#: overrides say nothing (Binance's 90-day cap on deposits is the tightest documented one)
+UNFEATURED = ("deposits", "withdrawals", "ledger")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "deposits": {"window_days": 90, "limit": 1000},
         # https://developers.binance.com/docs/wallet/capital/withdraw-history : 90-day interval
         "withdrawals": {"window_days": 90, "limit": 1000},
+        # ccxt's binance.fetch_ledger reads the option, USD-M and COIN-M income histories
+        # (https://developers.binance.com/docs/derivatives/usds-margined-futures/account/rest-api/Get-Income-History);
+        # Binance publishes no ledger of the spot account, so it tells nothing about spot assets
+        "ledger": {"supported": False},
     },
     "okx": {
         # https://www.okx.com/docs-v5/en/#order-book-trading-trade-get-transaction-details-last-3-months
@@ -129,6 +136,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "deposits": {"window_days": 90, "limit": 200, "newest_first": True},
         # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#private-get-withdrawal-history
         "withdrawals": {"window_days": 90, "limit": 200, "newest_first": True},
+        # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#private-get-transactions
+        # same bounds, 100-row pages and retention as get-trades; no longest window named
+        "ledger": {"window_days": None, "limit": 100, "newest_first": True, "days_back": 180,
+                   "source": "override: exchange-docs.crypto.com private-get-transactions (about 6 months kept)"},
         # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#public-get-tickers
         # "instrument_name" names one instrument; ccxt refuses a list of several
         "tickers_per_call": 1,
@@ -175,7 +186,7 @@ def _stream(exchange: Any, name: str) -> StreamRules:
     method = _order_method(has) if name == "orders" else METHODS[name]
     kind = STREAM_KINDS[name]
     supported = bool(has.get(method))
-    if kind in ("deposits", "withdrawals"):
+    if kind in UNFEATURED:
         return StreamRules(name, kind, method, supported, window_days=DEFAULT_TRANSFER_WINDOW_DAYS, source="unknown")
     # canceled orders that were partly filled are kept as long as filled ones (daysBackCanceled
     # is the look-back of those canceled without a fill), so both streams walk daysBack

@@ -153,6 +153,47 @@ class AuditEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+#: a client address as lib.users keys logins by it (an IPv6 /64 network at most)
+LOGIN_SOURCE_MAX = 64
+
+
+class AuthSession(Base):
+    """One login: the browser holds a random token in a cookie, the row only its SHA-256.
+
+    ``handoff_hash`` is set between the login and the browser's one-time visit that sets the
+    cookie (see lib.sessions); ``ended_at`` / ``end_reason`` say when and why it stopped.
+    """
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    method: Mapped[str] = mapped_column(String(50))
+    source: Mapped[str] = mapped_column(String(LOGIN_SOURCE_MAX))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    end_reason: Mapped[str | None] = mapped_column(String(50))
+
+
+class LoginThrottle(Base):
+    """Failed logins to one account from one source (client address): the lockout's counter.
+
+    Per source, so guesses from one address lock that address out of the account and
+    nobody else (lib.users.authenticate).
+    """
+
+    __tablename__ = "login_throttles"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(LOGIN_SOURCE_MAX), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
 
@@ -302,6 +343,35 @@ class OrderHistory(Base):
     cost: Mapped[float | None] = mapped_column(Double)
     fee_cost: Mapped[float | None] = mapped_column(Double)
     fee_currency: Mapped[str | None] = mapped_column(String(30))
+
+
+class LedgerEntry(Base):
+    """A balance change from the exchange's account ledger (``fetch_ledger``), inserted once.
+
+    ccxt's ledger ``id`` is not unique on every exchange (crypto.com repeats the order id for
+    each leg), so rows are keyed by ``entry_key``: the id with the fields that tell legs apart.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("connector_id", "entry_key", name="uq_ledger_entries_connector_key"),
+        Index("ix_ledger_entries_connector_ts", "connector_id", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
+    entry_key: Mapped[str] = mapped_column(String(200))
+    entry_id: Mapped[str | None] = mapped_column(String(100))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(30))
+    amount: Mapped[float] = mapped_column(Double)
+    direction: Mapped[str | None] = mapped_column(String(3))  # in|out
+    type: Mapped[str | None] = mapped_column(String(30))
+    account: Mapped[str | None] = mapped_column(String(50))
+    reference_id: Mapped[str | None] = mapped_column(String(100))
+    fee_cost: Mapped[float | None] = mapped_column(Double)
+    fee_currency: Mapped[str | None] = mapped_column(String(30))
+    status: Mapped[str | None] = mapped_column(String(20))
 
 
 class HistoryCoverage(Base):

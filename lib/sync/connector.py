@@ -168,10 +168,12 @@ class ConnectorSync:
         holdings = await self._balances(rules)
         cursors = await self.db(store.cursors, job.connector_id)
         walker = Walker(self.call, self._save_stream, int(time.time() * 1000))
-        # transfers before the symbols: an asset deposited or withdrawn and no longer held
-        # still has fills to find where the exchange needs a symbol per fills query
+        # transfers and the ledger before the symbols: an asset deposited, withdrawn or moved
+        # and no longer held still has fills to find where the exchange needs a symbol
         await self._walk_all(walker, [self._stream(rules.streams[kind], None, cursors, walker.now)
                                       for kind in ("deposits", "withdrawals") if rules.streams[kind].supported])
+        if rules.streams["ledger"].supported:
+            await self._walk_ledger(walker, self._stream(rules.streams["ledger"], None, cursors, walker.now))
         assets, traded = await self.db(store.known_assets_and_symbols, job.connector_id)
         symbols = self._symbols(assets | set(holdings), traded)
         async with asyncio.TaskGroup() as group:  # a failure cancels the others before the sync ends
@@ -245,12 +247,22 @@ class ConnectorSync:
         fetch = getattr(self.exchange, _snake(rules.method))
         stream = Stream(key, rules, symbol, fetch, cursors.get(key))
         recent = now - UNSETTLED_HOLD_MS
-        if rules.kind in ("deposits", "withdrawals"):
+        if rules.kind == "ledger":
+            stream.identity = rows.ledger_key
+        elif rules.kind in ("deposits", "withdrawals"):
             kind = rules.kind[:-1]
             stream.unsettled = lambda t: not _settled(kind, t.get("status")) and int(t["timestamp"]) > recent
         elif rules.kind == "orders":
             stream.unsettled = lambda o: o.get("status") == "open" and int(o["timestamp"]) > recent
         return stream
+
+    async def _walk_ledger(self, walker: Walker, stream: Stream) -> None:
+        """The account ledger adds to what the other streams say; a key that may not read it
+        (or an account type it does not cover) leaves it out, recorded in the coverage map."""
+        try:
+            await walker.walk(stream)
+        except ACCOUNT_TYPE_REFUSALS as error:
+            log.warning("ledger of connector %s skipped: %s", self.job.connector_id, type(error).__name__)
 
     async def _walk_all(self, walker: Walker, streams: list[Stream]) -> None:
         async def one(stream: Stream) -> None:
@@ -269,6 +281,8 @@ class ConnectorSync:
             table = [rows.trade_row(ex, t) for t in found]
         elif kind == "orders":
             table = [rows.history_order_row(ex, o) for o in found if o.get("status") != "open"]
+        elif kind == "ledger":
+            table = [rows.ledger_row(e) for e in found]
         else:
             table = [rows.transfer_row(kind[:-1], t) for t in found]
         coverage = {**coverage, "oldest_available": stream.oldest_available(int(time.time() * 1000)),
@@ -278,7 +292,7 @@ class ConnectorSync:
             self.counts.new_trades += added
         elif kind == "orders":
             self.counts.new_orders += added
-        else:
+        elif kind in ("deposits", "withdrawals"):
             self.counts.new_transfers += added
         return added
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,4 +88,25 @@ def position_row(p: Mapping[str, Any]) -> dict[str, Any]:
         "mark_price": p.get("markPrice"), "notional": p.get("notional"),
         "unrealized_pnl": p.get("unrealizedPnl"), "leverage": p.get("leverage"),
         "liquidation_price": p.get("liquidationPrice"), "timestamp": p.get("timestamp"),
+    }
+
+
+def ledger_key(entry: Mapping[str, Any]) -> str:
+    """A ledger entry's identity: ccxt's ``id`` is not unique on every exchange (crypto.com
+    repeats the order id on each leg of a fill), so the fields that tell legs apart join it."""
+    parts = (entry.get("id"), entry.get("currency"), entry.get("direction"), entry.get("type"),
+             entry.get("timestamp"), entry.get("amount"), entry.get("account"), entry.get("referenceId"))
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:40]
+
+
+def ledger_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    fee = entry.get("fee") or {}
+    ident, reference = entry.get("id"), entry.get("referenceId")
+    return {
+        "entry_key": ledger_key(entry), "entry_id": None if ident is None else str(ident),
+        "timestamp": int(entry["timestamp"]), "currency": entry["currency"],
+        "amount": float(entry.get("amount") or 0.0),
+        "direction": entry.get("direction"), "type": entry.get("type"), "account": entry.get("account"),
+        "reference_id": None if reference is None else str(reference), "fee_cost": _float(fee.get("cost")),
+        "fee_currency": fee.get("currency"), "status": entry.get("status"),
     }

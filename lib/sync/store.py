@@ -23,6 +23,7 @@ from lib.models import (
     Candle,
     Connector,
     HistoryCoverage,
+    LedgerEntry,
     OpeningBalance,
     Order,
     OrderHistory,
@@ -88,11 +89,14 @@ def _traded_symbols(session: Session, connector_id: int) -> set[str]:
 
 
 def known_assets_and_symbols(connector_id: int) -> tuple[set[str], set[str]]:
-    """Assets ever held or moved, and symbols ever traded: where to look for fills."""
+    """Assets ever held (any account type), moved or in a ledger entry, and symbols ever
+    traded: where to look for fills."""
     with session_scope() as session:
         assets = _held_assets(session, connector_id)
         assets |= set(session.scalars(
             select(Transfer.currency).where(Transfer.connector_id == connector_id).distinct()))
+        assets |= set(session.scalars(
+            select(LedgerEntry.currency).where(LedgerEntry.connector_id == connector_id).distinct()))
         return assets, _traded_symbols(session, connector_id)
 
 
@@ -241,6 +245,9 @@ def save_history(connector_id: int, kind: str, stream: str, rows: Sequence[Mappi
     with session_scope() as session:
         if kind == "trades":
             added = _insert_trades(session, connector_id, rows)
+        elif kind == "ledger":
+            added = insert_ignore(session, LedgerEntry, [{**r, "connector_id": connector_id} for r in rows],
+                                  ("connector_id", "entry_key"))
         elif kind == "orders":
             added = _upsert_counting(session, OrderHistory, connector_id, rows, ("connector_id", "symbol", "order_id"))
         else:

@@ -41,6 +41,20 @@ class HistoryError(ccxt.ExchangeError):
     millisecond than one page holds); the stream stops at its last committed window."""
 
 
+def row_time(row: Mapping[str, Any]) -> int:
+    stamp = row.get("timestamp")
+    if stamp is None:
+        raise ccxt.BadResponse("the exchange sent a history row without a timestamp")
+    return int(stamp)
+
+
+def row_id(row: Mapping[str, Any]) -> str:
+    ident = row.get("id") or row.get("txid")
+    if ident is None:
+        raise ccxt.BadResponse("the exchange sent a history row without an id")
+    return str(ident)
+
+
 @dataclass
 class Stream:
     """One walk: what to read, how the exchange pages it, and where the last walk stopped."""
@@ -50,6 +64,8 @@ class Stream:
     symbol: str | None
     fetch: Callable[..., Awaitable[list[dict[str, Any]]]]  # ccxt unified method (symbol, since, limit, params)
     cursor: str | None
+    #: a row's identity for de-duplication: the exchange's id, unless the stream names another
+    identity: Callable[[Mapping[str, Any]], str] = row_id
     #: whether a row may still change (an order still open, a transfer still pending): the
     #: cursor never passes it, so the next walk reads it again
     unsettled: Callable[[Mapping[str, Any]], bool] = lambda row: False
@@ -64,20 +80,6 @@ class Stream:
     def oldest_available(self, now: int) -> int | None:
         days = self.rules.days_back
         return None if days is None else now - int(days * DAY_MS)
-
-
-def row_time(row: Mapping[str, Any]) -> int:
-    stamp = row.get("timestamp")
-    if stamp is None:
-        raise ccxt.BadResponse("the exchange sent a history row without a timestamp")
-    return int(stamp)
-
-
-def row_id(row: Mapping[str, Any]) -> str:
-    ident = row.get("id") or row.get("txid")
-    if ident is None:
-        raise ccxt.BadResponse("the exchange sent a history row without an id")
-    return str(ident)
 
 
 @dataclass
@@ -136,8 +138,8 @@ class Walker:
             params = {**rules.params, "until": high}
             page = await self.call(lambda lo=low, p=params: stream.fetch(stream.symbol, lo, rules.limit, p))
             inside = [r for r in page if low <= row_time(r) <= high]
-            fresh = [r for r in inside if row_id(r) not in rows]
-            rows.update((row_id(r), r) for r in fresh)
+            fresh = [r for r in inside if stream.identity(r) not in rows]
+            rows.update((stream.identity(r), r) for r in fresh)
             # with the page size unknown, any new row may mean more: narrow until none comes
             full = len(page) >= rules.limit if rules.limit else bool(fresh)
             if not full:

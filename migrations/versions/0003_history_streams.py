@@ -1,4 +1,4 @@
-"""Complete history: balances per account type, closed-order history, coverage per stream.
+"""Complete history: balances per account type, closed-order history, ledger entries, coverage per stream.
 
 Revision ID: 0003
 Revises: 0002
@@ -43,6 +43,27 @@ def upgrade() -> None:
     )
     op.create_index("ix_order_history_connector_ts", "order_history", ["connector_id", "timestamp"])
     op.create_table(
+        "ledger_entries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("connector_id", sa.Integer(), nullable=False),
+        sa.Column("entry_key", sa.String(length=200), nullable=False),
+        sa.Column("entry_id", sa.String(length=100), nullable=True),
+        sa.Column("timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=30), nullable=False),
+        sa.Column("amount", sa.Double(), nullable=False),
+        sa.Column("direction", sa.String(length=3), nullable=True),
+        sa.Column("type", sa.String(length=30), nullable=True),
+        sa.Column("account", sa.String(length=50), nullable=True),
+        sa.Column("reference_id", sa.String(length=100), nullable=True),
+        sa.Column("fee_cost", sa.Double(), nullable=True),
+        sa.Column("fee_currency", sa.String(length=30), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=True),
+        sa.ForeignKeyConstraint(["connector_id"], ["connectors.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("connector_id", "entry_key", name="uq_ledger_entries_connector_key"),
+    )
+    op.create_index("ix_ledger_entries_connector_ts", "ledger_entries", ["connector_id", "timestamp"])
+    op.create_table(
         "history_coverage",
         sa.Column("connector_id", sa.Integer(), nullable=False),
         sa.Column("stream", sa.String(length=100), nullable=False),
@@ -63,6 +84,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("history_coverage")
+    op.drop_index("ix_ledger_entries_connector_ts", table_name="ledger_entries")
+    op.drop_table("ledger_entries")
     op.drop_index("ix_order_history_connector_ts", table_name="order_history")
     op.drop_table("order_history")
     with op.batch_alter_table("balance_snapshots") as batch:
