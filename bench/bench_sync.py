@@ -1,19 +1,33 @@
-"""Sync benchmark: 200 simulated connectors, 100 ms latency per request, 1,000 fills each.
+"""Sync benchmark: 200 simulated connectors, 100 ms latency per request, 1,000 fills each;
+then, per exchange dialect, first-sync requests against the minimum the windows allow.
 
-Prints one JSON object: wall time of one connector alone, of the first full sync of all
-of them, of a second (incremental) sync, requests per connector on the second sync, fills
-fetched again on it, peak RSS, and the sequential baseline (concurrency 1). The simulator
-runs in its own process, as a real exchange would, so its CPU does not count against the
-sync. Each phase starts from an empty SQLite database and cold market caches.
+Prints one JSON object. The scale part (the simulator's default dialects, Binance and OKX
+alternating): wall time of one connector alone, of the first full sync of all of them, of
+a second (incremental) sync, requests per connector, fills fetched again on the second
+sync, peak RSS, and the sequential baseline (concurrency 1). The per-dialect part
+(``per_dialect``): a few accounts of each of ``--dialects`` with the simulator's hard cases
+(``scenarios``: quiet gaps, same-millisecond bursts, fills on UTC midnights), one first
+sync, and per connector the history requests made next to the minimum (see
+``minimum_requests``), the other requests, and its time.
+
+crypto.com is slow by design: ccxt spaces its ``private/get-trades`` and
+``private/get-order-history`` calls about 1 s apart (cost 100 x 10 ms), and its 180-day
+look-back in 1-day windows is about 180 of each, so a crypto.com first sync takes 6 to 7
+minutes whatever the account holds. Hence the small ``--dialect-accounts``.
+
+The simulator runs in its own process, as a real exchange would, so its CPU does not count
+against the sync. Each phase starts from an empty SQLite database and cold market caches.
 
     .venv/bin/python bench/bench_sync.py [--connectors 200] [--fills 1000] [--latency-ms 100]
-                                         [--baseline-subset 0]   # 0: measure the baseline fully
+        [--baseline-subset 0]   # 0: measure the baseline fully
+        [--dialects binance,okx,cryptocom,bybit] [--dialect-accounts 2]   # 0: skip that part
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -21,20 +35,55 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _serve(config_kwargs: dict, pipe) -> None:  # noqa: ANN001 - multiprocessing connection
+ALL_DIALECTS = ("binance", "okx", "cryptocom", "bybit")
+DIALECT_DAYS = 90  # the scenarios need 40 or more
+#: history streams by name (cursor and coverage key prefix); per market where the exchange needs it
+STREAMS = ("trades", "orders", "canceled", "deposits", "withdrawals")
+
+
+def _stamps(truth: Any) -> dict[str, list[tuple[str | None, int]]]:  # noqa: ANN401 - GroundTruth
+    """(symbol, time) of every row each history stream can return."""
+    return {
+        "fills": [(f["symbol"], f["timestamp"]) for f in truth.fills],
+        "closed_orders": [(o["symbol"], o["timestamp"]) for o in truth.closed_orders if o["status"] == "closed"],
+        "canceled_orders": [(o["symbol"], o["timestamp"]) for o in truth.closed_orders if o["status"] != "closed"],
+        "open_orders": [(o["symbol"], o["timestamp"]) for o in truth.open_orders],
+        "deposits": [(None, d["timestamp"]) for d in truth.deposits],
+        "withdrawals": [(None, w["timestamp"]) for w in truth.withdrawals],
+    }
+
+
+def _serve(config_kwargs: dict, pipe, with_truth: bool = False) -> None:  # noqa: ANN001 - multiprocessing connection
     from lib.simulator import Simulator, SimulatorConfig
 
     sim = Simulator(SimulatorConfig(**config_kwargs)).start()
-    for account in sim.accounts:  # generate every history now: the exchange's work is not ours
-        sim.truth(account.id)
-    pipe.send([(a.id, a.dialect, a.api_url, a.credentials()) for a in sim.accounts])
+    truths = {a.id: sim.truth(a.id) for a in sim.accounts}  # generate every history now: not our work
+    pipe.send([(a.id, a.dialect, a.api_url, a.credentials(), _stamps(truths[a.id]) if with_truth else None)
+               for a in sim.accounts])
     pipe.recv()  # wait for "stop"
     sim.stop()
+
+
+def _start_simulator(config_kwargs: dict, with_truth: bool = False) -> tuple[Any, Any, list]:  # noqa: ANN401
+    """The simulator in its own process; (process, pipe, accounts)."""
+    here, there = multiprocessing.Pipe()
+    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(config_kwargs, there, with_truth),
+                                                          daemon=True)
+    server.start()
+    return server, here, here.recv()
+
+
+def _stop_simulator(server: Any, pipe: Any) -> None:  # noqa: ANN401 - process and connection
+    pipe.send("stop")
+    server.join(timeout=30)
 
 
 def _fresh_database(root: Path, name: str) -> None:
@@ -61,7 +110,7 @@ def _add_connectors(accounts: list) -> list[int]:  # noqa: ANN001
         client = create_client(session, SYSTEM, "Bench")
         return [create_connector(session, SYSTEM, vault, client.id,
                                  ConnectorInput(dialect, account_id, credentials, api_url)).id
-                for account_id, dialect, api_url, credentials in accounts]
+                for account_id, dialect, api_url, credentials, _ in accounts]
 
 
 def _timed_sync(**options: object) -> tuple[float, object]:
@@ -76,6 +125,144 @@ def _timed_sync(**options: object) -> tuple[float, object]:
     return elapsed, report
 
 
+def minimum_requests(rules: Any, stamps: Sequence[int], now: int) -> int:  # noqa: ANN401 - StreamRules
+    """The fewest calls that read one stream on a first sync under the exchange's rules.
+
+    Time paging: the walk covers [now - look-back, now] (730 days when the look-back is
+    unknown), so ceil(span / window) windows (one when no window limit is known), one call
+    each, plus one call per further page where a window holds more rows than a page:
+    ceil(rows / limit) - 1, the windows tiled from the start of the span (nothing when the
+    page size is unknown). Id and bill-id paging have no windows: ceil(rows / limit) calls,
+    at least one. Rows older than the look-back cannot be read and do not count. A lower
+    bound: no pager can tell a page exactly full from one with more behind it, and the
+    walk's consecutive windows overlap by 1 ms.
+    """
+    from lib.capabilities import DAY_MS, DEFAULT_LOOKBACK_DAYS
+
+    if rules.paging != "time":
+        limit = rules.limit or (1000 if rules.paging == "id" else 100)  # the walker's defaults
+        return max(1, math.ceil(len(stamps) / limit))
+    span = int((rules.days_back if rules.days_back is not None else DEFAULT_LOOKBACK_DAYS) * DAY_MS)
+    start = now - span
+    window = rules.window_ms or span + 1
+    rows = Counter((t - start) // window for t in stamps if start <= t <= now)
+    extra = sum(math.ceil(n / rules.limit) - 1 for n in rows.values()) if rules.limit else 0
+    return max(1, math.ceil(span / window)) + extra
+
+
+def _rows_of(name: str, method: str, symbol: str | None, stamps: Mapping[str, list]) -> list[int]:
+    """Times of the rows one stream can return: "orders" holds canceled orders too unless a
+    "canceled" stream reads them (fetchClosedOrders), and fetchOrders lists open ones too."""
+    if name == "trades":
+        rows = stamps["fills"]
+    elif name == "canceled":
+        rows = stamps["canceled_orders"]
+    elif name == "orders":
+        rows = stamps["closed_orders"] + (stamps["canceled_orders"] if method != "fetchClosedOrders" else [])
+        rows += stamps["open_orders"] if method == "fetchOrders" else []
+    else:
+        rows = stamps[name]
+    return [t for s, t in rows if symbol is None or s == symbol]
+
+
+def _mean(values: Sequence[float], digits: int = 1) -> float:
+    return round(statistics.mean(values), digits) if values else 0.0
+
+
+def per_dialect(args: argparse.Namespace, root: Path, concurrency: int) -> dict[str, dict[str, Any]]:
+    """First sync of ``--dialect-accounts`` accounts per dialect (one run, all at once): per
+    connector, the history calls next to ``minimum_requests`` summed over the streams walked
+    (from the coverage map), the other requests (markets, balances per account type, open
+    orders, positions, tickers, candles) and the connector's own time."""
+    import ccxt
+
+    from lib.capabilities import history_rules
+    from lib.sync import store
+    from lib.sync.connector import ConnectorSync
+
+    server, pipe, accounts = _start_simulator(
+        {"seed": 11, "accounts": args.dialect_accounts * len(args.dialects), "days": DIALECT_DAYS,
+         "fills_per_account": args.fills, "latency_ms": args.latency_ms, "dialects": list(args.dialects),
+         "scenarios": True}, with_truth=True)
+    calls: Counter[tuple[int, str]] = Counter()  # (connector id, stream name) -> history calls
+    original = ConnectorSync._stream
+
+    def counting_stream(self, rules, symbol, cursors, now):  # noqa: ANN001, ANN202
+        stream = original(self, rules, symbol, cursors, now)
+        fetch, key = stream.fetch, (self.job.connector_id, rules.name)
+
+        async def counted(*fetch_args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+            calls[key] += 1
+            return await fetch(*fetch_args, **kwargs)
+
+        stream.fetch = counted
+        return stream
+
+    ConnectorSync._stream = counting_stream
+    try:
+        _fresh_database(root, "dialects")
+        ids = _add_connectors(accounts)
+        now = int(time.time() * 1000)
+        _, report = _timed_sync(concurrency=concurrency)
+    finally:
+        ConnectorSync._stream = original
+        _stop_simulator(server, pipe)
+    results = {r.connector_id: r for r in report.results}
+    rules = {d: history_rules(getattr(ccxt, d)()) for d in args.dialects}
+    figures: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for connector_id, (_, dialect, _, _, stamps) in zip(ids, accounts, strict=True):
+        result, row = results[connector_id], figures[dialect]
+        minimum: Counter[str] = Counter()
+        streams = [c for c in store.coverage(connector_id) if c["kind"] != "balance"]
+        for c in streams:
+            name, _, symbol = c["stream"].partition(":")
+            stream_rules = rules[dialect].streams[name]
+            minimum[name] += minimum_requests(stream_rules, _rows_of(name, stream_rules.method, symbol or None,
+                                                                     stamps), now)
+        history = sum(calls[(connector_id, k)] for k in minimum)
+        row["ok"].append(result.success)
+        row["seconds"].append(result.duration_ms / 1000)
+        row["requests"].append(result.requests)
+        row["history"].append(history)
+        row["minimum"].append(sum(minimum.values()))
+        row["other"].append(result.requests - history)
+        row["streams"].append(len(streams))
+        for name in STREAMS:
+            row[f"{name}_requests"].append(calls[(connector_id, name)])
+            row[f"{name}_minimum"].append(minimum[name])
+    summary = {}
+    print(f"  {'dialect':<10}{'ok':>5}{'requests':>10}{'history':>9}{'minimum':>9}{'x min':>7}{'s/conn':>8}",
+          file=sys.stderr)
+    for dialect in args.dialects:
+        row = figures[dialect]
+        history, minimum = _mean(row["history"]), _mean(row["minimum"])
+        summary[dialect] = {
+            "connectors": len(row["ok"]), "ok": f"{sum(row['ok'])}/{len(row['ok'])}",
+            "first_sync_s_per_connector": _mean(row["seconds"], 2),
+            "requests_per_connector": _mean(row["requests"]),
+            "history_requests_per_connector": history,
+            "history_minimum_per_connector": minimum,
+            "history_vs_minimum_x": round(history / minimum, 2) if minimum else None,
+            "other_requests_per_connector": _mean(row["other"]),
+            "streams_per_connector": _mean(row["streams"]),
+            "by_stream_per_connector": {name: {"requests": _mean(row[f"{name}_requests"]),
+                                               "minimum": _mean(row[f"{name}_minimum"])}
+                                        for name in STREAMS if any(row[f"{name}_minimum"])},
+        }
+        item = summary[dialect]
+        print(f"  {dialect:<10}{item['ok']:>5}{item['requests_per_connector']:>10}{history:>9}{minimum:>9}"
+              f"{item['history_vs_minimum_x'] or 0:>7}{item['first_sync_s_per_connector']:>8}", file=sys.stderr)
+    return summary
+
+
+def _dialects(text: str) -> tuple[str, ...]:
+    names = tuple(d.strip() for d in text.split(",") if d.strip())
+    unknown = [d for d in names if d not in ALL_DIALECTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"dialects are among {', '.join(ALL_DIALECTS)}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connectors", type=int, default=200)
@@ -84,6 +271,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--baseline-subset", type=int, default=0,
                         help="time the sequential baseline on this many connectors and extrapolate (0: all)")
+    parser.add_argument("--dialects", type=_dialects, default=ALL_DIALECTS,
+                        help="comma-separated dialects of the per-dialect part (default: all four)")
+    parser.add_argument("--dialect-accounts", type=int, default=2,
+                        help="accounts per dialect in the per-dialect part (0: skip it)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-sync-"))
@@ -98,13 +289,9 @@ def main() -> None:
     from lib.sync import rows as rows_module
 
     concurrency = args.concurrency or DEFAULT_CONCURRENCY
-    here, there = multiprocessing.Pipe()
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(
+    server, pipe, accounts = _start_simulator(
         {"seed": 3, "accounts": args.connectors, "days": 90, "fills_per_account": args.fills,
-         "latency_ms": args.latency_ms}, there), daemon=True)
-    server.start()
-    accounts = here.recv()
-
+         "latency_ms": args.latency_ms})
     fetched: list[int] = [0]
     original_row = rows_module.trade_row
 
@@ -130,8 +317,8 @@ def main() -> None:
         _add_connectors(accounts[:subset])
         sequential_s, sequential = _timed_sync(concurrency=1)
     finally:
-        here.send("stop")
-        server.join(timeout=30)
+        _stop_simulator(server, pipe)
+    dialects = per_dialect(args, root, concurrency) if args.dialect_accounts > 0 else {}
     requests_second = [r.requests for r in second.results]
     baseline_s = sequential_s * args.connectors / subset
     print(json.dumps({
@@ -156,6 +343,7 @@ def main() -> None:
         "first_sync_vs_single_x": round(first_s / single_s, 2),
         "speedup_vs_sequential_x": round(baseline_s / first_s, 1),
         "single_connector_requests": single.results[0].requests,
+        "per_dialect": dialects,
     }, indent=2))
 
 
