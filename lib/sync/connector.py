@@ -257,11 +257,13 @@ class ConnectorSync:
         return stream
 
     async def _walk_ledger(self, walker: Walker, stream: Stream) -> None:
-        """The account ledger adds to what the other streams say; a key that may not read it
-        (or an account type it does not cover) leaves it out, recorded in the coverage map."""
+        """The account ledger adds to what the other streams say. An exchange error there (a key
+        that may not read it, an account type it does not cover, an endpoint ccxt reads wrongly)
+        leaves the ledger out of this sync, with the failed window in the coverage map, and
+        the sync goes on; an exchange that cannot be reached fails the sync as usual."""
         try:
             await walker.walk(stream)
-        except ACCOUNT_TYPE_REFUSALS as error:
+        except ccxt.ExchangeError as error:
             log.warning("ledger of connector %s skipped: %s", self.job.connector_id, type(error).__name__)
 
     async def _walk_all(self, walker: Walker, streams: list[Stream]) -> None:
