@@ -23,7 +23,7 @@ def test_migrate_is_idempotent(database_url):
     migrate(database_url)
     migrate(database_url)
     with get_engine(database_url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0004"
+        assert MigrationContext.configure(connection).get_current_revision() == "0005"
 
 
 def test_0002_keeps_fills_and_lets_two_markets_share_an_id(database_url):
