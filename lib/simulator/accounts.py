@@ -1,4 +1,4 @@
-"""Simulated accounts: configuration, derived credentials, lazy histories, ground truth.
+"""Simulated accounts: configuration, derived credentials, lazy histories, ledgers, ground truth.
 
 Credentials are derived from the seed at run time (HMAC of seed and account index) so
 no key is ever written down, and the same seed always yields the same accounts.
@@ -11,7 +11,9 @@ import hmac
 import random
 import threading
 import time
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -108,7 +110,10 @@ class GroundTruth:
 
     ``balances`` is the trading account; ``balances_by_type`` holds it as "trading" and, when
     anything was moved there, the funding account as "funding". ``closed_orders`` are every
-    finished order, canceled ones with status "canceled".
+    finished order, canceled ones with status "canceled". ``ledger`` is what ccxt's
+    ``fetch_ledger`` reads from the account's default ledger (see ``ledger_truth``);
+    ``ledger_by_type`` holds it as "trading" and, where the dialect serves one (OKX's asset
+    bills), the funding account's ledger as "funding".
     """
 
     account_id: str
@@ -121,6 +126,8 @@ class GroundTruth:
     withdrawals: list[dict[str, Any]]
     positions: list[dict[str, Any]] = field(default_factory=list)
     balances_by_type: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    ledger_by_type: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,6 +194,191 @@ def position_truth(position: Position) -> dict[str, Any]:
     }
 
 
+# --- the ledger: every balance change as an exchange books it ------------------------------
+
+#: the dialects whose account ledger is served (Binance's is not simulated)
+LEDGER_DIALECTS = ("okx", "bybit", "cryptocom")
+#: ids of OKX bills and Bybit transaction-log rows: this base plus the posting's key
+LEDGER_ID_BASE = 720_000_000_000_000_000
+#: postings one event may book (a key is seq * LEGS + leg)
+LEGS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One balance change of one asset in one account type, as the exchange books it.
+
+    ``change`` is signed sats with any fee booked in it already taken, ``fee`` the sats of it
+    that are fee; ``balance`` is what the account type holds of the asset afterwards, counting
+    booked postings only (moves to the funding account are not recorded, so not booked).
+    ``key`` orders postings as they were booked and is unique within the account.
+    """
+
+    key: int
+    ts: int
+    asset: str
+    change: int
+    fee: int
+    kind: str
+    fill: Fill | None = None
+    transfer: Transfer | None = None
+    balance: int = 0
+
+    @property
+    def gross(self) -> int:
+        """The change before the fee taken in it."""
+        return self.change + self.fee
+
+
+class Book:
+    """One account type's postings in booking order; keys (and, unless a transfer was added
+    with an older time, times) are sorted, so pages are bisected."""
+
+    def __init__(self, postings: list[Posting]) -> None:
+        self.items = postings
+        self.keys = [p.key for p in postings]
+        self.times = [p.ts for p in postings]
+        self.times_sorted = all(a <= b for a, b in zip(self.times, self.times[1:], strict=False))
+
+    def select(self, limit: int, key_min: int | None = None, key_max: int | None = None,
+               ts_min: int | None = None, ts_max: int | None = None,
+               keep: Callable[[Posting], bool] | None = None, oldest: bool = False) -> list[Posting]:
+        """Up to ``limit`` postings within the inclusive bounds that ``keep`` accepts, newest
+        first; ``oldest`` takes the oldest of them instead (a walk forward), still newest first."""
+        i = 0 if key_min is None else bisect_left(self.keys, key_min)
+        j = len(self.items) if key_max is None else bisect_right(self.keys, key_max)
+        if self.times_sorted:
+            i = i if ts_min is None else max(i, bisect_left(self.times, ts_min))
+            j = j if ts_max is None else min(j, bisect_right(self.times, ts_max))
+        page: list[Posting] = []
+        for k in range(i, j) if oldest else range(j - 1, i - 1, -1):
+            posting = self.items[k]
+            if ((ts_min is not None and posting.ts < ts_min) or (ts_max is not None and posting.ts > ts_max)
+                    or (keep is not None and not keep(posting))):
+                continue
+            page.append(posting)
+            if len(page) == limit:
+                break
+        return page[::-1] if oldest else page
+
+
+#: one leg of an event: (account type, leg, asset, change, fee, kind)
+Leg = tuple[str, int, str, int, int, str]
+
+
+def _fill_legs(fill: Fill, fee_apart: bool) -> list[Leg]:
+    """A fill moves base and quote; its fee is its own entry (crypto.com's TRADE_FEE) or is
+    netted into the leg of the asset it is charged in (OKX: "balChg" = "sz" + "fee" in the
+    bills example; Bybit: "Change = cashFlow + funding - fee")."""
+    market, sign = MARKETS[fill.symbol], 1 if fill.buy else -1
+    legs = [[market.base, sign * fill.amount, 0, "trade"], [market.quote, -sign * fill.cost, 0, "trade"]]
+    if fill.fee:
+        charged = None if fee_apart else next((leg for leg in legs if leg[0] == fill.fee_asset), None)
+        if charged is None:
+            legs.append([fill.fee_asset, -fill.fee, fill.fee, "fee"])
+        else:
+            charged[1] = int(charged[1]) - fill.fee
+            charged[2] = fill.fee
+    return [("trading", n, str(a), int(c), int(f), str(k)) for n, (a, c, f, k) in enumerate(legs)]
+
+
+def _transfer_legs(transfer: Transfer, dialect: str) -> list[Leg]:
+    """A deposit is booked once it is credited, a withdrawal (with its fee) when it leaves.
+
+    crypto.com has one wallet: the deposit and the withdrawal are its own entries. OKX and
+    Bybit receive deposits in the funding account and withdraw from it, so the trading account
+    (OKX bills, Bybit's UNIFIED transaction log) books a transfer in or out; OKX's asset bills
+    book the deposit or withdrawal, the withdrawal fee and the transfer to or from trading.
+    """
+    if transfer.deposit and transfer.pending:
+        return []
+    asset, amount, fee = transfer.asset, transfer.amount, transfer.fee
+    if dialect == "cryptocom":
+        if transfer.deposit:
+            return [("trading", 0, asset, amount, 0, "deposit")]
+        return [("trading", 0, asset, -(amount + fee), fee, "withdrawal")]
+    if transfer.deposit:
+        legs: list[Leg] = [("trading", 0, asset, amount, 0, "transfer_in")]
+        if dialect == "okx":
+            legs += [("funding", 1, asset, amount, 0, "deposit"), ("funding", 2, asset, -amount, 0, "to_trading")]
+        return legs
+    legs = [("trading", 0, asset, -(amount + fee), 0, "transfer_out")]
+    if dialect == "okx":
+        legs += [("funding", 1, asset, amount + fee, 0, "from_trading"),
+                 ("funding", 2, asset, -amount, 0, "withdrawal")]
+        if fee:
+            legs.append(("funding", 3, asset, -fee, fee, "withdrawal_fee"))
+    return legs
+
+
+def postings(ledger: Ledger, dialect: str) -> dict[str, list[Posting]]:
+    """Every balance change of ``ledger`` as ``dialect`` books it, per account type, in booking order.
+
+    The one derivation both the dialects' ledger endpoints and ``ledger_truth`` use.
+    """
+    if dialect not in LEDGER_DIALECTS:
+        return {}
+    events: list[tuple[int, Fill | None, Transfer | None, list[Leg]]] = []
+    for fill in ledger.fills.items:
+        events.append((fill.seq, fill, None, _fill_legs(fill, dialect == "cryptocom")))
+    for transfer in (*ledger.deposits, *ledger.withdrawals):
+        events.append((transfer.seq, None, transfer, _transfer_legs(transfer, dialect)))
+    events.sort(key=lambda e: e[0])
+    booked: dict[str, list[Posting]] = {"trading": [], **({"funding": []} if dialect == "okx" else {})}
+    held: dict[tuple[str, str], int] = defaultdict(int)
+    for seq, fill, transfer, legs in events:
+        ts = fill.ts if fill is not None else transfer.ts if transfer is not None else 0
+        for account, leg, asset, change, fee, kind in legs:
+            held[account, asset] += change
+            booked[account].append(Posting(seq * LEGS + leg, ts, asset, change, fee, kind, fill, transfer,
+                                           held[account, asset]))
+    return booked
+
+
+#: posting kind -> the type ccxt 4.5.90 reports. OKX: parse_ledger_entry_type of the bill type,
+#: with the trading account's table also for asset bills (so a deposit, asset bill type 1,
+#: reads "transfer" and a withdrawal, type 2, "trade"); Bybit: TRADE, TRANSFER_IN/OUT;
+#: crypto.com: TRADING, TRADE_FEE, and the on-chain journal types it does not map
+CCXT_LEDGER_TYPES: dict[str, dict[str, str]] = {
+    "okx": {"trade": "trade", "transfer_in": "transfer", "transfer_out": "transfer", "deposit": "transfer",
+            "withdrawal": "trade", "to_trading": "131", "from_trading": "130", "withdrawal_fee": "221"},
+    "bybit": {"trade": "trade", "transfer_in": "transaction", "transfer_out": "transaction"},
+    "cryptocom": {"trade": "trade", "fee": "fee", "deposit": "ONCHAIN_DEPOSIT", "withdrawal": "ONCHAIN_WITHDRAWAL"},
+}
+
+
+def ledger_entry_truth(dialect: str, posting: Posting) -> dict[str, Any]:
+    """One posting as ccxt's ``fetch_ledger`` reports it (amount absolute, sign as direction).
+
+    The ``id`` is ccxt's: the bill id on OKX, the log id on Bybit, and the ORDER id on
+    crypto.com (ccxt reads ``order_id``; the unique ``journal_id`` stays in ``info``), so a
+    crypto.com fill's entries share one id and a transfer's is None. ``referenceId`` is the
+    order id on OKX (``ordId``; None on asset bills), the trade id on crypto.com, None on Bybit.
+    """
+    fill = posting.fill
+    if dialect == "cryptocom":
+        entry_id = fill.order_id if fill else None
+        reference = fill.trade_id if fill else None
+    else:
+        entry_id = str(LEDGER_ID_BASE + posting.key)
+        reference = fill.order_id if dialect == "okx" and fill else None
+    direction = "in" if posting.change > 0 else "out" if posting.change < 0 else None if dialect == "okx" else "in"
+    return {
+        "id": entry_id,
+        "currency": posting.asset,
+        "amount": to_float(abs(posting.change)),
+        "direction": direction,
+        "type": CCXT_LEDGER_TYPES[dialect][posting.kind],
+        "timestamp": posting.ts,
+        "referenceId": reference,
+    }
+
+
+def ledger_truth(dialect: str, books: dict[str, Book]) -> dict[str, list[dict[str, Any]]]:
+    """Each served ledger (account type -> entries in booking order) as ccxt reports it."""
+    return {account: [ledger_entry_truth(dialect, p) for p in book.items] for account, book in books.items()}
+
+
 class World:
     """All accounts of one simulator; histories are generated on first use."""
 
@@ -201,6 +393,7 @@ class World:
         self.revoked: set[str] = set()
         self._traders: dict[str, Trader] = {}
         self._live_rng: dict[str, random.Random] = {}
+        self._books: dict[str, tuple[tuple[int, ...], dict[str, Book]]] = {}
         self._lock = threading.Lock()
 
     def account(self, account_id: str) -> SimAccount:
@@ -230,6 +423,19 @@ class World:
 
     def ledger(self, account_id: str) -> Ledger:
         return self.trader(account_id).ledger
+
+    def books(self, account_id: str) -> dict[str, Book]:
+        """The account's ledgers per account type (``postings``), rebuilt only after the history
+        changed: a new fill or transfer, or a pending deposit credited."""
+        account, ledger = self.account(account_id), self.ledger(account_id)
+        with ledger.lock:
+            version = (len(ledger.fills), len(ledger.deposits), len(ledger.withdrawals),
+                       *(t.seq for t in ledger.deposits if t.pending))
+            cached = self._books.get(account_id)
+            if cached is None or cached[0] != version:
+                cached = version, {k: Book(v) for k, v in postings(ledger, account.dialect).items()}
+                self._books[account_id] = cached
+            return cached[1]
 
     def revoke(self, account_id: str) -> None:
         """From now on every request signed with this account's key fails authentication."""
@@ -326,6 +532,7 @@ class World:
                 for asset, (free, used) in ledger.balances().items()
             }
             funding = funding_truth(ledger)
+            ledgers = ledger_truth(account.dialect, self.books(account_id))
             return GroundTruth(
                 account_id=account.id,
                 dialect=account.dialect,
@@ -337,4 +544,6 @@ class World:
                 withdrawals=[transfer_truth(t) for t in ledger.withdrawals],
                 positions=[position_truth(p) for p in ledger.positions],
                 balances_by_type={"trading": balances, **({"funding": funding} if funding else {})},
+                ledger=ledgers.get("trading", []),
+                ledger_by_type=ledgers,
             )

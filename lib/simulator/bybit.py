@@ -7,8 +7,9 @@ server error, 10001 bad parameter. Lists come newest first and page with an opaq
 ``cursor`` (``nextPageCursor``, ``""`` on the last page). Trades and orders are read in
 windows of at most 7 days (kept 2 years), deposits and withdrawals in windows under 30 days.
 The simulated accounts trade spot only: the linear, inverse and option categories answer
-empty lists, so ccxt's load_markets finds spot markets only. Not served: the transaction log
-(ccxt's fetch_ledger) and monthly klines.
+empty lists, so ccxt's load_markets finds spot markets only. The transaction log (ccxt's
+fetch_ledger) is read in windows of at most 7 days, 24 hours when a bound is missing. Not
+served: monthly klines.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from lib.simulator.accounts import now_ms
+from lib.simulator.accounts import LEDGER_ID_BASE, Posting, now_ms
 from lib.simulator.history import FEES, NETWORKS, WITHDRAW_FEES
 from lib.simulator.ledger import Fill, Ledger, Order, Series, Transfer
 from lib.simulator.market import DAY_MS, LISTED_SYMBOLS, MARKETS, MINUTE_MS, SATS, Market, fmt
@@ -38,6 +39,10 @@ WEEK_OFFSET_MS = 4 * DAY_MS
 TRADE_WINDOW_MS = 7 * DAY_MS
 RETENTION_MS = 730 * DAY_MS
 TRANSFER_WINDOW_MS = 30 * DAY_MS
+#: the transaction log's span when startTime or endTime is missing
+LOG_DEFAULT_SPAN_MS = DAY_MS
+#: posting kind -> transaction-log type (https://bybit-exchange.github.io/docs/v5/enum#typeuta-translog)
+LOG_TYPES = {"trade": "TRADE", "transfer_in": "TRANSFER_IN", "transfer_out": "TRANSFER_OUT"}
 DEFAULT_RECV_WINDOW = 5000
 #: execution feeRate by isMaker
 FEE_RATE = {True: f"{FEES['bybit'].maker_ppm / 1e6:.6f}".rstrip("0"),
@@ -617,6 +622,79 @@ def withdrawals(call: Call) -> dict[str, Any]:
     } for t in page], "nextPageCursor": cursor}
 
 
+# --- private: transaction log (ledger) --------------------------------------------------
+
+def _log_window(call: Call) -> tuple[int, int]:
+    """startTime/endTime of the transaction log, both bounds inclusive.
+
+    https://bybit-exchange.github.io/docs/v5/account/transaction-log : "startTime and endTime
+    are not passed, return 24 hours by default; Only startTime is passed, return range between
+    startTime and startTime+24 hours; Only endTime is passed, return range between endTime-24
+    hours and endTime; If both are passed, the rule is endTime - startTime <= 7 days"; "it
+    supports up to 2 years data". A longer span is refused with 10001, as on execution/list.
+    """
+    start, end = _int(call, "startTime"), _int(call, "endTime")
+    if start is not None and end is not None:
+        if end < start:
+            raise error(10001, "params error: startTime must be less than endTime")
+        if end - start > TRADE_WINDOW_MS:
+            raise error(10001, "The time range between startTime and endTime cannot exceed 7 days")
+    elif start is not None:
+        end = start + LOG_DEFAULT_SPAN_MS
+    elif end is not None:
+        start = end - LOG_DEFAULT_SPAN_MS
+    else:
+        start, end = call.now - LOG_DEFAULT_SPAN_MS, call.now
+    return max(start, call.now - RETENTION_MS), end
+
+
+def _log_row(posting: Posting) -> dict[str, Any]:
+    """A spot trade leg (``qty`` signed: "the negative means the qty of this currency is
+    decreased"; the fee is in the leg of the asset it is charged in, "Change = cashFlow +
+    funding - fee") or a transfer into or out of the Unified wallet (category "")."""
+    fill = posting.fill
+    market = MARKETS[fill.symbol] if fill is not None else None
+    return {
+        "id": str(LEDGER_ID_BASE + posting.key), "symbol": market.base + market.quote if market else "",
+        "category": "spot" if fill is not None else "", "side": ("Buy" if fill.buy else "Sell") if fill else "None",
+        "transactionTime": str(posting.ts), "type": LOG_TYPES[posting.kind], "transSubType": "",
+        "qty": num(posting.gross), "size": "0", "currency": posting.asset,
+        "tradePrice": num(fill.price) if fill else "", "funding": "", "fee": num(posting.fee),
+        "cashFlow": num(posting.gross), "change": num(posting.change), "cashBalance": num(posting.balance),
+        "feeRate": FEE_RATE[fill.maker] if fill else "", "bonusChange": "", "tradeId": fill.trade_id if fill else "",
+        "orderId": fill.order_id if fill else "", "orderLinkId": "", "extraFees": "",
+    }
+
+
+def transaction_log(call: Call) -> dict[str, Any]:
+    """https://bybit-exchange.github.io/docs/v5/account/transaction-log : the Unified wallet's
+    balance changes, newest first, ``limit`` [1, 50] default 20, cursor paging; windows as
+    ``_log_window``. ``accountType`` may only be UNIFIED; ``category``, ``currency``,
+    ``baseCoin`` and ``type`` filter (a transfer has no category, so ``category=spot`` leaves
+    it out)."""
+    if call.params.get("accountType") not in (None, "", "UNIFIED"):
+        raise error(10001, "accountType only support UNIFIED.")
+    category = call.params.get("category") or None
+    if category is not None and category not in CATEGORIES:
+        raise error(10001, "params error: Category is invalid")
+    limit = _limit(call, 20, 50)
+    start, end = _log_window(call)
+    cursor = _cursor(call)
+    currency, base, kind = (call.params.get(k) or None for k in ("currency", "baseCoin", "type"))
+
+    def keep(posting: Posting) -> bool:
+        fill = posting.fill
+        return ((category is None or (fill is not None and category == "spot"))
+                and (base is None or (fill is not None and MARKETS[fill.symbol].base == base))
+                and currency in (None, posting.asset) and kind in (None, LOG_TYPES[posting.kind]))
+
+    assert call.account is not None, "the transaction log is private"
+    book = call.world.books(call.account.id)["trading"]
+    page = book.select(limit + 1, key_max=None if cursor is None else cursor - 1, ts_min=start, ts_max=end, keep=keep)
+    next_cursor = str(page[limit - 1].key) if len(page) > limit else ""
+    return {"list": [_log_row(p) for p in page[:limit]], "nextPageCursor": next_cursor}
+
+
 #: path -> (signed, handler); only GET is served (the dashboard only reads)
 ROUTES: dict[str, tuple[bool, Callable[[Call], dict[str, Any]]]] = {
     "/v5/market/time": (False, server_time),
@@ -633,6 +711,7 @@ ROUTES: dict[str, tuple[bool, Callable[[Call], dict[str, Any]]]] = {
     "/v5/order/realtime": (True, open_orders),
     "/v5/asset/deposit/query-record": (True, deposits),
     "/v5/asset/withdraw/query-record": (True, withdrawals),
+    "/v5/account/transaction-log": (True, transaction_log),
 }
 
 

@@ -3,9 +3,10 @@
 Every answer is ``{"code": "0", "msg": "", "data": [...]}``; errors carry OKX's own
 codes (50111 unknown key, 50105 wrong passphrase, 50113 bad signature, 50011 rate limit).
 Lists come newest first, at most 100 per page, paged with ``after`` (older than an id)
-and ``before`` (newer than an id); fills page by billId, orders by ordId, transfers and
-candles by timestamp. Retention limits (3 months of fills, 7 days in orders-history) are
-not enforced except the 3 days of ``trade/fills``, so the ground truth stays reachable.
+and ``before`` (newer than an id); fills and bills page by billId, orders by ordId,
+transfers, asset bills and candles by timestamp. Retention limits (3 months of fills, 7
+days in orders-history) are not enforced except the 3 days of ``trade/fills`` and the
+bills' 7 days, 3 months and one month, so the ground truth stays reachable.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from lib.simulator.accounts import LEDGER_ID_BASE, Book, Posting
 from lib.simulator.history import NETWORKS, WITHDRAW_FEES
 from lib.simulator.ledger import BILL_ID_BASE, ORDER_ID_BASE, Fill, Order, Position, Series, Transfer
 from lib.simulator.market import DAY_MS, HOUR_MS, LISTED_SYMBOLS, MARKETS, MINUTE_MS, Market, fmt
@@ -33,6 +35,15 @@ INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
 BARS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1H": 60, "2H": 120, "4H": 240, "6H": 360,
         "12H": 720, "1D": 1440, "2D": 2880, "3D": 4320}
 SIGNATURE_TOLERANCE_MS = 30_000
+#: how far back account/bills, account/bills-archive and asset/bills reach
+BILLS_RETENTION_MS = 7 * DAY_MS
+BILLS_ARCHIVE_RETENTION_MS = 90 * DAY_MS
+ASSET_BILLS_RETENTION_MS = 30 * DAY_MS
+#: posting kind -> (bill type, subType) of account/bills
+BILL_TYPES = {"transfer_in": ("1", "11"), "transfer_out": ("1", "12")}
+#: posting kind -> bill type of asset/bills
+ASSET_BILL_TYPES = {"deposit": "1", "withdrawal": "2", "from_trading": "130", "to_trading": "131",
+                    "withdrawal_fee": "221"}
 
 
 def num(sats: int) -> str:
@@ -510,6 +521,115 @@ def withdrawal_history(call: Call) -> list[Any]:
     } for t in _transfers(call, call.ledger.withdrawals)]
 
 
+def _bill(posting: Posting) -> dict[str, Any]:
+    """One bill of the trading account: a trade leg (type 2, subType 1 buy / 2 sell; the fee is
+    in the leg of the asset it is charged in, "balChg" = "sz" + "fee") or a transfer from or to
+    the funding account (type 1, subType 11 in / 12 out, "from"/"to" 6 funding, 18 trading)."""
+    fill = posting.fill
+    row = {
+        "bal": num(posting.balance), "balChg": num(posting.change), "billId": str(LEDGER_ID_BASE + posting.key),
+        "ccy": posting.asset, "clOrdId": "", "execType": "", "fee": "", "fillFwdPx": "", "fillIdxPx": "",
+        "fillMarkPx": "", "fillMarkVol": "", "fillPxUsd": "", "fillPxVol": "", "fillTime": "", "from": "",
+        "instId": "", "instType": "", "interest": "0", "mgnMode": "", "notes": "", "ordId": "", "pnl": "0",
+        "posBal": "0", "posBalChg": "0", "px": "", "subType": "", "sz": num(posting.change), "tag": "", "to": "",
+        "tradeId": "", "ts": str(posting.ts), "type": "",
+    }
+    if fill is None:
+        bill_type, sub_type = BILL_TYPES[posting.kind]
+        inward = posting.kind == "transfer_in"
+        row.update({"type": bill_type, "subType": sub_type, "from": "6" if inward else "18",
+                    "to": "18" if inward else "6", "notes": "From Funding Account" if inward else "To Funding Account"})
+        return row
+    market = MARKETS[fill.symbol]
+    row.update({
+        "type": "2", "subType": "1" if fill.buy else "2", "instType": "SPOT", "instId": f"{market.base}-{market.quote}",
+        "mgnMode": "cash", "ordId": fill.order_id, "tradeId": fill.trade_id, "execType": "M" if fill.maker else "T",
+        "fee": num(-posting.fee), "sz": num(abs(posting.gross)), "px": num(fill.price), "fillTime": str(fill.ts),
+    })
+    return row
+
+
+def _bill_filter(call: Call) -> Callable[[Posting], bool]:
+    """instType, instId, ccy, type and subType filter the bills.
+
+    instType only narrows the bills of instruments: ccxt 4.5.90's fetch_ledger always sends
+    one (``instType=SPOT`` by default; an empty override is dropped) and its maintainers read
+    funding/trading transfers through it (ccxt PR #12875), so a transfer bill, which has no
+    instType, passes any. instId keeps the bills of that instrument only.
+    """
+    inst_type = _inst_type(call, required=False)
+    market = _market(call)
+    ccy, bill_type, sub_type = (call.params.get(k) or None for k in ("ccy", "type", "subType"))
+
+    def keep(posting: Posting) -> bool:
+        fill = posting.fill
+        row_type, row_sub = ("2", "1" if fill.buy else "2") if fill is not None else BILL_TYPES[posting.kind]
+        return ((inst_type is None or fill is None or inst_type == "SPOT")
+                and (market is None or (fill is not None and fill.symbol == market.symbol))
+                and ccy in (None, posting.asset) and bill_type in (None, row_type) and sub_type in (None, row_sub))
+
+    return keep
+
+
+def _book(call: Call, account_type: str) -> Book:
+    assert call.account is not None, "bills are private"
+    return call.world.books(call.account.id)[account_type]
+
+
+def _bills(call: Call, retention_ms: int) -> list[Any]:
+    """account/bills (7 days) and account/bills-archive (3 months): the trading account's
+    balance changes, newest first by billId, ``limit`` 1..100 (default 100).
+
+    https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-bills-details-last-7-days
+    https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-bills-details-last-3-months
+
+    ``after``/``before`` page by billId (older / newer than it; with only ``before`` the
+    bills just newer than it), ``begin``/``end`` filter by ``ts`` (both inclusive, any span);
+    bills older than the retention are gone whatever ``begin`` says. ``mgnMode`` and ``ctType``
+    are accepted and ignored (spot bills only).
+    """
+    keep = _bill_filter(call)
+    limit = _limit(call)
+    after, before = _int(call, "after"), _int(call, "before")
+    begin, end = _int(call, "begin"), _int(call, "end")
+    floor = call.now - retention_ms
+    page = _book(call, "trading").select(limit, key_min=None if before is None else before - LEDGER_ID_BASE + 1,
+                       key_max=None if after is None else after - LEDGER_ID_BASE - 1,
+                       ts_min=floor if begin is None else max(begin, floor), ts_max=end, keep=keep,
+                       oldest=before is not None and after is None)
+    return [_bill(p) for p in page]
+
+
+def bills(call: Call) -> list[Any]:
+    return _bills(call, BILLS_RETENTION_MS)
+
+
+def bills_archive(call: Call) -> list[Any]:
+    return _bills(call, BILLS_ARCHIVE_RETENTION_MS)
+
+
+def asset_bills(call: Call) -> list[Any]:
+    """asset/bills: the funding account's bills of the past month, newest first, ``limit``
+    1..100 (default 100); ``after``/``before`` are timestamps here (older / newer than, both
+    exclusive), so a page cut inside one millisecond needs an overlapping next page.
+
+    https://www.okx.com/docs-v5/en/#funding-account-rest-api-asset-bills-details
+
+    Types served: 1 deposit, 2 withdrawal, 221 its fee, 130 from / 131 to the trading account;
+    ``ccy`` and ``type`` filter.
+    """
+    ccy, bill_type = call.params.get("ccy") or None, call.params.get("type") or None
+    limit = _limit(call)
+    after, before = _int(call, "after"), _int(call, "before")
+    floor = call.now - ASSET_BILLS_RETENTION_MS
+    page = _book(call, "funding").select(limit, ts_min=floor if before is None else max(before + 1, floor),
+                       ts_max=None if after is None else after - 1,
+                       keep=lambda p: ccy in (None, p.asset) and bill_type in (None, ASSET_BILL_TYPES[p.kind]),
+                       oldest=before is not None and after is None)
+    return [{"billId": str(LEDGER_ID_BASE + p.key), "ccy": p.asset, "clientId": "", "balChg": num(p.change),
+             "bal": num(p.balance), "type": ASSET_BILL_TYPES[p.kind], "ts": str(p.ts), "notes": ""} for p in page]
+
+
 #: path -> (signed, handler); only GET is served (the dashboard only reads)
 ROUTES: dict[str, tuple[bool, Callable[[Call], list[Any]]]] = {
     "/api/v5/public/time": (False, server_time),
@@ -529,6 +649,9 @@ ROUTES: dict[str, tuple[bool, Callable[[Call], list[Any]]]] = {
     "/api/v5/asset/deposit-history": (True, deposit_history),
     "/api/v5/asset/withdrawal-history": (True, withdrawal_history),
     "/api/v5/account/positions": (True, positions),
+    "/api/v5/account/bills": (True, bills),
+    "/api/v5/account/bills-archive": (True, bills_archive),
+    "/api/v5/asset/bills": (True, asset_bills),
 }
 
 
