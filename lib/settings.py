@@ -49,6 +49,8 @@ class Settings:
     key_file: Path
     sync_interval_seconds: int
     session_idle_minutes: int
+    session_max_hours: int
+    session_secret: str = field(repr=False)
     usd_like: frozenset[str]
     cache_ttl_seconds: int
     run_worker_in_app: bool
@@ -119,6 +121,8 @@ def get_settings() -> Settings:
         key_file=Path(values.get("ENCRYPTION_KEY_FILE", data_dir / "encryption.key")),
         sync_interval_seconds=_positive_int(values, "SYNC_INTERVAL_SECONDS", 60, MAX_INTERVAL_SECONDS),
         session_idle_minutes=_positive_int(values, "SESSION_IDLE_MINUTES", 30, 7 * 24 * 60),
+        session_max_hours=_positive_int(values, "SESSION_MAX_HOURS", 12, 30 * 24),
+        session_secret=(values.get("SESSION_SECRET") or "").strip(),
         usd_like=frozenset(a.strip().upper() for a in usd_like.split(",") if a.strip()),
         cache_ttl_seconds=_positive_int(values, "CACHE_TTL_SECONDS", 60, 86_400),
         run_worker_in_app=_as_bool(values.get("RUN_WORKER_IN_APP", "true")),
