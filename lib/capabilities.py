@@ -56,6 +56,10 @@ class StreamRules:
     newest_first: bool | None = None
     #: extra request parameters the method needs (e.g. which endpoint ccxt should call)
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: where ccxt does not turn ``since`` into the exchange's lower bound, the parameter that
+    #: carries it too; the upper bound's parameter (ccxt's unified ``until`` unless named)
+    since_param: str | None = None
+    until_param: str = "until"
     #: where the look-back came from, for the coverage map
     source: str = "ccxt features"
 
@@ -114,6 +118,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "orders": {"params": {"method": "privateGetTradeOrdersHistoryArchive"}, "days_back": 90,
                    "window_days": None, "newest_first": True,
                    "source": "override: okx.com docs-v5 orders-history-archive (last 3 months)"},
+        # https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-bills-details-last-3-months
+        # newest first, 100 per call, begin/end inclusive; ccxt reads the 7-day endpoint unless
+        # told otherwise and never sends ``since``, so the window's start goes as ``begin``
+        "ledger": {"params": {"method": "privateGetAccountBillsArchive"}, "since_param": "begin",
+                   "days_back": 90, "limit": 100, "newest_first": True, "window_days": None,
+                   "source": "override: okx.com docs-v5 bills-archive (last 3 months)"},
         # https://www.okx.com/docs-v5/en/#funding-account-rest-api-get-deposit-history : 100 per call, newest first
         "deposits": {"limit": 100, "newest_first": True},
         # https://www.okx.com/docs-v5/en/#funding-account-rest-api-get-withdrawal-history : likewise
@@ -152,6 +162,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "orders": {"newest_first": True, "params": {"type": "spot"}},
         # https://bybit-exchange.github.io/docs/v5/order/open-order : category required (as above)
         "open_orders_params": {"type": "spot"},
+        # https://bybit-exchange.github.io/docs/v5/account/transaction-log : newest first, at most
+        # 7 days per call, 50 per page, 2 years kept; ccxt does not turn ``until`` into endTime
+        "ledger": {"window_days": 7, "days_back": 730, "limit": 50, "newest_first": True, "until_param": "endTime",
+                   "source": "override: bybit-exchange.github.io v5 transaction-log (2 years kept)"},
         # https://bybit-exchange.github.io/docs/v5/asset/deposit/deposit-record : 30-day window, 50 per page
         "deposits": {"window_days": 30, "limit": 50, "newest_first": True},
         # https://bybit-exchange.github.io/docs/v5/asset/withdraw/withdraw-record : 30-day window, 50 per page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,11 +93,15 @@ def position_row(p: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ledger_key(entry: Mapping[str, Any]) -> str:
-    """A ledger entry's identity: ccxt's ``id`` is not unique on every exchange (crypto.com
-    repeats the order id on each leg of a fill), so the fields that tell legs apart join it."""
-    parts = (entry.get("id"), entry.get("currency"), entry.get("direction"), entry.get("type"),
-             entry.get("timestamp"), entry.get("amount"), entry.get("account"), entry.get("referenceId"))
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:40]
+    """A ledger entry's identity: a digest of the exchange's own record (``info``).
+
+    ccxt's ``id`` is not unique on every exchange (crypto.com repeats the order id on each leg
+    of a fill), but the raw record of an entry never changes and differs from every other's
+    (its journal id, bill id, ...), so overlapping pages still de-duplicate exactly.
+    """
+    record = entry.get("info") or {k: entry.get(k) for k in ("id", "currency", "direction", "type", "timestamp",
+                                                               "amount", "account", "referenceId")}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
 
 def ledger_row(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -135,7 +135,9 @@ class Walker:
         ranges = [(start, end)]
         while ranges:
             low, high = ranges.pop()
-            params = {**rules.params, "until": high}
+            params = {**rules.params, rules.until_param: high}
+            if rules.since_param:
+                params[rules.since_param] = low
             page = await self.call(lambda lo=low, p=params: stream.fetch(stream.symbol, lo, rules.limit, p))
             inside = [r for r in page if low <= row_time(r) <= high]
             fresh = [r for r in inside if stream.identity(r) not in rows]
@@ -145,7 +147,8 @@ class Walker:
             if not full:
                 continue
             if not fresh:
-                if rules.newest_first is not None:  # the one side rows could be missing from made no progress
+                # the one side rows could be missing from made no progress inside the range
+                if inside and rules.newest_first is not None:
                     raise HistoryError(f"more than {len(page)} rows share a millisecond; "
                                        "the exchange cannot page past them")
                 continue
