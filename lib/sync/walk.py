@@ -161,8 +161,9 @@ class Walker:
                 ranges.append((max(stamps) - 1, high))
         return sorted(rows.values(), key=row_time)
 
-    async def _failed(self, stream: Stream, start: int, end: int, error: BaseException) -> None:
-        """Record the window that failed; the rows of earlier windows are already committed."""
+    async def _failed(self, stream: Stream, start: int | None, end: int | None, error: BaseException) -> None:
+        """Record the window that failed (times; None where the walk pages by id, not time);
+        the rows of earlier windows are already committed."""
         from lib.exchanges import describe_error  # noqa: PLC0415 - avoids a cycle at import time
 
         await self.save(stream, [], None, {"failed_from": start, "failed_to": end,
@@ -182,7 +183,7 @@ class Walker:
                 page = await self.call(lambda f=from_id: stream.fetch(
                     stream.symbol, None, limit, {**rules.params, rules.id_param: f}))
             except Exception as error:
-                await self._failed(stream, from_id, self.now, error)
+                await self._failed(stream, None, None, error)
                 raise
             page = [r for r in page if int(row_id(r)) >= from_id]
             if page:
@@ -216,7 +217,7 @@ class Walker:
             try:
                 page = await self.call(lambda p=params: stream.fetch(None, None, limit, p))
             except Exception as error:
-                await self._failed(stream, low or 0, high or self.now, error)
+                await self._failed(stream, None, None, error)
                 raise
             bills = [(int(r["info"]["billId"]), r) for r in page]
             inside = [(b, r) for b, r in bills if (low is None or b > low) and (high is None or b < high)]
