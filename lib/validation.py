@@ -91,8 +91,15 @@ def clean_url(value: str | None, max_length: int) -> str | None:
         return None
     if len(text) > max_length:
         raise ValidationError("api_url", f"The API URL is too long (at most {max_length} characters).")
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:  # urlsplit refuses an unclosed IPv6 bracket, .port a port outside 0-65535
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, 0
+    if parts is None or port == 0:
+        raise ValidationError("api_url", "The API URL is malformed: check the host (an IPv6 address goes "
+                                         "in brackets) and the port (a number from 1 to 65535).")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError("api_url", "The API URL must start with http:// or https:// and name a host.")
     if "@" in parts.netloc:  # user:password@host would be stored and shown in the clear
         raise ValidationError("api_url", "The API URL must not contain a user name or password.")

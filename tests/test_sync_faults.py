@@ -1,25 +1,34 @@
-"""Faults: a flaky exchange, a worker killed mid-sync, leases and the SQLite worker lock."""
+"""Faults: a flaky exchange, a worker killed mid-sync, leases and the SQLite worker lock, a worker
+without the encryption key, a run that loses its database, a database recreated under a running process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from cryptography.fernet import Fernet
+from sqlalchemy import func, make_url, select, update
+from sqlalchemy.exc import OperationalError
 
 from lib.access import SYSTEM
+from lib.cli import main
 from lib.db import session_scope
-from lib.models import Connector, Trade, utcnow
+from lib.models import Client, Connector, SyncResult, Trade, utcnow
 from lib.settings import PROJECT_ROOT, get_settings
 from lib.simulator import Simulator, SimulatorConfig
-from lib.sync import lease, markets, sync_connectors
+from lib.sync import lease, markets, runner, sync_connectors
+from lib.sync.worker import run_cycle
+from tests.conftest import _pg_connect
 from tests.sync_helpers import add_connectors, differences
 
 
@@ -137,11 +146,108 @@ def test_lease_held_elsewhere_is_skipped_and_a_dead_holder_is_taken_over(databas
 
 def test_workers_claim_disjoint_connectors(database_url: str, sim: Simulator) -> None:
     ids = list(add_connectors(sim).values())
-    first = lease.claim(ids, "host-a:1:x")
-    second = lease.claim(ids, "host-b:2:y")
+    first = lease.claim(ids, "host-a:1:x", 60)
+    second = lease.claim(ids, "host-b:2:y", 60)
     assert first == set(ids) and second == set()
     lease.release(ids, "host-a:1:x")
-    assert lease.claim(ids, "host-b:2:y") == set(ids)
+    assert lease.claim(ids, "host-b:2:y", 60) == set(ids)
+
+
+def _connector_rows() -> dict[int, tuple]:
+    """What a sync writes on a connector row: status, error, failures, attempt, success, lease."""
+    with session_scope() as session:
+        return {c.id: (c.status, c.last_error, c.consecutive_failures, c.last_attempt_at, c.last_success_at,
+                       c.lease_owner, c.lease_until) for c in session.scalars(select(Connector))}
+
+
+def test_a_worker_without_the_key_leaves_the_connector_to_one_with_it(
+        database_url: str, sim: Simulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    ids = add_connectors(sim)
+    _saved_minutes_ago(5)
+    before = _connector_rows()
+    right_keys = get_settings().encryption_keys
+    monkeypatch.setenv("ENCRYPTION_KEYS", Fernet.generate_key().decode())  # a worker started with another key
+    get_settings.cache_clear()
+    caplog.set_level(logging.WARNING, logger="lib.sync.runner")
+    report = run_cycle(60, threading.Event())
+    assert report is not None and report.failed == len(ids) and report.successful == 0
+    assert all(r.config_error and "ENCRYPTION_KEYS" in r.error for r in report.results)
+    assert "cannot decrypt the credentials of connector(s)" in caplog.text  # its own configuration, in its log
+    assert _connector_rows() == before  # status, error, attempt time and lease untouched
+    with session_scope() as session:
+        recorded = session.scalars(select(SyncResult).where(SyncResult.run_id == report.run_id)).all()
+        assert {r.connector_id for r in recorded} == set(ids.values()) and not any(r.success for r in recorded)
+    monkeypatch.setenv("ENCRYPTION_KEYS", ",".join(right_keys))  # a correctly configured worker
+    get_settings.cache_clear()
+    report = run_cycle(60, threading.Event())
+    assert report is not None and report.successful == len(ids), [r.error for r in report.results]
+    assert {status for status, *_ in _connector_rows().values()} == {"ok"}
+
+
+def _database_error(*_args: object) -> None:
+    raise OperationalError("UPDATE connectors ...", {}, Exception("server closed the connection"))
+
+
+def test_leases_last_one_interval_and_a_run_that_loses_its_database_frees_them(
+        database_url: str, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = set(add_connectors(sim).values())
+    started = utcnow()
+    assert lease.claim(ids, "host-a:1:x", lease.duration(60)) == ids
+    with session_scope() as session:
+        until = set(session.scalars(select(Connector.lease_until)))
+        assert all(started < u <= utcnow() + timedelta(seconds=60) for u in until)  # not 5 minutes
+    lease.release(ids, "host-a:1:x")
+    assert lease.duration(1) == lease.MIN_LEASE_SECONDS and lease.duration(600) == 600
+
+    # the database goes away when results are recorded: the run still ends, says why, and frees its leases
+    monkeypatch.setattr(runner, "_record", _database_error)
+    report = sync_connectors(SYSTEM, lease_seconds=30)
+    assert report.failed == len(ids)
+    assert all("database could not be read or written" in r.error for r in report.results)
+    assert {row[5] for row in _connector_rows().values()} == {None}  # released
+
+    # and when it cannot even release them, they run out within the run's lease (one interval)
+    monkeypatch.setattr(lease, "release", _database_error)
+    started = utcnow()
+    report = sync_connectors(SYSTEM, lease_seconds=30)
+    assert report.failed == len(ids)
+    rows = _connector_rows().values()
+    assert all(owner is not None and started < until <= utcnow() + timedelta(seconds=30)
+               for *_, owner, until in rows)
+
+
+def _recreate_empty(url: str) -> None:
+    """Delete the database (SQLite files, or DROP the PostgreSQL database) and create it empty."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database)
+        for companion in path.parent.glob(path.name + "*"):
+            if not companion.name.endswith(".lock"):
+                companion.unlink()
+        path.touch()
+        return
+    with _pg_connect() as connection:
+        connection.execute(f'DROP DATABASE "{parsed.database}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{parsed.database}"')
+
+
+def test_a_recreated_database_is_picked_up_without_a_restart(
+        database_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    assert main(["client", "add", "Before"]) == 0
+    capsys.readouterr()
+    _recreate_empty(database_url)
+    assert main(["client", "list"]) == 2  # the same process: not the old file's rows, not "unexpected"
+    assert capsys.readouterr().err == "error: The database has no tables yet: run python -m lib.cli migrate.\n"
+    caplog.set_level(logging.ERROR, logger="lib.sync.worker")
+    assert run_cycle(60, threading.Event()) is None
+    assert "no tables yet: run python -m lib.cli migrate" in caplog.text and "Traceback" not in caplog.text
+    migrated = subprocess.run([sys.executable, "-m", "lib.cli", "migrate"], cwd=PROJECT_ROOT, env=os.environ.copy(),
+                              capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr
+    assert main(["client", "add", "After"]) == 0  # same process, no restart
+    with session_scope() as session:
+        assert list(session.scalars(select(Client.name))) == ["After"]
+    assert run_cycle(60, threading.Event()) is not None
 
 
 def test_in_app_worker_starts_once_and_holds_the_sqlite_lock(sqlite_url: str) -> None:

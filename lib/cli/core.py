@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from lib import connectors
 from lib.access import SYSTEM
-from lib.cli import CommandError, _coverage
+from lib.cli import CommandError, _coverage, given, record_id
 from lib.clients import create_client, delete_client, find_client, list_clients
 from lib.db import migrate, session_scope
 from lib.exchanges import CREDENTIAL_LABELS, required_credentials
@@ -33,23 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     client = subparsers.add_parser("client", help="manage clients").add_subparsers(dest="action", required=True)
     add = client.add_parser("add", help="create a client")
-    add.add_argument("name")
+    add.add_argument("name", type=given("name", "a client name"))
     add.set_defaults(handler=_client_add)
     listing = client.add_parser("list", help="list clients")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_client_list)
     remove = client.add_parser("remove", help="delete a client and all its data")
-    remove.add_argument("name")
+    remove.add_argument("name", type=given("name", "a client name"))
     remove.set_defaults(handler=_client_remove)
 
     connector = subparsers.add_parser("connector", help="manage exchange connectors").add_subparsers(
         dest="action", required=True
     )
     add = connector.add_parser("add", help="add a connector (credentials from EXCHANGE_* or prompts)")
-    add.add_argument("--client", required=True)
-    add.add_argument("--exchange", required=True)
-    add.add_argument("--label", default="main")
-    add.add_argument("--api-url")
+    add.add_argument("--client", required=True, type=given("--client", "a client name"))
+    add.add_argument("--exchange", required=True, type=given("--exchange", "an exchange id"))
+    add.add_argument("--label", default="main", type=given("--label", "a label"))
+    add.add_argument("--api-url", type=given("--api-url", "a URL (leave the option out for the exchange's own)"))
     add.add_argument("--sandbox", action="store_true")
     add.add_argument("--skip-test", action="store_true",
                      help="store without testing the key against the exchange first (exchange down, say)")
@@ -59,10 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_connector_list)
     test = connector.add_parser("test", help="test a stored connector with a live fetch_balance")
-    test.add_argument("id", type=int)
+    test.add_argument("id", type=record_id("connector"))
     test.set_defaults(handler=_connector_test)
     remove = connector.add_parser("remove", help="delete a connector and its synced data")
-    remove.add_argument("id", type=int)
+    remove.add_argument("id", type=record_id("connector"))
     remove.set_defaults(handler=_connector_remove)
     _coverage.add_parser(connector)
 

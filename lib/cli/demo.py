@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from lib.access import SYSTEM
-from lib.cli import CommandError
+from lib.cli import CommandError, port_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser("demo", help="load demo clients backed by the local exchange simulator")
-    demo.add_argument("--port", type=int, default=None, help="simulator port (default 8900)")
+    demo.add_argument("--port", type=port_number, default=None, help="simulator port (default 8900)")
     demo.add_argument("--resume", action="store_true",
                       help="only restart the simulator of a demo loaded earlier (used by `make run`)")
     demo.set_defaults(handler=_demo)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from lib import reports
 from lib.access import SYSTEM
-from lib.cli import CommandError
+from lib.cli import CommandError, given, record_id
 from lib.clients import find_client
 from lib.connectors import get_connector
 from lib.db import session_scope
@@ -25,15 +25,16 @@ PNL_FIELDS = ("quantity", "cost_basis", "market_value", "realized", "unrealized"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     pnl = subparsers.add_parser("pnl", help="realized / unrealized P&L, total and per asset")
-    pnl.add_argument("--client", help="client name (default: every client)")
-    pnl.add_argument("--connector", type=int, help="connector id")
+    pnl.add_argument("--client", type=given("--client", "a client name"), help="client name (default: every client)")
+    pnl.add_argument("--connector", type=record_id("connector"), help="connector id")
     pnl.add_argument("--method", choices=("fifo", "average"), default="fifo")
     pnl.add_argument("--pool", choices=("scope", "connector"), default="scope",
                      help="pool lots across the scope (default) or per connector")
     pnl.add_argument("--json", action="store_true")
     pnl.set_defaults(handler=_pnl)
     balances = subparsers.add_parser("balances", help="latest balances with USD values")
-    balances.add_argument("--client", help="client name (default: every client)")
+    balances.add_argument("--client", type=given("--client", "a client name"),
+                          help="client name (default: every client)")
     balances.add_argument("--json", action="store_true")
     balances.set_defaults(handler=_balances)
 

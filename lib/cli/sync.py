@@ -9,13 +9,14 @@ import sys
 import threading
 
 from lib.access import SYSTEM
-from lib.cli import CommandError
+from lib.cli import CommandError, given, interval_seconds, record_id
 from lib.clients import find_client
-from lib.db import session_scope
+from lib.db import check_schema, session_scope
 from lib.settings import get_settings
 from lib.sync import ConnectorResult, RunReport, sync_connector, sync_connectors
 from lib.sync.lease import WorkerLockBusy
 from lib.sync.worker import run_worker
+from lib.vault import load_vault
 
 JSON_FIELDS = ("connector_id", "client", "exchange", "label", "success", "balances", "new_trades",
                "new_transfers", "open_orders", "error")
@@ -23,12 +24,13 @@ JSON_FIELDS = ("connector_id", "client", "exchange", "label", "success", "balanc
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     sync = subparsers.add_parser("sync", help="sync connectors now (all enabled ones by default)")
-    sync.add_argument("--client", help="only this client's connectors")
-    sync.add_argument("--connector", type=int, help="only this connector (by id)")
+    sync.add_argument("--client", type=given("--client", "a client name"), help="only this client's connectors")
+    sync.add_argument("--connector", type=record_id("connector"), help="only this connector (by id)")
     sync.add_argument("--json", action="store_true", help="print the result as JSON")
     sync.set_defaults(handler=_sync)
     worker = subparsers.add_parser("worker", help="sync every enabled connector on an interval until SIGTERM")
-    worker.add_argument("--interval", type=float, help="seconds between runs (default: SYNC_INTERVAL_SECONDS)")
+    worker.add_argument("--interval", type=interval_seconds,
+                        help="seconds between runs, 1 to 86400 (default: SYNC_INTERVAL_SECONDS)")
     worker.set_defaults(handler=_worker)
 
 
@@ -57,7 +59,7 @@ def _print(report: RunReport, as_json: bool) -> None:
 
 def _sync(args: argparse.Namespace) -> int:
     client_id = None
-    if args.client:
+    if args.client is not None:
         with session_scope() as session:
             client_id = find_client(session, args.client).id
     ids = [args.connector] if args.connector is not None else None
@@ -80,9 +82,11 @@ def print_sync_after_save(connector_id: int) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    """Refuses to start on a database without the newest schema or with unusable ENCRYPTION_KEYS
+    (one line each), rather than logging the same failure every interval."""
     interval = get_settings().sync_interval_seconds if args.interval is None else args.interval
-    if interval <= 0:
-        raise CommandError("--interval must be a positive number of seconds.")
+    check_schema()
+    load_vault()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -14,20 +14,21 @@ import sys
 
 from lib import users
 from lib.access import SYSTEM, Role
-from lib.cli import CommandError
+from lib.cli import CommandError, given
 from lib.clients import find_client
 from lib.db import session_scope
 
 PASSWORD_ENV = "DASHBOARD_PASSWORD"
+USERNAME = given("username", "a user name")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     user = subparsers.add_parser("user", help="manage dashboard users").add_subparsers(dest="action", required=True)
 
     add = user.add_parser("add", help=f"create a user (password from {PASSWORD_ENV} or a prompt)")
-    add.add_argument("username")
+    add.add_argument("username", type=USERNAME)
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
-    add.add_argument("--email", help="matched against the single sign-on email")
+    add.add_argument("--email", type=given("--email", "an address"), help="matched against the single sign-on email")
     add.add_argument("--no-password", action="store_true", help="single sign-on only (needs --email)")
     add.set_defaults(handler=_add)
 
@@ -36,19 +37,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=_list)
 
     reset = user.add_parser("reset-password", help=f"set a new password ({PASSWORD_ENV} or a prompt); unlocks")
-    reset.add_argument("username")
+    reset.add_argument("username", type=USERNAME)
     reset.set_defaults(handler=_reset_password)
 
     for name, handler, text in (("disable", _disable, "disable a user (logged out at once)"),
                                 ("enable", _enable, "enable a disabled user"),
                                 ("unlock", _unlock, "lift a lockout after failed logins")):
         command = user.add_parser(name, help=text)
-        command.add_argument("username")
+        command.add_argument("username", type=USERNAME)
         command.set_defaults(handler=handler)
 
     assign = user.add_parser("assign", help="let a client-role user see a client")
-    assign.add_argument("username")
-    assign.add_argument("--client", required=True, help="client name")
+    assign.add_argument("username", type=USERNAME)
+    assign.add_argument("--client", required=True, type=given("--client", "a client name"), help="client name")
     assign.set_defaults(handler=_assign)
 
 

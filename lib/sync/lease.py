@@ -5,8 +5,9 @@ Every sync (worker, Force sync, CLI) first leases its connectors: ``lease_owner`
 ``SELECT ... FOR UPDATE SKIP LOCKED``, so concurrent workers split the work instead of
 waiting on each other; on SQLite (one writer) a conditional UPDATE does the same.
 A lease held by a process of this host that no longer exists (killed with SIGKILL) is
-free at once; one held elsewhere is free when it expires. Leases are renewed while a
-sync runs.
+free at once; one held elsewhere is free when it expires. A lease lasts one sync interval
+(``duration``) and is renewed three times per lease while a sync runs, so a holder that
+lost its database, and cannot release or renew, blocks nobody for longer than an interval.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ from lib.db import session_scope
 from lib.models import Connector, utcnow
 from lib.settings import Settings, get_settings
 
-LEASE_SECONDS = 300
-RENEW_EVERY_SECONDS = 60
+#: the shortest lease: renewing more than a few times a second would be the database's main load
+MIN_LEASE_SECONDS = 5.0
+#: renewals per lease: two may fail (a busy database) before the lease runs out
+RENEWALS_PER_LEASE = 3
 
 _HOST = socket.gethostname()
+
+
+def duration(interval_seconds: float) -> float:
+    """How long a lease lasts: one sync interval, at least MIN_LEASE_SECONDS."""
+    return max(MIN_LEASE_SECONDS, float(interval_seconds))
 
 
 def new_owner() -> str:
@@ -53,13 +61,14 @@ def _dead_here(owner: str | None) -> bool:
     return False
 
 
-def claim(connector_ids: Iterable[int], owner: str) -> set[int]:
-    """Lease the free connectors among ``connector_ids``; returns the ids now held by ``owner``."""
+def claim(connector_ids: Iterable[int], owner: str, seconds: float) -> set[int]:
+    """Lease the free connectors among ``connector_ids`` for ``seconds``; returns the ids now
+    held by ``owner``."""
     ids = list(connector_ids)
     if not ids:
         return set()
     now = utcnow()
-    until = now + timedelta(seconds=LEASE_SECONDS)
+    until = now + timedelta(seconds=seconds)
     with session_scope() as session:
         held = session.execute(select(Connector.lease_owner).where(
             Connector.id.in_(ids), Connector.lease_until >= now, Connector.lease_owner != owner).distinct())
@@ -76,12 +85,12 @@ def claim(connector_ids: Iterable[int], owner: str) -> set[int]:
         return set(session.scalars(select(Connector.id).where(Connector.id.in_(ids), Connector.lease_owner == owner)))
 
 
-def renew(connector_ids: Iterable[int], owner: str) -> None:
+def renew(connector_ids: Iterable[int], owner: str, seconds: float) -> None:
     ids = list(connector_ids)
     if ids:
         with session_scope() as session:
             session.execute(update(Connector).where(Connector.id.in_(ids), Connector.lease_owner == owner).values(
-                lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS), updated_at=Connector.updated_at))
+                lease_until=utcnow() + timedelta(seconds=seconds), updated_at=Connector.updated_at))
 
 
 def release(connector_ids: Iterable[int], owner: str) -> None:

@@ -2,10 +2,15 @@
 
 One run = one ``sync_runs`` row and one ``sync_results`` row per connector synced. A
 connector's failure is caught, described in plain words and stored on the connector;
-it never stops the others. Authentication and permission errors (and credentials that
-cannot be decrypted, or an exchange the installed ccxt lacks) set ``status="attention"``:
-the worker leaves such a connector alone until its credentials change or someone
-forces a sync.
+it never stops the others. Authentication and permission errors (and an exchange the
+installed ccxt lacks) set ``status="attention"``: the worker leaves such a connector alone
+until its credentials change or someone forces a sync.
+
+Credentials this process cannot decrypt are this process's configuration error (its
+ENCRYPTION_KEYS lack the key they were encrypted with), not the connector's: the run and
+the log say so, and the connector is neither leased nor changed, so a process with the
+right keys still syncs it. A run that loses its database releases its leases when it can;
+when it cannot, they run out within one sync interval (``lib.sync.lease.duration``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from lib import audit, exchanges
 from lib.access import Role, Viewer
@@ -36,6 +42,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 64
 TRIGGERS = ("worker", "force", "cli", "save")
 BUSY_MESSAGE = "Skipped: another process is syncing this connector right now."
+UNREADABLE_MESSAGE = (
+    "Credentials cannot be decrypted by this process: its ENCRYPTION_KEYS lack the key they were encrypted "
+    "with. Give this process (app, worker or CLI) the same ENCRYPTION_KEYS as the others; the connector's "
+    "status was left as it is, for a process with the right keys to sync it."
+)
 #: A connector just saved gets its first sync from the save itself (form or CLI), which
 #: shows the result to whoever saved it; the worker leaves it alone this long, so it does
 #: not take the lease first and turn that first result into "skipped".
@@ -61,6 +72,7 @@ class ConnectorResult:
     error: str | None = None
     attention: bool = False  # a person must act (key, permission, encryption key)
     skipped: bool = False  # leased by another process; nothing was done
+    config_error: bool = False  # this process cannot decrypt the key; the connector was left as it is
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -126,7 +138,14 @@ def _job(connector: Connector, vault) -> Job:  # noqa: ANN001 - lib.vault.Vault
 def _describe(error: BaseException) -> str:
     if isinstance(error, VaultError):
         return f"Credentials cannot be decrypted: {error}."
+    if isinstance(error, SQLAlchemyError):  # the driver's text may quote row values
+        return f"The database could not be read or written ({type(error).__name__}); the next sync tries again."
     return exchanges.describe_error(error)
+
+
+def _unreadable(job: Job) -> ConnectorResult:
+    return ConnectorResult(job.connector_id, job.client, job.exchange_id, job.label, False,
+                           error=UNREADABLE_MESSAGE, attention=True, config_error=True)
 
 
 def _first_error(error: BaseException) -> BaseException:
@@ -186,13 +205,17 @@ def _record(run_id: int, owner: str, result: ConnectorResult, attempted_at) -> N
                                                 Connector.lease_owner == owner).values(**values))
 
 
-def _start_run(viewer: Viewer, trigger: str, jobs: list[Job], scope: str) -> int:
+def _start_run(viewer: Viewer, trigger: str, total: int, scope: str, unreadable: list[ConnectorResult]) -> int:
+    """The run's row, with a result row for each connector this process cannot decrypt (the
+    connector's own row is not touched)."""
     with session_scope() as session:
-        run = SyncRun(trigger=trigger, actor=viewer.username, total=len(jobs))
+        run = SyncRun(trigger=trigger, actor=viewer.username, total=total)
         session.add(run)
         if trigger == "force":
-            audit.record(session, viewer.username, "sync.forced", scope, f"{len(jobs)} connector(s)")
+            audit.record(session, viewer.username, "sync.forced", scope, f"{total} connector(s)")
         session.flush()
+        session.add_all(SyncResult(run_id=run.id, connector_id=r.connector_id, success=False, error=r.error)
+                        for r in unreadable)
         return run.id
 
 
@@ -221,74 +244,127 @@ async def sync_async(
     stop: threading.Event | None = None,
     due_seconds: float | None = None,
     timeout_ms: int = exchanges.DEFAULT_TIMEOUT_MS,
+    lease_seconds: float | None = None,
 ) -> RunReport:
-    """The async core of ``sync_connectors`` (for callers that already run an event loop)."""
+    """The async core of ``sync_connectors`` (for callers that already run an event loop).
+
+    ``lease_seconds`` defaults to one SYNC_INTERVAL_SECONDS (``lease.duration``); the worker
+    passes its own interval's.
+    """
     viewer.require(Role.ADMIN, Role.ANALYST)
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown sync trigger {trigger!r}")
     settings = get_settings()
     db = Db()
-    owner = lease.new_owner()
+    run = _Run(viewer, db, lease.new_owner(), settings.usd_like, trigger, on_progress, stop, timeout_ms,
+               lease_seconds or lease.duration(settings.sync_interval_seconds))
     try:
-        return await _run(viewer, db, owner, settings.usd_like, connector_ids, client_id, trigger,
-                          on_progress, concurrency, stop, due_seconds, timeout_ms)
+        return await run.run(connector_ids, client_id, concurrency, due_seconds)
     finally:
         db.close()
 
 
-async def _run(viewer: Viewer, db: Db, owner: str, cash: frozenset[str], connector_ids: Sequence[int] | None,
-               client_id: int | None, trigger: str, on_progress: Progress | None, concurrency: int,
-               stop: threading.Event | None, due_seconds: float | None, timeout_ms: int) -> RunReport:
-    vault = load_vault()
+@dataclass
+class _Run:
+    """One run: its inputs, the leases not yet released (``pending``) and the results so far."""
 
-    def prepare() -> tuple[list[Job], list[ConnectorResult]]:
-        with session_scope() as session:
-            connectors = _select(session, viewer, connector_ids, client_id, trigger, due_seconds)
-            jobs = [_job(c, vault) for c in connectors]
-        held = lease.claim([j.connector_id for j in jobs], owner)
-        busy = [ConnectorResult(j.connector_id, j.client, j.exchange_id, j.label, False, error=BUSY_MESSAGE,
-                                skipped=True) for j in jobs if j.connector_id not in held]
-        return [j for j in jobs if j.connector_id in held], busy
+    viewer: Viewer
+    db: Db
+    owner: str
+    cash: frozenset[str]
+    trigger: str
+    on_progress: Progress | None
+    stop: threading.Event | None
+    timeout_ms: int
+    lease_seconds: float
+    pending: set[int] = field(default_factory=set)
+    results: list[ConnectorResult] = field(default_factory=list)
+    total: int = 0
 
-    jobs, busy = await db(prepare)
-    if not jobs:
-        return RunReport(None, busy)
-    run_id = await db(_start_run, viewer, trigger, jobs, _scope_text(connector_ids, client_id))
-    shared = Shared(db=db, cash=cash, timeout_ms=timeout_ms)
-    gate = asyncio.Semaphore(max(1, concurrency))
-    results: list[ConnectorResult] = []
-    pending = {j.connector_id for j in jobs}
+    async def run(self, connector_ids: Sequence[int] | None, client_id: int | None, concurrency: int,
+                  due_seconds: float | None) -> RunReport:
+        vault = load_vault()
 
-    async def one(job: Job) -> None:
+        def prepare() -> tuple[list[Job], list[ConnectorResult], list[ConnectorResult]]:
+            with session_scope() as session:
+                connectors = _select(session, self.viewer, connector_ids, client_id, self.trigger, due_seconds)
+                jobs = [_job(c, vault) for c in connectors]
+            unreadable = [_unreadable(j) for j in jobs if isinstance(j.problem, VaultError)]
+            jobs = [j for j in jobs if not isinstance(j.problem, VaultError)]
+            held = lease.claim([j.connector_id for j in jobs], self.owner, self.lease_seconds)
+            busy = [ConnectorResult(j.connector_id, j.client, j.exchange_id, j.label, False, error=BUSY_MESSAGE,
+                                    skipped=True) for j in jobs if j.connector_id not in held]
+            return [j for j in jobs if j.connector_id in held], busy, unreadable
+
+        jobs, busy, unreadable = await self.db(prepare)
+        if unreadable:
+            log.warning("this process cannot decrypt the credentials of connector(s) %s: its ENCRYPTION_KEYS lack "
+                        "the key they were encrypted with; their status is left alone",
+                        ", ".join(f"#{r.connector_id}" for r in unreadable))
+        if not jobs and not unreadable:
+            return RunReport(None, busy)
+        self.pending = {j.connector_id for j in jobs}
+        renewer = asyncio.create_task(self._keep_leases())
+        try:
+            run_id = await self.db(_start_run, self.viewer, self.trigger, len(jobs) + len(unreadable),
+                                   _scope_text(connector_ids, client_id), unreadable)
+            self.total = len(jobs) + len(unreadable)
+            for result in unreadable:
+                self._done(result)
+            gate = asyncio.Semaphore(max(1, concurrency))
+            shared = Shared(db=self.db, cash=self.cash, timeout_ms=self.timeout_ms)
+            await asyncio.gather(*(self._one(job, gate, shared, run_id) for job in jobs))
+        finally:
+            renewer.cancel()
+            await self._release(self.pending)
+        report = RunReport(run_id, sorted(self.results, key=lambda r: r.connector_id) + busy)  # selection order
+        await self.db(_finish_run, run_id, report)
+        return report
+
+    def _done(self, result: ConnectorResult) -> None:
+        self.results.append(result)
+        if self.on_progress is not None:
+            self.on_progress(len(self.results), self.total, result)
+
+    async def _one(self, job: Job, gate: asyncio.Semaphore, shared: Shared, run_id: int) -> None:
         async with gate:
-            if stop is not None and stop.is_set():
+            if self.stop is not None and self.stop.is_set():
                 result = ConnectorResult(job.connector_id, job.client, job.exchange_id, job.label, False,
                                          error="Skipped: the worker is stopping.", skipped=True)
-                await db(lease.release, [job.connector_id], owner)
+                await self._release({job.connector_id})
             else:
                 attempted_at = utcnow()
                 result = await _sync_job(job, shared)
-                await db(_record, run_id, owner, result, attempted_at)
-        pending.discard(job.connector_id)
-        results.append(result)
-        if on_progress is not None:
-            on_progress(len(results), len(jobs), result)
+                try:
+                    await self.db(_record, run_id, self.owner, result, attempted_at)
+                except SQLAlchemyError as error:  # the database went away: say so, keep the others going
+                    log.warning("the result of connector %s could not be recorded: %s", job.connector_id,
+                                type(error).__name__)
+                    result = replace(result, success=False, error=_describe(error))
+                else:
+                    self.pending.discard(job.connector_id)
+        self._done(result)
 
-    async def keep_leases() -> None:
+    async def _release(self, ids: set[int]) -> None:
+        """Free leases now; when the database cannot be reached they run out by themselves."""
+        if not ids:
+            return
+        try:
+            await self.db(lease.release, list(ids), self.owner)
+        except SQLAlchemyError as error:
+            log.warning("%d lease(s) could not be released (%s); they run out within %g s",
+                        len(ids), type(error).__name__, self.lease_seconds)
+        else:
+            self.pending -= ids
+
+    async def _keep_leases(self) -> None:
         while True:
-            await asyncio.sleep(lease.RENEW_EVERY_SECONDS)
-            await db(lease.renew, list(pending), owner)
-
-    renewer = asyncio.create_task(keep_leases())
-    try:
-        await asyncio.gather(*(one(j) for j in jobs))
-    finally:
-        renewer.cancel()
-    order = {j.connector_id: i for i, j in enumerate(jobs)}
-    results.sort(key=lambda r: order[r.connector_id])
-    report = RunReport(run_id, results + busy)
-    await db(_finish_run, run_id, report)
-    return report
+            await asyncio.sleep(self.lease_seconds / lease.RENEWALS_PER_LEASE)
+            try:
+                await self.db(lease.renew, list(self.pending), self.owner, self.lease_seconds)
+            except SQLAlchemyError as error:
+                log.warning("leases could not be renewed (%s); they run out within %g s",
+                            type(error).__name__, self.lease_seconds)
 
 
 def sync_connectors(viewer: Viewer, **options: object) -> RunReport:

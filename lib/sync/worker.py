@@ -13,21 +13,33 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from lib.access import SYSTEM
+from lib.db import describe_failure
 from lib.settings import get_settings
 from lib.sync import lease
 from lib.sync.runner import RunReport, sync_connectors
+from lib.vault import VaultError
 
 log = logging.getLogger(__name__)
 
 
 def run_cycle(interval: float, stop: threading.Event) -> RunReport | None:
-    """One pass over the connectors that are due; never raises (the loop must go on)."""
+    """One pass over the connectors that are due, leasing them for one interval; never raises
+    (the loop must go on). A database that is down or was recreated without tables, and
+    unusable ENCRYPTION_KEYS, are one log line per cycle: the next cycle tries again, and
+    picks the database up again once it is back and migrated."""
     try:
-        return sync_connectors(SYSTEM, trigger="worker", stop=stop, due_seconds=interval / 2)
-    except Exception:  # noqa: BLE001 - e.g. the database is down; try again next interval
+        return sync_connectors(SYSTEM, trigger="worker", stop=stop, due_seconds=interval / 2,
+                               lease_seconds=lease.duration(interval))
+    except VaultError as error:
+        log.error("sync cycle skipped: %s", error)
+    except SQLAlchemyError as error:
+        log.error("sync cycle failed: %s", describe_failure(error))
+    except Exception:  # noqa: BLE001 - anything else: the traceback, then try again next interval
         log.exception("sync cycle failed")
-        return None
+    return None
 
 
 def run_worker(interval: float, stop: threading.Event, *, lock: bool = True) -> None:
