@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# `make run` listens on loopback only, unless ADDRESS (or STREAMLIT_SERVER_ADDRESS) says otherwise
+ADDRESS ?= $(or $(STREAMLIT_SERVER_ADDRESS),127.0.0.1)
+# proxies whose X-Forwarded-For / -Proto the server believes (uvicorn's setting); none unless set
+FORWARDED_ALLOW_IPS ?=
 
 .PHONY: run test demo worker lint bench screenshots schema clean
 
@@ -12,11 +16,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-## run: create the virtualenv, install, migrate, start the dashboard (and its sync worker)
+## run: create the virtualenv, install, migrate, start the dashboard (and its sync worker) on ADDRESS:PORT
 run: $(VENV)/.installed
 	$(PY) -m lib.cli migrate
 	$(PY) -m lib.cli demo --resume
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	FORWARDED_ALLOW_IPS="$(FORWARDED_ALLOW_IPS)" $(PY) -m streamlit run serve.py --server.port $(PORT) --server.address $(ADDRESS)
 
 ## test: the whole suite (SQLite, plus PostgreSQL and Chromium where available)
 test: $(VENV)/.installed

@@ -1,10 +1,15 @@
-"""Entry point: settings check, migrations, login gate, navigation per role, shared sidebar."""
+"""Entry point: settings check, migrations, login gate, navigation per role, shared sidebar.
+
+``make run`` starts it through ``serve.py`` (session cookie route, security headers).
+"""
 
 import streamlit as st
 
-from lib.settings import SettingsError, get_settings
+from lib.settings import PROJECT_ROOT, SettingsError, get_settings
 
-st.set_page_config(page_title="Exchange dashboard", page_icon=":material/monitoring:", layout="wide")
+# A local file: a ":material/..." page icon makes every browser fetch it from fonts.gstatic.com.
+st.set_page_config(page_title="Exchange dashboard", page_icon=str(PROJECT_ROOT / "static" / "favicon.svg"),
+                   layout="wide")
 try:
     get_settings()
 except SettingsError as error:  # before the pages' modules, which read settings when imported
@@ -17,6 +22,7 @@ from lib.ui.worker import ensure_background_worker  # noqa: E402
 shell.bootstrap()
 ensure_background_worker()  # scheduled sync inside `make run`; once per server process
 viewer = auth.require_viewer()
+shell.admin_notices(viewer)
 navigation = st.navigation(shell.pages_for(viewer))
 shell.sidebar(viewer)
 navigation.run()

@@ -1,13 +1,19 @@
 """Dashboard users: accounts, roles, client assignments, password login with lockout.
 
-Passwords are hashed with argon2. Five failed logins lock an account for fifteen minutes;
-the lock lives in the users table, so restarting the app does not lift it. A failed login
-never says why (unknown user, wrong password, locked, disabled all read the same), and
-every change is recorded in the audit log in the same transaction, without secrets.
+Passwords are hashed with argon2. Five failed logins from one source (client address, see
+``login_source``) lock that source out of the account for fifteen minutes; other addresses
+can still log in, so nobody can keep an account (the only admin's) locked by guessing
+(OWASP Authentication Cheat Sheet, "Account Lockout":
+https://cheatsheetseries.owasp.org/cheatsheets/Authentication_Cheat_Sheet.html#account-lockout).
+The counters live in the database, so restarting the app does not lift a lock. A failed
+login never says why (unknown user, wrong password, locked, disabled all read the same),
+and every change is recorded in the audit log in the same transaction, without secrets.
+A password reset, disabling an account and a role change end the user's sessions.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -16,11 +22,12 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from lib import audit
+from lib import audit, sessions
 from lib.access import SYSTEM, Role, Viewer
-from lib.models import NAME_MAX, Client, User, UserClient, utcnow
+from lib.models import LOGIN_SOURCE_MAX, NAME_MAX, Client, LoginThrottle, User, UserClient, utcnow
 from lib.validation import ValidationError, clean_text, name_key, pick_by_name, same_names
 
 MIN_PASSWORD_LENGTH = 12
@@ -31,8 +38,10 @@ LOCKOUT = timedelta(minutes=15)
 #: The one answer to every failed login, so it never tells whether an account exists.
 LOGIN_FAILED_MESSAGE = (
     "Login failed: wrong username or password, or the account is locked or disabled. "
-    f"After {MAX_FAILED_LOGINS} failed attempts an account is locked for {int(LOCKOUT.total_seconds() // 60)} minutes."
+    f"After {MAX_FAILED_LOGINS} failed attempts an account is locked for {int(LOCKOUT.total_seconds() // 60)} minutes "
+    "from this address."
 )
+LOCAL_SOURCE = "localhost"  # a client on the server's own machine (Streamlit reports no address)
 RESERVED_USERNAMES = frozenset({SYSTEM.username, "setup"})  # audit actors that are not users
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -145,14 +154,36 @@ def viewer_for(session: Session, user_id: int) -> Viewer | None:
 
 
 def is_locked(user: User, now: datetime | None = None) -> bool:
+    """Locked from at least one source (``users.locked_until`` is the latest such lock)."""
     return user.locked_until is not None and user.locked_until > (now or utcnow())
+
+
+def login_source(address: str | None) -> str:
+    """The source a login counts against: the client's IPv4 address, or its IPv6 /64 network.
+
+    An IPv6 client usually holds a whole /64 (RFC 6177), so counting single addresses would
+    give it billions of fresh starts. None (Streamlit's answer for a loopback client) is
+    LOCAL_SOURCE.
+    """
+    if not address:
+        return LOCAL_SOURCE
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address.strip()[:LOGIN_SOURCE_MAX] or LOCAL_SOURCE
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return LOCAL_SOURCE
+    return str(ip) if ip.version == 4 else str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 # ---------------------------------------------------------------- login
 
 
-def authenticate(session: Session, username: str, password: str, now: datetime | None = None) -> User | None:
-    """The user when the password is right and the account usable, else None.
+def authenticate(session: Session, username: str, password: str, now: datetime | None = None,
+                 source: str = "unknown") -> User | None:
+    """The user when the password is right, the account usable and ``source`` not locked out.
 
     Returns rather than raises, so the failure count commits with the caller's
     transaction. Show ``LOGIN_FAILED_MESSAGE`` for None, whatever the reason.
@@ -169,17 +200,19 @@ def authenticate(session: Session, username: str, password: str, now: datetime |
     if user.disabled:
         audit.record(session, user.username, "login.failed", detail="account disabled")
         return None
-    if is_locked(user, now):
-        audit.record(session, user.username, "login.failed", detail="account locked")
+    throttle = session.get(LoginThrottle, (user.id, source))
+    if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
+        audit.record(session, user.username, "login.failed", detail=f"account locked for {source}")
         return None
     if not password_ok:
-        _count_failure(session, user, now)
+        _count_failure(session, user, source, now)
         return None
+    session.execute(delete(LoginThrottle).where(LoginThrottle.user_id == user.id, LoginThrottle.source == source))
     user.failed_logins = 0
-    user.locked_until = None
+    user.locked_until = _latest_lock(session, user.id, now)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    record_login(session, user, "password", now)
+    record_login(session, user, f"password from {source}", now)
     return user
 
 
@@ -190,23 +223,38 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def _count_failure(session: Session, user: User, now: datetime) -> None:
-    """One atomic increment, so parallel guesses cannot slip past the limit."""
+def _count_failure(session: Session, user: User, source: str, now: datetime) -> None:
+    """One atomic upsert per (account, source), so parallel guesses cannot slip past the limit.
+
+    ``users.failed_logins`` counts failures from every source since the last success, and
+    ``users.locked_until`` shows the latest lock (the Users page and ``user list``).
+    """
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(LoginThrottle)
     failures = session.scalar(
-        update(User).where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1).returning(User.failed_logins)
+        insert.values(user_id=user.id, source=source, failures=1)
+        .on_conflict_do_update(index_elements=["user_id", "source"], set_={"failures": LoginThrottle.failures + 1})
+        .returning(LoginThrottle.failures)
     )
-    audit.record(session, user.username, "login.failed", detail=f"wrong password (attempt {failures})")
+    session.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1))
+    audit.record(session, user.username, "login.failed", detail=f"wrong password from {source} (attempt {failures})")
     if failures is not None and failures >= MAX_FAILED_LOGINS:
-        session.execute(
-            update(User).where(User.id == user.id).values(failed_logins=0, locked_until=now + LOCKOUT)
-        )
+        until = now + LOCKOUT
+        session.execute(update(LoginThrottle).where(LoginThrottle.user_id == user.id, LoginThrottle.source == source)
+                        .values(failures=0, locked_until=until))
+        session.execute(update(User).where(User.id == user.id).values(locked_until=_latest_lock(session, user.id, now)))
         audit.record(session, user.username, "login.locked",
-                     detail=f"{failures} failed attempts; locked until {(now + LOCKOUT).isoformat(timespec='seconds')}")
+                     detail=f"{failures} failed attempts from {source}; that source is locked out until "
+                            f"{until.isoformat(timespec='seconds')}")
     session.refresh(user)
 
 
-def login_by_email(session: Session, email: str | None, provider: str) -> User | None:
+def _latest_lock(session: Session, user_id: int, now: datetime) -> datetime | None:
+    """The end of the user's latest lock still running, from any source."""
+    return session.scalar(select(func.max(LoginThrottle.locked_until))
+                          .where(LoginThrottle.user_id == user_id, LoginThrottle.locked_until > now))
+
+
+def login_by_email(session: Session, email: str | None, provider: str, source: str = "unknown") -> User | None:
     """Single sign-on: the enabled user whose email the identity provider vouched for."""
     address = (email or "").strip().lower()
     user = session.scalar(select(User).where(func.lower(User.email) == address)) if address else None
@@ -215,20 +263,15 @@ def login_by_email(session: Session, email: str | None, provider: str) -> User |
         audit.record(session, user.username if user else "(unknown)", "login.failed",
                      detail=f"single sign-on ({provider}): {reason}")
         return None
-    record_login(session, user, f"single sign-on ({provider})")
+    record_login(session, user, f"single sign-on ({provider}) from {source}")
     return user
 
 
 def record_login(session: Session, user: User, method: str, now: datetime | None = None) -> None:
-    """Every way in (password, single sign-on, the set-up screen) leaves the same trace."""
+    """Every way in (password, single sign-on, the set-up screen) leaves the same trace: once
+    per login, not per page load (a reload resumes the session, see lib.sessions)."""
     user.last_login_at = now or utcnow()
     audit.record(session, user.username, "login", detail=method)
-
-
-def record_logout(session: Session, user_id: int, reason: str) -> None:
-    user = session.get(User, user_id)
-    if user is not None:
-        audit.record(session, user.username, "logout", detail=reason)
 
 
 # ---------------------------------------------------------------- changes (admin)
@@ -294,6 +337,7 @@ def set_role(session: Session, viewer: Viewer, user_id: int, role: str | Role) -
         raise ValidationError("role", "This is the last active admin; make another admin first.")
     audit.record(session, viewer.username, "user.role_changed", user.username, f"{user.role} -> {new_role.value}")
     user.role = new_role.value
+    sessions.end_all(session, user.id, "role changed")
     return user
 
 
@@ -321,18 +365,21 @@ def set_disabled(session: Session, viewer: Viewer, user_id: int, disabled: bool)
     if disabled and user.role == Role.ADMIN.value and _other_active_admins(session, user.id) == 0:
         raise ValidationError("user", "This is the last active admin; make another admin first.")
     user.disabled = disabled
-    if not disabled:
-        user.failed_logins, user.locked_until = 0, None
+    if disabled:
+        sessions.end_all(session, user.id, "account disabled")
+    else:
+        _lift_locks(session, user)
     audit.record(session, viewer.username, "user.disabled" if disabled else "user.enabled", user.username)
     return user
 
 
 def reset_password(session: Session, viewer: Viewer, user_id: int, password: str) -> User:
-    """A new password (the old one stops working at once); also lifts a lockout."""
+    """A new password (the old one stops working at once, and so do the user's sessions); also lifts a lockout."""
     viewer.require(Role.ADMIN)
     user = get_user(session, user_id)
     user.password_hash = hash_password(password)
-    user.failed_logins, user.locked_until = 0, None
+    _lift_locks(session, user)
+    sessions.end_all(session, user.id, "password reset")
     audit.record(session, viewer.username, "user.password_reset", user.username)
     return user
 
@@ -340,9 +387,15 @@ def reset_password(session: Session, viewer: Viewer, user_id: int, password: str
 def unlock(session: Session, viewer: Viewer, user_id: int) -> User:
     viewer.require(Role.ADMIN)
     user = get_user(session, user_id)
-    user.failed_logins, user.locked_until = 0, None
+    _lift_locks(session, user)
     audit.record(session, viewer.username, "user.unlocked", user.username)
     return user
+
+
+def _lift_locks(session: Session, user: User) -> None:
+    """Forget every failed login of the user, from every source."""
+    session.execute(delete(LoginThrottle).where(LoginThrottle.user_id == user.id))
+    user.failed_logins, user.locked_until = 0, None
 
 
 def set_clients(session: Session, viewer: Viewer, user_id: int, client_ids: Iterable[int]) -> User:

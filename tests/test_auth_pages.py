@@ -1,7 +1,9 @@
-"""AppTest of the login gate, the admin users/audit pages, and every page for every role.
+"""AppTest of the login gate, sessions, the admin users/audit pages, and every page for every role.
 
-AppTests log in the way the app does: a User row in the database and its id in
-``st.session_state["auth_user_id"]`` before ``at.run()``.
+AppTests log in with a User row in the database and its id in
+``st.session_state["auth_user_id"]`` before ``at.run()``: the gate gives it a session row like
+any login. A browser's cookie is played by patching ``auth._cookie`` (AppTest's client sends
+none); the cookie's HTTP side is tested against a real server in tests/test_sessions.py.
 """
 
 from __future__ import annotations
@@ -9,17 +11,19 @@ from __future__ import annotations
 import pickle
 import re
 import time
+from datetime import timedelta
 from inspect import Parameter, signature
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
-from lib import db, queries, users
+from lib import db, queries, sessions, users
 from lib.access import SYSTEM, Role, Viewer
 from lib.clients import create_client, list_clients
 from lib.models import (
     AuditEvent,
+    AuthSession,
     BalanceSnapshot,
     Candle,
     Connector,
@@ -31,8 +35,8 @@ from lib.models import (
     Transfer,
     utcnow,
 )
-from lib.settings import PROJECT_ROOT
-from lib.ui import shell
+from lib.settings import PROJECT_ROOT, get_settings
+from lib.ui import auth, server, shell
 
 APP = str(PROJECT_ROOT / "app.py")
 UTC_MINUTE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC$")
@@ -133,8 +137,8 @@ def test_first_run_creates_the_admin_and_keeps_no_password(database_url: str) ->
     with db.session_scope() as session:  # the automatic login counts as a login
         assert users.find_user(session, "boss").last_login_at is not None
         login = session.scalars(select(AuditEvent).where(AuditEvent.action == "login")).one()
-        assert (login.actor, login.detail) == ("boss", "first admin set-up")
-    assert set(at.session_state.to_dict()) <= {"auth_user_id", "auth_last_seen", "auth_form_generation",
+        assert (login.actor, login.detail) == ("boss", "first admin set-up from localhost")
+    assert set(at.session_state.to_dict()) <= {"auth_user_id", "auth_session_id", "auth_form_generation",
                                                "scope_client_id", "auth_logout"} | {
         k for k in at.session_state.to_dict() if k.startswith("FormSubmitter:")}
 
@@ -160,8 +164,8 @@ def test_every_failure_reads_the_same(database_url: str) -> None:
     add_user("gone", Role.ANALYST)
     with db.session_scope() as session:
         users.set_disabled(session, SYSTEM, users.find_user(session, "gone").id, True)
-        for _ in range(users.MAX_FAILED_LOGINS):
-            users.authenticate(session, "locked", "wrong password!")
+        for _ in range(users.MAX_FAILED_LOGINS):  # from this machine, where the AppTest logs in from
+            users.authenticate(session, "locked", "wrong password!", source=users.LOCAL_SOURCE)
     messages = set()
     for username, password in (("nobody", PASSWORD), ("boss", "wrong password!"), ("locked", PASSWORD),
                                ("gone", PASSWORD)):
@@ -180,21 +184,183 @@ def test_lockout_is_shown_as_a_failure_and_survives_a_new_session(database_url: 
     assert "login.locked" in audit_actions()
 
 
+def _session_row(session_id: int) -> AuthSession:
+    with db.session_scope() as session:
+        return session.get(AuthSession, session_id)
+
+
+def _shift_session(session_id: int, **ago: timedelta) -> None:
+    """Move a session's times into the past (``last_seen_at=``, ``expires_at=``): no waiting in tests."""
+    now = utcnow()
+    with db.session_scope() as session:
+        session.execute(update(AuthSession).where(AuthSession.id == session_id)
+                        .values({column: now - delta for column, delta in ago.items()}))
+
+
 def test_idle_session_ends(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SESSION_IDLE_MINUTES", "5")
-    from lib.settings import get_settings
-
     get_settings.cache_clear()
-    at = app(add_user("ann", Role.ANALYST))
-    at.session_state["auth_last_seen"] = time.time() - 4 * 60
+    at = app(add_user("ann", Role.ANALYST)).run()
+    session_id = at.session_state["auth_session_id"]
+    _shift_session(session_id, last_seen_at=timedelta(minutes=4))
     at.run()
     assert "Signed in as **ann**" in texts(at)
-    at.session_state["auth_last_seen"] = time.time() - 6 * 60
+    assert utcnow() - _session_row(session_id).last_seen_at < timedelta(minutes=1)  # the click counted
+    _shift_session(session_id, last_seen_at=timedelta(minutes=6))
     at.run()
     assert screen(at) == "Log in"
     assert "after 5 minutes without activity" in texts(at)
     assert "auth_user_id" not in at.session_state
     assert audit_actions()[-1] == "logout"
+    assert _session_row(session_id).end_reason == "idle timeout"
+
+
+def test_a_session_ends_at_its_maximum_age_however_active(database_url: str) -> None:
+    at = app(add_user("ann", Role.ANALYST)).run()
+    session_id = at.session_state["auth_session_id"]
+    _shift_session(session_id, expires_at=timedelta(seconds=1))
+    at.run()
+    assert screen(at) == "Log in"
+    assert "reached its maximum length of 12 hours" in texts(at)
+    assert _session_row(session_id).end_reason == "max age"
+
+
+def _browser_cookie(monkeypatch: pytest.MonkeyPatch, user_id: int) -> int:
+    """A browser holding a session cookie (as /_auth/session sets it): its session id."""
+    with db.session_scope() as session:
+        row, code = sessions.start(session, user_id, "password", "localhost", binding="this-browser")
+        token, _ = sessions.claim(session, code, "this-browser")
+        session_id = row.id
+    cookies = {sessions.COOKIE_NAME: sessions.sign(token)}
+    monkeypatch.setattr(auth, "_cookie", cookies.get)
+    return session_id
+
+
+def test_a_reload_or_a_new_tab_resumes_the_session_without_a_new_login(database_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    ann = add_user("ann", Role.ANALYST)
+    session_id = _browser_cookie(monkeypatch, ann)
+    for _tab in range(3):  # every page load is a new Streamlit session, with the browser's cookie
+        at = app().run()
+        assert "Signed in as **ann** (analyst)" in texts(at)
+        assert at.session_state["auth_session_id"] == session_id
+    assert "login" not in audit_actions()
+    monkeypatch.setattr(auth, "_cookie", {sessions.COOKIE_NAME: f"{'x' * 43}.forged"}.get)
+    assert screen(app().run()) == "Log in"
+
+
+def test_logging_out_in_one_tab_ends_every_tab_of_the_browser(database_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    session_id = _browser_cookie(monkeypatch, add_user("ann", Role.ANALYST))
+    first, second = app().run(), app().run()
+    first.sidebar.button(key="auth_logout").click()
+    first.run()
+    assert screen(first) == "Log in"
+    second.run()  # the other tab's next click
+    assert screen(second) == "Log in" and "You have been logged out." in texts(second)
+    assert screen(app().run()) == "Log in"  # a reload: the cookie names an ended session
+    assert _session_row(session_id).end_reason == "logout"
+    assert audit_actions().count("logout") == 1
+
+
+@pytest.mark.parametrize(("change", "notice"), [
+    (lambda s, uid: users.reset_password(s, SYSTEM, uid, "a brand new passphrase"), "Your password was changed."),
+    (lambda s, uid: users.set_disabled(s, SYSTEM, uid, True), "Your account is not active."),
+    (lambda s, uid: users.set_role(s, SYSTEM, uid, Role.CLIENT), "Your role was changed."),
+], ids=["password reset", "disabled", "role changed"])
+def test_admin_changes_end_the_users_sessions(database_url: str, monkeypatch: pytest.MonkeyPatch, change,  # noqa: ANN001
+                                              notice: str) -> None:
+    ann = add_user("ann", Role.ANALYST)
+    _browser_cookie(monkeypatch, ann)
+    tab = app().run()
+    other_browser = app(ann).run()
+    with db.session_scope() as session:
+        change(session, ann)
+    for at in (tab, other_browser):
+        at.run()
+        assert screen(at) == "Log in" and notice in texts(at)
+    assert screen(app().run()) == "Log in"  # a reload does not bring the session back
+
+
+def test_clients_changes_keep_the_session(database_url: str) -> None:
+    with db.session_scope() as session:
+        alpha = create_client(session, SYSTEM, "Alpha").id
+    carl = add_user("carl", Role.CLIENT)
+    at = app(carl).run()
+    with db.session_scope() as session:
+        users.set_clients(session, SYSTEM, carl, [alpha])
+    at.run()
+    assert "Signed in as **carl** (client)" in texts(at)
+    assert at.sidebar.selectbox(key="scope_client_id").options == ["All clients", "Alpha"]
+
+
+def test_a_login_under_serve_sends_the_browser_for_its_cookie(database_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The script's half of the handoff: a code bound to this browser, the page to come back to."""
+    add_user("ann", Role.ANALYST)
+    monkeypatch.setattr(server, "_serving", True)
+    monkeypatch.setattr(auth, "_cookie", {sessions.BINDING_COOKIE: "this-browser"}.get)
+    sent: list[str] = []
+    monkeypatch.setattr(auth, "_send_browser_to", sent.append)
+    at = log_in(app().run(), "ann", PASSWORD)
+    assert "Signed in as **ann**" in texts(at)  # this tab is in at once
+    [url] = sent
+    match = re.fullmatch(r"/_auth/session\?code=([\w-]+)&next=/", url)
+    assert match, url
+    with db.session_scope() as session:
+        assert sessions.claim(session, match.group(1), "another-browser") is None
+        token, row = sessions.claim(session, match.group(1), "this-browser")
+        assert row.id == at.session_state["auth_session_id"] and sessions.by_token(session, token).id == row.id
+    assert audit_actions().count("login") == 1
+
+
+# ---------------------------------------------------------------- first admin beyond loopback
+
+
+def test_setup_beyond_loopback_asks_for_the_console_token(database_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(server, "listens_beyond_loopback", lambda: True)
+    monkeypatch.setattr(server, "_setup_token", None)
+    at = app().run()
+    printed = re.search(r"First-admin set-up token: (\S+)", capsys.readouterr().err)
+    assert printed, "the token must be printed on the console"
+
+    def submit(token: str) -> None:
+        fields = {w.label: w for w in at.text_input}
+        fields["Set-up token (from the server's console)"].input(token)
+        fields["Username"].input("boss")
+        fields["Password"].input(PASSWORD)
+        fields["Repeat the password"].input(PASSWORD)
+        at.button[0].click()
+        at.run()
+
+    submit("a guess")
+    assert "The set-up token is wrong." in texts(at) and screen(at) == "Create the first admin"
+    with db.session_scope() as session:
+        assert not users.has_users(session)
+    submit(printed.group(1))
+    assert "Signed in as **boss** (admin)" in texts(at)
+    assert printed.group(1) not in state_dump(at)
+    assert not server.setup_token_matches(printed.group(1))  # used up
+
+
+def test_setup_on_loopback_needs_no_token() -> None:
+    assert not server.listens_beyond_loopback()  # .streamlit/config.toml: server.address = 127.0.0.1
+    assert [server.beyond_loopback(a) for a in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2")] == [False] * 5
+    assert [server.beyond_loopback(a) for a in (None, "", "0.0.0.0", "::", "10.0.0.5", "dashboard.example")] == [
+        True] * 6
+
+
+def test_the_development_key_warning_is_for_admins_only(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENCRYPTION_KEYS")
+    get_settings.cache_clear()
+    with db.session_scope() as session:
+        alpha = create_client(session, SYSTEM, "Alpha").id
+    shown = {}
+    for role in Role:
+        at = app(add_user(f"u-{role.value}", role, client_ids=(alpha,) if role is Role.CLIENT else ())).run()
+        shown[role] = any("development encryption key" in w.value for w in at.warning)
+    assert shown == {Role.ADMIN: True, Role.ANALYST: False, Role.CLIENT: False}
 
 
 def test_logout_and_disabled_user_are_out_at_once(database_url: str) -> None:
@@ -518,5 +684,5 @@ def test_an_unusable_setting_is_a_message_not_a_traceback(database_url: str, mon
     get_settings.cache_clear()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "Configuration: SYNC_INTERVAL_SECONDS must be a whole number of at least 1 (got 'every minute'). "
+        "Configuration: SYNC_INTERVAL_SECONDS must be a whole number from 1 to 86400 (got 'every minute'). "
         "Fix it in the environment, .env or .streamlit/secrets.toml."]

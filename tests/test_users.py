@@ -229,6 +229,32 @@ def test_reset_password_and_unlock_lift_the_lock(database_url: str) -> None:
     assert _login("ann", "a brand new passphrase") == ann
 
 
+def test_a_lockout_holds_only_for_the_source_that_guessed(database_url: str) -> None:
+    """Guesses from one address cannot keep the only admin out: other addresses still get in."""
+    boss = _add("boss", Role.ADMIN)
+    attacker, office = users.login_source("203.0.113.9"), users.login_source("198.51.100.7")
+    with db.session_scope() as session:
+        for _ in range(users.MAX_FAILED_LOGINS + 3):
+            assert users.authenticate(session, "boss", "a wrong guess!", source=attacker) is None
+        assert users.authenticate(session, "boss", PASSWORD, source=attacker) is None  # locked for the guesser
+        assert users.authenticate(session, "boss", PASSWORD, source=office).id == boss
+    assert users.is_locked(_user(boss))  # the Users page still shows that someone is locked out
+    locked = _events("login.locked")
+    assert len(locked) == 1 and "203.0.113.9" in locked[0].detail
+    assert "from 198.51.100.7" in _events("login")[0].detail
+    with db.session_scope() as session:
+        users.unlock(session, SYSTEM, boss)
+        assert users.authenticate(session, "boss", PASSWORD, source=attacker).id == boss
+
+
+def test_login_sources() -> None:
+    assert users.login_source(None) == users.login_source("127.0.0.1") == users.login_source("::1") == "localhost"
+    assert users.login_source("203.0.113.9") == users.login_source("::ffff:203.0.113.9") == "203.0.113.9"
+    # an IPv6 client holds a whole /64: one source, not 2**64 fresh starts
+    assert users.login_source("2001:db8:1:2::1") == users.login_source("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert users.login_source("2001:db8:1:3::1") != users.login_source("2001:db8:1:2::1")
+
+
 def test_single_sign_on_matches_enabled_users_by_email(database_url: str) -> None:
     ann = _add("ann", email="ann@example.com")
     with db.session_scope() as session:

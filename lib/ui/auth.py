@@ -1,35 +1,45 @@
-"""The login gate: first-admin set-up, password or single sign-on login, idle timeout, logout.
+"""The login gate: first-admin set-up, password or single sign-on login, sessions, logout.
 
-Session state holds only the logged-in user's id (``auth_user_id``) and the time of the
-last activity; before login also the typed username and email (never a password). The gate
-answers under every page's URL, so a deep link leads to its page after logging in. The viewer
-is rebuilt from the database on every run, so disabling a user or changing their role or
-clients takes effect at their next click. Submitted form values are deleted from session
-state as soon as they are read (``forget_widgets``), and the form is replaced by a fresh
-one, so no typed password stays in session state.
+A login is a row in ``auth_sessions`` (lib.sessions). Session state holds the user's id
+(``auth_user_id``) and that row's id (``auth_session_id``); before login also the typed
+username and email (never a password). Under ``serve.py`` a login also sends the browser
+once through ``/_auth/session`` (lib/ui/server.py), which sets the session cookie, so a
+reload or a new tab opens logged in, with no new login audit row. Every run checks the row
+(idle timeout, maximum age, ended by a logout in another tab or by an admin) and rebuilds
+the viewer from the database, so disabling a user or changing their clients takes effect
+at their next click. The gate answers under every page's URL, so a deep link leads to its
+page after logging in. Submitted form values are deleted from session state as soon as
+they are read (``forget_widgets``), and the form is replaced by a fresh one, so no typed
+password stays in session state.
+
+Cookies and the client address are read with ``st.context`` (what the browser sent when it
+opened the page: https://docs.streamlit.io/develop/api-reference/caching-and-state/st.context).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
 import streamlit as st
+from sqlalchemy.orm import Session
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-from lib import users
+from lib import sessions, users
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.settings import get_settings
+from lib.ui import server
 from lib.ui.format import literal
 from lib.validation import ValidationError
 
 log = logging.getLogger(__name__)
 
 SESSION_KEY = "auth_user_id"
-LAST_SEEN_KEY = "auth_last_seen"  # time.time() of the last run that passed the gate
+SESSION_ID_KEY = "auth_session_id"
 _FORM_KEY = "auth_form_generation"  # bumped on each submit: a fresh form, no stale password
 _ERROR_KEY = "auth_error"
 _NOTICE_KEY = "auth_notice"
@@ -84,7 +94,7 @@ def logout_button(viewer: Viewer) -> None:
     """The user's name and role with a logout button, for the sidebar."""
     st.caption(f"Signed in as **{literal(viewer.username)}** ({viewer.role.value})")
     if st.button("Log out", icon=":material/logout:", key="auth_logout"):
-        _end_session("logout", "You have been logged out.")
+        _end_session("logout")
         st.rerun()
 
 
@@ -103,53 +113,129 @@ def forget_widgets(*keys: str) -> None:
 
 
 def _session_viewer(*, touch: bool) -> Viewer | None:
-    user_id = st.session_state.get(SESSION_KEY)
-    if user_id is None:
-        user_id = _single_sign_on()
-        if user_id is None:
+    """The viewer of this browser's live session, resumed from the cookie or single sign-on if need be."""
+    session_id = st.session_state.get(SESSION_ID_KEY)
+    if session_id is None:
+        session_id = _resume()
+        if session_id is None:
             return None
-    now = time.time()
-    idle_minutes = get_settings().session_idle_minutes
-    last_seen = st.session_state.get(LAST_SEEN_KEY)
-    if last_seen is not None and now - last_seen > idle_minutes * 60:
-        _end_session("idle timeout", f"Your session ended after {idle_minutes} minutes without activity. "
-                                     "Please log in again.")
-        return None
     with session_scope() as session:
-        viewer = users.viewer_for(session, user_id)
-    if viewer is None:
-        _end_session("account disabled or removed", "Your account is not active. Ask an admin.")
+        status = sessions.check(session, session_id, touch=touch)
+        viewer = users.viewer_for(session, status.user_id) if status.ended is None and status.user_id else None
+    if status.ended is not None:
+        _forget(_ended_notice(status.ended))
         return None
-    if touch:
-        st.session_state[LAST_SEEN_KEY] = now
+    if viewer is None:
+        _end_session("account disabled or removed")
+        return None
     return viewer
 
 
-def _start_session(user_id: int) -> None:
-    st.session_state.pop(_KEPT_KEY, None)
-    st.session_state[SESSION_KEY] = user_id
-    st.session_state[LAST_SEEN_KEY] = time.time()
-
-
-# ---------------------------------------------------------------- entering
-
-
-def _enter(user_id: int) -> None:
-    """Start the session and rerun: the browser's URL still names the page asked for (the gate
-    answered under every page's URL), so the run behind the gate opens it when the role may."""
-    _start_session(user_id)
-    st.rerun()
-
-
-def _end_session(reason: str, notice: str) -> None:
-    """Forget everything about this browser session; log out of single sign-on too."""
+def _resume() -> int | None:
+    """This browser's session when the tab has none yet: a user id some code put in session state
+    (AppTest, the page benchmark) gets a row like any login; else the cookie; else single sign-on."""
     user_id = st.session_state.get(SESSION_KEY)
     if user_id is not None:
+        with session_scope() as session:
+            opened = _open(session, user_id, "session state")
+        return _adopt(opened)
+    return _from_cookie() or _single_sign_on()
+
+
+def _from_cookie() -> int | None:
+    """The session named by a validly signed cookie; no audit row (the login wrote one)."""
+    token = sessions.unsign(_cookie(sessions.COOKIE_NAME))
+    if token is None:
+        return None
+    with session_scope() as session:
+        row = sessions.by_token(session, token)
+        found = (row.id, row.user_id, row.end_reason if row.ended_at else None) if row else None
+    if found is None:
+        return None
+    session_id, user_id, ended = found
+    if ended is not None:
+        if ended != "logout":  # after a logout the login screen says nothing more
+            st.session_state[_NOTICE_KEY] = _ended_notice(ended)
+        return None
+    st.session_state[SESSION_KEY], st.session_state[SESSION_ID_KEY] = user_id, session_id
+    return session_id
+
+
+def _open(session: Session, user_id: int, method: str) -> tuple[int, int, str | None]:
+    """A new session row in the login's transaction: (user id, session id, handoff code).
+
+    Under serve.py the browser gets a handoff code to fetch its cookie with (``_adopt``).
+    """
+    binding = _cookie(sessions.BINDING_COOKIE) if server.serving() else None
+    row, code = sessions.start(session, user_id, method, _source(), binding)
+    return user_id, row.id, code
+
+
+def _adopt(opened: tuple[int, int, str | None]) -> int:
+    """Once the login committed: this tab is in, and the browser goes to fetch its cookie."""
+    user_id, session_id, code = opened
+    st.session_state.pop(_KEPT_KEY, None)
+    st.session_state[SESSION_KEY], st.session_state[SESSION_ID_KEY] = user_id, session_id
+    if code is not None:
+        _send_browser_to(server.handoff_url(code, st.context.url))
+    return session_id
+
+
+def _send_browser_to(url: str) -> None:
+    """Make the browser load ``url``, the way ``st.login`` does (an ``auth_redirect`` message):
+    Streamlit has no public call for it, and only a page load can receive a cookie."""
+    context = get_script_run_ctx()
+    if context is not None:
+        message = ForwardMsg()
+        message.auth_redirect.url = url
+        context.enqueue(message)
+
+
+def _source() -> str:
+    """The client's address as the lockout counts it; behind a proxy only if uvicorn trusts it
+    (FORWARDED_ALLOW_IPS: https://www.uvicorn.org/settings/#http)."""
+    address = st.context.ip_address
+    return users.login_source(address if isinstance(address, str) else None)  # AppTest's client has none
+
+
+def _cookie(name: str) -> str | None:
+    """A cookie the browser sent when it opened the page (AppTest's client sends none)."""
+    value = st.context.cookies.get(name)
+    return value if isinstance(value, str) else None
+
+
+# ---------------------------------------------------------------- leaving
+
+
+def _ended_notice(reason: str) -> str:
+    settings = get_settings()
+    return {
+        "logout": "You have been logged out.",
+        "idle timeout": f"Your session ended after {settings.session_idle_minutes} minutes without activity. "
+                        "Please log in again.",
+        "max age": f"Your session reached its maximum length of {settings.session_max_hours} hours. "
+                   "Please log in again.",
+        "password reset": "Your password was changed. Please log in again.",
+        "role changed": "Your role was changed. Please log in again.",
+        "account disabled": "Your account is not active. Ask an admin.",
+        "account disabled or removed": "Your account is not active. Ask an admin.",
+    }.get(reason, "Your session has ended. Please log in again.")
+
+
+def _end_session(reason: str) -> None:
+    """End this browser's session row (every tab of it), then forget the tab's state."""
+    session_id = st.session_state.get(SESSION_ID_KEY)
+    if session_id is not None:
         try:
             with session_scope() as session:
-                users.record_logout(session, user_id, reason)
-        except Exception:  # noqa: BLE001 - logging out must not fail on the audit
-            log.exception("could not record logout")
+                sessions.end(session, session_id, reason)
+        except Exception:  # noqa: BLE001 - logging out must not fail on the database
+            log.exception("could not end the session")
+    _forget(_ended_notice(reason))
+
+
+def _forget(notice: str) -> None:
+    """Clear this tab's state, keep the notice for the login screen; log out of single sign-on too."""
     st.session_state.clear()
     st.session_state[_NOTICE_KEY] = notice
     if _sso_providers() and _sso_logged_in():
@@ -184,9 +270,9 @@ def _single_sign_on() -> int | None:
     # only a provider's explicit "verified": an unverified or unstated email could be anyone's
     verified = claims.get("email_verified") in (True, "true")
     with session_scope() as session:
-        user = users.login_by_email(session, str(claims.get("email") or ""), "oidc") if verified else None
-        user_id = user.id if user else None
-    if user_id is None:
+        user = users.login_by_email(session, str(claims.get("email") or ""), "oidc", _source()) if verified else None
+        opened = _open(session, user.id, "single sign-on (oidc)") if user else None
+    if opened is None:
         st.session_state[_SSO_REFUSED_KEY] = True
         st.session_state[_ERROR_KEY] = (
             "Your single sign-on account is not linked to an active dashboard user. "
@@ -195,8 +281,7 @@ def _single_sign_on() -> int | None:
             "sign you in here. Verify it with the provider, or log in with a password."
         )
         return None
-    _start_session(user_id)
-    return user_id
+    return _adopt(opened)
 
 
 def _sso_buttons() -> None:
@@ -255,25 +340,34 @@ def _login_screen() -> None:
             st.session_state[_KEPT_KEY] = {"username": username}
             try:
                 with session_scope() as session:
-                    user = users.authenticate(session, username, password)
-                    user_id = user.id if user else None
+                    user = users.authenticate(session, username, password, source=_source())
+                    opened = _open(session, user.id, "password") if user else None
             except Exception:  # noqa: BLE001 - a plain message, never a traceback
                 log.exception("login failed unexpectedly")
                 st.session_state[_ERROR_KEY] = _DB_DOWN
             else:
-                if user_id is None:
+                if opened is None:
                     st.session_state[_ERROR_KEY] = users.LOGIN_FAILED_MESSAGE
                 else:
-                    _enter(user_id)
-            st.rerun()
+                    _adopt(opened)
+            st.rerun()  # logged in: the browser's URL still names the page asked for, which now opens
         _sso_buttons()
 
 
 def _setup_screen() -> None:
+    """The first admin. When the server listens beyond loopback, whoever reaches the port first
+    could take the install, so the screen asks for the token printed on the server's console."""
     generation = st.session_state.get(_FORM_KEY, 0)
-    keys = tuple(f"auth_setup_{name}_{generation}" for name in ("username", "email", "password", "confirm"))
+    keys = tuple(f"auth_setup_{name}_{generation}" for name in ("username", "email", "password", "confirm", "token"))
+    needs_token = server.listens_beyond_loopback()
     explanation = "No users exist yet. Create the administrator account: it manages clients, exchange keys and users."
+    if needs_token:
+        server.setup_token()  # made and printed once per process (serve.py prints it at start)
+        explanation += (" This server accepts connections from other machines, so this screen also asks for the "
+                        "one-time set-up token printed in the server's console when it started.")
     with _panel("Create the first admin", explanation), st.form(f"setup_{generation}", clear_on_submit=True):
+        token = st.text_input("Set-up token (from the server's console)", type="password", autocomplete="off",
+                              key=keys[4]) if needs_token else None
         username = st.text_input("Username", value=_kept("username"), autocomplete="username", key=keys[0])
         email = st.text_input("Email (optional, for single sign-on)", value=_kept("email"),
                               autocomplete="email", key=keys[1])
@@ -285,19 +379,23 @@ def _setup_screen() -> None:
         forget_widgets(*keys)
         st.session_state[_FORM_KEY] = generation + 1
         st.session_state[_KEPT_KEY] = {"username": username, "email": email}
-        if password != confirm:
+        if needs_token and not server.setup_token_matches(token):
+            st.session_state[_ERROR_KEY] = ("The set-up token is wrong. Copy it from the line "
+                                            "\"First-admin set-up token: ...\" in the server's console.")
+        elif password != confirm:
             st.session_state[_ERROR_KEY] = "The two passwords differ."
         else:
             try:
                 with session_scope() as session:
                     admin = users.create_first_admin(session, username, password, email)
-                    users.record_login(session, admin, "first admin set-up")
-                    user_id = admin.id
+                    users.record_login(session, admin, f"first admin set-up from {_source()}")
+                    opened = _open(session, admin.id, "first admin set-up")
             except ValidationError as error:
                 st.session_state[_ERROR_KEY] = str(error)
             except Exception:  # noqa: BLE001 - a plain message, never a traceback
                 log.exception("first admin could not be created")
                 st.session_state[_ERROR_KEY] = _DB_DOWN
             else:
-                _enter(user_id)
+                server.spend_setup_token()
+                _adopt(opened)
         st.rerun()

@@ -35,11 +35,16 @@ def bootstrap() -> None:
         st.error(f"The database could not be prepared: {type(error).__name__}. Check DATABASE_URL and the logs.")
         st.stop()
     try:
-        vault = context.vault()
+        context.vault()
     except VaultError as error:
         st.error(f"Encryption keys: {error}")
         st.stop()
-    if vault.generated:
+
+
+def admin_notices(viewer: Viewer) -> None:
+    """Configuration warnings, for admins only: they can act on them, and other roles (clients'
+    staff among them) should not learn how the install is set up."""
+    if viewer.role is Role.ADMIN and context.vault().generated:
         st.warning(
             "A generated development encryption key is in use. Set ENCRYPTION_KEYS before "
             "storing real API keys (see the README).",
