@@ -113,12 +113,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             DatabaseNotReady) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except SQLAlchemyError as error:  # unreachable or unmigrated: say which, not the driver's text
-        print(f"error: {describe_failure(error)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - one line; the message may quote a secret
+        database = _database_cause(error)
+        if database is not None:  # unreachable or unmigrated: say which, not the driver's text
+            print(f"error: {describe_failure(database)}", file=sys.stderr)
+            return 2
         print(f"error: unexpected {type(error).__name__}", file=sys.stderr)
         return 1
+
+
+def _database_cause(error: BaseException | None) -> SQLAlchemyError | None:
+    """The database error behind ``error``, also where a library wrapped it (pandas' read_sql
+    raises its own DatabaseError from it)."""
+    while error is not None and not isinstance(error, SQLAlchemyError):
+        error = error.__cause__
+    return error

@@ -1,0 +1,174 @@
+"""Bad input: every CLI command answers it with one plain sentence on stderr, a non-zero exit
+and the database unchanged; database errors never carry statement parameters (password hashes)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+
+from lib import users
+from lib.access import SYSTEM
+from lib.cli import main
+from lib.db import get_engine, session_scope
+from lib.settings import get_settings
+from tests.helpers import database_contents
+
+#: store a connector without reaching its exchange
+OFFLINE = ("--skip-test", "--no-sync")
+ADD = ("connector", "add", "--client", "Sharp", "--exchange", "binance", *OFFLINE)
+HUGE = "99999999999999999999"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXCHANGE_API_KEY", "key" + secrets.token_hex(6))
+    monkeypatch.setenv("EXCHANGE_SECRET", secrets.token_hex(16))
+
+
+CASES = [
+    # empty strings where a value is needed (``sync --client ""`` used to sync every client)
+    (["sync", "--client", ""], "--client needs a client name; it was empty."),
+    (["sync", "--client", "   "], "--client needs a client name; it was empty."),
+    (["pnl", "--client", ""], "--client needs a client name; it was empty."),
+    (["balances", "--client", ""], "--client needs a client name; it was empty."),
+    (["client", "add", ""], "name needs a client name; it was empty."),
+    (["client", "remove", ""], "name needs a client name; it was empty."),
+    (["user", "add", "", "--role", "admin"], "username needs a user name; it was empty."),
+    (["user", "disable", ""], "username needs a user name; it was empty."),
+    (["user", "assign", "bob", "--client", ""], "--client needs a client name; it was empty."),
+    (["connector", "add", "--client", "", "--exchange", "binance", *OFFLINE], "--client needs a client name"),
+    (["connector", "add", "--client", "Sharp", "--exchange", "", *OFFLINE], "--exchange needs an exchange id"),
+    ([*ADD, "--label", ""], "--label needs a label; it was empty."),
+    ([*ADD, "--api-url", ""], "--api-url needs a URL"),
+    # ids no row can have, and ids that are not numbers
+    (["sync", "--connector", HUGE], f"No connector with id {HUGE}."),
+    (["sync", "--connector", "0"], "No connector with id 0."),
+    (["sync", "--connector", "abc"], "A connector id is a whole number, not 'abc'."),
+    (["connector", "test", HUGE], f"No connector with id {HUGE}."),
+    (["connector", "remove", HUGE], f"No connector with id {HUGE}."),
+    (["connector", "remove", "1.5"], "A connector id is a whole number, not '1.5'."),
+    (["pnl", "--connector", HUGE], f"No connector with id {HUGE}."),
+    # malformed URLs, ports
+    ([*ADD, "--api-url", "http://[::1"], "The API URL is malformed"),
+    ([*ADD, "--api-url", "http://127.0.0.1:99999"], "The API URL is malformed"),
+    ([*ADD, "--api-url", "http://127.0.0.1:0/x"], "The API URL is malformed"),
+    (["demo", "--port", "99999"], "--port must be a whole number from 1 to 65535, not '99999'."),
+    (["demo", "--port", "0"], "--port must be a whole number from 1 to 65535, not '0'."),
+    # over-long fields
+    ([*ADD, "--label", "x" * 101], "Label is too long (101 characters; at most 100)."),
+    (["connector", "add", "--client", "Sharp", "--exchange", "x" * 1000, *OFFLINE], "is not supported"),
+    ([*ADD, "--api-url", "http://h/" + "p" * 600], "The API URL is too long"),
+    (["client", "add", "n" * 101], "Name is too long"),
+    # worker intervals that would spin, overflow or never fire
+    *[(["worker", f"--interval={value}"], "--interval must be a positive number of seconds from 1 to 86400")
+      for value in ("nan", "inf", "-inf", "-5", "0", "1e300", HUGE, "abc", "")],
+    # argparse's own refusals, as one line too
+    (["user", "add", "bob", "--role", "boss"], "invalid choice: 'boss'"),
+    (["connector", "add", "--exchange", "binance"], "the following arguments are required: --client"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_bad_input_is_one_sentence_and_changes_nothing(sqlite_url: str, capsys: pytest.CaptureFixture[str],
+                                                       credentials: None, argv: list[str], message: str) -> None:
+    assert run(capsys, "client", "add", "Sharp")[0] == 0
+    before = database_contents(sqlite_url)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert "unexpected" not in err and "Traceback" not in err
+    assert database_contents(sqlite_url) == before
+
+
+@pytest.mark.parametrize("argv", [["sync", "--connector", HUGE], ["pnl", "--connector", HUGE],
+                                  ["connector", "remove", HUGE], [*ADD, "--api-url", "http://[::1"],
+                                  [*ADD, "--label", "y" * 101]])
+def test_bad_ids_and_long_fields_on_either_database(database_url: str, capsys: pytest.CaptureFixture[str],
+                                                   credentials: None, argv: list[str]) -> None:
+    """PostgreSQL refuses to compare an INTEGER with 10^20 (a DataError before): caught first."""
+    run(capsys, "client", "add", "Sharp")
+    before = database_contents(database_url)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "unexpected" not in err, err
+    assert database_contents(database_url) == before
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   encryption_key: str) -> str:
+    """An empty database, as after it was recreated: the settings point at it, no migration ran."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        request.getfixturevalue("postgres_admin")
+        from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _new_pg_database
+
+        name = _new_pg_database()
+        request.addfinalizer(lambda: _drop_pg_database(name))
+        url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ENCRYPTION_KEYS", encryption_key)
+    monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "no.env"))
+    get_settings.cache_clear()
+    from lib import db
+
+    request.addfinalizer(db.dispose_engines)
+    request.addfinalizer(get_settings.cache_clear)
+    return url
+
+
+@pytest.mark.parametrize("argv", [["client", "list"], ["client", "add", "Sharp"], ["connector", "list"],
+                                  ["sync"], ["worker", "--interval", "5"], ["user", "list"], ["balances"]])
+def test_an_unmigrated_database_says_run_migrate(unmigrated_url: str, capsys: pytest.CaptureFixture[str],
+                                                 argv: list[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err == "error: The database has no tables yet: run python -m lib.cli migrate.\n"
+    assert inspect(get_engine(unmigrated_url)).get_table_names() == []  # nothing was created
+
+
+def test_an_unreachable_database_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "no.env"))
+    get_settings.cache_clear()
+    try:
+        code, out, err = run(capsys, "client", "list")
+    finally:
+        get_settings.cache_clear()
+        from lib import db
+
+        db.dispose_engines()
+    assert (code, out) == (2, "")
+    assert err.startswith("error: The database could not be reached (OperationalError): check DATABASE_URL")
+    assert err.count("\n") == 1
+
+
+def test_a_failed_user_change_logs_no_password_hash(database_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A user change the database refuses (here: an email another user has, past the check, as
+    when two admins save at once): its error, logged as the admin page logs it, holds no hash."""
+    marker = "$argon2id$v=19$MARK" + secrets.token_hex(16)
+    with session_scope() as session:
+        users.create_user(session, SYSTEM, "first", "analyst", "a long password 1", "same@example.com")
+    monkeypatch.setattr(users, "hash_password", lambda _password: marker)
+    monkeypatch.setattr(users, "_check_email_free", lambda *_args, **_kw: None)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(IntegrityError) as caught, session_scope() as session:
+        users.create_user(session, SYSTEM, "second", "analyst", "a long password 2", "same@example.com")
+    logging.getLogger("lib.ui.user_admin").exception("user change failed", exc_info=caught.value)
+    assert "parameters hidden" in str(caught.value)
+    assert marker not in str(caught.value) and marker not in caplog.text
