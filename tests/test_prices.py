@@ -12,10 +12,15 @@ from lib.prices import (
     DEFAULT_USD_LIKE,
     add_fill_usd,
     add_transfer_usd,
+    marks_by_source,
     marks_from_tickers,
+    own_marks,
+    pooled_marks,
+    price_source,
     split_symbol,
     unpriced_assets,
     usd_at,
+    usd_at_sources,
     usd_quotes,
 )
 
@@ -121,3 +126,62 @@ def test_price_path_is_what_the_sync_fetches_and_the_marks_use() -> None:
     assert price_path("ETH", symbols) == ("ETH/BTC", "BTC/USDT")
     assert price_path("XYZ", symbols) is None  # ETH itself has no USD leg here
     assert price_path("XYZ", symbols | {"ETH/USDC"}) == ("XYZ/ETH", "ETH/USDC")
+
+
+def test_price_source_is_exchange_host_and_sandbox_in_one_canonical_string() -> None:
+    assert price_source("binance") == "binance"  # the exchange's own public API
+    assert price_source("binance", None, True) == "binance#sandbox"
+    assert price_source("binance", "http://127.0.0.1:8900/binance") == "binance@127.0.0.1:8900"
+    assert price_source("binance", "http://localhost:8900/binance") == "binance@localhost:8900"
+    # host only: lower-cased, default port, path and credentials dropped; paths on one host are one source
+    assert price_source("okx", "HTTPS://User:pw@GW.Example.com:443/okx/", True) == "okx@gw.example.com#sandbox"
+    assert price_source("okx", "https://gw.example.com/other") == "okx@gw.example.com"
+    assert price_source("okx", "http://gw.example.com:443") == "okx@gw.example.com:443"  # not http's default
+    assert price_source("bybit", "http://[::1]:80/bybit") == "bybit@[::1]"
+    assert price_source("bybit", "http://[::1") == "bybit@[::1"  # a malformed stored URL still names a source
+
+
+SOURCES = pd.DataFrame([
+    ("binance", "BTC/USDT", 48000.0), ("binance@gw:1", "BTC/USDT", 75000.0), ("binance@gw:1", "ETH/USDT", 3000.0),
+    ("okx", "BTC/USDT", 47000.0), ("okx", "ETH/USDT", 2900.0), ("okx", "XRP/USDT", None),
+], columns=["source", "symbol", "last"])
+
+
+def test_own_marks_keep_sources_apart_and_name_a_fallback() -> None:
+    marks = marks_by_source(SOURCES, ["BTC", "ETH", "XRP", "USDT"])
+    assert marks["binance"] == {"BTC": 48000.0, "USDT": 1.0}
+    price, origin = own_marks(marks, ["binance", "binance@gw:1", "binance", "okx", "binance", "nowhere"],
+                              ["BTC", "BTC", "ETH", "ETH", "USDT", "XRP"])
+    np.testing.assert_allclose(price[:5], [48000.0, 75000.0, 2950.0, 2900.0, 1.0])
+    assert math.isnan(price[5])
+    assert origin == ["binance", "binance@gw:1", "median of binance@gw:1, okx", "okx", "", ""]
+
+
+def test_pooled_marks_weight_each_sources_price_by_its_units_and_say_so() -> None:
+    marks = marks_by_source(SOURCES, ["BTC", "ETH"])
+    held = pd.DataFrame([("binance", "BTC", 1.0), ("binance@gw:1", "BTC", 3.0), ("okx", "BTC", 0.0),
+                         ("okx", "ETH", 2.0), ("okx", "ETH", 2.0)], columns=["source", "asset", "units"])
+    pooled, notes = pooled_marks(marks, held, ["BTC", "ETH", "SOL"])
+    assert pooled["BTC"] == pytest.approx((48000.0 + 3 * 75000.0) / 4)  # okx holds none: no weight
+    assert pooled["ETH"] == 2900.0 and "SOL" not in pooled
+    assert notes == ["BTC is priced per account from its own source: binance 48,000.00 (1 BTC); binance@gw:1 "
+                     "75,000.00 (3 BTC); the P&L values it at their average weighted by units, 68,250.00."]
+    nobody, _ = pooled_marks(marks, held.iloc[:0], ["BTC"])
+    assert nobody["BTC"] == 48000.0  # held nowhere: the median over sources
+
+
+def test_usd_at_sources_prices_each_row_from_its_own_candles() -> None:
+    candles = pd.DataFrame([("binance", "BTC/USDT", 1000, 40000.0), ("gw", "BTC/USDT", 1000, 70000.0),
+                            ("gw", "ETH/USDT", 1000, 3000.0), ("okx", "ETH/USDT", 1000, 2000.0)],
+                           columns=["source", "symbol", "timestamp", "close"])
+    got = usd_at_sources(candles, ["binance", "gw", "binance", "gw"], ["BTC", "BTC", "ETH", "ETH"],
+                         [1500, 1500, 1500, 500])
+    np.testing.assert_allclose(got[:3], [40000.0, 70000.0, 2500.0])  # binance has no ETH: the others' median
+    assert math.isnan(got[3])  # no candle that old anywhere
+    alone = usd_at_sources(candles, ["binance"], ["ETH"], [1500], others=False)
+    assert math.isnan(alone[0])
+    fills = pd.DataFrame({"source": ["binance", "gw"], "timestamp": [1500, 1500], "quote": ["BTC", "BTC"],
+                          "fee_currency": [None, "ETH"], "fee_cost": [0.0, 1.0]})
+    out = add_fill_usd(fills, candles)
+    np.testing.assert_allclose(out["quote_usd"], [40000.0, 70000.0])
+    np.testing.assert_allclose(out["fee_usd"], [np.nan, 3000.0])

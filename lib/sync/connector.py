@@ -24,7 +24,7 @@ from lib import exchanges
 from lib.capabilities import ExchangeRules, StreamRules, history_rules
 from lib.exchanges import ConnectionSpec
 from lib.models import utcnow
-from lib.prices import marks_from_tickers, price_path
+from lib.prices import marks_from_tickers, price_path, price_source
 from lib.sync import rows, store
 from lib.sync.markets import MarketShare
 from lib.sync.walk import Stream, Walker
@@ -74,7 +74,7 @@ class Shared:
     cash: frozenset[str]
     timeout_ms: int = exchanges.DEFAULT_TIMEOUT_MS
     markets: MarketShare = field(default_factory=MarketShare)
-    prices: dict[tuple[tuple[str, str | None, bool], str], float] = field(default_factory=dict)
+    prices: dict[tuple[str, str], float] = field(default_factory=dict)  # (price source, symbol) -> last
     _locks: dict[tuple[str, ...], asyncio.Lock] = field(default_factory=dict)
     _ssl: dict[str | None, ssl.SSLContext] = field(default_factory=dict)
 
@@ -149,6 +149,8 @@ class ConnectorSync:
         # hundreds of instances waiting that polling alone saturates a core
         self.exchange.throttler.config["delay"] = THROTTLE_POLL_SECONDS
         self.key = (spec.exchange_id, spec.api_url, spec.sandbox)
+        #: where this connector's tickers and candles are read, stored and valued from
+        self.source = price_source(spec.exchange_id, spec.api_url, spec.sandbox)
         self.gate = asyncio.Semaphore(STREAM_CONCURRENCY)
         _counted(self.exchange, counts)
 
@@ -372,18 +374,19 @@ class ConnectorSync:
 
     async def _tickers(self, holdings: Mapping[str, float], order_symbols: set[str]) -> dict[str, float]:
         """Prices of the markets that value the holdings, and of open orders' markets (the
-        Orders page's "Last"); fetched once per exchange per run."""
+        Orders page's "Last"); fetched once per price source per run, so a connector with an API
+        URL override or in sandbox mode reads (and stores) its own host's prices."""
         ex, cash = self.exchange, self.shared.cash
         markets = ex.markets or {}
         needed = {s for a in holdings for s in (price_path(a, markets, cash) or ())}
         # spot only: OKX's fetch_tickers asks for one instrument type, taken from the first symbol
         needed = sorted(needed | {s for s in order_symbols if (markets.get(s) or {}).get("spot")})
         book = self.shared.prices
-        async with self.shared.lock("tickers", *map(str, self.key)):
-            missing = [s for s in needed if (self.key, s) not in book]
+        async with self.shared.lock("tickers", self.source):
+            missing = [s for s in needed if (self.source, s) not in book]
             if missing:
                 await self._fetch_tickers(missing)
-        return {s: book[(self.key, s)] for s in needed if (self.key, s) in book}
+        return {s: book[(self.source, s)] for s in needed if (self.source, s) in book}
 
     async def _fetch_tickers(self, symbols: list[str]) -> None:
         """``fetch_tickers`` in batches the exchange accepts (crypto.com: one symbol per call),
@@ -403,13 +406,14 @@ class ConnectorSync:
             bid, ask = t.get("bid"), t.get("ask")
             last = t.get("last") or t.get("close") or ((bid + ask) / 2 if bid and ask else None)
             if last:
-                self.shared.prices[(self.key, symbol)] = float(last)
+                self.shared.prices[(self.source, symbol)] = float(last)
             quotes.append({"symbol": symbol, "last": last, "bid": bid, "ask": ask, "timestamp": t.get("timestamp")})
-        await self.db(store.save_tickers, ex.id, quotes)
+        await self.db(store.save_tickers, ex.id, self.source, quotes)
 
     async def _candles(self) -> None:
         """Daily candles of every market that values an asset P&L needs in the past (see
-        ``store.fill_date_ranges``: quotes, fees, transfers, traded bases, holdings); fetched once.
+        ``store.fill_date_ranges``: quotes, fees, transfers, traded bases, holdings); fetched once
+        per price source, so each host keeps its own history.
 
         Only closed days are stored, so a stored candle never changes; fills of the current
         day are valued from tickers.
@@ -427,11 +431,11 @@ class ConnectorSync:
         for symbol, (first, last) in sorted(spans.items()):
             start, end = first // DAY_MS * DAY_MS, min(last // DAY_MS * DAY_MS, last_closed)
             if start <= end:
-                async with self.shared.lock("candles", ex.id, symbol):
+                async with self.shared.lock("candles", self.source, symbol):
                     await self._fill_candles(symbol, start, end)
 
     async def _fill_candles(self, symbol: str, start: int, end: int) -> None:
-        span = await self.db(store.candle_span, self.exchange.id, symbol, CANDLE_TIMEFRAME)
+        span = await self.db(store.candle_span, self.exchange.id, self.source, symbol, CANDLE_TIMEFRAME)
         gaps = [(start, end)] if span is None else [(start, span[0] - DAY_MS), (span[1] + DAY_MS, end)]
         limit = ((self.exchange.features or {}).get("spot") or {}).get("fetchOHLCV", {}).get("limit") or 100
         for since, until in gaps:
@@ -440,7 +444,7 @@ class ConnectorSync:
                 candles = [c for c in candles if since <= c[0] <= until]
                 if not candles:
                     break
-                await self.db(store.save_candles, self.exchange.id, symbol, CANDLE_TIMEFRAME, candles)
+                await self.db(store.save_candles, self.exchange.id, self.source, symbol, CANDLE_TIMEFRAME, candles)
                 since = int(candles[-1][0]) + DAY_MS
 
     # --- first sync ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ the same transaction as the rows it covers, so it can never run ahead of them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -143,25 +143,15 @@ def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple
     return ranges
 
 
-def candle_span(exchange_id: str, symbol: str, timeframe: str) -> tuple[int, int] | None:
+def candle_span(exchange_id: str, source: str, symbol: str, timeframe: str) -> tuple[int, int] | None:
+    """First and last stored candle of one price source's market (``lib.prices.price_source``)."""
     with session_scope() as session:
         first, last = session.execute(
             select(func.min(Candle.timestamp), func.max(Candle.timestamp)).where(
-                Candle.exchange_id == exchange_id, Candle.symbol == symbol, Candle.timeframe == timeframe)
+                Candle.exchange_id == exchange_id, Candle.source == source, Candle.symbol == symbol,
+                Candle.timeframe == timeframe)
         ).one()
     return None if first is None else (first, last)
-
-
-def ticker_prices(exchange_id: str, symbols: Iterable[str]) -> dict[str, float]:
-    with session_scope() as session:
-        rows = session.execute(select(Ticker.symbol, Ticker.last, Ticker.bid, Ticker.ask).where(
-            Ticker.exchange_id == exchange_id, Ticker.symbol.in_(list(symbols))))
-        prices = {}
-        for symbol, last, bid, ask in rows:
-            price = last if last else (bid + ask) / 2 if bid and ask else None
-            if price:
-                prices[symbol] = price
-        return prices
 
 
 # --- writes -------------------------------------------------------------------------------
@@ -284,23 +274,27 @@ def replace_positions(connector_id: int, rows: Sequence[Mapping[str, Any]]) -> i
     return len(rows)
 
 
-def save_tickers(exchange_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+def save_tickers(exchange_id: str, source: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Last prices as read from ``source`` (``lib.prices.price_source``), replacing that source's only."""
     if rows:
         with session_scope() as session:
-            upsert(session, Ticker, [{**r, "exchange_id": exchange_id, "fetched_at": utcnow()} for r in rows],
-                   ("exchange_id", "symbol"))
+            upsert(session, Ticker, [{**r, "exchange_id": exchange_id, "source": source, "fetched_at": utcnow()}
+                                     for r in rows], ("exchange_id", "source", "symbol"))
 
 
-def save_candles(exchange_id: str, symbol: str, timeframe: str, candles: Sequence[Sequence[float]]) -> int:
+def save_candles(exchange_id: str, source: str, symbol: str, timeframe: str,
+                 candles: Sequence[Sequence[float]]) -> int:
+    """OHLCV rows as read from ``source``; a candle already stored for that source is kept."""
     rows = [
-        {"exchange_id": exchange_id, "symbol": symbol, "timeframe": timeframe, "timestamp": int(c[0]),
-         "open": c[1], "high": c[2], "low": c[3], "close": c[4], "volume": c[5] if len(c) > 5 else None}
+        {"exchange_id": exchange_id, "source": source, "symbol": symbol, "timeframe": timeframe,
+         "timestamp": int(c[0]), "open": c[1], "high": c[2], "low": c[3], "close": c[4],
+         "volume": c[5] if len(c) > 5 else None}
         for c in candles if c and c[4] is not None
     ]
     if not rows:
         return 0
     with session_scope() as session:
-        return insert_ignore(session, Candle, rows, ("exchange_id", "symbol", "timeframe", "timestamp"))
+        return insert_ignore(session, Candle, rows, ("exchange_id", "source", "symbol", "timeframe", "timestamp"))
 
 
 # --- opening balances ---------------------------------------------------------------------
