@@ -1,12 +1,13 @@
 """The one place that builds ccxt exchange objects and turns ccxt errors into plain words.
 
 Everything else asks this module for an exchange instance, so URL overrides, sandbox
-mode, timeouts and error classification are decided once.
+mode, timeouts, redirects and error classification are decided once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import random
@@ -138,9 +139,14 @@ def _record_http_status(exchange: Any) -> None:
     """
     fetch, on_rest_response = exchange.fetch, exchange.on_rest_response
 
-    def recording_on_rest_response(code: Any, *args: Any) -> Any:
-        _response_status.set(int(code) if code is not None else None)
-        return on_rest_response(code, *args)
+    def recording_on_rest_response(code: Any, reason: Any, url: Any, method: Any, headers: Any,
+                                   *args: Any) -> Any:
+        status = int(code) if code is not None else None
+        _response_status.set(status)
+        if status is not None and 300 <= status < 400 and status != 304:  # 304 Not Modified moves nothing
+            location = next((str(v) for k, v in dict(headers or {}).items() if str(k).lower() == "location"), "")
+            raise RedirectRefused(exchange.id, status, location)
+        return on_rest_response(code, reason, url, method, headers, *args)
 
     def tag(error: Exception) -> None:
         status = _response_status.get()
@@ -172,6 +178,63 @@ def _record_http_status(exchange: Any) -> None:
     exchange.fetch = tagging_fetch
 
 
+class RedirectRefused(ccxt.ExchangeError):
+    """The API answered with a redirect, which is not followed (see ``_refuse_redirects``)."""
+
+    def __init__(self, exchange_id: str, status: int, location: str) -> None:
+        self.status, self.target = status, _redirect_target(location)
+        super().__init__(f"{exchange_id} answered HTTP {status} redirecting to {self.target}")
+
+
+def _redirect_target(location: str) -> str:
+    """Where a redirect points, by host only: its path and query may carry a signature."""
+    try:
+        host = urlsplit(location).hostname
+    except ValueError:
+        host = None
+    return host or ("another address on the same host" if location else "no address")
+
+
+#: the session methods ccxt sends requests with (requests: ``request``; aiohttp: one per verb)
+_REQUEST_METHODS = frozenset({"request", "get", "post", "put", "delete", "patch", "head", "options"})
+
+
+class _NoRedirects:
+    """A ccxt HTTP session (``requests.Session`` or ``aiohttp.ClientSession``) whose requests
+    return a redirect instead of following it: ``allow_redirects=False`` on every request
+    (https://requests.readthedocs.io/en/latest/user/quickstart/#redirection-and-history,
+    https://docs.aiohttp.org/en/v3.14.1/client_reference.html ``allow_redirects``)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._session, name)
+        return functools.partial(attribute, allow_redirects=False) if name in _REQUEST_METHODS else attribute
+
+
+def _refuse_redirects(exchange: Any) -> None:
+    """Never follow a redirect from an API host: both HTTP libraries would resend the signed
+    request, with the key in its headers, to wherever the answer points, a host the admin
+    never configured. The redirect comes back to ccxt as an answer, and ``on_rest_response``
+    (``_record_http_status``) turns it into ``RedirectRefused``.
+
+    The synchronous class builds its ``requests.Session`` when constructed; the asyncio class
+    opens its ``aiohttp.ClientSession`` lazily on the first request, so that opening is wrapped.
+    """
+    if exchange.session is not None:
+        exchange.session = _NoRedirects(exchange.session)
+    if inspect.iscoroutinefunction(exchange.fetch):
+        open_session = exchange.open
+
+        def open_refusing_redirects(*args: Any, **kwargs: Any) -> None:
+            open_session(*args, **kwargs)
+            if exchange.session is not None and not isinstance(exchange.session, _NoRedirects):
+                exchange.session = _NoRedirects(exchange.session)
+
+        exchange.open = open_refusing_redirects
+
+
 def http_status(error: BaseException) -> int | None:
     """The HTTP status of the answer that raised ``error``; None when no answer came."""
     status = getattr(error, "http_status", None)
@@ -183,6 +246,7 @@ def _configure(exchange: Any, spec: ConnectionSpec) -> Any:
         exchange.set_sandbox_mode(True)
     if spec.api_url:
         exchange.urls["api"] = override_api_urls(exchange.urls["api"], spec.api_url)
+    _refuse_redirects(exchange)
     _record_http_status(exchange)
     return exchange
 
@@ -293,6 +357,9 @@ def describe_error(error: BaseException, *, retried_later: bool = True) -> str:
         return "Signed requests were refused: this server's clock is out of sync with the exchange."
     if isinstance(error, ccxt.ArgumentsRequired):
         return "A required credential is missing for this exchange."
+    if isinstance(error, RedirectRefused):
+        return (f"The exchange's API answered with a redirect (HTTP {error.status}) to {error.target}; it was not "
+                "followed, so the key was not sent there. Check the connector's API URL.")
     if isinstance(error, RetryAfterTooLong):
         return "The exchange asked to pause requests for a while (rate limit)" + (
             "; the next sync will try again." if retried_later else ".")

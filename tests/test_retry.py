@@ -17,6 +17,7 @@ import pytest
 
 from lib.exchanges import (
     ConnectionSpec,
+    RedirectRefused,
     RetryAfterTooLong,
     build_async_exchange,
     build_exchange,
@@ -155,6 +156,8 @@ class FakeCryptoCom:
                 status, body = fake.next(self.path)
                 text = body if isinstance(body, str) else json.dumps(body)
                 self.send_response(status)
+                for name, value in fake.headers(status).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
                 self.send_header("Content-Length", str(len(text) * (2 if (status, body) == CUT else 1)))
                 self.send_header("Connection", "close")
@@ -167,6 +170,9 @@ class FakeCryptoCom:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def headers(self, _status: int) -> dict[str, str]:
+        return {}
 
     def next(self, path: str) -> Answer:
         if "user-balance" not in path:
@@ -310,3 +316,76 @@ def test_errors_known_only_by_status_are_described_by_it() -> None:
     assert describe_error(rate_limited) == "The exchange is rate-limiting requests; it will be retried later."
     assert describe_error(rate_limited, retried_later=False) == "The exchange is rate-limiting requests."
     assert describe_error(ccxt.ExchangeError("x")) == "The exchange returned an error (ExchangeError)."
+
+
+# --- redirects -------------------------------------------------------------------------------
+
+class Elsewhere:
+    """Another host (``localhost`` where the API is ``127.0.0.1``) that notes every request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        elsewhere = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self._note()
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._note()
+
+            def _note(self) -> None:
+                elsewhere.requests.append((self.command, self.path, dict(self.headers)))
+                text = json.dumps(BALANCE).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://localhost:{self.server.server_address[1]}"
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[str]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self.url
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+            thread.join()
+
+
+class Redirecting(FakeCryptoCom):
+    """crypto.com whose balance endpoint (a signed POST) answers with a redirect to ``target``."""
+
+    def __init__(self, status: int, target: str) -> None:
+        super().__init__((status, "moved"))
+        self.target = target
+
+    def headers(self, status: int) -> dict[str, str]:
+        return {"Location": self.target + "/v1/private/user-balance"} if 300 <= status < 400 else {}
+
+
+@pytest.mark.parametrize("asynchronous", [True, False], ids=["sync-run", "key-test"])
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_host_is_not_followed(status: int, asynchronous: bool) -> None:
+    """307 and 308 would resend the signed POST as it is, key header included."""
+    elsewhere = Elsewhere()
+    seen: list[Exception] = []
+    with elsewhere.serving() as target:
+        fake = Redirecting(status, target)
+        with pytest.raises(RedirectRefused) as caught:
+            fetch_balance(fake, asynchronous, seen)
+    assert elsewhere.requests == []  # nothing reached the other host
+    assert fake.balance_requests == 1 and len(seen) == 1  # not retried either
+    assert caught.value.status == status and caught.value.target == "localhost"
+    assert describe_error(caught.value) == (
+        f"The exchange's API answered with a redirect (HTTP {status}) to localhost; it was not followed, so the key "
+        "was not sent there. Check the connector's API URL.")
