@@ -181,6 +181,17 @@ def _adopt(opened: tuple[int, int, str | None]) -> int:
     return session_id
 
 
+def _enter(opened: tuple[int, int, str | None]) -> NoReturn:
+    """After a login: rerun behind the gate, where the browser's URL (the gate answered under
+    every page's URL) opens the page asked for. Under serve.py the browser is instead on its way
+    to fetch its cookie and comes back to that URL: the run stops, as a rerun would drop the
+    queued redirect."""
+    _adopt(opened)
+    if opened[2] is not None:
+        st.stop()
+    st.rerun()
+
+
 def _send_browser_to(url: str) -> None:
     """Make the browser load ``url``, the way ``st.login`` does (an ``auth_redirect`` message):
     Streamlit has no public call for it, and only a page load can receive a cookie."""
@@ -349,8 +360,8 @@ def _login_screen() -> None:
                 if opened is None:
                     st.session_state[_ERROR_KEY] = users.LOGIN_FAILED_MESSAGE
                 else:
-                    _adopt(opened)
-            st.rerun()  # logged in: the browser's URL still names the page asked for, which now opens
+                    _enter(opened)
+            st.rerun()
         _sso_buttons()
 
 
@@ -397,5 +408,5 @@ def _setup_screen() -> None:
                 st.session_state[_ERROR_KEY] = _DB_DOWN
             else:
                 server.spend_setup_token()
-                _adopt(opened)
+                _enter(opened)
         st.rerun()

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: the dashboard started as ``make run`` does, and a real Chromium.
+"""End-to-end fixtures: the dashboard started as ``make run`` does (serve.py), and a real Chromium.
 
 The server gets a fresh SQLite database, a temporary DATA_DIR, a Fernet key made at run
 time and two free ports (dashboard, demo simulator). Without playwright or Chromium the
@@ -98,14 +98,15 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         "DOTENV_PATH": str(root / "no.env"),  # a developer's .env must not leak into the run
     }
     env.pop("RUN_WORKER_IN_APP", None)  # the default, as `make run` has it
+    env["FORWARDED_ALLOW_IPS"] = ""  # as `make run` has it: no proxy believed
     subprocess.run([sys.executable, "-m", "lib.cli", "migrate"], cwd=PROJECT_ROOT, env=env, check=True,
                    capture_output=True, timeout=120)
     log = root / "streamlit.log"
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as log_file:
         server = subprocess.Popen(  # noqa: S603 - fixed argv
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
              "--server.fileWatcherType", "none"],  # edits elsewhere in the tree must not prompt a rerun
             cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,

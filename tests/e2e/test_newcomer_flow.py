@@ -1,8 +1,9 @@
 """Issue #7: a newcomer's first session in a real browser, from an empty install to P&L.
 
-One ordered flow on one page: create the first admin, load the demo, read Overview,
-Balances and Orders & positions, add a connector by hand (a wrong secret first), force a
-sync, draw P&L, log out.
+One ordered flow on one page: create the first admin (the login then survives a reload and
+a new tab), load the demo, read Overview, Balances and Orders & positions, add a connector by
+hand (a wrong secret first), force a sync, draw P&L, log out. No request of the browser's
+leaves the dashboard's own host.
 Each step leaves a full-page screenshot ``NN-name.png`` (the README's images come from here
 via ``make screenshots``).
 """
@@ -16,6 +17,7 @@ import sqlite3
 import urllib.request
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -106,6 +108,11 @@ def connector_count(app: App) -> int:
         return db.execute("SELECT count(*) FROM connectors").fetchone()[0]
 
 
+def audit_count(app: App, action: str) -> int:
+    with closing(sqlite3.connect(app.database)) as db:
+        return db.execute("SELECT count(*) FROM audit_log WHERE action = ?", (action,)).fetchone()[0]
+
+
 def simulator_account(app: App, position: int) -> dict[str, str]:
     """Real credentials of a demo simulator account, from its loopback-only listing."""
     with urllib.request.urlopen(f"http://127.0.0.1:{app.demo_port}/_sim/accounts", timeout=5) as response:
@@ -116,8 +123,11 @@ def simulator_account(app: App, position: int) -> dict[str, str]:
 
 
 def test_newcomer_flow(page: Page, app: App, screenshots: Path) -> None:
+    requested: list[str] = []
+    page.context.on("request", lambda request: requested.append(request.url))  # every tab
     try:
         password = _setup_admin(page, app, screenshots)
+        _reload_and_new_tab(page, app)
         _load_demo(page, screenshots)
         _balances(page, screenshots)
         _orders_and_positions(page, screenshots)
@@ -125,6 +135,8 @@ def test_newcomer_flow(page: Page, app: App, screenshots: Path) -> None:
         _force_sync(page, screenshots)
         _pnl(page, screenshots)
         _log_out(page, admin_url, password, screenshots)
+        elsewhere = {urlsplit(u).netloc for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss")}
+        assert elsewhere == {urlsplit(app.url).netloc}, f"the browser reached other hosts: {elsewhere}"
     except BaseException:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)  # never into docs/, even under `make screenshots`
         page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
@@ -147,6 +159,20 @@ def _setup_admin(page: Page, app: App, folder: Path) -> str:
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.get_by_text(f"Signed in as {ADMIN}")).to_be_visible()
     return password
+
+
+def _reload_and_new_tab(page: Page, app: App) -> None:
+    """1b. The login outlives a reload and opens in a new tab (its cookie), with one login row in the audit."""
+    page.reload()
+    wait_idle(page)
+    expect(page.get_by_text(f"Signed in as {ADMIN}")).to_be_visible()
+    tab = page.context.new_page()
+    tab.goto(f"{app.url}/balances")
+    wait_idle(tab)
+    expect(tab.get_by_text(f"Signed in as {ADMIN}")).to_be_visible()
+    expect(main(tab).get_by_role("heading", name="Balances")).to_be_visible()
+    tab.close()
+    assert audit_count(app, "login") == 1
 
 
 def _load_demo(page: Page, folder: Path) -> None:
