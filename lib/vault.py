@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +73,19 @@ def _parse_keys(keys: tuple[str, ...]) -> list[Fernet]:
 
 
 def _generated_key(path: Path) -> str:
+    """The development key, created 0600 in a 0700 folder; a key file an older version left
+    readable by others is tightened, and one another process created first is read."""
     if path.is_file():
+        with suppress(PermissionError):  # another user's file: reading it is all we may do
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = Fernet.generate_key().decode()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # the app and a worker starting at once: the first key wins
+        return path.read_text().strip()
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key + "\n")
     log.warning(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import secrets
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +17,10 @@ from cryptography.fernet import Fernet
 from sqlalchemy import update
 
 from lib.cli import main
-from lib.db import session_scope
+from lib.db import dispose_engines, session_scope
 from lib.models import Connector
 from lib.settings import PROJECT_ROOT, get_settings
+from lib.vault import load_vault
 from tests.helpers import database_contents
 
 #: store a connector without reaching its exchange (these tests have none)
@@ -193,3 +196,30 @@ def test_connector_add_against_the_simulator_saves_and_syncs_at_once(sqlite_url,
         assert "connector 1 saved" in out and "30 new fill(s)" in out
         for secret in (account.secret, account.password):
             assert secret not in out + err
+
+
+def test_sqlite_files_and_the_generated_key_are_readable_by_their_owner_only(tmp_path, monkeypatch, capsys):
+    """Even under a umask that lets everyone read new files; a database an older version left
+    readable is tightened."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{data / 'dashboard.db'}")
+    monkeypatch.setenv("DATA_DIR", str(data))
+    monkeypatch.setenv("ENCRYPTION_KEYS", "")
+    monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "no.env"))
+    get_settings.cache_clear()
+    previous = os.umask(0o022)
+    try:
+        assert run(capsys, "migrate")[0] == 0
+        assert run(capsys, "client", "add", "Sharp")[0] == 0  # writes: the WAL and shared memory exist now
+        load_vault()
+        files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
+        assert {"dashboard.db", "dashboard.db-wal", "dashboard.db-shm", "encryption.key"} <= set(files)
+        assert files == dict.fromkeys(files, 0o600) and stat.S_IMODE(data.stat().st_mode) == 0o700
+        dispose_engines()
+        (data / "dashboard.db").chmod(0o644)
+        assert run(capsys, "client", "list")[0] == 0
+        assert stat.S_IMODE((data / "dashboard.db").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)
+        dispose_engines()
+        get_settings.cache_clear()
