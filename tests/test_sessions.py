@@ -31,6 +31,7 @@ from websockets.sync.client import connect
 
 from lib import db, sessions, users
 from lib.access import SYSTEM, Role
+from lib.clients import create_client
 from lib.models import AuditEvent, AuthSession, utcnow
 from lib.settings import PROJECT_ROOT, get_settings
 from tests.helpers import database_contents
@@ -122,8 +123,6 @@ def test_user_changes_that_end_sessions(database_url: str) -> None:
     ann, admin = _add(), _add("boss", Role.ADMIN)
     with db.session_scope() as session:
         client = users.create_user(session, SYSTEM, "carl", Role.CLIENT, PASSWORD).id
-        from lib.clients import create_client
-
         alpha = create_client(session, SYSTEM, "Alpha").id
 
     def live(user_id: int) -> int:
