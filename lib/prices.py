@@ -300,16 +300,16 @@ def usd_at_sources(
     its source cannot price takes the median of the other sources' prices at that time (NaN
     with ``others=False``)."""
     series = source_series(candles) if isinstance(candles, pd.DataFrame) else candles
-    sources = np.asarray(sources, dtype=object)
-    assets = np.asarray(assets, dtype=object)
+    codes, names = pd.factorize(pd.Series(sources))
+    assets = pd.Series(assets).reset_index(drop=True)
     times = np.asarray(timestamps, dtype=np.int64)
     out = np.full(len(times), np.nan)
-    for source in pd.unique(sources):
-        rows = np.flatnonzero(sources == source)
-        out[rows] = usd_at(series.get(str(source), {}), assets[rows], times[rows], usd_like=usd_like)
-    missing = np.flatnonzero(np.isnan(out) & pd.notna(assets))
+    for code, source in enumerate(names):
+        rows = np.flatnonzero(codes == code)
+        out[rows] = usd_at(series.get(str(source), {}), assets.iloc[rows], times[rows], usd_like=usd_like)
+    missing = np.flatnonzero(np.isnan(out) & assets.notna().to_numpy())
     if others and len(missing) and series:
-        elsewhere = pd.DataFrame({s: usd_at(one, assets[missing], times[missing], usd_like=usd_like)
+        elsewhere = pd.DataFrame({s: usd_at(one, assets.iloc[missing], times[missing], usd_like=usd_like)
                                   for s, one in series.items()})
         out[missing] = elsewhere.median(axis=1, skipna=True).to_numpy()
     return out

@@ -39,6 +39,7 @@ from lib.models import (
     Transfer,
     utcnow,
 )
+from lib.prices import price_source
 from lib.settings import get_settings
 
 Bucket = Literal["hour", "day"]
@@ -596,10 +597,20 @@ def coverage(session: Session, viewer: Viewer, client_id: int | None = None,
 # --------------------------------------------------------------------------- market data
 
 
-def _exchanges_in_scope(session: Session, ids: list[int] | None) -> list[str] | None:
-    if ids is None:
-        return None
-    return list(session.scalars(select(Connector.exchange_id).where(Connector.id.in_(ids)).distinct()))
+def _sources_of(session: Session, ids: list[int] | None) -> dict[int, tuple[str, str]]:
+    """Connector id -> (exchange id, price source) of the given connectors (None: every one)."""
+    query = select(Connector.id, Connector.exchange_id, Connector.api_url, Connector.sandbox)
+    if ids is not None:
+        query = query.where(Connector.id.in_(ids))
+    return {cid: (exchange, price_source(exchange, api_url, bool(sandbox)))
+            for cid, exchange, api_url, sandbox in session.execute(query)}
+
+
+def price_sources(session: Session, viewer: Viewer, client_id: int | None = None,
+                  connector_id: int | None = None) -> dict[int, str]:
+    """Connector id -> the price source (``lib.prices.price_source``) its holdings are valued from."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    return {} if ids == [] else {cid: source for cid, (_, source) in _sources_of(session, ids).items()}
 
 
 #: Assets any scope may price through, whoever holds them (public reference markets).
@@ -623,17 +634,19 @@ def _assets_in_scope(session: Session, ids: list[int]) -> set[str]:
 
 
 def _market_scope(session: Session, viewer: Viewer, client_id: int | None,
-                  connector_id: int | None) -> tuple[list[str], set[str]] | None:
-    """(exchanges, assets) whose market data the scope may read; None = everything.
+                  connector_id: int | None) -> tuple[list[str], list[str], set[str]] | None:
+    """(exchanges, price sources, assets) whose market data the scope may read; None = everything.
 
-    Market data is filtered to pairs of the scope's own assets (plus cash and the BTC/ETH
-    bridges), so a client never learns which tokens other clients trade.
+    Market data is filtered to the scope's own price sources and to pairs of its own assets
+    (plus cash and the BTC/ETH bridges), so a client never learns which tokens other clients
+    trade, nor the prices of a host only other clients use.
     """
     ids = connector_ids(session, viewer, client_id, connector_id)
     if ids is None:
         return None
     allowed = _assets_in_scope(session, ids) | BRIDGE_ASSETS | get_settings().usd_like if ids else set()
-    return _exchanges_in_scope(session, ids) or [], allowed
+    found = _sources_of(session, ids).values() if ids else []
+    return sorted({e for e, _ in found}), sorted({s for _, s in found}), allowed
 
 
 def _only_pairs_of(frame: pd.DataFrame, assets: set[str]) -> pd.DataFrame:
@@ -644,38 +657,40 @@ def _only_pairs_of(frame: pd.DataFrame, assets: set[str]) -> pd.DataFrame:
     return frame[parts[0].isin(assets) & quote.isin(assets)].reset_index(drop=True)
 
 
-TICKER_COLUMNS = ["exchange_id", "symbol", "last", "bid", "ask", "timestamp", "fetched_at"]
+TICKER_COLUMNS = ["exchange_id", "source", "symbol", "last", "bid", "ask", "timestamp", "fetched_at"]
 
 
 def tickers(session: Session, viewer: Viewer, client_id: int | None = None,
             connector_id: int | None = None) -> pd.DataFrame:
-    """Last prices on the scope's exchanges, for pairs of the scope's assets (so a client's
+    """Last prices of the scope's price sources, for pairs of the scope's assets (so a client's
     figures are the same whoever looks at them, and nothing names another client's tokens)."""
     scope = _market_scope(session, viewer, client_id, connector_id)
-    if scope is not None and not scope[0]:
+    if scope is not None and not scope[1]:
         return _empty(TICKER_COLUMNS)
-    query = select(Ticker.exchange_id, Ticker.symbol, Ticker.last, Ticker.bid, Ticker.ask, Ticker.timestamp,
-                   Ticker.fetched_at).order_by(Ticker.exchange_id, Ticker.symbol)
+    query = select(Ticker.exchange_id, Ticker.source, Ticker.symbol, Ticker.last, Ticker.bid, Ticker.ask,
+                   Ticker.timestamp, Ticker.fetched_at).order_by(Ticker.source, Ticker.symbol)
     if scope is None:
         return _utc(_read(session, query, TICKER_COLUMNS), "fetched_at")
-    frame = _read(session, query.where(Ticker.exchange_id.in_(scope[0])), TICKER_COLUMNS)
-    return _utc(_only_pairs_of(frame, scope[1]), "fetched_at")
+    frame = _read(session, query.where(Ticker.exchange_id.in_(scope[0]), Ticker.source.in_(scope[1])),
+                  TICKER_COLUMNS)
+    return _utc(_only_pairs_of(frame, scope[2]), "fetched_at")
 
 
-CANDLE_COLUMNS = ["exchange_id", "symbol", "timeframe", "timestamp", "open", "high", "low", "close", "volume"]
+CANDLE_COLUMNS = ["exchange_id", "source", "symbol", "timeframe", "timestamp", "open", "high", "low", "close",
+                  "volume"]
 
 
 def candles(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
             symbols: Sequence[str] | None = None, timeframe: str | None = None, start_ms: int | None = None,
             end_ms: int | None = None) -> pd.DataFrame:
-    """OHLCV candles on the scope's exchanges for pairs of its assets, oldest first."""
+    """OHLCV candles of the scope's price sources for pairs of its assets, oldest first."""
     scope = _market_scope(session, viewer, client_id, connector_id)
-    if scope is not None and not scope[0]:
+    if scope is not None and not scope[1]:
         return _empty(CANDLE_COLUMNS)
-    query = select(Candle.exchange_id, Candle.symbol, Candle.timeframe, Candle.timestamp, Candle.open, Candle.high,
-                   Candle.low, Candle.close, Candle.volume).order_by(Candle.timestamp)
+    query = select(Candle.exchange_id, Candle.source, Candle.symbol, Candle.timeframe, Candle.timestamp, Candle.open,
+                   Candle.high, Candle.low, Candle.close, Candle.volume).order_by(Candle.timestamp)
     if scope is not None:
-        query = query.where(Candle.exchange_id.in_(scope[0]))
+        query = query.where(Candle.exchange_id.in_(scope[0]), Candle.source.in_(scope[1]))
     if symbols is not None:
         query = query.where(Candle.symbol.in_(list(symbols)))
     if timeframe is not None:
@@ -685,7 +700,7 @@ def candles(session: Session, viewer: Viewer, client_id: int | None = None, conn
     if end_ms is not None:
         query = query.where(Candle.timestamp < end_ms)
     frame = _read(session, query, CANDLE_COLUMNS)
-    return frame if scope is None else _only_pairs_of(frame, scope[1])
+    return frame if scope is None else _only_pairs_of(frame, scope[2])
 
 
 # --------------------------------------------------------------------------- cache invalidation

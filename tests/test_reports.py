@@ -71,6 +71,9 @@ def test_balances_report_values_and_flags_unpriced(seeded: Seeded) -> None:
     rows = report.rows.set_index(["client", "asset"])
     assert rows.loc[("Alpha", "BTC"), "usd"] == pytest.approx(0.563335 * 65000)
     assert rows.loc[("Alpha", "USDT"), "price"] == 1.0
+    # each row at its own price source: Alpha's binance (okx quotes BTC at 64,000 and is not used)
+    assert rows.loc[("Alpha", "BTC"), ["source", "priced_from"]].tolist() == ["binance", "binance"]
+    assert rows.loc[("Alpha", "USDT"), "priced_from"] == ""  # cash needs no source
     assert math.isnan(rows.loc[("Beta", "XYZ"), "usd"]) and not rows.loc[("Beta", "XYZ"), "priced"]
     assert report.unpriced == ["XYZ"]
     expected = 0.563335 * 65000 + 3 * 3500 + 1.93 * 500 + 1000 + 500
@@ -99,6 +102,7 @@ def test_value_changes_and_equity_curve(seeded: Seeded) -> None:
         orders, positions = reports.orders_report(admin, session_or_url=session)
     btc = orders.set_index("order_id").loc["open-1"]
     assert btc["last"] == 65000 and btc["distance"] == pytest.approx(60000 / 65000 - 1)
+    assert btc["source"] == "binance"  # its own source's ticker, not okx's 64,000
     assert 3500 < btc["age_seconds"] < 3700
     assert math.isnan(orders.set_index("order_id").loc["open-2", "distance"])  # no XYZ ticker
     assert len(positions) == 2

@@ -1,7 +1,9 @@
 """Balances: per client, connector, account type and asset, free / used / total and USD value.
 
-Totals sum every account type; a type the key may not read and holdings booked as opening
-balances because the exchange keeps too little history are said in plain words."""
+Each row is priced from its connector's own price source ("Priced from"; another source only
+where its own has no price). Totals sum every account type; a type the key may not read and
+holdings booked as opening balances because the exchange keeps too little history are said in
+plain words."""
 
 import pandas as pd
 import streamlit as st
@@ -72,6 +74,7 @@ st.dataframe(
         **{label: fmt.text(rows[label.lower()], lambda v: fmt.significant(v, 8))
            for label in ("Free", "Used", "Total")},
         "Price (USD)": rows["price"].map(lambda p: fmt.money(p, digits=6 if p == p and p < 1 else 2)),
+        "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != ""), fmt.visible),  # cash: a dash
         "USD value": rows["usd"].map(fmt.money),
         "As of": rows["taken_at"],
     }),
