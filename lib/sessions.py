@@ -74,13 +74,16 @@ def _signing_key(settings: Settings) -> bytes:
     path = Path(settings.data_dir) / "session.key"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".session.key.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(new_secret() + "\n")
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
+            os.link(draft, path)  # published whole, or not at all when another process was first
+        except FileExistsError:
             pass
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(new_secret() + "\n")
+        finally:
+            draft.unlink()
     return path.read_text().strip().encode()
 
 
