@@ -210,13 +210,6 @@ def pooled_marks(
     return result, notes
 
 
-def unpriced_assets(
-    assets: Iterable[str], marks: Mapping[str, float], *, usd_like: frozenset[str] = DEFAULT_USD_LIKE
-) -> list[str]:
-    """Sorted non-cash assets that have no usable mark."""
-    return sorted({a for a in assets if a not in usd_like and not _valid(marks.get(a))})
-
-
 def candle_series(candles: pd.DataFrame) -> Series:
     """Index candles (``symbol, timestamp, close``) by spot symbol, sorted by time."""
     spot = candles.loc[~candles["symbol"].str.contains(":", regex=False), ["symbol", "timestamp", "close"]]

@@ -146,7 +146,7 @@ def balances_report(viewer: Viewer, client_id: int | None = None, connector_id: 
         latest = _with_sources(latest, queries.price_sources(session, viewer, client_id, connector_id))
         marks = current_marks(session, viewer, latest, client_id, connector_id)
     rows = _value(latest, marks)[columns]
-    unpriced = prices.unpriced_assets(rows.loc[~rows["priced"], "asset"], {}, usd_like=usd_like())
+    unpriced = sorted(set(rows.loc[~rows["priced"], "asset"]))  # cash is always priced
     return BalancesReport(rows.reset_index(drop=True), unpriced, float(rows["usd"].sum(skipna=True)))
 
 
@@ -619,6 +619,7 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
         moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, end_ms=end_ms), sources)
         opening = _with_sources(queries.opening_balances(session, viewer, client_id, connector_id), sources)
         candles = queries.candles(session, viewer, client_id, connector_id, end_ms=end_ms)
+        candles = candles[candles["source"].isin(set(sources.values()))]  # not a deleted connector's host
         assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
         if len(set(sources.values())) > 1:
             held = _units_held(fills, as_balance_moves(moves), opening, sources)

@@ -1,4 +1,4 @@
-"""lib.prices: marks from tickers, as-of prices from candles, routes and unpriced assets."""
+"""lib.prices: marks from tickers, as-of prices from candles, routes, price sources."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from lib.prices import (
     pooled_marks,
     price_source,
     split_symbol,
-    unpriced_assets,
     usd_at,
     usd_at_sources,
     usd_quotes,
@@ -61,7 +60,6 @@ def test_marks_direct_then_bridges_and_cash_is_one() -> None:
     }
     marks = marks_from_tickers(tickers, ["BTC", "ETH", "XRP", "USDT", "DOGE", "PEPE", "PERP", "BTC"])
     assert marks == {"BTC": 60000.0, "ETH": 3000.0, "XRP": pytest.approx(0.0002 * 3000.0), "USDT": 1.0}
-    assert unpriced_assets(["BTC", "DOGE", "PEPE", "USDC", "PERP"], marks) == ["DOGE", "PEPE", "PERP"]
 
 
 def test_marks_via_btc_when_no_direct_pair_and_from_a_frame() -> None:
