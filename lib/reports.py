@@ -285,7 +285,7 @@ def orders_report(viewer: Viewer, client_id: int | None = None, connector_id: in
 #: How each history stream (the coverage key before any ":symbol") reads on pages, in the order
 #: they are listed; "orders" holds canceled orders too unless a "canceled" stream reads them apart.
 STREAM_LABELS = {"trades": "Fills", "orders": "Order history", "canceled": "Canceled orders", "deposits": "Deposits",
-                 "withdrawals": "Withdrawals"}
+                 "withdrawals": "Withdrawals", "ledger": "Account ledger"}
 
 
 @functools.lru_cache(maxsize=256)
