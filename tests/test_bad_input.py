@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import ccxt.async_support as ccxt_async
 import pytest
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +19,10 @@ from lib.access import SYSTEM
 from lib.cli import main
 from lib.db import get_engine, session_scope
 from lib.settings import get_settings
+from lib.simulator import Simulator, SimulatorConfig
+from lib.sync import markets, sync_connectors
 from tests.helpers import database_contents
+from tests.sync_helpers import add_connectors, differences
 
 #: store a connector without reaching its exchange
 OFFLINE = ("--skip-test", "--no-sync")
@@ -172,3 +178,59 @@ def test_a_failed_user_change_logs_no_password_hash(database_url: str, monkeypat
     logging.getLogger("lib.ui.user_admin").exception("user change failed", exc_info=caught.value)
     assert "parameters hidden" in str(caught.value)
     assert marker not in str(caught.value) and marker not in caplog.text
+
+
+# --- exchange strings longer than their column ----------------------------------------------
+
+LONG_ASSET = "A" * 40  # balance_snapshots.asset holds 30
+LONG_SYMBOL = "S" * 55 + "/USDT"  # orders.symbol holds 50
+
+
+def _with_one_long_row(method: Callable[..., Awaitable[Any]],
+                       change: Callable[[Any], Any]) -> Callable[..., Awaitable[Any]]:
+    """ccxt's ``method`` whose first non-empty answer also holds one row made too long by ``change``."""
+    done: list[bool] = []
+
+    async def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
+        answer = await method(self, *args, **kwargs)
+        if answer and not done:
+            done.append(True)
+            return change(answer)
+        return answer
+    return patched
+
+
+def test_exchange_strings_longer_than_a_column_are_refused_per_row(
+        database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """On PostgreSQL such a row used to fail the connector's sync, every sync; now it is left out,
+    logged and counted, and everything else the exchange sent is stored."""
+    cls = ccxt_async.okx
+    # copies of real rows with another id (OKX pages fills by the bill id in "info", kept as it is)
+    long_trade = lambda trades: [*trades, {**trades[0], "id": "9" * 120}]  # noqa: E731 - trades.trade_id holds 100
+    long_deposit = lambda rows: [*rows, {**rows[0], "id": "long-currency", "currency": "C" * 40}]  # noqa: E731
+    long_order = lambda orders: [*orders, {**orders[0], "id": orders[0]["id"] + "1", "symbol": LONG_SYMBOL}]  # noqa: E731
+
+    def long_balance(balance: dict[str, Any]) -> dict[str, Any]:
+        balance = {**balance, LONG_ASSET: {"free": 1.0, "used": 0.0, "total": 1.0}}
+        for part, amount in (("free", 1.0), ("used", 0.0), ("total", 1.0)):
+            balance[part] = {**balance[part], LONG_ASSET: amount}
+        return balance
+
+    for name, change in (("fetch_my_trades", long_trade), ("fetch_deposits", long_deposit),
+                         ("fetch_open_orders", long_order), ("fetch_balance", long_balance)):
+        monkeypatch.setattr(cls, name, _with_one_long_row(getattr(cls, name), change))
+    markets.forget()
+    config = SimulatorConfig(seed=7, accounts=1, days=10, fills_per_account=60, dialects=["okx"])
+    caplog.set_level(logging.WARNING, logger="lib.sync.rows")
+    with Simulator(config) as sim:
+        ids = add_connectors(sim)
+        report = sync_connectors(SYSTEM)
+        (result,) = report.results
+        assert result.success, result.error
+        assert result.refused == 4 and caplog.text.count("row was refused") == 4
+        for table, column in (("trades", "trade_id has 120 characters"), ("transfers", "currency has 40"),
+                              ("orders", "symbol has 60"), ("balance_snapshots", "asset has 40")):
+            assert f"a {table} row was refused: {column}" in caplog.text
+        assert differences(sim, sim.accounts[0].id, ids[sim.accounts[0].id]) == []  # the rest is all there
+    contents = repr(database_contents(database_url))
+    assert LONG_ASSET not in contents and LONG_SYMBOL not in contents and "9" * 101 not in contents

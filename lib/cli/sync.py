@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _line(result: ConnectorResult) -> str:
     name = f"#{result.connector_id} {result.client} / {result.exchange} / {result.label}"
     if result.success:
+        refused = f", {result.refused} row(s) refused (longer than their column, see the log)" if result.refused else ""
         return (f"ok      {name}: {result.balances} balance(s), {result.new_trades} new fill(s), "
-                f"{result.new_transfers} new transfer(s), {result.open_orders} open order(s)")
+                f"{result.new_transfers} new transfer(s), {result.open_orders} open order(s){refused}")
     return f"{'skipped' if result.skipped else 'FAILED '} {name}: {result.error}"
 
 

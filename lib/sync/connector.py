@@ -23,7 +23,7 @@ import ccxt
 from lib import exchanges
 from lib.capabilities import ExchangeRules, StreamRules, history_rules
 from lib.exchanges import ConnectionSpec
-from lib.models import utcnow
+from lib.models import Base, Candle, Order, Position, Ticker, Trade, utcnow
 from lib.prices import marks_from_tickers, price_path, price_source
 from lib.sync import rows, store
 from lib.sync.markets import MarketShare
@@ -113,6 +113,7 @@ class Counts:
     positions: int = 0
     opening_balances: int = 0
     requests: int = 0
+    refused: int = 0  # rows with a string longer than its column (``rows.fitting``), left out
 
 
 def _counted(exchange: Any, counts: Counts) -> None:
@@ -162,6 +163,12 @@ class ConnectorSync:
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.shared.db(fn, *args)
+
+    def _fitting(self, model: type[Base], table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows that fit their table; the others are logged and counted, and the sync goes on."""
+        kept, refused = rows.fitting(model, table, self.job.connector_id)
+        self.counts.refused += refused
+        return kept
 
     async def run(self) -> None:
         job, ex = self.job, self.exchange
@@ -217,6 +224,8 @@ class ConnectorSync:
                 await self.db(store.save_coverage, self.job.connector_id, f"balance:{account_type}", "balance",
                               {"failed_error": exchanges.describe_error(error)})
                 continue
+            balance, refused = rows.fitting_balance(balance, account_type, self.job.connector_id)
+            self.counts.refused += refused
             for asset, amount in (balance.get("total") or {}).items():
                 if amount:
                     holdings[asset] = holdings.get(asset, 0.0) + float(amount)
@@ -234,7 +243,7 @@ class ConnectorSync:
         wanted = set(self.job.extra_symbols) | traded
         wanted |= {s for s, m in markets.items() if m.get("spot") and m.get("base") in assets
                    and m.get("quote") in assets}
-        return sorted(s for s in wanted if s in markets)
+        return sorted(s for s in wanted if s in markets and rows.too_long(Trade, {"symbol": s}) is None)
 
     def _streams(self, rules: StreamRules, symbols: list[str], cursors: Mapping[str, str],
                  now: int) -> list[Stream]:
@@ -289,6 +298,7 @@ class ConnectorSync:
             table = [rows.ledger_row(e) for e in found]
         else:
             table = [rows.transfer_row(kind[:-1], t) for t in found]
+        table = self._fitting(rows.HISTORY_MODELS[kind], table)
         coverage = {**coverage, "oldest_available": stream.oldest_available(int(time.time() * 1000)),
                     "lookback_source": stream.rules.source}
         added = await self.db(store.save_history, self.job.connector_id, kind, stream.key, table, cursor, coverage)
@@ -314,7 +324,8 @@ class ConnectorSync:
                 orders += await self._open_order_pages(symbol)
         else:
             orders = await self._open_order_pages(None)
-        await self.db(store.replace_orders, self.job.connector_id, [rows.open_order_row(o) for o in orders])
+        await self.db(store.replace_orders, self.job.connector_id,
+                      self._fitting(Order, [rows.open_order_row(o) for o in orders]))
         return orders
 
     async def _open_order_pages(self, symbol: str | None) -> list[dict[str, Any]]:
@@ -368,7 +379,8 @@ class ConnectorSync:
         positions = await self.call(fetch)
         if positions is None:
             return 0
-        return await self.db(store.replace_positions, self.job.connector_id, [rows.position_row(p) for p in positions])
+        return await self.db(store.replace_positions, self.job.connector_id,
+                             self._fitting(Position, [rows.position_row(p) for p in positions]))
 
     # --- prices -----------------------------------------------------------------------
 
@@ -380,7 +392,8 @@ class ConnectorSync:
         markets = ex.markets or {}
         needed = {s for a in holdings for s in (price_path(a, markets, cash) or ())}
         # spot only: OKX's fetch_tickers asks for one instrument type, taken from the first symbol
-        needed = sorted(needed | {s for s in order_symbols if (markets.get(s) or {}).get("spot")})
+        needed = sorted(s for s in needed | {s for s in order_symbols if (markets.get(s) or {}).get("spot")}
+                        if rows.too_long(Ticker, {"symbol": s}) is None)
         book = self.shared.prices
         async with self.shared.lock("tickers", self.source):
             missing = [s for s in needed if (self.source, s) not in book]
@@ -426,6 +439,8 @@ class ConnectorSync:
         spans: dict[str, tuple[int, int]] = {}
         for asset, (first, last) in ranges.items():
             for symbol in price_path(asset, ex.markets or {}, cash) or ():
+                if rows.too_long(Candle, {"symbol": symbol}) is not None:
+                    continue
                 old = spans.get(symbol, (first, last))
                 spans[symbol] = (min(old[0], first), max(old[1], last))
         for symbol, (first, last) in sorted(spans.items()):

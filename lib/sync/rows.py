@@ -1,11 +1,72 @@
-"""ccxt's unified structures as database rows (without the connector id)."""
+"""ccxt's unified structures as database rows (without the connector id), and the check that
+each fits its table.
+
+An exchange may send a string longer than its column (a 40-character asset code, a
+60-character symbol, a 120-character id): PostgreSQL refuses such a row, and with it the
+whole window, every sync again. ``fitting`` leaves such rows out, logs and counts them, so
+the rest of the sync is stored; SQLite, which would store them, gets the same rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
+
+from sqlalchemy import String
+
+from lib.models import BalanceSnapshot, Base, LedgerEntry, OrderHistory, Trade, Transfer
+
+log = logging.getLogger(__name__)
+
+#: the table each history stream kind is stored in
+HISTORY_MODELS: dict[str, type[Base]] = {"trades": Trade, "orders": OrderHistory, "ledger": LedgerEntry,
+                                         "deposits": Transfer, "withdrawals": Transfer}
+
+
+@cache
+def _widths(model: type[Base]) -> dict[str, int]:
+    return {c.name: c.type.length for c in model.__table__.columns if isinstance(c.type, String) and c.type.length}
+
+
+def too_long(model: type[Base], row: Mapping[str, Any]) -> str | None:
+    """Which string of ``row`` is longer than its column of ``model`` (None when all fit)."""
+    widths = _widths(model)
+    for name, value in row.items():
+        limit = widths.get(name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            return f"{name} has {len(value)} characters, at most {limit} fit (starts {value[:20]!r})"
+    return None
+
+
+def fitting(model: type[Base], table: Sequence[dict[str, Any]], connector_id: int) -> tuple[list[dict[str, Any]], int]:
+    """The rows of ``table`` that fit ``model``'s columns, and how many were refused (each logged)."""
+    kept = []
+    for row in table:
+        problem = too_long(model, row)
+        if problem is None:
+            kept.append(row)
+        else:
+            log.warning("connector %s: a %s row was refused: %s", connector_id, model.__tablename__, problem)
+    return kept, len(table) - len(kept)
+
+
+def fitting_balance(balance: Mapping[str, Any], account_type: str,
+                    connector_id: int) -> tuple[dict[str, Any], int]:
+    """``balance`` (ccxt's structure) without the assets whose code no ``balance_snapshots`` row
+    holds, and how many were refused (each logged)."""
+    parts = ("total", "free", "used")
+    assets = sorted({asset for part in parts for asset in balance.get(part) or {}})
+    kept, refused = fitting(BalanceSnapshot, [{"asset": a, "account_type": account_type} for a in assets],
+                            connector_id)
+    if not refused:
+        return dict(balance), 0
+    fit = {row["asset"] for row in kept}
+    return {**balance, **{part: {a: v for a, v in (balance.get(part) or {}).items() if a in fit}
+                          for part in parts}}, refused
 
 
 def _float(value: Any) -> float | None:

@@ -69,6 +69,7 @@ class ConnectorResult:
     positions: int = 0
     requests: int = 0
     duration_ms: int = 0
+    refused: int = 0  # exchange rows left out: a string longer than its column (logged each)
     error: str | None = None
     attention: bool = False  # a person must act (key, permission, encryption key)
     skipped: bool = False  # leased by another process; nothing was done
@@ -180,7 +181,7 @@ async def _sync_job(job: Job, shared: Shared) -> ConnectorResult:
         connector_id=job.connector_id, client=job.client, exchange=job.exchange_id, label=job.label,
         success=error is None, balances=counts.balances, new_trades=counts.new_trades,
         new_transfers=counts.new_transfers, open_orders=counts.open_orders, positions=counts.positions,
-        requests=counts.requests, duration_ms=int((time.monotonic() - started) * 1000),
+        requests=counts.requests, duration_ms=int((time.monotonic() - started) * 1000), refused=counts.refused,
         error=_describe(error) if error is not None else None,
         attention=error is not None and (exchanges.needs_attention(error) or job.problem is not None),
     )
