@@ -129,6 +129,27 @@ def test_second_sqlite_worker_refuses_to_start(sqlite_url: str) -> None:
     assert get_settings().is_sqlite
 
 
+def test_a_worker_lock_deleted_with_the_database_is_taken_again(sqlite_url: str) -> None:
+    """``rm data/dashboard.db*`` also deletes the lock file: the running worker locks the new one,
+    so a second worker still cannot start; if one got it first, the running worker stops."""
+    handle = lease.acquire_worker_lock()
+    try:
+        Path(handle.name).unlink()
+        handle = lease.keep_worker_lock(handle)
+        with pytest.raises(lease.WorkerLockBusy):
+            lease.acquire_worker_lock()
+        assert lease.keep_worker_lock(handle) is handle  # nothing to do while the file stays
+        Path(handle.name).unlink()
+        other = lease.acquire_worker_lock()  # a second worker started in between
+        try:
+            with pytest.raises(lease.WorkerLockBusy):
+                lease.keep_worker_lock(handle)
+        finally:
+            lease.release_worker_lock(other)
+    finally:
+        lease.release_worker_lock(handle)
+
+
 def test_lease_held_elsewhere_is_skipped_and_a_dead_holder_is_taken_over(database_url: str, sim: Simulator) -> None:
     ids = add_connectors(sim)
     busy, dead, _ = ids.values()

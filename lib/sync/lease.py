@@ -140,6 +140,23 @@ def acquire_worker_lock(settings: Settings | None = None) -> IO[str] | None:
 
 
 def release_worker_lock(handle: IO[str] | None) -> None:
-    if handle is not None:
+    if handle is not None and not handle.closed:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def keep_worker_lock(handle: IO[str] | None) -> IO[str] | None:
+    """The worker's lock, taken again when its file was deleted or replaced while held (say by
+    ``rm data/dashboard.db*`` before recreating the database): a lock on a deleted file would
+    let a second worker lock the new one. Raises WorkerLockBusy when another worker did first."""
+    if handle is None:
+        return None
+    held = os.fstat(handle.fileno())
+    try:
+        current = os.stat(handle.name)
+    except FileNotFoundError:
+        current = None
+    if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+        return handle
+    release_worker_lock(handle)
+    return acquire_worker_lock()

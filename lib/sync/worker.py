@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import IO
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,11 +43,20 @@ def run_cycle(interval: float, stop: threading.Event) -> RunReport | None:
     return None
 
 
-def run_worker(interval: float, stop: threading.Event, *, lock: bool = True) -> None:
+def run_worker(interval: float, stop: threading.Event) -> None:
     """Loop until ``stop`` is set. Raises ``lease.WorkerLockBusy`` when SQLite is taken."""
-    handle = lease.acquire_worker_lock() if lock else None
+    _loop(interval, stop, lease.acquire_worker_lock())
+
+
+def _loop(interval: float, stop: threading.Event, handle: IO[str] | None) -> None:
+    """The worker loop, holding (and finally releasing) the SQLite lock ``handle``.
+
+    A lock file deleted with the database is locked again before the next cycle; when another
+    worker got it first, this one stops (``lease.WorkerLockBusy``), leaving SQLite to one worker.
+    """
     try:
         while not stop.is_set():
+            handle = lease.keep_worker_lock(handle)
             started = time.monotonic()
             report = run_cycle(interval, stop)
             if report is not None and report.total:
@@ -87,9 +97,10 @@ def start_background_worker(interval: float | None = None) -> BackgroundWorker:
 
     def loop() -> None:
         try:
-            run_worker(interval, worker.stop_event, lock=False)
-        finally:
-            lease.release_worker_lock(handle)
+            _loop(interval, worker.stop_event, handle)
+        except lease.WorkerLockBusy as busy:
+            log.error("%s", busy)
+            worker.running, worker.message = False, str(busy)
 
     worker.thread = threading.Thread(target=loop, name="sync-worker", daemon=True)
     worker.thread.start()
