@@ -3,8 +3,10 @@ and the database unchanged; database errors never carry statement parameters (pa
 
 from __future__ import annotations
 
+import io
 import logging
 import secrets
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,8 @@ CASES = [
     # worker intervals that would spin, overflow or never fire
     *[(["worker", f"--interval={value}"], "--interval must be a positive number of seconds from 1 to 86400")
       for value in ("nan", "inf", "-inf", "-5", "0", "1e300", HUGE, "abc", "")],
+    # bytes that are not UTF-8 (a shell passes them on; Python holds them as lone surrogates)
+    (["client", "add", "Sharp\udcff"], "Argument 3 is not valid UTF-8 text."),
     # argparse's own refusals, as one line too
     (["user", "add", "bob", "--role", "boss"], "invalid choice: 'boss'"),
     (["connector", "add", "--exchange", "binance"], "the following arguments are required: --client"),
@@ -234,3 +238,16 @@ def test_exchange_strings_longer_than_a_column_are_refused_per_row(
         assert differences(sim, sim.accounts[0].id, ids[sim.accounts[0].id]) == []  # the rest is all there
     contents = repr(database_contents(database_url))
     assert LONG_ASSET not in contents and LONG_SYMBOL not in contents and "9" * 101 not in contents
+
+
+def test_connector_add_checks_what_was_typed_before_asking_for_credentials(
+        sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXCHANGE_API_KEY", raising=False)
+    monkeypatch.delenv("EXCHANGE_SECRET", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # no terminal: a prompt would be an error
+    run(capsys, "client", "add", "Sharp")
+    for argv, message in (([*ADD, "--api-url", "http://[::1"], "The API URL is malformed"),
+                          ([*ADD, "--label", "z" * 101], "Label is too long"),
+                          (["connector", "add", "--client", "Nobody", "--exchange", "binance"], "No client named")):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and "EXCHANGE_API_KEY" not in err, err

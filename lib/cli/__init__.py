@@ -89,6 +89,15 @@ def port_number(text: str) -> int:
     return int(text)
 
 
+def _check_text(position: int, text: str) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates (PEP 383), which no database
+    can store: refuse them before anything is written."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError(f"Argument {position} is not valid UTF-8 text.") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m lib.cli", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -106,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        for position, text in enumerate(argv, start=1):
+            _check_text(position, text)
         args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
     except (CommandError, ValidationError, PermissionError, VaultError, UnsupportedExchange,

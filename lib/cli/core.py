@@ -16,7 +16,8 @@ from lib.cli import CommandError, _coverage, given, record_id
 from lib.clients import create_client, delete_client, find_client, list_clients
 from lib.db import migrate, session_scope
 from lib.exchanges import CREDENTIAL_LABELS, required_credentials
-from lib.models import Connector
+from lib.models import LABEL_MAX, URL_MAX, Connector
+from lib.validation import clean_text, clean_url
 from lib.vault import Vault, VaultError, load_vault
 
 #: ccxt credential name -> environment variable the CLI reads it from
@@ -121,13 +122,16 @@ def _read_credentials(exchange_id: str) -> dict[str, str]:
 
 
 def _connector_add(args: argparse.Namespace) -> int:
+    """What was typed on the command line is checked before any credential is asked for."""
+    clean_text(args.label, "label", LABEL_MAX)
+    clean_url(args.api_url, URL_MAX)
+    with session_scope() as session:
+        client_id = find_client(session, args.client).id
     data = connectors.ConnectorInput(
         exchange_id=args.exchange, label=args.label, credentials=_read_credentials(args.exchange),
         api_url=args.api_url, sandbox=args.sandbox,
     )
     vault = load_vault()
-    with session_scope() as session:
-        client_id = find_client(session, args.client).id
     if not args.skip_test:
         result = connectors.check_input(data)
         if not result.ok:
