@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from lib import exchanges
 from lib.access import SYSTEM
-from lib.capabilities import DAY_MS, history_rules
+from lib.capabilities import DAY_MS, OVERRIDES, history_rules
 from lib.db import session_scope
-from lib.models import HistoryCoverage, LedgerEntry, OpeningBalance
+from lib.models import HistoryCoverage, LedgerEntry, OpeningBalance, Ticker
 from lib.simulator import Simulator, SimulatorConfig
 from lib.sync import markets, sync_connectors
 from tests.sync_helpers import add_connectors, differences
@@ -167,3 +167,21 @@ def _committed_windows(connector_id: int) -> tuple[int, int] | None:
         if row is None or row.fetched_from is None or row.fetched_to is None:
             return None
         return row.fetched_from, row.fetched_to
+
+
+def test_a_refused_ticker_batch_falls_back_to_one_symbol_per_call(sqlite_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the override that says crypto.com takes one symbol per ticker call, the batch
+    is refused; each symbol is then asked for alone and the sync still prices the holdings."""
+    monkeypatch.delitem(OVERRIDES["cryptocom"], "tickers_per_call")
+    simulator = _sim("cryptocom", fills=60)
+    try:
+        ids = add_connectors(simulator)
+        report = sync_connectors(SYSTEM)
+        assert report.successful == 1, [r.error for r in report.results]
+        with session_scope() as session:
+            priced = set(session.scalars(select(Ticker.symbol).where(Ticker.last.is_not(None))))
+        held = {a for a, v in simulator.truth(next(iter(ids))).balances.items() if v["total"]} - {"USDT"}
+        assert held and {f"{asset}/USDT" for asset in held} <= priced
+    finally:
+        simulator.stop()

@@ -48,6 +48,9 @@ POSITION_REFUSALS = (ccxt.PermissionDenied, ccxt.AuthenticationError, ccxt.NotSu
 #: back: an exchange status ccxt leaves unmapped (Binance's "rejected", OKX's "frozen") might
 #: never change, and every later sync would re-read everything after it
 UNSETTLED_HOLD_MS = 30 * DAY_MS
+#: how an exchange refuses a ticker request it cannot answer (a symbol or a mix of market
+#: types it does not take); each symbol is then asked for alone
+TICKER_REFUSALS = (ccxt.BadRequest, ccxt.NotSupported, ccxt.ArgumentsRequired)
 #: what a key may be refused when it reads an account type besides the default one
 ACCOUNT_TYPE_REFUSALS = (ccxt.PermissionDenied, ccxt.AuthenticationError, ccxt.NotSupported, ccxt.BadRequest,
                          ccxt.BadSymbol)
@@ -402,18 +405,35 @@ class ConnectorSync:
         return {s: book[(self.source, s)] for s in needed if (self.source, s) in book}
 
     async def _fetch_tickers(self, symbols: list[str]) -> None:
-        """``fetch_tickers`` in batches the exchange accepts (crypto.com: one symbol per call),
-        ``fetch_ticker`` per symbol where there is no batch call."""
+        """``fetch_tickers`` in batches the exchange accepts (crypto.com: one symbol per call), and
+        ``fetch_ticker`` per symbol where there is no batch call or a batch is refused (a market
+        of another type in it, a symbol the ticker endpoint does not know). A symbol refused on
+        its own is left unpriced, which the pages name, and the sync goes on."""
         ex = self.exchange
         tickers: dict[str, Any] = {}
         if not ex.has.get("fetchTickers"):
             for symbol in symbols:
-                tickers[symbol] = await self.call(lambda s=symbol: ex.fetch_ticker(s))
-        else:
-            per_call = history_rules(ex).tickers_per_call or len(symbols)
-            for i in range(0, len(symbols), per_call):
-                batch = symbols[i:i + per_call]
+                tickers.update(await self._one_ticker(symbol))
+            return await self._save_tickers(tickers)
+        per_call = history_rules(ex).tickers_per_call or len(symbols)
+        for i in range(0, len(symbols), per_call):
+            batch = symbols[i:i + per_call]
+            try:
                 tickers.update(await self.call(lambda b=batch: ex.fetch_tickers(b)))
+            except TICKER_REFUSALS:
+                for symbol in batch:
+                    tickers.update(await self._one_ticker(symbol))
+        await self._save_tickers(tickers)
+
+    async def _one_ticker(self, symbol: str) -> dict[str, Any]:
+        try:
+            return {symbol: await self.call(lambda: self.exchange.fetch_ticker(symbol))}
+        except TICKER_REFUSALS as error:
+            log.warning("no ticker for %s on %s: %s", symbol, self.exchange.id, type(error).__name__)
+            return {}
+
+    async def _save_tickers(self, tickers: Mapping[str, Any]) -> None:
+        ex = self.exchange
         quotes = []
         for symbol, t in tickers.items():
             bid, ask = t.get("bid"), t.get("ask")
@@ -433,6 +453,10 @@ class ConnectorSync:
         """
         ex, cash = self.exchange, self.shared.cash
         if not ex.has.get("fetchOHLCV"):
+            return
+        if ex.timeframes and CANDLE_TIMEFRAME not in ex.timeframes:
+            # past prices then come from tickers only, and pages name what stays unpriced
+            log.warning("%s offers no %s candles; past prices are not fetched", ex.id, CANDLE_TIMEFRAME)
             return
         ranges = await self.db(store.fill_date_ranges, self.job.connector_id, cash)
         last_closed = int(time.time() * 1000) // DAY_MS * DAY_MS - DAY_MS
