@@ -27,8 +27,8 @@ from lib.models import (
 )
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.history import WITHDRAW_FEES
-from lib.sync import rows as rows_module
 from lib.sync import markets, sync_connector, sync_connectors
+from lib.sync import rows as rows_module
 from tests.sync_helpers import add_connectors, differences
 
 
