@@ -116,7 +116,10 @@ def _progress_line(result: ConnectorResult) -> str:
     if result.skipped:
         return f":gray[{name}: {literal(result.error)}]"
     if result.success:
-        return f":green[✓] {name}: {result.new_trades} new fill(s), {result.new_transfers} new transfer(s)"
+        line = f":green[✓] {name}: {result.new_trades} new fill(s), {result.new_transfers} new transfer(s)"
+        if result.refused:  # never silent: those rows are not in the books
+            line += f" · :orange[{result.refused} row(s) left out: a value longer than the database allows (see log)]"
+        return line
     return f":red[✗] {name}: {literal(result.error)}"
 
 
