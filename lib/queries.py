@@ -256,18 +256,21 @@ def opening_balances(session: Session, viewer: Viewer, client_id: int | None = N
 # --------------------------------------------------------------------------- fills
 
 
+def _row_filters(model: type[Trade] | type[OrderHistory], ids: list[int] | None, equal: dict[str, str | None],
+                 start_ms: int | None, end_ms: int | None) -> list[ColumnElement[bool]]:
+    """Scope, exact matches on the given columns (None or "": any), and [start, end) on the time."""
+    conditions: list[ColumnElement[bool]] = [_within(model.connector_id, ids)]
+    conditions += [getattr(model, column) == value for column, value in equal.items() if value]
+    if start_ms is not None:
+        conditions.append(model.timestamp >= start_ms)
+    if end_ms is not None:
+        conditions.append(model.timestamp < end_ms)
+    return conditions
+
+
 def _fill_filters(ids: list[int] | None, symbol: str | None, side: str | None, start_ms: int | None,
                   end_ms: int | None) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [_within(Trade.connector_id, ids)]
-    if symbol:
-        conditions.append(Trade.symbol == symbol)
-    if side:
-        conditions.append(Trade.side == side)
-    if start_ms is not None:
-        conditions.append(Trade.timestamp >= start_ms)
-    if end_ms is not None:
-        conditions.append(Trade.timestamp < end_ms)
-    return conditions
+    return _row_filters(Trade, ids, {"symbol": symbol, "side": side}, start_ms, end_ms)
 
 
 def count_fills(session: Session, viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
@@ -465,16 +468,7 @@ ORDER_HISTORY_COLUMNS = [
 
 def _order_history_filters(ids: list[int] | None, symbol: str | None, status: str | None, start_ms: int | None,
                            end_ms: int | None) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [_within(OrderHistory.connector_id, ids)]
-    if symbol:
-        conditions.append(OrderHistory.symbol == symbol)
-    if status:
-        conditions.append(OrderHistory.status == status)
-    if start_ms is not None:
-        conditions.append(OrderHistory.timestamp >= start_ms)
-    if end_ms is not None:
-        conditions.append(OrderHistory.timestamp < end_ms)
-    return conditions
+    return _row_filters(OrderHistory, ids, {"symbol": symbol, "status": status}, start_ms, end_ms)
 
 
 def count_order_history(session: Session, viewer: Viewer, client_id: int | None = None,

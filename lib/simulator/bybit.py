@@ -149,6 +149,12 @@ def _trade_window(call: Call) -> tuple[int, int]:
     "Request parameter error" of the UTA table; the wording is the one the docs list as
     181010). Rows older than 2 years ("Get Trade History (2 years)") are never returned.
     """
+    return _window(call, TRADE_WINDOW_MS)
+
+
+def _window(call: Call, default_span_ms: int) -> tuple[int, int]:
+    """startTime/endTime completed by ``default_span_ms`` from whichever bound is given (both
+    missing: the span up to now); both given may span 7 days at most; 2 years kept."""
     start, end = _int(call, "startTime"), _int(call, "endTime")
     if start is not None and end is not None:
         if end < start:
@@ -156,11 +162,11 @@ def _trade_window(call: Call) -> tuple[int, int]:
         if end - start > TRADE_WINDOW_MS:
             raise error(10001, "The time range between startTime and endTime cannot exceed 7 days")
     elif start is not None:
-        end = start + TRADE_WINDOW_MS
+        end = start + default_span_ms
     elif end is not None:
-        start = end - TRADE_WINDOW_MS
+        start = end - default_span_ms
     else:
-        start, end = call.now - TRADE_WINDOW_MS, call.now
+        start, end = call.now - default_span_ms, call.now
     return max(start, call.now - RETENTION_MS), end
 
 
@@ -633,19 +639,7 @@ def _log_window(call: Call) -> tuple[int, int]:
     hours and endTime; If both are passed, the rule is endTime - startTime <= 7 days"; "it
     supports up to 2 years data". A longer span is refused with 10001, as on execution/list.
     """
-    start, end = _int(call, "startTime"), _int(call, "endTime")
-    if start is not None and end is not None:
-        if end < start:
-            raise error(10001, "params error: startTime must be less than endTime")
-        if end - start > TRADE_WINDOW_MS:
-            raise error(10001, "The time range between startTime and endTime cannot exceed 7 days")
-    elif start is not None:
-        end = start + LOG_DEFAULT_SPAN_MS
-    elif end is not None:
-        start = end - LOG_DEFAULT_SPAN_MS
-    else:
-        start, end = call.now - LOG_DEFAULT_SPAN_MS, call.now
-    return max(start, call.now - RETENTION_MS), end
+    return _window(call, LOG_DEFAULT_SPAN_MS)
 
 
 def _log_row(posting: Posting) -> dict[str, Any]:
