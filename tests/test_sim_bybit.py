@@ -15,9 +15,10 @@ from typing import Any
 import ccxt
 import pytest
 
-from lib.exchanges import ConnectionSpec, build_async_exchange, build_exchange
+from lib.exchanges import ConnectionSpec, build_async_exchange
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.market import DAY_MS, LISTED_SYMBOLS, SATS
+from tests.sim_helpers import exchange, fill_view
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,13 +33,6 @@ def sim() -> Iterator[Simulator]:
     with Simulator(config) as simulator:
         yield simulator
 
-
-def exchange(account: Any, **credentials: str) -> Any:
-    """A real ccxt.bybit for ``account``; ccxt's client-side throttle is off to keep tests fast."""
-    creds = {**account.credentials(), **credentials}
-    ex = build_exchange(ConnectionSpec("bybit", creds, api_url=account.api_url, timeout_ms=3000))
-    ex.enableRateLimit = False
-    return ex
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +49,6 @@ def no_faults(sim: Simulator) -> Iterator[None]:
     sim.faults.clear()
 
 
-def fill_view(trade: dict[str, Any]) -> tuple:
-    fee = trade["fee"] or {}
-    return (trade["id"], trade["order"], trade["symbol"], trade["side"], trade["amount"], trade["price"],
-            trade["cost"], fee.get("cost"), fee.get("currency"), trade["timestamp"], trade["takerOrMaker"])
 
 
 def order_view(order: dict[str, Any]) -> tuple:

@@ -15,10 +15,11 @@ from typing import Any
 import ccxt
 import pytest
 
-from lib.exchanges import ConnectionSpec, build_async_exchange, build_exchange, http_status
+from lib.exchanges import ConnectionSpec, build_async_exchange, http_status
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.cryptocom import NS_PER_MS, RETENTION_MS
 from lib.simulator.market import DAY_MS, LISTED_SYMBOLS, MARKETS
+from tests.sim_helpers import exchange, fill_view
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,15 +31,6 @@ def sim() -> Iterator[Simulator]:
     with Simulator(config) as simulator:
         yield simulator
 
-
-def exchange(account: Any, **credentials: str) -> Any:
-    """A real ccxt exchange for ``account``; ccxt's client-side throttle is off to keep tests fast,
-    and the last JSON answer is kept so tests can see rows in the order the exchange sent them."""
-    creds = {**account.credentials(), **credentials}
-    ex = build_exchange(ConnectionSpec("cryptocom", creds, api_url=account.api_url, timeout_ms=3000))
-    ex.enableRateLimit = False
-    ex.enableLastJsonResponse = True
-    return ex
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +52,6 @@ def raw_rows(ex: Any) -> list[dict[str, Any]]:
     return ex.last_json_response["result"]["data"]
 
 
-def fill_view(trade: dict[str, Any]) -> tuple:
-    fee = trade["fee"] or {}
-    return (trade["id"], trade["order"], trade["symbol"], trade["side"], trade["amount"], trade["price"],
-            trade["cost"], fee.get("cost"), fee.get("currency"), trade["timestamp"], trade["takerOrMaker"])
 
 
 def order_view(order: dict[str, Any]) -> tuple:

@@ -18,11 +18,12 @@ from typing import Any
 import ccxt
 import pytest
 
-from lib.exchanges import ConnectionSpec, build_async_exchange, build_exchange
+from lib.exchanges import ConnectionSpec, build_async_exchange
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.accounts import World
 from lib.simulator.market import DAY_MS, DIALECT_SYMBOLS, LISTED_SYMBOLS
 from lib.simulator.server import is_loopback
+from tests.sim_helpers import exchange, fill_view
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,14 +35,6 @@ def sim() -> Iterator[Simulator]:
     with Simulator(config) as simulator:
         yield simulator
 
-
-def exchange(account: Any, **credentials: str) -> Any:
-    """A real ccxt exchange for ``account``; ccxt's client-side throttle is off to keep tests fast."""
-    creds = {**account.credentials(), **credentials}
-    ex = build_exchange(ConnectionSpec(account.dialect, creds, api_url=account.api_url, timeout_ms=3000))
-    ex.enableRateLimit = False
-    ex.options.setdefault("fetchOpenOrders", {})["warnWithoutSymbol"] = False
-    return ex
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +58,6 @@ def no_faults(sim: Simulator) -> Iterator[None]:
     sim.faults.clear()
 
 
-def fill_view(trade: dict[str, Any]) -> tuple:
-    """The fields of a ccxt trade that the ground truth pins down."""
-    fee = trade["fee"] or {}
-    return (trade["id"], trade["order"], trade["symbol"], trade["side"], trade["amount"], trade["price"],
-            trade["cost"], fee.get("cost"), fee.get("currency"), trade["timestamp"], trade["takerOrMaker"])
 
 
 def assert_balances(balance: dict[str, Any], truth: dict[str, dict[str, float]]) -> None:
