@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from lib import audit
 from lib.access import Role, Viewer
 from lib.models import NAME_MAX, Client
-from lib.validation import ValidationError, clean_text, pick_by_name, same_names
+from lib.validation import ValidationError, clean_text, look_alikes, pick_by_name, same_names
 
 
 def _named(session: Session, name: str) -> Client | None:
@@ -16,10 +16,17 @@ def _named(session: Session, name: str) -> Client | None:
     return pick_by_name(session.scalars(select(Client)), name, lambda c: c.name)
 
 
-def _check_unique(session: Session, name: str, except_id: int | None = None) -> None:
-    same = same_names((c for c in session.scalars(select(Client)) if c.id != except_id), name, lambda c: c.name)
+def _check_unique(session: Session, name: str, current: Client | None = None) -> None:
+    """No other client has this name (see name_key) or one that looks like it (see look_alikes);
+    a client keeping its own name is not compared, so look-alikes from before keep working."""
+    others = [c for c in session.scalars(select(Client)) if current is None or c.id != current.id]
+    same = same_names(others, name, lambda c: c.name)
     if same:
         raise ValidationError("name", f"A client named '{same[0].name}' already exists.")
+    alike = [] if current is not None and name == current.name else look_alikes(others, name, lambda c: c.name)
+    if alike:
+        raise ValidationError("name", f"The name '{name}' looks like the existing client '{alike[0].name}' "
+                                      "(characters that look alike); choose a clearly different name.")
 
 
 def create_client(session: Session, viewer: Viewer, name: str) -> Client:
@@ -37,7 +44,7 @@ def rename_client(session: Session, viewer: Viewer, client_id: int, new_name: st
     viewer.require(Role.ADMIN)
     client = get_client(session, client_id)
     new_name = clean_text(new_name, "name", NAME_MAX)
-    _check_unique(session, new_name, except_id=client.id)
+    _check_unique(session, new_name, current=client)
     audit.record(session, viewer.username, "client.renamed", f"{client.name} -> {new_name}")
     client.name = new_name
     return client

@@ -19,7 +19,7 @@ from lib.access import Role, Viewer
 from lib.clients import get_client
 from lib.exchanges import CREDENTIAL_LABELS, ConnectionSpec, UnsupportedExchange
 from lib.models import EXCHANGE_ID_MAX, LABEL_MAX, URL_MAX, Connector
-from lib.validation import ValidationError, clean_secret, clean_text, clean_url, same_names
+from lib.validation import ValidationError, clean_secret, clean_text, clean_url, look_alikes, same_names
 from lib.vault import Vault, VaultError
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,20 @@ def validate(data: ConnectorInput) -> tuple[str, str, dict[str, str], str | None
 
 
 def _check_label_free(session: Session, client_id: int, exchange_id: str, label: str,
-                      except_id: int | None = None) -> None:
-    """A label is unique per (client, exchange), ignoring case and Unicode form (see name_key)."""
-    taken = session.scalars(select(Connector.label).where(
-        Connector.client_id == client_id, Connector.exchange_id == exchange_id, Connector.id != except_id))
+                      current: Connector | None = None) -> None:
+    """A label is unique per (client, exchange), ignoring case and Unicode form (see name_key),
+    and looks like no other there (see look_alikes); a connector keeping its label is not
+    compared for look-alikes, so those from before keep working."""
+    taken = list(session.scalars(select(Connector.label).where(
+        Connector.client_id == client_id, Connector.exchange_id == exchange_id,
+        Connector.id != (current.id if current is not None else None))))
     same = same_names(taken, label, lambda name: name)
     if same:
         raise ValidationError("label", f"This client already has a {exchange_id} connector labelled '{same[0]}'.")
+    alike = [] if current is not None and label == current.label else look_alikes(taken, label, lambda name: name)
+    if alike:
+        raise ValidationError("label", f"The label '{label}' looks like this client's {exchange_id} connector "
+                                       f"'{alike[0]}' (characters that look alike); choose a clearly different label.")
 
 
 def _check_key_unused(session: Session, vault: Vault, exchange_id: str, credentials: Mapping[str, str],
@@ -179,7 +186,7 @@ def update_connector(session: Session, viewer: Viewer, connector_id: int, *, lab
     changes = []
     if label is not None:
         label = clean_text(label, "label", LABEL_MAX)
-        _check_label_free(session, connector.client_id, connector.exchange_id, label, connector.id)
+        _check_label_free(session, connector.client_id, connector.exchange_id, label, connector)
         if label != connector.label:
             changes.append(f"label {connector.label!r} -> {label!r}")
             connector.label = label

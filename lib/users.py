@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from lib import audit, sessions
 from lib.access import SYSTEM, Role, Viewer
 from lib.models import LOGIN_SOURCE_MAX, NAME_MAX, Client, LoginThrottle, User, UserClient, utcnow
-from lib.validation import ValidationError, clean_text, name_key, pick_by_name, same_names
+from lib.validation import ValidationError, clean_text, look_alikes, name_key, pick_by_name, same_names
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
@@ -300,8 +300,14 @@ def _create(session: Session, actor: str, username: str, role: Role, password: s
     if not password and not address:
         raise ValidationError("password", "Set a password, or an email for single sign-on.")
     password_hash = hash_password(password) if password else None
-    if same_names(session.scalars(select(User)), name, lambda u: u.username):
+    existing = list(session.scalars(select(User)))
+    if same_names(existing, name, lambda u: u.username):
         raise ValidationError("username", f"A user named '{name}' already exists.")
+    alike = look_alikes(existing, name, lambda u: u.username)
+    if alike:
+        raise ValidationError("username", f"The username '{name}' looks like the existing user "
+                                          f"'{alike[0].username}' (characters that look alike); "
+                                          "choose a clearly different username.")
     _check_email_free(session, address)
     user = User(username=name, email=address, password_hash=password_hash, role=role.value)
     session.add(user)
