@@ -1,8 +1,9 @@
 """End-to-end fixtures: the dashboard started as ``make run`` does (serve.py), and a real Chromium.
 
 The server gets a fresh SQLite database, a temporary DATA_DIR, a Fernet key made at run
-time and two free ports (dashboard, demo simulator). Without playwright or Chromium the
-tests skip with the reason on a developer machine and fail in CI (``skip_or_fail``).
+time and two free ports (dashboard, demo simulator). A test module may override ``server_env``
+(extra environment) and ``seed`` (rows written before the server starts). Without playwright
+or Chromium the tests skip with the reason on a developer machine and fail in CI (``skip_or_fail``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from lib.settings import PROJECT_ROOT
+from lib import db as db_module
+from lib.settings import PROJECT_ROOT, get_settings
 from tests.conftest import skip_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,8 +84,35 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """Migrate a fresh database, start streamlit on a free port, stop it and the simulator after."""
+def server_env() -> dict[str, str]:
+    """Environment the server gets on top of ``make run``'s; none unless a module overrides it."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def seed() -> Callable[[], None] | None:
+    """Writes rows into the migrated database before the server starts; none unless a module overrides it."""
+    return None
+
+
+def _run_seed(seed: Callable[[], None], env: dict[str, str]) -> None:
+    """Run ``seed`` in this process with the server's database and key, then restore this process's settings."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("DATABASE_URL", "DATA_DIR", "ENCRYPTION_KEYS", "DOTENV_PATH"):
+            patch.setenv(name, env[name])
+        get_settings.cache_clear()
+        db_module.dispose_engines()
+        try:
+            seed()
+        finally:
+            get_settings.cache_clear()
+            db_module.dispose_engines()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str],
+        seed: Callable[[], None] | None) -> Iterator[App]:
+    """Migrate a fresh database, seed it if asked, start streamlit on a free port, stop it and the simulator after."""
     root = tmp_path_factory.mktemp("e2e")
     database = root / "db.sqlite"
     port, demo_port = _free_port(), _free_port()
@@ -99,8 +128,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     }
     env.pop("RUN_WORKER_IN_APP", None)  # the default, as `make run` has it
     env["FORWARDED_ALLOW_IPS"] = ""  # as `make run` has it: no proxy believed
+    env.update(server_env)
     subprocess.run([sys.executable, "-m", "lib.cli", "migrate"], cwd=PROJECT_ROOT, env=env, check=True,
                    capture_output=True, timeout=120)
+    if seed is not None:
+        _run_seed(seed, env)
     log = root / "streamlit.log"
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as log_file:
