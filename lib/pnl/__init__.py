@@ -1,4 +1,5 @@
-"""Realized and unrealized P&L, FIFO or average cost, following /work/shared/PNL.md.
+"""Realized and unrealized P&L, FIFO or average cost, following the team's P&L rules
+(summarised in the README's "P&L rules" and docs/PNL-CHOICES.md).
 
 Pure: pandas frames in, a ``PnlResult`` out; no Streamlit, database or ccxt. Vectorised
 (numpy), so a million fills take about a second (bench/bench_pnl.py).

@@ -27,6 +27,7 @@ from typing import Any
 import ccxt
 
 from lib.capabilities import DAY_MS, DEFAULT_LOOKBACK_DAYS, StreamRules
+from lib.exchanges import describe_error
 
 Call = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 #: rows, cursor value (or None to keep it), coverage fields -> rows that were new
@@ -164,8 +165,6 @@ class Walker:
     async def _failed(self, stream: Stream, start: int | None, end: int | None, error: BaseException) -> None:
         """Record the window that failed (times; None where the walk pages by id, not time);
         the rows of earlier windows are already committed."""
-        from lib.exchanges import describe_error  # noqa: PLC0415 - avoids a cycle at import time
-
         await self.save(stream, [], None, {"failed_from": start, "failed_to": end,
                                            "failed_error": describe_error(error)})
 
