@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from lib.exchanges import ConnectionSpec, build_exchange
+from lib.simulator import Simulator
 
 
 def exchange(account: Any, **credentials: str) -> Any:
@@ -19,6 +23,21 @@ def exchange(account: Any, **credentials: str) -> Any:
     ex.enableLastJsonResponse = True
     ex.options.setdefault("fetchOpenOrders", {})["warnWithoutSymbol"] = False
     return ex
+
+
+def loaded(sim: Simulator, account_id: str) -> Any:
+    """``exchange`` for one simulated account, with its markets loaded."""
+    ex = exchange(sim.account(account_id))
+    ex.load_markets()
+    return ex
+
+
+@pytest.fixture(autouse=True)
+def no_faults(sim: Simulator) -> Iterator[None]:
+    """Each test starts and ends without injected faults (import it into a module that has ``sim``)."""
+    sim.faults.clear()
+    yield
+    sim.faults.clear()
 
 
 def fill_view(trade: dict[str, Any]) -> tuple:

@@ -18,7 +18,7 @@ import pytest
 from lib.exchanges import ConnectionSpec, build_async_exchange
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.market import DAY_MS, LISTED_SYMBOLS, SATS
-from tests.sim_helpers import exchange, fill_view
+from tests.sim_helpers import exchange, fill_view, loaded, no_faults  # noqa: F401 - no_faults is autouse
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,21 +34,9 @@ def sim() -> Iterator[Simulator]:
         yield simulator
 
 
-
 @pytest.fixture(scope="module")
 def bybit(sim: Simulator) -> Any:
-    ex = exchange(sim.account("bybit-1"))
-    ex.load_markets()
-    return ex
-
-
-@pytest.fixture(autouse=True)
-def no_faults(sim: Simulator) -> Iterator[None]:
-    sim.faults.clear()
-    yield
-    sim.faults.clear()
-
-
+    return loaded(sim, "bybit-1")
 
 
 def order_view(order: dict[str, Any]) -> tuple:

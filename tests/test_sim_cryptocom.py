@@ -19,7 +19,7 @@ from lib.exchanges import ConnectionSpec, build_async_exchange, http_status
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.cryptocom import NS_PER_MS, RETENTION_MS
 from lib.simulator.market import DAY_MS, LISTED_SYMBOLS, MARKETS
-from tests.sim_helpers import exchange, fill_view
+from tests.sim_helpers import exchange, fill_view, loaded, no_faults  # noqa: F401 - no_faults is autouse
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,26 +32,14 @@ def sim() -> Iterator[Simulator]:
         yield simulator
 
 
-
 @pytest.fixture(scope="module")
 def cdc(sim: Simulator) -> Any:
-    ex = exchange(sim.account("cryptocom-1"))
-    ex.load_markets()
-    return ex
-
-
-@pytest.fixture(autouse=True)
-def no_faults(sim: Simulator) -> Iterator[None]:
-    sim.faults.clear()
-    yield
-    sim.faults.clear()
+    return loaded(sim, "cryptocom-1")
 
 
 def raw_rows(ex: Any) -> list[dict[str, Any]]:
     """The rows of the last answer as the exchange sent them (ccxt re-sorts oldest first)."""
     return ex.last_json_response["result"]["data"]
-
-
 
 
 def order_view(order: dict[str, Any]) -> tuple:

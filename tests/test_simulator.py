@@ -23,7 +23,7 @@ from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.accounts import World
 from lib.simulator.market import DAY_MS, DIALECT_SYMBOLS, LISTED_SYMBOLS
 from lib.simulator.server import is_loopback
-from tests.sim_helpers import exchange, fill_view
+from tests.sim_helpers import exchange, fill_view, loaded, no_faults  # noqa: F401 - no_faults is autouse
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,28 +36,14 @@ def sim() -> Iterator[Simulator]:
         yield simulator
 
 
-
 @pytest.fixture(scope="module")
 def binance(sim: Simulator) -> Any:
-    ex = exchange(sim.account("binance-1"))
-    ex.load_markets()
-    return ex
+    return loaded(sim, "binance-1")
 
 
 @pytest.fixture(scope="module")
 def okx(sim: Simulator) -> Any:
-    ex = exchange(sim.account("okx-2"))
-    ex.load_markets()
-    return ex
-
-
-@pytest.fixture(autouse=True)
-def no_faults(sim: Simulator) -> Iterator[None]:
-    sim.faults.clear()
-    yield
-    sim.faults.clear()
-
-
+    return loaded(sim, "okx-2")
 
 
 def assert_balances(balance: dict[str, Any], truth: dict[str, dict[str, float]]) -> None:
