@@ -228,6 +228,10 @@ class SyncResult(Base):
     requests: Mapped[int] = mapped_column(Integer, default=0)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    #: "balanced", "unbalanced" or "unknown" after the sync (``lib.reconcile``); None when not checked
+    reconciliation: Mapped[str | None] = mapped_column(String(20))
+    #: how many (account type, asset) rows the history does not explain
+    unbalanced: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     run: Mapped[SyncRun] = relationship(back_populates="results")
 
@@ -296,6 +300,8 @@ class Trade(Base):
     cost: Mapped[float] = mapped_column(Double)
     fee_cost: Mapped[float] = mapped_column(Double, default=0.0)
     fee_currency: Mapped[str | None] = mapped_column(String(30))
+    #: the CSV import that wrote this fill; None for fills the sync fetched
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("history_imports.id", ondelete="SET NULL"))
 
 
 class Order(Base):
@@ -438,6 +444,28 @@ class Transfer(Base):
     fee_currency: Mapped[str | None] = mapped_column(String(30))
     status: Mapped[str | None] = mapped_column(String(20))
     txid: Mapped[str | None] = mapped_column(String(200))
+    #: the CSV import that wrote this transfer; None for transfers the sync fetched
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("history_imports.id", ondelete="SET NULL"))
+
+
+class HistoryImport(Base):
+    """One CSV file of history the exchange no longer serves, imported for one connector."""
+
+    __tablename__ = "history_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # fills|transfers
+    filename: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    new_rows: Mapped[int] = mapped_column(Integer)
+    first_timestamp: Mapped[int | None] = mapped_column(BigInteger)
+    last_timestamp: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(NAME_MAX))
+    imported_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class SyncCursor(Base):
