@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from lib import audit, exchanges
 from lib.access import Role, Viewer
 from lib.clients import get_client
-from lib.exchanges import CREDENTIAL_LABELS, ConnectionSpec, UnsupportedExchange
+from lib.exchanges import ConnectionSpec, UnsupportedExchange
 from lib.models import EXCHANGE_ID_MAX, LABEL_MAX, URL_MAX, Connector
 from lib.validation import ValidationError, clean_secret, clean_text, clean_url, look_alikes, same_names
 from lib.vault import Vault, VaultError
@@ -57,8 +57,9 @@ def check_exchange(exchange_id: str) -> str:
 
 def check_credentials(exchange_id: str, credentials: Mapping[str, str]) -> dict[str, str]:
     """Exactly the credentials ccxt requires for this exchange, each present and clean."""
+    labels = exchanges.credential_labels(exchange_id)
     return {
-        name: clean_secret(credentials.get(name), CREDENTIAL_LABELS[name])
+        name: clean_secret(credentials.get(name), labels[name])
         for name in exchanges.required_credentials(exchange_id)
     }
 

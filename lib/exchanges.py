@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import ccxt
 import ccxt.async_support as ccxt_async
 
+from lib import plugins
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -46,36 +48,46 @@ DEFAULT_TIMEOUT_MS = 10_000
 
 
 class UnsupportedExchange(ValueError):
-    """The installed ccxt does not list this exchange id."""
+    """Neither the installed ccxt nor a plug-in provides this exchange id."""
 
     def __init__(self, exchange_id: str) -> None:
         super().__init__(
             f"Exchange '{exchange_id}' is not supported by the installed ccxt "
-            f"(ccxt {ccxt.__version__}); it may have been delisted or never been part of it."
+            f"(ccxt {ccxt.__version__}) or any installed plug-in; it may have been delisted or never been part of it."
         )
         self.exchange_id = exchange_id
 
 
 def supported_exchanges() -> list[str]:
-    """Exchange ids the installed ccxt can talk to, sorted."""
-    return sorted(ccxt.exchanges)
+    """Exchange ids the installed ccxt or an installed plug-in (``lib.plugins``) can talk to, sorted."""
+    return sorted({*ccxt.exchanges, *plugins.available()})
 
 
 def is_supported(exchange_id: str) -> bool:
-    return exchange_id in ccxt.exchanges
+    return exchange_id in ccxt.exchanges or exchange_id in plugins.available()
 
 
 def _exchange_class(exchange_id: str, *, asynchronous: bool = False) -> type:
-    if not is_supported(exchange_id):
+    """ccxt's class where ccxt lists the id (a plug-in never shadows it), else the plug-in's."""
+    if exchange_id in ccxt.exchanges:
+        return getattr(ccxt_async if asynchronous else ccxt, exchange_id)
+    cls = plugins.exchange_class(exchange_id, asynchronous=asynchronous)
+    if cls is None:
         raise UnsupportedExchange(exchange_id)
-    module = ccxt_async if asynchronous else ccxt
-    return getattr(module, exchange_id)
+    return cls
 
 
 def required_credentials(exchange_id: str) -> list[str]:
     """The credential attributes (ccxt names) this exchange requires, apiKey first."""
     required = _exchange_class(exchange_id)().requiredCredentials
     return [name for name in CREDENTIAL_LABELS if required.get(name)]
+
+
+def credential_labels(exchange_id: str) -> dict[str, str]:
+    """How forms name each credential of this exchange: ``CREDENTIAL_LABELS`` with the exchange's
+    own words where its class gives them (a plug-in's ``credentialLabels``, e.g. BitMart's memo)."""
+    own = getattr(_exchange_class(exchange_id)(), "credentialLabels", None) or {}
+    return {**CREDENTIAL_LABELS, **{name: str(label) for name, label in own.items() if name in CREDENTIAL_LABELS}}
 
 
 def supports_sandbox(exchange_id: str) -> bool:

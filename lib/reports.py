@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import ccxt
 import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
@@ -290,12 +289,12 @@ STREAM_LABELS = {"trades": "Fills", "orders": "Order history", "canceled": "Canc
 
 @functools.lru_cache(maxsize=256)
 def _exchange(exchange_id: str) -> Any:
-    """An unconnected ccxt instance, only to read its metadata (features, has, options)."""
-    return getattr(ccxt, exchange_id)()
+    """An unconnected ccxt (or plug-in) instance, only to read its metadata (features, has, options)."""
+    return exchanges._exchange_class(exchange_id)()
 
 
 def exchange_rules(exchange_id: str) -> capabilities.ExchangeRules | None:
-    """The history rules of an exchange the installed ccxt lists; None for one it does not."""
+    """The history rules of an exchange ccxt or a plug-in provides; None for one neither does."""
     return capabilities.history_rules(_exchange(exchange_id)) if exchanges.is_supported(exchange_id) else None
 
 
@@ -426,6 +425,7 @@ def coverage_report(viewer: Viewer, client_id: int | None = None, connector_id: 
     walk and failed windows; per-market streams ("trades:BTC/USDT") grouped under their stream."""
     with _session(session_or_url) as session:
         streams = queries.coverage(session, viewer, client_id, connector_id)
+        imported = queries.history_imports(session, viewer, client_id, connector_id)
     report = []
     order = list(STREAM_LABELS)
     for cid, rows in streams.groupby("connector_id", sort=False):
@@ -439,9 +439,41 @@ def coverage_report(viewer: Viewer, client_id: int | None = None, connector_id: 
                 lines.extend(_balance_line(row) for row in group.itertuples())
             else:
                 lines.append(_history_line(str(name), group, rules))
+        lines.extend(_import_lines(imported[imported["connector_id"] == cid]))
         report.append(ConnectorCoverage(int(cid), str(first["client"]), str(first["exchange_id"]),
                                         str(first["label"]), lines))
+    only_imported = imported[~imported["connector_id"].isin(streams["connector_id"])]
+    for cid, rows in only_imported.groupby("connector_id", sort=False):
+        first = rows.iloc[0]
+        report.append(ConnectorCoverage(int(cid), str(first["client"]), str(first["exchange_id"]),
+                                        str(first["label"]), _import_lines(rows)))
     return report
+
+
+#: coverage lines of CSV imports (lib.imports), by kind
+IMPORT_LABELS = {"fills": "Fills imported from CSV", "transfers": "Deposits & withdrawals imported from CSV"}
+
+
+def _import_lines(imports: pd.DataFrame) -> list[CoverageLine]:
+    """Per kind, the days the imported files span (touching ranges merged), the files and the
+    rows they added, and the last import."""
+    lines = []
+    for kind, label in IMPORT_LABELS.items():
+        files = imports[imports["kind"] == kind]
+        if files.empty:
+            continue
+        ranges: list[list[int]] = []
+        spans = zip(files["first_timestamp"].astype(int), files["last_timestamp"].astype(int), strict=True)
+        for start, end in sorted(spans):
+            if ranges and start <= ranges[-1][1] + capabilities.DAY_MS:
+                ranges[-1][1] = max(ranges[-1][1], end)
+            else:
+                ranges.append([start, end])
+        lines.append(CoverageLine(
+            label, "—", f"CSV import: {len(files)} file(s), {int(files['new_rows'].sum())} new row(s)",
+            ", ".join(_span(start, end) for start, end in ranges), f"imported {_moment(files['imported_at'].max())}",
+            ""))
+    return lines
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def test_connector_list_marks_delisted_exchange_and_masks_key(page, database_url
         client = clients.create_client(session, SYSTEM, "Sharp")
         connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
             "binance", "desk", {"apiKey": api_key, "secret": secrets.token_hex(8)}))
-        session.execute(update(Connector).values(exchange_id="bitmart"))
+        session.execute(update(Connector).values(exchange_id="mtgox"))
     page.run()
     assert not page.exception
     table = page.dataframe[0].value

@@ -75,7 +75,7 @@ def test_connector_add_list_remove_never_prints_the_secret(sqlite_url, capsys, c
 
 @pytest.mark.parametrize("argv, message", [
     (["connector", "add", "--client", "Nobody", "--exchange", "binance", *OFFLINE], "No client named"),
-    (["connector", "add", "--client", "Sharp", "--exchange", "bitunix", *OFFLINE], "not supported"),
+    (["connector", "add", "--client", "Sharp", "--exchange", "mtgox", *OFFLINE], "not supported"),
     (["connector", "add", "--client", "Sharp", "--exchange", "binance", "--api-url", "file:///etc", *OFFLINE], "http"),
     (["connector", "remove", "999"], "No connector"),
     (["pnl", "--connector", "999"], "No connector"),
@@ -158,7 +158,7 @@ def test_stored_connector_of_a_delisted_exchange_is_reported(sqlite_url, capsys,
     run(capsys, "client", "add", "Sharp")
     run(capsys, "connector", "add", "--client", "Sharp", "--exchange", "binance", *OFFLINE)
     with session_scope() as session:
-        session.execute(update(Connector).values(exchange_id="bitmart"))
+        session.execute(update(Connector).values(exchange_id="mtgox"))
     code, out, _ = run(capsys, "connector", "list")
     assert code == 0 and "not supported by the installed ccxt" in out
     code, _, err = run(capsys, "connector", "test", "1")

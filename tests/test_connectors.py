@@ -50,8 +50,8 @@ def test_connector_is_stored_encrypted_with_masked_key(database_url, client_id):
 BAD_CONNECTORS = {
     "empty label": dict(label="   "),
     "long label": dict(label="x" * 101),
-    "unknown exchange": dict(exchange_id="bitunix"),
-    "delisted exchange": dict(exchange_id="bitmart"),
+    "unknown exchange": dict(exchange_id="notanexchange"),
+    "delisted exchange": dict(exchange_id="mtgox"),
     "empty exchange": dict(exchange_id=""),
     "missing secret": dict(credentials={"apiKey": "abcdefgh"}),
     "blank key": dict(credentials={"apiKey": "   ", "secret": "abcdef"}),
@@ -75,7 +75,7 @@ def test_bad_connector_input_changes_nothing(database_url, client_id, case):
 
 def test_unknown_exchange_message_says_not_supported(database_url, client_id):
     with pytest.raises(ValidationError, match="not supported by the installed ccxt"), session_scope() as session:
-        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input(exchange_id="bitmart"))
+        connectors.create_connector(session, SYSTEM, load_vault(), client_id, _binance_input(exchange_id="mtgox"))
 
 
 def test_duplicate_label_is_refused_and_changes_nothing(database_url, client_id):

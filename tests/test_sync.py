@@ -138,7 +138,7 @@ def test_unsupported_exchange_and_undecryptable_credentials_fail_cleanly(databas
     ids = add_connectors(sim)
     first, second = ids.values()
     with session_scope() as session:
-        session.get(Connector, first).exchange_id = "bitmart"
+        session.get(Connector, first).exchange_id = "mtgox"
         session.get(Connector, second).credentials_ciphertext = b"not a fernet token"
         extra = Connector(client_id=session.get(Connector, first).client_id, exchange_id="okx", label="good",
                           credentials_ciphertext=session.get(Connector, second).credentials_ciphertext)

@@ -15,7 +15,7 @@ from lib.access import SYSTEM
 from lib.cli import CommandError, _coverage, given, record_id
 from lib.clients import create_client, delete_client, find_client, list_clients
 from lib.db import migrate, session_scope
-from lib.exchanges import CREDENTIAL_LABELS, required_credentials
+from lib.exchanges import credential_labels, required_credentials
 from lib.models import LABEL_MAX, URL_MAX, Connector
 from lib.validation import clean_text, clean_url
 from lib.vault import Vault, VaultError, load_vault
@@ -109,14 +109,15 @@ def _client_remove(args: argparse.Namespace) -> int:
 
 def _read_credentials(exchange_id: str) -> dict[str, str]:
     """Each required credential from its EXCHANGE_* variable, else a hidden prompt."""
-    credentials = {}
-    for name in required_credentials(connectors.check_exchange(exchange_id)):
+    exchange_id = connectors.check_exchange(exchange_id)
+    credentials, labels = {}, credential_labels(exchange_id)
+    for name in required_credentials(exchange_id):
         variable = CREDENTIAL_ENV.get(name, f"EXCHANGE_{name.upper()}")
         value = os.environ.get(variable)
         if value is None:
             if not sys.stdin.isatty():
-                raise CommandError(f"{CREDENTIAL_LABELS[name]} missing: set {variable}")
-            value = getpass.getpass(f"{CREDENTIAL_LABELS[name]}: ")
+                raise CommandError(f"{labels[name]} missing: set {variable}")
+            value = getpass.getpass(f"{labels[name]}: ")
         credentials[name] = value
     return credentials
 

@@ -14,7 +14,6 @@ import streamlit as st
 from lib import clients, connectors, exchanges, reports
 from lib.access import Viewer
 from lib.db import session_scope
-from lib.exchanges import CREDENTIAL_LABELS
 from lib.models import LABEL_MAX, NAME_MAX, URL_MAX
 from lib.sync import sync_connector
 from lib.ui import context, loaders, sync_widgets
@@ -104,10 +103,10 @@ def clients_section(viewer: Viewer) -> None:
 
 def _credential_inputs(form: str, exchange_id: str) -> list[str]:
     """One password input per credential ccxt requires; returns their session-state keys."""
-    keys = []
+    keys, labels = [], exchanges.credential_labels(exchange_id)
     for name in exchanges.required_credentials(exchange_id):
         key = f"{form}_{name}"
-        st.text_input(CREDENTIAL_LABELS[name], type="password", max_chars=4096, autocomplete="off", key=key)
+        st.text_input(labels[name], type="password", max_chars=4096, autocomplete="off", key=key)
         keys.append(key)
     return keys
 
@@ -134,11 +133,11 @@ def add_connector_section(viewer: Viewer) -> None:
         return
     client_id = st.selectbox("Client", list(options), format_func=options.get, key="new_connector_client")
     exchange_id = st.selectbox(
-        "Exchange", exchanges.supported_exchanges(), index=None, placeholder="Type to search ccxt's exchanges",
+        "Exchange", exchanges.supported_exchanges(), index=None, placeholder="Type to search the supported exchanges",
         key="new_connector_exchange",
     )
     if exchange_id is None:
-        st.caption(f"{len(exchanges.supported_exchanges())} exchanges supported by the installed ccxt.")
+        st.caption(f"{len(exchanges.supported_exchanges())} exchanges supported by the installed ccxt and plug-ins.")
         return
     # before saving: how much history the exchange keeps, so a short look-back is no surprise
     st.info("\n\n".join(literal(fact) for fact in reports.fills_lookback(exchange_id)), icon=":material/history:")
