@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lib.simulator import futures
 from lib.simulator.history import Trader, generate, live_fills
 from lib.simulator.ledger import Fill, Ledger, Order, Position, Transfer
 from lib.simulator.market import DAY_MS, MARKETS, SATS, PriceBook, to_float
 
 #: every dialect the simulator speaks; without an explicit list, accounts alternate between the
 #: first two (the demo's exchanges)
-DIALECTS = ("binance", "okx", "cryptocom", "bybit")
+DIALECTS = ("binance", "okx", "cryptocom", "bybit", "bitunix")
 DEFAULT_DIALECTS = ("binance", "okx")
 #: (swap symbol, signed contracts (scaled by account index / 2), days before the history's end it was entered)
 DEMO_POSITIONS = (("BTC/USDT:USDT", 40.0, 6), ("ETH/USDT:USDT", -25.0, 2))
@@ -408,8 +409,11 @@ class World:
             trader = self._traders.get(account_id)
             if trader is None:
                 cfg = self.config
-                trader = generate(Ledger(), self.book, account.dialect, account.id, cfg.seed, account.index,
-                                  cfg.fills_per_account, cfg.days, self.anchor_ms, cfg.open_orders, cfg.scenarios)
+                is_futures = account.dialect in futures.FUTURES_DIALECTS  # a margin account, not spot wallets
+                trader = (futures.generate if is_futures else generate)(
+                    futures.FuturesLedger() if is_futures else Ledger(), self.book, account.dialect, account.id,
+                    cfg.seed, account.index, cfg.fills_per_account, cfg.days, self.anchor_ms, cfg.open_orders,
+                    cfg.scenarios)
                 if cfg.positions and account.dialect == "okx":
                     for symbol, contracts, days in DEMO_POSITIONS:
                         ts = self.anchor_ms - days * DAY_MS

@@ -18,12 +18,13 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from lib.simulator import binance, bybit, cryptocom, okx
+from lib.simulator import binance, bitunix, bybit, cryptocom, okx
 from lib.simulator.accounts import GroundTruth, SimAccount, SimulatorConfig, World, now_ms
 from lib.simulator.faults import Faults
 from lib.simulator.protocol import Call, Reply
 
-DIALECT_MODULES: dict[str, ModuleType] = {"binance": binance, "okx": okx, "cryptocom": cryptocom, "bybit": bybit}
+DIALECT_MODULES: dict[str, ModuleType] = {"binance": binance, "okx": okx, "cryptocom": cryptocom, "bybit": bybit,
+                                        "bitunix": bitunix}
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -58,7 +59,7 @@ class SimServer:
         app.router.add_post("/_sim/accounts/{account_id}/funding", self.sim_move_to_funding)
         app.router.add_post("/_sim/faults", self.sim_set_faults)
         app.router.add_delete("/_sim/faults", self.sim_clear_faults)
-        app.router.add_route("*", r"/{dialect:binance|okx|cryptocom|bybit}{tail:/.*}", self.exchange)
+        app.router.add_route("*", "/{dialect:" + "|".join(DIALECT_MODULES) + "}{tail:/.*}", self.exchange)
         return app
 
     # --- exchange dialects ----------------------------------------------------------
