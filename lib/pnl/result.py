@@ -64,6 +64,7 @@ class Totals:
     net_cash_flow: float  # USD-like cash in minus cash out from trades, at 1.0 per unit
     transfer_basis: float  # basis brought in by deposits and opening lots, minus basis withdrawn
     unpriced_cost_basis: float  # remaining basis of holdings that have no mark
+    withdrawn_basis: float  # basis that withdrawals (and negative opening rows) took out, no P&L
 
     @property
     def invariant_gap(self) -> float:
@@ -276,6 +277,7 @@ def _totals(
     window = in_window[ev.source]
     brought_in = (ev.kind == ACQUIRE) & ((ev.label == DEPOSIT) | (ev.label == OPENING)) & window
     taken_out = (ev.kind == WITHDRAW) & window
+    withdrawn = float(matched.basis[taken_out].sum())
     priced = per_asset["priced"].to_numpy(bool)
     realized, unrealized = float(disposals["gain"].sum()), float(per_asset.loc[priced, "unrealized"].sum())
     return Totals(
@@ -285,8 +287,9 @@ def _totals(
         net=realized + unrealized,
         market_value=float(per_asset.loc[priced, "market_value"].sum()),
         net_cash_flow=float(flows["net_cash_flow"].sum()),
-        transfer_basis=float(ev.value[brought_in].sum() - matched.basis[taken_out].sum()),
+        transfer_basis=float(ev.value[brought_in].sum()) - withdrawn,
         unpriced_cost_basis=float(per_asset.loc[~priced, "cost_basis"].sum()),
+        withdrawn_basis=withdrawn,
     )
 
 
