@@ -6,21 +6,19 @@ the futures account, pending and historical positions, pending and historical or
 trade history. Bitunix's futures API publishes no ledger, funding-fee records, deposits or
 withdrawals, so ``has`` says False for those and the product reports them as not available.
 
-``BitunixMixin`` holds everything; ``Exchange`` and ``AsyncExchange`` only say how one request
-is made (``_get``): directly, or awaited.
+``Bitunix`` holds everything once (``lib.plugins.base``): its ``@unified`` bodies yield each
+request, and ``Exchange`` / ``AsyncExchange`` make them sync or coroutine methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import ccxt
-import ccxt.async_support
 from ccxt.base.precise import Precise
 
-Builder = Callable[[], dict[str, Any]]
-Parser = Callable[[Any], Any]
+from lib.plugins.base import AsyncPluginExchange, PluginExchange, Steps, unified
+
 #: documented order states -> ccxt's (https://openapidoc.bitunix.com/doc/trade/get_history_orders.html)
 ORDER_STATUS = {"INIT": "open", "NEW": "open", "PART_FILLED": "open", "FILLED": "closed", "CANCELED": "canceled",
                 "PART_FILLED_CANCELED": "canceled", "EXPIRED": "expired"}
@@ -35,14 +33,26 @@ HISTORY_FEATURE = {"marginMode": False, "limit": HISTORY_LIMIT, "daysBack": None
                    "symbolRequired": False}
 
 
-class BitunixMixin:
-    """Describe, sign, map errors and parse Bitunix futures answers; shared by both classes."""
+class Bitunix:
+    """Describe, sign, map errors, read and parse Bitunix futures; shared by both classes."""
 
-    # the request primitive each concrete class provides (sync: returns, async: awaitable)
-    def _get(self, path: str, api: str, build: Builder, parse: Parser, markets: bool = True) -> Any:
-        """GET ``path`` with the parameters ``build()`` returns (after the markets are loaded,
-        unless ``markets`` is False) and ``parse`` the answer."""
-        raise NotImplementedError
+    #: the endpoints read, as ccxt's implicit API (``privateGetApiV1FuturesAccount``)
+    API: dict[str, Any] = {
+        "public": {"get": {
+            "api/v1/futures/market/trading_pairs": 1,
+            "api/v1/futures/market/tickers": 1,
+            "api/v1/futures/market/funding_rate": 1,
+            "api/v1/futures/market/kline": 1,
+        }},
+        "private": {"get": {
+            "api/v1/futures/account": 1,
+            "api/v1/futures/position/get_pending_positions": 1,
+            "api/v1/futures/position/get_history_positions": 1,
+            "api/v1/futures/trade/get_pending_orders": 1,
+            "api/v1/futures/trade/get_history_orders": 1,
+            "api/v1/futures/trade/get_history_trades": 1,
+        }},
+    }
 
     def describe(self) -> dict[str, Any]:
         return self.deep_extend(super().describe(), {  # type: ignore[misc]
@@ -59,22 +69,7 @@ class BitunixMixin:
                 "www": "https://www.bitunix.com",
                 "doc": ["https://openapidoc.bitunix.com/doc/common/introduction.html"],
             },
-            "api": {
-                "public": {"get": {
-                    "api/v1/futures/market/trading_pairs": 1,
-                    "api/v1/futures/market/tickers": 1,
-                    "api/v1/futures/market/funding_rate": 1,
-                    "api/v1/futures/market/kline": 1,
-                }},
-                "private": {"get": {
-                    "api/v1/futures/account": 1,
-                    "api/v1/futures/position/get_pending_positions": 1,
-                    "api/v1/futures/position/get_history_positions": 1,
-                    "api/v1/futures/trade/get_pending_orders": 1,
-                    "api/v1/futures/trade/get_history_orders": 1,
-                    "api/v1/futures/trade/get_history_trades": 1,
-                }},
-            },
+            "api": self.API,
             "has": {
                 "CORS": None, "spot": False, "margin": False, "swap": True, "future": False, "option": False,
                 "fetchMarkets": True, "fetchCurrencies": False, "fetchTicker": True, "fetchTickers": True,
@@ -139,7 +134,7 @@ class BitunixMixin:
         if query:
             url += "?" + self.urlencode(query)
         headers = {"language": "en-US", "Content-Type": "application/json"}
-        if api == "private":
+        if "private" in ([api] if isinstance(api, str) else api):  # implicit API methods pass ["private"]
             self.check_required_credentials()
             nonce = self.uuid().replace("-", "")
             timestamp = str(self.milliseconds())
@@ -161,86 +156,113 @@ class BitunixMixin:
         self.throw_exactly_matched_exception(self.exceptions["exact"], error_code, feedback)
         raise ccxt.ExchangeError(feedback)
 
-    # --- unified methods (each one request; ``_get`` makes it) --------------------------
+    # --- unified methods (each yields its requests; lib.plugins.base drives them) --------
 
-    def fetch_markets(self, params: dict[str, Any] | None = None) -> Any:
+    @unified
+    def fetch_markets(self, params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/market/get_trading_pairs.html"""
-        return self._get("api/v1/futures/market/trading_pairs", "public", lambda: dict(params or {}),
-                         self._parse_markets, markets=False)
+        response = yield self.publicGetApiV1FuturesMarketTradingPairs(dict(params or {}))
+        return self._parse_markets(response)
 
-    def fetch_tickers(self, symbols: list[str] | None = None, params: dict[str, Any] | None = None) -> Any:
+    @unified
+    def fetch_tickers(self, symbols: list[str] | None = None, params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/market/get_tickers.html: ``symbols`` comma-separated,
         none: every pair."""
-        def build() -> dict[str, Any]:
-            request = dict(params or {})
-            if symbols:
-                request["symbols"] = ",".join(self.market_id(s) for s in symbols)
-            return request
-        return self._get("api/v1/futures/market/tickers", "public", build,
-                         lambda r: self.parse_tickers(self.safe_list(r, "data", []), symbols))
+        yield self.load_markets()
+        request = dict(params or {})
+        if symbols:
+            request["symbols"] = ",".join(self.market_id(s) for s in symbols)
+        response = yield self.publicGetApiV1FuturesMarketTickers(request)
+        return self.parse_tickers(self.safe_list(response, "data", []), symbols)
 
-    def fetch_ticker(self, symbol: str, params: dict[str, Any] | None = None) -> Any:
-        return self._get("api/v1/futures/market/tickers", "public",
-                         lambda: {**(params or {}), "symbols": self.market_id(symbol)},
-                         lambda r: self._only(self.parse_tickers(self.safe_list(r, "data", []), [symbol]), symbol))
+    @unified
+    def fetch_ticker(self, symbol: str, params: dict[str, Any] | None = None) -> Steps:
+        yield self.load_markets()
+        response = yield self.publicGetApiV1FuturesMarketTickers({**(params or {}), "symbols": self.market_id(symbol)})
+        tickers = self.parse_tickers(self.safe_list(response, "data", []), [symbol])
+        if symbol not in tickers:
+            raise ccxt.BadSymbol(f"bitunix sent no ticker for {symbol}")
+        return tickers[symbol]
 
-    def fetch_funding_rate(self, symbol: str, params: dict[str, Any] | None = None) -> Any:
+    @unified
+    def fetch_funding_rate(self, symbol: str, params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/market/get_funding_rate.html"""
-        return self._get("api/v1/futures/market/funding_rate", "public",
-                         lambda: {**(params or {}), "symbol": self.market_id(symbol)},
-                         lambda r: self._funding_rate(self.safe_dict(r, "data", {}), symbol))
+        yield self.load_markets()
+        response = yield self.publicGetApiV1FuturesMarketFundingRate({**(params or {}),
+                                                                      "symbol": self.market_id(symbol)})
+        return self._funding_rate(self.safe_dict(response, "data", {}), symbol)
 
+    @unified
     def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None,
-                    params: dict[str, Any] | None = None) -> Any:
+                    params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/market/get_kline.html: at most 200 candles,
         ``startTime``/``endTime`` in ms."""
-        def build() -> dict[str, Any]:
-            request = {**(params or {}), "symbol": self.market_id(symbol), "interval": self.timeframes[timeframe],
-                       "limit": min(limit or 200, 200)}
-            return self._bounds(request, since)
-        return self._get("api/v1/futures/market/kline", "public", build,
-                         lambda r: self.parse_ohlcvs(self.safe_list(r, "data", []), self.market(symbol), timeframe,
-                                                     since, limit))
+        yield self.load_markets()
+        market = self.market(symbol)
+        request = self._bounds({**(params or {}), "symbol": market["id"], "interval": self.timeframes[timeframe],
+                                "limit": min(limit or 200, 200)}, since)
+        response = yield self.publicGetApiV1FuturesMarketKline(request)
+        return self.parse_ohlcvs(self.safe_list(response, "data", []), market, timeframe, since, limit)
 
-    def fetch_balance(self, params: dict[str, Any] | None = None) -> Any:
+    @unified
+    def fetch_balance(self, params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/account/get_single_account.html: one margin coin."""
-        return self._get("api/v1/futures/account", "private",
-                         lambda: {"marginCoin": self.options["marginCoin"], **(params or {})},
-                         self._parse_balance, markets=False)
+        response = yield self.privateGetApiV1FuturesAccount({"marginCoin": self.options["marginCoin"],
+                                                             **(params or {})})
+        return self._parse_balance(response)
 
-    def fetch_positions(self, symbols: list[str] | None = None, params: dict[str, Any] | None = None) -> Any:
+    @unified
+    def fetch_positions(self, symbols: list[str] | None = None, params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/position/get_pending_positions.html"""
-        return self._get("api/v1/futures/position/get_pending_positions", "private", lambda: dict(params or {}),
-                         lambda r: self.parse_positions(self.safe_list(r, "data", []), symbols))
+        yield self.load_markets()
+        response = yield self.privateGetApiV1FuturesPositionGetPendingPositions(dict(params or {}))
+        return self.parse_positions(self.safe_list(response, "data", []), symbols)
 
+    @unified
     def fetch_positions_history(self, symbols: list[str] | None = None, since: int | None = None,
-                                limit: int | None = None, params: dict[str, Any] | None = None) -> Any:
+                                limit: int | None = None, params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/position/get_history_positions.html: closed positions
         by creation time, ``skip``/``limit`` (at most 100)."""
+        yield self.load_markets()
         one = symbols[0] if symbols and len(symbols) == 1 else None
-        return self._get("api/v1/futures/position/get_history_positions", "private",
-                         lambda: self._page(params, since, limit, one),
-                         lambda r: self.parse_positions(self._rows(r, "positionList"), symbols))
+        response = yield self.privateGetApiV1FuturesPositionGetHistoryPositions(self._page(params, since, limit, one))
+        return self.parse_positions(self._rows(response, "positionList"), symbols)
 
+    @unified
     def fetch_open_orders(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,
-                          params: dict[str, Any] | None = None) -> Any:
-        """https://openapidoc.bitunix.com/doc/trade/get_pending_orders.html: ``skip``/``limit``."""
-        return self._orders("api/v1/futures/trade/get_pending_orders", symbol, since, limit, params)
+                          params: dict[str, Any] | None = None) -> Steps:
+        """https://openapidoc.bitunix.com/doc/trade/get_pending_orders.html: ``skip``/``limit`` (at
+        most 100, default 10). Without a ``limit`` every open order is read, page after page
+        (``skip`` moved on) until a short one: an answer of 10 is not all."""
+        yield self.load_markets()
+        rows: list[Any] = []
+        while True:
+            request = self._page({**(params or {}), "skip": len(rows)}, since, limit or HISTORY_LIMIT, symbol)
+            page = self._rows((yield self.privateGetApiV1FuturesTradeGetPendingOrders(request)), "orderList")
+            rows += page
+            if limit is not None or len(page) < HISTORY_LIMIT:
+                break
+        return self.parse_orders(rows, self.market(symbol) if symbol else None, since, limit)
 
+    @unified
     def fetch_canceled_and_closed_orders(self, symbol: str | None = None, since: int | None = None,
-                                         limit: int | None = None, params: dict[str, Any] | None = None) -> Any:
+                                         limit: int | None = None, params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/trade/get_history_orders.html: filled, canceled and
         expired orders, newest first by creation time; ``startTime``/``endTime``, ``skip``/``limit``."""
-        return self._orders("api/v1/futures/trade/get_history_orders", symbol, since, limit, params)
+        yield self.load_markets()
+        response = yield self.privateGetApiV1FuturesTradeGetHistoryOrders(self._page(params, since, limit, symbol))
+        return self.parse_orders(self._rows(response, "orderList"), self.market(symbol) if symbol else None,
+                                 since, limit)
 
+    @unified
     def fetch_my_trades(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,
-                        params: dict[str, Any] | None = None) -> Any:
+                        params: dict[str, Any] | None = None) -> Steps:
         """https://openapidoc.bitunix.com/doc/trade/get_history_trades.html: newest first by
         creation time, ``startTime``/``endTime``, ``skip``/``limit`` (at most 100)."""
-        return self._get("api/v1/futures/trade/get_history_trades", "private",
-                         lambda: self._page(params, since, limit, symbol),
-                         lambda r: self.parse_trades(self._rows(r, "tradeList"),
-                                                     self.market(symbol) if symbol else None, since, limit))
+        yield self.load_markets()
+        response = yield self.privateGetApiV1FuturesTradeGetHistoryTrades(self._page(params, since, limit, symbol))
+        return self.parse_trades(self._rows(response, "tradeList"), self.market(symbol) if symbol else None,
+                                 since, limit)
 
     # --- request helpers ----------------------------------------------------------------
 
@@ -266,18 +288,6 @@ class BitunixMixin:
     def _rows(self, response: Any, key: str) -> list[Any]:
         """The list of a paged answer: ``{"data": {key: [...], "total": n}}``."""
         return self.safe_list(self.safe_dict(response, "data", {}), key, [])
-
-    def _orders(self, path: str, symbol: str | None, since: int | None, limit: int | None,
-                params: dict[str, Any] | None) -> Any:
-        return self._get(path, "private", lambda: self._page(params, since, limit, symbol),
-                         lambda r: self.parse_orders(self._rows(r, "orderList"),
-                                                     self.market(symbol) if symbol else None, since, limit))
-
-    @staticmethod
-    def _only(tickers: dict[str, Any], symbol: str) -> Any:
-        if symbol not in tickers:
-            raise ccxt.BadSymbol(f"bitunix sent no ticker for {symbol}")
-        return tickers[symbol]
 
     # --- parsing ------------------------------------------------------------------------
 
@@ -400,19 +410,9 @@ class BitunixMixin:
         })
 
 
-class Exchange(BitunixMixin, ccxt.Exchange):
+class Exchange(Bitunix, PluginExchange):
     """Bitunix futures for synchronous callers (a connection test)."""
 
-    def _get(self, path: str, api: str, build: Builder, parse: Parser, markets: bool = True) -> Any:
-        if markets:
-            self.load_markets()
-        return parse(self.request(path, api, "GET", build()))
 
-
-class AsyncExchange(BitunixMixin, ccxt.async_support.Exchange):
+class AsyncExchange(Bitunix, AsyncPluginExchange):
     """Bitunix futures for asyncio callers (the sync)."""
-
-    async def _get(self, path: str, api: str, build: Builder, parse: Parser, markets: bool = True) -> Any:
-        if markets:
-            await self.load_markets()
-        return parse(await self.request(path, api, "GET", build()))
