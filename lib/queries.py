@@ -29,6 +29,7 @@ from lib.models import (
     Client,
     Connector,
     HistoryCoverage,
+    HistoryImport,
     OpeningBalance,
     Order,
     OrderHistory,
@@ -162,7 +163,8 @@ def balances(session: Session, viewer: Viewer, client_id: int | None = None, con
     One ``max(taken_at)`` per connector over the (connector_id, taken_at) index, then the rows
     of that snapshot; zero rows (all of free, used and total 0) are left out. A sync stores one
     row per asset and account type at one ``taken_at``, so the amounts are summed over account
-    types per (connector, asset) unless ``by_account`` asks for the split.
+    types per (connector, asset) unless ``by_account`` asks for the split. Amounts are exact
+    ``Decimal``s, summed in Python (SQLite keeps them as text, where SQL would sum floats).
     """
     ids = connector_ids(session, viewer, client_id, connector_id)
     columns = BALANCE_ACCOUNT_COLUMNS if by_account else BALANCE_COLUMNS
@@ -175,22 +177,22 @@ def balances(session: Session, viewer: Viewer, client_id: int | None = None, con
         newest = newest.where(BalanceSnapshot.taken_at <= at)
     newest = newest.group_by(BalanceSnapshot.connector_id).subquery()
     keys = [BalanceSnapshot.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
-            Connector.label, BalanceSnapshot.taken_at, BalanceSnapshot.asset]
-    if by_account:
-        keys.append(BalanceSnapshot.account_type)
+            Connector.label, BalanceSnapshot.taken_at, BalanceSnapshot.asset, BalanceSnapshot.account_type]
     query = (
-        select(*keys, func.sum(BalanceSnapshot.free).label("free"), func.sum(BalanceSnapshot.used).label("used"),
-               func.sum(BalanceSnapshot.total).label("total"))
+        select(*keys, BalanceSnapshot.free, BalanceSnapshot.used, BalanceSnapshot.total)
         .join(newest, and_(newest.c.connector_id == BalanceSnapshot.connector_id,
                            newest.c.taken_at == BalanceSnapshot.taken_at))
         .join(Connector, Connector.id == BalanceSnapshot.connector_id)
         .join(Client, Client.id == Connector.client_id)
-        .where((BalanceSnapshot.total != 0) | (BalanceSnapshot.free != 0) | (BalanceSnapshot.used != 0))
-        .group_by(*keys)
         .order_by(Client.name, Connector.exchange_id, Connector.label, BalanceSnapshot.asset,
-                  *([BalanceSnapshot.account_type] if by_account else []))
+                  BalanceSnapshot.account_type)
     )
-    return _utc(_read(session, query, columns), "taken_at")
+    frame = _read(session, query, BALANCE_ACCOUNT_COLUMNS)
+    amounts = ["free", "used", "total"]
+    frame = frame[(frame[amounts] != 0).any(axis=1)] if not frame.empty else frame
+    if not by_account and not frame.empty:
+        frame = frame.groupby(BALANCE_COLUMNS[:-3], sort=False, as_index=False)[amounts].sum()
+    return _utc(frame[columns].reset_index(drop=True), "taken_at")
 
 
 HISTORY_COLUMNS = ["connector_id", "client_id", "exchange_id", "taken_at", "asset", "total"]
@@ -221,17 +223,18 @@ def balance_history(session: Session, viewer: Viewer, client_id: int | None = No
     if since is not None:
         last = last.where(BalanceSnapshot.taken_at >= since)
     last = last.group_by(BalanceSnapshot.connector_id, bucket_of).subquery()
-    keys = [BalanceSnapshot.connector_id, Connector.client_id, Connector.exchange_id, BalanceSnapshot.taken_at,
-            BalanceSnapshot.asset]
     query = (
-        select(*keys, func.sum(BalanceSnapshot.total).label("total"))
+        select(BalanceSnapshot.connector_id, Connector.client_id, Connector.exchange_id, BalanceSnapshot.taken_at,
+               BalanceSnapshot.asset, BalanceSnapshot.total)
         .join(last, and_(last.c.connector_id == BalanceSnapshot.connector_id,
                          last.c.taken_at == BalanceSnapshot.taken_at))
         .join(Connector, Connector.id == BalanceSnapshot.connector_id)
-        .group_by(*keys)
         .order_by(BalanceSnapshot.taken_at, BalanceSnapshot.connector_id, BalanceSnapshot.asset)
     )
-    return _utc(_read(session, query, HISTORY_COLUMNS), "taken_at")
+    frame = _read(session, query, HISTORY_COLUMNS)
+    if not frame.empty:  # the account types' exact amounts summed in Python (see ``balances``)
+        frame = frame.groupby(HISTORY_COLUMNS[:-1], sort=False, as_index=False)["total"].sum()
+    return _utc(frame, "taken_at")
 
 
 OPENING_COLUMNS = ["connector_id", "client_id", "timestamp", "asset", "amount", "usd_price"]
@@ -346,6 +349,7 @@ def pnl_fills(session: Session, viewer: Viewer, client_id: int | None = None, co
 
 
 _STORE_COLUMNS = ["id", *(c for c in PNL_FILL_COLUMNS if c != "client_id")]
+_FLOAT_COLUMNS = ("amount", "price", "cost", "fee_cost")
 
 
 def _store_path() -> Path:
@@ -366,7 +370,12 @@ def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
         result.close()
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in _STORE_COLUMNS})
-    return pd.DataFrame.from_records(rows, columns=_STORE_COLUMNS)
+    frame = pd.DataFrame.from_records(rows, columns=_STORE_COLUMNS)
+    # lib.pnl computes in float64: the exact amounts (Decimal on PostgreSQL, text on SQLite)
+    # become floats here, at the frame boundary
+    for column in _FLOAT_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="raise").astype("float64")
+    return frame
 
 
 def _stored_fills(session: Session) -> pd.DataFrame:
@@ -588,6 +597,31 @@ def coverage(session: Session, viewer: Viewer, client_id: int | None = None,
     return _utc(frame, "complete_at", "updated_at")
 
 
+IMPORT_COLUMNS = [
+    "id", "connector_id", "client_id", "client", "exchange_id", "label", "kind", "filename", "rows", "new_rows",
+    "first_timestamp", "last_timestamp", "actor", "imported_at",
+]
+
+
+def history_imports(session: Session, viewer: Viewer, client_id: int | None = None,
+                    connector_id: int | None = None) -> pd.DataFrame:
+    """CSV imports of history (lib.imports), newest first: coverage shows the ranges they filled."""
+    ids = connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return _empty(IMPORT_COLUMNS)
+    row = HistoryImport
+    query = (
+        select(row.id, row.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+               Connector.label, row.kind, row.filename, row.rows, row.new_rows, row.first_timestamp,
+               row.last_timestamp, row.actor, row.imported_at)
+        .join(Connector, Connector.id == row.connector_id)
+        .join(Client, Client.id == Connector.client_id)
+        .where(_within(row.connector_id, ids))
+        .order_by(row.imported_at.desc(), row.id.desc())
+    )
+    return _utc(_read(session, query, IMPORT_COLUMNS), "imported_at")
+
+
 # --------------------------------------------------------------------------- market data
 
 
@@ -720,6 +754,7 @@ def data_version(session: Session) -> str:
             select(func.count(Client.id)).scalar_subquery(),
             select(func.max(Client.updated_at)).scalar_subquery(),
             select(func.max(Ticker.fetched_at)).scalar_subquery(),
+            select(func.max(HistoryImport.id)).scalar_subquery(),
         )
     ).one()
     return "|".join("" if part is None else str(part) for part in parts)

@@ -28,6 +28,7 @@ from lib import capabilities, exchanges, pnl, prices, queries
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.models import utcnow
+from lib.pnl.period import PeriodTotals, period_pnl
 from lib.pnl.result import DISPOSAL_COLUMNS, FLOW_COLUMNS, HOLDING_COLUMNS, PER_ASSET_COLUMNS
 from lib.settings import get_settings
 
@@ -529,6 +530,7 @@ class PnlReport:
     fills: int
     start: datetime | None
     end: datetime | None
+    period: PeriodTotals  # the window's opening and closing value, flows and identity (lib.pnl.period)
 
 
 @dataclass(frozen=True)
@@ -549,10 +551,13 @@ class PnlSummary:
     fills: int
 
 
+_EMPTY_PERIOD = PeriodTotals(**{f.name: 0.0 for f in fields(PeriodTotals)})
+
+
 def _marks_at(session: Session, viewer: Viewer, held: pd.DataFrame, client_id: int | None,
               connector_id: int | None, end: datetime | None, candles: pd.DataFrame) -> prices.SourceMarks:
     """Marks per source for unrealized P&L: now (tickers) for an open window, each source's candle
-    closes at a past ``end``."""
+    closes at a past ``end`` (also a window's start: the close of the day before it)."""
     if end is None or end >= utcnow():
         return current_marks(session, viewer, held, client_id, connector_id)
     assets = _distinct(held["asset"])
@@ -645,6 +650,8 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
     """
     cash = usd_like()
     end_ms = _ms(end)
+    if start is not None and end is not None and start >= end:
+        raise ValueError("The window's start must be before its end.")
     with _session(session_or_url) as session:
         sources = queries.price_sources(session, viewer, client_id, connector_id)
         fills = _with_sources(queries.pnl_fills(session, viewer, client_id, connector_id, end_ms), sources)
@@ -658,9 +665,12 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
         else:  # one source prices everything: no weights to find
             held = pd.DataFrame({"source": next(iter(sources.values()), ""), "asset": assets, "units": 1.0})
         source_marks = _marks_at(session, viewer, held, client_id, connector_id, end, candles)
+        start_marks = {} if start is None else _marks_at(session, viewer, held, client_id, connector_id, start,
+                                                         candles)
     marks, price_notes = prices.pooled_marks(source_marks, held, assets, usd_like=cash)
+    marks_start, _ = prices.pooled_marks(start_marks, held, assets, usd_like=cash)
     if fills.empty and moves.empty and opening.empty:
-        return PnlReport(_empty_result(method, pool), marks, 0, start, end)
+        return PnlReport(_empty_result(method, pool), marks, 0, start, end, _EMPTY_PERIOD)
     priced_fills = prices.add_fill_usd(fills, candles, usd_like=cash)
     priced_moves = prices.add_transfer_usd(as_balance_moves(moves)[[*pnl.TRANSFER_COLUMNS[:-1], "source"]], candles,
                                            usd_like=cash)
@@ -668,11 +678,15 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
         usd=lambda f: f["usd_price"].astype(float).fillna(f["usd"]))[list(pnl.OPENING_COLUMNS)]
     priced_fills = priced_fills.drop(columns="source")
     priced_moves = priced_moves.drop(columns="source")
-    result = pnl.compute_pnl(priced_fills, priced_moves, opening, marks, method=method, pool=pool,
-                             start=_ms(start), end=end_ms, usd_like=cash)
+    period = period_pnl(priced_fills, priced_moves, opening, marks_start, marks, start=_ms(start), end=end_ms,
+                        method=method, pool=pool, usd_like=cash)
+    result = period.window
     dated_opening = pnl.date_opening_lots(opening, priced_fills, priced_moves)
     named = name_unpriced_assets(result.warnings, priced_moves, dated_opening, end_ms, cash)
-    return PnlReport(replace(result, warnings=named + price_notes), marks, len(fills), start, end)
+    if period.unpriced_withdrawals:
+        named.append(f"Withdrawn in this window with no price at the time: {', '.join(period.unpriced_withdrawals)}; "
+                     "they count 0 in the withdrawals and their cost basis shows as withdrawn unrealized.")
+    return PnlReport(replace(result, warnings=named + price_notes), marks, len(fills), start, end, period.totals)
 
 
 #: lib.pnl's note for lots it had to book at 0 cost basis; it counts them but names no asset.
@@ -708,13 +722,25 @@ def name_unpriced_assets(warnings: list[str], moves: pd.DataFrame, opening: pd.D
     return named
 
 
+def window_totals(report: PnlReport) -> dict[str, float]:
+    """The engine's totals with the window's period figures (lib.pnl.period), for page and CLI alike.
+
+    ``unrealized`` is at the window's end; ``net`` is realized in the window plus the change in
+    unrealized over it, so gains from before the window are not counted again.
+    """
+    totals = asdict(report.result.totals) | asdict(report.period)
+    totals["net"] = report.period.realized + report.period.unrealized_change
+    totals["identity_gap"] = report.period.identity_gap
+    return totals
+
+
 def summarize(report: PnlReport) -> PnlSummary:
     result = report.result
     disposals = result.disposals
     days = pd.to_datetime(disposals["timestamp"], unit="ms", utc=True).dt.floor("D")
     daily = disposals.groupby(days)["gain"].sum().rename("realized").rename_axis("date").reset_index()
     return PnlSummary(
-        method=result.method, pool=result.pool, totals=asdict(result.totals), per_asset=result.per_asset,
+        method=result.method, pool=result.pool, totals=window_totals(report), per_asset=result.per_asset,
         daily=daily, unpriced=list(result.unpriced_assets), unmatched=dict(result.unmatched),
         warnings=list(result.warnings), fills=report.fills,
     )

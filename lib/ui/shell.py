@@ -22,6 +22,7 @@ PAGES: list[tuple[str, str, str, str, tuple[Role, ...]]] = [
     ("Portfolio", "pages/portfolio/pnl.py", "P&L", ":material/query_stats:", tuple(Role)),
     ("Operations", "pages/operations/sync.py", "Sync", ":material/sync:", tuple(Role)),
     ("Admin", "pages/admin/clients.py", "Clients & keys", ":material/key:", (Role.ADMIN,)),
+    ("Admin", "pages/admin/imports.py", "History imports", ":material/upload_file:", (Role.ADMIN,)),
     ("Admin", "pages/admin/users.py", "Users", ":material/group:", (Role.ADMIN,)),
     ("Admin", "pages/admin/audit.py", "Audit log", ":material/history:", (Role.ADMIN,)),
 ]
