@@ -7,15 +7,16 @@ the same transaction as the rows it covers, so it can never run ahead of them.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from lib import rebuild
 from lib.db import session_scope
 from lib.models import (
     BalanceSnapshot,
@@ -32,8 +33,12 @@ from lib.models import (
     Ticker,
     Trade,
     Transfer,
+    to_decimal,
     utcnow,
 )
+
+#: a holding this close to what history explains is not an opening balance (one satoshi)
+OPENING_TOLERANCE = Decimal("1e-8")
 
 
 def _insert(session: Session, model: type[Base]) -> Any:
@@ -299,39 +304,21 @@ def save_candles(exchange_id: str, source: str, symbol: str, timeframe: str,
 
 # --- opening balances ---------------------------------------------------------------------
 
-def explained_holdings(connector_id: int) -> dict[str, float]:
-    """What the stored fills and transfers add up to, per asset."""
-    net: dict[str, float] = defaultdict(float)
+def explained_holdings(connector_id: int) -> dict[str, Decimal]:
+    """What the stored history adds up to per asset, exactly, by reconciliation's rule
+    (``lib.rebuild``: fills, fees, credited deposits, withdrawals with their fees, ledger income)."""
     with session_scope() as session:
-        trades = session.execute(select(Trade.base, Trade.quote, Trade.side, Trade.amount, Trade.cost,
-                                        Trade.fee_cost, Trade.fee_currency).where(Trade.connector_id == connector_id))
-        for base, quote, side, amount, cost, fee_cost, fee_currency in trades:
-            sign = 1.0 if side == "buy" else -1.0
-            net[base] += sign * amount
-            net[quote] -= sign * cost
-            if fee_currency and fee_cost:
-                net[fee_currency] -= fee_cost
-        transfers = session.execute(select(Transfer.type, Transfer.currency, Transfer.amount, Transfer.fee_cost,
-                                           Transfer.fee_currency, Transfer.status)
-                                    .where(Transfer.connector_id == connector_id))
-        # the rule of lib.reports.as_balance_moves: a deposit once credited; a withdrawal
-        # unless it failed, with its fee when paid in the withdrawn currency
-        for kind, currency, amount, fee_cost, fee_currency, status in transfers:
-            if kind == "deposit":
-                if status in (None, "ok"):
-                    net[currency] += amount
-            elif status not in ("failed", "canceled"):
-                fee = (fee_cost or 0.0) if fee_currency in (None, currency) else 0.0
-                net[currency] -= amount + fee
-    return dict(net)
+        return rebuild.totals(session, connector_id)
 
 
-def unexplained(holdings: Mapping[str, float], explained: Mapping[str, float]) -> dict[str, float]:
+def unexplained(holdings: Mapping[str, float | Decimal],
+                explained: Mapping[str, float | Decimal]) -> dict[str, Decimal]:
     """Holdings beyond what history explains (a rounding-level difference is not a lot)."""
     result = {}
     for asset, total in holdings.items():
-        missing = total - explained.get(asset, 0.0)
-        if missing > 1e-8 + 1e-9 * abs(total):
+        held = to_decimal(total) or Decimal(0)
+        missing = held - (to_decimal(explained.get(asset, 0)) or Decimal(0))
+        if missing > OPENING_TOLERANCE + OPENING_TOLERANCE / 10 * abs(held):
             result[asset] = missing
     return result
 

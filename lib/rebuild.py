@@ -1,0 +1,255 @@
+"""The balances the stored history implies, per (connector, asset) and over time.
+
+Reconciliation (``lib.reconcile``) compares them with what the exchange reported; the equity
+curve values them on past days. One rule, written here, decides what moves a balance:
+
+- an opening balance (``opening_balances``, booked at the first sync for holdings older
+  history would explain) stands at the start of the connector's history: at its first stored
+  event or first balance snapshot, whichever is earlier (and never after its own booking);
+- a fill moves its base (+amount on a buy, -amount on a sell) and its quote (-cost on a buy,
+  +cost on a sell); its fee leaves the fee currency;
+- a deposit counts once credited (status ``ok`` or none reported); a pending one counts only
+  when it settles (``pending_transfers`` lists them); failed and canceled ones never count;
+- a withdrawal counts unless it failed or was canceled (an exchange debits it when it is
+  requested), with its fee when the fee is paid in the withdrawn currency; this is the rule
+  of ``lib.reports.as_balance_moves`` and of the first sync's opening balances;
+- an account-ledger entry counts only when its type is one that no other stream carries
+  (``LEDGER_INCOME_TYPES``: funding, interest, rebates, rewards...); trades, fees, deposits,
+  withdrawals and transfers in the ledger are the same money as the fills and transfers
+  above, and counting them again would double it.
+
+Account types: the history cannot place money in one account type. Fills happen in the
+default (trading) account, but deposits land where the exchange puts them (OKX and Bybit:
+the funding account) and internal transfers between account types appear in no stream ccxt
+unifies for history (the simulator does not record them either). So a connector's implied
+balance of an asset is compared with the sum of its account types (``lib.reconcile``).
+
+Amounts are read as the database holds them (floats, or exact decimals) and summed in
+float64, vectorised: reconciliation's tolerance covers the round-off (``lib.reconcile``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal, localcontext
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy.orm import Session
+
+from lib.models import BalanceSnapshot, LedgerEntry, OpeningBalance, Trade, Transfer, to_decimal
+
+#: one signed change of one asset's balance: ``kind`` is opening, fill, fee, deposit,
+#: withdrawal or ledger
+MOVE_COLUMNS = ["connector_id", "asset", "timestamp", "change", "kind"]
+#: ccxt's unified ledger types that move a balance and appear in no other stream
+#: (https://docs.ccxt.com/#/README?id=ledger-entry-structure: "trade", "transaction", "fee",
+#: "rebate", "cashback", "referral", "transfer", "airdrop", "reward", "funding", ...)
+LEDGER_INCOME_TYPES = ("funding", "interest", "rebate", "cashback", "referral", "airdrop", "reward", "bonus")
+#: transfer statuses that never moved money
+DEAD_STATUSES = ("failed", "canceled")
+#: moments are int ms; a (connector, asset) key is shifted past them to search one sorted array
+_KEY_SHIFT = np.int64(1) << 42
+#: significant digits of exact sums: 24-digit amounts with room for any number of them
+EXACT_DIGITS = 60
+PENDING_COLUMNS = ["connector_id", "asset", "timestamp", "type", "amount", "transfer_id"]
+
+
+def _within(column: ColumnElement[int], ids: Sequence[int] | None) -> ColumnElement[bool]:
+    return true() if ids is None else column.in_(list(ids))
+
+
+def _read(session: Session, query: object) -> pd.DataFrame:
+    return pd.read_sql(query, session.connection())
+
+
+def _numbers(values: pd.Series, exact: bool = False) -> np.ndarray:
+    """Amounts as float64, or with ``exact`` as ``Decimal`` objects, whether the column holds
+    floats, Decimals, decimal text (SQLite) or None (0)."""
+    if exact:
+        return np.array([Decimal(0) if v is None or (isinstance(v, float) and np.isnan(v)) else to_decimal(v)
+                         for v in values], dtype=object)
+    return pd.to_numeric(values.astype(object).where(values.notna(), 0), errors="coerce").fillna(0.0).to_numpy(float)
+
+
+def _frame(connector: pd.Series, asset: pd.Series, timestamp: pd.Series, change: np.ndarray,
+           kind: str) -> pd.DataFrame:
+    return pd.DataFrame({"connector_id": connector.to_numpy(np.int64), "asset": asset.to_numpy(object),
+                         "timestamp": timestamp.to_numpy(np.int64), "change": change, "kind": kind})
+
+
+def _fill_moves(session: Session, ids: Sequence[int] | None, exact: bool) -> list[pd.DataFrame]:
+    fills = _read(session, select(Trade.connector_id, Trade.timestamp, Trade.base, Trade.quote, Trade.side,
+                                  Trade.amount, Trade.cost, Trade.fee_cost, Trade.fee_currency)
+                  .where(_within(Trade.connector_id, ids)))
+    if fills.empty:
+        return []
+    sign = np.where(fills["side"] == "buy", 1, -1)
+    fee = _numbers(fills["fee_cost"], exact)
+    charged = fills["fee_currency"].notna() & (fee != 0)
+    return [
+        _frame(fills["connector_id"], fills["base"], fills["timestamp"], sign * _numbers(fills["amount"], exact),
+               "fill"),
+        _frame(fills["connector_id"], fills["quote"], fills["timestamp"], -sign * _numbers(fills["cost"], exact),
+               "fill"),
+        _frame(fills["connector_id"][charged], fills["fee_currency"][charged], fills["timestamp"][charged],
+               -fee[charged.to_numpy()], "fee"),
+    ]
+
+
+def _transfers(session: Session, ids: Sequence[int] | None) -> pd.DataFrame:
+    return _read(session, select(Transfer.connector_id, Transfer.transfer_id, Transfer.timestamp, Transfer.type,
+                                 Transfer.currency, Transfer.amount, Transfer.fee_cost, Transfer.fee_currency,
+                                 Transfer.status)
+                 .where(_within(Transfer.connector_id, ids)))
+
+
+def _credited(moves: pd.DataFrame) -> pd.Series:
+    """Deposits once credited (``ok`` or no status); withdrawals unless failed or canceled."""
+    deposit = moves["type"] == "deposit"
+    settled = moves["status"].isna() | (moves["status"] == "ok")
+    return (deposit & settled) | (~deposit & ~moves["status"].isin(DEAD_STATUSES))
+
+
+def _transfer_moves(transfers: pd.DataFrame, exact: bool) -> list[pd.DataFrame]:
+    if transfers.empty:
+        return []
+    counted = transfers[_credited(transfers)]
+    deposit = (counted["type"] == "deposit").to_numpy()
+    fee = _numbers(counted["fee_cost"], exact)
+    same = (counted["fee_currency"].isna() | (counted["fee_currency"] == counted["currency"])).to_numpy()
+    change = np.where(deposit, 1, -1) * _numbers(counted["amount"], exact) - np.where(~deposit & same, fee, 0)
+    return [_frame(counted["connector_id"], counted["currency"], counted["timestamp"], change, "")
+            .assign(kind=np.where(deposit, "deposit", "withdrawal"))]
+
+
+def _ledger_moves(session: Session, ids: Sequence[int] | None, exact: bool) -> list[pd.DataFrame]:
+    entries = _read(session, select(LedgerEntry.connector_id, LedgerEntry.timestamp, LedgerEntry.currency,
+                                    LedgerEntry.amount, LedgerEntry.direction)
+                    .where(_within(LedgerEntry.connector_id, ids),
+                           func.lower(LedgerEntry.type).in_(LEDGER_INCOME_TYPES)))
+    if entries.empty:
+        return []
+    amount = _numbers(entries["amount"], exact)
+    # ccxt reports the amount unsigned with a direction; without one, the amount's own sign
+    sign = np.where(entries["direction"] == "out", -1, np.where(entries["direction"] == "in", 1,
+                                                                 np.where(amount < 0, -1, 1)))
+    return [_frame(entries["connector_id"], entries["currency"], entries["timestamp"], sign * np.abs(amount),
+                   "ledger")]
+
+
+def _opening_moves(session: Session, ids: Sequence[int] | None, events: pd.DataFrame,
+                   exact: bool) -> list[pd.DataFrame]:
+    """Opening balances at the start of each connector's history (see the module's rule)."""
+    opening = _read(session, select(OpeningBalance.connector_id, OpeningBalance.asset, OpeningBalance.amount,
+                                    OpeningBalance.timestamp).where(_within(OpeningBalance.connector_id, ids)))
+    if opening.empty:
+        return []
+    first_snapshot = _read(session, select(BalanceSnapshot.connector_id,
+                                           func.min(BalanceSnapshot.taken_at).label("taken_at"))
+                           .where(_within(BalanceSnapshot.connector_id, ids))
+                           .group_by(BalanceSnapshot.connector_id))
+    starts = opening.groupby("connector_id")["timestamp"].min().astype("int64")
+    if not events.empty:
+        starts = pd.concat([starts, events.groupby("connector_id")["timestamp"].min()]).groupby(level=0).min()
+    if not first_snapshot.empty:
+        taken = pd.to_datetime(first_snapshot["taken_at"], utc=True)
+        taken_ms = (taken - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+        starts = pd.concat([starts, pd.Series(taken_ms.to_numpy(np.int64),
+                                              index=first_snapshot["connector_id"].to_numpy())]).groupby(level=0).min()
+    at = opening["connector_id"].map(starts).astype("int64")
+    return [_frame(opening["connector_id"], opening["asset"], at, _numbers(opening["amount"], exact), "opening")]
+
+
+def balance_moves(session: Session, connector_ids: Sequence[int] | None = None, exact: bool = False) -> pd.DataFrame:
+    """Every balance change the stored history implies (``MOVE_COLUMNS``), sorted by connector,
+    asset and time; ``connector_ids`` None means every connector (callers scope it first).
+
+    ``change`` is float64 for vectorised work, or with ``exact`` the ``Decimal`` the amounts
+    add up to digit for digit (slower: Python objects)."""
+    if connector_ids is not None and not connector_ids:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(MOVE_COLUMNS, (np.int64, object, np.int64,
+                                                                                 float, object), strict=True)})
+    with localcontext(prec=EXACT_DIGITS):  # exact sums of 24-digit amounts need more than 28 digits
+        events = [*_fill_moves(session, connector_ids, exact),
+                  *_transfer_moves(_transfers(session, connector_ids), exact),
+                  *_ledger_moves(session, connector_ids, exact)]
+    joined = pd.concat(events, ignore_index=True) if events else pd.DataFrame(columns=MOVE_COLUMNS)
+    parts = [p for p in (joined, *_opening_moves(session, connector_ids, joined, exact)) if not p.empty]
+    if not parts:
+        return balance_moves(session, [])
+    moves = pd.concat(parts, ignore_index=True)
+    moves = moves[moves["asset"].notna()].astype({"connector_id": np.int64, "timestamp": np.int64,
+                                                  "change": object if exact else float})
+    return moves.sort_values(["connector_id", "asset", "timestamp"], kind="stable", ignore_index=True)
+
+
+def pending_transfers(session: Session, connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Transfers not settled yet (``PENDING_COLUMNS``): a deposit not yet credited, or a
+    withdrawal still in flight. ``amount`` is what the exchange's balance would show beyond
+    the history's while the exchange counts it ahead of time: a deposit's amount, or a
+    withdrawal's amount and fee not yet debited."""
+    transfers = _transfers(session, connector_ids) if connector_ids is None or connector_ids else pd.DataFrame()
+    if transfers.empty:
+        return pd.DataFrame(columns=PENDING_COLUMNS)
+    settled = transfers["status"].isna() | transfers["status"].isin(("ok", *DEAD_STATUSES))
+    pending = transfers[~settled]
+    fee = _numbers(pending["fee_cost"])
+    same = (pending["fee_currency"].isna() | (pending["fee_currency"] == pending["currency"])).to_numpy()
+    deposit = (pending["type"] == "deposit").to_numpy()
+    amount = _numbers(pending["amount"]) + np.where(~deposit & same, fee, 0.0)
+    return pd.DataFrame({"connector_id": pending["connector_id"].to_numpy(np.int64),
+                         "asset": pending["currency"].to_numpy(object), "timestamp": pending["timestamp"].to_numpy(
+                             np.int64), "type": pending["type"].to_numpy(object), "amount": amount,
+                         "transfer_id": pending["transfer_id"].to_numpy(object)})
+
+
+def balances_at(moves: pd.DataFrame, moments: pd.DataFrame | Sequence[int] | np.ndarray) -> pd.DataFrame:
+    """The implied balance of every (connector, asset) of ``moves`` at each moment (int ms,
+    inclusive: a move at the moment counts).
+
+    ``moments`` is either one list of times for every connector, or a frame of
+    (``connector_id``, ``moment``) rows giving each connector its own. Returns
+    ``connector_id``, ``asset``, ``moment``, ``balance`` and ``turnover`` (the sum of |change|
+    so far, the scale of the float round-off in ``balance``), one row per key and moment;
+    before a key's first move its balance is 0.
+
+    Vectorised: one sort of the moves, one cumulative sum per key, one binary search of all
+    (key, moment) pairs in the sorted (key, time) array.
+    """
+    keys = moves[["connector_id", "asset"]].drop_duplicates(ignore_index=True)
+    if isinstance(moments, pd.DataFrame):
+        grid = keys.merge(moments[["connector_id", "moment"]].drop_duplicates(), on="connector_id")
+    else:
+        grid = keys.merge(pd.DataFrame({"moment": np.asarray(moments, dtype=np.int64)}), how="cross")
+    result = grid.assign(moment=grid["moment"].astype(np.int64), balance=0.0, turnover=0.0)
+    if result.empty:
+        return result
+    index = pd.MultiIndex.from_frame(keys)
+    move_code = index.get_indexer(pd.MultiIndex.from_frame(moves[["connector_id", "asset"]])).astype(np.int64)
+    order = np.lexsort((moves["timestamp"].to_numpy(np.int64), move_code))
+    code_sorted = move_code[order]
+    stamp = code_sorted * _KEY_SHIFT + moves["timestamp"].to_numpy(np.int64)[order]
+    change = moves["change"].to_numpy(float)[order]
+    by_key = pd.Series(change).groupby(code_sorted)
+    running = by_key.cumsum().to_numpy()
+    turnover = pd.Series(np.abs(change)).groupby(code_sorted).cumsum().to_numpy()
+    grid_code = index.get_indexer(pd.MultiIndex.from_frame(result[["connector_id", "asset"]])).astype(np.int64)
+    found = np.searchsorted(stamp, grid_code * _KEY_SHIFT + result["moment"].to_numpy(np.int64), side="right") - 1
+    hit = (found >= 0) & (code_sorted[np.clip(found, 0, None)] == grid_code)
+    result.loc[hit, "balance"] = running[found[hit]]
+    result.loc[hit, "turnover"] = turnover[found[hit]]
+    return result
+
+
+def totals(session: Session, connector_id: int) -> dict[str, Decimal]:
+    """What the whole stored history of one connector adds up to per asset, exactly, opening
+    balances left out: what the first sync compares with the exchange's holdings to book them
+    (so they follow the same rule as reconciliation)."""
+    moves = balance_moves(session, [connector_id], exact=True)
+    totals: dict[str, Decimal] = {}
+    with localcontext(prec=EXACT_DIGITS):
+        for asset, change in zip(moves["asset"], moves["change"], strict=True):
+            totals[str(asset)] = totals.get(str(asset), Decimal(0)) + change
+    return totals

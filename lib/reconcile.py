@@ -1,0 +1,294 @@
+"""Does the stored history explain the balances the exchange reported? Per connector and asset.
+
+For every (connector, asset) the balance the history implies (``lib.rebuild``) is compared
+with every stored balance snapshot, summed over the account types read (the history cannot
+place money in one account type; see ``lib.rebuild``). Syncs may snapshot every minute, so
+the comparison runs on the last snapshot of each UTC day (and the newest one); where a row
+diverges, the snapshots of the day it began are compared one by one to find the first.
+
+A row is
+- **balanced**: at the newest snapshot the difference is within the tolerance;
+- **unbalanced**: it is not; the difference in units and in USD (current marks, NaN when
+  unpriced), the first snapshot of the divergence that lasts until now, and the causes the
+  product can tell (``causes``);
+- **unknown**: the product holds no history at all for the asset (no fill, transfer, ledger
+  entry or opening balance), so it cannot say what explains the balance.
+
+Tolerance: ``UNITS_TOLERANCE`` (1e-8, one satoshi: the finest amount step of the spot markets
+the supported exchanges list in ccxt's market precision, BTC at 8 decimals; the stored
+amounts carry no precision of their own) plus ``RELATIVE_TOLERANCE`` of the asset's turnover
+and balance, which bounds float64's round-off over a long history (``lib.rebuild`` sums in
+float64) while staying far below any amount an exchange moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lib import prices, queries, rebuild, reports
+from lib.access import SYSTEM, Viewer
+from lib.db import session_scope
+from lib.models import BalanceSnapshot
+
+Status = Literal["balanced", "unbalanced", "unknown"]
+UNITS_TOLERANCE = 1e-8
+RELATIVE_TOLERANCE = 1e-12
+#: the order rows are listed in: what needs a look first
+STATUS_ORDER = {"unbalanced": 0, "unknown": 1, "balanced": 2}
+ROW_COLUMNS = [
+    "connector_id", "client_id", "client", "exchange_id", "label", "asset", "account_types", "status",
+    "implied", "reported", "difference", "difference_usd", "taken_at", "first_divergence", "snapshots",
+    "cause",
+]
+#: the causes ``causes`` can name, as keys for tests and the JSON output
+PENDING, ACCOUNT_TYPE, MARKET, LOOKBACK, UNEXPLAINED = (
+    "transfer pending", "account type not read", "market not walked", "history older than kept", "unexplained")
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Rows (``ROW_COLUMNS``) unbalanced first, and connectors with no snapshot to compare with."""
+
+    rows: pd.DataFrame
+    unsynced: list[str]  # "client · exchange / label" of connectors never read yet
+
+    def count(self, status: Status) -> int:
+        return int((self.rows["status"] == status).sum())
+
+    @property
+    def unbalanced_accounts(self) -> int:
+        """Connectors with at least one unbalanced asset."""
+        return int(self.rows.loc[self.rows["status"] == "unbalanced", "connector_id"].nunique())
+
+
+@contextmanager
+def _session(session: Session | None) -> Iterator[Session]:
+    if session is not None:
+        yield session
+    else:
+        with session_scope() as own:
+            yield own
+
+
+def _ms(moments: pd.Series) -> np.ndarray:
+    taken = pd.to_datetime(moments, utc=True)
+    return ((taken - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64)
+
+
+def _compare(moves: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Implied against reported at each snapshot moment of each connector: one row per
+    (connector, asset, moment) with ``implied``, ``reported``, ``tolerance``, ``divergent``
+    and ``known`` (the asset has history). ``snapshots``: connector_id, moment, asset, total."""
+    moments = snapshots[["connector_id", "moment"]].drop_duplicates()
+    implied = rebuild.balances_at(moves, moments).rename(columns={"balance": "implied"})
+    reported = snapshots.groupby(["connector_id", "asset", "moment"], as_index=False)["total"].sum()
+    both = implied.merge(reported, on=["connector_id", "asset", "moment"], how="outer")
+    both = both[both["connector_id"].isin(moments["connector_id"])]
+    known = pd.MultiIndex.from_frame(both[["connector_id", "asset"]]).isin(
+        pd.MultiIndex.from_frame(moves[["connector_id", "asset"]].drop_duplicates()))
+    both = both.assign(implied=both["implied"].fillna(0.0), reported=both["total"].fillna(0.0),
+                       turnover=both["turnover"].fillna(0.0), known=known).drop(columns="total")
+    tolerance = UNITS_TOLERANCE + RELATIVE_TOLERANCE * (both["turnover"] + both["reported"].abs())
+    return both.assign(tolerance=tolerance,
+                       divergent=(both["reported"] - both["implied"]).abs() > tolerance)
+
+
+def _daily_snapshots(session: Session, viewer: Viewer, client_id: int | None,
+                     connector_id: int | None) -> pd.DataFrame:
+    daily = queries.balance_history(session, viewer, client_id, connector_id, bucket="day")
+    return pd.DataFrame({"connector_id": daily["connector_id"].astype(np.int64), "moment": _ms(daily["taken_at"]),
+                         "asset": daily["asset"], "total": pd.to_numeric(daily["total"].astype(object)).astype(float)})
+
+
+def _snapshots_between(session: Session, spans: pd.DataFrame) -> pd.DataFrame:
+    """Every snapshot of each connector in its span (after ``start``, up to ``end``, ms),
+    summed over account types."""
+    parts = []
+    for row in spans.itertuples(index=False):
+        start = datetime.fromtimestamp(row.start / 1000, UTC)
+        end = datetime.fromtimestamp(row.end / 1000, UTC)
+        query = (select(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset,
+                        func.sum(BalanceSnapshot.total).label("total"))
+                 .where(BalanceSnapshot.connector_id == int(row.connector_id), BalanceSnapshot.taken_at > start,
+                        BalanceSnapshot.taken_at <= end)
+                 .group_by(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset))
+        parts.append(pd.read_sql(query, session.connection()))
+    found = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if found.empty:
+        return pd.DataFrame(columns=["connector_id", "moment", "asset", "total"])
+    return pd.DataFrame({"connector_id": found["connector_id"].astype(np.int64), "moment": _ms(found["taken_at"]),
+                         "asset": found["asset"], "total": pd.to_numeric(found["total"].astype(object)).astype(float)})
+
+
+def _summarise(compared: pd.DataFrame) -> pd.DataFrame:
+    """Per (connector, asset): the newest comparison, the status, how many snapshots were
+    compared, and the first moment of the divergence that lasts until the newest one."""
+    compared = compared.sort_values(["connector_id", "asset", "moment"], kind="stable")
+    keys = ["connector_id", "asset"]
+    latest = compared.groupby(keys, as_index=False).tail(1).set_index(keys)
+    last_ok = compared[~compared["divergent"]].groupby(keys)["moment"].max()
+    after = compared.join(last_ok.rename("last_ok"), on=keys)
+    lasting = after[after["divergent"] & (after["last_ok"].isna() | (after["moment"] > after["last_ok"]))]
+    first = lasting.groupby(keys)["moment"].min()
+    summary = latest.assign(snapshots=compared.groupby(keys).size(), first_divergence=first,
+                            last_ok=last_ok).reset_index()
+    status = np.where(~summary["known"], "unknown", np.where(summary["divergent"], "unbalanced", "balanced"))
+    return summary.assign(status=status, difference=summary["reported"] - summary["implied"])
+
+
+def _refine(session: Session, moves: pd.DataFrame, summary: pd.DataFrame) -> pd.Series:
+    """The first divergent snapshot of each unbalanced row, found among every snapshot of the
+    day its daily comparison first diverged (after the last balanced daily snapshot)."""
+    unbalanced = summary[summary["status"] == "unbalanced"]
+    if unbalanced.empty:
+        return summary["first_divergence"]
+    previous = unbalanced["last_ok"].fillna(unbalanced["first_divergence"] - 86_400_000)
+    spans = pd.DataFrame({"connector_id": unbalanced["connector_id"],
+                          "start": np.maximum(previous, unbalanced["first_divergence"] - 86_400_000),
+                          "end": unbalanced["first_divergence"]})
+    spans = spans.groupby("connector_id", as_index=False).agg(start=("start", "min"), end=("end", "max"))
+    detail = _snapshots_between(session, spans)
+    if detail.empty:
+        return summary["first_divergence"]
+    wanted = unbalanced[["connector_id", "asset", "first_divergence"]]
+    compared = _compare(moves[moves["connector_id"].isin(spans["connector_id"])], detail).merge(
+        wanted, on=["connector_id", "asset"])
+    after = compared.join(unbalanced.set_index(["connector_id", "asset"])["last_ok"], on=["connector_id", "asset"])
+    # the divergence lasts from the first divergent snapshot after the last balanced one
+    ok = after[~after["divergent"]].groupby(["connector_id", "asset"])["moment"].max().rename("ok_inside")
+    after = after.join(ok, on=["connector_id", "asset"])
+    lasting = after[after["divergent"] & (after["ok_inside"].isna() | (after["moment"] > after["ok_inside"]))]
+    first = lasting.groupby(["connector_id", "asset"])["moment"].min()
+    refined = summary.join(first.rename("refined"), on=["connector_id", "asset"])["refined"]
+    return refined.fillna(summary["first_divergence"])
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.8f}".rstrip("0").rstrip(".")
+
+
+def causes(row: pd.Series, coverage: pd.DataFrame, pending: pd.DataFrame, first_snapshot: int | None) -> list[
+        tuple[str, str]]:
+    """The likely causes of one unbalanced row that the stored data can tell, as (key, sentence).
+
+    - a transfer still pending whose amount (or all pending ones together) equals the
+      difference: the exchange counts it, the history does not yet;
+    - an account type the key could not read (balance coverage with an error): its holdings
+      are missing from the reported side;
+    - an exchange read market by market where no walked market holds the asset;
+    - a divergence from the connector's first snapshot where the exchange keeps history only
+      back to a date: older history could not be read;
+    - otherwise: the stored history does not explain it (a fill, transfer or ledger entry is
+      missing or was changed).
+    """
+    found: list[tuple[str, str]] = []
+    difference, asset, tolerance = float(row["difference"]), str(row["asset"]), float(row["tolerance"])
+    own = pending[(pending["connector_id"] == row["connector_id"]) & (pending["asset"] == asset)]
+    for transfer in own.itertuples(index=False):
+        if abs(difference - float(transfer.amount)) <= tolerance:
+            found.append((PENDING, f"the {transfer.type} of {_amount(float(transfer.amount))} {asset} on "
+                          f"{_day(int(transfer.timestamp))} is still pending: the exchange already counts it, "
+                          f"the history counts it once it settles."))
+    if not found and len(own) > 1 and abs(difference - float(own["amount"].sum())) <= tolerance:
+        found.append((PENDING, f"{len(own)} transfers of {asset} are still pending: the exchange already counts "
+                      "them, the history counts them once they settle."))
+    streams = coverage[coverage["connector_id"] == row["connector_id"]]
+    for stream in streams[(streams["kind"] == "balance") & streams["failed_error"].notna()].itertuples(index=False):
+        account = stream.stream.partition(":")[2] or "default"
+        found.append((ACCOUNT_TYPE, f"the {account} account could not be read with this key "
+                      f"({stream.failed_error}), so what it holds is missing from the reported balance."))
+    markets = [s.partition(":")[2] for s in streams.loc[streams["kind"] == "trades", "stream"] if ":" in s]
+    if markets and not any(asset in m.split("/") for m in markets):
+        found.append((MARKET, f"this exchange's fills are read market by market and no market of {asset} was "
+                      "walked; add its markets as extra symbols of the connector."))
+    kept = [int(v) for v in streams.loc[streams["kind"] != "balance", "oldest_available"] if v is not None
+            and not pd.isna(v)]
+    if kept and first_snapshot is not None and int(row["first_divergence"]) <= first_snapshot:
+        found.append((LOOKBACK, f"the exchange keeps history only since {_day(max(kept))} and the difference "
+                      "dates from the first sync: older history could not be read; import it from the "
+                      "exchange's export."))
+    if not found:
+        found.append((UNEXPLAINED, f"the stored history does not explain it: a fill, transfer or ledger entry of "
+                      f"{asset} around {_day(int(row['first_divergence']))} is missing or was changed."))
+    return found
+
+
+def _usd(session: Session, viewer: Viewer, rows: pd.DataFrame, client_id: int | None,
+         connector_id: int | None) -> np.ndarray:
+    """The difference of each row at its own connector's current mark (NaN: unpriced)."""
+    if rows.empty:
+        return np.array([], dtype=float)
+    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    held = pd.DataFrame({"source": rows["connector_id"].map(sources).fillna(""), "asset": rows["asset"]})
+    marks = reports.current_marks(session, viewer, held, client_id, connector_id)
+    price, _ = prices.own_marks(marks, list(held["source"]), list(held["asset"]), usd_like=reports.usd_like())
+    return rows["difference"].to_numpy(float) * price
+
+
+def _account_types(session: Session, ids: list[int]) -> pd.Series:
+    """Per (connector, asset): the account types that ever reported it ("default, funding")."""
+    query = (select(BalanceSnapshot.connector_id, BalanceSnapshot.asset, BalanceSnapshot.account_type)
+             .where(BalanceSnapshot.connector_id.in_(ids)).distinct())
+    found = pd.read_sql(query, session.connection())
+    if found.empty:
+        return pd.Series(dtype=object)
+    named = found.assign(account_type=found["account_type"].replace("", "default"))
+    return named.groupby(["connector_id", "asset"])["account_type"].agg(lambda t: ", ".join(sorted(t)))
+
+
+def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+              session: Session | None = None) -> Reconciliation:
+    """Every (connector, asset) in the viewer's scope: status, difference, first divergence, cause."""
+    with _session(session) as db:
+        connectors = queries.connectors(db, viewer, client_id, connector_id)
+        ids = [int(i) for i in connectors["id"]]
+        snapshots = _daily_snapshots(db, viewer, client_id, connector_id)
+        unsynced = [f"{r.client} · {r.exchange_id} / {r.label}" for r in connectors.itertuples()
+                    if int(r.id) not in set(snapshots["connector_id"])]
+        if snapshots.empty:
+            return Reconciliation(pd.DataFrame(columns=ROW_COLUMNS), unsynced)
+        moves = rebuild.balance_moves(db, ids)
+        summary = _summarise(_compare(moves, snapshots))
+        summary["first_divergence"] = _refine(db, moves, summary)
+        first_snapshot = snapshots.groupby("connector_id")["moment"].min()
+        coverage = queries.coverage(db, viewer, client_id, connector_id)
+        pending = rebuild.pending_transfers(db, ids)
+        summary["cause"] = [
+            "; ".join(text for _, text in causes(row, coverage, pending, first_snapshot.get(row["connector_id"])))
+            if row["status"] == "unbalanced" else "" for _, row in summary.iterrows()]
+        summary["difference_usd"] = _usd(db, viewer, summary, client_id, connector_id)
+        types = _account_types(db, ids)
+    names = connectors.set_index("id")[["client_id", "client", "exchange_id", "label"]]
+    rows = summary.join(names, on="connector_id")
+    rows = rows.assign(
+        account_types=[types.get((c, a), "") for c, a in zip(rows["connector_id"], rows["asset"], strict=True)],
+        taken_at=pd.to_datetime(rows["moment"], unit="ms", utc=True),
+        first_divergence=pd.to_datetime(rows["first_divergence"], unit="ms", utc=True),
+        order=rows["status"].map(STATUS_ORDER), size=-rows["difference_usd"].abs().fillna(0.0))
+    rows = rows.sort_values(["order", "size", "client", "exchange_id", "label", "asset"], kind="stable")
+    return Reconciliation(rows[ROW_COLUMNS].reset_index(drop=True), unsynced)
+
+
+def connector_status(session: Session, connector_id: int) -> tuple[Status, int]:
+    """What a sync records for its connector: "unbalanced" with how many assets; else
+    "unknown" when nothing can be compared or an asset has no history at all; else "balanced"."""
+    result = reconcile(SYSTEM, connector_id=connector_id, session=session)
+    unbalanced = result.count("unbalanced")
+    if unbalanced:
+        return "unbalanced", unbalanced
+    if result.rows.empty or result.count("unknown"):
+        return "unknown", 0
+    return "balanced", 0
