@@ -1,30 +1,36 @@
 """SQLAlchemy 2.0 typed models: the whole schema in one place.
 
-Amounts are IEEE doubles because ccxt delivers floats; storing them as decimals would
-only pretend to a precision the source does not have. Exchange timestamps are integer
+Amounts (quantities, prices, costs, fees, balances) are exact decimals (``Amount``): the sync
+asks ccxt for its numbers as the strings the exchange sent, so a token balance such as
+123456789012.123456789012 or a wei-level fee is kept digit for digit, and what must foot
+(balances, reconciliation, CSV) is summed in ``Decimal``. Floats are for vectorised
+computation only (lib.pnl), converted where a frame is read. Exchange timestamps are integer
 milliseconds since the epoch (ccxt's convention); bookkeeping times are timezone-aware.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
-    Double,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 NAME_MAX = 100
 LABEL_MAX = 100
@@ -53,6 +59,69 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """An exchange number as an exact ``Decimal``: a string as written, a float by its shortest
+    repr (0.1 -> Decimal("0.1"), not the binary expansion); None stays None.
+
+    Raises ValueError for text that is no number, and for NaN or an infinity (no amount is).
+    """
+    if value is None or isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, bool):
+        raise ValueError(f"not an amount: {value!r}")
+    elif isinstance(value, int | float):
+        number = Decimal(repr(float(value))) if isinstance(value, float) else Decimal(value)
+    else:
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"not a decimal number: {str(value)[:40]!r}") from None
+    if number is not None and not number.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    return number
+
+
+def decimal_text(value: Decimal) -> str:
+    """The plain decimal string of ``value`` (no exponent), keeping its scale: "0.00100000"."""
+    if value == 0:
+        value = abs(value)  # "-0.0" is zero
+    return format(value, "f")
+
+
+class Amount(TypeDecorator[Decimal]):
+    """An exact decimal amount, read back as the ``Decimal`` that was written (scale included).
+
+    PostgreSQL: NUMERIC without precision or scale. It holds any value exactly (up to 131072
+    digits before the point and 16383 after), so 24 significant digits with 18 decimals, or a
+    cost ccxt derives as amount x price with more decimals, are stored as they are rather than
+    rounded to a declared scale; it keeps the scale sent ("0.00100000"), which tells the display
+    how many decimals the exchange uses. SQLite has no decimal type and SQLAlchemy's Numeric
+    goes through float there, so the value is TEXT holding ``decimal_text``; SQL arithmetic,
+    sums and ordering on these columns are therefore done in Python, never in SQL.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        number = to_decimal(value)
+        if number is None or dialect.name == "postgresql":
+            return number
+        return decimal_text(number)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return to_decimal(value)
+
+    @property
+    def python_type(self) -> type:
+        return Decimal
 
 
 class Base(DeclarativeBase):
@@ -246,9 +315,9 @@ class BalanceSnapshot(Base):
     connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
     asset: Mapped[str] = mapped_column(String(30))
-    free: Mapped[float] = mapped_column(Double, default=0.0)
-    used: Mapped[float] = mapped_column(Double, default=0.0)
-    total: Mapped[float] = mapped_column(Double, default=0.0)
+    free: Mapped[Decimal] = mapped_column(Amount(), default=Decimal(0))
+    used: Mapped[Decimal] = mapped_column(Amount(), default=Decimal(0))
+    total: Mapped[Decimal] = mapped_column(Amount(), default=Decimal(0))
     #: the exchange's account type as ccxt's ``fetch_balance`` ``type`` names it ("funding", ...);
     #: "" is the account ``fetch_balance`` reads by default (spot / trading / unified)
     account_type: Mapped[str] = mapped_column(String(30), default="", server_default="")
@@ -263,8 +332,8 @@ class OpeningBalance(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
     asset: Mapped[str] = mapped_column(String(30))
-    amount: Mapped[float] = mapped_column(Double)
-    usd_price: Mapped[float | None] = mapped_column(Double)
+    amount: Mapped[Decimal] = mapped_column(Amount())
+    usd_price: Mapped[Decimal | None] = mapped_column(Amount())
     timestamp: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -295,10 +364,10 @@ class Trade(Base):
     quote: Mapped[str] = mapped_column(String(30))
     side: Mapped[str] = mapped_column(String(4))
     taker_or_maker: Mapped[str | None] = mapped_column(String(5))
-    amount: Mapped[float] = mapped_column(Double)
-    price: Mapped[float] = mapped_column(Double)
-    cost: Mapped[float] = mapped_column(Double)
-    fee_cost: Mapped[float] = mapped_column(Double, default=0.0)
+    amount: Mapped[Decimal] = mapped_column(Amount())
+    price: Mapped[Decimal] = mapped_column(Amount())
+    cost: Mapped[Decimal] = mapped_column(Amount())
+    fee_cost: Mapped[Decimal] = mapped_column(Amount(), default=Decimal(0))
     fee_currency: Mapped[str | None] = mapped_column(String(30))
     #: the CSV import that wrote this fill; None for fills the sync fetched
     import_id: Mapped[int | None] = mapped_column(ForeignKey("history_imports.id", ondelete="SET NULL"))
@@ -317,10 +386,10 @@ class Order(Base):
     symbol: Mapped[str] = mapped_column(String(50))
     side: Mapped[str] = mapped_column(String(4))
     type: Mapped[str | None] = mapped_column(String(20))
-    price: Mapped[float | None] = mapped_column(Double)
-    amount: Mapped[float] = mapped_column(Double)
-    filled: Mapped[float] = mapped_column(Double, default=0.0)
-    remaining: Mapped[float | None] = mapped_column(Double)
+    price: Mapped[Decimal | None] = mapped_column(Amount())
+    amount: Mapped[Decimal] = mapped_column(Amount())
+    filled: Mapped[Decimal] = mapped_column(Amount(), default=Decimal(0))
+    remaining: Mapped[Decimal | None] = mapped_column(Amount())
     status: Mapped[str | None] = mapped_column(String(20))
 
 
@@ -342,12 +411,12 @@ class OrderHistory(Base):
     side: Mapped[str | None] = mapped_column(String(4))
     type: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str | None] = mapped_column(String(20))
-    price: Mapped[float | None] = mapped_column(Double)
-    average: Mapped[float | None] = mapped_column(Double)
-    amount: Mapped[float | None] = mapped_column(Double)
-    filled: Mapped[float | None] = mapped_column(Double)
-    cost: Mapped[float | None] = mapped_column(Double)
-    fee_cost: Mapped[float | None] = mapped_column(Double)
+    price: Mapped[Decimal | None] = mapped_column(Amount())
+    average: Mapped[Decimal | None] = mapped_column(Amount())
+    amount: Mapped[Decimal | None] = mapped_column(Amount())
+    filled: Mapped[Decimal | None] = mapped_column(Amount())
+    cost: Mapped[Decimal | None] = mapped_column(Amount())
+    fee_cost: Mapped[Decimal | None] = mapped_column(Amount())
     fee_currency: Mapped[str | None] = mapped_column(String(30))
 
 
@@ -370,12 +439,12 @@ class LedgerEntry(Base):
     entry_id: Mapped[str | None] = mapped_column(String(100))
     timestamp: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(30))
-    amount: Mapped[float] = mapped_column(Double)
+    amount: Mapped[Decimal] = mapped_column(Amount())
     direction: Mapped[str | None] = mapped_column(String(3))  # in|out
     type: Mapped[str | None] = mapped_column(String(30))
     account: Mapped[str | None] = mapped_column(String(50))
     reference_id: Mapped[str | None] = mapped_column(String(100))
-    fee_cost: Mapped[float | None] = mapped_column(Double)
+    fee_cost: Mapped[Decimal | None] = mapped_column(Amount())
     fee_currency: Mapped[str | None] = mapped_column(String(30))
     status: Mapped[str | None] = mapped_column(String(20))
 
@@ -414,14 +483,14 @@ class Position(Base):
     )
     symbol: Mapped[str] = mapped_column(String(50))
     side: Mapped[str | None] = mapped_column(String(10))
-    contracts: Mapped[float | None] = mapped_column(Double)
-    contract_size: Mapped[float | None] = mapped_column(Double)
-    entry_price: Mapped[float | None] = mapped_column(Double)
-    mark_price: Mapped[float | None] = mapped_column(Double)
-    notional: Mapped[float | None] = mapped_column(Double)
-    unrealized_pnl: Mapped[float | None] = mapped_column(Double)
-    leverage: Mapped[float | None] = mapped_column(Double)
-    liquidation_price: Mapped[float | None] = mapped_column(Double)
+    contracts: Mapped[Decimal | None] = mapped_column(Amount())
+    contract_size: Mapped[Decimal | None] = mapped_column(Amount())
+    entry_price: Mapped[Decimal | None] = mapped_column(Amount())
+    mark_price: Mapped[Decimal | None] = mapped_column(Amount())
+    notional: Mapped[Decimal | None] = mapped_column(Amount())
+    unrealized_pnl: Mapped[Decimal | None] = mapped_column(Amount())
+    leverage: Mapped[Decimal | None] = mapped_column(Amount())
+    liquidation_price: Mapped[Decimal | None] = mapped_column(Amount())
     timestamp: Mapped[int | None] = mapped_column(BigInteger)
 
 
@@ -439,8 +508,8 @@ class Transfer(Base):
     type: Mapped[str] = mapped_column(String(10))  # deposit|withdrawal
     timestamp: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(30))
-    amount: Mapped[float] = mapped_column(Double)
-    fee_cost: Mapped[float] = mapped_column(Double, default=0.0)
+    amount: Mapped[Decimal] = mapped_column(Amount())
+    fee_cost: Mapped[Decimal] = mapped_column(Amount(), default=Decimal(0))
     fee_currency: Mapped[str | None] = mapped_column(String(30))
     status: Mapped[str | None] = mapped_column(String(20))
     txid: Mapped[str | None] = mapped_column(String(200))
@@ -497,9 +566,9 @@ class Ticker(Base):
     exchange_id: Mapped[str] = mapped_column(String(EXCHANGE_ID_MAX), primary_key=True)
     source: Mapped[str] = mapped_column(String(SOURCE_MAX), primary_key=True, default=_default_source)
     symbol: Mapped[str] = mapped_column(String(50), primary_key=True)
-    last: Mapped[float | None] = mapped_column(Double)
-    bid: Mapped[float | None] = mapped_column(Double)
-    ask: Mapped[float | None] = mapped_column(Double)
+    last: Mapped[Decimal | None] = mapped_column(Amount())
+    bid: Mapped[Decimal | None] = mapped_column(Amount())
+    ask: Mapped[Decimal | None] = mapped_column(Amount())
     timestamp: Mapped[int | None] = mapped_column(BigInteger)
     fetched_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -514,8 +583,8 @@ class Candle(Base):
     symbol: Mapped[str] = mapped_column(String(50), primary_key=True)
     timeframe: Mapped[str] = mapped_column(String(5), primary_key=True)
     timestamp: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    open: Mapped[float] = mapped_column(Double)
-    high: Mapped[float] = mapped_column(Double)
-    low: Mapped[float] = mapped_column(Double)
-    close: Mapped[float] = mapped_column(Double)
-    volume: Mapped[float | None] = mapped_column(Double)
+    open: Mapped[Decimal] = mapped_column(Amount())
+    high: Mapped[Decimal] = mapped_column(Amount())
+    low: Mapped[Decimal] = mapped_column(Amount())
+    close: Mapped[Decimal] = mapped_column(Amount())
+    volume: Mapped[Decimal | None] = mapped_column(Amount())
