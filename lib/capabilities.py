@@ -171,6 +171,14 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         # https://bybit-exchange.github.io/docs/v5/asset/withdraw/withdraw-record : 30-day window, 50 per page
         "withdrawals": {"window_days": 30, "limit": 50, "newest_first": True},
     },
+    "bitunix": {
+        # https://openapidoc.bitunix.com/doc/trade/get_history_trades.html : "sort by create time desc",
+        # "limit: Maximum: 100, default: 10" (so the page size is sent), startTime/endTime; no
+        # longest window or retention is documented (walked from the default look-back, shown unknown)
+        "trades": {"limit": 100, "newest_first": True},
+        # https://openapidoc.bitunix.com/doc/trade/get_history_orders.html : the same rules
+        "orders": {"limit": 100, "newest_first": True},
+    },
     "kucoin": {
         # https://www.kucoin.com/docs/rest/account/basic-info/get-account-list-spot-margin-trade_hf
         # the funding account is called "main"; ccxt's fetch_balance reads "trade" by default
