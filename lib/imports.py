@@ -245,8 +245,9 @@ def _fill(row: _Row, now: datetime) -> dict[str, Any]:
     if cost is not None and cost < 0:
         raise row.fail("cost", f"{cost} must not be negative.")
     if cost is None:
-        with localcontext(prec=2 * (INTEGER_DIGITS + DECIMALS)):  # the product exactly, then rounded
-            cost = (amount * price).quantize(Decimal(1).scaleb(-DECIMALS), ROUND_HALF_EVEN)
+        # the product exactly, rounded to the decimals kept, without the trailing zeros of the rounding
+        with localcontext(prec=2 * (INTEGER_DIGITS + DECIMALS)):
+            cost = (amount * price).quantize(Decimal(1).scaleb(-DECIMALS), ROUND_HALF_EVEN).normalize()
         problem = _out_of_range(cost)
         if problem is not None:
             raise row.fail("price", f"amount × price = {cost} {problem}")

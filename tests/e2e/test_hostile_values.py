@@ -61,6 +61,7 @@ SHOWN: dict[str, list[str]] = {
     "P&L": [COLOUR, FORMULA],
     "Sync": [HOSTILE],
     "Clients & keys": [HOSTILE],
+    "History imports": [HOSTILE],  # the connector picker: client and label as plain text
     "Users": [*USERNAMES.values(), LOCKED],
     "Audit log": list(USERNAMES.values()),
 }
