@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lib import prices, queries, rebuild, reports
@@ -44,10 +44,11 @@ UNITS_TOLERANCE = 1e-8
 RELATIVE_TOLERANCE = 1e-12
 #: the order rows are listed in: what needs a look first
 STATUS_ORDER = {"unbalanced": 0, "unknown": 1, "balanced": 2}
+#: ``cause``: the causes' sentences joined; ``causes``: (kind, sentence) pairs, kinds below
 ROW_COLUMNS = [
     "connector_id", "client_id", "client", "exchange_id", "label", "asset", "account_types", "status",
     "implied", "reported", "difference", "difference_usd", "taken_at", "first_divergence", "snapshots",
-    "cause",
+    "cause", "causes",
 ]
 #: the causes ``causes`` can name, as keys for tests and the JSON output
 PENDING, ACCOUNT_TYPE, MARKET, LOOKBACK, UNEXPLAINED = (
@@ -110,17 +111,17 @@ def _daily_snapshots(session: Session, viewer: Viewer, client_id: int | None,
 
 
 def _snapshots_between(session: Session, spans: pd.DataFrame) -> pd.DataFrame:
-    """Every snapshot of each connector in its span (after ``start``, up to ``end``, ms),
-    summed over account types."""
+    """Every snapshot of each connector in its span (after ``start``, up to ``end``, ms); the
+    account types are summed by ``_compare`` (exact amounts are never summed in SQL: SQLite
+    holds them as text)."""
     parts = []
     for row in spans.itertuples(index=False):
         start = datetime.fromtimestamp(row.start / 1000, UTC)
         end = datetime.fromtimestamp(row.end / 1000, UTC)
         query = (select(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset,
-                        func.sum(BalanceSnapshot.total).label("total"))
+                        BalanceSnapshot.total)
                  .where(BalanceSnapshot.connector_id == int(row.connector_id), BalanceSnapshot.taken_at > start,
-                        BalanceSnapshot.taken_at <= end)
-                 .group_by(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset))
+                        BalanceSnapshot.taken_at <= end))
         parts.append(pd.read_sql(query, session.connection()))
     found = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if found.empty:
@@ -180,8 +181,8 @@ def _amount(value: float) -> str:
     return f"{value:,.8f}".rstrip("0").rstrip(".")
 
 
-def causes(row: pd.Series, coverage: pd.DataFrame, pending: pd.DataFrame, first_snapshot: int | None) -> list[
-        tuple[str, str]]:
+def causes(row: pd.Series, coverage: pd.DataFrame, pending: pd.DataFrame, first_snapshot: int | None,
+           first_event: int | None, opening: bool) -> list[tuple[str, str]]:
     """The likely causes of one unbalanced row that the stored data can tell, as (key, sentence).
 
     - a transfer still pending whose amount (or all pending ones together) equals the
@@ -190,7 +191,8 @@ def causes(row: pd.Series, coverage: pd.DataFrame, pending: pd.DataFrame, first_
       are missing from the reported side;
     - an exchange read market by market where no walked market holds the asset;
     - a divergence from the connector's first snapshot where the exchange keeps history only
-      back to a date: older history could not be read;
+      back to a date and the account is older than that (the first sync booked opening
+      balances, or a stream kept longer holds older events): older history could not be read;
     - otherwise: the stored history does not explain it (a fill, transfer or ledger entry is
       missing or was changed).
     """
@@ -216,13 +218,15 @@ def causes(row: pd.Series, coverage: pd.DataFrame, pending: pd.DataFrame, first_
                       "walked; add its markets as extra symbols of the connector."))
     kept = [int(v) for v in streams.loc[streams["kind"] != "balance", "oldest_available"] if v is not None
             and not pd.isna(v)]
-    if kept and first_snapshot is not None and int(row["first_divergence"]) <= first_snapshot:
+    older = opening or (kept and first_event is not None and first_event < max(kept))
+    if kept and older and first_snapshot is not None and int(row["first_divergence"]) <= first_snapshot:
         found.append((LOOKBACK, f"the exchange keeps history only since {_day(max(kept))} and the difference "
                       "dates from the first sync: older history could not be read; import it from the "
                       "exchange's export."))
     if not found:
+        since = "" if pd.isna(row["last_ok"]) else f"after {_day(int(row['last_ok']))} and "
         found.append((UNEXPLAINED, f"the stored history does not explain it: a fill, transfer or ledger entry of "
-                      f"{asset} around {_day(int(row['first_divergence']))} is missing or was changed."))
+                      f"{asset} {since}before {_day(int(row['first_divergence']))} is missing or was changed."))
     return found
 
 
@@ -266,9 +270,13 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
         first_snapshot = snapshots.groupby("connector_id")["moment"].min()
         coverage = queries.coverage(db, viewer, client_id, connector_id)
         pending = rebuild.pending_transfers(db, ids)
-        summary["cause"] = [
-            "; ".join(text for _, text in causes(row, coverage, pending, first_snapshot.get(row["connector_id"])))
-            if row["status"] == "unbalanced" else "" for _, row in summary.iterrows()]
+        events = moves[moves["kind"] != "opening"].groupby("connector_id")["timestamp"].min()
+        opening = set(moves.loc[(moves["kind"] == "opening") & (moves["change"] != 0), "connector_id"])
+        found = [causes(row, coverage, pending, first_snapshot.get(row["connector_id"]),
+                        events.get(row["connector_id"]), row["connector_id"] in opening)
+                 if row["status"] == "unbalanced" else [] for _, row in summary.iterrows()]
+        summary["cause"] = ["; ".join(text for _, text in pairs) for pairs in found]
+        summary["causes"] = [tuple(pairs) for pairs in found]
         summary["difference_usd"] = _usd(db, viewer, summary, client_id, connector_id)
         types = _account_types(db, ids)
     names = connectors.set_index("id")[["client_id", "client", "exchange_id", "label"]]
@@ -285,10 +293,15 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
 def connector_status(session: Session, connector_id: int) -> tuple[Status, int]:
     """What a sync records for its connector: "unbalanced" with how many assets; else
     "unknown" when nothing can be compared or an asset has no history at all; else "balanced"."""
-    result = reconcile(SYSTEM, connector_id=connector_id, session=session)
-    unbalanced = result.count("unbalanced")
+    snapshots = _daily_snapshots(session, SYSTEM, None, connector_id)
+    if snapshots.empty:
+        return "unknown", 0
+    # the newest snapshot decides the status: no USD values, causes or first divergences needed
+    newest = snapshots[snapshots["moment"] == snapshots["moment"].max()]
+    summary = _summarise(_compare(rebuild.balance_moves(session, [connector_id]), newest))
+    unbalanced = int((summary["status"] == "unbalanced").sum())
     if unbalanced:
         return "unbalanced", unbalanced
-    if result.rows.empty or result.count("unknown"):
+    if summary.empty or (summary["status"] == "unknown").any():
         return "unknown", 0
     return "balanced", 0

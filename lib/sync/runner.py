@@ -26,7 +26,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from lib import audit, exchanges
+from lib import audit, exchanges, reconcile
 from lib.access import Role, Viewer
 from lib.connectors import connection_spec
 from lib.db import session_scope
@@ -187,14 +187,29 @@ async def _sync_job(job: Job, shared: Shared) -> ConnectorResult:
     )
 
 
+def _reconciliation(result: ConnectorResult) -> tuple[str | None, int]:
+    """After a successful sync, whether its history explains its balances (``lib.reconcile``,
+    in its own read-only unit of work); (None, 0) after a failed one, or when the check itself
+    fails (logged: the sync's own result still counts)."""
+    if not result.success:
+        return None, 0
+    try:
+        with session_scope() as session:
+            return reconcile.connector_status(session, result.connector_id)
+    except Exception:  # noqa: BLE001 - a faulty check must not lose the sync's result
+        log.exception("reconciliation of connector %s failed", result.connector_id)
+        return None, 0
+
+
 def _record(run_id: int, owner: str, result: ConnectorResult, attempted_at) -> None:  # noqa: ANN001
     """The connector's result row, its status fields and the lease release: one commit."""
+    status, unbalanced = _reconciliation(result)
     with session_scope() as session:
         session.add(SyncResult(
             run_id=run_id, connector_id=result.connector_id, success=result.success, balances=result.balances,
             new_trades=result.new_trades, new_transfers=result.new_transfers, open_orders=result.open_orders,
             positions=result.positions, requests=result.requests, duration_ms=result.duration_ms,
-            error=result.error))
+            error=result.error, reconciliation=status, unbalanced=unbalanced))
         values: dict[str, object] = {"last_attempt_at": attempted_at, "updated_at": Connector.updated_at,
                                      "lease_owner": None, "lease_until": None}
         if result.success:
