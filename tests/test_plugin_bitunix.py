@@ -8,9 +8,11 @@ theirs too. Bad keys give the same plain sentences as for ccxt's own exchanges a
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
+from urllib.request import urlopen
 
 import ccxt
 import pytest
@@ -126,3 +128,24 @@ def test_a_key_revoked_after_saving_marks_the_connector_with_the_same_sentence(b
     assert result.error == exchanges.describe_error(ccxt.AuthenticationError("bitunix"))
     with session_scope() as session:
         assert session.scalars(select(Connector)).one().exchange_id == "bitunix"
+
+
+def test_the_dialect_pages_as_documented(bitunix: Simulator) -> None:
+    """limit 1..100 (default 10), skip pages newest first, an unknown pair is 20001, and an
+    unsigned private request is refused."""
+    account = bitunix.accounts[0]
+    ex = exchanges.build_exchange(exchanges.ConnectionSpec("bitunix", account.credentials(), account.api_url))
+    ex.load_markets()
+    trades = ex.privateGetApiV1FuturesTradeGetHistoryTrades
+    rows = [t["tradeId"] for t in trades({})["data"]["tradeList"]]
+    assert len(rows) == 10
+    paged = [t["tradeId"] for skip in range(0, 30, 7)
+             for t in trades({"skip": skip, "limit": 7})["data"]["tradeList"]]
+    truth = [f["id"] for f in sorted(bitunix.truth(account.id).fills, key=lambda f: (f["timestamp"], int(f["id"])))]
+    assert paged == truth[::-1][:len(paged)] and rows == paged[:10]
+    with pytest.raises(ccxt.BadRequest):
+        trades({"limit": 101})
+    with pytest.raises(ccxt.BadSymbol):
+        trades({"symbol": "XYZUSDT"})
+    with urlopen(f"{account.api_url}/api/v1/futures/account?marginCoin=USDT") as answer:  # no headers at all
+        assert json.load(answer)["code"] == 10003
