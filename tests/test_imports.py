@@ -242,6 +242,8 @@ def test_cli_imports_and_refuses_in_one_line(connector_id, database_url, tmp_pat
         "rows": 3, "new_rows": 3, "previous_import_id": None}
     code, out, _ = cli(capsys, "import", "fills", "--connector", str(connector_id), str(good))
     assert code == 0 and "0 new" in out
+    code, out, _ = cli(capsys, "connector", "coverage", str(connector_id))
+    assert code == 0 and "Fills imported from CSV" in out and "2023-01-05 – 2023-01-07" in out
     with session_scope() as session:
         actors = session.scalars(select(AuditEvent.actor).where(AuditEvent.action == "history.imported.fills")).all()
     assert actors == ["system", "system"]

@@ -30,7 +30,7 @@ def _read(path: Path) -> bytes:
     """The file's bytes, read no further than the import limit (a device or a huge file is refused)."""
     try:
         if not path.is_file():
-            raise CommandError(f"{path.name or path}: no such file.")
+            raise CommandError(f"{path.name or path}: {'not a file' if path.exists() else 'no such file'}.")
         with path.open("rb") as handle:
             return handle.read(imports.MAX_BYTES + 1)
     except OSError as error:

@@ -17,7 +17,6 @@ from lib.ui.format import MISSING, datetime_column, literal, visible
 from lib.validation import ValidationError
 
 KIND_LABELS = {"fills": "Fills", "transfers": "Deposits & withdrawals"}
-RESULT_KEY = "history_import_result"
 
 
 def _connector_names(viewer: Viewer) -> dict[int, str]:
@@ -49,8 +48,6 @@ def import_form(viewer: Viewer) -> None:
         _check(viewer, connector_id, kind, upload.getvalue())
     elif store:
         _import(viewer, connector_id, kind, upload.name, upload.getvalue())
-    if RESULT_KEY in st.session_state:
-        st.success(literal(st.session_state.pop(RESULT_KEY)), icon=":material/check_circle:")
 
 
 def _check(viewer: Viewer, connector_id: int, kind: imports.Kind, data: bytes) -> None:
@@ -75,8 +72,8 @@ def _import(viewer: Viewer, connector_id: int, kind: imports.Kind, filename: str
     except ValidationError as error:
         st.error(literal(error), icon=":material/error:")
         return
-    st.cache_data.clear()
-    st.session_state[RESULT_KEY] = result.message()
+    st.cache_data.clear()  # pages show the new rows at once
+    st.success(literal(result.message()), icon=":material/check_circle:")
 
 
 def past_imports(viewer: Viewer) -> None:
