@@ -179,6 +179,16 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         # https://openapidoc.bitunix.com/doc/trade/get_history_orders.html : the same rules
         "orders": {"limit": 100, "newest_first": True},
     },
+    "bitmart": {
+        # the plug-in's features give the page sizes; what it cannot say is the page order:
+        # https://developer-pro.bitmart.com/en/spot/#account-trade-list-v4-signed and
+        # #account-orders-v4-signed answer newest first within startTime/endTime
+        "trades": {"newest_first": True},
+        "orders": {"newest_first": True},
+        # #get-deposit-and-withdraw-history-keyed (v2): "N" 1..100, newest first
+        "deposits": {"limit": 100, "newest_first": True},
+        "withdrawals": {"limit": 100, "newest_first": True},
+    },
     "kucoin": {
         # https://www.kucoin.com/docs/rest/account/basic-info/get-account-list-spot-margin-trade_hf
         # the funding account is called "main"; ccxt's fetch_balance reads "trade" by default

@@ -26,7 +26,7 @@ from lib.sync import markets, sync_connectors
 from tests.sync_helpers import add_connectors, differences
 from tests.test_sync_faults import _saved_minutes_ago, _worker
 
-DIALECTS = ("binance", "okx", "cryptocom", "bybit")
+DIALECTS = ("binance", "okx", "cryptocom", "bybit", "bitmart")
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +129,7 @@ def test_history_older_than_the_exchange_keeps_is_told_not_fetched(database_url:
         simulator.stop()
 
 
-@pytest.mark.parametrize("dialect", ("cryptocom", "bybit"))
+@pytest.mark.parametrize("dialect", ("cryptocom", "bybit", "bitmart"))
 def test_worker_killed_mid_walk_resumes_at_its_last_committed_window(database_url: str, dialect: str) -> None:
     """SIGKILL while the first walk is under way (the worker runs at the exchange's real
     rate limit); the next sync goes on from the committed windows and ends equal to the truth."""

@@ -24,7 +24,7 @@ from lib.simulator.market import DAY_MS, MARKETS, SATS, PriceBook, to_float
 
 #: every dialect the simulator speaks; without an explicit list, accounts alternate between the
 #: first two (the demo's exchanges)
-DIALECTS = ("binance", "okx", "cryptocom", "bybit", "bitunix")
+DIALECTS = ("binance", "okx", "cryptocom", "bybit", "bitunix", "bitmart")
 DEFAULT_DIALECTS = ("binance", "okx")
 #: (swap symbol, signed contracts (scaled by account index / 2), days before the history's end it was entered)
 DEMO_POSITIONS = (("BTC/USDT:USDT", 40.0, 6), ("ETH/USDT:USDT", -25.0, 2))
@@ -79,6 +79,8 @@ class SimAccount:
     secret: str = field(repr=False)
     password: str | None = field(default=None, repr=False)
     base_url: str = ""
+    #: ccxt's ``uid`` where the exchange signs with one (BitMart's memo)
+    uid: str | None = field(default=None, repr=False)
 
     @property
     def api_url(self) -> str:
@@ -89,6 +91,8 @@ class SimAccount:
         creds = {"apiKey": self.api_key, "secret": self.secret}
         if self.password is not None:
             creds["password"] = self.password
+        if self.uid is not None:
+            creds["uid"] = self.uid
         return creds
 
 
@@ -102,6 +106,9 @@ def make_account(seed: int, index: int, dialect: str) -> SimAccount:
         uuid = f"{key[:8]}-{key[8:12]}-{key[12:16]}-{key[16:20]}-{key[20:32]}"
         password = "Sim-" + _derive(seed, index, "passphrase")[:12]
         return SimAccount(f"okx-{index}", index, dialect, uuid, secret[:32].upper(), password)
+    if dialect == "bitmart":
+        memo = "sim-" + _derive(seed, index, "memo")[:10]
+        return SimAccount(f"bitmart-{index}", index, dialect, key, secret, uid=memo)
     return SimAccount(f"{dialect}-{index}", index, dialect, key, secret)
 
 

@@ -43,9 +43,10 @@ FEES = {
     "okx": FeeSchedule(maker_ppm=800, taker_ppm=1000),
     "cryptocom": FeeSchedule(maker_ppm=750, taker_ppm=750),
     "bybit": FeeSchedule(maker_ppm=1000, taker_ppm=1000),
+    "bitmart": FeeSchedule(maker_ppm=1000, taker_ppm=1000),
 }
 #: dialects with a second account type that ccxt's fetch_balance({"type": "funding"}) reads
-FUNDING_DIALECTS = ("binance", "okx", "bybit")
+FUNDING_DIALECTS = ("binance", "okx", "bybit", "bitmart")
 SYMBOL_WEIGHTS = np.array([0.35, 0.25, 0.15, 0.15, 0.10])
 WITHDRAW_FEES = {"USDT": SATS, "BTC": 20_000, "ETH": 200_000, "BNB": 500_000, "SOL": 1_000_000, "OKB": 5_000_000,
                  "TKN": 10 * SATS}

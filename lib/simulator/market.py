@@ -59,6 +59,7 @@ DIALECT_SYMBOLS: dict[str, tuple[str, ...]] = {
     "okx": ("BTC/USDT", "ETH/USDT", "SOL/USDT", "OKB/USDT", "ETH/BTC"),
     "cryptocom": ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "ETH/BTC"),
     "bybit": ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "ETH/BTC"),
+    "bitmart": ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "ETH/BTC"),
 }
 #: a client's own token: listed on both dialects, never touched by generated histories, so
 #: tests can trade it on purpose (``World.trade``) and know it appears nowhere else

@@ -18,13 +18,13 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from lib.simulator import binance, bitunix, bybit, cryptocom, okx
+from lib.simulator import binance, bitmart, bitunix, bybit, cryptocom, okx
 from lib.simulator.accounts import GroundTruth, SimAccount, SimulatorConfig, World, now_ms
 from lib.simulator.faults import Faults
 from lib.simulator.protocol import Call, Reply
 
 DIALECT_MODULES: dict[str, ModuleType] = {"binance": binance, "okx": okx, "cryptocom": cryptocom, "bybit": bybit,
-                                        "bitunix": bitunix}
+                                        "bitunix": bitunix, "bitmart": bitmart}
 
 
 def is_loopback(remote: str | None) -> bool:
