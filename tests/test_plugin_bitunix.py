@@ -149,3 +149,14 @@ def test_the_dialect_pages_as_documented(bitunix: Simulator) -> None:
         trades({"symbol": "XYZUSDT"})
     with urlopen(f"{account.api_url}/api/v1/futures/account?marginCoin=USDT") as answer:  # no headers at all
         assert json.load(answer)["code"] == 10003
+
+
+def test_a_cut_off_answer_is_a_bad_response_not_an_empty_page(bitunix: Simulator) -> None:
+    account = bitunix.accounts[0]
+    ex = exchanges.build_exchange(exchanges.ConnectionSpec("bitunix", account.credentials(), account.api_url))
+    ex.load_markets()
+    assert ex.fetch_my_trades(limit=100)
+    bitunix.faults.set(rate=1.0, kinds=("malformed",), path="get_history_trades")
+    with pytest.raises(ccxt.BadResponse):
+        ex.fetch_my_trades(limit=100)
+    assert exchanges.is_retryable(ccxt.BadResponse("bitunix"))

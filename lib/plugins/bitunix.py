@@ -146,8 +146,15 @@ class Bitunix:
 
     def handle_errors(self, code: int, reason: str, url: str, method: str, headers: Any, body: str,
                       response: Any, request_headers: Any, request_body: Any) -> None:
-        """Every answer is ``{"code": 0, "data": ..., "msg": ...}``; any other code is an error."""
+        """Every answer is ``{"code": 0, "data": ..., "msg": ...}``; any other code is an error.
+
+        A successful HTTP answer without that envelope (cut-off or not JSON) is a ``BadResponse``,
+        never an empty page: ccxt would hand its text to the parser, which finds no rows in it.
+        Other statuses without it are left to ccxt's HTTP status mapping.
+        """
         if not isinstance(response, dict) or "code" not in response:
+            if 200 <= int(code) < 300:
+                raise ccxt.BadResponse(f"{self.id} answered without its JSON envelope")
             return None
         error_code = self.safe_string(response, "code")
         if error_code == "0":
