@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     simulator = Simulator(config)
 
     def announce(url: str) -> None:
-        print(f"exchange simulator listening on {url} (dialects under /binance and /okx); "
+        served = ", ".join(f"/{d}" for d in dict.fromkeys(a.dialect for a in simulator.accounts))
+        print(f"exchange simulator listening on {url} (dialects under {served}); "
               f"credentials: GET {url}/_sim/accounts from loopback", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
