@@ -305,3 +305,22 @@ def connector_status(session: Session, connector_id: int) -> tuple[Status, int]:
     if summary.empty or (summary["status"] == "unknown").any():
         return "unknown", 0
     return "balanced", 0
+
+
+#: ``moves_around``: one balance change of the asset with the implied balance after it
+AROUND_COLUMNS = ["timestamp", "kind", "change", "balance"]
+
+
+def moves_around(viewer: Viewer, connector_id: int, asset: str, start_ms: int, end_ms: int,
+                 session: Session | None = None) -> pd.DataFrame:
+    """The history's changes of one asset of one connector in [start, end) with the balance
+    implied after each: where to look for a missing or wrong fill or transfer. Empty for a
+    connector outside the viewer's scope."""
+    with _session(session) as db:
+        if not queries.connector_ids(db, viewer, connector_id=connector_id):
+            return pd.DataFrame(columns=AROUND_COLUMNS)
+        moves = rebuild.balance_moves(db, [connector_id])
+    moves = moves[moves["asset"] == asset]
+    moves = moves.assign(balance=moves["change"].cumsum())
+    inside = moves[(moves["timestamp"] >= start_ms) & (moves["timestamp"] < end_ms)]
+    return inside[AROUND_COLUMNS].reset_index(drop=True)

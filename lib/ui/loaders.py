@@ -14,12 +14,13 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
 
-from lib import queries, reports
+from lib import equity, queries, reconcile, reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
 from lib.settings import get_settings
@@ -143,24 +144,25 @@ def coverage(viewer: Viewer, client_id: int | None = None,
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _value_changes(scope: Scope, client_id: int | None, key: tuple[str, str]) -> dict[str, dict[str, float | None]]:
-    return reports.value_changes(viewer_of(scope), client_id)
+def _value_changes(scope: Scope, client_id: int | None, key: tuple[str, str]) -> dict[str, dict[str, object]]:
+    return equity.value_changes(viewer_of(scope), client_id)
 
 
-def value_changes(viewer: Viewer, client_id: int | None = None) -> dict[str, dict[str, float | None]]:
+def value_changes(viewer: Viewer, client_id: int | None = None) -> dict[str, dict[str, object]]:
     return _value_changes(scope_of(viewer), client_id, _key())
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _equity(scope: Scope, client_id: int | None, connector_id: int | None, start: date | None, end: date | None,
-            key: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+            key: tuple[str, str]) -> equity.EquityCurve:
     start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
     end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    return reports.equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at)
+    return equity.equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at)
 
 
 def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
-                 start: date | None = None, end: date | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 start: date | None = None, end: date | None = None) -> equity.EquityCurve:
+    """Rebuilt from the first event (lib.equity); ``start``/``end`` are UTC days, both included."""
     return _equity(scope_of(viewer), client_id, connector_id, start, end, _key())
 
 
@@ -303,3 +305,49 @@ def pnl(viewer: Viewer, client_id: int | None = None, connector_id: int | None =
         start: date | None = None, end: date | None = None, pool: str = "scope") -> reports.PnlSummary:
     """The compact P&L (totals, per asset, daily realized, warnings) for one scope and method."""
     return _pnl(scope_of(viewer), client_id, connector_id, method, start, end, pool, _key())
+
+
+# --------------------------------------------------------------------------- reconciliation
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _reconciliation(scope: Scope, client_id: int | None, key: tuple[str, str]) -> reconcile.Reconciliation:
+    return reconcile.reconcile(viewer_of(scope), client_id)
+
+
+def reconciliation(viewer: Viewer, client_id: int | None = None) -> reconcile.Reconciliation:
+    """Every (connector, asset) in scope: balanced, unbalanced (with causes) or unknown."""
+    return _reconciliation(scope_of(viewer), client_id, _key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _moves_around(scope: Scope, connector_id: int, asset: str, start_ms: int, end_ms: int,
+                  key: tuple[str, str]) -> pd.DataFrame:
+    return reconcile.moves_around(viewer_of(scope), connector_id, asset, start_ms, end_ms)
+
+
+def moves_around(viewer: Viewer, connector_id: int, asset: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """One asset's history changes in a window, with the balance they imply after each."""
+    return _moves_around(scope_of(viewer), connector_id, asset, start_ms, end_ms, _key())
+
+
+@dataclass(frozen=True)
+class LinkedFilters:
+    """Filters another page passed in the URL (``?connector=ID&start=YYYY-MM-DD&end=YYYY-MM-DD``)."""
+
+    connector_id: int | None = None
+    dates: tuple[date, ...] = ()
+
+
+def linked_filters(params: dict[str, str], connector_ids: set[int]) -> LinkedFilters:
+    """The URL's filters where they name a connector in scope and valid dates; anything else
+    (a hand-edited or foreign link) is ignored rather than an error."""
+    connector = params.get("connector", "")
+    connector_id = int(connector) if connector.isdigit() and int(connector) in connector_ids else None
+    dates = []
+    for name in ("start", "end"):
+        try:
+            dates.append(date.fromisoformat(params.get(name, "")))
+        except ValueError:
+            break
+    return LinkedFilters(connector_id, tuple(dates) if len(dates) < 2 or dates[0] <= dates[1] else ())

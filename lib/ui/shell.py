@@ -20,6 +20,7 @@ PAGES: list[tuple[str, str, str, str, tuple[Role, ...]]] = [
     ("Portfolio", "pages/portfolio/trades.py", "Trades", ":material/swap_horiz:", tuple(Role)),
     ("Portfolio", "pages/portfolio/orders.py", "Orders & positions", ":material/list_alt:", tuple(Role)),
     ("Portfolio", "pages/portfolio/pnl.py", "P&L", ":material/query_stats:", tuple(Role)),
+    ("Portfolio", "pages/portfolio/reconciliation.py", "Reconciliation", ":material/rule:", tuple(Role)),
     ("Operations", "pages/operations/sync.py", "Sync", ":material/sync:", tuple(Role)),
     ("Admin", "pages/admin/clients.py", "Clients & keys", ":material/key:", (Role.ADMIN,)),
     ("Admin", "pages/admin/imports.py", "History imports", ":material/upload_file:", (Role.ADMIN,)),

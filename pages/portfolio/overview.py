@@ -1,5 +1,7 @@
 """Overview: total value and its change, allocation, top holdings, connector health."""
 
+from datetime import UTC, datetime, timedelta
+
 import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
@@ -11,6 +13,9 @@ from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
 from lib.ui.demo import load_demo_button
 from lib.ui.shell import selected_client_id
+
+#: the Overview's equity curve: the last this many days (the demo's whole history)
+EQUITY_DAYS = 90
 
 viewer = current_viewer()
 client_id = selected_client_id(viewer)
@@ -62,13 +67,42 @@ for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
         f"Change {window}",
         fmt.money(change["change"], signed=True) if change["change"] is not None else "—",
         delta=fmt.percent(change["pct"]) if change["pct"] is not None else None,
-        help="From the balance snapshots of the same accounts at both ends; — when no snapshot is that old."
-        + (f" {change['left_out']} account(s) with no snapshot that old are left out." if change["left_out"] else ""),
+        help="From the balances the synced history implies at both ends, for the same accounts; — when no "
+        "history is that old." + (f" {change['left_out']} account(s) whose history starts later are left out."
+                                  if change["left_out"] else "")
+        + (" No candle that old for " + ", ".join(map(fmt.literal, change["unpriced"]))
+           + ": valued at today's price, so only its quantity change counts." if change.get("unpriced") else ""),
     )
 
 if report.unpriced:
     st.warning("Unpriced (no ticker or candle to value them; left out of the totals): "
                + ", ".join(map(fmt.literal, report.unpriced)), icon=":material/help:")
+
+with loaders.plain_errors("equity curve"):
+    drawn = loaders.equity_curve(viewer, client_id, start=datetime.now(UTC).date() - timedelta(days=EQUITY_DAYS - 1))
+if drawn.empty:
+    st.info("No fills, transfers or opening balances synced yet, so there is no value over time to draw.")
+else:
+    st.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
+                    width="stretch")
+    st.caption(f"Last {EQUITY_DAYS} days, rebuilt from the synced history (first event: "
+               f"{fmt.moment(drawn.first_event)}) and valued with daily candles; dots are balance snapshots, "
+               "crosses snapshots the history does not explain. Any window: P&L page.")
+    if not drawn.unpriced.empty:
+        st.warning("No candle to value " + ", ".join(
+            f"{fmt.literal(r.asset)} ({r.points} point(s), {r.first:%Y-%m-%d} to {r.last:%Y-%m-%d})"
+            for r in drawn.unpriced.itertuples()) + "; left out of those points' totals.", icon=":material/help:")
+
+with loaders.plain_errors("reconciliation"):
+    reconciliation = loaders.reconciliation(viewer, client_id)
+if reconciliation.unbalanced_accounts:
+    st.warning(f"{reconciliation.unbalanced_accounts} account(s) report balances their synced history does not "
+               f"explain ({reconciliation.count('unbalanced')} asset(s)): see Portfolio › Reconciliation.",
+               icon=":material/rule:")
+elif not reconciliation.rows.empty:
+    st.caption("Reconciliation: the synced history explains every account's reported balances"
+               + (f" ({reconciliation.count('unknown')} asset(s) have no history)." if reconciliation.count(
+                   "unknown") else "."))
 
 if report.empty:
     st.info("No balances synced yet for this scope; they appear after the first successful sync.")
@@ -87,7 +121,7 @@ else:
     holdings["share"] = holdings["usd"] / report.total_usd if report.total_usd else None
     st.subheader("Top holdings")
     st.dataframe(
-        pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible), "Quantity": holdings["quantity"].map(fmt.quantity),
+        pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible), "Quantity": fmt.exact_columns(holdings, ["quantity"])["quantity"],
                       "USD value": holdings["usd"].map(fmt.money), "Share": holdings["share"].map(
                           lambda v: fmt.percent(v, signed=False))}),
         hide_index=True, width="stretch", column_config=fmt.numbers_right("Quantity", "USD value", "Share"),

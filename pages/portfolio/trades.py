@@ -43,15 +43,17 @@ if connectors.empty:
     st.stop()
 
 names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
+linked = loaders.linked_filters(st.query_params.to_dict(), set(names))  # ?connector=&start=&end= (Reconciliation)
 first, second, third, fourth = st.columns([3, 2, 1, 2])
 connector_id = first.selectbox("Account", [None, *names], format_func=lambda c: "All accounts" if c is None
-                               else names[c])
+                               else names[c], index=[None, *names].index(linked.connector_id))
 with loaders.plain_errors("symbols"):
     symbols = loaders.fill_symbols(viewer, client_id, connector_id)
 symbol = second.selectbox("Symbol", [None, *symbols], format_func=lambda s: "All symbols" if s is None
                          else fmt.visible(s))
 side = third.selectbox("Side", [None, "buy", "sell"], format_func=lambda s: "Both" if s is None else s)
-dates = fourth.date_input("Dates (UTC)", value=(), help="Leave empty for all dates; one day picks that day on.")
+dates = fourth.date_input("Dates (UTC)", value=linked.dates,
+                          help="Leave empty for all dates; one day picks that day on.")
 start = dates[0] if len(dates) > 0 else None
 end = dates[1] if len(dates) > 1 else None
 filters = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "side": side,

@@ -1,0 +1,115 @@
+"""Reconciliation: does the synced history explain every balance the exchanges reported?
+
+Per account and asset (account types summed), the balance the stored history implies against
+every stored balance snapshot (lib.reconcile): unbalanced rows first, with the difference in
+units and USD, the first snapshot of the divergence, the causes the product can tell, and the
+asset's history around that date. Client users see their own clients only (the loaders scope
+every read)."""
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from lib.ui import format as fmt
+from lib.ui import loaders
+from lib.ui.auth import current_viewer
+from lib.ui.shell import selected_client_id
+
+STATUS_LABELS = {"unbalanced": "Unbalanced", "unknown": "Unknown", "balanced": "Balanced"}
+#: how far before the first divergence the asset's history is listed (the last balanced
+#: snapshot may be older; then from there)
+LOOK_BEFORE = timedelta(days=7)
+COLUMNS = {
+    **fmt.numbers_right("Reported", "Implied by history", "Difference", "Difference (USD)"),
+    "First divergence": fmt.datetime_column("First divergence"),
+    "Newest snapshot": fmt.datetime_column("Newest snapshot"),
+    "Cause": st.column_config.TextColumn("Cause", width="large"),
+}
+
+viewer = current_viewer()
+client_id = selected_client_id(viewer)
+
+st.title("Reconciliation")
+st.caption("For each account and asset: the balance the stored history implies (opening balance + fills − fees "
+           "+ deposits − withdrawals − withdrawal fees + ledger income such as funding and interest) against each "
+           "balance the exchange reported, summed over the account types read. Balanced means equal within "
+           "0.00000001 units.")
+
+with loaders.plain_errors("reconciliation"):
+    result = loaders.reconciliation(viewer, client_id)
+
+for name in result.unsynced:
+    st.info(fmt.literal(f"{name}: no balance has been read yet, so there is nothing to reconcile."),
+            icon=":material/hourglass_empty:")
+rows = result.rows
+if rows.empty:
+    st.info("No balances to reconcile in this scope yet: they appear after a connector's first successful sync.")
+    st.stop()
+
+unbalanced, unknown, balanced = (result.count(s) for s in ("unbalanced", "unknown", "balanced"))
+first, second, third, fourth = st.columns(4)
+first.metric("Unbalanced", unbalanced, help="Assets whose newest reported balance the history does not explain.")
+second.metric("Accounts unbalanced", result.unbalanced_accounts)
+third.metric("Unknown", unknown, help="Assets the product holds no history for at all.")
+fourth.metric("Balanced", balanced)
+if unbalanced == 0 and unknown == 0:
+    st.success("The stored history explains every reported balance in this scope.", icon=":material/check_circle:")
+
+show_balanced = st.toggle("Show balanced rows", value=unbalanced + unknown == 0)
+shown = rows if show_balanced else rows[rows["status"] != "balanced"]
+if shown.empty:
+    st.info("Nothing to show with these settings.")
+else:
+    st.dataframe(pd.DataFrame({
+        "Status": shown["status"].map(STATUS_LABELS),
+        "Client": shown["client"].map(fmt.visible),
+        "Account": (shown["exchange_id"] + " / " + shown["label"]).map(fmt.visible),
+        "Asset": shown["asset"].map(fmt.visible),
+        "Account types": fmt.text(shown["account_types"].where(shown["account_types"] != ""), fmt.visible),
+        "Reported": shown["reported"].map(fmt.quantity),
+        "Implied by history": shown["implied"].map(fmt.quantity),
+        "Difference": [fmt.MISSING if status == "unknown" else fmt.quantity(value)
+                       for status, value in zip(shown["status"], shown["difference"], strict=True)],
+        "Difference (USD)": [fmt.MISSING if status == "unknown" else fmt.money(value, signed=True)
+                             for status, value in zip(shown["status"], shown["difference_usd"], strict=True)],
+        "First divergence": shown["first_divergence"],
+        "Newest snapshot": shown["taken_at"],
+        "Cause": [fmt.visible(cause) if cause else ("no history of this asset" if status == "unknown" else "")
+                  for status, cause in zip(shown["status"], shown["cause"], strict=True)],
+    }), hide_index=True, width="stretch", column_config=COLUMNS)
+
+findings = rows[rows["status"] == "unbalanced"]
+if findings.empty:
+    st.stop()
+
+st.subheader("Where to look")
+labels = {i: fmt.visible(f"{r.asset} · {r.client} · {r.exchange_id} / {r.label}")
+          for i, r in zip(findings.index, findings.itertuples(), strict=True)}
+picked = findings.loc[st.selectbox("Unbalanced asset", list(labels), format_func=labels.get)]
+since = pd.Timestamp(picked["first_divergence"])
+for _, sentence in picked["causes"]:
+    st.warning(fmt.literal(sentence[:1].upper() + sentence[1:]), icon=":material/troubleshoot:")
+start, end = since - LOOK_BEFORE, since + timedelta(days=1)
+with loaders.plain_errors("history of this asset"):
+    around = loaders.moves_around(viewer, int(picked["connector_id"]), str(picked["asset"]),
+                                  int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+st.caption(fmt.literal(f"{picked['asset']}: every change the history holds from {start:%Y-%m-%d} to {end:%Y-%m-%d} "
+                       f"(UTC), with the balance it implies after each; the first divergent snapshot was taken "
+                       f"{fmt.moment(since)}."))
+if around.empty:
+    st.info("The history holds no change of this asset in that window: a missing fill or transfer would be here.")
+else:
+    st.dataframe(pd.DataFrame({
+        "Time (UTC)": fmt.ms_to_datetime(around["timestamp"]), "Kind": around["kind"],
+        "Change": around["change"].map(fmt.quantity), "Implied balance after": around["balance"].map(fmt.quantity),
+    }), hide_index=True, width="stretch", column_config={
+        "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
+        **fmt.numbers_right("Change", "Implied balance after")})
+link = {"connector": str(int(picked["connector_id"])), "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
+try:
+    st.page_link("pages/portfolio/trades.py", label="This account's fills in that window", icon=":material/swap_horiz:",
+                 query_params=link)
+except StreamlitAPIException:  # the page runs outside app.py's navigation (a bare script run)
+    st.caption(f"See Portfolio › Trades for this account from {link['start']} to {link['end']}.")
