@@ -193,9 +193,9 @@ def ticker(call: Call) -> Any:
 
 
 def klines(call: Call) -> Any:
-    """"Get History K-Line (V3)": ``before``/``after`` in seconds (data before / after that time),
-    ``step`` in minutes (default 1), ``limit`` up to 200 (default 100); oldest first, the
-    newest ``limit`` candles of the range."""
+    """"Get History K-Line (V3)": ``before``/``after`` in seconds ("data before / after this
+    time", so both exclusive), ``step`` in minutes (default 1), ``limit`` up to 200 (default
+    100); oldest first, the newest ``limit`` candles of the range."""
     params = _params(call)
     market = _market(params, required=True)
     assert market is not None
@@ -205,7 +205,7 @@ def klines(call: Call) -> Any:
     limit = _limit(params, "limit", 200, 100)
     tf = step * MINUTE_MS
     before, after = _int(params, "before"), _int(params, "after")
-    newest = min(call.now, before * 1000 if before is not None else call.now)
+    newest = min(call.now, before * 1000 - 1 if before is not None else call.now)
     last_open = newest // tf * tf
     first_open = last_open - (limit - 1) * tf
     if after is not None:
