@@ -146,6 +146,8 @@ class _Row:
             if required:
                 raise self.fail(column, "empty; a value is required.")
             return None
+        if value.isascii() and value.isprintable():  # the common case, which holds no invisible character
+            return value
         hidden = sorted({f"U+{ord(ch):04X}" for ch in value if is_invisible(ch)})
         if hidden:
             raise self.fail(column, f"holds control, zero-width or text-direction characters ({', '.join(hidden)}).")

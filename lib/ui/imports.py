@@ -45,9 +45,11 @@ def import_form(viewer: Viewer) -> None:
     if (check or store) and upload is None:
         st.error("Choose a CSV file first.")
     elif check:
-        _check(viewer, connector_id, kind, upload.getvalue())
+        with st.spinner("Checking every row…"):
+            _check(viewer, connector_id, kind, upload.getvalue())
     elif store:
-        _import(viewer, connector_id, kind, upload.name, upload.getvalue())
+        with st.spinner("Checking and importing every row…"):
+            _import(viewer, connector_id, kind, upload.name, upload.getvalue())
 
 
 def _check(viewer: Viewer, connector_id: int, kind: imports.Kind, data: bytes) -> None:
