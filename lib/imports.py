@@ -200,7 +200,9 @@ def _out_of_range(number: Decimal) -> str | None:
     """Why the columns cannot hold ``number`` exactly (None when they can); trailing zeros are no decimals."""
     if number == 0:
         return None
-    decimals = -int(number.normalize().as_tuple().exponent)
+    _sign, digits, exponent = number.as_tuple()
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    decimals = -int(exponent) - zeros  # from the digits, not normalize(): that rounds to 28 digits
     if decimals > DECIMALS:
         return f"has {decimals} decimals; at most {DECIMALS} are stored."
     if number.adjusted() >= INTEGER_DIGITS:

@@ -26,7 +26,7 @@ FILLS_HEADER = "timestamp,symbol,side,amount,price,cost,fee_cost,fee_currency,tr
 FILLS = FILLS_HEADER + """
 2023-01-05T10:00:00Z,BTC/USDT,buy,0.5,16800.12,,8.40006,USDT,t-1,o-1,taker
 1672999200000,BTC/USDT,sell,0.123456789012345678,17000,,0,,t-2,,maker
-2023-01-07T12:30:00+00:00,ETH/BTC,buy,123456789012.12345678,0.07,8641975230.8486419746,0.001,ETH,t-3,o-3,
+2023-01-07T12:30:00+00:00,ETH/BTC,buy,123456789012.12345678,0.070000000000000001,8641975230.8486419746,0.001,ETH,t-3,o-3,
 """
 TRANSFERS = """timestamp,type,currency,amount,fee_cost,fee_currency,transfer_id,txid,status
 2023-01-01T00:00:00Z,deposit,USDT,10000.5,0,,d-1,0xabc,ok
@@ -65,8 +65,9 @@ def test_good_fills_are_stored_exactly_with_their_import(connector_id):
     assert Decimal(str(fills[0].cost)) == Decimal("8400.06")  # amount x price when cost is empty
     assert fills[1].fee_cost == 0 and fills[1].fee_currency is None and fills[1].order_id is None
     assert fills[1].timestamp == 1672999200000
-    assert (fills[1].amount, fills[2].amount, fills[2].cost) == (  # exact, as written
-        Decimal("0.123456789012345678"), Decimal("123456789012.12345678"), Decimal("8641975230.8486419746"))
+    assert (fills[1].amount, fills[2].amount, fills[2].price, fills[2].cost) == (  # exact, as written
+        Decimal("0.123456789012345678"), Decimal("123456789012.12345678"), Decimal("0.070000000000000001"),
+        Decimal("8641975230.8486419746"))
     with session_scope() as session:
         record = session.get(HistoryImport, result.import_id)
         assert (record.kind, record.filename, record.rows, record.new_rows, record.actor) == (
@@ -155,6 +156,8 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
     "not utc": (_with(_fill_line(timestamp="2023-01-05T10:00:00+01:00")), "is not UTC"),
     "too many decimals": (_with(_fill_line(amount="0.1234567890123456789")),
                           "Line 5, column amount: 0.1234567890123456789 has 19 decimals; at most 18"),
+    "too many decimals in 30 digits": (_with(_fill_line(amount="12345678901.1234567890123456789")),
+                                       "has 19 decimals"),
     "too many integer digits": (_with(_fill_line(price="123456789012345678901")), "more than 20 digits"),
     "exponent": (_with(_fill_line(amount="1e-3")), "Line 5, column amount: '1e-3' is not a decimal number"),
     "thousands separator": (_with(_fill_line(price='"1,000"')), "column price: '1,000' is not a decimal"),
