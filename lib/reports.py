@@ -1,7 +1,7 @@
 """The glue from scoped queries through prices to P&L: one place, used by pages and CLI.
 
 Pages and the CLI must show the same figures, so neither values or counts anything itself:
-they call ``balances_report``, ``value_changes``, ``equity_curve`` and ``pnl_report`` here.
+they call ``balances_report`` and ``pnl_report`` here (and ``lib.equity`` for value over time).
 Unpriced assets stay NaN (never 0) and are listed, as PNL.md requires.
 """
 
@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,103 +150,23 @@ def balances_report(viewer: Viewer, client_id: int | None = None, connector_id: 
     return BalancesReport(rows.reset_index(drop=True), unpriced, float(rows["usd"].sum(skipna=True)))
 
 
-def _valued_at(frame: pd.DataFrame, series: dict[str, prices.Series], moments: pd.Series,
-               current: np.ndarray) -> pd.Series:
-    """USD value of each balance row (with ``source``) at ``moments``: its own source's candle
-    close then, else ``current``, the row's price today.
-
-    No other source's candles: a past value and today's then come from the same source, and a
-    change with no candle that old shows quantities only, never a jump between two hosts.
-    """
-    price = pd.Series(current, index=frame.index, dtype=float)
-    if series and not frame.empty:
-        then = prices.usd_at_sources(series, frame["source"], frame["asset"], moments.to_numpy(np.int64),
-                                     usd_like=usd_like(), others=False)
-        price = pd.Series(then, index=frame.index).fillna(price)
-    return frame["total"].astype(float) * price
-
-
-def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: SessionOrUrl = None,
-                  now: datetime | None = None) -> dict[str, dict[str, float | None]]:
-    """Total value now and 24 h / 7 d / 30 d ago, from the balance snapshots at those times.
-
-    A change compares the same accounts at both ends: an account with no snapshot that old
-    is left out of that window (``left_out`` counts them) rather than counted as new value.
-    A past value uses each asset's candle close at that time and falls back to today's mark
-    when no candle exists (so the change then reflects quantities only); None when no
-    snapshot is that old.
-    """
-    now = now or utcnow()
-    out: dict[str, dict[str, float | None]] = {}
-    with _session(session_or_url) as session:
-        current = balances_report(viewer, client_id, session_or_url=session)
-        value_now = current.total_usd
-        sources = queries.price_sources(session, viewer, client_id)
-        past = {name: _with_sources(queries.balances(session, viewer, client_id, at=now - delta), sources)
-                for name, delta in CHANGE_WINDOWS.items()}
-        marks = current_marks(session, viewer, pd.concat([frame[["source", "asset"]] for frame in past.values()]),
-                              client_id)
-        series = prices.source_series(queries.candles(
-            session, viewer, client_id, start_ms=_ms(now - max(CHANGE_WINDOWS.values()) - timedelta(days=2))))
-    for name, delta in CHANGE_WINDOWS.items():
-        then = past[name]
-        if then.empty:
-            out[name] = {"value": None, "change": None, "pct": None, "left_out": 0}
-            continue
-        moment = pd.Series(_ms(now - delta), index=then.index)
-        today, _ = prices.own_marks(marks, list(then["source"]), list(then["asset"]), usd_like=usd_like())
-        value = float(_valued_at(then, series, moment, today).sum(skipna=True))
-        compared = current.rows["connector_id"].isin(then["connector_id"].unique())
-        change = float(current.rows.loc[compared, "usd"].sum(skipna=True)) - value
-        out[name] = {"value": value, "change": change, "pct": change / value if value else None,
-                     "left_out": int(current.rows.loc[~compared, "connector_id"].nunique())}
-    out["now"] = {"value": value_now, "change": None, "pct": None}
-    return out
-
-
-def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
-                 start: datetime | None = None, end: datetime | None = None,
-                 session_or_url: SessionOrUrl = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(curve: time, usd; transfers: time, type, currency, amount, usd) for the chart.
-
-    The curve is the sum over connectors of each one's last snapshot per day (per hour for
-    windows up to a week), carried forward until its next snapshot.
-    """
-    end = end or utcnow()
-    start = start or end - timedelta(days=90)
-    bucket: queries.Bucket = "hour" if end - start <= timedelta(days=7) else "day"
-    with _session(session_or_url) as session:
-        sources = queries.price_sources(session, viewer, client_id, connector_id)
-        history = queries.balance_history(session, viewer, client_id, connector_id, since=start, bucket=bucket)
-        history = history[history["taken_at"] <= pd.Timestamp(end)] if not history.empty else history
-        history = _with_sources(history, sources)
-        moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, _ms(start), _ms(end)),
-                              sources)
-        marks = current_marks(session, viewer, pd.concat([history[["source", "asset"]], moves[["source", "currency"]]
-                                                          .rename(columns={"currency": "asset"})]),
-                              client_id, connector_id)
-        series = prices.source_series(queries.candles(session, viewer, client_id, connector_id,
-                                                      start_ms=_ms(start - timedelta(days=2)), end_ms=_ms(end)))
-    curve = pd.DataFrame(columns=["time", "usd"])
-    if not history.empty:
-        today, _ = prices.own_marks(marks, list(history["source"]), list(history["asset"]), usd_like=usd_like())
-        history = history.assign(usd=_valued_at(history, series, _epoch_ms(history["taken_at"]), today))
-        per_connector = history.groupby(["taken_at", "connector_id"])["usd"].sum().unstack("connector_id")
-        frequency = "h" if bucket == "hour" else "D"
-        per_connector = per_connector.groupby(per_connector.index.floor(frequency)).last().ffill()
-        curve = per_connector.sum(axis=1, min_count=1).rename("usd").rename_axis("time").reset_index()
-    events = pd.DataFrame(columns=["time", "type", "currency", "amount", "usd"])
-    if not moves.empty:
-        today, _ = prices.own_marks(marks, list(moves["source"]), list(moves["currency"]), usd_like=usd_like())
-        price = pd.Series(prices.usd_at_sources(series, moves["source"], moves["currency"], moves["timestamp"],
-                                                usd_like=usd_like(), others=False), index=moves.index).fillna(
-            pd.Series(today, index=moves.index))
-        events = pd.DataFrame({
-            "time": pd.to_datetime(moves["timestamp"], unit="ms", utc=True), "type": moves["type"],
-            "currency": moves["currency"], "amount": moves["amount"].astype(float),
-            "usd": moves["amount"].astype(float) * price,
-        })
-    return curve, events
+def equity_transfers(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None,
+                     start: datetime, end: datetime, marks: prices.SourceMarks,
+                     series: dict[str, prices.Series]) -> pd.DataFrame:
+    """Deposits and withdrawals in [start, end) for the equity chart (time, type, currency, amount,
+    usd): each at its own source's candle close then, else today's mark (NaN when neither)."""
+    moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, _ms(start), _ms(end)),
+                          queries.price_sources(session, viewer, client_id, connector_id))
+    if moves.empty:
+        return pd.DataFrame(columns=["time", "type", "currency", "amount", "usd"])
+    today, _ = prices.own_marks(marks, list(moves["source"]), list(moves["currency"]), usd_like=usd_like())
+    then = prices.usd_at_sources(series, moves["source"], moves["currency"], moves["timestamp"],
+                                 usd_like=usd_like(), others=False)
+    amount = moves["amount"].astype(float)
+    return pd.DataFrame({
+        "time": pd.to_datetime(moves["timestamp"], unit="ms", utc=True), "type": moves["type"],
+        "currency": moves["currency"], "amount": amount, "usd": amount * np.where(np.isfinite(then), then, today),
+    })
 
 
 # --------------------------------------------------------------------------- orders & positions
@@ -549,6 +469,37 @@ class PnlSummary:
     unmatched: dict[str, float]
     warnings: list[str]
     fills: int
+
+
+#: the P&L page's window presets, in the order offered (UTC days; see ``window_days``)
+WINDOW_PRESETS = ("All history", "This month", "Last month", "Quarter to date", "Year to date", "Last 30 days")
+
+
+def window_days(preset: str, today: date) -> tuple[date | None, date | None]:
+    """A preset as (first day, last day), both included, in UTC; (None, None) is all history."""
+    month = today.replace(day=1)
+    if preset == "All history":
+        return None, None
+    if preset == "This month":
+        return month, today
+    if preset == "Last month":
+        last = month - timedelta(days=1)
+        return last.replace(day=1), last
+    if preset == "Quarter to date":
+        return month.replace(month=3 * ((today.month - 1) // 3) + 1), today
+    if preset == "Year to date":
+        return today.replace(month=1, day=1), today
+    if preset == "Last 30 days":
+        return today - timedelta(days=29), today
+    raise ValueError(f"Unknown window {preset!r}; one of: {', '.join(WINDOW_PRESETS)}.")
+
+
+def stated_pnl(per_asset: pd.DataFrame, scope: str, method: str, pool: str, start: date | None,
+               end: date | None) -> pd.DataFrame:
+    """Per-asset P&L rows that say what they are: scope, method, pool and window (UTC days, both
+    included; empty: all history) on every row, so a downloaded file is never read out of context."""
+    return per_asset.assign(scope=scope, method=method, pool=pool, window_start=start.isoformat() if start else "",
+                            window_end=end.isoformat() if end else "")
 
 
 _EMPTY_PERIOD = PeriodTotals(**{f.name: 0.0 for f in fields(PeriodTotals)})

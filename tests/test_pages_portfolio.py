@@ -4,8 +4,9 @@ install gets the welcome, a client user sees only its client, and no exception i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
@@ -82,9 +83,11 @@ def test_overview_figures_scope_and_unpriced_notice(seeded: Seeded) -> None:
     assert metric(alpha_only, "Total value") == "$49.08k"  # 0.563335 BTC, 3 ETH, 1.93 BNB, 1000 USDT
     assert "XYZ" in texts(everyone) and "Unpriced" in texts(everyone)
     assert "XYZ" not in texts(alpha_only)
-    assert metric(alpha_only, "Change 24h").startswith("+$")
-    assert metric(alpha_only, "Change 30d") == "—"  # no snapshot that old
-    assert len(everyone.get("plotly_chart")) == 2
+    # the changes come from the history (2024): numbers, never "—"; nothing moved and there is no
+    # recent candle, so each past value is today's marks on the same quantities
+    assert [metric(alpha_only, f"Change {w}") for w in ("24h", "7d", "30d")] == ["$0.00"] * 3
+    assert len(everyone.get("plotly_chart")) == 3  # the equity curve first, then allocation and top holdings
+    assert "rebuilt from the synced history (first event: 2023-12-31 00:00 UTC)" in texts(alpha_only)
     assert "Connector health" in texts(everyone)
 
 
@@ -144,8 +147,10 @@ def test_orders_and_positions(seeded: Seeded) -> None:
 def test_pnl_method_and_scope_change_the_figures(seeded: Seeded) -> None:
     at = open_page("pnl", seeded.users["admin"], client_id=seeded.alpha)
     assert metric(at, "Realized") == "+$16,102.03"  # PNL.md, FIFO
-    assert metric(at, "Unrealized") == "+$12,547.94"
+    assert metric(at, "Unrealized change") == "+$12,547.94"  # all history: from nothing
     assert len(at.get("plotly_chart")) >= 2
+    widget(at.selectbox, "Window (UTC)").set_value("Custom dates")
+    at.run()
     widget(at.date_input, "Dates (UTC)").set_value((date(2024, 2, 10), date(2024, 2, 20)))
     at.run()
     assert metric(at, "Realized") == "+$6,739.59"  # T5 only
@@ -163,7 +168,7 @@ def test_pnl_method_and_scope_change_the_figures(seeded: Seeded) -> None:
 def test_pnl_flags_unpriced_assets(seeded: Seeded) -> None:
     at = open_page("pnl", seeded.users["admin"], client_id=seeded.beta)
     assert "XYZ" in texts(at) and "Unpriced" in texts(at)
-    per_asset = at.dataframe[0].value.set_index("Asset")
+    per_asset = next(t.value for t in at.dataframe if "Market value" in t.value.columns).set_index("Asset")
     assert per_asset.loc["XYZ", "Market value"] == "unpriced"
 
 
@@ -215,9 +220,7 @@ def test_welcome_links_to_the_clients_page_inside_the_app(database_url: str) -> 
 def test_tables_never_show_none_nan_or_raw_timestamps(seeded: Seeded, name: str) -> None:
     at = open_page(name, seeded.users["admin"])
     if name == "pnl":
-        widget(at.date_input, "Dates (UTC)").set_value((date(2023, 12, 1), datetime.now(UTC).date()))
-        at.run()
-        assert at.expander, "the window's deposits are listed"
+        assert at.expander, "the window's deposits are listed (all history by default)"
     assert at.dataframe
     for frame in at.dataframe:
         cells = frame.value.astype(str)
@@ -239,35 +242,52 @@ def test_trades_fit_in_the_window_with_ids(seeded: Seeded) -> None:
     assert "Client" not in alpha.dataframe[0].value.columns  # one client in scope: no column repeating it
 
 
-def test_equity_chart_draws_only_the_snapshot_period() -> None:
+def test_equity_chart_draws_the_rebuilt_line_snapshots_and_disagreements() -> None:
     day = pd.Timestamp("2026-11-20", tz="UTC")
     curve = pd.DataFrame({"time": [day, day + pd.Timedelta(days=1)], "usd": [5_412_776.0, 5_412_780.0]})
     transfers = pd.DataFrame({
         "time": [day - pd.Timedelta(days=80), day + pd.Timedelta(hours=12)], "type": ["deposit", "withdrawal"],
         "currency": ["BTC", "USDT"], "amount": [1.0, 50.0], "usd": [60_000.0, 50.0],
     })
-    figure = charts.equity(curve, transfers)
+    snapshots = pd.DataFrame({"time": [day + pd.Timedelta(days=1)], "usd": [5_412_000.0]})
+    disagreements = snapshots.assign(assets="<b>BTC</b>")
+    figure = charts.equity(curve, transfers, snapshots, disagreements)
     markers = [trace for trace in figure.data if trace.mode == "markers"]
-    assert [trace.name for trace in markers] == ["Withdrawals"]  # the deposit before the first snapshot is not drawn
-    assert list(markers[0].y) == [5_412_776.0]  # on the line: the value carried from the last snapshot
+    assert [trace.name for trace in markers] == ["Balance snapshots", "Snapshot ≠ history", "Withdrawals"]
+    assert "<b>" not in markers[1].text[0]  # an asset code is text, never markup
+    assert list(markers[2].y) == [5_412_776.0]  # on the line; the deposit before it is not drawn
     low, high = figure.layout.yaxis.range
     assert high - low >= 0.05 * 5_412_780  # a nearly flat line is not zoomed to a few dollars
     assert figure.layout.yaxis.tickformat == "$~s"  # "$5.4M", never "$5.4127765M"
 
 
-def test_pnl_equity_needs_two_days_and_lists_transfers(seeded: Seeded) -> None:
+def test_pnl_window_presets_identity_and_csv(seeded: Seeded) -> None:
     at = open_page("pnl", seeded.users["admin"], client_id=seeded.alpha)
-    assert len(at.get("plotly_chart")) == 3  # cumulative, daily and equity (snapshots on two days)
-    day = (datetime.now(UTC) - timedelta(hours=1)).date()  # the latest snapshot's day
-    widget(at.date_input, "Dates (UTC)").set_value((day, day))
+    assert len(at.get("plotly_chart")) == 3  # cumulative, daily, and the equity curve from the 2023 deposit
+    assert metric(at, "Opening value") == "$0.00" and metric(at, "Deposits") == "$70,000.00"
+    assert re.search(r"\(difference [+−]?\\\$0\.00\)", texts(at))
+    for preset in reports.WINDOW_PRESETS:
+        widget(at.selectbox, "Window (UTC)").set_value(preset)
+        at.run()
+        assert not at.exception and re.search(r"\(difference [+−]?\\\$0\.00\)", texts(at)), preset
+    # last 30 days: nothing traded since 2024, so no realized P&L, but the value is there at both ends
+    assert metric(at, "Realized") == "$0.00" and metric(at, "Opening value") != "$0.00"
+    widget(at.selectbox, "Window (UTC)").set_value("Custom dates")
     at.run()
-    assert not at.exception
-    assert (f"The equity curve builds up as balances are synced over time (first snapshot: {day:%Y-%m-%d})"
-            in texts(at))
-    assert len(at.get("plotly_chart")) < 3
-    widget(at.date_input, "Dates (UTC)").set_value((date(2023, 12, 1), datetime.now(UTC).date()))
+    widget(at.date_input, "Dates (UTC)").set_value((date(2024, 2, 10), date(2024, 2, 20)))
     at.run()
-    assert "1)" in at.expander[0].label and "70,000" in table_text(at)  # the 2023 deposit, listed not drawn
+    window = reports.pnl_report(None, seeded.viewer("admin"), seeded.alpha, start=datetime(2024, 2, 10, tzinfo=UTC),
+                                end=datetime(2024, 2, 21, tzinfo=UTC))
+    net = window.period.realized + window.period.unrealized_change
+    assert metric(at, "Net") == f"{'+' if net >= 0 else '−'}${abs(net):,.2f}"  # not the unrealized from before
+    assert window.period.unrealized_start != 0
+    assert "1)" not in "".join(e.label for e in at.expander)  # the 2023 deposit is outside this window
+    assert at.get("download_button")
+    stated = reports.stated_pnl(window.result.per_asset, "Alpha", "FIFO", "scope", date(2024, 2, 10),
+                                date(2024, 2, 20))
+    rows = fmt.csv_bytes(stated).decode().splitlines()
+    assert rows[0].endswith("scope,method,pool,window_start,window_end")
+    assert all(row.endswith("Alpha,FIFO,scope,2024-02-10,2024-02-20") for row in rows[1:]) and len(rows) > 1
 
 
 def test_pnl_warning_names_unpriced_deposits(seeded: Seeded) -> None:

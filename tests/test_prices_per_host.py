@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from lib import reports
+from lib import equity, reports
 from lib.access import SYSTEM, Role, Viewer
 from lib.db import session_scope
 from lib.models import BalanceSnapshot, Candle, Client, Connector, OpeningBalance, Ticker, utcnow
@@ -94,7 +94,7 @@ def world(database_url: str, sims: tuple[Simulator, Simulator]) -> World:
 
 def _tickers() -> dict[tuple[str, str], float]:
     with session_scope() as session:
-        return {(row.source, row.symbol): row.last for row in session.scalars(select(Ticker))}
+        return {(row.source, row.symbol): float(row.last) for row in session.scalars(select(Ticker))}
 
 
 def test_each_host_keeps_its_own_prices(world: World) -> None:
@@ -108,7 +108,7 @@ def test_each_host_keeps_its_own_prices(world: World) -> None:
     with session_scope() as session:
         closes = pd.DataFrame(session.execute(select(Candle.source, Candle.symbol, Candle.timestamp, Candle.close)
                                               .where(Candle.symbol == "BTC/USDT")).all(),
-                              columns=["source", "symbol", "timestamp", "close"])
+                              columns=["source", "symbol", "timestamp", "close"]).astype({"close": float})
     own = closes[closes["source"] == "binance"]
     assert len(own) == 3 and set(own["close"]) == {OWN_BTC_CLOSE}  # kept, not mixed with the hosts' days
     both = closes.pivot_table(index="timestamp", columns="source", values="close").dropna()
@@ -124,7 +124,7 @@ def test_balances_value_each_connector_with_its_own_source(world: World) -> None
         assert btc.loc[connector, "source"] == source
         assert btc.loc[connector, "price"] == pytest.approx(lasts[(source, "BTC/USDT")])
         assert btc.loc[connector, "priced_from"] == source
-        assert btc.loc[connector, "usd"] == pytest.approx(btc.loc[connector, "total"] * btc.loc[connector, "price"])
+        assert btc.loc[connector, "usd"] == pytest.approx(float(btc.loc[connector, "total"]) * btc.loc[connector, "price"])
     # Direct's own source has no ETH price: the hosts' median, and the row says so
     eth = rows[(rows["asset"] == "ETH") & (rows["connector_id"] == world.direct)].iloc[0]
     hosts = sorted([world.sources[world.gateway], world.sources[world.testnet]])
@@ -142,12 +142,14 @@ def _client_of(connector_id: int) -> int:
 
 
 def test_value_changes_use_the_connectors_own_candles(world: World) -> None:
-    """Direct's 24 h ago value: its own source's close then, though both hosts have that day too."""
-    changes = reports.value_changes(ANALYST)
-    assert changes["24h"]["left_out"] == 2  # the hosts were synced just now
-    ether = reports.balances_report(ANALYST).rows
-    ether = ether[(ether["connector_id"] == world.direct) & (ether["asset"] == "ETH")]["price"].iloc[0]
-    assert changes["24h"]["value"] == pytest.approx(OWN_BTC_CLOSE + 2 * ether + 500.0)
+    """Direct's 24 h ago value: its history (the opening BTC) at its own source's close then,
+    though both hosts have that day too; now at its own ticker."""
+    changes = equity.value_changes(ANALYST, client_id=_client_of(world.direct))
+    assert changes["24h"]["left_out"] == 0 and changes["24h"]["unpriced"] == []
+    assert changes["24h"]["value"] == pytest.approx(OWN_BTC_CLOSE)
+    assert changes["now"]["value"] == pytest.approx(OWN_BTC)
+    everyone = equity.value_changes(ANALYST)  # the hosts' 20 days of history are compared too
+    assert everyone["24h"]["left_out"] == 0 and everyone["24h"]["value"] > OWN_BTC_CLOSE
 
 
 @pytest.mark.parametrize("pool", ["connector", "scope"])

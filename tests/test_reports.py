@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from lib import reports
 from lib.cli import main
 from lib.db import session_scope
-from lib.models import utcnow
 from tests.test_queries import (
     AVERAGE_REALIZED,
     AVERAGE_UNREALIZED,
@@ -82,22 +80,9 @@ def test_balances_report_values_and_flags_unpriced(seeded: Seeded) -> None:
     assert mine.empty and mine.unpriced == []
 
 
-def test_value_changes_and_equity_curve(seeded: Seeded) -> None:
+def test_orders_report(seeded: Seeded) -> None:
+    """(lib.equity's changes and curve: tests/test_equity.py)"""
     admin = seeded.viewer("admin")
-    changes = reports.value_changes(admin, client_id=seeded.alpha)
-    now_value = 0.563335 * 65000 + 3 * 3500 + 1.93 * 500 + 1000
-    assert changes["now"]["value"] == pytest.approx(now_value)
-    # 24 h ago the snapshot held 0.5 BTC + 1000 USDT; no candle that recent, so today's mark prices it
-    assert changes["24h"]["value"] == pytest.approx(0.5 * 65000 + 1000)
-    assert changes["24h"]["change"] == pytest.approx(now_value - (0.5 * 65000 + 1000))
-    assert changes["30d"]["value"] is None
-    everyone = reports.value_changes(admin)  # beta's account has no snapshot 24 h old: not "new value"
-    assert everyone["now"]["value"] == pytest.approx(now_value + 500)
-    assert everyone["24h"]["change"] == pytest.approx(changes["24h"]["change"])
-    assert (everyone["24h"]["left_out"], changes["24h"]["left_out"]) == (1, 0)
-    curve, moves = reports.equity_curve(admin, client_id=seeded.alpha, start=utcnow() - timedelta(days=5))
-    assert len(curve) >= 2 and curve["usd"].iloc[-1] == pytest.approx(now_value)
-    assert moves.empty  # the deposit was in 2023
     with session_scope() as session:
         orders, positions = reports.orders_report(admin, session_or_url=session)
     btc = orders.set_index("order_id").loc["open-1"]

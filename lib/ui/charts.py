@@ -41,16 +41,21 @@ def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
     return _frame(figure, f"Top {limit} holdings").update_layout(hovermode=None)
 
 
-def equity(curve: pd.DataFrame, transfers: pd.DataFrame) -> go.Figure:
-    """Total value over the period the snapshots cover, with the transfers made inside it.
-
-    Only that period is drawn: before the first snapshot there is no value for a deposit to
-    sit on, so such transfers are left to the page's table instead of being pinned to a
-    made-up level. Values carry forward between snapshots, hence the step line.
-    """
+def equity(curve: pd.DataFrame, transfers: pd.DataFrame, snapshots: pd.DataFrame | None = None,
+           disagreements: pd.DataFrame | None = None) -> go.Figure:
+    """Total value rebuilt from the history (a line from the first event), the balance snapshots
+    drawn over it, the snapshots the history does not explain marked, and the transfers."""
     ordered = curve.sort_values("time")
-    figure = go.Figure(go.Scatter(x=ordered["time"], y=ordered["usd"], mode="lines", name="Total value",
-                                  line={"shape": "hv"}, hovertemplate="%{y:$,.2f}"))
+    figure = go.Figure(go.Scatter(x=ordered["time"], y=ordered["usd"], mode="lines", name="Rebuilt from history",
+                                  hovertemplate="%{y:$,.2f}"))
+    if snapshots is not None and not snapshots.empty:
+        figure.add_trace(go.Scatter(x=snapshots["time"], y=snapshots["usd"], mode="markers", name="Balance snapshots",
+                                    marker={"size": 6, "color": "#546e7a"}, hovertemplate="snapshot %{y:$,.2f}"))
+    if disagreements is not None and not disagreements.empty:
+        text = [f"history does not explain: {chart_text(assets)}" for assets in disagreements["assets"]]
+        figure.add_trace(go.Scatter(x=disagreements["time"], y=disagreements["usd"], mode="markers",
+                                    name="Snapshot ≠ history", text=text, hovertemplate="%{text}",
+                                    marker={"symbol": "x", "size": 10, "color": LOSS}))
     inside = transfers[transfers["time"].between(*covered(ordered))] if not ordered.empty else transfers.iloc[:0]
     for kind, symbol, colour in (("deposit", "triangle-up", GAIN), ("withdrawal", "triangle-down", LOSS)):
         moves = inside[inside["type"] == kind]
@@ -63,11 +68,24 @@ def equity(curve: pd.DataFrame, transfers: pd.DataFrame) -> go.Figure:
                                     marker={"symbol": symbol, "size": 11, "color": colour}))
     _money_axis(figure, ordered["usd"])
     figure.update_yaxes(range=_readable_range(ordered["usd"]))
-    return _frame(figure, "Equity (from balance snapshots)")
+    return _frame(figure, "Equity (rebuilt from history)")
+
+
+def allocation_over_time(by_asset: pd.DataFrame, limit: int = 8) -> go.Figure:
+    """Stacked value per asset over time: the largest ``limit`` assets (by latest value), the rest as "other"."""
+    latest = by_asset[by_asset["time"] == by_asset["time"].max()].groupby("asset")["usd"].sum()
+    top = set(latest.nlargest(limit).index)
+    named = by_asset.assign(asset=by_asset["asset"].where(by_asset["asset"].isin(top), "other"))
+    stacked = named.groupby(["time", "asset"], as_index=False)["usd"].sum()
+    stacked["asset"] = stacked["asset"].map(chart_text)
+    figure = px.area(stacked, x="time", y="usd", color="asset", labels={"usd": "", "time": "", "asset": ""})
+    figure.update_traces(hovertemplate="%{fullData.name}: %{y:$,.2f}<extra></extra>")
+    _money_axis(figure, stacked.groupby("time")["usd"].sum())
+    return _frame(figure, "Allocation over time (rebuilt from history)")
 
 
 def covered(curve: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """(first, last) time of the equity curve: the period its snapshots speak for."""
+    """(first, last) time of the equity curve: the period it speaks for."""
     return curve["time"].min(), curve["time"].max()
 
 

@@ -1,17 +1,37 @@
 """P&L: realized, unrealized, fees and net by FIFO or average cost, with charts and warnings.
 
-The rules are PNL.md's; the figures come from lib.reports (the same as ``python -m lib.cli pnl``).
+The rules are PNL.md's; the figures come from lib.reports (the same as ``python -m lib.cli pnl``): for a
+window, the period figures of lib.pnl.period (opening and closing value, flows, and the identity).
 """
+
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
+from lib import reports
 from lib.ui import charts, loaders
 from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
 from lib.ui.shell import selected_client_id
 
 METHODS = {"fifo": "FIFO", "average": "Average cost"}
+CUSTOM = "Custom dates"
+
+
+def identity_line(totals: dict[str, float]) -> str:
+    """The window's identity in words and figures: closing - opening - net flows, and what explains it."""
+    left = totals["closing_value"] - totals["opening_value"] - totals["net_flows"]
+    line = (f"Closing − opening − net flows = {fmt.money(left, signed=True)} = realized "
+            f"{fmt.money(totals['realized'], signed=True)} + change in unrealized "
+            f"{fmt.money(totals['unrealized_change'], signed=True)}")
+    if abs(totals["withdrawn_unrealized"]) >= 0.005:
+        line += f" + unrealized gain withdrawals carried out {fmt.money(totals['withdrawn_unrealized'], signed=True)}"
+    if abs(totals["unpriced_basis_change"]) >= 0.005:
+        line += (" − change in the cost basis of unpriced holdings "
+                 f"{fmt.money(totals['unpriced_basis_change'], signed=True)}")
+    return line + f" (difference {fmt.money(totals['identity_gap'], signed=True)})."
+
 
 viewer = current_viewer()
 client_id = selected_client_id(viewer)
@@ -30,28 +50,46 @@ method = first.radio("Method", list(METHODS), format_func=METHODS.get, horizonta
 connector_id = second.selectbox("Scope", [None, *names], key="pnl_connector",
                                 format_func=lambda c: "All accounts of the selected client(s)" if c is None
                                 else names[c])
-dates = third.date_input("Dates (UTC)", value=(), key="pnl_dates",
-                         help="Realized P&L counts disposals in this window; empty means all history.")
-start = dates[0] if len(dates) > 0 else None
-end = dates[1] if len(dates) > 1 else None
+preset = third.selectbox("Window (UTC)", [*reports.WINDOW_PRESETS, CUSTOM], key="pnl_window")
+if preset == CUSTOM:
+    dates = third.date_input("Dates (UTC)", value=(), key="pnl_dates",
+                             help="From the first day's start to the last day's end; empty means all history.")
+    start = dates[0] if len(dates) > 0 else None
+    end = dates[1] if len(dates) > 1 else None
+else:
+    start, end = reports.window_days(preset, datetime.now(UTC).date())
 per_connector = st.toggle("Pool lots per connector", key="pnl_pool",
                           help="Off: lots of one asset are pooled across every account in scope (PNL.md).")
+pool = "connector" if per_connector else "scope"
+window = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start and end else f"from {start:%Y-%m-%d}" if start
+          else "all history")
 
 with loaders.plain_errors("P&L"), st.spinner("Computing P&L…"):
-    summary = loaders.pnl(viewer, client_id, connector_id, method, start, end,
-                          "connector" if per_connector else "scope")
+    summary = loaders.pnl(viewer, client_id, connector_id, method, start, end, pool)
 
 totals = summary.totals
 cards = st.columns(4)
-cards[0].metric("Realized", fmt.money(totals["realized"], signed=True))
-cards[1].metric("Unrealized", fmt.money(totals["unrealized"], signed=True),
-                help="Market value minus remaining cost basis of priced holdings.")
+cards[0].metric("Realized", fmt.money(totals["realized"], signed=True), help="Disposals inside the window.")
+cards[1].metric("Unrealized change", fmt.money(totals["unrealized_change"], signed=True),
+                help=f"Unrealized P&L at the window's end ({fmt.money(totals['unrealized'], signed=True)}) minus at "
+                f"its start ({fmt.money(totals['unrealized_start'], signed=True)}), priced holdings only.")
 cards[2].metric("Fees", fmt.money(totals["fees"]),
                 help="Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again.")
 cards[3].metric("Net", fmt.money(totals["net"], signed=True),
-                help="Realized in the window + unrealized at its end (which includes gains from before the window).")
+                help="Realized in the window + change in unrealized over it: gains from before the window are "
+                "not counted again.")
 st.caption(f"{METHODS[summary.method]}, lots pooled per {'connector' if summary.pool == 'connector' else 'scope'}, "
-           f"over {summary.fills:,} fill(s).")
+           f"{window}, over {summary.fills:,} fill(s) up to the window's end.")
+
+st.subheader("Value over the window")
+edges = st.columns(4)
+edges[0].metric("Opening value", fmt.money(totals["opening_value"]), help="Cash and priced lots at the window's "
+                "start, at the candle closes then (0 for all history).")
+edges[1].metric("Deposits", fmt.money(totals["deposits"]), help="Deposits (and opening balances) at their market "
+                "value at their time: the value their lots were booked at.")
+edges[2].metric("Withdrawals", fmt.money(totals["withdrawals"]), help="At their market value at their time.")
+edges[3].metric("Closing value", fmt.money(totals["closing_value"]), help="Cash and priced lots at the window's end.")
+st.markdown(fmt.literal(identity_line(totals)))
 
 for asset, units in sorted(summary.unmatched.items()):
     st.warning(f"{fmt.literal(asset)}: {fmt.quantity(units)} unit(s) were disposed of with no acquisition on "
@@ -75,18 +113,20 @@ else:
 
 st.subheader("Equity")
 with loaders.plain_errors("equity curve"):
-    curve, moves = loaders.equity_curve(viewer, client_id, connector_id, start, end)
-if curve.empty:
-    st.info("No balance snapshots in this window for an equity curve.")
-elif curve["time"].dt.normalize().nunique() < 2:  # one day of snapshots: a flat line would say nothing
-    st.caption("The equity curve builds up as balances are synced over time "
-               f"(first snapshot: {curve['time'].min():%Y-%m-%d}).")
+    drawn = loaders.equity_curve(viewer, client_id, connector_id, start, end)
+if drawn.curve["time"].nunique() < 2:  # one point: a line would say nothing
+    st.info("No history in this window for an equity curve (it starts at the first fill, transfer or opening "
+            "balance" + (f", {fmt.moment(drawn.first_event)}" if drawn.first_event is not None else "") + ").")
 else:
-    st.plotly_chart(charts.equity(curve, moves), width="stretch")
-    first, _last = charts.covered(curve)
-    if (earlier := int((moves["time"] < first).sum())) > 0:
-        st.caption(f"The curve starts at the first snapshot ({fmt.moment(first)}); {earlier} earlier "
-                   "deposit(s)/withdrawal(s) are listed below, not drawn.")
+    st.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
+                    width="stretch")
+    st.caption("Rebuilt from the synced history and valued with daily candles; dots are balance snapshots, "
+               "crosses snapshots the history does not explain (see Reconciliation).")
+if not drawn.unpriced.empty:
+    st.warning("No candle to value " + ", ".join(
+        f"{fmt.literal(r.asset)} ({r.first:%Y-%m-%d} to {r.last:%Y-%m-%d})" for r in drawn.unpriced.itertuples())
+        + "; left out of the curve on those days.", icon=":material/help:")
+moves = drawn.transfers
 if not moves.empty:
     listed = moves.sort_values("time", ascending=False)
     with st.expander(f"Deposits & withdrawals in this window ({len(listed):,})"):
@@ -116,7 +156,10 @@ st.dataframe(
     column_config=fmt.numbers_right("Quantity", "Cost basis", "Market value", "Realized", "Unrealized", "Fees",
                                     "Unmatched"),
 )
+scope = "all accounts of the selected client(s)" if connector_id is None else names[connector_id]
+stated = reports.stated_pnl(assets, scope, METHODS[summary.method], summary.pool, start, end)
 st.download_button(
-    "Download CSV", fmt.csv_bytes(assets), file_name=f"pnl_{summary.method}.csv", mime="text/csv",
-    icon=":material/download:", help="Per-asset figures in USD; empty market value / unrealized means unpriced.",
+    "Download CSV", fmt.csv_bytes(stated), file_name=f"pnl_{summary.method}.csv", mime="text/csv",
+    icon=":material/download:", help="Per-asset figures in USD with the scope, method, pool and window (UTC days, "
+    "both included; empty: all history) on every row; empty market value / unrealized means unpriced.",
 )

@@ -1,0 +1,250 @@
+"""Value over time from the first event: balances rebuilt from stored history, valued with candles.
+
+The equity curve, the 24 h / 7 d / 30 d changes and the balances at a past day do not wait for
+balance snapshots: ``lib.rebuild`` implies every (connector, asset) balance at any moment from
+the fills, transfers, ledger income and opening balances, back to the first of them. Each
+balance is valued with its own price source's daily candles as of that moment (the close of
+the latest candle that opened at or before it); the last point of a curve that reaches now is
+valued at the current marks, so it ends where the Overview's total does when the history
+explains the balances.
+
+An asset held with no candle to value it is left out of that point's total and named
+(``unpriced``: which asset, on how many points, from when to when), never counted as 0.
+Snapshots are drawn over the rebuilt line; where reconciliation (``lib.reconcile``) finds that
+the history does not explain a snapshot, the snapshot point is marked with the assets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, localcontext
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from lib import prices, queries, rebuild, reconcile
+from lib.access import Viewer
+from lib.models import utcnow
+from lib.reports import (
+    BALANCE_REPORT_COLUMNS,
+    CHANGE_WINDOWS,
+    BalancesReport,
+    SessionOrUrl,
+    _ms,
+    _session,
+    _with_sources,
+    current_marks,
+    equity_transfers,
+    usd_like,
+)
+
+DAY = timedelta(days=1)
+#: windows up to this long are drawn hour by hour, longer ones day by day
+HOURLY_UP_TO = timedelta(days=7)
+#: a rebuilt balance this small next to the units that went through it is float round-off, not a holding
+DUST = 1e-10
+
+
+@dataclass(frozen=True)
+class EquityCurve:
+    """What the equity chart draws (all USD; times are UTC)."""
+
+    curve: pd.DataFrame  # time, usd: rebuilt holdings at the end of each day (hour), the last point now
+    by_asset: pd.DataFrame  # time, asset, usd: the same, per asset (allocation over time)
+    snapshots: pd.DataFrame  # time, usd: the balance snapshots of the same accounts, valued alike
+    disagreements: pd.DataFrame  # time, usd, assets: snapshot points the history does not explain
+    transfers: pd.DataFrame  # time, type, currency, amount, usd
+    unpriced: pd.DataFrame  # asset, points, first, last: held with no price to value it
+    first_event: pd.Timestamp | None  # the first fill, transfer, ledger entry or opening balance
+
+    @property
+    def empty(self) -> bool:
+        return self.curve.empty
+
+
+def _moves(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None) -> pd.DataFrame:
+    ids = queries.connector_ids(session, viewer, client_id, connector_id)
+    return rebuild.balance_moves(session, ids)
+
+
+def _moments(start: datetime, end: datetime, now: datetime) -> np.ndarray:
+    """The end of each day (hour) from ``start`` to ``end``, and ``end`` itself (int ms)."""
+    step = timedelta(hours=1) if end - start <= HOURLY_UP_TO else DAY
+    first = pd.Timestamp(start).floor("h" if step < DAY else "D") + step
+    ends = pd.date_range(first, pd.Timestamp(min(end, now)), freq=step, inclusive="left")
+    ms = ((ends - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64) - 1
+    return np.append(ms, _ms(min(end, now)))
+
+
+def _valued(held: pd.DataFrame, series: dict[str, prices.Series], now_ms: int | None,
+            marks: prices.SourceMarks) -> pd.DataFrame:
+    """``held`` (source, asset, moment, balance) with ``price`` and ``usd``: each source's candle close
+    as of the moment; a point at ``now_ms`` at the current marks first."""
+    cash = usd_like()
+    price = prices.usd_at_sources(series, held["source"], held["asset"], held["moment"], usd_like=cash, others=False)
+    if now_ms is not None:
+        at_now = (held["moment"] == now_ms).to_numpy()
+        current, _ = prices.own_marks(marks, list(held.loc[at_now, "source"]), list(held.loc[at_now, "asset"]),
+                                      usd_like=cash)
+        price[at_now] = np.where(np.isfinite(current), current, price[at_now])
+    return held.assign(price=price, usd=held["balance"].to_numpy(float) * price)
+
+
+def _rebuilt(moves: pd.DataFrame, moments: np.ndarray, sources: dict[int, str]) -> pd.DataFrame:
+    """Balances at each moment, from each connector's first move on (before it the history says nothing)."""
+    held = rebuild.balances_at(moves, moments)
+    if held.empty:
+        return held.assign(source=pd.Series(dtype=object))
+    first = moves.groupby("connector_id")["timestamp"].min()
+    held = held[held["moment"].to_numpy() >= held["connector_id"].map(first).to_numpy()]
+    held = held.assign(balance=held["balance"].where(held["balance"].abs() > DUST * held["turnover"], 0.0))
+    return held.assign(source=held["connector_id"].map(sources).fillna(""))
+
+
+def _unpriced(valued: pd.DataFrame) -> pd.DataFrame:
+    lacking = valued[(valued["balance"] != 0) & valued["price"].isna()]
+    named = lacking.groupby("asset")["moment"].agg(["nunique", "min", "max"]).reset_index()
+    return pd.DataFrame({"asset": named["asset"], "points": named["nunique"].astype(int),
+                         "first": pd.to_datetime(named["min"], unit="ms", utc=True),
+                         "last": pd.to_datetime(named["max"], unit="ms", utc=True)})
+
+
+def _snapshot_points(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None,
+                     start: datetime, end: datetime, hourly: bool, series: dict[str, prices.Series],
+                     sources: dict[int, str]) -> pd.DataFrame:
+    """Per day (hour): the snapshots' value, each connector's last snapshot carried forward, valued
+    with the same candles as the rebuilt line (time = the snapshot's bucket end)."""
+    history = queries.balance_history(session, viewer, client_id, connector_id, since=start,
+                                      bucket="hour" if hourly else "day")
+    history = history[history["taken_at"] <= pd.Timestamp(end)]
+    if history.empty:
+        return pd.DataFrame(columns=["time", "usd"])
+    moments = ((history["taken_at"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).astype("int64")
+    held = _with_sources(history, sources).assign(moment=moments, balance=pd.to_numeric(
+        history["total"].astype(object)).astype(float))
+    valued = _valued(held, series, None, {})
+    per = valued.groupby(["taken_at", "connector_id"])["usd"].sum(min_count=1).unstack("connector_id")
+    per = per.groupby(per.index.floor("h" if hourly else "D")).last().ffill()
+    return per.sum(axis=1, min_count=1).rename("usd").rename_axis("time").reset_index()
+
+
+def _disagreements(points: pd.DataFrame, viewer: Viewer, client_id: int | None, connector_id: int | None,
+                   session: Session) -> pd.DataFrame:
+    """Snapshot points from the first divergence reconciliation finds on, with the assets it names."""
+    rows = reconcile.reconcile(viewer, client_id, connector_id, session=session).rows
+    rows = rows[rows["status"] == "unbalanced"]
+    if points.empty or rows.empty:
+        return pd.DataFrame(columns=["time", "usd", "assets"])
+    marked = []
+    for point in points.itertuples(index=False):
+        found = rows[rows["first_divergence"].dt.floor("D") <= point.time]
+        if not found.empty:
+            marked.append({"time": point.time, "usd": point.usd,
+                           "assets": ", ".join(sorted(set(found["asset"].astype(str))))})
+    return pd.DataFrame(marked, columns=["time", "usd", "assets"])
+
+
+def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                 start: datetime | None = None, end: datetime | None = None,
+                 session_or_url: SessionOrUrl = None) -> EquityCurve:
+    """The rebuilt equity from ``start`` (default and at the earliest: the first event) to ``end``
+    (default now), snapshots over it and the transfers inside it."""
+    now = utcnow()
+    end = end or now
+    with _session(session_or_url) as session:
+        moves = _moves(session, viewer, client_id, connector_id)
+        sources = queries.price_sources(session, viewer, client_id, connector_id)
+        first = int(moves["timestamp"].min()) if not moves.empty else None
+        first_at = pd.Timestamp(first, unit="ms", tz="UTC") if first is not None else None
+        start = max(start, first_at.to_pydatetime()) if start and first_at is not None else start or (
+            first_at.to_pydatetime() if first_at is not None else end)
+        moments = _moments(start, end, now) if start < end else np.array([], np.int64)
+        held = _rebuilt(moves, moments, sources)
+        marks = current_marks(session, viewer, held, client_id, connector_id) if end >= now else {}
+        # every candle up to the end: a point is valued "as of", like the P&L's marks at a window's edges
+        series = prices.source_series(queries.candles(session, viewer, client_id, connector_id, end_ms=_ms(end)))
+        valued = _valued(held, series, _ms(now) if end >= now else None, marks)
+        hourly = end - start <= HOURLY_UP_TO
+        snapshots = _snapshot_points(session, viewer, client_id, connector_id, start, end, hourly, series, sources)
+        disagreements = _disagreements(snapshots, viewer, client_id, connector_id, session)
+        transfers = equity_transfers(session, viewer, client_id, connector_id, start, end, marks, series)
+    times = pd.to_datetime(valued["moment"], unit="ms", utc=True)
+    by_asset = valued.assign(time=times).groupby(["time", "asset"], as_index=False)["usd"].sum(min_count=1)
+    curve = (valued.assign(time=times).groupby("time")["usd"].sum(min_count=0).rename("usd").reset_index()
+             if not valued.empty else pd.DataFrame(columns=["time", "usd"]))
+    return EquityCurve(curve, by_asset, snapshots, disagreements, transfers, _unpriced(valued), first_at)
+
+
+def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: SessionOrUrl = None,
+                  now: datetime | None = None) -> dict[str, dict[str, object]]:
+    """Rebuilt value now and 24 h / 7 d / 30 d ago, and the change, for the same accounts at both ends.
+
+    An account whose history starts after the earlier end is left out of that window
+    (``left_out``) rather than counted as new value. A past value uses each asset's candle close
+    then; an asset with no candle that old is valued at today's mark (the change then reflects
+    its quantity only) and named in ``unpriced``. None when no history is that old.
+    """
+    now = now or utcnow()
+    with _session(session_or_url) as session:
+        moves = _moves(session, viewer, client_id, None)
+        sources = queries.price_sources(session, viewer, client_id)
+        moments = np.array([_ms(now - delta) for delta in CHANGE_WINDOWS.values()] + [_ms(now)], np.int64)
+        held = _rebuilt(moves, moments, sources)
+        marks = current_marks(session, viewer, held, client_id)
+        series = prices.source_series(queries.candles(
+            session, viewer, client_id, start_ms=_ms(now - max(CHANGE_WINDOWS.values()) - 2 * DAY)))
+    today, _ = prices.own_marks(marks, list(held["source"]), list(held["asset"]), usd_like=usd_like())
+    then = prices.usd_at_sources(series, held["source"], held["asset"], held["moment"], usd_like=usd_like(),
+                                 others=False)
+    past = held["moment"].to_numpy() != _ms(now)
+    price = np.where(past & np.isfinite(then), then, today)
+    held = held.assign(usd=held["balance"].to_numpy(float) * price, fallback=past & ~np.isfinite(then))
+    current = held[~past]
+    first = moves.groupby("connector_id")["timestamp"].min() if not moves.empty else pd.Series(dtype=np.int64)
+    out: dict[str, dict[str, object]] = {}
+    for (name, _), moment in zip(CHANGE_WINDOWS.items(), moments, strict=False):
+        compared = first.index[first <= moment]
+        if len(compared) == 0:
+            out[name] = {"value": None, "change": None, "pct": None, "left_out": 0, "unpriced": []}
+            continue
+        rows = held[(held["moment"] == moment) & held["connector_id"].isin(compared)]
+        value = float(rows["usd"].sum(skipna=True))
+        change = float(current.loc[current["connector_id"].isin(compared), "usd"].sum(skipna=True)) - value
+        lacking = rows[rows["fallback"] & (rows["balance"] != 0)]
+        out[name] = {"value": value, "change": change, "pct": change / value if value else None,
+                     "left_out": int(first.size - len(compared)), "unpriced": sorted(set(lacking["asset"]))}
+    out["now"] = {"value": float(current["usd"].sum(skipna=True)), "change": None, "pct": None}
+    return out
+
+
+def balances_at(viewer: Viewer, client_id: int | None = None, at: datetime | None = None,
+                session_or_url: SessionOrUrl = None) -> BalancesReport:
+    """The balances the history implies at ``at`` (inclusive), exactly (``total`` as ``Decimal``),
+    per connector and asset, valued with each source's candle close then (another source's
+    median where its own has none, as for today's marks). ``free`` and ``used`` are unknown (NaN)."""
+    at = at or utcnow()
+    at_ms = _ms(at)
+    with _session(session_or_url) as session:
+        ids = queries.connector_ids(session, viewer, client_id)
+        moves = rebuild.balance_moves(session, ids, exact=True)
+        moves = moves[moves["timestamp"].to_numpy(np.int64) <= at_ms]
+        connectors = queries.connectors(session, viewer, client_id).set_index("id")
+        sources = queries.price_sources(session, viewer, client_id)
+        series = prices.source_series(queries.candles(session, viewer, client_id, end_ms=at_ms + 1))
+    with localcontext(prec=rebuild.EXACT_DIGITS):
+        totals = moves.groupby(["connector_id", "asset"])["change"].agg(lambda c: sum(c, Decimal(0)))
+    totals = totals[totals != 0].rename("total").reset_index()
+    rows = totals.join(connectors[["client_id", "client", "exchange_id", "label"]], on="connector_id")
+    rows = _with_sources(rows, sources)
+    price = prices.usd_at_sources(series, rows["source"], rows["asset"], np.full(len(rows), at_ms, np.int64),
+                                  usd_like=usd_like())
+    rows = rows.assign(free=np.nan, used=np.nan, price=price, priced_from="",
+                       usd=rows["total"].astype(float) * price, priced=np.isfinite(price),
+                       taken_at=pd.Timestamp(at).tz_convert("UTC") if pd.Timestamp(at).tzinfo else pd.Timestamp(
+                           at, tz="UTC"))
+    rows = rows.sort_values(["client", "exchange_id", "label", "asset"], kind="stable", ignore_index=True)
+    rows = rows[BALANCE_REPORT_COLUMNS]
+    unpriced = sorted(set(rows.loc[~rows["priced"], "asset"]))
+    return BalancesReport(rows, unpriced, float(rows["usd"].sum(skipna=True)))

@@ -1,0 +1,93 @@
+"""lib.equity: the equity curve, the changes and past balances rebuilt from stored events
+(tests/test_queries.py's seeded portfolio: Alpha trades PNL.md's vector from a 2023 deposit,
+its snapshots are only days old), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from lib import equity
+from lib.db import session_scope
+from lib.models import Candle, utcnow
+from tests.test_queries import Seeded, seed_portfolio
+
+#: what Alpha's history implies now: PNL.md's holdings and the deposit's cash left
+BTC, ETH, BNB, USDT = 0.563335, 3.0, 1.93, 70000 - 40000 - 600.6 - 22000 + 31200 - 31.2 + 12000
+NOW_VALUE = BTC * 65000 + ETH * 3500 + BNB * 500 + USDT
+
+
+@pytest.fixture
+def seeded(database_url: str) -> Seeded:
+    return seed_portfolio()
+
+
+def test_curve_starts_at_the_first_event(seeded: Seeded) -> None:
+    drawn = equity.equity_curve(seeded.viewer("admin"), client_id=seeded.alpha)
+    assert drawn.first_event == datetime(2023, 12, 31, tzinfo=UTC)  # the deposit, not the first snapshot
+    curve = drawn.curve.set_index("time")["usd"]
+    assert curve.index[0] == datetime(2023, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    assert curve.iloc[0] == pytest.approx(70000.0)  # cash only: no candle needed
+    assert curve.iloc[-1] == pytest.approx(NOW_VALUE)  # now, at the current marks
+    # 2024-01-01 end: 0.999 BTC at that day's close, 30,000 USDT
+    assert curve.loc[datetime(2024, 1, 1, 23, 59, 59, 999000, tzinfo=UTC)] == pytest.approx(0.999 * 40000 + 30000)
+    assert len(curve) > 365  # every day since, not just the snapshot days
+    # ETH has no candle: named with its days, never valued at 0 silently
+    unpriced = drawn.unpriced.set_index("asset")
+    assert "ETH" in unpriced.index and unpriced.loc["ETH", "first"] == datetime(2024, 2, 1, 23, 59, 59, 999000,
+                                                                                   tzinfo=UTC)
+    # snapshots are drawn over the line; Alpha's 1,000 USDT snapshot is not what the history implies
+    assert not drawn.snapshots.empty
+    assert not drawn.disagreements.empty and "USDT" in drawn.disagreements["assets"].iloc[-1]
+    assert set(drawn.by_asset["asset"]) >= {"BTC", "USDT", "BNB"}
+
+
+def test_curve_window_and_scope(seeded: Seeded) -> None:
+    window = equity.equity_curve(seeded.viewer("admin"), client_id=seeded.alpha,
+                                 start=datetime(2024, 2, 1, tzinfo=UTC), end=datetime(2024, 3, 1, tzinfo=UTC))
+    assert len(window.curve) == 29 and window.snapshots.empty
+    hourly = equity.equity_curve(seeded.viewer("admin"), client_id=seeded.alpha, start=utcnow() - timedelta(days=2))
+    assert 47 <= len(hourly.curve) <= 50
+    assert equity.equity_curve(seeded.viewer("client"), client_id=seeded.beta).empty  # not the client's
+
+
+def _recent_btc_candles(days: int) -> dict[int, float]:
+    """Daily BTC/USDT candles for the last ``days`` days (open time -> close), stored."""
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    closes = {int((today - timedelta(days=n)).timestamp() * 1000): 61000.0 + 10 * n for n in range(days)}
+    with session_scope() as session:
+        session.add_all(Candle(exchange_id="binance", symbol="BTC/USDT", timeframe="1d", timestamp=at, open=close,
+                               high=close, low=close, close=close, volume=1.0) for at, close in closes.items())
+    return closes
+
+
+def test_changes_are_computed_from_history(seeded: Seeded) -> None:
+    closes = _recent_btc_candles(35)
+    admin = seeded.viewer("admin")
+    changes = equity.value_changes(admin, client_id=seeded.alpha)
+    assert changes["now"]["value"] == pytest.approx(NOW_VALUE)
+    for window, delta in (("24h", timedelta(hours=24)), ("7d", timedelta(days=7)), ("30d", timedelta(days=30))):
+        moment = int((utcnow() - delta).timestamp() * 1000)
+        close = closes[max(at for at in closes if at <= moment)]
+        # BNB and ETH have no candle that recent: today's mark prices them, and they are named
+        then = BTC * close + BNB * 500 + ETH * 3500 + USDT
+        assert changes[window]["value"] == pytest.approx(then)
+        assert changes[window]["change"] == pytest.approx(NOW_VALUE - then) and changes[window]["change"] != 0
+        assert changes[window]["unpriced"] == ["BNB", "ETH"] and changes[window]["left_out"] == 0
+    everyone = equity.value_changes(admin)  # Beta's history is as old: compared too, XYZ unpriced at both ends
+    assert everyone["30d"]["change"] == pytest.approx(changes["30d"]["change"])
+    assert everyone["30d"]["unpriced"] == ["BNB", "ETH", "XYZ"]
+
+
+def test_balances_at_a_past_day_are_exact(seeded: Seeded) -> None:
+    report = equity.balances_at(seeded.viewer("admin"), at=datetime(2024, 2, 15, 23, 59, 59, 999000, tzinfo=UTC))
+    rows = report.rows.set_index(["client", "asset"])
+    assert rows.loc[("Alpha", "BTC"), "total"] == Decimal("0.3985")  # 1 - 0.001 + 0.5 - 0.5005 - 0.6
+    assert rows.loc[("Alpha", "ETH"), "total"] == Decimal("10")
+    assert rows.loc[("Alpha", "BTC"), "usd"] == pytest.approx(0.3985 * 50000)
+    assert rows.loc[("Beta", "XYZ"), "total"] == Decimal("30") and not rows.loc[("Beta", "XYZ"), "priced"]
+    assert report.unpriced == ["ETH", "XYZ"]
+    mine = equity.balances_at(seeded.viewer("client"), at=datetime(2024, 2, 15, tzinfo=UTC))
+    assert set(mine.rows["client"]) == {"Alpha"}
