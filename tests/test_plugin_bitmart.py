@@ -4,8 +4,10 @@ account list. The sync itself (first, incremental, faults, crash) is in test_syn
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
+import sys
 import urllib.request
 from collections.abc import Iterator
 
@@ -26,6 +28,7 @@ from lib.vault import load_vault
 from tests.helpers import database_contents
 from tests.test_admin_page import PAGE, fill_connector, login, texts, widget
 from tests.test_admin_page import create_client as create_client_on_page
+from tests.test_cli_core import run as cli
 
 WRONG_KEY = "Authentication failed: the API key or secret is wrong, expired or revoked."
 
@@ -146,3 +149,22 @@ def test_the_form_asks_for_the_memo_and_saves_nothing_on_a_wrong_one(database_ur
     assert "First sync done" in texts(at), texts(at)
     with session_scope() as session:
         assert session.scalar(select(func.count(Trade.id))) == len(sim.truth(account.id).fills)
+
+
+def test_the_cli_asks_for_the_memo_and_adds_a_bitmart_connector(sqlite_url: str, sim: Simulator, capsys,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    account = sim.accounts[0]
+    monkeypatch.setenv("EXCHANGE_API_KEY", account.api_key)
+    monkeypatch.setenv("EXCHANGE_SECRET", account.secret)
+    monkeypatch.delenv("EXCHANGE_UID", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    assert cli(capsys, "client", "add", "Sharp")[0] == 0
+    code, _, err = cli(capsys, "connector", "add", "--client", "Sharp", "--exchange", "bitmart",
+                       "--api-url", account.api_url)
+    assert code == 2 and "Memo missing: set EXCHANGE_UID" in err
+    monkeypatch.setenv("EXCHANGE_UID", account.uid or "")
+    code, out, err = cli(capsys, "connector", "add", "--client", "Sharp", "--exchange", "bitmart",
+                         "--api-url", account.api_url)
+    assert code == 0, err
+    assert "connector 1 saved" in out and f"{len(sim.truth(account.id).fills)} new fill(s)" in out
+    assert account.secret not in out + err and (account.uid or "") not in out + err
