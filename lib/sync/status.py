@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lib.access import Role, Viewer
-from lib.models import Client, Connector, SyncRun, utcnow
+from lib.models import Client, Connector, SyncResult, SyncRun, utcnow
 
 STALE_INTERVALS = 3
 
@@ -32,6 +32,10 @@ class Freshness:
     last_attempt_at: datetime | None
     error: str | None
     consecutive_failures: int
+    #: the last successful sync's reconciliation ("balanced", "unbalanced", "unknown"; None: not
+    #: checked) and how many assets its history did not explain (``lib.reconcile``)
+    reconciliation: str | None = None
+    unbalanced: int = 0
 
     @property
     def needs_attention(self) -> bool:
@@ -63,11 +67,25 @@ def connector_freshness(session: Session, viewer: Viewer, interval_seconds: floa
     if client_id is not None:
         query = query.where(Connector.client_id == client_id)
     now = utcnow()
+    connectors = list(session.execute(query))
+    checked = _reconciliations(session, [c.id for c, _ in connectors])
     return [
         Freshness(c.id, c.client_id, name, c.exchange_id, c.label, _level(c, interval_seconds, now), c.status,
-                  c.last_success_at, c.last_attempt_at, c.last_error, c.consecutive_failures)
-        for c, name in session.execute(query)
+                  c.last_success_at, c.last_attempt_at, c.last_error, c.consecutive_failures,
+                  *checked.get(c.id, (None, 0)))
+        for c, name in connectors
     ]
+
+
+def _reconciliations(session: Session, ids: list[int]) -> dict[int, tuple[str | None, int]]:
+    """Connector id -> (reconciliation, unbalanced) of its newest successful sync result."""
+    if not ids:
+        return {}
+    newest = (select(func.max(SyncResult.id)).where(SyncResult.connector_id.in_(ids), SyncResult.success)
+              .group_by(SyncResult.connector_id))
+    rows = session.execute(select(SyncResult.connector_id, SyncResult.reconciliation, SyncResult.unbalanced)
+                           .where(SyncResult.id.in_(newest)))
+    return {cid: (status, unbalanced or 0) for cid, status, unbalanced in rows}
 
 
 @dataclass(frozen=True)

@@ -64,9 +64,17 @@ def account(client: str, exchange: str, label: str) -> str:
     return f"**{literal(client)}** · {literal(exchange)} / {literal(label)}"
 
 
+#: what the last successful sync's reconciliation says on a connector's line
+RECONCILIATION_TEXT = {"balanced": "history explains the balances",
+                       "unknown": "some balances have no history",
+                       "unbalanced": "{n} asset(s) not explained by the history (see Reconciliation)"}
+
+
 def connector_line(row: Freshness) -> str:
-    """A connector's status line: coloured dot, account, freshness or error."""
-    return f"{LEVEL_MARK[row.level]} {account(row.client, row.exchange, row.label)} — {describe(row)}"
+    """A connector's status line: coloured dot, account, freshness or error, reconciliation."""
+    checked = RECONCILIATION_TEXT.get(row.reconciliation or "", "").format(n=row.unbalanced)
+    return (f"{LEVEL_MARK[row.level]} {account(row.client, row.exchange, row.label)} — {describe(row)}"
+            + (f" · {checked}" if checked else ""))
 
 
 def freshness_strip(viewer: Viewer, client_id: int | None = None) -> None:
