@@ -4,12 +4,14 @@ its snapshots are only days old), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from lib import equity
+from lib import equity, reports
+from lib.cli import main
 from lib.db import session_scope
 from lib.models import Candle, utcnow
 from tests.test_queries import Seeded, seed_portfolio
@@ -91,3 +93,51 @@ def test_balances_at_a_past_day_are_exact(seeded: Seeded) -> None:
     assert report.unpriced == ["ETH", "XYZ"]
     mine = equity.balances_at(seeded.viewer("client"), at=datetime(2024, 2, 15, tzinfo=UTC))
     assert set(mine.rows["client"]) == {"Alpha"}
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_balances_at_a_day(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "balances", "--client", "Alpha", "--at", "2024-02-15", "--json")
+    assert code == 0
+    data = json.loads(out)
+    rows = {row["asset"]: row for row in data["rows"]}
+    assert data["at"] == "2024-02-15"
+    assert rows["BTC"]["total"] == "0.3985" and rows["USDT"]["total"] == "38568.2"  # every digit, as text
+    assert rows["BTC"]["usd"] == pytest.approx(0.3985 * 50000) and rows["BTC"]["free"] is None
+    assert rows["ETH"]["usd"] is None and data["unpriced_assets"] == ["ETH"]  # no candle: null, never 0
+    code, out, _ = _cli(capsys, "balances", "--at", "2023-12-30", "--json")  # before the first event
+    assert code == 0 and json.loads(out)["rows"] == []
+    code, out, _ = _cli(capsys, "balances", "--at", "2024-02-15")
+    assert code == 0 and "0.3985" in out and "history implies" in out
+    for bad in ("2024-02-30", "15/02/2024", "yesterday"):
+        code, out, err = _cli(capsys, "balances", "--at", bad)
+        assert code == 2 and out == "" and "--at must be a day written YYYY-MM-DD" in err
+
+
+def test_cli_pnl_window_totals(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "pnl", "--client", "Alpha", "--start", "2024-02-10", "--end", "2024-02-20", "--json")
+    assert code == 0
+    data = json.loads(out)
+    totals = data["totals"]
+    report = reports.pnl_report(None, seeded.viewer("admin"), seeded.alpha, start=datetime(2024, 2, 10, tzinfo=UTC),
+                                end=datetime(2024, 2, 21, tzinfo=UTC))
+    assert totals["realized"] == pytest.approx(6739.59204)  # T5 only (PNL.md)
+    for name in ("opening_value", "closing_value", "net_flows", "unrealized_change"):
+        assert totals[name] == pytest.approx(getattr(report.period, name))
+    assert totals["opening_value"] > 0 and totals["net_flows"] == 0  # no transfer in the window
+    assert totals["net"] == pytest.approx(totals["realized"] + totals["unrealized_change"])
+    assert (totals["closing_value"] - totals["opening_value"] - totals["net_flows"]
+            == pytest.approx(totals["realized"] + totals["unrealized_change"] + totals["withdrawn_unrealized"]
+                             - totals["unpriced_basis_change"]))
+    assert data["window"] == {"start": "2024-02-10", "end": "2024-02-20"}
+    code, out, _ = _cli(capsys, "pnl", "--client", "Alpha", "--json")  # all history: from nothing
+    totals = json.loads(out)["totals"]
+    assert totals["opening_value"] == 0 and totals["net_flows"] == pytest.approx(70000.0)
+    assert totals["realized"] == pytest.approx(16102.031)
+    code, out, err = _cli(capsys, "pnl", "--start", "2024-03-01", "--end", "2024-02-01")
+    assert code == 2 and "--start must be on or before --end" in err
