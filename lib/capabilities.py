@@ -172,12 +172,11 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "withdrawals": {"window_days": 30, "limit": 50, "newest_first": True},
     },
     "bitunix": {
-        # https://openapidoc.bitunix.com/doc/trade/get_history_trades.html : "sort by create time desc",
-        # "limit: Maximum: 100, default: 10" (so the page size is sent), startTime/endTime; no
-        # longest window or retention is documented (walked from the default look-back, shown unknown)
-        "trades": {"limit": 100, "newest_first": True},
-        # https://openapidoc.bitunix.com/doc/trade/get_history_orders.html : the same rules
-        "orders": {"limit": 100, "newest_first": True},
+        # the plug-in's features give the page size (100); what they cannot say is the order:
+        # https://openapidoc.bitunix.com/doc/trade/get_history_trades.html and get_history_orders.html
+        # "sort by create time desc"
+        "trades": {"newest_first": True},
+        "orders": {"newest_first": True},
     },
     "bitmart": {
         # the plug-in's features give the page sizes; what it cannot say is the page order:
@@ -198,8 +197,11 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 
 
 def _feature(exchange: Any, method: str) -> Mapping[str, Any]:
-    spot = (getattr(exchange, "features", None) or {}).get("spot") or {}
-    return spot.get(method) or {}
+    """The entry of the market type an account is read in: spot, or linear swaps on an exchange
+    without spot markets (a futures-only exchange such as the Bitunix plug-in)."""
+    features = getattr(exchange, "features", None) or {}
+    block = features.get("spot") or (features.get("swap") or {}).get("linear") or {}
+    return block.get(method) or {}
 
 
 def _order_method(has: Mapping[str, Any]) -> str:

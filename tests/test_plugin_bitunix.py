@@ -69,7 +69,7 @@ def test_positions_show_as_on_okx(database_url: str, sim: Simulator) -> None:
     assert report.successful == 1, [r.error for r in report.results]
     truth = {(p["symbol"], p["side"], p["contracts"]) for p in sim.truth(account).positions}
     with session_scope() as session:
-        stored = {(p.symbol, p.side, p.contracts) for p in session.scalars(
+        stored = {(p.symbol, p.side, float(p.contracts)) for p in session.scalars(
             select(Position).where(Position.connector_id == connector))}
     assert truth and stored == truth
 
