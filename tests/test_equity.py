@@ -14,6 +14,7 @@ from lib import equity, reports
 from lib.cli import main
 from lib.db import session_scope
 from lib.models import Candle, utcnow
+from tests.test_demo import demo_port  # noqa: F401 - the simulator's port fixture
 from tests.test_queries import Seeded, seed_portfolio
 
 #: what Alpha's history implies now: PNL.md's holdings and the deposit's cash left
@@ -141,3 +142,38 @@ def test_cli_pnl_window_totals(seeded: Seeded, capsys: pytest.CaptureFixture[str
     assert totals["realized"] == pytest.approx(16102.031)
     code, out, err = _cli(capsys, "pnl", "--start", "2024-03-01", "--end", "2024-02-01")
     assert code == 2 and "--start must be on or before --end" in err
+
+
+@pytest.mark.usefixtures("demo_port")
+def test_demo_overview_shows_ninety_days_and_changes(sqlite_url: str) -> None:
+    """The demo's first screen: an equity curve over its 90 days of history, changes as numbers."""
+    from streamlit.testing.v1 import AppTest
+
+    from lib import demo
+    from lib.access import SYSTEM
+    from lib.settings import PROJECT_ROOT
+
+    demo.load_demo(SYSTEM)
+    drawn = equity.equity_curve(SYSTEM, start=utcnow() - timedelta(days=89))
+    days = (drawn.curve["time"].max() - drawn.curve["time"].min()).days
+    assert days >= 85 and drawn.curve["usd"].notna().all() and (drawn.curve["usd"] > 0).all()
+    assert drawn.unpriced.empty  # the simulator's candles price every asset on every day
+    changes = equity.value_changes(SYSTEM)
+    assert all(changes[w]["change"] is not None for w in ("24h", "7d", "30d"))
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "portfolio" / "overview.py"), default_timeout=120)
+    at.session_state["auth_user_id"] = _admin_id()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "—" not in [m.value for m in at.metric]
+    assert at.get("plotly_chart") and "Last 90 days, rebuilt from the synced history" in "".join(
+        c.value for c in at.caption)
+
+
+def _admin_id() -> int:
+    from lib.models import User
+
+    with session_scope() as session:
+        admin = User(username="demo-admin", role="admin", password_hash=None)
+        session.add(admin)
+        session.flush()
+        return admin.id
