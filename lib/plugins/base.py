@@ -70,6 +70,19 @@ async def drive_async(steps: Steps) -> Any:
             value, error = None, raised
 
 
+def start_end(exchange: Any, params: Mapping[str, Any] | None, since: int | None,
+              start: str = "startTime", end: str = "endTime") -> dict[str, Any]:
+    """``params`` with ccxt's ``since`` and ``until`` (the sync's window) as the exchange's own
+    start and end parameters in milliseconds, which most exchanges name startTime/endTime."""
+    until = exchange.safe_integer(params or {}, "until")
+    request = exchange.omit(dict(params or {}), "until")
+    if since is not None:
+        request[start] = since
+    if until is not None:
+        request[end] = until
+    return request
+
+
 def _words(*parts: str) -> list[str]:
     return [word for part in parts for word in re.split(r"[^A-Za-z0-9]+", part) if word]
 

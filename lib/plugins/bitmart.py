@@ -16,7 +16,7 @@ from typing import Any
 
 import ccxt
 
-from lib.plugins.base import AsyncPluginExchange, PluginExchange, Steps, unified
+from lib.plugins.base import AsyncPluginExchange, PluginExchange, Steps, start_end, unified
 
 #: "Account Trade List (v4)", "Current Open Orders (v4)", "Account Orders (v4)": limit [1,200], default 200
 ORDER_PAGE = 200
@@ -273,16 +273,6 @@ class BitMart:
             "internal": None,
         }
 
-    def _window(self, request: dict, since: int | None, params: dict) -> tuple[dict, dict]:
-        """ccxt's ``since`` and ``until`` as startTime/endTime (milliseconds)."""
-        until = self.safe_integer(params, "until")
-        params = self.omit(params, "until")
-        if since is not None:
-            request["startTime"] = since
-        if until is not None:
-            request["endTime"] = until
-        return request, params
-
     # --- unified methods (generators: see lib.plugins.base) ------------------------------
 
     @unified
@@ -348,14 +338,14 @@ class BitMart:
         return self.parse_wallet(self.safe_list(self._data(response), "wallet", []), "id", response)
 
     def _orders_request(self, symbol: str | None, since: int | None, limit: int | None,
-                        params: dict | None) -> tuple[dict, dict, Any]:
+                        params: dict | None) -> tuple[dict, Any]:
+        """The v4 queries' body: spot orders, ``limit`` 1..200, the window as startTime/endTime."""
         request: dict[str, Any] = {"orderMode": "spot", "limit": min(limit or ORDER_PAGE, ORDER_PAGE)}
         market = None
         if symbol is not None:
             market = self.market(symbol)
             request["symbol"] = market["id"]
-        request, params = self._window(request, since, params or {})
-        return request, params, market
+        return self.extend(request, start_end(self, params, since)), market
 
     @unified
     def fetch_my_trades(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,
@@ -363,8 +353,8 @@ class BitMart:
         """"Account Trade List (v4)": newest first, ``limit`` 1..200, startTime/endTime in ms,
         any symbol when none is named."""
         yield self.load_markets()
-        request, params, market = self._orders_request(symbol, since, limit, params)
-        response = yield self.privatePostSpotV4QueryTrades(self.extend(request, params))
+        request, market = self._orders_request(symbol, since, limit, params)
+        response = yield self.privatePostSpotV4QueryTrades(request)
         return self.parse_trades(self._data(response) or [], market, since, limit)
 
     @unified
@@ -372,8 +362,8 @@ class BitMart:
                           params: dict | None = None) -> Steps:
         """"Current Open Orders (v4)": states new and partially_filled, ``limit`` 1..200."""
         yield self.load_markets()
-        request, params, market = self._orders_request(symbol, since, limit, params)
-        response = yield self.privatePostSpotV4QueryOpenOrders(self.extend(request, params))
+        request, market = self._orders_request(symbol, since, limit, params)
+        response = yield self.privatePostSpotV4QueryOpenOrders(request)
         return self.parse_orders(self._data(response) or [], market, since, limit)
 
     @unified
@@ -381,33 +371,31 @@ class BitMart:
                                          limit: int | None = None, params: dict | None = None) -> Steps:
         """"Account Orders (v4)": filled and canceled orders, newest first, ``limit`` 1..200."""
         yield self.load_markets()
-        request, params, market = self._orders_request(symbol, since, limit, params)
-        response = yield self.privatePostSpotV4QueryHistoryOrders(self.extend(request, params))
+        request, market = self._orders_request(symbol, since, limit, params)
+        response = yield self.privatePostSpotV4QueryHistoryOrders(request)
         return self.parse_orders(self._data(response) or [], market, since, limit)
 
     def _transfers(self, kind: str, code: str | None, since: int | None, limit: int | None,
-                   params: dict | None) -> Any:
+                   params: dict | None) -> Steps:
+        """"Get Deposit And Withdraw History" v2: ``operation_type`` deposit or withdraw, newest
+        first, N 1..100, the window as startTime/endTime."""
         request: dict[str, Any] = {"operation_type": kind, "N": min(limit or TRANSFER_PAGE, TRANSFER_PAGE)}
         if code is not None:
-            request["currency"] = self.currency(code)["id"] if code in self.currencies else code
-        request, params = self._window(request, since, params or {})
-        return self.privateGetAccountV2DepositWithdrawHistory(self.extend(request, params))
+            request["currency"] = code
+        response = yield self.privateGetAccountV2DepositWithdrawHistory(
+            self.extend(request, start_end(self, params, since)))
+        records = self.safe_list(self._data(response), "records", [])
+        return self.filter_by_since_limit([self.parse_transaction(r) for r in records], since, limit)
 
     @unified
     def fetch_deposits(self, code: str | None = None, since: int | None = None, limit: int | None = None,
                        params: dict | None = None) -> Steps:
-        """"Get Deposit And Withdraw History" v2, operation_type=deposit, newest first, N 1..100."""
-        response = yield self._transfers("deposit", code, since, limit, params)
-        records = self.safe_list(self._data(response), "records", [])
-        return self.filter_by_since_limit([self.parse_transaction(r) for r in records], since, limit)
+        return (yield from self._transfers("deposit", code, since, limit, params))
 
     @unified
     def fetch_withdrawals(self, code: str | None = None, since: int | None = None, limit: int | None = None,
                           params: dict | None = None) -> Steps:
-        """The same endpoint, operation_type=withdraw."""
-        response = yield self._transfers("withdraw", code, since, limit, params)
-        records = self.safe_list(self._data(response), "records", [])
-        return self.filter_by_since_limit([self.parse_transaction(r) for r in records], since, limit)
+        return (yield from self._transfers("withdraw", code, since, limit, params))
 
 
 class Exchange(BitMart, PluginExchange):

@@ -17,13 +17,16 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from lib.simulator.history import NETWORKS
 from lib.simulator.ledger import Fill, Order, Series, Transfer
 from lib.simulator.market import DAY_MS, LISTED_SYMBOLS, MARKETS, MINUTE_MS, Market, fmt
 from lib.simulator.protocol import ApiError, Call, Reply
+
+T = TypeVar("T")
 
 SYMBOLS = LISTED_SYMBOLS["bitmart"]
 BY_ID = {f"{MARKETS[s].base}_{MARKETS[s].quote}": MARKETS[s] for s in SYMBOLS}
@@ -245,15 +248,21 @@ def _trade(fill: Fill) -> dict[str, Any]:
     }
 
 
-def trades(call: Call) -> Any:
-    """"Account Trade List (v4)": ``symbol`` optional, ``orderMode`` spot, ``startTime``/``endTime``,
+def _v4_query(call: Call, whole: Series[T], by_symbol: Mapping[str, Series[T]],
+              render: Callable[[T], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The v4 queries' rules: ``symbol`` optional, ``orderMode`` spot, ``startTime``/``endTime``,
     ``limit`` 1..200 (default 200), newest first."""
     params = _params(call)
     market = _market(params)
     limit = _limit(params, "limit", ORDER_PAGE, ORDER_PAGE)
     with call.ledger.lock:
-        series = call.ledger.fills if market is None else call.ledger.fills_by_symbol.get(market.symbol)
-        return [] if series is None else [_trade(f) for f in _newest(series, params, limit)]
+        series = whole if market is None else by_symbol.get(market.symbol)
+        return [] if series is None else [render(item) for item in _newest(series, params, limit)]
+
+
+def trades(call: Call) -> Any:
+    """"Account Trade List (v4)"."""
+    return _v4_query(call, call.ledger.fills, call.ledger.fills_by_symbol, _trade)
 
 
 def _state(order: Order) -> str:
@@ -277,26 +286,19 @@ def _order(order: Order) -> dict[str, Any]:
 
 
 def open_orders(call: Call) -> Any:
-    """"Current Open Orders (v4)": states new and partially_filled, newest first."""
-    params = _params(call)
-    market = _market(params)
-    limit = _limit(params, "limit", ORDER_PAGE, ORDER_PAGE)
+    """"Current Open Orders (v4)": states new and partially_filled."""
     with call.ledger.lock:
-        series: Series[Order] = Series()
-        resting = [o for o in call.ledger.open_orders if market is None or o.symbol == market.symbol]
-        for n, order in enumerate(sorted(resting, key=lambda o: (o.ts, o.seq))):
-            series.append(order, n, order.ts)
-        return [_order(o) for o in _newest(series, params, limit)]
+        whole: Series[Order] = Series()
+        by_symbol: dict[str, Series[Order]] = defaultdict(Series)
+        for n, order in enumerate(sorted(call.ledger.open_orders, key=lambda o: (o.ts, o.seq))):
+            whole.append(order, n, order.ts)
+            by_symbol[order.symbol].append(order, n, order.ts)
+    return _v4_query(call, whole, by_symbol, _order)
 
 
 def history_orders(call: Call) -> Any:
-    """"Account Orders (v4)": finished orders (filled, canceled, partially canceled), newest first."""
-    params = _params(call)
-    market = _market(params)
-    limit = _limit(params, "limit", ORDER_PAGE, ORDER_PAGE)
-    with call.ledger.lock:
-        series = call.ledger.orders if market is None else call.ledger.orders_by_symbol.get(market.symbol)
-        return [] if series is None else [_order(o) for o in _newest(series, params, limit)]
+    """"Account Orders (v4)": finished orders (filled, canceled, partially canceled)."""
+    return _v4_query(call, call.ledger.orders, call.ledger.orders_by_symbol, _order)
 
 
 # --- private: deposits and withdrawals (KEYED) ----------------------------------------
