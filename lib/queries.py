@@ -80,8 +80,10 @@ def _within(column: ColumnElement[int], ids: list[int] | None) -> ColumnElement[
     return true() if ids is None else column.in_(ids)
 
 
-def _read(session: Session, query: Select, columns: Sequence[str]) -> pd.DataFrame:
-    frame = pd.read_sql(query, session.connection())
+def _read(session: Session, query: Select, columns: Sequence[str], exact: bool = False) -> pd.DataFrame:
+    """The rows as a frame. Amounts are floats for computation (P&L, valuation, charts); with
+    ``exact`` the ``Decimal`` each was stored as, for what is shown, exported or must foot."""
+    frame = pd.read_sql(query, session.connection(), coerce_float=not exact)
     return frame[list(columns)] if not frame.empty else pd.DataFrame(columns=list(columns))
 
 
@@ -187,7 +189,7 @@ def balances(session: Session, viewer: Viewer, client_id: int | None = None, con
         .order_by(Client.name, Connector.exchange_id, Connector.label, BalanceSnapshot.asset,
                   BalanceSnapshot.account_type)
     )
-    frame = _read(session, query, BALANCE_ACCOUNT_COLUMNS)
+    frame = _read(session, query, BALANCE_ACCOUNT_COLUMNS, exact=True)
     amounts = ["free", "used", "total"]
     frame = frame[(frame[amounts] != 0).any(axis=1)] if not frame.empty else frame
     if not by_account and not frame.empty:
@@ -231,7 +233,7 @@ def balance_history(session: Session, viewer: Viewer, client_id: int | None = No
         .join(Connector, Connector.id == BalanceSnapshot.connector_id)
         .order_by(BalanceSnapshot.taken_at, BalanceSnapshot.connector_id, BalanceSnapshot.asset)
     )
-    frame = _read(session, query, HISTORY_COLUMNS)
+    frame = _read(session, query, HISTORY_COLUMNS, exact=True)
     if not frame.empty:  # the account types' exact amounts summed in Python (see ``balances``)
         frame = frame.groupby(HISTORY_COLUMNS[:-1], sort=False, as_index=False)["total"].sum()
     return _utc(frame, "taken_at")
@@ -314,7 +316,7 @@ def fills(session: Session, viewer: Viewer, client_id: int | None = None, connec
         .join(Client, Client.id == Connector.client_id)
         .order_by(Trade.timestamp.desc(), Trade.id.desc())
     )
-    return _read(session, query, FILL_COLUMNS)
+    return _read(session, query, FILL_COLUMNS, exact=True)
 
 
 def fill_symbols(session: Session, viewer: Viewer, client_id: int | None = None,
@@ -466,7 +468,7 @@ def open_orders(session: Session, viewer: Viewer, client_id: int | None = None,
         .where(_within(Order.connector_id, ids))
         .order_by(Client.name, Order.symbol, Order.timestamp)
     )
-    return _read(session, query, ORDER_COLUMNS)
+    return _read(session, query, ORDER_COLUMNS, exact=True)
 
 
 ORDER_HISTORY_COLUMNS = [
@@ -523,7 +525,7 @@ def order_history(session: Session, viewer: Viewer, client_id: int | None = None
         .join(Client, Client.id == Connector.client_id)
         .order_by(*newest)
     )
-    return _read(session, query, ORDER_HISTORY_COLUMNS)
+    return _read(session, query, ORDER_HISTORY_COLUMNS, exact=True)
 
 
 def order_history_choices(session: Session, viewer: Viewer, client_id: int | None = None,
@@ -560,7 +562,7 @@ def positions(session: Session, viewer: Viewer, client_id: int | None = None,
         .where(_within(Position.connector_id, ids))
         .order_by(Client.name, Position.symbol)
     )
-    return _read(session, query, POSITION_COLUMNS)
+    return _read(session, query, POSITION_COLUMNS, exact=True)
 
 
 # --------------------------------------------------------------------------- history coverage

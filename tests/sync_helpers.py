@@ -11,7 +11,7 @@ from lib.access import SYSTEM
 from lib.clients import create_client
 from lib.connectors import ConnectorInput, create_connector
 from lib.db import session_scope
-from lib.models import BalanceSnapshot, Order, OrderHistory, Position, Trade, Transfer
+from lib.models import BalanceSnapshot, Order, OrderHistory, Position, Trade, Transfer, to_decimal
 from lib.simulator import Simulator
 from lib.vault import load_vault
 
@@ -52,8 +52,8 @@ def differences(sim: Simulator, account_id: str, connector_id: int, kept_since: 
             if row and (row.symbol, row.side, row.timestamp, row.fee_currency) != (
                     fill["symbol"], fill["side"], fill["timestamp"], fill["fee"]["currency"]):
                 problems.append(f"fill {fill['id']} differs")
-            elif row and max(abs(row.amount - fill["amount"]), abs(row.cost - fill["cost"]),
-                             abs(row.fee_cost - fill["fee"]["cost"])) > 1e-9:
+            elif row and max(abs(float(row.amount) - fill["amount"]), abs(float(row.cost) - fill["cost"]),
+                             abs(float(row.fee_cost) - fill["fee"]["cost"])) > 1e-9:
                 problems.append(f"fill {fill['id']} amounts differ")
         transfers = {(t.type, t.transfer_id): t for t in session.scalars(
             select(Transfer).where(Transfer.connector_id == connector_id))}
@@ -63,7 +63,8 @@ def differences(sim: Simulator, account_id: str, connector_id: int, kept_since: 
             problems.append(f"transfers: {len(transfers)} stored, {len(true_transfers)} true")
         for key, item in true_transfers.items():
             row = transfers.get(key)
-            if row and (abs(row.amount - item["amount"]) > 1e-9 or abs(row.fee_cost - item["fee"]["cost"]) > 1e-9):
+            if row and (abs(float(row.amount) - item["amount"]) > 1e-9
+                        or abs(float(row.fee_cost) - item["fee"]["cost"]) > 1e-9):
                 problems.append(f"transfer {key} differs")
             elif row and row.status != item["status"]:
                 problems.append(f"transfer {key} is {row.status}, truly {item['status']}")
@@ -72,7 +73,8 @@ def differences(sim: Simulator, account_id: str, connector_id: int, kept_since: 
         balances = {(b.account_type, b.asset): (b.free, b.used, b.total) for b in session.scalars(
             select(BalanceSnapshot).where(BalanceSnapshot.connector_id == connector_id,
                                           BalanceSnapshot.taken_at == taken))}
-        true_balances = {(ACCOUNT_TYPES[kind], a): (v["free"], v["used"], v["total"])
+        # stored amounts are the exchange's exact decimals; the truth's floats read back by repr
+        true_balances = {(ACCOUNT_TYPES[kind], a): tuple(to_decimal(v[part]) for part in ("free", "used", "total"))
                          for kind, held in truth.balances_by_type.items() for a, v in held.items() if v["total"]}
         if balances != true_balances:
             problems.append(f"balances {balances} != {true_balances}")
@@ -99,6 +101,6 @@ def _order_history_differences(session: Session, connector_id: int, truth: list[
         problems.append(f"closed orders: {len(stored)} stored, {len(required)} required of {len(true)} true")
     for order_id, row in stored.items():
         item = true.get(order_id)
-        if item and (row.status != item["status"] or abs((row.filled or 0.0) - item["filled"]) > 1e-9):
+        if item and (row.status != item["status"] or abs(float(row.filled or 0) - item["filled"]) > 1e-9):
             problems.append(f"order {order_id} is {row.status} {row.filled}, truly {item['status']} {item['filled']}")
     return problems

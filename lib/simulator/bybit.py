@@ -395,9 +395,9 @@ def wallet_balance(call: Call) -> dict[str, Any]:
         free, used = balances.get(asset, (0, 0))
         if wanted is None and free + used == 0:
             continue
-        usd = (free + used) / SATS * (book.usd(asset, call.now) if asset in ASSETS else 0.0)
+        usd = float(free + used) / SATS * (book.usd(asset, call.now) if asset in ASSETS else 0.0)
         total_usd += usd
-        free_usd += usd * (free / (free + used) if free + used else 0.0)
+        free_usd += usd * (float(free) / float(free + used) if free + used else 0.0)
         rows.append({
             "coin": asset, "equity": num(free + used), "usdValue": f"{usd:.8f}", "walletBalance": num(free + used),
             "locked": num(used), "spotHedgingQty": "0", "borrowAmount": "0", "accruedInterest": "0",

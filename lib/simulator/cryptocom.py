@@ -381,7 +381,7 @@ def user_balance(call: Call, params: Mapping[str, Any]) -> dict[str, Any]:
         for asset, (free, used) in ledger.balances().items():
             if free + used == 0:
                 continue
-            usd = (free + used) / SATS * book.usd(asset, call.now)
+            usd = float(free + used) / SATS * book.usd(asset, call.now)
             total_usd += usd
             rows.append({
                 "instrument_name": asset, "quantity": fmt(free + used), "reserved_qty": fmt(used),

@@ -11,6 +11,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Generic, TypeVar
 
 from lib.simulator.market import MARKETS
@@ -163,6 +164,8 @@ class Ledger:
     #: the second account type (OKX funding, Bybit FUND, ...): asset -> sats moved there by
     #: ``move_to_funding``; ``free`` and ``used`` are the trading account
     funding: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: holdings finer than a sat (``hold_exact``): asset -> (free, used) in sats, as Decimals
+    exact: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
 
@@ -222,7 +225,18 @@ class Ledger:
         self._change(asset, -amount)
         self.funding[asset] += amount
 
-    def balances(self) -> dict[str, tuple[int, int]]:
-        """Asset -> (free, used) for every asset the account ever held."""
-        assets = sorted(set(self.free) | set(self.used))
-        return {asset: (self.free[asset], self.used[asset]) for asset in assets}
+    def hold_exact(self, asset: str, free: str, used: str = "0") -> None:
+        """The exchange reports ``asset`` with more decimals than a sat (an 18-decimal token, up
+        to 28 significant digits), and no fill or transfer explains it (an airdrop, say). Every
+        dialect serves it as the exchange's decimal strings, digit for digit (``market.fmt``)."""
+        self.exact[asset] = (Decimal(free).scaleb(8), Decimal(used).scaleb(8))
+
+    def balances(self) -> dict[str, tuple[int | Decimal, int | Decimal]]:
+        """Asset -> (free, used) for every asset the account ever held (sats; a fractional
+        Decimal of sats where ``hold_exact`` holds finer amounts)."""
+        held: dict[str, tuple[int | Decimal, int | Decimal]] = {}
+        for asset in sorted(set(self.free) | set(self.used) | set(self.exact)):
+            free, used = self.free.get(asset, 0), self.used.get(asset, 0)
+            finer = self.exact.get(asset)
+            held[asset] = (free, used) if finer is None else (free + finer[0], used + finer[1])
+        return held

@@ -8,6 +8,7 @@ on the seed only: a ticker fetched without a key agrees with the price of a fill
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -77,14 +78,19 @@ START_USD: dict[str, tuple[float, float]] = {
 }
 
 
-def fmt(sats: int) -> str:
-    """An exact decimal string with 8 places, as Binance prints amounts."""
+def fmt(sats: int | Decimal) -> str:
+    """An exact decimal string with 8 places, as Binance prints amounts; an amount finer than a
+    sat (``Ledger.hold_exact``: a fractional Decimal of sats) with every digit it has."""
+    if isinstance(sats, Decimal):
+        if sats != sats.to_integral_value():
+            return format(sats.scaleb(-8), "f")
+        sats = int(sats)
     sign = "-" if sats < 0 else ""
     whole, frac = divmod(abs(sats), SATS)
     return f"{sign}{whole}.{frac:08d}"
 
 
-def to_float(sats: int) -> float:
+def to_float(sats: int | Decimal) -> float:
     """The float ccxt produces from the decimal string: parse the same string."""
     return float(fmt(sats))
 

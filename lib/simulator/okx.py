@@ -307,7 +307,7 @@ def balance(call: Call) -> list[Any]:
         for asset, (free, used) in ledger.balances().items():
             if wanted is not None and asset not in wanted or free + used == 0:
                 continue
-            usd = (free + used) / 1e8 * book.usd(asset, call.now)
+            usd = float(free + used) / 1e8 * book.usd(asset, call.now)
             total_usd += usd
             details.append({
                 "availBal": num(free), "availEq": "", "cashBal": num(free + used), "ccy": asset, "crossLiab": "",

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import ccxt
@@ -23,7 +24,7 @@ import ccxt
 from lib import exchanges
 from lib.capabilities import ExchangeRules, StreamRules, history_rules
 from lib.exchanges import ConnectionSpec
-from lib.models import Base, Candle, Order, Position, Ticker, Trade, utcnow
+from lib.models import Base, Candle, Order, Position, Ticker, Trade, to_decimal, utcnow
 from lib.prices import marks_from_tickers, price_path, price_source
 from lib.sync import rows, store
 from lib.sync.markets import MarketShare
@@ -208,7 +209,7 @@ class ConnectorSync:
 
     # --- balances -----------------------------------------------------------------------
 
-    async def _balances(self, rules: ExchangeRules) -> dict[str, float]:
+    async def _balances(self, rules: ExchangeRules) -> dict[str, Decimal]:
         """Every account type the rules name, one snapshot time; returns totals over all types.
 
         The default account must be readable (its failure fails the sync). Another type the
@@ -216,7 +217,7 @@ class ConnectorSync:
         still syncs.
         """
         ex, taken = self.exchange, utcnow()
-        holdings: dict[str, float] = {}
+        holdings: dict[str, Decimal] = {}
         for account_type in rules.balance_types:
             params = {"type": account_type} if account_type else {}
             try:
@@ -230,8 +231,9 @@ class ConnectorSync:
             balance, refused = rows.fitting_balance(balance, account_type, self.job.connector_id)
             self.counts.refused += refused
             for asset, amount in (balance.get("total") or {}).items():
-                if amount:
-                    holdings[asset] = holdings.get(asset, 0.0) + float(amount)
+                exact = to_decimal(amount or None)  # the exchange's string ("0.00000000" is none held)
+                if exact:
+                    holdings[asset] = holdings.get(asset, Decimal(0)) + exact
             self.counts.balances += await self.db(store.save_balance, self.job.connector_id, taken, balance,
                                                   account_type)
         return holdings
@@ -387,7 +389,7 @@ class ConnectorSync:
 
     # --- prices -----------------------------------------------------------------------
 
-    async def _tickers(self, holdings: Mapping[str, float], order_symbols: set[str]) -> dict[str, float]:
+    async def _tickers(self, holdings: Mapping[str, Decimal], order_symbols: set[str]) -> dict[str, float]:
         """Prices of the markets that value the holdings, and of open orders' markets (the
         Orders page's "Last"); fetched once per price source per run, so a connector with an API
         URL override or in sandbox mode reads (and stores) its own host's prices."""
@@ -436,8 +438,9 @@ class ConnectorSync:
         ex = self.exchange
         quotes = []
         for symbol, t in tickers.items():
-            bid, ask = t.get("bid"), t.get("ask")
-            last = t.get("last") or t.get("close") or ((bid + ask) / 2 if bid and ask else None)
+            bid, ask = (to_decimal(t.get(k) or None) for k in ("bid", "ask"))
+            last = to_decimal(t.get("last") or None) or to_decimal(t.get("close") or None) or (
+                (bid + ask) / 2 if bid and ask else None)
             if last:
                 self.shared.prices[(self.source, symbol)] = float(last)
             quotes.append({"symbol": symbol, "last": last, "bid": bid, "ask": ask, "timestamp": t.get("timestamp")})
@@ -488,7 +491,7 @@ class ConnectorSync:
 
     # --- first sync ---------------------------------------------------------------------
 
-    async def _opening_balances(self, holdings: Mapping[str, float], prices: Mapping[str, float]) -> None:
+    async def _opening_balances(self, holdings: Mapping[str, Decimal], prices: Mapping[str, float]) -> None:
         explained = await self.db(store.explained_holdings, self.job.connector_id)
         amounts = store.unexplained(holdings, explained)
         usd = marks_from_tickers(prices, amounts, usd_like=self.shared.cash)

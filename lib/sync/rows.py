@@ -13,12 +13,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from sqlalchemy import String
 
-from lib.models import BalanceSnapshot, Base, LedgerEntry, OrderHistory, Trade, Transfer
+from lib.models import BalanceSnapshot, Base, LedgerEntry, OrderHistory, Trade, Transfer, to_decimal
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,13 @@ def fitting_balance(balance: Mapping[str, Any], account_type: str,
                           for part in parts}}, refused
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _exact(value: Any) -> Decimal | None:
+    """A ccxt number (the exchange's string, ``Exchange.number = str``) as the exact Decimal; "" is none."""
+    return None if value is None or value == "" else to_decimal(value)
+
+
+def _exact_or_zero(value: Any) -> Decimal:
+    return _exact(value) or Decimal(0)
 
 
 def trade_row(exchange: Any, trade: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,8 +87,7 @@ def trade_row(exchange: Any, trade: Mapping[str, Any]) -> dict[str, Any]:
     if market:
         base, quote = market["base"], market["quote"]
     fee = trade.get("fee") or {}
-    amount, price = float(trade["amount"]), float(trade["price"])
-    cost = trade.get("cost")
+    amount, price, cost = _exact_or_zero(trade["amount"]), _exact_or_zero(trade["price"]), _exact(trade.get("cost"))
     return {
         "trade_id": str(trade["id"]),
         "order_id": str(trade["order"]) if trade.get("order") is not None else None,
@@ -94,8 +99,8 @@ def trade_row(exchange: Any, trade: Mapping[str, Any]) -> dict[str, Any]:
         "taker_or_maker": trade.get("takerOrMaker"),
         "amount": amount,
         "price": price,
-        "cost": float(cost) if cost is not None else amount * price,
-        "fee_cost": float(fee.get("cost") or 0.0),
+        "cost": cost if cost is not None else amount * price,
+        "fee_cost": _exact_or_zero(fee.get("cost")),
         "fee_currency": fee.get("currency"),
     }
 
@@ -103,8 +108,8 @@ def trade_row(exchange: Any, trade: Mapping[str, Any]) -> dict[str, Any]:
 def open_order_row(o: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "order_id": str(o["id"]), "timestamp": o.get("timestamp"), "symbol": o["symbol"], "side": o["side"],
-        "type": o.get("type"), "price": o.get("price"), "amount": float(o.get("amount") or 0.0),
-        "filled": float(o.get("filled") or 0.0), "remaining": o.get("remaining"), "status": o.get("status"),
+        "type": o.get("type"), "price": _exact(o.get("price")), "amount": _exact_or_zero(o.get("amount")),
+        "filled": _exact_or_zero(o.get("filled")), "remaining": _exact(o.get("remaining")), "status": o.get("status"),
     }
 
 
@@ -116,16 +121,16 @@ def history_order_row(exchange: Any, o: Mapping[str, Any]) -> dict[str, Any]:
     done with part of its amount unfilled is stored as "canceled", as the other exchanges say.
     """
     fee = o.get("fee") or {}
-    status, amount, filled = o.get("status"), _float(o.get("amount")), _float(o.get("filled"))
-    if status == "closed" and amount is not None and filled is not None and filled < amount * (1 - 1e-12):
+    status, amount, filled = o.get("status"), _exact(o.get("amount")), _exact(o.get("filled"))
+    if status == "closed" and amount is not None and filled is not None and filled < amount:
         status = "canceled"
     return {
         "order_id": str(o["id"]), "timestamp": o.get("timestamp"),
         "last_update": o.get("lastUpdateTimestamp") or o.get("lastTradeTimestamp"),
         "symbol": o["symbol"], "side": o.get("side"), "type": o.get("type"), "status": status,
-        "price": _float(o.get("price")), "average": _float(o.get("average")), "amount": amount,
-        "filled": filled, "cost": _float(o.get("cost")),
-        "fee_cost": _float(fee.get("cost")), "fee_currency": fee.get("currency"),
+        "price": _exact(o.get("price")), "average": _exact(o.get("average")), "amount": amount,
+        "filled": filled, "cost": _exact(o.get("cost")),
+        "fee_cost": _exact(fee.get("cost")), "fee_currency": fee.get("currency"),
     }
 
 
@@ -137,20 +142,21 @@ def transfer_row(kind: str, t: Mapping[str, Any]) -> dict[str, Any]:
     fee = t.get("fee") or {}
     return {
         "transfer_id": transfer_id(t), "type": kind, "timestamp": int(t["timestamp"]),
-        "currency": t["currency"], "amount": float(t.get("amount") or 0.0),
-        "fee_cost": float(fee.get("cost") or 0.0), "fee_currency": fee.get("currency"),
+        "currency": t["currency"], "amount": _exact_or_zero(t.get("amount")),
+        "fee_cost": _exact_or_zero(fee.get("cost")), "fee_currency": fee.get("currency"),
         "status": t.get("status"), "txid": t.get("txid"),
     }
 
 
+#: positions row column -> ccxt's unified position field
+POSITION_NUMBERS = {"contracts": "contracts", "contract_size": "contractSize", "entry_price": "entryPrice",
+                    "mark_price": "markPrice", "notional": "notional", "unrealized_pnl": "unrealizedPnl",
+                    "leverage": "leverage", "liquidation_price": "liquidationPrice"}
+
+
 def position_row(p: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "symbol": p["symbol"], "side": p.get("side"), "contracts": p.get("contracts"),
-        "contract_size": p.get("contractSize"), "entry_price": p.get("entryPrice"),
-        "mark_price": p.get("markPrice"), "notional": p.get("notional"),
-        "unrealized_pnl": p.get("unrealizedPnl"), "leverage": p.get("leverage"),
-        "liquidation_price": p.get("liquidationPrice"), "timestamp": p.get("timestamp"),
-    }
+    return {"symbol": p["symbol"], "side": p.get("side"), "timestamp": p.get("timestamp"),
+            **{column: _exact(p.get(field)) for column, field in POSITION_NUMBERS.items()}}
 
 
 def ledger_key(entry: Mapping[str, Any]) -> str:
@@ -171,8 +177,8 @@ def ledger_row(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "entry_key": ledger_key(entry), "entry_id": None if ident is None else str(ident),
         "timestamp": int(entry["timestamp"]), "currency": entry["currency"],
-        "amount": float(entry.get("amount") or 0.0),
+        "amount": _exact_or_zero(entry.get("amount")),
         "direction": entry.get("direction"), "type": entry.get("type"), "account": entry.get("account"),
-        "reference_id": None if reference is None else str(reference), "fee_cost": _float(fee.get("cost")),
+        "reference_id": None if reference is None else str(reference), "fee_cost": _exact(fee.get("cost")),
         "fee_currency": fee.get("currency"), "status": entry.get("status"),
     }

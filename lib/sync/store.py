@@ -163,12 +163,13 @@ def candle_span(exchange_id: str, source: str, symbol: str, timeframe: str) -> t
 
 def save_balance(connector_id: int, taken_at: datetime, balance: Mapping[str, Any], account_type: str = "") -> int:
     """One row per asset held (free, used, total) in one account type, so balances have a history."""
-    total, free, used = balance.get("total") or {}, balance.get("free") or {}, balance.get("used") or {}
+    parts = {part: {asset: to_decimal(value) or Decimal(0) for asset, value in (balance.get(part) or {}).items()
+                    if value is not None and value != ""} for part in ("total", "free", "used")}
     rows = [
         {"connector_id": connector_id, "taken_at": taken_at, "asset": asset, "account_type": account_type,
-         "free": float(free.get(asset) or 0.0), "used": float(used.get(asset) or 0.0), "total": float(amount or 0.0)}
-        for asset, amount in sorted(total.items())
-        if amount or free.get(asset) or used.get(asset)
+         "free": parts["free"].get(asset, Decimal(0)), "used": parts["used"].get(asset, Decimal(0)), "total": amount}
+        for asset, amount in sorted(parts["total"].items())
+        if amount or parts["free"].get(asset) or parts["used"].get(asset)
     ]
     with session_scope() as session:
         if rows:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pandas as pd
 import streamlit as st
 
+from lib.models import decimal_text, to_decimal
+from lib.settings import get_settings
 from lib.validation import is_invisible
 
 UNPRICED = "unpriced"
@@ -60,23 +63,73 @@ def compact_money(value: float | None) -> str:
     return f"{sign}${amount:,.2f}"
 
 
-def quantity(value: float | None, digits: int = 8) -> str:
-    """Up to ``digits`` decimals without trailing zeros: 0.5, 1,234.00012; a dash when missing."""
+def quantity(value: float | Decimal | None, digits: int = 8) -> str:
+    """Up to ``digits`` decimals without trailing zeros: 0.5, 1,234.00012; a dash when missing.
+    An exact amount (``Decimal``) never loses a digit it has, whatever ``digits`` says."""
     if _missing(value):
         return MISSING
+    if isinstance(value, Decimal):
+        digits = max(digits, places(value.normalize()))
     text = f"{value:,.{digits}f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
-def significant(value: float | None, digits: int = 7) -> str:
+def significant(value: float | Decimal | None, digits: int = 7) -> str:
     """About ``digits`` significant digits (never fewer than the integer part): 51,829.05, 0.004312.
 
-    For dense tables; the exact figure stays in the CSV.
+    For dense tables of computed figures; an exact amount (``Decimal``) keeps every digit it
+    has (``quantity``), as the CSV does.
     """
     if _missing(value):
         return MISSING
     size = math.floor(math.log10(abs(value))) + 1 if value else 1
     return quantity(value, min(max(digits - size, 0), 8))
+
+
+#: Decimals an asset is shown with at least: cents for USD-like cash, the satoshi for BTC (its
+#: unit on every exchange). Beyond that an asset gets the decimals the exchange's own strings
+#: carry (stored as sent: Binance pads to its precision, "1.00000000"; OKX writes "1.5").
+CASH_DECIMALS = 2
+UNIT_DECIMALS = {"BTC": 8}
+
+
+def places(value: object) -> int:
+    """How many decimals an amount carries as stored ("0.00100000": 8, "12": 0); a float by its
+    shortest repr; 0 when missing."""
+    if blank(value):
+        return 0
+    exponent = to_decimal(value).as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def asset_decimals(assets: pd.Series, values: pd.DataFrame, usd_like: Collection[str] | None = None) -> dict[str, int]:
+    """Asset -> decimals its amounts are shown with: the most any of its ``values`` carry (so
+    nothing is cut and a column lines up), at least ``CASH_DECIMALS`` for USD-like cash (the
+    settings' list unless given) and ``UNIT_DECIMALS`` for BTC."""
+    usd_like = get_settings().usd_like if usd_like is None else usd_like
+    decimals: dict[str, int] = {}
+    for asset, row in zip(assets, values.itertuples(index=False), strict=True):
+        floor = CASH_DECIMALS if asset in usd_like else UNIT_DECIMALS.get(asset, 0)
+        decimals[asset] = max(decimals.get(asset, floor), *(places(v) for v in row))
+    return decimals
+
+
+def exact_columns(frame: pd.DataFrame, columns: list[str], asset: str = "asset") -> dict[str, pd.Series]:
+    """``columns`` of amounts as text, each row with its asset's decimals (``asset_decimals``):
+    every digit shown, so displayed free + used = total foot."""
+    decimals = asset_decimals(frame[asset], frame[columns])
+    return {column: pd.Series([exact(v, decimals[a]) for v, a in zip(frame[column], frame[asset], strict=True)],
+                              index=frame.index, dtype=object) for column in columns}
+
+
+def exact(value: object, decimals: int = 0) -> str:
+    """An amount with every digit it has and at least ``decimals`` places, thousands grouped:
+    ``123,456.123456789012345678``, ``0.50000000``; a dash when missing. Never rounds."""
+    if blank(value):
+        return MISSING
+    number = to_decimal(value)
+    shown = max(decimals, places(number.normalize()) if number else 0)
+    return f"{abs(number) if number == 0 else number:,.{shown}f}"
 
 
 def percent(value: float | None, *, signed: bool = True) -> str:
@@ -213,12 +266,26 @@ def _defused(value: object) -> object:
     return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
+def _csv_number(value: object) -> object:
+    """An exact amount as its plain decimal (every digit, no exponent); a computed float (a USD
+    value, a price) to the 15 significant digits a double holds, so no binary noise such as
+    201.12956459999992 reaches a spreadsheet."""
+    if isinstance(value, Decimal):
+        return decimal_text(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return decimal_text(Decimal(f"{value:.15g}").normalize())
+    return value
+
+
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """The CSV of a download: a text cell that a spreadsheet would run as a formula gets a
-    leading ``'`` (OWASP); numbers, dates and other cells are written as they are. Lines end in
-    CRLF (RFC 4180), so a cell holding a CR or LF is quoted rather than splitting its row."""
+    leading ``'`` (OWASP); amounts are written exactly (``_csv_number``), dates and other cells
+    as they are. Lines end in CRLF (RFC 4180), so a cell holding a CR or LF is quoted rather
+    than splitting its row."""
     safe = frame.copy()
     for column in safe.columns:
         if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].map(_defused)
+            safe[column] = safe[column].map(_defused).map(_csv_number)
+        elif pd.api.types.is_float_dtype(safe[column]):
+            safe[column] = safe[column].astype(object).map(_csv_number)
     return safe.to_csv(index=False, lineterminator="\r\n").encode()

@@ -71,8 +71,7 @@ st.dataframe(
     pd.DataFrame({
         "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"],
         "Account type": rows["account_type"].map(fmt.visible), "Asset": rows["asset"].map(fmt.visible),
-        **{label: fmt.text(rows[label.lower()], lambda v: fmt.significant(v, 8))
-           for label in ("Free", "Used", "Total")},
+        **{label.capitalize(): text for label, text in fmt.exact_columns(rows, ["free", "used", "total"]).items()},
         "Price (USD)": rows["price"].map(lambda p: fmt.money(p, digits=6 if p == p and p < 1 else 2)),
         "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != ""), fmt.visible),  # cash: a dash
         "USD value": rows["usd"].map(fmt.money),
