@@ -44,7 +44,10 @@ def test_curve_starts_at_the_first_event(seeded: Seeded) -> None:
     # snapshots are drawn over the line; Alpha's 1,000 USDT snapshot is not what the history implies
     assert not drawn.snapshots.empty
     assert not drawn.disagreements.empty and "USDT" in drawn.disagreements["assets"].iloc[-1]
-    assert set(drawn.by_asset["asset"]) >= {"BTC", "USDT", "BNB"}
+    assert set(drawn.by_asset["asset"]) >= {"BTC", "USDT", "BNB"}  # allocation over time, from the same start
+    assert drawn.by_asset["time"].min() == curve.index[0]
+    usdt = drawn.by_asset[drawn.by_asset["asset"] == "USDT"].set_index("time")["usd"]
+    assert usdt.iloc[0] == pytest.approx(70000.0) and usdt.iloc[-1] == pytest.approx(USDT)
 
 
 def test_curve_window_and_scope(seeded: Seeded) -> None:

@@ -204,13 +204,14 @@ def test_sidebar_shows_the_username_literally(hostile: Hostile) -> None:
 def test_charts_carry_escaped_text(hostile: Hostile) -> None:
     overview = open_page("pages/portfolio/overview.py", hostile.users["admin"])
     specs = plotly_specs(overview)
-    assert len(specs) == 2 and all("&lt;b&gt;H" in spec for spec in specs)  # allocation and top holdings
+    assert len(specs) == 4 and "Equity" in specs[0]  # the equity curve first, then the allocation over time
+    assert all("&lt;b&gt;H" in spec for spec in specs[1:])  # allocation over time and now, top holdings
     assert any("&lt;b&gt;h&lt;/b&gt;" in spec and "&#36;x^2&#36;" in spec for spec in specs)  # client name
     pnl = open_page("pages/portfolio/pnl.py", hostile.users["admin"], scope_client_id=hostile.client_id)
     equity = [json.loads(chart.proto.spec) for chart in pnl.get("plotly_chart") if "Equity" in chart.proto.spec]
     assert equity, "the equity chart is drawn"
-    markers = [trace for trace in equity[0]["data"] if trace.get("mode") == "markers"]
-    assert markers[0]["text"] == ["deposit 5 &#36;x^2&#36;"]
+    deposits = [trace for trace in equity[0]["data"] if trace.get("name") == "Deposits"]
+    assert deposits[0]["text"] == ["deposit 5 &#36;x^2&#36;"]
 
 
 def test_admin_forms_flash_and_labels_show_names_literally(hostile: Hostile) -> None:

@@ -83,8 +83,10 @@ with loaders.plain_errors("equity curve"):
 if drawn.empty:
     st.info("No fills, transfers or opening balances synced yet, so there is no value over time to draw.")
 else:
-    st.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
-                    width="stretch")
+    value_tab, mix_tab = st.tabs(["Equity", "Allocation over time"])
+    value_tab.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
+                           width="stretch")
+    mix_tab.plotly_chart(charts.allocation_over_time(drawn.by_asset), width="stretch")
     st.caption(f"Last {EQUITY_DAYS} days, rebuilt from the synced history (first event: "
                f"{fmt.moment(drawn.first_event)}) and valued with daily candles; dots are balance snapshots, "
                "crosses snapshots the history does not explain. Any window: P&L page.")
