@@ -83,7 +83,7 @@ def differences(sim: Simulator, account_id: str, connector_id: int, kept_since: 
         orders = set(session.scalars(select(Order.order_id).where(Order.connector_id == connector_id)))
         if orders != {o["id"] for o in truth.open_orders}:
             problems.append(f"open orders: {len(orders)} stored, {len(truth.open_orders)} true")
-        positions = {(p.symbol, p.side, p.contracts) for p in session.scalars(
+        positions = {(p.symbol, p.side, float(p.contracts)) for p in session.scalars(
             select(Position).where(Position.connector_id == connector_id))}
         if positions != {(p["symbol"], p["side"], p["contracts"]) for p in truth.positions}:
             problems.append(f"positions {positions} differ")

@@ -17,7 +17,7 @@ from typing import Any
 import ccxt
 from ccxt.base.precise import Precise
 
-from lib.plugins.base import AsyncPluginExchange, PluginExchange, Steps, unified
+from lib.plugins.base import AsyncPluginExchange, PluginExchange, Steps, start_end, unified
 
 #: documented order states -> ccxt's (https://openapidoc.bitunix.com/doc/trade/get_history_orders.html)
 ORDER_STATUS = {"INIT": "open", "NEW": "open", "PART_FILLED": "open", "FILLED": "closed", "CANCELED": "canceled",
@@ -206,8 +206,8 @@ class Bitunix:
         ``startTime``/``endTime`` in ms."""
         yield self.load_markets()
         market = self.market(symbol)
-        request = self._bounds({**(params or {}), "symbol": market["id"], "interval": self.timeframes[timeframe],
-                                "limit": min(limit or 200, 200)}, since)
+        request = start_end(self, {**(params or {}), "symbol": market["id"], "interval": self.timeframes[timeframe],
+                                   "limit": min(limit or 200, 200)}, since)
         response = yield self.publicGetApiV1FuturesMarketKline(request)
         return self.parse_ohlcvs(self.safe_list(response, "data", []), market, timeframe, since, limit)
 
@@ -273,19 +273,9 @@ class Bitunix:
 
     # --- request helpers ----------------------------------------------------------------
 
-    def _bounds(self, request: dict[str, Any], since: int | None) -> dict[str, Any]:
-        """ccxt's ``since`` and ``until`` as the documented ``startTime``/``endTime`` (ms)."""
-        until = self.safe_integer(request, "until")
-        request = self.omit(request, "until")
-        if since is not None:
-            request["startTime"] = since
-        if until is not None:
-            request["endTime"] = until
-        return request
-
     def _page(self, params: dict[str, Any] | None, since: int | None, limit: int | None,
               symbol: str | None) -> dict[str, Any]:
-        request = self._bounds(dict(params or {}), since)
+        request = start_end(self, params, since)
         if limit is not None:
             request["limit"] = min(limit, HISTORY_LIMIT)
         if symbol is not None:
