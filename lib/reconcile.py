@@ -11,8 +11,8 @@ A row is
 - **unbalanced**: it is not; the difference in units and in USD (current marks, NaN when
   unpriced), the first snapshot of the divergence that lasts until now, and the causes the
   product can tell (``causes``);
-- **unknown**: the product holds no history at all for the asset (no fill, transfer, ledger
-  entry or opening balance), so it cannot say what explains the balance.
+- **unknown**: the exchange reports the asset and the product holds no history at all for it
+  (no fill, transfer, ledger entry or opening balance), so it cannot say what explains it.
 
 Tolerance: ``UNITS_TOLERANCE`` (1e-8, one satoshi: the finest amount step of the spot markets
 the supported exchanges list in ccxt's market precision, BTC at 8 decimals; the stored
@@ -87,15 +87,19 @@ def _ms(moments: pd.Series) -> np.ndarray:
 
 def _compare(moves: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
     """Implied against reported at each snapshot moment of each connector: one row per
-    (connector, asset, moment) with ``implied``, ``reported``, ``tolerance``, ``divergent``
-    and ``known`` (the asset has history). ``snapshots``: connector_id, moment, asset, total."""
+    (connector, asset, moment) for every asset the history or any snapshot names (an asset
+    missing from a snapshot was reported as 0), with ``implied``, ``reported``, ``tolerance``,
+    ``divergent`` and ``known`` (the asset has history). ``snapshots``: connector_id, moment,
+    asset, total (one row per account type)."""
+    keys = ["connector_id", "asset", "moment"]
     moments = snapshots[["connector_id", "moment"]].drop_duplicates()
+    history = moves[["connector_id", "asset"]].drop_duplicates()
+    assets = pd.concat([history, snapshots[["connector_id", "asset"]]]).drop_duplicates()
+    grid = assets.merge(moments, on="connector_id")
     implied = rebuild.balances_at(moves, moments).rename(columns={"balance": "implied"})
-    reported = snapshots.groupby(["connector_id", "asset", "moment"], as_index=False)["total"].sum()
-    both = implied.merge(reported, on=["connector_id", "asset", "moment"], how="outer")
-    both = both[both["connector_id"].isin(moments["connector_id"])]
-    known = pd.MultiIndex.from_frame(both[["connector_id", "asset"]]).isin(
-        pd.MultiIndex.from_frame(moves[["connector_id", "asset"]].drop_duplicates()))
+    reported = snapshots.groupby(keys, as_index=False)["total"].sum()
+    both = grid.merge(implied, on=keys, how="left").merge(reported, on=keys, how="left")
+    known = pd.MultiIndex.from_frame(both[["connector_id", "asset"]]).isin(pd.MultiIndex.from_frame(history))
     both = both.assign(implied=both["implied"].fillna(0.0), reported=both["total"].fillna(0.0),
                        turnover=both["turnover"].fillna(0.0), known=known).drop(columns="total")
     tolerance = UNITS_TOLERANCE + RELATIVE_TOLERANCE * (both["turnover"] + both["reported"].abs())
@@ -142,7 +146,8 @@ def _summarise(compared: pd.DataFrame) -> pd.DataFrame:
     first = lasting.groupby(keys)["moment"].min()
     summary = latest.assign(snapshots=compared.groupby(keys).size(), first_divergence=first,
                             last_ok=last_ok).reset_index()
-    status = np.where(~summary["known"], "unknown", np.where(summary["divergent"], "unbalanced", "balanced"))
+    # no history and nothing reported now: nothing is left to explain
+    status = np.where(~summary["divergent"], "balanced", np.where(summary["known"], "unbalanced", "unknown"))
     return summary.assign(status=status, difference=summary["reported"] - summary["implied"])
 
 
@@ -181,9 +186,52 @@ def _amount(value: float) -> str:
     return f"{value:,.8f}".rstrip("0").rstrip(".")
 
 
-def causes(row: pd.Series, coverage: pd.DataFrame, pending: pd.DataFrame, first_snapshot: int | None,
-           first_event: int | None, opening: bool) -> list[tuple[str, str]]:
-    """The likely causes of one unbalanced row that the stored data can tell, as (key, sentence).
+@dataclass(frozen=True)
+class Facts:
+    """What one connector's stored data says about its history, for ``causes``."""
+
+    unreadable: tuple[tuple[str, str], ...] = ()  # (account type, error) the key could not read
+    markets: tuple[str, ...] = ()  # markets walked one by one (exchanges that need a symbol)
+    kept_since: int | None = None  # the oldest time the exchange keeps history (ms), if it says
+    first_snapshot: int | None = None
+    first_event: int | None = None  # the first stored fill, transfer or ledger entry (ms)
+    opening: bool = False  # the first sync booked opening balances
+    pending: tuple[tuple[str, str, int, float], ...] = ()  # (asset, type, time ms, amount) not settled
+
+
+def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, moves: pd.DataFrame,
+           snapshots: pd.DataFrame) -> dict[int, Facts]:
+    """``Facts`` per connector, each frame read once."""
+    first_snapshot = snapshots.groupby("connector_id")["moment"].min()
+    events = moves[moves["kind"] != "opening"].groupby("connector_id")["timestamp"].min()
+    opening = set(moves.loc[(moves["kind"] == "opening") & (moves["change"] != 0), "connector_id"])
+    unreadable: dict[int, list[tuple[str, str]]] = {}
+    markets: dict[int, list[str]] = {}
+    kept: dict[int, int] = {}
+    for cid, stream, kind, oldest, error in zip(coverage["connector_id"], coverage["stream"], coverage["kind"],
+                                                coverage["oldest_available"], coverage["failed_error"], strict=True):
+        if kind == "balance" and isinstance(error, str):
+            unreadable.setdefault(int(cid), []).append((stream.partition(":")[2] or "default", error))
+        if kind == "trades" and ":" in stream:
+            markets.setdefault(int(cid), []).append(stream.partition(":")[2])
+        if kind != "balance" and oldest is not None and not pd.isna(oldest):
+            kept[int(cid)] = max(int(oldest), kept.get(int(cid), int(oldest)))
+    waiting: dict[int, list[tuple[str, str, int, float]]] = {}
+    for cid, asset, kind, at, amount in zip(pending["connector_id"], pending["asset"], pending["type"],
+                                            pending["timestamp"], pending["amount"], strict=True):
+        waiting.setdefault(int(cid), []).append((str(asset), str(kind), int(at), float(amount)))
+    ids = set(first_snapshot.index) | set(events.index) | set(unreadable) | set(markets) | set(kept) | set(waiting)
+    return {int(cid): Facts(tuple(unreadable.get(cid, ())), tuple(markets.get(cid, ())), kept.get(cid),
+                            _known(first_snapshot.get(cid)), _known(events.get(cid)), cid in opening,
+                            tuple(waiting.get(cid, ()))) for cid in ids}
+
+
+def _known(value: object) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def causes(row: pd.Series, facts: Facts) -> list[tuple[str, str]]:
+    """The likely causes of one unbalanced row that the stored data can tell, as (key, sentence):
 
     - a transfer still pending whose amount (or all pending ones together) equals the
       difference: the exchange counts it, the history does not yet;
@@ -198,31 +246,27 @@ def causes(row: pd.Series, coverage: pd.DataFrame, pending: pd.DataFrame, first_
     """
     found: list[tuple[str, str]] = []
     difference, asset, tolerance = float(row["difference"]), str(row["asset"]), float(row["tolerance"])
-    own = pending[(pending["connector_id"] == row["connector_id"]) & (pending["asset"] == asset)]
-    for transfer in own.itertuples(index=False):
-        if abs(difference - float(transfer.amount)) <= tolerance:
-            found.append((PENDING, f"the {transfer.type} of {_amount(float(transfer.amount))} {asset} on "
-                          f"{_day(int(transfer.timestamp))} is still pending: the exchange already counts it, "
-                          f"the history counts it once it settles."))
-    if not found and len(own) > 1 and abs(difference - float(own["amount"].sum())) <= tolerance:
+    own = [p for p in facts.pending if p[0] == asset]
+    for _, kind, at, amount in own:
+        if abs(difference - amount) <= tolerance:
+            found.append((PENDING, f"the {kind} of {_amount(amount)} {asset} on {_day(at)} is still pending: the "
+                          "exchange already counts it, the history counts it once it settles."))
+    if not found and len(own) > 1 and abs(difference - sum(p[3] for p in own)) <= tolerance:
         found.append((PENDING, f"{len(own)} transfers of {asset} are still pending: the exchange already counts "
                       "them, the history counts them once they settle."))
-    streams = coverage[coverage["connector_id"] == row["connector_id"]]
-    for stream in streams[(streams["kind"] == "balance") & streams["failed_error"].notna()].itertuples(index=False):
-        account = stream.stream.partition(":")[2] or "default"
-        found.append((ACCOUNT_TYPE, f"the {account} account could not be read with this key "
-                      f"({stream.failed_error}), so what it holds is missing from the reported balance."))
-    markets = [s.partition(":")[2] for s in streams.loc[streams["kind"] == "trades", "stream"] if ":" in s]
-    if markets and not any(asset in m.split("/") for m in markets):
+    for account, error in facts.unreadable:
+        found.append((ACCOUNT_TYPE, f"the {account} account could not be read with this key ({error}), so what "
+                      "it holds is missing from the reported balance."))
+    if facts.markets and not any(asset in m.split("/") for m in facts.markets):
         found.append((MARKET, f"this exchange's fills are read market by market and no market of {asset} was "
                       "walked; add its markets as extra symbols of the connector."))
-    kept = [int(v) for v in streams.loc[streams["kind"] != "balance", "oldest_available"] if v is not None
-            and not pd.isna(v)]
-    older = opening or (kept and first_event is not None and first_event < max(kept))
-    if kept and older and first_snapshot is not None and int(row["first_divergence"]) <= first_snapshot:
-        found.append((LOOKBACK, f"the exchange keeps history only since {_day(max(kept))} and the difference "
-                      "dates from the first sync: older history could not be read; import it from the "
-                      "exchange's export."))
+    kept = facts.kept_since
+    older = facts.opening or (kept is not None and facts.first_event is not None and facts.first_event < kept)
+    if (kept is not None and older and facts.first_snapshot is not None
+            and int(row["first_divergence"]) <= facts.first_snapshot):
+        found.append((LOOKBACK, f"the exchange keeps history only since {_day(kept)} and the difference dates "
+                      "from the first sync: older history could not be read; import it from the exchange's "
+                      "export."))
     if not found:
         since = "" if pd.isna(row["last_ok"]) else f"after {_day(int(row['last_ok']))} and "
         found.append((UNEXPLAINED, f"the stored history does not explain it: a fill, transfer or ledger entry of "
@@ -260,21 +304,18 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
         connectors = queries.connectors(db, viewer, client_id, connector_id)
         ids = [int(i) for i in connectors["id"]]
         snapshots = _daily_snapshots(db, viewer, client_id, connector_id)
+        read = set(snapshots["connector_id"])
         unsynced = [f"{r.client} · {r.exchange_id} / {r.label}" for r in connectors.itertuples()
-                    if int(r.id) not in set(snapshots["connector_id"])]
+                    if int(r.id) not in read]
         if snapshots.empty:
             return Reconciliation(pd.DataFrame(columns=ROW_COLUMNS), unsynced)
         moves = rebuild.balance_moves(db, ids)
         summary = _summarise(_compare(moves, snapshots))
         summary["first_divergence"] = _refine(db, moves, summary)
-        first_snapshot = snapshots.groupby("connector_id")["moment"].min()
-        coverage = queries.coverage(db, viewer, client_id, connector_id)
-        pending = rebuild.pending_transfers(db, ids)
-        events = moves[moves["kind"] != "opening"].groupby("connector_id")["timestamp"].min()
-        opening = set(moves.loc[(moves["kind"] == "opening") & (moves["change"] != 0), "connector_id"])
-        found = [causes(row, coverage, pending, first_snapshot.get(row["connector_id"]),
-                        events.get(row["connector_id"]), row["connector_id"] in opening)
-                 if row["status"] == "unbalanced" else [] for _, row in summary.iterrows()]
+        facts = _facts(queries.coverage(db, viewer, client_id, connector_id), rebuild.pending_transfers(db, ids),
+                       moves, snapshots)
+        found = [causes(row, facts.get(int(row["connector_id"]), Facts())) if row["status"] == "unbalanced" else []
+                 for _, row in summary.iterrows()]
         summary["cause"] = ["; ".join(text for _, text in pairs) for pairs in found]
         summary["causes"] = [tuple(pairs) for pairs in found]
         summary["difference_usd"] = _usd(db, viewer, summary, client_id, connector_id)
