@@ -27,19 +27,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Double, cast, func, select
 from sqlalchemy.orm import Session
 
 from lib import prices, queries, rebuild, reports
-from lib.access import SYSTEM, Viewer
+from lib.access import Viewer
 from lib.db import session_scope
 from lib.models import BalanceSnapshot
 
 Status = Literal["balanced", "unbalanced", "unknown"]
+T = TypeVar("T", float, pd.Series)
 UNITS_TOLERANCE = 1e-8
 RELATIVE_TOLERANCE = 1e-12
 #: the order rows are listed in: what needs a look first
@@ -85,6 +86,11 @@ def _ms(moments: pd.Series) -> np.ndarray:
     return ((taken - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64)
 
 
+def tolerance(turnover: T, reported: T) -> T:
+    """How far implied and reported may differ and still be Balanced (see the module's note)."""
+    return UNITS_TOLERANCE + RELATIVE_TOLERANCE * (turnover + abs(reported))
+
+
 def _compare(moves: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
     """Implied against reported at each snapshot moment of each connector: one row per
     (connector, asset, moment) for every asset the history or any snapshot names (an asset
@@ -102,9 +108,8 @@ def _compare(moves: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
     known = pd.MultiIndex.from_frame(both[["connector_id", "asset"]]).isin(pd.MultiIndex.from_frame(history))
     both = both.assign(implied=both["implied"].fillna(0.0), reported=both["total"].fillna(0.0),
                        turnover=both["turnover"].fillna(0.0), known=known).drop(columns="total")
-    tolerance = UNITS_TOLERANCE + RELATIVE_TOLERANCE * (both["turnover"] + both["reported"].abs())
-    return both.assign(tolerance=tolerance,
-                       divergent=(both["reported"] - both["implied"]).abs() > tolerance)
+    allowed = tolerance(both["turnover"], both["reported"])
+    return both.assign(tolerance=allowed, divergent=(both["reported"] - both["implied"]).abs() > allowed)
 
 
 def _daily_snapshots(session: Session, viewer: Viewer, client_id: int | None,
@@ -333,19 +338,31 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
 
 def connector_status(session: Session, connector_id: int) -> tuple[Status, int]:
     """What a sync records for its connector: "unbalanced" with how many assets; else
-    "unknown" when nothing can be compared or an asset has no history at all; else "balanced"."""
-    snapshots = _daily_snapshots(session, SYSTEM, None, connector_id)
-    if snapshots.empty:
+    "unknown" when nothing can be compared or a reported asset has no history at all; else
+    "balanced". Only the newest snapshot decides it, so this runs once per connector per sync
+    without the page's per-day comparison, USD values or causes."""
+    newest = session.scalar(select(func.max(BalanceSnapshot.taken_at)).where(
+        BalanceSnapshot.connector_id == connector_id))
+    if newest is None:
         return "unknown", 0
-    # the newest snapshot decides the status: no USD values, causes or first divergences needed
-    newest = snapshots[snapshots["moment"] == snapshots["moment"].max()]
-    summary = _summarise(_compare(rebuild.balance_moves(session, [connector_id]), newest))
-    unbalanced = int((summary["status"] == "unbalanced").sum())
+    reported: dict[str, float] = {}
+    for asset, total in session.execute(select(BalanceSnapshot.asset, cast(BalanceSnapshot.total, Double)).where(
+            BalanceSnapshot.connector_id == connector_id, BalanceSnapshot.taken_at == newest)):
+        reported[asset] = reported.get(asset, 0.0) + float(total or 0.0)
+    moves = rebuild.balance_moves(session, [connector_id])
+    upto = moves[moves["timestamp"] <= int(newest.timestamp() * 1000)]
+    implied = upto.groupby("asset")["change"].sum()
+    turnover = upto["change"].abs().groupby(upto["asset"]).sum()
+    known = set(moves["asset"])
+    unbalanced = unknown = 0
+    for asset in known | set(reported):
+        held = reported.get(asset, 0.0)
+        if abs(held - float(implied.get(asset, 0.0))) > tolerance(float(turnover.get(asset, 0.0)), held):
+            unbalanced += asset in known
+            unknown += asset not in known
     if unbalanced:
         return "unbalanced", unbalanced
-    if summary.empty or (summary["status"] == "unknown").any():
-        return "unknown", 0
-    return "balanced", 0
+    return ("unknown", 0) if unknown or not (known | set(reported)) else ("balanced", 0)
 
 
 #: ``moves_around``: one balance change of the asset with the implied balance after it
