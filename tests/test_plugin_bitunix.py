@@ -16,7 +16,9 @@ from urllib.request import urlopen
 
 import ccxt
 import pytest
+import streamlit as st
 from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
 
 import tests.test_sync_dialects as dialects
 from lib import exchanges
@@ -25,8 +27,10 @@ from lib.cli import main
 from lib.clients import create_client
 from lib.db import session_scope
 from lib.models import Connector, Position
+from lib.settings import PROJECT_ROOT
 from lib.simulator import Simulator
 from lib.sync import sync_connectors
+from lib.users import create_user
 from tests.helpers import database_contents
 from tests.sync_helpers import add_connectors
 from tests.test_sync_dialects import (  # noqa: F401 - the autouse fixture and every dialect's tests, run here
@@ -160,3 +164,24 @@ def test_a_cut_off_answer_is_a_bad_response_not_an_empty_page(bitunix: Simulator
     with pytest.raises(ccxt.BadResponse):
         ex.fetch_my_trades(limit=100)
     assert exchanges.is_retryable(ccxt.BadResponse("bitunix"))
+
+
+def test_orders_and_positions_page_shows_the_bitunix_positions(database_url: str, sim: Simulator) -> None:
+    """The page reads what the sync stored, as for OKX: symbols, sides, contracts and the
+    unrealised P&L Bitunix reports."""
+    account = sim.accounts[0]
+    add_connectors(sim)
+    assert sync_connectors(SYSTEM).successful == 1
+    with session_scope() as session:
+        admin = create_user(session, SYSTEM, "desk", "admin", secrets.token_urlsafe(16)).id
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "portfolio" / "orders.py"), default_timeout=60)
+    at.session_state["auth_user_id"] = admin
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = at.dataframe[1].value
+    truth = sim.truth(account.id).positions
+    assert sorted(shown["Symbol"]) == sorted(p["symbol"] for p in truth)
+    assert set(shown["Exchange"]) == {"bitunix"} and set(shown["Side"]) == {"long"}
+    assert "not reported" not in set(shown["Unrealized P&L"])
+    st.cache_data.clear()
