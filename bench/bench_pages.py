@@ -216,10 +216,11 @@ def _pnl_steps(admin_id: int) -> dict[str, int]:
     return steps
 
 
-def main() -> None:
-    args = _args()
-    folder = Path(tempfile.mkdtemp(prefix="bench-pages-"))
-    url = args.database_url or f"sqlite:///{folder / 'bench.db'}"
+def migrated(prefix: str, database_url: str | None) -> str:
+    """A fresh data folder with generated keys, the database (a SQLite file there unless given)
+    migrated, as this process's settings; returns its URL."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    url = database_url or f"sqlite:///{folder / 'bench.db'}"
     from cryptography.fernet import Fernet
 
     os.environ.update({"DATABASE_URL": url, "DATA_DIR": str(folder), "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
@@ -227,6 +228,12 @@ def main() -> None:
     from lib.db import migrate
 
     migrate(url)
+    return url
+
+
+def main() -> None:
+    args = _args()
+    url = migrated("bench-pages-", args.database_url)
     began = time.perf_counter()
     admin_id = _seed(url, args.fills, args.connectors, args.clients)
     seeded_s = time.perf_counter() - began
