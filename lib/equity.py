@@ -70,12 +70,13 @@ def _moves(session: Session, viewer: Viewer, client_id: int | None, connector_id
 
 
 def _moments(start: datetime, end: datetime, now: datetime) -> np.ndarray:
-    """The end of each day (hour) from ``start`` to ``end``, and ``end`` itself (int ms)."""
+    """The last moment of each day (hour) from ``start`` on, then the window's last moment: now,
+    or the millisecond before a past ``end`` (the window is [start, end)), as int ms."""
     step = timedelta(hours=1) if end - start <= HOURLY_UP_TO else DAY
     first = pd.Timestamp(start).floor("h" if step < DAY else "D") + step
     ends = pd.date_range(first, pd.Timestamp(min(end, now)), freq=step, inclusive="left")
     ms = ((ends - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64) - 1
-    return np.append(ms, _ms(min(end, now)))
+    return np.append(ms, _ms(now) if end >= now else _ms(end) - 1)
 
 
 def _valued(held: pd.DataFrame, series: dict[str, prices.Series], now_ms: int | None,
@@ -101,6 +102,11 @@ def _rebuilt(moves: pd.DataFrame, moments: np.ndarray, sources: dict[int, str]) 
     held = held[held["moment"].to_numpy() >= held["connector_id"].map(first).to_numpy()]
     held = held.assign(balance=held["balance"].where(held["balance"].abs() > DUST * held["turnover"], 0.0))
     return held.assign(source=held["connector_id"].map(sources).fillna(""))
+
+
+def _pairs(held: pd.DataFrame) -> pd.DataFrame:
+    """The distinct (source, asset) pairs of ``held``: what current marks are needed for."""
+    return held[["source", "asset"]].drop_duplicates()
 
 
 def _unpriced(valued: pd.DataFrame) -> pd.DataFrame:
@@ -130,10 +136,8 @@ def _snapshot_points(session: Session, viewer: Viewer, client_id: int | None, co
     return per.sum(axis=1, min_count=1).rename("usd").rename_axis("time").reset_index()
 
 
-def _disagreements(points: pd.DataFrame, viewer: Viewer, client_id: int | None, connector_id: int | None,
-                   session: Session) -> pd.DataFrame:
+def _disagreements(points: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """Snapshot points from the first divergence reconciliation finds on, with the assets it names."""
-    rows = reconcile.reconcile(viewer, client_id, connector_id, session=session).rows
     rows = rows[rows["status"] == "unbalanced"]
     if points.empty or rows.empty:
         return pd.DataFrame(columns=["time", "usd", "assets"])
@@ -148,27 +152,34 @@ def _disagreements(points: pd.DataFrame, viewer: Viewer, client_id: int | None, 
 
 def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
                  start: datetime | None = None, end: datetime | None = None,
-                 session_or_url: SessionOrUrl = None) -> EquityCurve:
+                 session_or_url: SessionOrUrl = None, reconciled: pd.DataFrame | None = None) -> EquityCurve:
     """The rebuilt equity from ``start`` (default and at the earliest: the first event) to ``end``
-    (default now), snapshots over it and the transfers inside it."""
+    (default now), snapshots over it and the transfers inside it.
+
+    ``reconciled``: the scope's ``lib.reconcile`` rows when the caller already has them (the
+    pages' cached reconciliation), else reconciled here.
+    """
     now = utcnow()
     end = end or now
     with _session(session_or_url) as session:
         moves = _moves(session, viewer, client_id, connector_id)
         sources = queries.price_sources(session, viewer, client_id, connector_id)
-        first = int(moves["timestamp"].min()) if not moves.empty else None
-        first_at = pd.Timestamp(first, unit="ms", tz="UTC") if first is not None else None
-        start = max(start, first_at.to_pydatetime()) if start and first_at is not None else start or (
-            first_at.to_pydatetime() if first_at is not None else end)
+        first_at = None if moves.empty else pd.Timestamp(int(moves["timestamp"].min()), unit="ms", tz="UTC")
+        if first_at is not None:  # nothing to draw before the first event
+            start = max(start or first_at.to_pydatetime(), first_at.to_pydatetime())
+        start = start or end
         moments = _moments(start, end, now) if start < end else np.array([], np.int64)
         held = _rebuilt(moves, moments, sources)
-        marks = current_marks(session, viewer, held, client_id, connector_id) if end >= now else {}
+        marks = current_marks(session, viewer, _pairs(held), client_id, connector_id) if end >= now else {}
         # every candle up to the end: a point is valued "as of", like the P&L's marks at a window's edges
         series = prices.source_series(queries.candles(session, viewer, client_id, connector_id, end_ms=_ms(end)))
         valued = _valued(held, series, _ms(now) if end >= now else None, marks)
         hourly = end - start <= HOURLY_UP_TO
         snapshots = _snapshot_points(session, viewer, client_id, connector_id, start, end, hourly, series, sources)
-        disagreements = _disagreements(snapshots, viewer, client_id, connector_id, session)
+        if reconciled is None and not snapshots.empty:
+            reconciled = reconcile.reconcile(viewer, client_id, connector_id, session=session).rows
+        disagreements = _disagreements(snapshots, reconciled if reconciled is not None else pd.DataFrame(
+            columns=["status"]))
         transfers = equity_transfers(session, viewer, client_id, connector_id, start, end, marks, series)
     times = pd.to_datetime(valued["moment"], unit="ms", utc=True)
     by_asset = valued.assign(time=times).groupby(["time", "asset"], as_index=False)["usd"].sum(min_count=1)
@@ -192,7 +203,7 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
         sources = queries.price_sources(session, viewer, client_id)
         moments = np.array([_ms(now - delta) for delta in CHANGE_WINDOWS.values()] + [_ms(now)], np.int64)
         held = _rebuilt(moves, moments, sources)
-        marks = current_marks(session, viewer, held, client_id)
+        marks = current_marks(session, viewer, _pairs(held), client_id)
         series = prices.source_series(queries.candles(
             session, viewer, client_id, start_ms=_ms(now - max(CHANGE_WINDOWS.values()) - 2 * DAY)))
     today, _ = prices.own_marks(marks, list(held["source"]), list(held["asset"]), usd_like=usd_like())
@@ -241,9 +252,7 @@ def balances_at(viewer: Viewer, client_id: int | None = None, at: datetime | Non
     price = prices.usd_at_sources(series, rows["source"], rows["asset"], np.full(len(rows), at_ms, np.int64),
                                   usd_like=usd_like())
     rows = rows.assign(free=np.nan, used=np.nan, price=price, priced_from="",
-                       usd=rows["total"].astype(float) * price, priced=np.isfinite(price),
-                       taken_at=pd.Timestamp(at).tz_convert("UTC") if pd.Timestamp(at).tzinfo else pd.Timestamp(
-                           at, tz="UTC"))
+                       usd=rows["total"].astype(float) * price, priced=np.isfinite(price), taken_at=pd.Timestamp(at))
     rows = rows.sort_values(["client", "exchange_id", "label", "asset"], kind="stable", ignore_index=True)
     rows = rows[BALANCE_REPORT_COLUMNS]
     unpriced = sorted(set(rows.loc[~rows["priced"], "asset"]))

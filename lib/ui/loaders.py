@@ -157,7 +157,10 @@ def _equity(scope: Scope, client_id: int | None, connector_id: int | None, start
             key: tuple[str, str]) -> equity.EquityCurve:
     start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
     end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    return equity.equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at)
+    rows = _reconciliation(scope, client_id, key).rows  # cached: the Overview's count reads the same
+    if connector_id is not None:
+        rows = rows[rows["connector_id"] == connector_id]
+    return equity.equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at, reconciled=rows)
 
 
 def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
