@@ -43,6 +43,9 @@ from lib.reports import (
 DAY = timedelta(days=1)
 #: windows up to this long are drawn hour by hour, longer ones day by day
 HOURLY_UP_TO = timedelta(days=7)
+#: at most about this many points: a longer history is drawn every few days (a 1970 timestamp must not
+#: make 20,000 daily points of every account and asset)
+MAX_POINTS = 1500
 #: a rebuilt balance this small next to the units that went through it is float round-off, not a holding
 DUST = 1e-10
 
@@ -70,9 +73,11 @@ def _moves(session: Session, viewer: Viewer, client_id: int | None, connector_id
 
 
 def _moments(start: datetime, end: datetime, now: datetime) -> np.ndarray:
-    """The last moment of each day (hour) from ``start`` on, then the window's last moment: now,
-    or the millisecond before a past ``end`` (the window is [start, end)), as int ms."""
-    step = timedelta(hours=1) if end - start <= HOURLY_UP_TO else DAY
+    """The last moment of each day (hour; every few days past ``MAX_POINTS`` days) from ``start`` on,
+    then the window's last moment: now, or the millisecond before a past ``end`` (the window is
+    [start, end)), as int ms."""
+    span = min(end, now) - start
+    step = timedelta(hours=1) if end - start <= HOURLY_UP_TO else DAY * max(1, -(-span.days // MAX_POINTS))
     first = pd.Timestamp(start).floor("h" if step < DAY else "D") + step
     ends = pd.date_range(first, pd.Timestamp(min(end, now)), freq=step, inclusive="left")
     ms = ((ends - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64) - 1
