@@ -189,5 +189,5 @@ def test_a_very_old_event_keeps_the_curve_small(seeded: Seeded) -> None:
         session.add(Trade(connector_id=seeded.alpha_binance, trade_id="old", timestamp=1, symbol="BTC/USDT",
                           base="BTC", quote="USDT", side="buy", amount=0.001, price=10.0, cost=0.01))
     drawn = equity.equity_curve(seeded.viewer("admin"), client_id=seeded.alpha)
-    assert drawn.first_event == datetime(1970, 1, 1, tzinfo=UTC)
+    assert drawn.first_event == datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
     assert len(drawn.curve) <= equity.MAX_POINTS + 1 and drawn.curve["time"].is_monotonic_increasing
