@@ -634,6 +634,9 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
     result = period.window
     dated_opening = pnl.date_opening_lots(opening, priced_fills, priced_moves)
     named = name_unpriced_assets(result.warnings, priced_moves, dated_opening, end_ms, cash)
+    if period.unpriced_at_start:
+        named.append(f"No price at the window's start for {', '.join(period.unpriced_at_start)}: left out of the "
+                     "opening value and of unrealized P&L at the start.")
     if period.unpriced_withdrawals:
         named.append(f"Withdrawn in this window with no price at the time: {', '.join(period.unpriced_withdrawals)}; "
                      "they count 0 in the withdrawals and their cost basis shows as withdrawn unrealized.")

@@ -139,6 +139,9 @@ def test_cli_pnl_window_totals(seeded: Seeded, capsys: pytest.CaptureFixture[str
             == pytest.approx(totals["realized"] + totals["unrealized_change"] + totals["withdrawn_unrealized"]
                              - totals["unpriced_basis_change"]))
     assert data["window"] == {"start": "2024-02-10", "end": "2024-02-20"}
+    # ETH (bought on 1 February) has no candle: named, not valued at 0 in the opening value
+    assert any(w.startswith("No price at the window's start for ETH") for w in data["warnings"])
+    assert totals["unpriced_basis_change"] == pytest.approx(0.0)  # unpriced at both edges, nothing sold
     code, out, _ = _cli(capsys, "pnl", "--client", "Alpha", "--json")  # all history: from nothing
     totals = json.loads(out)["totals"]
     assert totals["opening_value"] == 0 and totals["net_flows"] == pytest.approx(70000.0)

@@ -69,6 +69,7 @@ class Period:
     totals: PeriodTotals
     window: PnlResult  # realized, fees and disposals inside the window; holdings at its end
     unpriced_withdrawals: list[str]  # assets withdrawn in the window with no price at the time
+    unpriced_at_start: list[str]  # assets held at the start with no mark then (not in the opening value)
 
 
 def _cash(frame: pd.DataFrame, column: str, usd_like: frozenset[str]) -> np.ndarray:
@@ -141,10 +142,11 @@ def period_pnl(
     window = compute_pnl(fills, transfers, opening, marks_end, method=method, pool=pool, start=start, end=last,
                          usd_like=usd_like)
     if start is None:
-        before_cash, before = 0.0, None
+        before_cash, before, unpriced_at_start = 0.0, None, []
     else:
-        before = compute_pnl(fills, transfers, opening, marks_start, method=method, pool=pool, end=start - 1,
-                             usd_like=usd_like).totals
+        at_start = compute_pnl(fills, transfers, opening, marks_start, method=method, pool=pool, end=start - 1,
+                               usd_like=usd_like)
+        before, unpriced_at_start = at_start.totals, list(at_start.unpriced_assets)
         before_cash = _cash_level(transfers, opening, start - 1, before.net_cash_flow, usd_like)
     after = window.totals
     closing_cash = _cash_level(transfers, opening, last, (before.net_cash_flow if before else 0.0)
@@ -171,5 +173,5 @@ def period_pnl(
         unpriced_basis_change=after.unpriced_cost_basis - (before.unpriced_cost_basis if before else 0.0),
         fees=after.fees,
     )
-    return Period(totals, window, flows.unpriced)
+    return Period(totals, window, flows.unpriced, unpriced_at_start)
 
