@@ -6,8 +6,10 @@ curve values them on past days. One rule, written here, decides what moves a bal
 - an opening balance (``opening_balances``, booked at the first sync for holdings older
   history would explain) stands at the start of the connector's history: at its first stored
   event or first balance snapshot, whichever is earlier (and never after its own booking);
-- a fill moves its base (+amount on a buy, -amount on a sell) and its quote (-cost on a buy,
-  +cost on a sell); its fee leaves the fee currency;
+- a spot fill moves its base (+amount on a buy, -amount on a sell) and its quote (-cost on a
+  buy, +cost on a sell); a fill of a contract (ccxt's ``BTC/USDT:USDT``) moves no base or
+  quote: a derivatives account's balance changes by realised P&L and funding, which fills do
+  not carry (``lib.reconcile`` names that cause); every fill's fee leaves the fee currency;
 - a deposit counts once credited (status ``ok`` or none reported); a pending one counts only
   when it settles (``pending_transfers`` lists them); failed and canceled ones never count;
 - a withdrawal counts unless it failed or was canceled (an exchange debits it when it is
@@ -104,7 +106,8 @@ def _fills(session: Session, ids: Sequence[int] | None, exact: bool) -> pd.DataF
     P&L fill store (``queries.pnl_fills``: an Arrow file kept in step with the table), which
     loads a million fills in a fraction of the seconds SQL takes."""
     if exact or (ids is not None and len(ids) <= SQL_CONNECTORS):
-        return _read(session, select(Trade.connector_id, Trade.timestamp, Trade.base, Trade.quote, Trade.side,
+        return _read(session, select(Trade.connector_id, Trade.timestamp, Trade.symbol, Trade.base, Trade.quote,
+                                     Trade.side,
                                      _amount(Trade.amount, exact), _amount(Trade.cost, exact),
                                      _amount(Trade.fee_cost, exact), Trade.fee_currency)
                      .where(_within(Trade.connector_id, ids)))
@@ -119,11 +122,12 @@ def _fill_moves(session: Session, ids: Sequence[int] | None, exact: bool) -> lis
     sign = np.where(fills["side"] == "buy", 1, -1)
     fee = _numbers(fills["fee_cost"], exact)
     charged = fills["fee_currency"].notna() & (fee != 0)
+    spot = ~fills["symbol"].str.contains(":", regex=False).to_numpy(bool)  # ccxt: "BTC/USDT:USDT" is a contract
     return [
-        _frame(fills["connector_id"], fills["base"], fills["timestamp"], sign * _numbers(fills["amount"], exact),
-               "fill"),
-        _frame(fills["connector_id"], fills["quote"], fills["timestamp"], -sign * _numbers(fills["cost"], exact),
-               "fill"),
+        _frame(fills["connector_id"][spot], fills["base"][spot], fills["timestamp"][spot],
+               (sign * _numbers(fills["amount"], exact))[spot], "fill"),
+        _frame(fills["connector_id"][spot], fills["quote"][spot], fills["timestamp"][spot],
+               (-sign * _numbers(fills["cost"], exact))[spot], "fill"),
         _frame(fills["connector_id"][charged], fills["fee_currency"][charged], fills["timestamp"][charged],
                -fee[charged.to_numpy()], "fee"),
     ]

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from lib import prices, queries, rebuild, reports
 from lib.access import Viewer
 from lib.db import session_scope
-from lib.models import BalanceSnapshot
+from lib.models import BalanceSnapshot, Trade
 
 Status = Literal["balanced", "unbalanced", "unknown"]
 T = TypeVar("T", float, pd.Series)
@@ -52,8 +52,9 @@ ROW_COLUMNS = [
     "cause", "causes",
 ]
 #: the causes ``causes`` can name, as keys for tests and the JSON output
-PENDING, ACCOUNT_TYPE, MARKET, LOOKBACK, UNEXPLAINED = (
-    "transfer pending", "account type not read", "market not walked", "history older than kept", "unexplained")
+PENDING, ACCOUNT_TYPE, MARKET, LOOKBACK, CONTRACTS, UNEXPLAINED = (
+    "transfer pending", "account type not read", "market not walked", "history older than kept",
+    "contract P&L not in history", "unexplained")
 
 
 @dataclass(frozen=True)
@@ -202,10 +203,11 @@ class Facts:
     first_event: int | None = None  # the first stored fill, transfer or ledger entry (ms)
     opening: bool = False  # the first sync booked opening balances
     pending: tuple[tuple[str, str, int, float], ...] = ()  # (asset, type, time ms, amount) not settled
+    contracts: tuple[str, ...] = ()  # contract markets traded ("BTC/USDT:USDT")
 
 
-def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, moves: pd.DataFrame,
-           snapshots: pd.DataFrame) -> dict[int, Facts]:
+def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, moves: pd.DataFrame, snapshots: pd.DataFrame,
+           contracts: pd.DataFrame) -> dict[int, Facts]:
     """``Facts`` per connector, each frame read once."""
     first_snapshot = snapshots.groupby("connector_id")["moment"].min()
     events = moves[moves["kind"] != "opening"].groupby("connector_id")["timestamp"].min()
@@ -225,10 +227,18 @@ def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, moves: pd.DataFrame,
     for cid, asset, kind, at, amount in zip(pending["connector_id"], pending["asset"], pending["type"],
                                             pending["timestamp"], pending["amount"], strict=True):
         waiting.setdefault(int(cid), []).append((str(asset), str(kind), int(at), float(amount)))
+    traded = contracts.groupby("connector_id")["symbol"].agg(lambda s: tuple(sorted(s)))
     ids = set(first_snapshot.index) | set(events.index) | set(unreadable) | set(markets) | set(kept) | set(waiting)
     return {int(cid): Facts(tuple(unreadable.get(cid, ())), tuple(markets.get(cid, ())), kept.get(cid),
                             _known(first_snapshot.get(cid)), _known(events.get(cid)), cid in opening,
-                            tuple(waiting.get(cid, ()))) for cid in ids}
+                            tuple(waiting.get(cid, ())), traded.get(cid, ())) for cid in ids | set(traded.index)}
+
+
+def _contracts(session: Session, ids: list[int]) -> pd.DataFrame:
+    """(connector_id, symbol) of every contract market the connectors have fills on."""
+    query = (select(Trade.connector_id, Trade.symbol)
+             .where(Trade.connector_id.in_(ids), Trade.symbol.contains(":", autoescape=True)).distinct())
+    return pd.DataFrame(session.execute(query).all(), columns=["connector_id", "symbol"])
 
 
 def _known(value: object) -> int | None:
@@ -246,6 +256,7 @@ def causes(row: pd.Series, facts: Facts) -> list[tuple[str, str]]:
     - a divergence from the connector's first snapshot where the exchange keeps history only
       back to a date and the account is older than that (the first sync booked opening
       balances, or a stream kept longer holds older events): older history could not be read;
+    - contracts settled in the asset: their realised P&L and funding are not in the fills;
     - otherwise: the stored history does not explain it (a fill, transfer or ledger entry is
       missing or was changed).
     """
@@ -272,6 +283,11 @@ def causes(row: pd.Series, facts: Facts) -> list[tuple[str, str]]:
         found.append((LOOKBACK, f"the exchange keeps history only since {_day(kept)} and the difference dates "
                       "from the first sync: older history could not be read; import it from the exchange's "
                       "export."))
+    settled = [symbol for symbol in facts.contracts if symbol.partition(":")[2] == asset]
+    if settled:
+        found.append((CONTRACTS, f"this account trades contracts settled in {asset} ({', '.join(settled)}): their "
+                      "realised P&L and funding move the balance, and the fills do not carry them; only the "
+                      "exchange's account ledger does, where the sync can read one."))
     if not found:
         since = "" if pd.isna(row["last_ok"]) else f"after {_day(int(row['last_ok']))} and "
         found.append((UNEXPLAINED, f"the stored history does not explain it: a fill, transfer or ledger entry of "
@@ -318,7 +334,7 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
         summary = _summarise(_compare(moves, snapshots))
         summary["first_divergence"] = _refine(db, moves, summary)
         facts = _facts(queries.coverage(db, viewer, client_id, connector_id), rebuild.pending_transfers(db, ids),
-                       moves, snapshots)
+                       moves, snapshots, _contracts(db, ids))
         found = [causes(row, facts.get(int(row["connector_id"]), Facts())) if row["status"] == "unbalanced" else []
                  for _, row in summary.iterrows()]
         summary["cause"] = ["; ".join(text for _, text in pairs) for pairs in found]
