@@ -183,7 +183,10 @@ def _load_demo(page: Page, folder: Path) -> None:
     wait_idle(page)
     expect(main(page).get_by_text("Total value")).to_be_visible(timeout=120_000)
     assert dollars(metric(page, "Total value")) > 0
-    allocation = main(page).locator(".js-plotly-plot").first
+    # the first screen: the demo's 90 days of value rebuilt from its history, and the changes as numbers
+    expect(main(page).locator(".js-plotly-plot").first.get_by_text("Equity (rebuilt from history)")).to_be_visible()
+    assert all(metric(page, f"Change {window}") != "—" for window in ("24h", "7d", "30d"))
+    allocation = main(page).locator(".js-plotly-plot").filter(has_text="Allocation by client")
     for client in DEMO_CLIENTS:
         expect(allocation.get_by_text(client)).to_be_visible()
     shot(page, folder, "03-overview")
