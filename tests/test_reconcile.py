@@ -32,6 +32,7 @@ from lib.models import (
     HistoryCoverage,
     OpeningBalance,
     SyncResult,
+    SyncRun,
     Trade,
     Transfer,
     to_decimal,
@@ -342,11 +343,34 @@ def test_reconciliation_page_for_each_role(seeded: Seeded, role: str, fresh_cach
     assert not at.exception
 
 
+def _record_syncs() -> None:
+    """A successful sync result per connector with its reconciliation, as the runner records it."""
+    with session_scope() as session:
+        run = SyncRun(trigger="cli", total=0)
+        session.add(run)
+        session.flush()
+        for connector_id in session.scalars(select(Connector.id)):
+            status, unbalanced = reconcile.connector_status(session, connector_id)
+            session.add(SyncResult(run_id=run.id, connector_id=connector_id, success=True,
+                                   reconciliation=status, unbalanced=unbalanced))
+
+
 def test_overview_counts_unbalanced_accounts_and_trades_take_a_link(seeded: Seeded, fresh_cache: None) -> None:
     at = open_page("pages/portfolio/overview.py", seeded.users["admin"])
-    assert "2 account(s) report balances their synced history does not explain" in texts(at)
+    assert "reconciliation" not in texts(at).lower()  # nothing recorded yet: nothing claimed
+    _record_syncs()
+    st.cache_data.clear()
+    at = open_page("pages/portfolio/overview.py", seeded.users["admin"])
+    assert "2 account(s) reported balances at their last sync that their synced history does not explain" in texts(at)
     client = open_page("pages/portfolio/overview.py", seeded.users["client"])
-    assert "1 account(s) report balances" in texts(client)
+    assert "1 account(s) reported balances" in texts(client)
+    with session_scope() as session:
+        session.execute(delete(SyncResult))
+        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.connector_id != _gamma(session)))
+    _record_syncs()
+    st.cache_data.clear()
+    assert "the synced history explains every account's reported balances" in texts(
+        open_page("pages/portfolio/overview.py", seeded.users["admin"]))
 
     at = open_page("pages/portfolio/trades.py", seeded.users["admin"])
     at.query_params["connector"] = str(seeded.alpha_binance)

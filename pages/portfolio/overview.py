@@ -95,16 +95,18 @@ else:
             f"{fmt.literal(r.asset)} ({r.points} point(s), {r.first:%Y-%m-%d} to {r.last:%Y-%m-%d})"
             for r in drawn.unpriced.itertuples()) + "; left out of those points' totals.", icon=":material/help:")
 
-with loaders.plain_errors("reconciliation"):
-    reconciliation = loaders.reconciliation(viewer, client_id)
-if reconciliation.unbalanced_accounts:
-    st.warning(f"{reconciliation.unbalanced_accounts} account(s) report balances their synced history does not "
-               f"explain ({reconciliation.count('unbalanced')} asset(s)): see Portfolio › Reconciliation.",
+# each connector's reconciliation as its last sync recorded it (cheap; the Reconciliation page recomputes)
+checked = [row for row in sync_widgets.freshness(viewer, client_id) if row.reconciliation]
+unbalanced = [row for row in checked if row.reconciliation == "unbalanced"]
+if unbalanced:
+    st.warning(f"{len(unbalanced)} account(s) reported balances at their last sync that their synced history does "
+               f"not explain ({sum(row.unbalanced for row in unbalanced)} asset(s)): see Portfolio › Reconciliation.",
                icon=":material/rule:")
-elif not reconciliation.rows.empty:
-    st.caption("Reconciliation: the synced history explains every account's reported balances"
-               + (f" ({reconciliation.count('unknown')} asset(s) have no history)." if reconciliation.count(
-                   "unknown") else "."))
+elif checked:
+    unknown = sum(row.reconciliation == "unknown" for row in checked)
+    st.caption("Reconciliation at the last sync: the synced history explains every account's reported balances"
+               + (f"; {unknown} account(s) unknown: an asset with no history, or nothing to compare." if unknown
+                  else "."))
 
 if report.empty:
     st.info("No balances synced yet for this scope; they appear after the first successful sync.")
