@@ -18,7 +18,7 @@ from lib import audit, exchanges
 from lib.access import Role, Viewer
 from lib.clients import get_client
 from lib.exchanges import ConnectionSpec, UnsupportedExchange
-from lib.models import EXCHANGE_ID_MAX, LABEL_MAX, URL_MAX, Connector, to_decimal
+from lib.models import EXCHANGE_ID_MAX, LABEL_MAX, URL_MAX, Connector
 from lib.validation import ValidationError, clean_secret, clean_text, clean_url, look_alikes, same_names
 from lib.vault import Vault, VaultError
 
@@ -132,7 +132,7 @@ def check_connection(spec: ConnectionSpec) -> ConnectionCheck:
     except Exception as error:  # noqa: BLE001 - every failure becomes a message
         log.info("connection test for %s failed: %s", spec.exchange_id, type(error).__name__)
         return ConnectionCheck(False, _test_failure(error))
-    assets = sum(1 for amount in (balance.get("total") or {}).values() if to_decimal(amount or None))  # "0.00" is none
+    assets = sum(1 for amount in (balance.get("total") or {}).values() if amount)
     return ConnectionCheck(True, f"Connected: the account holds {assets} asset(s).", assets)
 
 

@@ -254,9 +254,6 @@ def http_status(error: BaseException) -> int | None:
 
 
 def _configure(exchange: Any, spec: ConnectionSpec) -> Any:
-    # numbers as the exchange wrote them: ccxt's parse_number then returns the string (its
-    # safe_* helpers and Precise do their math on strings), which lib.sync.rows keeps as Decimal
-    exchange.number = str
     if spec.sandbox:
         exchange.set_sandbox_mode(True)
     if spec.api_url:

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.orm import Session
 
 from lib.db import alembic_config, get_engine, migrate
@@ -31,6 +31,16 @@ def test_migrate_is_idempotent(database_url):
         assert MigrationContext.configure(connection).get_current_revision() == head
 
 
+def _client_and_connector(connection: Connection) -> None:
+    """Client 1 with connector 1, as raw rows any revision's schema takes."""
+    connection.execute(text("INSERT INTO clients (id, name, created_at, updated_at) "
+                            "VALUES (1, 'c', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    connection.execute(text(
+        "INSERT INTO connectors (id, client_id, exchange_id, label, credentials_ciphertext, key_hint, sandbox, "
+        "enabled, status, consecutive_failures, extra_symbols, created_at, updated_at) VALUES "
+        "(1, 1, 'binance', 'main', 'x', 'abcd', false, true, 'ok', 0, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+
+
 def test_0002_keeps_fills_and_lets_two_markets_share_an_id(database_url):
     """Upgrading a 0001 database keeps its rows; afterwards one id may exist once per symbol."""
     command.downgrade(alembic_config(database_url), "0001")
@@ -40,12 +50,7 @@ def test_0002_keeps_fills_and_lets_two_markets_share_an_id(database_url):
     order = ("INSERT INTO orders (connector_id, order_id, symbol, side, amount, filled) "
              "VALUES (1, '7', :symbol, 'buy', 1, 0)")
     with engine.begin() as connection:
-        connection.execute(text("INSERT INTO clients (id, name, created_at, updated_at) "
-                                "VALUES (1, 'c', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
-        connection.execute(text(
-            "INSERT INTO connectors (id, client_id, exchange_id, label, credentials_ciphertext, key_hint, sandbox, "
-            "enabled, status, consecutive_failures, extra_symbols, created_at, updated_at) VALUES "
-            "(1, 1, 'binance', 'main', 'x', 'abcd', false, true, 'ok', 0, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        _client_and_connector(connection)
         connection.execute(text(trade), {"symbol": "BTC/USDT"})
         connection.execute(text(order), {"symbol": "BTC/USDT"})
     migrate(database_url)
@@ -105,12 +110,7 @@ def test_0007_keeps_every_float_amount_as_its_shortest_decimal(database_url):
     engine = get_engine(database_url)
     noisy = [201.12956459999992, 0.1 + 0.2, 1e-07, 1.5e20, 123456789012.12344, -0.0, 3.0]
     with engine.begin() as connection:
-        connection.execute(text("INSERT INTO clients (id, name, created_at, updated_at) "
-                                "VALUES (1, 'c', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
-        connection.execute(text(
-            "INSERT INTO connectors (id, client_id, exchange_id, label, credentials_ciphertext, key_hint, sandbox, "
-            "enabled, status, consecutive_failures, extra_symbols, created_at, updated_at) VALUES "
-            "(1, 1, 'binance', 'main', 'x', 'abcd', false, true, 'ok', 0, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        _client_and_connector(connection)
         for i, value in enumerate(noisy):
             connection.execute(text(
                 "INSERT INTO trades (connector_id, trade_id, timestamp, symbol, base, quote, side, amount, price, "

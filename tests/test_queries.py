@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pandas as pd
 import pytest
@@ -216,9 +217,9 @@ def test_latest_balances_take_the_newest_snapshot_and_as_of(seeded: Seeded) -> N
         latest = queries.balances(session, admin, client_id=seeded.alpha)
         day_ago = queries.balances(session, admin, client_id=seeded.alpha, at=utcnow() - timedelta(days=1))
         too_old = queries.balances(session, admin, at=utcnow() - timedelta(days=30))
-    assert dict(zip(latest["asset"], latest["total"], strict=True)) == {
-        "BNB": 1.93, "BTC": 0.563335, "ETH": 3.0, "USDT": 1000.0}
-    assert dict(zip(day_ago["asset"], day_ago["total"], strict=True)) == {"BTC": 0.5, "USDT": 1000.0}
+    assert dict(zip(latest["asset"], latest["total"], strict=True)) == {  # exact decimals
+        "BNB": Decimal("1.93"), "BTC": Decimal("0.563335"), "ETH": Decimal(3), "USDT": Decimal(1000)}
+    assert dict(zip(day_ago["asset"], day_ago["total"], strict=True)) == {"BTC": Decimal("0.5"), "USDT": Decimal(1000)}
     assert too_old.empty
     assert str(latest["taken_at"].dt.tz) == "UTC"
 
@@ -340,13 +341,14 @@ def test_balances_sum_account_types_per_asset(seeded: Seeded) -> None:
                                           since=utcnow() - timedelta(hours=3))
         total = reports.balances_report(admin, seeded.alpha, session_or_url=session).total_usd
     assert len(latest) == 4 and latest["asset"].is_unique
-    assert dict(zip(latest["asset"], latest["total"], strict=True))["BTC"] == pytest.approx(0.963335)
-    assert latest.set_index("asset").loc["BTC", "free"] == pytest.approx(0.563335 * 0.9 + 0.4)
+    assert dict(zip(latest["asset"], latest["total"], strict=True))["BTC"] == Decimal("0.963335")  # summed exactly
+    assert float(latest.set_index("asset").loc["BTC", "free"]) == pytest.approx(0.563335 * 0.9 + 0.4)
     assert history["asset"].is_unique
-    assert history.set_index("asset").loc["BTC", "total"] == pytest.approx(0.963335)
+    assert history.set_index("asset").loc["BTC", "total"] == Decimal("0.963335")
     assert total == pytest.approx(0.963335 * 65000 + 3 * 3500 + 1.93 * 500 + 1000)
     with session_scope() as session:
         split = queries.balances(session, admin, client_id=seeded.alpha, by_account=True)
     btc = split[split["asset"] == "BTC"]
-    assert dict(zip(btc["account_type"], btc["total"], strict=True)) == {"": 0.563335, "funding": 0.4}
+    assert dict(zip(btc["account_type"], btc["total"], strict=True)) == {"": Decimal("0.563335"),
+                                                                         "funding": Decimal("0.4")}
     assert list(split.columns) == queries.BALANCE_ACCOUNT_COLUMNS

@@ -148,6 +148,9 @@ class ConnectorSync:
         self.exchange = exchanges.build_async_exchange(ConnectionSpec(
             spec.exchange_id, spec.credentials, spec.api_url, spec.sandbox, shared.timeout_ms))
         self.exchange.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
+        # numbers as the exchange wrote them: ccxt's parse_number then returns the string (its
+        # safe_* helpers and Precise do their math on strings), which lib.sync.rows keeps as Decimal
+        self.exchange.number = str
         # one TLS context per run instead of one per instance (loading CA files costs ~25 ms)
         self.exchange.ssl_context = shared.ssl_context(self.exchange)
         # ccxt's leaky bucket re-checks every 1 ms while a request waits for tokens; with
