@@ -121,23 +121,23 @@ def _daily_snapshots(session: Session, viewer: Viewer, client_id: int | None,
 
 
 def _snapshots_between(session: Session, spans: pd.DataFrame) -> pd.DataFrame:
-    """Every snapshot of each connector in its span (after ``start``, up to ``end``, ms); the
-    account types are summed by ``_compare`` (exact amounts are never summed in SQL: SQLite
-    holds them as text)."""
+    """Every snapshot of each connector in its spans (after ``start``, up to ``end``, ms), one
+    query per distinct span; the account types are summed by ``_compare`` (exact amounts are
+    never summed in SQL: SQLite holds them as text)."""
     parts = []
-    for row in spans.itertuples(index=False):
-        start = datetime.fromtimestamp(row.start / 1000, UTC)
-        end = datetime.fromtimestamp(row.end / 1000, UTC)
-        query = (select(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset,
-                        BalanceSnapshot.total)
-                 .where(BalanceSnapshot.connector_id == int(row.connector_id), BalanceSnapshot.taken_at > start,
-                        BalanceSnapshot.taken_at <= end))
-        parts.append(pd.read_sql(query, session.connection()))
-    found = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    for (start, end), group in spans.groupby(["start", "end"]):
+        query = (select(BalanceSnapshot.id, BalanceSnapshot.connector_id, BalanceSnapshot.taken_at,
+                        BalanceSnapshot.asset, cast(BalanceSnapshot.total, Double).label("total"))
+                 .where(BalanceSnapshot.connector_id.in_([int(c) for c in group["connector_id"].unique()]),
+                        BalanceSnapshot.taken_at > datetime.fromtimestamp(start / 1000, UTC),
+                        BalanceSnapshot.taken_at <= datetime.fromtimestamp(end / 1000, UTC)))
+        parts.append(pd.DataFrame(session.execute(query).all(), columns=["id", "connector_id", "taken_at", "asset",
+                                                                          "total"]))
+    found = pd.concat(parts, ignore_index=True).drop_duplicates("id") if parts else pd.DataFrame()
     if found.empty:
         return pd.DataFrame(columns=["connector_id", "moment", "asset", "total"])
     return pd.DataFrame({"connector_id": found["connector_id"].astype(np.int64), "moment": _ms(found["taken_at"]),
-                         "asset": found["asset"], "total": pd.to_numeric(found["total"].astype(object)).astype(float)})
+                         "asset": found["asset"], "total": found["total"].astype(float)})
 
 
 def _summarise(compared: pd.DataFrame) -> pd.DataFrame:
@@ -167,7 +167,7 @@ def _refine(session: Session, moves: pd.DataFrame, summary: pd.DataFrame) -> pd.
     spans = pd.DataFrame({"connector_id": unbalanced["connector_id"],
                           "start": np.maximum(previous, unbalanced["first_divergence"] - 86_400_000),
                           "end": unbalanced["first_divergence"]})
-    spans = spans.groupby("connector_id", as_index=False).agg(start=("start", "min"), end=("end", "max"))
+    spans = spans.astype(np.int64).drop_duplicates()
     detail = _snapshots_between(session, spans)
     if detail.empty:
         return summary["first_divergence"]
@@ -175,6 +175,9 @@ def _refine(session: Session, moves: pd.DataFrame, summary: pd.DataFrame) -> pd.
     compared = _compare(moves[moves["connector_id"].isin(spans["connector_id"])], detail).merge(
         wanted, on=["connector_id", "asset"])
     after = compared.join(unbalanced.set_index(["connector_id", "asset"])["last_ok"], on=["connector_id", "asset"])
+    opened = np.maximum(after["last_ok"].fillna(after["first_divergence"] - 86_400_000),
+                        after["first_divergence"] - 86_400_000)
+    after = after[(after["moment"] > opened) & (after["moment"] <= after["first_divergence"])]  # its own span
     # the divergence lasts from the first divergent snapshot after the last balanced one
     ok = after[~after["divergent"]].groupby(["connector_id", "asset"])["moment"].max().rename("ok_inside")
     after = after.join(ok, on=["connector_id", "asset"])
