@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Select, and_, func, literal, select, true
+from sqlalchemy import ColumnElement, Double, Select, and_, cast, func, literal, select, true
 from sqlalchemy.orm import Session
 
 from lib.access import Viewer
@@ -360,7 +360,10 @@ def _store_path() -> Path:
 
 
 def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
-    query = select(*(getattr(Trade, c) for c in _STORE_COLUMNS))
+    # lib.pnl computes in float64: the exact amounts (NUMERIC, or text on SQLite) become doubles
+    # in the database, at the frame boundary (a million Decimals to floats in Python take ~4 s)
+    query = select(*(cast(getattr(Trade, c), Double).label(c) if c in _FLOAT_COLUMNS else getattr(Trade, c)
+                     for c in _STORE_COLUMNS))
     if after_id is not None:
         query = query.where(Trade.id > after_id)
     # the driver's plain tuples: these columns need no type processing, and skipping
@@ -372,12 +375,7 @@ def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
         result.close()
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in _STORE_COLUMNS})
-    frame = pd.DataFrame.from_records(rows, columns=_STORE_COLUMNS)
-    # lib.pnl computes in float64: the exact amounts (Decimal on PostgreSQL, text on SQLite)
-    # become floats here, at the frame boundary
-    for column in _FLOAT_COLUMNS:
-        frame[column] = pd.to_numeric(frame[column], errors="raise").astype("float64")
-    return frame
+    return pd.DataFrame.from_records(rows, columns=_STORE_COLUMNS)
 
 
 def _stored_fills(session: Session) -> pd.DataFrame:
