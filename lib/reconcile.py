@@ -4,7 +4,9 @@ For every (connector, asset) the balance the history implies (``lib.rebuild``) i
 with every stored balance snapshot, summed over the account types read (the history cannot
 place money in one account type; see ``lib.rebuild``). Syncs may snapshot every minute, so
 the comparison runs on the last snapshot of each UTC day (and the newest one); where a row
-diverges, the snapshots of the day it began are compared one by one to find the first.
+diverges, the snapshots of the day it began are compared one by one to find the first. (So a
+divergence that paused within a day, between two days that end diverged, counts from the
+earlier day.)
 
 A row is
 - **balanced**: at the newest snapshot the difference is within the tolerance;

@@ -98,6 +98,48 @@ def _recorded(connector_id: int) -> tuple[str | None, int]:
         return row.reconciliation, row.unbalanced
 
 
+def _remove_and_check(sim: Simulator, account: str, connector: int, fill: dict[str, Any], taken: set[int]) -> set[str]:
+    """Past balances from the ground truth around ``fill`` (all Balanced; ``taken``: the moments
+    that already have one); then without the fill exactly its assets are Unbalanced, from the
+    first snapshot after it, on its day. The fill stays removed; returns its assets."""
+    day_end = (fill["timestamp"] // DAY_MS + 1) * DAY_MS - 1
+    now = int(utcnow().timestamp() * 1000)
+    for at in (day_end - DAY_MS, fill["timestamp"] - 1, fill["timestamp"] + 1, day_end, day_end + DAY_MS):
+        if at < now and at not in taken:
+            _add_snapshot(connector, at, _true_balances(sim, account, at))
+            taken.add(at)
+    again = reconcile.reconcile(SYSTEM)
+    assert set(_statuses(again).values()) == {"balanced"}, again.rows[["asset", "status", "difference"]]
+    assert int(again.rows["snapshots"].max()) >= 3  # the past days were compared too
+
+    with session_scope() as session:
+        session.execute(delete(Trade).where(Trade.connector_id == connector, Trade.trade_id == fill["id"]))
+    affected = {*fill["symbol"].split("/")} | ({fill["fee"]["currency"]} if fill["fee"]["cost"] else set())
+    missing = reconcile.reconcile(SYSTEM)
+    unbalanced = missing.rows[missing.rows["status"] == "unbalanced"]
+    assert set(unbalanced["asset"]) == affected, fill
+    assert set(missing.rows.loc[missing.rows["status"] != "unbalanced", "status"]) == {"balanced"}
+    first = pd.Timestamp(fill["timestamp"] + 1, unit="ms", tz="UTC")
+    assert set(unbalanced["first_divergence"]) == {first}  # the first snapshot after the fill, on its day
+    assert all(kinds == (reconcile.UNEXPLAINED,) for kinds in
+               unbalanced["causes"].map(lambda pairs: tuple(k for k, _ in pairs)))
+    base = unbalanced[unbalanced["asset"] == fill["symbol"].split("/")[0]].iloc[0]
+    sign = 1 if fill["side"] == "buy" else -1
+    fee = fill["fee"]["cost"] if fill["fee"]["currency"] == base["asset"] else 0.0
+    assert base["difference"] == pytest.approx(sign * fill["amount"] - fee, abs=1e-9)
+    return affected
+
+
+def _restore(connector: int, fill: dict[str, Any]) -> None:
+    base, quote = fill["symbol"].split("/")
+    with session_scope() as session:
+        session.add(Trade(connector_id=connector, trade_id=fill["id"], order_id=fill["order"],
+                          timestamp=fill["timestamp"], symbol=fill["symbol"], base=base, quote=quote,
+                          side=fill["side"], taker_or_maker=fill["takerOrMaker"], amount=fill["amount"],
+                          price=fill["price"], cost=fill["cost"], fee_cost=fill["fee"]["cost"],
+                          fee_currency=fill["fee"]["currency"]))
+
+
 def test_every_dialect_is_balanced_and_a_missing_fill_unbalances_exactly_its_assets(
         database_url: str, sim: Simulator) -> None:
     ids = add_connectors(sim)
@@ -111,32 +153,16 @@ def test_every_dialect_is_balanced_and_a_missing_fill_unbalances_exactly_its_ass
     assert {"BTC", "USDT"} <= set(result.rows["asset"])
     assert _recorded(connector) == ("balanced", 0)
 
-    # past balances from the ground truth around one fill in the middle of the history
+    # any one fill: the first, the middle, the last and one paying its fee in a third asset
     truth = sim.truth(account)
-    fill = truth.fills[len(truth.fills) // 2]
-    day_end = (fill["timestamp"] // DAY_MS + 1) * DAY_MS - 1
-    moments = [day_end - DAY_MS, fill["timestamp"] - 1, fill["timestamp"] + 1, day_end, day_end + DAY_MS]
-    for at in moments:
-        _add_snapshot(connector, at, _true_balances(sim, account, at))
-    again = reconcile.reconcile(SYSTEM)
-    assert set(_statuses(again).values()) == {"balanced"}, again.rows[["asset", "status", "difference"]]
-    assert int(again.rows["snapshots"].max()) >= 4  # the past days were compared too
-
-    with session_scope() as session:
-        session.execute(delete(Trade).where(Trade.connector_id == connector, Trade.trade_id == fill["id"]))
-    affected = {*fill["symbol"].split("/")} | ({fill["fee"]["currency"]} if fill["fee"]["cost"] else set())
-    missing = reconcile.reconcile(SYSTEM)
-    unbalanced = missing.rows[missing.rows["status"] == "unbalanced"]
-    assert set(unbalanced["asset"]) == affected
-    assert set(missing.rows.loc[missing.rows["status"] != "unbalanced", "status"]) == {"balanced"}
-    first = pd.Timestamp(fill["timestamp"] + 1, unit="ms", tz="UTC")
-    assert set(unbalanced["first_divergence"]) == {first}  # the first snapshot after the fill, on its day
-    assert all(kinds == (reconcile.UNEXPLAINED,) for kinds in
-               unbalanced["causes"].map(lambda pairs: tuple(k for k, _ in pairs)))
-    base = unbalanced[unbalanced["asset"] == fill["symbol"].split("/")[0]].iloc[0]
-    sign = 1 if fill["side"] == "buy" else -1
-    fee = fill["fee"]["cost"] if fill["fee"]["currency"] == base["asset"] else 0.0
-    assert base["difference"] == pytest.approx(sign * fill["amount"] - fee, abs=1e-9)
+    fills = truth.fills
+    third = [f for f in fills if f["fee"]["cost"] and f["fee"]["currency"] not in f["symbol"].split("/")]
+    picked = [fills[0], *third[:1], fills[-1], fills[len(fills) // 2]]
+    taken: set[int] = set()
+    for fill in picked:
+        affected = _remove_and_check(sim, account, connector, fill, taken)
+        if fill is not picked[-1]:
+            _restore(connector, fill)  # the middle one stays removed for the sync below
 
     # the next sync does not fetch the fill again (its cursor is past it) and records the finding
     report = sync_connectors(SYSTEM)
