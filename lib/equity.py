@@ -16,15 +16,18 @@ the history does not explain a snapshot, the snapshot point is marked with the a
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import prices, queries, rebuild, reconcile
+from lib import prices, queries, rebuild, reconcile, reports
 from lib.access import Viewer
 from lib.models import utcnow
 from lib.reports import (
@@ -35,8 +38,13 @@ from lib.reports import (
     _ms,
     _session,
     _with_sources,
+    code_version,
     current_marks,
+    disk_cached,
     equity_transfers,
+    frame_from_json,
+    frame_to_json,
+    json_default,
     usd_like,
 )
 
@@ -262,3 +270,38 @@ def balances_at(viewer: Viewer, client_id: int | None = None, at: datetime | Non
     rows = rows[BALANCE_REPORT_COLUMNS]
     unpriced = sorted(set(rows.loc[~rows["priced"], "asset"]))
     return BalancesReport(rows, unpriced, float(rows["usd"].sum(skipna=True)))
+
+
+_CODE_VERSION = code_version(Path(__file__), Path(rebuild.__file__), Path(reconcile.__file__), Path(prices.__file__),
+                             Path(reports.__file__))
+_MOMENTS = {"curve": ("time",), "by_asset": ("time",), "snapshots": ("time",), "disagreements": ("time",),
+            "transfers": ("time",), "unpriced": ("first", "last")}
+
+
+def _dump_curve(drawn: EquityCurve) -> str:
+    data = {name: frame_to_json(getattr(drawn, name)) for name in _MOMENTS}
+    return json.dumps(data | {"first_event": drawn.first_event}, default=json_default)
+
+
+def _load_curve(text: str) -> EquityCurve:
+    data = json.loads(text)
+    first = data.pop("first_event")
+    frames = {name: frame_from_json(data[name], moments) for name, moments in _MOMENTS.items()}
+    return EquityCurve(**frames, first_event=None if first is None else pd.Timestamp(first))
+
+
+def cached_equity_curve(viewer: Viewer, client_id: int | None, connector_id: int | None, start: datetime | None,
+                        end: datetime | None, reconciled: Callable[[], pd.DataFrame]) -> EquityCurve:
+    """``equity_curve`` kept on disk like the P&L summary (``reports.disk_cached``): rebuilding a
+    million fills' balances takes seconds, a restart or cache clear should not redo it for the
+    same data. ``reconciled`` gives the scope's reconciliation rows when it must be computed."""
+    return disk_cached("equity", viewer, client_id, connector_id, [start, end], _CODE_VERSION,
+                       lambda: equity_curve(viewer, client_id, connector_id, start, end, reconciled=reconciled()),
+                       _dump_curve, _load_curve)
+
+
+def cached_value_changes(viewer: Viewer, client_id: int | None = None) -> dict[str, dict[str, object]]:
+    """``value_changes`` kept on disk (``reports.disk_cached``), per hour: "24 h ago" moves on."""
+    hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    return disk_cached("changes", viewer, client_id, None, [hour], _CODE_VERSION,
+                       lambda: value_changes(viewer, client_id), json.dumps, json.loads)

@@ -13,12 +13,13 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from lib.pnl.result import DISPOSAL_COLUMNS, FLOW_COLUMNS, HOLDING_COLUMNS, PER_
 from lib.settings import get_settings
 
 SessionOrUrl = Session | str | None
+T = TypeVar("T")
 Method = Literal["fifo", "average"]
 Pool = Literal["scope", "connector"]
 
@@ -700,79 +702,101 @@ def summarize(report: PnlReport) -> PnlSummary:
     )
 
 
-#: P&L summaries kept on disk (newest first); older ones are deleted.
+#: files of each kind kept on disk (newest first); older ones are deleted.
 SUMMARY_FILES_KEPT = 200
 
 
-def _code_version() -> str:
-    """A hash of the code that computes the figures: a summary saved by other code is not reused."""
-    sources = sorted((Path(pnl.__file__).parent).glob("*.py")) + [Path(prices.__file__), Path(__file__)]
-    return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+def code_version(*paths: Path) -> str:
+    """A hash of the code that computes some figures: a file saved by other code is not reused."""
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(paths))).hexdigest()[:16]
 
 
-_CODE_VERSION = _code_version()
+_CODE_VERSION = code_version(*Path(pnl.__file__).parent.glob("*.py"), Path(prices.__file__), Path(__file__))
 
 
-def _to_json(value: object) -> object:
-    if isinstance(value, pd.Timestamp):
+def json_default(value: object) -> object:
+    if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat()
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, Decimal):
+        return str(value)
     raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
+    """A frame as plain JSON data (``frame_from_json`` reads it back)."""
+    return frame.to_dict(orient="split", index=False)
+
+
+def frame_from_json(data: dict[str, Any], moments: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The frame of ``frame_to_json``, with the ``moments`` columns as UTC datetimes again."""
+    frame = pd.DataFrame(data["data"], columns=data["columns"])
+    for column in moments:
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame
 
 
 def _dump_summary(summary: PnlSummary) -> str:
     """Plain JSON (never pickle: a file that can be read must not be able to run code)."""
     data = {f.name: getattr(summary, f.name) for f in fields(summary)}
     for name in ("per_asset", "daily"):
-        data[name] = data[name].to_dict(orient="split", index=False)
-    return json.dumps(data, default=_to_json)
+        data[name] = frame_to_json(data[name])
+    return json.dumps(data, default=json_default)
 
 
 def _load_summary(text: str) -> PnlSummary:
     data = json.loads(text)
-    for name in ("per_asset", "daily"):
-        data[name] = pd.DataFrame(data[name]["data"], columns=data[name]["columns"])
-    data["daily"]["date"] = pd.to_datetime(data["daily"]["date"], utc=True)
+    data["per_asset"] = frame_from_json(data["per_asset"])
+    data["daily"] = frame_from_json(data["daily"], ("date",))
     return PnlSummary(**data)
 
 
-def cached_pnl_summary(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
-                       method: Method = "fifo", start: datetime | None = None, end: datetime | None = None,
-                       pool: Pool = "scope") -> PnlSummary:
-    """``summarize(pnl_report(...))``, kept in DATA_DIR/cache across restarts and cache clears.
+def disk_cached(kind: str, viewer: Viewer, client_id: int | None, connector_id: int | None,
+                   options: list[object], code: str, compute: Callable[[], T], dump: Callable[[T], str],
+                   load: Callable[[str], T]) -> T:
+    """``compute()``, kept in DATA_DIR/cache as ``<kind>-<key>.json`` across restarts and cache clears.
 
     The key is what the figures depend on: the connectors the viewer's scope resolves to
     (so two viewers share an entry only when they may see exactly the same accounts), the
-    options, ``queries.data_version`` (any new fill, snapshot, transfer or ticker makes a
-    new key) and the version of the code that computes them. So a page's cold load after a
-    restart or a cache clear reads a small file instead of recomputing a million fills; the
-    first view after new data computes once. Files are JSON, 0600, beside the database.
+    ``options``, ``queries.data_version`` (any new fill, snapshot, transfer or ticker makes a
+    new key), the cash list and ``code`` (the version of the code that computes them). So a
+    page's cold load after a restart or a cache clear reads a small file instead of
+    recomputing a million fills; the first view after new data computes once. Files are
+    plain JSON (never pickle), 0600, beside the database.
     """
     with session_scope() as session:
         ids = queries.connector_ids(session, viewer, client_id, connector_id)
         version = queries.data_version(session)
     settings = get_settings()
-    key = json.dumps([
-        hashlib.sha256(settings.database_url.encode()).hexdigest(), ids, method, pool, start and start.isoformat(),
-        end and end.isoformat(), version, sorted(settings.usd_like), _CODE_VERSION,
-    ])
+    key = json.dumps([hashlib.sha256(settings.database_url.encode()).hexdigest(), ids, *options, version,
+                      sorted(settings.usd_like), code], default=json_default)
     folder = settings.data_dir / "cache"
-    path = folder / f"pnl-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    path = folder / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
     if path.is_file():
         try:
-            return _load_summary(path.read_text())
+            return load(path.read_text())
         except (OSError, ValueError, KeyError, TypeError):  # torn or foreign file: recompute
             path.unlink(missing_ok=True)
-    summary = summarize(pnl_report(None, viewer, client_id, connector_id, method, start, end, pool))
+    value = compute()
     folder.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        handle.write(_dump_summary(summary))
+        handle.write(dump(value))
     os.replace(temporary, path)
     with suppress(OSError):  # another process may be pruning too
-        kept = sorted(folder.glob("pnl-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        kept = sorted(folder.glob(f"{kind}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in kept[SUMMARY_FILES_KEPT:]:
             stale.unlink(missing_ok=True)
-    return summary
+    return value
+
+
+def cached_pnl_summary(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                       method: Method = "fifo", start: datetime | None = None, end: datetime | None = None,
+                       pool: Pool = "scope") -> PnlSummary:
+    """``summarize(pnl_report(...))``, kept on disk (``disk_cached``)."""
+    return disk_cached(
+        "pnl", viewer, client_id, connector_id, [method, pool, start, end], _CODE_VERSION,
+        lambda: summarize(pnl_report(None, viewer, client_id, connector_id, method, start, end, pool)),
+        _dump_summary, _load_summary)

@@ -8,14 +8,15 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 
 from lib import equity, reports
 from lib.cli import main
 from lib.db import session_scope
-from lib.models import Candle, utcnow
+from lib.models import Candle, Trade, utcnow
 from tests.test_demo import demo_port  # noqa: F401 - the simulator's port fixture
-from tests.test_queries import Seeded, seed_portfolio
+from tests.test_queries import Seeded, ms, seed_portfolio
 
 #: what Alpha's history implies now: PNL.md's holdings and the deposit's cash left
 BTC, ETH, BNB, USDT = 0.563335, 3.0, 1.93, 70000 - 40000 - 600.6 - 22000 + 31200 - 31.2 + 12000
@@ -194,3 +195,28 @@ def test_a_very_old_event_keeps_the_curve_small(seeded: Seeded) -> None:
     drawn = equity.equity_curve(seeded.viewer("admin"), client_id=seeded.alpha)
     assert drawn.first_event == datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
     assert len(drawn.curve) <= equity.MAX_POINTS + 1 and drawn.curve["time"].is_monotonic_increasing
+
+
+def test_curve_and_changes_are_kept_on_disk_and_renewed(seeded: Seeded) -> None:
+    admin = seeded.viewer("admin")
+    asked = []
+
+    def reconciled() -> pd.DataFrame:
+        asked.append(1)
+        return equity.reconcile.reconcile(admin, seeded.alpha).rows
+
+    first = equity.cached_equity_curve(admin, seeded.alpha, None, None, None, reconciled)
+    again = equity.cached_equity_curve(admin, seeded.alpha, None, None, None, reconciled)  # from the file
+    assert asked == [1]
+    for name in ("curve", "by_asset", "snapshots", "disagreements", "transfers", "unpriced"):
+        pd.testing.assert_frame_equal(getattr(again, name), getattr(first, name), check_dtype=False,
+                                      check_index_type=False, obj=name)
+    assert again.first_event == first.first_event
+    assert equity.cached_value_changes(admin, seeded.alpha) == equity.cached_value_changes(admin, seeded.alpha)
+    with session_scope() as session:  # new data (a fill): a new key, computed again
+        session.add(Trade(connector_id=seeded.alpha_binance, trade_id="new", timestamp=ms("2024-03-25"),
+                          symbol="BTC/USDT", base="BTC", quote="USDT", side="buy", amount=0.1, price=60000.0,
+                          cost=6000.0))
+    renewed = equity.cached_equity_curve(admin, seeded.alpha, None, None, None, reconciled)
+    assert asked == [1, 1]
+    assert renewed.curve["usd"].iloc[-1] == pytest.approx(first.curve["usd"].iloc[-1] + 0.1 * 65000 - 6000)

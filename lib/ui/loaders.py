@@ -145,7 +145,7 @@ def coverage(viewer: Viewer, client_id: int | None = None,
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _value_changes(scope: Scope, client_id: int | None, key: tuple[str, str]) -> dict[str, dict[str, object]]:
-    return equity.value_changes(viewer_of(scope), client_id)
+    return equity.cached_value_changes(viewer_of(scope), client_id)
 
 
 def value_changes(viewer: Viewer, client_id: int | None = None) -> dict[str, dict[str, object]]:
@@ -157,10 +157,11 @@ def _equity(scope: Scope, client_id: int | None, connector_id: int | None, start
             key: tuple[str, str]) -> equity.EquityCurve:
     start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
     end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    rows = _reconciliation(scope, client_id, key).rows  # cached: the Overview's count reads the same
-    if connector_id is not None:
-        rows = rows[rows["connector_id"] == connector_id]
-    return equity.equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at, reconciled=rows)
+    def reconciled() -> pd.DataFrame:  # cached: the Overview's count reads the same
+        rows = _reconciliation(scope, client_id, key).rows
+        return rows if connector_id is None else rows[rows["connector_id"] == connector_id]
+
+    return equity.cached_equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at, reconciled)
 
 
 def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
