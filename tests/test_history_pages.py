@@ -173,7 +173,8 @@ def test_balances_split_by_account_type_and_totals_sum_them(history: History) ->
     table = at.dataframe[0].value
     btc = table[(table["Asset"] == "BTC")].set_index("Account type")
     assert sorted(btc.index) == ["Default", "Funding"]
-    assert (btc.loc["Default", "Total"], btc.loc["Funding", "Total"]) == ("0.563335", "0.4")
+    # BTC to the satoshi
+    assert (btc.loc["Default", "Total"], btc.loc["Funding", "Total"]) == ("0.56333500", "0.40000000")
     # binance: 0.963335 BTC (both accounts), 3 ETH, 1.93 BNB, 1000 USDT; crypto.com: 2 ETH
     assert metric(at, "Value (filtered)") == "$82,081.77"
     widget(at.multiselect, "Asset").select("BTC")
@@ -189,7 +190,7 @@ def test_overview_counts_both_account_types_once_per_asset(history: History) -> 
     at = open_page("pages/portfolio/overview.py", seeded.users["admin"], client_id=seeded.alpha)
     assert metric(at, "Total value") == "$82.08k"
     top = at.dataframe[0].value.set_index("Asset")
-    assert top.loc["BTC", "Quantity"] == "0.963335"
+    assert top.loc["BTC", "Quantity"] == "0.96333500"
 
 
 def test_balances_say_which_account_type_the_key_may_not_read(history: History) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -87,8 +87,8 @@ def significant(value: float | Decimal | None, digits: int = 7) -> str:
 
 
 #: Decimals an asset is shown with at least: cents for USD-like cash, the satoshi for BTC (its
-#: unit on every exchange). Beyond that an asset gets the decimals the exchange's own strings
-#: carry (stored as sent: Binance pads to its precision, "1.00000000"; OKX writes "1.5").
+#: unit on every exchange). Beyond that an amount shows the decimals it was stored with: the
+#: exchange's own string (Binance pads to the asset's precision, "1.00000000"; OKX writes "1.5").
 CASH_DECIMALS = 2
 UNIT_DECIMALS = {"BTC": 8}
 
@@ -102,34 +102,26 @@ def places(value: object) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
-def asset_decimals(assets: pd.Series, values: pd.DataFrame, usd_like: Collection[str] | None = None) -> dict[str, int]:
-    """Asset -> decimals its amounts are shown with: the most any of its ``values`` carry (so
-    nothing is cut and a column lines up), at least ``CASH_DECIMALS`` for USD-like cash (the
-    settings' list unless given) and ``UNIT_DECIMALS`` for BTC."""
-    usd_like = get_settings().usd_like if usd_like is None else usd_like
-    decimals: dict[str, int] = {}
-    for asset, row in zip(assets, values.itertuples(index=False), strict=True):
-        floor = CASH_DECIMALS if asset in usd_like else UNIT_DECIMALS.get(asset, 0)
-        decimals[asset] = max(decimals.get(asset, floor), *(places(v) for v in row))
-    return decimals
-
-
-def exact_columns(frame: pd.DataFrame, columns: list[str], asset: str = "asset") -> dict[str, pd.Series]:
-    """``columns`` of amounts as text, each row with its asset's decimals (``asset_decimals``):
-    every digit shown, so displayed free + used = total foot."""
-    decimals = asset_decimals(frame[asset], frame[columns])
-    return {column: pd.Series([exact(v, decimals[a]) for v, a in zip(frame[column], frame[asset], strict=True)],
-                              index=frame.index, dtype=object) for column in columns}
+def min_decimals(asset: str) -> int:
+    """The fewest decimals ``asset``'s amounts are shown with (``CASH_DECIMALS``, ``UNIT_DECIMALS``)."""
+    return CASH_DECIMALS if asset in get_settings().usd_like else UNIT_DECIMALS.get(asset, 0)
 
 
 def exact(value: object, decimals: int = 0) -> str:
-    """An amount with every digit it has and at least ``decimals`` places, thousands grouped:
-    ``123,456.123456789012345678``, ``0.50000000``; a dash when missing. Never rounds."""
+    """An amount with every decimal it was stored with and at least ``decimals``, thousands
+    grouped: ``123,456.123456789012345678``, ``0.50000000``; a dash when missing. Never rounds."""
     if blank(value):
         return MISSING
     number = to_decimal(value)
-    shown = max(decimals, places(number.normalize()) if number else 0)
-    return f"{abs(number) if number == 0 else number:,.{shown}f}"
+    return f"{abs(number) if number == 0 else number:,.{max(decimals, places(number))}f}"
+
+
+def exact_columns(frame: pd.DataFrame, columns: list[str], asset: str = "asset") -> dict[str, pd.Series]:
+    """``columns`` of amounts as text, each with its row's asset's ``min_decimals``: every digit
+    shown, so displayed free + used = total foot."""
+    floors = frame[asset].map(min_decimals)
+    return {column: pd.Series([exact(v, d) for v, d in zip(frame[column], floors, strict=True)],
+                              index=frame.index, dtype=object) for column in columns}
 
 
 def percent(value: float | None, *, signed: bool = True) -> str:

@@ -3,7 +3,8 @@
 Each row is priced from its connector's own price source ("Priced from"; another source only
 where its own has no price). Totals sum every account type; a type the key may not read and
 holdings booked as opening balances because the exchange keeps too little history are said in
-plain words."""
+plain words. Free, used and total show every digit stored (at least 2 decimals for USD-like
+cash, 8 for BTC), so they foot."""
 
 import pandas as pd
 import streamlit as st
