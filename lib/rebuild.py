@@ -26,8 +26,12 @@ the funding account) and internal transfers between account types appear in no s
 unifies for history (the simulator does not record them either). So a connector's implied
 balance of an asset is compared with the sum of its account types (``lib.reconcile``).
 
-Amounts are read as the database holds them (floats, or exact decimals) and summed in
-float64, vectorised: reconciliation's tolerance covers the round-off (``lib.reconcile``).
+Use: ``balance_moves(session, connector_ids)`` gives every change (``MOVE_COLUMNS``), and
+``balances_at(moves, moments)`` the balance of each (connector, asset) at given times (one list
+for all, or per connector), with a sort, a cumulative sum and a binary search, so 200
+connectors over a year stay a few seconds. Amounts are summed in float64 (the database casts
+them), and reconciliation's tolerance covers the round-off; ``exact=True`` keeps ``Decimal``
+(the first sync's opening balances, balances at a past day).
 """
 
 from __future__ import annotations
