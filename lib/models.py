@@ -369,6 +369,9 @@ class Trade(Base):
     cost: Mapped[Decimal] = mapped_column(Amount())
     fee_cost: Mapped[Decimal] = mapped_column(Amount(), default=Decimal(0))
     fee_currency: Mapped[str | None] = mapped_column(String(30))
+    #: a contract fill's realised P&L in the settle currency, as the exchange reports it
+    #: (``lib.capabilities`` names the field); None for spot fills and where it is not reported
+    realized_pnl: Mapped[Decimal | None] = mapped_column(Amount())
     #: the CSV import that wrote this fill; None for fills the sync fetched
     import_id: Mapped[int | None] = mapped_column(ForeignKey("history_imports.id", ondelete="SET NULL"))
 
@@ -588,3 +591,20 @@ class Candle(Base):
     low: Mapped[Decimal] = mapped_column(Amount())
     close: Mapped[Decimal] = mapped_column(Amount())
     volume: Mapped[Decimal | None] = mapped_column(Amount())
+
+
+class Statement(Base):
+    """A client statement for one calendar month, kept as generated; a later revision replaces it."""
+
+    __tablename__ = "statements"
+    __table_args__ = (UniqueConstraint("client_id", "period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    #: the stored data the statement was made from (``lib.queries.data_version`` of its scope)
+    data_version: Mapped[str] = mapped_column(String(200))
+    generated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    html: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
