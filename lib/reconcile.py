@@ -33,7 +33,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Double, cast, func, select
+from sqlalchemy import Double, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from lib import prices, queries, rebuild, reports
@@ -117,9 +117,34 @@ def _compare(moves: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
 
 def _daily_snapshots(session: Session, viewer: Viewer, client_id: int | None,
                      connector_id: int | None) -> pd.DataFrame:
-    daily = queries.balance_history(session, viewer, client_id, connector_id, bucket="day")
-    return pd.DataFrame({"connector_id": daily["connector_id"].astype(np.int64), "moment": _ms(daily["taken_at"]),
-                         "asset": daily["asset"], "total": pd.to_numeric(daily["total"].astype(object)).astype(float)})
+    """The last snapshot of each UTC day of each connector in scope (one row per account type):
+    ``connector_id``, ``moment`` (ms), ``asset``, ``total`` (float, cast by the database; the
+    driver's plain tuples, as ``lib.rebuild`` reads them: a year of 200 connectors in about a
+    second where typed rows took several)."""
+    ids = queries.connector_ids(session, viewer, client_id, connector_id)
+    columns = ["connector_id", "moment", "asset", "total"]
+    if ids == []:
+        return pd.DataFrame(columns=columns)
+    day = (func.substr(BalanceSnapshot.taken_at, 1, 10) if session.get_bind().dialect.name == "sqlite"
+           else func.date_trunc("day", func.timezone("UTC", BalanceSnapshot.taken_at)))
+    last = select(BalanceSnapshot.connector_id, func.max(BalanceSnapshot.taken_at).label("taken_at"))
+    if ids is not None:
+        last = last.where(BalanceSnapshot.connector_id.in_(ids))
+    last = last.group_by(BalanceSnapshot.connector_id, day).subquery()
+    query = (select(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset,
+                    cast(BalanceSnapshot.total, Double))
+             .join(last, and_(last.c.connector_id == BalanceSnapshot.connector_id,
+                              last.c.taken_at == BalanceSnapshot.taken_at)))
+    result = session.connection().execute(query)
+    try:
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
+    found = pd.DataFrame.from_records(rows, columns=["connector_id", "taken_at", "asset", "total"])
+    if found.empty:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame({"connector_id": found["connector_id"].astype(np.int64), "moment": _ms(found["taken_at"]),
+                         "asset": found["asset"], "total": found["total"].astype(float).fillna(0.0)})
 
 
 def _snapshots_between(session: Session, spans: pd.DataFrame) -> pd.DataFrame:
