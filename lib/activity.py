@@ -1,0 +1,255 @@
+"""Trading activity of a scope over a period: USD volume, buy/sell split, maker share, fees, counts.
+
+What an agency and its token-project clients measure. A fill's USD notional is its cost in the
+quote currency valued at the quote's USD price at the fill (the close of the stored candle the
+fill falls in, from its connector's own price source: the P&L engine's rules, PNL.md); a
+USD-like quote counts 1:1, exactly (``Decimal``). Fees are valued the same way. A fill whose
+quote, or a fee whose currency, has no price is left out of the USD figures and named, never
+counted as $0. Fills the exchange did not mark maker or taker count as "unknown".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lib import prices, queries
+from lib.access import Viewer
+from lib.models import Client, Connector, Trade, to_decimal
+from lib.settings import get_settings
+
+#: One row per fill of the period, as ``period_fills`` returns it (before USD columns).
+ACTIVITY_FILL_COLUMNS = [
+    "connector_id", "client_id", "client", "exchange_id", "label", "timestamp", "symbol", "base", "quote", "side",
+    "taker_or_maker", "amount", "price", "cost", "fee_cost", "fee_currency",
+]
+VOLUME_COLUMNS = ["client_id", "client", "fills", "volume_usd", "fees_usd", "unpriced"]
+MAKER_ROLES = ("maker", "taker", "unknown")
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def period_fills(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                 client_id: int | None = None, connector_id: int | None = None) -> pd.DataFrame:
+    """The scope's fills in [start, end) with their exact amounts (``Decimal``), oldest first."""
+    ids = queries.connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return pd.DataFrame(columns=ACTIVITY_FILL_COLUMNS)
+    query = (
+        select(Trade.connector_id, Connector.client_id, Client.name.label("client"), Connector.exchange_id,
+               Connector.label, Trade.timestamp, Trade.symbol, Trade.base, Trade.quote, Trade.side,
+               Trade.taker_or_maker, Trade.amount, Trade.price, Trade.cost, Trade.fee_cost, Trade.fee_currency)
+        .join(Connector, Connector.id == Trade.connector_id)
+        .join(Client, Client.id == Connector.client_id)
+        .order_by(Trade.timestamp, Trade.id)
+    )
+    if ids is not None:
+        query = query.where(Trade.connector_id.in_(ids))
+    if (start_ms := _ms(start)) is not None:
+        query = query.where(Trade.timestamp >= start_ms)
+    if (end_ms := _ms(end)) is not None:
+        query = query.where(Trade.timestamp < end_ms)
+    frame = pd.read_sql(query, session.connection(), coerce_float=False)
+    return frame[ACTIVITY_FILL_COLUMNS] if not frame.empty else pd.DataFrame(columns=ACTIVITY_FILL_COLUMNS)
+
+
+def _candles_for(session: Session, viewer: Viewer, fills: pd.DataFrame, client_id: int | None,
+                 connector_id: int | None) -> pd.DataFrame:
+    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    end_ms = int(fills["timestamp"].max()) + 1 if not fills.empty else None
+    candles = queries.candles(session, viewer, client_id, connector_id, end_ms=end_ms)
+    return candles[candles["source"].isin(set(sources.values()))]
+
+
+def price_fills(fills: pd.DataFrame, candles: pd.DataFrame, sources: dict[int, str],
+                usd_like: frozenset[str]) -> pd.DataFrame:
+    """``fills`` with ``usd`` (notional) and ``fee_usd`` as floats (NaN: unpriced), and ``usd_exact``
+    / ``fee_exact``: the exact ``Decimal`` where the currency is USD-like (None elsewhere)."""
+    out = fills.copy()
+    out["source"] = out["connector_id"].map(sources).fillna("")
+    floats = out[["connector_id", "timestamp", "quote", "fee_currency", "source"]].assign(
+        fee_cost=[float(v) if v is not None else 0.0 for v in out["fee_cost"]])
+    floats["timestamp"] = floats["timestamp"].astype("int64")
+    priced = prices.add_fill_usd(floats, candles, usd_like=usd_like)
+    cost = np.array([float(v) for v in out["cost"]], dtype=float)
+    fee = floats["fee_cost"].to_numpy(float)
+    out["usd"] = cost * priced["quote_usd"].to_numpy(float)
+    out["fee_usd"] = np.where(fee == 0, 0.0, fee * priced["fee_usd"].to_numpy(float))
+    cash_quote = out["quote"].isin(usd_like)
+    cash_fee = out["fee_currency"].isin(usd_like)
+    out["usd_exact"] = [to_decimal(c) if cash else None for c, cash in zip(out["cost"], cash_quote, strict=True)]
+    out["fee_exact"] = [to_decimal(f or 0) if cash else None for f, cash in zip(out["fee_cost"], cash_fee,
+                                                                                 strict=True)]
+    out["day"] = pd.to_datetime(out["timestamp"].astype("int64"), unit="ms", utc=True).dt.floor("D")
+    out["role"] = out["taker_or_maker"].where(out["taker_or_maker"].isin(("maker", "taker")), "unknown")
+    return out.drop(columns="source")
+
+
+def exact_total(usd: pd.Series, exact: pd.Series) -> Decimal:
+    """Sum of the priced USD values: the exact ``Decimal`` where there is one, else the float."""
+    total = sum((e for e in exact if e is not None), Decimal(0))
+    rest = usd[exact.isna().to_numpy() & usd.notna().to_numpy()].sum()
+    return total + (Decimal(repr(float(rest))) if rest else Decimal(0))
+
+
+def _named(values: pd.Series) -> list[str]:
+    return sorted({str(v) for v in values.dropna()})
+
+
+def unpriced_quotes(fills: pd.DataFrame) -> list[str]:
+    """Quote currencies of fills whose notional has no USD price."""
+    return _named(fills.loc[fills["usd"].isna(), "quote"])
+
+
+def unpriced_fees(fills: pd.DataFrame) -> list[str]:
+    """Fee currencies of fees that have no USD price."""
+    return _named(fills.loc[fills["fee_usd"].isna(), "fee_currency"])
+
+
+def load_priced_fills(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                      client_id: int | None = None, connector_id: int | None = None) -> pd.DataFrame:
+    """The scope's fills in [start, end), priced (``price_fills``)."""
+    fills = period_fills(session, viewer, start, end, client_id, connector_id)
+    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    candles = _candles_for(session, viewer, fills, client_id, connector_id)
+    return price_fills(fills, candles, sources, frozenset(get_settings().usd_like))
+
+
+def volume_and_fees(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                    client_id: int | None = None, connector_id: int | None = None) -> pd.DataFrame:
+    """Per client in scope: fills, USD volume and USD fees in [start, end) (``VOLUME_COLUMNS``).
+
+    ``volume_usd`` and ``fees_usd`` are floats (numeric sort) of the priced fills; ``unpriced``
+    names the currencies left out of them ("" when none). Clients without fills are absent.
+    """
+    fills = load_priced_fills(session, viewer, start, end, client_id, connector_id)
+    if fills.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c.endswith("_usd") else object) for c in VOLUME_COLUMNS})
+    rows = []
+    for (cid, name), group in fills.groupby(["client_id", "client"], sort=True):
+        missing = sorted(set(unpriced_quotes(group)) | set(unpriced_fees(group)))
+        rows.append({"client_id": int(cid), "client": name, "fills": len(group),
+                     "volume_usd": float(exact_total(group["usd"], group["usd_exact"])),
+                     "fees_usd": float(exact_total(group["fee_usd"], group["fee_exact"])),
+                     "unpriced": ", ".join(missing)})
+    return pd.DataFrame(rows, columns=VOLUME_COLUMNS)
+
+
+@dataclass(frozen=True)
+class ActivityReport:
+    """What a scope traded in a period. Tables carry float USD columns (numeric sort, charts);
+    the totals are exact where the currency is USD-like."""
+
+    fills: int
+    orders: int  # closed or canceled orders created in the period, plus open orders placed in it
+    volume_usd: Decimal  # of the priced fills
+    fees_usd: Decimal  # of the priced fees
+    average_fill_usd: float | None  # volume over priced fills; None without any
+    by_day: pd.DataFrame  # day, fills, volume_usd, buy_usd, sell_usd
+    by_market: pd.DataFrame  # symbol, exchange_id, fills, volume_usd, buy_usd, sell_usd, fees_usd
+    by_exchange: pd.DataFrame  # exchange_id, fills, volume_usd, buy_usd, sell_usd, fees_usd
+    sides: pd.DataFrame  # side, fills, volume_usd, share
+    maker: pd.DataFrame  # role (maker, taker, unknown), fills, volume_usd, fill_share, volume_share
+    fees: pd.DataFrame  # currency, amount (exact), fills, fees_usd (NaN: unpriced)
+    unpriced_quotes: list[str] = field(default_factory=list)
+    unpriced_fees: list[str] = field(default_factory=list)
+
+    @property
+    def maker_share(self) -> float | None:
+        """Maker volume over the volume of fills whose role is known; None when none is."""
+        known = self.maker[self.maker["role"] != "unknown"]
+        total = known["volume_usd"].sum()
+        return float(known.loc[known["role"] == "maker", "volume_usd"].sum() / total) if total else None
+
+    @property
+    def unknown_role_fills(self) -> int:
+        return int(self.maker.loc[self.maker["role"] == "unknown", "fills"].sum())
+
+
+def _sum_usd(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Fills, priced USD volume (and its buy and sell parts) and fees per ``keys``; a group with
+    nothing priced is NaN, not $0."""
+    frame = frame.assign(buy_usd=frame["usd"].where(frame["side"] == "buy", 0.0),
+                         sell_usd=frame["usd"].where(frame["side"] == "sell", 0.0))
+    grouped = frame.groupby(keys, sort=True, dropna=False)
+    return pd.DataFrame({
+        "fills": grouped.size().astype("int64"),
+        "volume_usd": grouped["usd"].sum(min_count=1).astype("float64"),
+        "buy_usd": grouped["buy_usd"].sum().astype("float64"),
+        "sell_usd": grouped["sell_usd"].sum().astype("float64"),
+        "fees_usd": grouped["fee_usd"].sum(min_count=1).astype("float64"),
+    }).reset_index()
+
+
+def _shares(frame: pd.DataFrame, column: str, key: str, values: tuple[str, ...]) -> pd.DataFrame:
+    table = _sum_usd(frame, [column])[[column, "fills", "volume_usd"]].set_index(column).reindex(list(values))
+    table["fills"] = table["fills"].fillna(0).astype("int64")
+    table["volume_usd"] = table["volume_usd"].fillna(0.0)
+    count, volume = table["fills"].sum(), table["volume_usd"].sum()
+    table["fill_share"] = table["fills"] / count if count else np.nan
+    table["volume_share"] = table["volume_usd"] / volume if volume else np.nan
+    return table.rename_axis(key).reset_index()
+
+
+def _fee_table(fills: pd.DataFrame) -> pd.DataFrame:
+    paid = fills[fills["fee_currency"].notna() & (fills["fee_cost"].map(lambda v: to_decimal(v or 0)) != 0)]
+    if paid.empty:
+        return pd.DataFrame({"currency": pd.Series(dtype=object), "amount": pd.Series(dtype=object),
+                             "fills": pd.Series(dtype="int64"), "fees_usd": pd.Series(dtype="float64")})
+    grouped = paid.groupby("fee_currency", sort=True)
+    table = pd.DataFrame({
+        "amount": grouped["fee_cost"].agg(lambda values: sum((to_decimal(v) for v in values), Decimal(0))),
+        "fills": grouped.size(),
+        # one fee without a price leaves its currency's USD total unknown, not understated
+        "fees_usd": grouped["fee_usd"].apply(lambda v: v.sum() if v.notna().all() else np.nan),
+    })
+    return table.rename_axis("currency").reset_index()
+
+
+def _order_count(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                 client_id: int | None, connector_id: int | None) -> int:
+    start_ms, end_ms = _ms(start), _ms(end)
+    closed = queries.count_order_history(session, viewer, client_id, connector_id, start_ms=start_ms, end_ms=end_ms)
+    placed = queries.open_orders(session, viewer, client_id, connector_id)["timestamp"].dropna().astype("int64")
+    inside = np.ones(len(placed), dtype=bool)
+    if start_ms is not None:
+        inside &= placed.to_numpy() >= start_ms
+    if end_ms is not None:
+        inside &= placed.to_numpy() < end_ms
+    return int(closed) + int(inside.sum())
+
+
+def summarize(fills: pd.DataFrame, orders: int) -> ActivityReport:
+    """The report of priced fills (``price_fills``) and an order count."""
+    priced = fills[fills["usd"].notna()]
+    volume = exact_total(fills["usd"], fills["usd_exact"])
+    by_market = _sum_usd(fills, ["symbol", "exchange_id"])
+    return ActivityReport(
+        fills=len(fills), orders=orders, volume_usd=volume,
+        fees_usd=exact_total(fills["fee_usd"], fills["fee_exact"]),
+        average_fill_usd=float(volume) / len(priced) if len(priced) else None,
+        by_day=_sum_usd(fills, ["day"]).drop(columns="fees_usd"),
+        by_market=by_market.sort_values("volume_usd", ascending=False, ignore_index=True),
+        by_exchange=_sum_usd(fills, ["exchange_id"]),
+        sides=_shares(fills, "side", "side", ("buy", "sell")).drop(columns="fill_share").rename(
+            columns={"volume_share": "share"}),
+        maker=_shares(fills, "role", "role", MAKER_ROLES),
+        fees=_fee_table(fills), unpriced_quotes=unpriced_quotes(fills), unpriced_fees=unpriced_fees(fills),
+    )
+
+
+def activity_report(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                    client_id: int | None = None, connector_id: int | None = None) -> ActivityReport:
+    """The scope's trading activity in [start, end)."""
+    if start is not None and end is not None and start >= end:
+        raise ValueError("The period's start must be before its end.")
+    fills = load_priced_fills(session, viewer, start, end, client_id, connector_id)
+    return summarize(fills, _order_count(session, viewer, start, end, client_id, connector_id))
