@@ -7,7 +7,7 @@ over every client grouped by client would not give the same numbers: scope pooli
 one client's sales against another client's lots, and the holdings' marks would be weighted by
 every client's price sources. The per-client runs read the shared fill store (``queries.pnl_fills``
 narrows one in-memory frame), so together they cost about one run over everything.
-Volume is one pass over the window's fills for all clients (``fill_volume``).
+Traded volume and fees are one pass over the window's fills for all clients (``lib.activity``).
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import equity, prices, queries, reports
+from lib import activity, equity, queries, reports
 from lib.access import Role, Viewer
-from lib.reports import SessionOrUrl, _ms, _session
+from lib.reports import SessionOrUrl, _session
 from lib.settings import get_settings
 from lib.sync.status import connector_freshness
 
 #: the figures per client, in this order (USD amounts as floats; None where unknown)
 COLUMNS = [
     "client_id", "client", "value_usd", "change_24h", "change_7d", "change_30d", "realized", "unrealized_change",
-    "net", "volume_usd", "fees_usd", "accounts", "unbalanced_accounts", "last_success_at", "unpriced_fills",
+    "net", "volume_usd", "fees_usd", "fills", "accounts", "unbalanced_accounts", "last_success_at", "unpriced_activity",
 ]
 #: summed into the total row (a change is summed over the clients that have one)
 SUMMED = ["value_usd", "change_24h", "change_7d", "change_30d", "realized", "unrealized_change", "net", "volume_usd",
-          "fees_usd", "accounts", "unbalanced_accounts", "unpriced_fills"]
+          "fees_usd", "fills", "accounts", "unbalanced_accounts"]
 
 
 @dataclass(frozen=True)
@@ -40,33 +40,7 @@ class ClientSummary:
     rows: pd.DataFrame  # COLUMNS, one row per client the viewer may see, by name
     total: dict[str, object]  # SUMMED over the rows; last_success_at the oldest of theirs
     unpriced: list[str]  # assets left out of some client's value or P&L (no price)
-
-
-def fill_volume(session: Session, viewer: Viewer, start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
-    """USD traded per client in [start, end): each fill's cost times its quote's USD price at its
-    time (1.0 for USD-like quotes). ``unpriced_fills``: fills left out for want of a price.
-
-    A small function of its own until a shared trading-activity module exists.
-    """
-    cash = reports.usd_like()
-    fills = queries.pnl_fills(session, viewer, end_ms=end_ms)
-    if start_ms is not None:
-        fills = fills[fills["timestamp"].to_numpy(np.int64) >= start_ms]
-    if fills.empty:
-        return pd.DataFrame({"client_id": pd.Series(dtype=np.int64), "volume_usd": pd.Series(dtype=float),
-                             "unpriced_fills": pd.Series(dtype=np.int64)})
-    foreign = ~fills["quote"].isin(cash).to_numpy()
-    quote_usd = np.ones(len(fills))
-    if foreign.any():
-        sources = queries.price_sources(session, viewer)
-        candles = queries.candles(session, viewer, end_ms=end_ms)
-        subset = fills[foreign].assign(source=fills.loc[foreign, "connector_id"].map(sources))
-        quote_usd[foreign] = prices.add_fill_usd(subset, candles, usd_like=cash)["quote_usd"].to_numpy(float)
-    usd = fills["cost"].to_numpy(float) * quote_usd
-    frame = pd.DataFrame({"client_id": fills["client_id"].to_numpy(np.int64), "usd": usd,
-                          "unpriced": np.isnan(usd).astype(np.int64)})
-    grouped = frame.groupby("client_id").agg(volume_usd=("usd", "sum"), unpriced_fills=("unpriced", "sum"))
-    return grouped.reset_index()
+    unpriced_activity: list[str]  # currencies left out of some client's volume or fees (no price)
 
 
 def _accounts(session: Session, viewer: Viewer) -> pd.DataFrame:
@@ -85,7 +59,7 @@ def _accounts(session: Session, viewer: Viewer) -> pd.DataFrame:
         # min() skips NaT; a never-synced account makes the client's freshness unknown
         "last_success_at": grouped["last_success_at"].min().where(~grouped["last_success_at"].agg(
             lambda s: s.isna().any())),
-    }).rename_axis("client_id").reset_index()
+    }).rename_axis("client_id").reset_index().astype({"client_id": np.int64})
 
 
 def _change(changes: dict[str, dict[str, object]], window: str) -> float | None:
@@ -102,7 +76,8 @@ def client_summary(viewer: Viewer, start: datetime | None = None, end: datetime 
     with _session(session_or_url) as session:
         clients = queries.clients(session, viewer)
         balances = reports.balances_report(viewer, session_or_url=session)
-        volume = fill_volume(session, viewer, _ms(start), _ms(end))
+        volume = activity.volume_and_fees(session, viewer, start, end).rename(
+            columns={"unpriced": "unpriced_activity"}).drop(columns="client").astype({"client_id": np.int64})
         accounts = _accounts(session, viewer)
         rows, unpriced = [], set(balances.unpriced)
         for client in clients.itertuples(index=False):
@@ -113,17 +88,18 @@ def client_summary(viewer: Viewer, start: datetime | None = None, end: datetime 
             changes = equity.value_changes(viewer, client_id, session)
             rows.append({
                 "client_id": client_id, "client": client.name, "realized": totals["realized"],
-                "unrealized_change": totals["unrealized_change"], "net": totals["net"], "fees_usd": totals["fees"],
+                "unrealized_change": totals["unrealized_change"], "net": totals["net"],
                 **{f"change_{w}": _change(changes, w) for w in reports.CHANGE_WINDOWS},
             })
     held = balances.rows
     value = held[held["priced"].astype(bool)].groupby("client_id")["usd"].sum()
-    frame = pd.DataFrame(rows, columns=["client_id", "client", "realized", "unrealized_change", "net", "fees_usd",
-                                        "change_24h", "change_7d", "change_30d"])
+    frame = pd.DataFrame(rows, columns=["client_id", "client", "realized", "unrealized_change", "net", "change_24h",
+                                        "change_7d", "change_30d"]).astype({"client_id": np.int64})
     frame["value_usd"] = frame["client_id"].map(value).fillna(0.0).astype(float)
     frame = frame.merge(volume, on="client_id", how="left").merge(accounts, on="client_id", how="left")
-    frame = frame.fillna({"volume_usd": 0.0, "unpriced_fills": 0, "accounts": 0, "unbalanced_accounts": 0})
-    for column in ("accounts", "unbalanced_accounts", "unpriced_fills"):
+    frame = frame.fillna({"volume_usd": 0.0, "fees_usd": 0.0, "fills": 0, "accounts": 0, "unbalanced_accounts": 0,
+                          "unpriced_activity": ""})
+    for column in ("fills", "accounts", "unbalanced_accounts"):
         frame[column] = frame[column].astype(np.int64)
     for column in ("change_24h", "change_7d", "change_30d"):
         frame[column] = frame[column].astype(float)  # None -> NaN: no history that old
@@ -131,9 +107,12 @@ def client_summary(viewer: Viewer, start: datetime | None = None, end: datetime 
     frame = frame[COLUMNS]
     total: dict[str, object] = {}
     for column in SUMMED:
-        summed = frame[column].sum(min_count=1)
-        total[column] = (int(summed) if frame[column].dtype == np.int64 else None if pd.isna(summed)
-                         else float(summed))
+        if frame[column].dtype == np.int64:
+            total[column] = int(frame[column].sum())
+            continue
+        summed = frame[column].sum(min_count=1)  # NaN when no client has the figure
+        total[column] = None if pd.isna(summed) else float(summed)
     oldest = frame["last_success_at"]
     total["last_success_at"] = None if oldest.isna().any() or oldest.empty else oldest.min()
-    return ClientSummary(frame, total, sorted(unpriced))
+    left_out = {c.strip() for text in frame["unpriced_activity"] for c in str(text).split(",") if c.strip()}
+    return ClientSummary(frame, total, sorted(unpriced), sorted(left_out))
