@@ -1,0 +1,120 @@
+"""Client statements: the period P&L's figures, footing, HTML/PDF, access, worker revisions, CLI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from lib import reports, statement_store, statements
+from lib.access import AccessDenied
+from lib.cli import main
+from lib.db import session_scope
+from lib.models import Client, Statement, Trade
+from lib.statement_render import title as statements_title
+from lib.statement_render import to_html, to_pdf
+from tests.test_queries import Seeded, ms, seed_portfolio
+
+
+@pytest.fixture
+def seeded(database_url: str) -> Seeded:
+    return seed_portfolio()
+
+
+def _feb(seeded: Seeded, role: str = "admin") -> statements.StatementData:
+    start, end = statements.month_window("2024-02")
+    return statements.gather(seeded.viewer(role), seeded.alpha, start, end, "2024-02")
+
+
+def test_figures_are_the_period_pnl_and_foot(seeded: Seeded) -> None:
+    data = _feb(seeded)
+    start, end = statements.month_window("2024-02")
+    report = reports.pnl_report(None, seeded.viewer("admin"), seeded.alpha, start=start, end=end)
+    assert data.totals == report.period  # the same figures as `lib.cli pnl --start 2024-02-01 --end 2024-02-29`
+    t = data.totals
+    assert t.realized != 0 and data.fills == 2  # T4 and T5
+    change = t.closing_value - t.opening_value - t.net_flows
+    assert change == pytest.approx(t.realized + t.unrealized_change + t.withdrawn_unrealized
+                                   - t.unpriced_basis_change, abs=1e-6)
+    assert data.trading + data.revaluation == pytest.approx(change, abs=1e-9)
+    # revaluation: the opening BTC (1.5 - 0.001 fee) and BNB (2 - 0.05) at the edges' marks
+    lines = {line.asset: line for line in data.inventory}
+    assert str(lines["BTC"].opening_units) == "1.499"
+    expected = sum(float(line.opening_units) * (line.closing_price - line.opening_price)
+                   for line in data.inventory if line.asset not in reports.usd_like() and line.opening_units)
+    assert data.revaluation == pytest.approx(expected)
+    assert data.volume_usd == pytest.approx(0.5 * 50000 + 31200)  # ETH/BTC at the BTC candle, BTC/USDT at 1
+    assert sum(v.opening_usd or 0 for v in data.inventory) == pytest.approx(t.opening_value)
+
+
+def test_html_escapes_and_pdf_parses(seeded: Seeded) -> None:
+    hostile = "<script>alert(1)</script> Жора & Co"
+    with session_scope() as session:
+        session.get(Client, seeded.alpha).name = hostile
+    data = _feb(seeded)
+    page = to_html(data)
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; Жора &amp; Co" in page
+    assert "http" not in page  # nothing loaded from elsewhere
+    pdf = to_pdf(data)
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    # fpdf2 writes page text as glyph ids of an embedded font subset; the document title (which names
+    # the client) is a UTF-16 hex string in the metadata
+    title = ("\ufeff" + statements_title(data)).encode("utf-16-be").hex().encode()
+    assert b"/Title <" + title + b">" in pdf
+
+
+def test_access_by_role(seeded: Seeded) -> None:
+    assert _feb(seeded, "client").client == "Alpha"  # the client user's own client
+    assert _feb(seeded, "analyst").client == "Alpha"
+    start, end = statements.month_window("2024-02")
+    with pytest.raises(AccessDenied):
+        statements.gather(seeded.viewer("client"), seeded.beta, start, end)
+    statement_store.keep_month(seeded.beta, "2024-02")
+    with session_scope() as session:
+        kept = statement_store.list_kept(session, seeded.viewer("admin"), seeded.beta)
+        assert [k.period for k in kept] == ["2024-02"]
+        with pytest.raises(AccessDenied):
+            statement_store.list_kept(session, seeded.viewer("client"), seeded.beta)
+        with pytest.raises(AccessDenied):
+            statement_store.kept_file(session, seeded.viewer("client"), kept[0].id, "pdf")
+        assert statement_store.kept_file(session, seeded.viewer("analyst"), kept[0].id, "pdf").startswith(b"%PDF")
+
+
+def test_worker_keeps_once_and_revises_on_late_data(seeded: Seeded) -> None:
+    now = datetime(2024, 4, 15, tzinfo=UTC)
+    made = statement_store.keep_closed_months(now)
+    alpha = sorted(k.period for k in made if k.client_id == seeded.alpha)
+    assert alpha == ["2023-12", "2024-01", "2024-02", "2024-03"]
+    assert all(k.revision == 1 for k in made)
+    assert statement_store.keep_closed_months(now) == []  # nothing new: nothing made again
+    with session_scope() as session:  # a fill dated in February arrives late
+        session.add(Trade(connector_id=seeded.alpha_binance, trade_id="late", timestamp=ms("2024-02-20"),
+                          symbol="BTC/USDT", base="BTC", quote="USDT", side="sell", amount=0.1, price=51000,
+                          cost=5100, fee_cost=0, fee_currency="USDT"))
+    again = statement_store.keep_closed_months(now)
+    assert sorted(k.period for k in again) == ["2024-02", "2024-03"]  # March's opening moved too
+    assert {k.revision for k in again} == {2}
+    with session_scope() as session:
+        row = session.scalar(select(Statement).where(Statement.client_id == seeded.alpha,
+                                                     Statement.period == "2024-02"))
+        assert row.revision == 2 and "Revised: revision 2 of" in row.html
+        january = session.scalar(select(Statement).where(Statement.client_id == seeded.alpha,
+                                                         Statement.period == "2024-01"))
+        assert january.revision == 1 and "Revised" not in january.html
+
+
+def test_cli_statement(seeded: Seeded, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    out = tmp_path / "alpha.pdf"
+    assert main(["statement", "--client", "Alpha", "--month", "2024-02", "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"%PDF")
+    page = tmp_path / "alpha.html"
+    assert main(["statement", "--client", "Alpha", "--month", "2024-02", "--out", str(page)]) == 0
+    assert "Statement for Alpha, 2024-02" in page.read_text()
+    capsys.readouterr()
+    for argv in (["--client", "Nobody", "--month", "2024-02"], ["--client", "Alpha", "--month", "2024-13"],
+                 ["--client", "Alpha", "--month", "Feb"], ["--client", "Alpha", "--month", "2999-01"],
+                 ["--client", "Alpha", "--month", "2024-02", "--out", str(tmp_path / "x.doc")]):
+        assert main(["statement", *argv]) != 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
