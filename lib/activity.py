@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib import prices, queries
+from lib import prices, queries, reports
 from lib.access import Viewer
 from lib.models import Client, Connector, Trade, to_decimal
 from lib.settings import get_settings
@@ -38,8 +38,10 @@ def _ms(moment: datetime | None) -> int | None:
 
 
 def period_fills(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
-                 client_id: int | None = None, connector_id: int | None = None) -> pd.DataFrame:
-    """The scope's fills in [start, end) with their exact amounts (``Decimal``), oldest first."""
+                 client_id: int | None = None, connector_id: int | None = None, symbol: str | None = None,
+                 side: str | None = None) -> pd.DataFrame:
+    """The scope's fills in [start, end) (of ``symbol`` and ``side`` when given) with their exact
+    amounts (``Decimal``), oldest first."""
     ids = queries.connector_ids(session, viewer, client_id, connector_id)
     if ids == []:
         return pd.DataFrame(columns=ACTIVITY_FILL_COLUMNS)
@@ -53,6 +55,10 @@ def period_fills(session: Session, viewer: Viewer, start: datetime | None, end: 
     )
     if ids is not None:
         query = query.where(Trade.connector_id.in_(ids))
+    if symbol:
+        query = query.where(Trade.symbol == symbol)
+    if side:
+        query = query.where(Trade.side == side)
     if (start_ms := _ms(start)) is not None:
         query = query.where(Trade.timestamp >= start_ms)
     if (end_ms := _ms(end)) is not None:
@@ -115,9 +121,10 @@ def unpriced_fees(fills: pd.DataFrame) -> list[str]:
 
 
 def load_priced_fills(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
-                      client_id: int | None = None, connector_id: int | None = None) -> pd.DataFrame:
+                      client_id: int | None = None, connector_id: int | None = None, symbol: str | None = None,
+                      side: str | None = None) -> pd.DataFrame:
     """The scope's fills in [start, end), priced (``price_fills``)."""
-    fills = period_fills(session, viewer, start, end, client_id, connector_id)
+    fills = period_fills(session, viewer, start, end, client_id, connector_id, symbol, side)
     sources = queries.price_sources(session, viewer, client_id, connector_id)
     candles = _candles_for(session, viewer, fills, client_id, connector_id)
     return price_fills(fills, candles, sources, frozenset(get_settings().usd_like))
@@ -253,3 +260,92 @@ def activity_report(session: Session, viewer: Viewer, start: datetime | None, en
         raise ValueError("The period's start must be before its end.")
     fills = load_priced_fills(session, viewer, start, end, client_id, connector_id)
     return summarize(fills, _order_count(session, viewer, start, end, client_id, connector_id))
+
+
+@dataclass(frozen=True)
+class FillTotals:
+    """Totals of a filtered set of fills (the Trades page)."""
+
+    fills: int
+    volume_usd: Decimal
+    fees_usd: Decimal
+    unpriced: list[str]  # quote and fee currencies left out of the USD totals
+
+
+def fill_totals(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                client_id: int | None = None, connector_id: int | None = None, symbol: str | None = None,
+                side: str | None = None) -> FillTotals:
+    fills = load_priced_fills(session, viewer, start, end, client_id, connector_id, symbol, side)
+    return FillTotals(len(fills), exact_total(fills["usd"], fills["usd_exact"]),
+                      exact_total(fills["fee_usd"], fills["fee_exact"]),
+                      sorted(set(unpriced_quotes(fills)) | set(unpriced_fees(fills))))
+
+
+def notional_usd(session: Session, viewer: Viewer, fills: pd.DataFrame, client_id: int | None = None) -> pd.Series:
+    """USD notional of each of ``fills`` (``queries.fills`` rows), as ``price_fills`` values it."""
+    if fills.empty:
+        return pd.Series(dtype="float64", index=fills.index)
+    frame = fills.assign(quote=fills["symbol"].map(lambda s: prices.split_symbol(str(s))[1]))
+    sources = queries.price_sources(session, viewer, client_id)
+    candles = _candles_for(session, viewer, frame, client_id, None)
+    priced = price_fills(frame, candles, sources, frozenset(get_settings().usd_like))
+    return priced["usd"]
+
+
+# --------------------------------------------------------------------------- open orders and positions in USD
+
+
+def _quote_marks(session: Session, viewer: Viewer, frame: pd.DataFrame, client_id: int | None,
+                 connector_id: int | None) -> np.ndarray:
+    """USD mark now of each row's quote currency, from its connector's own price source."""
+    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    held = pd.DataFrame({"source": frame["connector_id"].map(sources).fillna("").astype(str),
+                         "asset": frame["symbol"].map(lambda s: prices.split_symbol(str(s))[1])})
+    marks = reports.current_marks(session, viewer, held, client_id, connector_id)
+    usd, _ = prices.own_marks(marks, list(held["source"]), list(held["asset"]),
+                              usd_like=frozenset(get_settings().usd_like))
+    return usd
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    return np.array([np.nan if v is None or pd.isna(v) else float(v) for v in values], dtype=float)
+
+
+def value_orders(session: Session, viewer: Viewer, orders: pd.DataFrame, client_id: int | None = None,
+                 connector_id: int | None = None) -> pd.DataFrame:
+    """Open orders with ``usd``: what is still open (remaining, else amount - filled) at the order's
+    price, in the quote's USD mark now. NaN without a price (market orders) or a quote mark."""
+    if orders.empty:
+        return orders.assign(usd=pd.Series(dtype="float64"))
+    remaining = _floats(orders["remaining"])
+    remaining = np.where(np.isnan(remaining), _floats(orders["amount"]) - np.nan_to_num(_floats(orders["filled"])),
+                         remaining)
+    quote_usd = _quote_marks(session, viewer, orders, client_id, connector_id)
+    return orders.assign(usd=remaining * _floats(orders["price"]) * quote_usd)
+
+
+def value_positions(session: Session, viewer: Viewer, positions: pd.DataFrame, client_id: int | None = None,
+                    connector_id: int | None = None) -> pd.DataFrame:
+    """Positions with ``base_quantity`` (contracts x contract size; for an inverse contract, settled
+    in its base, the size is in the quote: divided by the mark) and ``usd`` (base quantity x mark
+    x the quote's USD mark; the exchange's notional when the base quantity is unknown)."""
+    if positions.empty:
+        return positions.assign(base_quantity=pd.Series(dtype="float64"), usd=pd.Series(dtype="float64"))
+    mark = _floats(positions["mark_price"])
+    size = _floats(positions["contract_size"])
+    inverse = positions["symbol"].map(lambda s: str(s).partition(":")[2] == str(s).partition("/")[0]).to_numpy()
+    base = _floats(positions["contracts"]) * np.where(inverse, size / mark, size)
+    quote_usd = _quote_marks(session, viewer, positions, client_id, connector_id)
+    usd = np.where(np.isnan(base), np.abs(_floats(positions["notional"])), np.abs(base) * mark) * quote_usd
+    return positions.assign(base_quantity=base, usd=usd)
+
+
+def reported_unrealized(positions: pd.DataFrame) -> tuple[float | None, int]:
+    """(sum of the exchange-reported unrealized P&L of the positions, positions without one)."""
+    figures = _floats(positions["unrealized_pnl"]) if not positions.empty else np.array([])
+    known = ~np.isnan(figures)
+    return (float(figures[known].sum()) if known.any() else None), int((~known).sum())
+
+
+#: The label of the positions' exchange-reported unrealized P&L, wherever it is shown.
+REPORTED_UNREALIZED = "Unrealised P&L reported by the exchange (positions)"

@@ -147,3 +147,23 @@ def daily_pnl(daily: pd.DataFrame) -> go.Figure:
                               hovertemplate="%{y:$,.2f}"))
     _money_axis(figure, daily["realized"])
     return _frame(figure, "Daily realized P&L")
+
+
+def volume_by_day(daily: pd.DataFrame) -> go.Figure:
+    """Bought and sold USD volume per day, stacked (lib.activity ``by_day``)."""
+    figure = go.Figure([
+        go.Bar(x=daily["day"], y=daily["buy_usd"], name="Bought", marker_color=GAIN, hovertemplate="%{y:$,.2f}"),
+        go.Bar(x=daily["day"], y=daily["sell_usd"], name="Sold", marker_color=LOSS, hovertemplate="%{y:$,.2f}"),
+    ])
+    _money_axis(figure, daily["volume_usd"].fillna(0.0))
+    return _frame(figure, "Volume by day (USD)").update_layout(barmode="stack")
+
+
+def volume_bars(rows: pd.DataFrame, label: str, title: str) -> go.Figure:
+    """Horizontal bars of USD volume per ``label`` (an exchange, a market), largest on top."""
+    ordered = rows.dropna(subset=["volume_usd"]).sort_values("volume_usd")
+    names = ordered[label].map(chart_text)
+    figure = go.Figure(go.Bar(x=ordered["volume_usd"], y=names, orientation="h", hovertemplate="%{y}: %{x:$,.2f}"
+                              "<extra></extra>"))
+    _money_axis(figure, ordered["volume_usd"], axis="x")
+    return _frame(figure, title).update_layout(hovermode=None)

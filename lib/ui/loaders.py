@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from lib import equity, queries, reconcile, reports
+from lib import activity, equity, queries, reconcile, reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
 from lib.settings import get_settings
@@ -226,12 +226,56 @@ def fills_csv(viewer: Viewer, *, client_id: int | None = None, connector_id: int
     return build
 
 
+def _day_bounds(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
+    """UTC days (both included) as [start, end) moments."""
+    return (None if start is None else datetime.combine(start, time(), tzinfo=UTC),
+            None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=100)
+def _fill_totals(scope: Scope, filters: tuple[object, ...], key: tuple[str, str]) -> activity.FillTotals:
+    client_id, connector_id, symbol, side, start, end = filters
+    with session_scope() as session:
+        return activity.fill_totals(session, viewer_of(scope), *_day_bounds(start, end), client_id, connector_id,
+                                    symbol, side)
+
+
+def fill_totals(viewer: Viewer, *, client_id: int | None = None, connector_id: int | None = None,
+                symbol: str | None = None, side: str | None = None, start: date | None = None,
+                end: date | None = None) -> activity.FillTotals:
+    """Count, USD volume and USD fees of every fill the Trades filters match."""
+    return _fill_totals(scope_of(viewer), (client_id, connector_id, symbol, side, start, end), _key())
+
+
+def notional_usd(viewer: Viewer, rows: pd.DataFrame, client_id: int | None = None) -> pd.Series:
+    """USD notional of one page of fills (not cached: the page is)."""
+    with session_scope() as session:
+        return activity.notional_usd(session, viewer, rows, client_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=100)
+def _activity(scope: Scope, client_id: int | None, connector_id: int | None, start: date | None, end: date | None,
+              key: tuple[str, str]) -> activity.ActivityReport:
+    with session_scope() as session:
+        return activity.activity_report(session, viewer_of(scope), *_day_bounds(start, end), client_id,
+                                        connector_id)
+
+
+def activity_report(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                    start: date | None = None, end: date | None = None) -> activity.ActivityReport:
+    """Trading activity (lib.activity) of a scope over UTC days, both included."""
+    return _activity(scope_of(viewer), client_id, connector_id, start, end, _key())
+
+
 # --------------------------------------------------------------------------- orders & positions
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _orders(scope: Scope, client_id: int | None, key: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return reports.orders_report(viewer_of(scope), client_id)
+    orders, positions = reports.orders_report(viewer_of(scope), client_id)
+    with session_scope() as session:  # USD value of open orders; base quantity and USD notional of positions
+        return (activity.value_orders(session, viewer_of(scope), orders, client_id),
+                activity.value_positions(session, viewer_of(scope), positions, client_id))
 
 
 def orders_and_positions(viewer: Viewer, client_id: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -20,6 +20,8 @@ PAGES: list[tuple[str, str, str, str, tuple[Role, ...]]] = [
     ("Portfolio", "pages/portfolio/trades.py", "Trades", ":material/swap_horiz:", tuple(Role)),
     ("Portfolio", "pages/portfolio/orders.py", "Orders & positions", ":material/list_alt:", tuple(Role)),
     ("Portfolio", "pages/portfolio/pnl.py", "P&L", ":material/query_stats:", tuple(Role)),
+    ("Portfolio", "pages/portfolio/all_clients.py", "Clients", ":material/groups:", (Role.ADMIN, Role.ANALYST)),
+    ("Portfolio", "pages/portfolio/activity.py", "Activity", ":material/bar_chart:", tuple(Role)),
     ("Portfolio", "pages/portfolio/reconciliation.py", "Reconciliation", ":material/rule:", tuple(Role)),
     ("Operations", "pages/operations/sync.py", "Sync", ":material/sync:", tuple(Role)),
     ("Admin", "pages/admin/clients.py", "Clients & keys", ":material/key:", (Role.ADMIN,)),
@@ -83,15 +85,35 @@ def selected_client_id(viewer: Viewer) -> int | None:
     return client_id
 
 
+#: ``?client=<id>`` in the URL picks that client (links from the Clients page; a shared URL)
+CLIENT_PARAM = "client"
+
+
+def _picked_in_url(options: list[int]) -> None:
+    """The URL's client, when it is one the viewer may pick (anything else is ignored)."""
+    wanted = st.query_params.get(CLIENT_PARAM, "")
+    if wanted.isdigit() and int(wanted) in options:
+        st.session_state[SCOPE_KEY] = int(wanted)
+
+
+def _picked_to_url() -> None:
+    """Keep the URL in step with the picker, so a reload or a shared link shows the same client."""
+    if st.session_state.get(SCOPE_KEY) == ALL_CLIENTS:
+        st.query_params.pop(CLIENT_PARAM, None)
+    else:
+        st.query_params[CLIENT_PARAM] = str(st.session_state[SCOPE_KEY])
+
+
 def sidebar(viewer: Viewer) -> None:
     with session_scope() as session:
         clients = [(c.id, visible(c.name)) for c in list_clients(session, viewer)]
     names = dict(clients)
     options = [ALL_CLIENTS, *names]
+    _picked_in_url(options)
     if st.session_state.get(SCOPE_KEY) not in options:
         st.session_state[SCOPE_KEY] = ALL_CLIENTS
     with st.sidebar:
-        st.selectbox("Client", options, key=SCOPE_KEY,
+        st.selectbox("Client", options, key=SCOPE_KEY, on_change=_picked_to_url,
                      format_func=lambda cid: "All clients" if cid == ALL_CLIENTS else names[cid])
         sync_widgets.sidebar_freshness(viewer, selected_client_id(viewer))
         auth.logout_button(viewer)

@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from lib import activity
 from lib.ui import format as fmt
 from lib.ui import loaders
 from lib.ui.auth import current_viewer
@@ -16,6 +17,8 @@ ORDER_NUMBERS = {"Price": "price", "Amount": "amount", "Filled": "filled", "Rema
 POSITION_NUMBERS = {"Contracts": "contracts", "Entry": "entry_price", "Mark": "mark_price", "Notional": "notional"}
 HISTORY_NUMBERS = {"Price": "price", "Average": "average", "Amount": "amount", "Filled": "filled", "Cost": "cost"}
 PAGE_SIZES = (50, 100, 250, 500)
+USD_VALUE = st.column_config.NumberColumn("USD value", format="dollar",
+                                         help="What is still open at the order's price, in USD now; empty: unpriced")
 
 viewer = current_viewer()
 client_id = selected_client_id(viewer)
@@ -38,32 +41,40 @@ else:
             "Client": shown["client"], "Exchange": shown["exchange_id"], "Account": shown["label"],
             "Symbol": shown["symbol"].map(fmt.visible), "Side": shown["side"], "Type": fmt.text(shown["type"]),
             **{label: fmt.text(shown[column], fmt.quantity) for label, column in ORDER_NUMBERS.items()},
+            "USD value": shown["usd"].to_numpy(float),
             "Distance": shown["distance"].map(fmt.percent), "Age": fmt.text(shown["age_seconds"], fmt.age),
         }),
         hide_index=True, width="stretch",
-        column_config=fmt.numbers_right(*ORDER_NUMBERS, "Distance", "Age"),
+        column_config={**fmt.numbers_right(*ORDER_NUMBERS, "Distance", "Age"), "USD value": USD_VALUE},
     )
 
 st.subheader("Positions")
 if positions.empty:
     st.info("No derivatives positions in this scope.")
 else:
-    reported = positions["unrealized_pnl"].notna()
-    st.metric("Unrealized P&L (as the exchanges report it)",
-              fmt.money(positions.loc[reported, "unrealized_pnl"].sum(), signed=True) if reported.any() else "—",
-              help=f"{int((~reported).sum())} position(s) without a figure from their exchange are left out.")
+    reported, unreported = activity.reported_unrealized(positions)
+    st.metric(activity.REPORTED_UNREALIZED, fmt.MISSING if reported is None else fmt.money(reported, signed=True),
+              help=f"As the exchanges report it, in the contracts' settlement currency; not part of the P&L page's "
+              f"figures. {unreported} position(s) without a figure from their exchange are left out.")
     st.dataframe(
         pd.DataFrame({
             "Client": positions["client"], "Exchange": positions["exchange_id"], "Account": positions["label"],
             "Symbol": positions["symbol"].map(fmt.visible), "Side": fmt.text(positions["side"]),
             **{label: fmt.text(positions[column], fmt.quantity) for label, column in POSITION_NUMBERS.items()},
+            "Base quantity": positions["base_quantity"].to_numpy(float),
+            "USD notional": positions["usd"].to_numpy(float),
             "Unrealized P&L": positions["unrealized_pnl"].map(lambda v: fmt.money(v, signed=True)
                                                               if pd.notna(v) else "not reported"),
             "Leverage": fmt.text(positions["leverage"], lambda v: f"{fmt.quantity(v, 2)}×"),
             "Liquidation": fmt.text(positions["liquidation_price"], fmt.quantity),
         }),
         hide_index=True, width="stretch",
-        column_config=fmt.numbers_right(*POSITION_NUMBERS, "Unrealized P&L", "Leverage", "Liquidation"),
+        column_config={**fmt.numbers_right(*POSITION_NUMBERS, "Unrealized P&L", "Leverage", "Liquidation"),
+                       "Base quantity": st.column_config.NumberColumn(
+                           "Base quantity", format="%.8g", help="Contracts × contract size; empty: size unknown"),
+                       "USD notional": st.column_config.NumberColumn(
+                           "USD notional", format="dollar", help="Base quantity × mark × the quote's USD price "
+                           "now; empty: unpriced")},
     )
 
 st.subheader("Order history")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from lib import reports
+from lib import activity, reports
 from lib.ui import charts, loaders
 from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
@@ -80,6 +80,16 @@ cards[3].metric("Net", fmt.money(totals["net"], signed=True),
                 "not counted again.")
 st.caption(f"{METHODS[summary.method]}, lots pooled per {'connector' if summary.pool == 'connector' else 'scope'}, "
            f"{window}, over {summary.fills:,} fill(s) up to the window's end.")
+with loaders.plain_errors("positions"):
+    _, open_positions = loaders.orders_and_positions(viewer, client_id)
+if connector_id is not None:
+    open_positions = open_positions[open_positions["connector_id"] == connector_id]
+if not open_positions.empty:  # derivatives: the exchanges' own figure, beside (not inside) the totals above
+    reported, unreported = activity.reported_unrealized(open_positions)
+    st.metric(activity.REPORTED_UNREALIZED, fmt.MISSING if reported is None else fmt.money(reported, signed=True),
+              help=f"Open derivatives positions now, as their exchanges report it (settlement currency), not "
+              f"computed from fills and not included in the figures above; {unreported} position(s) without a "
+              "figure from their exchange are left out. See Orders & positions.")
 
 st.subheader("Value over the window")
 edges = st.columns(4)

@@ -19,16 +19,19 @@ PAGE_SIZES = (50, 100, 250, 500)
 #: fills of one order in the same second; cost (amount x price) and exact figures are in the CSV.
 TRADE_COLUMNS = {
     "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True, width=132),
-    "Client": st.column_config.TextColumn("Client", width=115),
-    "Account": st.column_config.TextColumn("Account", width=105),
+    "Client": st.column_config.TextColumn("Client", width=95),
+    "Account": st.column_config.TextColumn("Account", width=90),
     "Symbol": st.column_config.TextColumn("Symbol", width=80),
     "Side": st.column_config.TextColumn("Side", width=40),
     **fmt.numbers_right("Amount", width=70),
     **fmt.numbers_right("Price", width=75),
-    **fmt.numbers_right("Fee", width=95),
+    **fmt.numbers_right("Fee", width=80),
+    "USD notional": st.column_config.NumberColumn("USD notional", format="dollar", width=85,
+                                                  help="Cost in the quote currency at the quote's USD price that day; "
+                                                  "empty: unpriced"),
     "M/T": st.column_config.TextColumn("M/T", width=50, help="Maker or taker"),
-    "Trade ID": st.column_config.TextColumn("Trade ID", width=85, help="The exchange's id of this fill"),
-    "Order ID": st.column_config.TextColumn("Order ID", width=85, help="The exchange's id of the order it filled"),
+    "Trade ID": st.column_config.TextColumn("Trade ID", width=70, help="The exchange's id of this fill"),
+    "Order ID": st.column_config.TextColumn("Order ID", width=70, help="The exchange's id of the order it filled"),
 }
 
 viewer = current_viewer()
@@ -71,6 +74,17 @@ with loaders.plain_errors("trades"):
         st.session_state["trades_page"] = page_number = pages
         rows, total = loaders.fills(viewer, **filters, page=pages - 1, page_size=page_size)
 
+with loaders.plain_errors("trade totals"):
+    totals = loaders.fill_totals(viewer, **filters)
+    notional = loaders.notional_usd(viewer, rows, client_id)
+cards = st.columns(3)
+cards[0].metric("Fills", f"{totals.fills:,}", help="Every fill these filters match, on all pages.")
+cards[1].metric("Volume (USD)", fmt.money(float(totals.volume_usd)),
+                help="Each fill's cost at its quote currency's USD price that day (USD-like quotes 1:1).")
+cards[2].metric("Fees (USD)", fmt.money(float(totals.fees_usd)), help="Each fee at its currency's USD price that day.")
+if totals.unpriced:
+    st.warning("No USD price for " + ", ".join(map(fmt.literal, totals.unpriced)) + ": left out of the USD totals.",
+               icon=":material/help:")
 st.caption(f"{total:,} fill(s) match; page {page_number} of {pages:,}, newest first.")
 if rows.empty:
     st.info("No fills match these filters.")
@@ -83,6 +97,7 @@ else:
         "Fee": [fmt.MISSING if fmt.blank(fee)
                 else f"{fmt.significant(fee, 4)} {'' if fmt.blank(unit) else fmt.visible(unit)}"
                 for fee, unit in zip(rows["fee_cost"], rows["fee_currency"], strict=True)],
+        "USD notional": notional.to_numpy(float),
         "M/T": fmt.text(rows["taker_or_maker"]), "Trade ID": fmt.text(rows["trade_id"]),
         "Order ID": fmt.text(rows["order_id"]),
     })

@@ -1,0 +1,121 @@
+"""Activity: what the scope traded in a period (lib.activity): USD volume by day, market and
+exchange, the buy/sell split, maker share, fees by currency and in USD, fill and order counts."""
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from lib import reports
+from lib.ui import charts, loaders
+from lib.ui import format as fmt
+from lib.ui.auth import current_viewer
+from lib.ui.shell import selected_client_id
+
+CUSTOM = "Custom dates"
+USD = st.column_config.NumberColumn
+SHARE = "%.1f%%"
+
+viewer = current_viewer()
+client_id = selected_client_id(viewer)
+
+st.title("Activity")
+
+with loaders.plain_errors("accounts"):
+    connectors = loaders.connectors(viewer, client_id)
+if connectors.empty:
+    st.info("No exchange accounts in this scope yet.")
+    st.stop()
+
+names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
+first, second = st.columns([3, 2])
+connector_id = first.selectbox("Scope", [None, *names], key="activity_connector",
+                               format_func=lambda c: "All accounts of the selected client(s)" if c is None
+                               else names[c])
+preset = second.selectbox("Period (UTC)", [*reports.WINDOW_PRESETS, CUSTOM], index=reports.WINDOW_PRESETS.index(
+    "Last 30 days"), key="activity_window")
+if preset == CUSTOM:
+    dates = second.date_input("Dates (UTC)", value=(), key="activity_dates",
+                              help="From the first day's start to the last day's end; empty means all history.")
+    start = dates[0] if len(dates) > 0 else None
+    end = dates[1] if len(dates) > 1 else None
+else:
+    start, end = reports.window_days(preset, datetime.now(UTC).date())
+period = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start and end else f"from {start:%Y-%m-%d}" if start
+          else "all history")
+
+with loaders.plain_errors("trading activity"), st.spinner("Adding up the fills…"):
+    report = loaders.activity_report(viewer, client_id, connector_id, start, end)
+
+cards = st.columns(4)
+cards[0].metric("Volume", fmt.compact_money(float(report.volume_usd)), help=f"{fmt.money(float(report.volume_usd))}: "
+                "each fill's cost in its quote currency at the quote's USD price that day (USD-like quotes 1:1).")
+cards[1].metric("Fees", fmt.money(float(report.fees_usd)), help="Each fee at its currency's USD price that day.")
+share = report.maker_share
+cards[2].metric("Maker share (volume)", fmt.MISSING if share is None else f"{share:.1%}",
+                help="Maker volume over the volume of fills whose exchange said maker or taker.")
+cards[3].metric("Average fill", fmt.money(report.average_fill_usd) if report.average_fill_usd is not None
+                else fmt.MISSING, help="USD volume over the priced fills.")
+counts = st.columns(4)
+counts[0].metric("Fills", f"{report.fills:,}")
+counts[1].metric("Orders", f"{report.orders:,}", help="Closed or canceled orders created in the period, plus open "
+                 "orders placed in it.")
+buy = report.sides.set_index("side")["volume_usd"]
+counts[2].metric("Bought", fmt.compact_money(float(buy.get("buy", 0.0))))
+counts[3].metric("Sold", fmt.compact_money(float(buy.get("sell", 0.0))))
+st.caption(f"{period}, over {report.fills:,} fill(s).")
+
+if report.unknown_role_fills:
+    st.info(f"{report.unknown_role_fills:,} fill(s) do not say whether they were maker or taker: counted as "
+            "\"unknown\" and left out of the maker share.", icon=":material/help:")
+if report.unpriced_quotes:
+    st.warning("No USD price for the quote currency of some fills, left out of the volume: "
+               + ", ".join(map(fmt.literal, report.unpriced_quotes)), icon=":material/help:")
+if report.unpriced_fees:
+    st.warning("No USD price for some fees, left out of the USD fees: "
+               + ", ".join(map(fmt.literal, report.unpriced_fees)), icon=":material/help:")
+if report.fills == 0:
+    st.info("No fills in this period.")
+    st.stop()
+
+left, right = st.columns(2)
+left.plotly_chart(charts.volume_by_day(report.by_day), width="stretch")
+right.plotly_chart(charts.volume_bars(report.by_exchange, "exchange_id", "Volume by exchange"), width="stretch")
+
+st.subheader("By market")
+markets = report.by_market
+market_table = pd.DataFrame({
+    "Market": markets["symbol"].map(fmt.visible), "Exchange": markets["exchange_id"].map(fmt.visible),
+    "Fills": markets["fills"], "Volume (USD)": markets["volume_usd"], "Bought (USD)": markets["buy_usd"],
+    "Sold (USD)": markets["sell_usd"], "Fees (USD)": markets["fees_usd"],
+})
+money_columns = {label: USD(label, format="dollar") for label in
+                 ("Volume (USD)", "Bought (USD)", "Sold (USD)", "Fees (USD)")}
+st.dataframe(market_table, hide_index=True, width="stretch",
+             column_config={"Fills": USD("Fills", format="localized"), **money_columns})
+st.download_button("Download CSV", fmt.csv_bytes(market_table.assign(Period=period)),
+                   file_name="activity_by_market.csv", mime="text/csv", icon=":material/download:",
+                   help="Per market and exchange; an empty USD cell means unpriced.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Maker / taker")
+    maker = report.maker
+    st.dataframe(pd.DataFrame({
+        "Role": maker["role"], "Fills": maker["fills"], "Volume (USD)": maker["volume_usd"],
+        "Share of fills": maker["fill_share"] * 100, "Share of volume": maker["volume_share"] * 100,
+    }), hide_index=True, width="stretch", column_config={
+        "Fills": USD("Fills", format="localized"), "Volume (USD)": USD("Volume (USD)", format="dollar"),
+        "Share of fills": USD("Share of fills", format=SHARE),
+        "Share of volume": USD("Share of volume", format=SHARE)})
+with right:
+    st.subheader("Fees by currency")
+    fees = report.fees
+    st.dataframe(pd.DataFrame({
+        "Currency": fees["currency"].map(fmt.visible), "Amount": fees["amount"].map(float), "Fills": fees["fills"],
+        "USD": fees["fees_usd"],
+    }), hide_index=True, width="stretch", column_config={
+        "Amount": USD("Amount", format="%.8g"), "Fills": USD("Fills", format="localized"),
+        "USD": USD("USD", format="dollar", help="Empty: no USD price for that currency.")})
+    st.download_button("Download fees CSV", fmt.csv_bytes(fees.assign(period=period)), file_name="activity_fees.csv",
+                       mime="text/csv", icon=":material/download:", help="Amounts exactly as the exchanges sent them.")

@@ -1,0 +1,170 @@
+"""lib.activity and the Activity page: volume, maker share and fees against hand-computed values on
+seeded fills (PNL.md's vector on Alpha, plus a maker fill and a fill whose quote has no price);
+unpriced currencies named; role scoping; the pages render numbers as numbers; hostile text stays text."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+import streamlit as st
+
+from lib import activity
+from lib.db import session_scope
+from lib.models import Trade
+from lib.ui import charts
+from lib.ui import format as fmt
+from tests.test_pages_portfolio import metric, open_page, texts, widget
+from tests.test_queries import Seeded, ms, seed_portfolio
+
+#: Alpha's vector at the candle closes of the fill days (T4, T7 in BTC; fees in BTC and BNB):
+#: 40000 + 600 + 22000 + 0.5 x 50000 + 31200 + 12000 + 0.165 x 60000, plus the maker fill's 5000
+VOLUME = Decimal(145700)
+#: 0.001 x 40000 + 0.6 + 0.05 x 320 + 0.0005 x 50000 + 31.2 + 0.02 x 400 + 0.000165 x 60000, plus 1 USDT
+FEES = Decimal("131.7")
+HOSTILE = "<b>[x](http://e.test)</b>"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def seeded(database_url: str) -> Seeded:
+    seeded = seed_portfolio()
+    with session_scope() as session:
+        session.add_all([
+            Trade(connector_id=seeded.alpha_binance, trade_id="M1", timestamp=ms("2024-02-01"), symbol="BTC/USDT",
+                  base="BTC", quote="USDT", side="sell", taker_or_maker="maker", amount="0.1", price="50000",
+                  cost="5000", fee_cost="1", fee_currency="USDT"),
+            # no candle prices XYZ nor ABC: the fill is left out of the volume, its fee out of the fees
+            Trade(connector_id=seeded.alpha_binance, trade_id="U1", timestamp=ms("2024-02-05"), symbol="ABC/XYZ",
+                  base="ABC", quote="XYZ", side="buy", taker_or_maker=None, amount="7", price="1", cost="7",
+                  fee_cost="0.1", fee_currency="ABC"),
+        ])
+    return seeded
+
+
+def report(seeded: Seeded, role: str = "admin", start: str | None = None, end: str | None = None,
+           client_id: int | None = None) -> activity.ActivityReport:
+    moment = {None: None} | {d: datetime.fromisoformat(d).replace(tzinfo=UTC) for d in (start, end) if d}
+    with session_scope() as session:
+        return activity.activity_report(session, seeded.viewer(role), moment[start], moment[end], client_id)
+
+
+def test_volume_fees_and_maker_share_match_the_hand_computed_values(seeded: Seeded) -> None:
+    alpha = report(seeded, client_id=seeded.alpha)
+    assert alpha.fills == 9
+    assert alpha.volume_usd == VOLUME and isinstance(alpha.volume_usd, Decimal)
+    assert alpha.fees_usd == FEES
+    assert alpha.average_fill_usd == pytest.approx(float(VOLUME) / 8)  # the unpriced fill has no size in USD
+    assert alpha.maker_share == pytest.approx(5000 / 145700)
+    maker = alpha.maker.set_index("role")
+    assert maker["fills"].to_dict() == {"maker": 1, "taker": 7, "unknown": 1}
+    assert maker.loc["unknown", "fill_share"] == pytest.approx(1 / 9)
+    assert alpha.unknown_role_fills == 1
+    sides = alpha.sides.set_index("side")["volume_usd"]
+    assert sides["buy"] == pytest.approx(40000 + 600 + 22000 + 25000)
+    assert sides["sell"] == pytest.approx(31200 + 12000 + 9900 + 5000)
+    market = alpha.by_market.set_index("symbol")
+    assert market.loc["ETH/BTC", "volume_usd"] == pytest.approx(25000 + 9900)
+    assert math.isnan(market.loc["ABC/XYZ", "volume_usd"])  # unpriced, not $0
+    day = alpha.by_day.set_index("day")
+    assert day.loc[pd.Timestamp("2024-02-01", tz="UTC"), "volume_usd"] == pytest.approx(25000 + 5000)
+    assert alpha.by_exchange["volume_usd"].sum() == pytest.approx(float(VOLUME))
+    fees = alpha.fees.set_index("currency")
+    assert fees.loc["BTC", "amount"] == Decimal("0.001665")  # exact, in the fee's own currency
+    assert fees.loc["BNB", "fees_usd"] == pytest.approx(0.05 * 320 + 0.02 * 400)
+    assert math.isnan(fees.loc["ABC", "fees_usd"])
+    assert alpha.unpriced_quotes == ["XYZ"] and alpha.unpriced_fees == ["ABC"]
+
+
+def test_period_counts_only_its_fills_and_orders(seeded: Seeded) -> None:
+    february = report(seeded, start="2024-02-01", end="2024-03-01", client_id=seeded.alpha)
+    assert february.fills == 4  # T4, T5, M1, U1
+    assert february.volume_usd == Decimal(25000 + 31200 + 5000)
+    assert february.fees_usd == Decimal("57.2")  # 25 + 31.2 + 1
+    assert february.orders == 0  # the open order was placed now
+    assert report(seeded, client_id=seeded.alpha).orders == 1
+    with pytest.raises(ValueError, match="start must be before"):
+        report(seeded, start="2024-03-01", end="2024-02-01")
+
+
+def test_client_role_sees_only_its_client(seeded: Seeded) -> None:
+    own = report(seeded, role="client")
+    assert own.volume_usd == VOLUME
+    assert report(seeded, role="client", client_id=seeded.beta).fills == 0  # as for an id that does not exist
+    with session_scope() as session:
+        staff = activity.volume_and_fees(session, seeded.viewer("analyst"), None, None)
+        client = activity.volume_and_fees(session, seeded.viewer("client"), None, None)
+    rows = staff.set_index("client")
+    assert rows.loc["Beta", "volume_usd"] == pytest.approx(60.0) and rows.loc["Beta", "fees_usd"] == pytest.approx(0.06)
+    assert rows.loc["Alpha", "volume_usd"] == pytest.approx(float(VOLUME))
+    assert rows.loc["Alpha", "unpriced"] == "ABC, XYZ"
+    assert list(client["client"]) == ["Alpha"]
+
+
+def test_activity_page_shows_the_figures_with_numeric_columns(seeded: Seeded) -> None:
+    at = open_page("activity", seeded.users["admin"], client_id=seeded.alpha)
+    widget(at.selectbox, "Period (UTC)").select("All history")
+    at.run()
+    assert not at.exception
+    assert metric(at, "Volume") == fmt.compact_money(float(VOLUME))
+    assert metric(at, "Fees") == fmt.money(float(FEES))
+    assert metric(at, "Fills") == "9"
+    assert "left out of the maker share" in texts(at) and "XYZ" in texts(at)
+    markets = at.dataframe[0].value
+    for column in ("Fills", "Volume (USD)", "Bought (USD)", "Fees (USD)"):
+        assert pd.api.types.is_numeric_dtype(markets[column]), column
+    assert markets["Volume (USD)"].max() == pytest.approx(93200 + 5000)  # BTC/USDT sorts first, numerically
+
+
+def test_client_user_page_names_only_its_client(seeded: Seeded) -> None:
+    at = open_page("activity", seeded.users["client"])
+    widget(at.selectbox, "Period (UTC)").select("All history")
+    at.run()
+    assert metric(at, "Volume") == fmt.compact_money(float(VOLUME))
+    assert "XYZ/USDT" not in at.dataframe[0].value["Market"].tolist()  # Beta's market
+
+
+def test_hostile_symbol_text_stays_literal(seeded: Seeded) -> None:
+    with session_scope() as session:
+        session.add(Trade(connector_id=seeded.alpha_binance, trade_id="H1", timestamp=ms("2024-02-06"),
+                          symbol=f"{HOSTILE}/$Q$", base=HOSTILE, quote="$Q$", side="buy", amount="1", price="1",
+                          cost="1", fee_cost="0", fee_currency=None))
+    at = open_page("activity", seeded.users["admin"])
+    widget(at.selectbox, "Period (UTC)").select("All history")
+    at.run()
+    assert f"{HOSTILE}/$Q$" in at.dataframe[0].value["Market"].tolist()  # a table cell: the text itself
+    assert fmt.literal("$Q$") in texts(at)  # named as unpriced, escaped
+    figure = charts.volume_bars(pd.DataFrame({"exchange_id": [HOSTILE], "volume_usd": [1.0]}), "exchange_id", "t")
+    assert list(figure.data[0].y) == [fmt.chart_text(HOSTILE)] and "<b>" not in figure.data[0].y[0]
+
+
+def test_trades_orders_and_pnl_pages_show_usd(seeded: Seeded) -> None:
+    trades = open_page("trades", seeded.users["admin"], client_id=seeded.alpha)
+    assert metric(trades, "Fills") == "9"
+    assert metric(trades, "Volume (USD)") == fmt.money(float(VOLUME))
+    assert metric(trades, "Fees (USD)") == fmt.money(float(FEES))
+    table = trades.dataframe[0].value
+    assert pd.api.types.is_float_dtype(table["USD notional"])
+    assert sorted(table["USD notional"].dropna()) == sorted([40000, 600, 22000, 25000, 31200, 12000, 9900, 5000])
+    widget(trades.selectbox, "Side").select("sell")
+    trades.run()
+    assert metric(trades, "Volume (USD)") == fmt.money(31200 + 12000 + 9900 + 5000)
+    orders = open_page("orders", seeded.users["admin"])
+    open_orders = orders.dataframe[0].value.set_index("Symbol")
+    assert open_orders.loc["BTC/USDT", "USD value"] == pytest.approx(0.1 * 60000)
+    positions = orders.dataframe[1].value.set_index("Symbol")
+    assert positions.loc["BTC/USDT:USDT", "Base quantity"] == pytest.approx(0.001)
+    assert positions.loc["BTC/USDT:USDT", "USD notional"] == pytest.approx(64.0)
+    assert math.isnan(positions.loc["ETH/USDT:USDT", "Base quantity"])  # no contract size reported
+    pnl = open_page("pnl", seeded.users["admin"])
+    assert metric(pnl, activity.REPORTED_UNREALIZED) == "+$4.00"
