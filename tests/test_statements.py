@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -14,6 +15,7 @@ from lib.db import session_scope
 from lib.models import Client, Statement, Trade
 from lib.statement_render import title as statements_title
 from lib.statement_render import to_html, to_pdf
+from lib.sync import worker
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 
@@ -118,3 +120,21 @@ def test_cli_statement(seeded: Seeded, tmp_path, capsys: pytest.CaptureFixture[s
         assert main(["statement", *argv]) != 0
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_worker_loop_keeps_statements(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync worker's loop makes the closed months' statements after its sync pass."""
+    stop = threading.Event()
+    keep = worker.keep_statements
+
+    def keep_then_stop() -> None:
+        keep()
+        stop.set()
+
+    monkeypatch.setattr(worker, "run_cycle", lambda interval, event: None)  # no exchanges to reach
+    monkeypatch.setattr(statement_store, "utcnow", lambda: datetime(2024, 4, 15, tzinfo=UTC))  # 4 closed months
+    monkeypatch.setattr(worker, "keep_statements", keep_then_stop)
+    worker._loop(1.0, stop, None)
+    with session_scope() as session:
+        periods = {k.period for k in statement_store.list_kept(session, seeded.viewer("admin"), seeded.alpha)}
+    assert periods == {"2023-12", "2024-01", "2024-02", "2024-03"}

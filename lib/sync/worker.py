@@ -3,7 +3,8 @@
 Used by ``python -m lib.cli worker`` (stops on SIGTERM) and by the dashboard's own
 background thread (``start_background_worker``). On SQLite one worker per database holds
 an exclusive file lock; on PostgreSQL any number may run, and the row leases of
-``lib.sync.lease`` keep them from syncing one connector twice.
+``lib.sync.lease`` keep them from syncing one connector twice. Once an hour the loop also makes
+the month-end statements of closed months, and revises those whose data changed (``keep_statements``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from lib.access import SYSTEM
 from lib.db import describe_failure
 from lib.settings import get_settings
+from lib.statement_store import keep_closed_months
 from lib.sync import lease
 from lib.sync.runner import RunReport, sync_connectors
 from lib.vault import VaultError
 
 log = logging.getLogger(__name__)
+
+#: seconds between passes that make (or revise) month-end statements
+STATEMENTS_EVERY = 3600.0
 
 
 def run_cycle(interval: float, stop: threading.Event) -> RunReport | None:
@@ -43,6 +48,20 @@ def run_cycle(interval: float, stop: threading.Event) -> RunReport | None:
     return None
 
 
+def keep_statements() -> None:
+    """Month-end statements made or revised (``lib.statement_store``); never raises, like the sync."""
+    try:
+        made = keep_closed_months()
+    except SQLAlchemyError as error:
+        log.error("statements skipped: %s", describe_failure(error))
+    except Exception:  # noqa: BLE001 - the loop must go on
+        log.exception("statements failed")
+    else:
+        if made:
+            log.info("kept %d statement(s): %s", len(made), ", ".join(f"client {k.client_id} {k.period} "
+                                                                    f"r{k.revision}" for k in made))
+
+
 def run_worker(interval: float, stop: threading.Event) -> None:
     """Loop until ``stop`` is set. Raises ``lease.WorkerLockBusy`` when SQLite is taken."""
     _loop(interval, stop, lease.acquire_worker_lock())
@@ -54,6 +73,7 @@ def _loop(interval: float, stop: threading.Event, handle: IO[str] | None) -> Non
     A lock file deleted with the database is locked again before the next cycle; when another
     worker got it first, this one stops (``lease.WorkerLockBusy``), leaving SQLite to one worker.
     """
+    statements_due = 0.0
     try:
         while not stop.is_set():
             handle = lease.keep_worker_lock(handle)
@@ -61,6 +81,9 @@ def _loop(interval: float, stop: threading.Event, handle: IO[str] | None) -> Non
             report = run_cycle(interval, stop)
             if report is not None and report.total:
                 log.info("synced %d connector(s): %d ok, %d failed", report.total, report.successful, report.failed)
+            if started >= statements_due and not stop.is_set():
+                keep_statements()
+                statements_due = started + STATEMENTS_EVERY
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
     finally:
         lease.release_worker_lock(handle)
