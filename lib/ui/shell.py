@@ -23,6 +23,7 @@ PAGES: list[tuple[str, str, str, str, tuple[Role, ...]]] = [
     ("Portfolio", "pages/portfolio/all_clients.py", "Clients", ":material/groups:", (Role.ADMIN, Role.ANALYST)),
     ("Portfolio", "pages/portfolio/activity.py", "Activity", ":material/bar_chart:", tuple(Role)),
     ("Portfolio", "pages/portfolio/reconciliation.py", "Reconciliation", ":material/rule:", tuple(Role)),
+    ("Portfolio", "pages/portfolio/statements.py", "Statements", ":material/description:", tuple(Role)),
     ("Operations", "pages/operations/sync.py", "Sync", ":material/sync:", tuple(Role)),
     ("Admin", "pages/admin/clients.py", "Clients & keys", ":material/key:", (Role.ADMIN,)),
     ("Admin", "pages/admin/imports.py", "History imports", ":material/upload_file:", (Role.ADMIN,)),
