@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
 
 from lib import reports, statement_store, statements
 from lib.access import AccessDenied
@@ -138,3 +140,27 @@ def test_worker_loop_keeps_statements(seeded: Seeded, monkeypatch: pytest.Monkey
     with session_scope() as session:
         periods = {k.period for k in statement_store.list_kept(session, seeded.viewer("admin"), seeded.alpha)}
     assert periods == {"2023-12", "2024-01", "2024-02", "2024-03"}
+
+
+def _open(seeded: Seeded, role: str) -> AppTest:
+    at = AppTest.from_file(str(Path(__file__).parent.parent / "pages" / "portfolio" / "statements.py"),
+                           default_timeout=120)
+    at.session_state["auth_user_id"] = seeded.users[role]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_page_lists_kept_statements_by_role(seeded: Seeded) -> None:
+    statement_store.keep_closed_months(datetime(2024, 3, 15, tzinfo=UTC))
+    mine = _open(seeded, "client")
+    assert [fmt_option for fmt_option in mine.selectbox[0].options] == ["Alpha"]  # not Beta
+    assert list(mine.dataframe[0].value["Period"]) == ["2024-02", "2024-01", "2023-12"]
+    assert len(mine.get("download_button")) == 2
+    analyst = _open(seeded, "analyst")
+    assert set(analyst.selectbox[0].options) == {"Alpha", "Beta"}
+    analyst.selectbox[0].select(seeded.beta).run()
+    assert list(analyst.dataframe[0].value["Period"]) == ["2024-02", "2024-01"]
+    analyst.selectbox[2].select("2024-02")
+    analyst.button[0].click().run()  # on demand: Generate
+    assert not analyst.exception and len(analyst.get("download_button")) == 4
