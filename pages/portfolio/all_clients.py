@@ -1,0 +1,117 @@
+"""Clients: every client side by side for a period (admins and analysts), from lib.client_summary
+(the same figures as ``python -m lib.cli clients``). Numbers stay numbers so every column sorts
+numerically; the total sits apart from the table so sorting never moves it.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from lib import client_summary, reports
+from lib.access import Role, Viewer
+from lib.ui import format as fmt
+from lib.ui import loaders
+from lib.ui.auth import current_viewer
+from lib.ui.shell import CLIENT_PARAM, require_role
+
+METHODS = {"fifo": "FIFO", "average": "Average cost"}
+CUSTOM = "Custom dates"
+#: table column -> (label, help); USD columns are dollars with cents, counts whole numbers
+USD = {
+    "value_usd": ("Value", "Priced holdings now (latest balances), USD."),
+    "change_24h": ("Change 24h", "Value now minus 24 h ago, rebuilt from the history; empty: no history that old."),
+    "change_7d": ("Change 7d", "Value now minus 7 days ago; empty: no history that old."),
+    "change_30d": ("Change 30d", "Value now minus 30 days ago; empty: no history that old."),
+    "realized": ("Realized", "Disposals inside the period (the client's own P&L, lots pooled over its accounts)."),
+    "unrealized_change": ("Unrealized change", "Unrealized P&L at the period's end minus at its start."),
+    "net": ("Net", "Realized + change in unrealized."),
+    "volume_usd": ("Volume", "USD notional of the period's fills (quote valued at the fill's time)."),
+    "fees_usd": ("Fees", "USD value of the period's trading fees."),
+}
+COUNTS = {
+    "fills": ("Fills", "Fills in the period."),
+    "accounts": ("Accounts", "Exchange accounts (connectors)."),
+    "unbalanced_accounts": ("Unbalanced", "Accounts whose last successful sync found balances the synced history "
+                            "does not explain (see Reconciliation)."),
+}
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=50)
+def _summary(scope: loaders.Scope, start: date | None, end: date | None, method: str,
+             key: tuple[str, str]) -> client_summary.ClientSummary:
+    start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
+    end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+    return client_summary.client_summary(loaders.viewer_of(scope), start_at, end_at, method=method)
+
+
+def load(viewer: Viewer, start: date | None, end: date | None, method: str) -> client_summary.ClientSummary:
+    """Cached per viewer, period, method and data version (new synced data shows at once)."""
+    return _summary(loaders.scope_of(viewer), start, end, method, loaders._key())
+
+
+viewer = current_viewer()
+require_role(viewer, Role.ADMIN, Role.ANALYST)
+
+st.title("Clients")
+
+first, second = st.columns([3, 2])
+preset = first.selectbox("Period (UTC)", [*reports.WINDOW_PRESETS, CUSTOM], key="clients_window")
+if preset == CUSTOM:
+    dates = first.date_input("Dates (UTC)", value=(), key="clients_dates",
+                             help="From the first day's start to the last day's end; empty means all history.")
+    start = dates[0] if len(dates) > 0 else None
+    end = dates[1] if len(dates) > 1 else None
+else:
+    start, end = reports.window_days(preset, datetime.now(UTC).date())
+method = second.radio("P&L method", list(METHODS), format_func=METHODS.get, horizontal=True, key="clients_method")
+window = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start and end else f"from {start:%Y-%m-%d}" if start
+          else "all history")
+
+with loaders.plain_errors("clients"), st.spinner("Computing every client's figures…"):
+    summary = load(viewer, start, end, method)
+rows, total = summary.rows, summary.total
+if rows.empty:
+    st.info("No clients yet.")
+    st.stop()
+
+cards = st.columns(5)
+cards[0].metric("Total value", fmt.money(total["value_usd"]), help=USD["value_usd"][1])
+cards[1].metric("Realized", fmt.money(total["realized"], signed=True), help=USD["realized"][1])
+cards[2].metric("Unrealized change", fmt.money(total["unrealized_change"], signed=True),
+                help=USD["unrealized_change"][1])
+cards[3].metric("Volume", fmt.money(total["volume_usd"]), help=USD["volume_usd"][1])
+cards[4].metric("Fees", fmt.money(total["fees_usd"]), help=USD["fees_usd"][1])
+st.caption(f"Totals over {len(rows):,} client(s) and {total['accounts']:,} account(s) "
+           f"({total['unbalanced_accounts']:,} unbalanced); {METHODS[method]}, {window}. "
+           "Each client's P&L is its own (lots pooled over its accounts), as the P&L page shows with it picked.")
+
+table = rows.assign(view="./?" + CLIENT_PARAM + "=" + rows["client_id"].astype(str),
+                    client=rows["client"].map(fmt.visible))
+config: dict[str, object] = {
+    "client_id": None, "unpriced_activity": None,
+    "client": st.column_config.TextColumn("Client", pinned=True),
+    "view": st.column_config.LinkColumn("View", display_text="Open", help="This client's Overview (the sidebar "
+                                        "picker set to it)."),
+    "last_success_at": fmt.datetime_column("Last sync"),
+}
+config |= {c: st.column_config.NumberColumn(label, help=text, format="dollar") for c, (label, text) in USD.items()}
+config |= {c: st.column_config.NumberColumn(label, help=text, format="%d") for c, (label, text) in COUNTS.items()}
+st.dataframe(table[["client", "view", *USD, *COUNTS, "last_success_at", "client_id", "unpriced_activity"]],
+             hide_index=True, width="stretch", column_config=config)
+st.caption("Last sync: the oldest last successful sync among the client's accounts (empty when one never synced).")
+
+if summary.unpriced:
+    st.warning("Unpriced (no market price; left out of values and unrealized P&L): "
+               + ", ".join(map(fmt.literal, summary.unpriced)), icon=":material/help:")
+if summary.unpriced_activity:
+    st.warning("No USD price at the fill's time for " + ", ".join(map(fmt.literal, summary.unpriced_activity))
+               + ": those fills' notional or fees are left out of volume and fees.", icon=":material/help:")
+
+stated = pd.concat([rows.drop(columns="client_id").assign(row="client"), pd.DataFrame([{"row": "total", **total}])],
+                   ignore_index=True)
+stated = stated.assign(method=method, window_start=start.isoformat() if start else "",
+                       window_end=end.isoformat() if end else "")
+st.download_button("Download CSV", fmt.csv_bytes(stated), file_name="clients.csv", mime="text/csv",
+                   icon=":material/download:", help="One row per client and a total row (column row), USD "
+                   "amounts exact; the method and period (UTC days, both included; empty: all history) on every row.")
