@@ -56,7 +56,8 @@ def _clients(args: argparse.Namespace) -> int:
     window = {"start": args.start and args.start.isoformat(), "end": args.end and args.end.isoformat()}
     if args.json:
         print(json.dumps({"window": window, "method": args.method, "clients": rows, "total": total,
-                          "unpriced_assets": summary.unpriced}, ensure_ascii=False))
+                          "unpriced_assets": summary.unpriced, "unpriced_activity": summary.unpriced_activity},
+                         ensure_ascii=False))
         return 0
     print(f"Clients ({args.method}, {window['start'] or 'first event'} to {window['end'] or 'now'}, USD)")
     print(f"{'client':<24}" + "".join(f"{name:>20}" for name in SHOWN))
@@ -64,4 +65,6 @@ def _clients(args: argparse.Namespace) -> int:
         print(f"{row['client']:<24}" + "".join(f"{_cell(row[name]):>20}" for name in SHOWN))
     if summary.unpriced:
         print("unpriced (left out of values and P&L): " + ", ".join(summary.unpriced))
+    if summary.unpriced_activity:
+        print("no USD price at the fill's time (left out of volume and fees): " + ", ".join(summary.unpriced_activity))
     return 0
