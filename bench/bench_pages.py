@@ -242,7 +242,7 @@ def main() -> None:
     from lib.ui import charts, loaders  # noqa: F401
 
     pages = {name: _time_page(name, admin_id)
-             for name in ("pnl", "trades", "overview", "balances", "orders", "activity")}
+             for name in ("pnl", "trades", "overview", "balances", "orders", "activity", "all_clients")}
     result = {
         "database": url.split(":", 1)[0],
         "fills": args.fills, "connectors": args.connectors, "clients": args.clients,
