@@ -11,6 +11,7 @@ from the period P&L's values; units with every decimal the history holds.
 from __future__ import annotations
 
 import html
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -25,6 +26,8 @@ from lib.ui.format import exact, min_decimals
 #: where Debian's fonts-dejavu-core puts the fonts (regular, bold)
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/local/share/fonts/truetype/dejavu"))
 CENT = Decimal("0.01")
+#: fpdf2's font subsetting logs every glyph list at INFO; the CLI and worker log at INFO
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 METHOD_TEXT = {"fifo": "FIFO (first in, first out)", "average": "average cost"}
 POOL_TEXT = {"scope": "lots pooled across all of the client's accounts", "connector": "lots kept per account"}
@@ -37,7 +40,7 @@ DEFINITIONS = (
     "that. An asset without a price at either edge is left out of revaluation and so counts in trading.",
     "Realized P&L counts disposals in the period; change in unrealized = unrealized P&L at the end minus at "
     "the start. Their sum equals the change in value net of flows up to the withdrawn unrealized gain and the "
-    "cost basis of unpriced holdings, shown below.",
+    "cost basis of unpriced holdings, both in the summary.",
 )
 
 
