@@ -20,8 +20,8 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from lib.settings import get_settings
 from lib.statements import ONE_MS, StatementData
-from lib.ui.format import exact, min_decimals
 
 #: where Debian's fonts-dejavu-core puts the fonts (regular, bold)
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/local/share/fonts/truetype/dejavu"))
@@ -69,6 +69,16 @@ def usd(value: float | None) -> str:
     return f"{Decimal(repr(float(value))).quantize(CENT, ROUND_HALF_EVEN):,}"
 
 
+def units(value: Decimal, asset: str) -> str:
+    """Units with every decimal the history holds and at least the display's floor for the asset
+    (2 for USD-like cash, 8 for BTC, as ``lib.ui.format.min_decimals``; not imported, to keep
+    Streamlit out of the worker); never rounded."""
+    floor = 2 if asset in get_settings().usd_like else 8 if asset == "BTC" else 0
+    exponent = value.as_tuple().exponent
+    stored = max(0, -exponent) if isinstance(exponent, int) else 0
+    return f"{abs(value) if value == 0 else value:,.{max(floor, stored)}f}"
+
+
 def _moment(value: datetime | None) -> str:
     return "never" if value is None else f"{value:%Y-%m-%d %H:%M} UTC"
 
@@ -107,8 +117,8 @@ def sections(data: StatementData) -> list[Section]:
         ("Traded volume", usd(data.volume_usd)), ("Fees", usd(t.fees)), ("Fills", f"{data.fills:,}"),
     ]
     inventory = [
-        (line.asset, exact(line.opening_units, min_decimals(line.asset)), usd(line.opening_usd),
-         exact(line.closing_units, min_decimals(line.asset)), usd(line.closing_usd), usd(line.revaluation))
+        (line.asset, units(line.opening_units, line.asset), usd(line.opening_usd),
+         units(line.closing_units, line.asset), usd(line.closing_usd), usd(line.revaluation))
         for line in data.inventory
     ]
     accounts = [

@@ -60,6 +60,7 @@ def test_html_escapes_and_pdf_parses(seeded: Seeded) -> None:
     page = to_html(data)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; Жора &amp; Co" in page
     assert "http" not in page  # nothing loaded from elsewhere
+    assert "<td class='n'>1.49900000</td>" in page  # BTC units exact, to the satoshi
     pdf = to_pdf(data)
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
     # fpdf2 writes page text as glyph ids of an embedded font subset; the document title (which names
