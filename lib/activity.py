@@ -267,18 +267,38 @@ class FillTotals:
     """Totals of a filtered set of fills (the Trades page)."""
 
     fills: int
-    volume_usd: Decimal
-    fees_usd: Decimal
+    volume_usd: float
+    fees_usd: float
     unpriced: list[str]  # quote and fee currencies left out of the USD totals
 
 
 def fill_totals(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
                 client_id: int | None = None, connector_id: int | None = None, symbol: str | None = None,
                 side: str | None = None) -> FillTotals:
-    fills = load_priced_fills(session, viewer, start, end, client_id, connector_id, symbol, side)
-    return FillTotals(len(fills), exact_total(fills["usd"], fills["usd_exact"]),
-                      exact_total(fills["fee_usd"], fills["fee_exact"]),
-                      sorted(set(unpriced_quotes(fills)) | set(unpriced_fees(fills))))
+    """Count, USD volume and USD fees of the matching fills, valued as ``price_fills`` values them.
+
+    Read from the fill store (``queries.pnl_fills``, floats): a million fills take about a second
+    where reading each exact amount takes half a minute; float sums are exact to the cent here.
+    """
+    fills = queries.pnl_fills(session, viewer, client_id, connector_id, _ms(end))
+    keep = np.ones(len(fills), dtype=bool)
+    if (start_ms := _ms(start)) is not None:
+        keep &= fills["timestamp"].to_numpy() >= start_ms
+    if symbol:
+        keep &= (fills["symbol"] == symbol).to_numpy()
+    if side:
+        keep &= (fills["side"] == side).to_numpy()
+    fills = fills[keep]
+    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    candles = _candles_for(session, viewer, fills, client_id, connector_id)
+    priced = prices.add_fill_usd(fills.assign(source=fills["connector_id"].map(sources)), candles,
+                                 usd_like=frozenset(get_settings().usd_like))
+    usd = priced["cost"].astype(float) * priced["quote_usd"]
+    fee = priced["fee_cost"].astype(float).fillna(0.0)
+    fee_usd = (fee * priced["fee_usd"]).where(fee != 0, 0.0)
+    return FillTotals(len(fills), float(usd.sum()), float(fee_usd.sum()),
+                      sorted(set(_named(priced.loc[usd.isna(), "quote"]))
+                             | set(_named(priced.loc[fee_usd.isna(), "fee_currency"]))))
 
 
 def notional_usd(session: Session, viewer: Viewer, fills: pd.DataFrame, client_id: int | None = None) -> pd.Series:

@@ -5,20 +5,18 @@ unpriced currencies named; role scoping; the pages render numbers as numbers; ho
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pandas as pd
 import pytest
-import streamlit as st
 
 from lib import activity
 from lib.db import session_scope
 from lib.models import Trade
 from lib.ui import charts
 from lib.ui import format as fmt
-from tests.test_pages_portfolio import metric, open_page, texts, widget
+from tests.test_pages_portfolio import fresh_cache, metric, open_page, texts, widget  # noqa: F401 - autouse
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 #: Alpha's vector at the candle closes of the fill days (T4, T7 in BTC; fees in BTC and BNB):
@@ -27,13 +25,6 @@ VOLUME = Decimal(145700)
 #: 0.001 x 40000 + 0.6 + 0.05 x 320 + 0.0005 x 50000 + 31.2 + 0.02 x 400 + 0.000165 x 60000, plus 1 USDT
 FEES = Decimal("131.7")
 HOSTILE = "<b>[x](http://e.test)</b>"
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 @pytest.fixture
