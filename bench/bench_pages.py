@@ -216,6 +216,25 @@ def _pnl_steps(admin_id: int) -> dict[str, int]:
     return steps
 
 
+def _statement_ms() -> dict[str, object]:
+    """One client's statement for the last closed month: figures (lib.statements.gather), then the PDF."""
+    from lib import statements
+    from lib.access import SYSTEM
+    from lib.clients import list_clients
+    from lib.db import session_scope
+    from lib.statement_render import to_pdf
+
+    with session_scope() as session:
+        client_id = list_clients(session, SYSTEM)[0].id
+    start, end = statements.month_window(statements.month_of(datetime.now(UTC).replace(day=1) - timedelta(days=1)))
+    began = time.perf_counter()
+    data = statements.gather(SYSTEM, client_id, start, end)
+    gathered = time.perf_counter()
+    to_pdf(data)
+    return {"month": statements.month_of(start), "fills": data.fills,
+            "gather_ms": round((gathered - began) * 1000), "pdf_ms": round((time.perf_counter() - gathered) * 1000)}
+
+
 def migrated(prefix: str, database_url: str | None) -> str:
     """A fresh data folder with generated keys, the database (a SQLite file there unless given)
     migrated, as this process's settings; returns its URL."""
@@ -255,6 +274,7 @@ def main() -> None:
         "pages": pages,
         "pnl_after_new_fill_ms": _after_new_fill(admin_id),
         "pnl_cold_steps": _pnl_steps(admin_id),
+        "statement": _statement_ms(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(json.dumps(result, indent=2))
