@@ -86,7 +86,9 @@ class ExchangeRules:
 #: Per-exchange corrections of ccxt's metadata, each with the documentation it follows.
 #: Keys: stream kind (``trades``, ``orders``, ``deposits``, ``withdrawals``) mapping to
 #: ``StreamRules`` fields, plus the ``ExchangeRules`` fields ``balance_types``,
-#: ``tickers_per_call``, ``open_orders_older_than`` and ``open_orders_params``.
+#: ``tickers_per_call``, ``open_orders_older_than`` and ``open_orders_params``, and
+#: ``fill_realized_pnl``: the field of a fill's raw record (ccxt's ``info``) holding a contract
+#: fill's realised P&L in its settle currency (ccxt's unified trade has none).
 OVERRIDES: dict[str, dict[str, Any]] = {
     "binance": {
         # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/account-endpoints#account-trade-list-user_data
@@ -132,6 +134,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         # pending orders per call, "after: pagination of data to return records earlier than
         # the requested ordId"
         "open_orders_older_than": "after",
+        # https://www.okx.com/docs-v5/en/#order-book-trading-trade-get-transaction-details-last-3-months
+        # (GET /api/v5/trade/fills-history) "fillPnl: Last filled profit and loss, applicable to
+        # orders which have a trade and aim to close position"
+        "fill_realized_pnl": "fillPnl",
     },
     "cryptocom": {
         # https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#private-get-trades
@@ -177,6 +183,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         # "sort by create time desc"
         "trades": {"newest_first": True},
         "orders": {"newest_first": True},
+        # https://openapidoc.bitunix.com/doc/trade/get_history_trades.html: each trade's
+        # "realizedPNL", beside its "fee"
+        "fill_realized_pnl": "realizedPNL",
     },
     "bitmart": {
         # the plug-in's features give the page sizes; what it cannot say is the page order:
@@ -274,6 +283,12 @@ def history_rules(exchange: Any) -> ExchangeRules:
         open_orders_older_than=override.get("open_orders_older_than"),
         open_orders_params=override.get("open_orders_params", {}),
     )
+
+
+def fill_realized_pnl_field(exchange_id: str) -> str | None:
+    """The raw-record (``info``) field of a contract fill's realised P&L on this exchange (None:
+    not known); asked once per fill, so a plain look-up rather than the whole ``history_rules``."""
+    return OVERRIDES.get(exchange_id, {}).get("fill_realized_pnl")
 
 
 def lookback_days(exchange: Any, kind: str = "trades") -> float | None:

@@ -48,7 +48,7 @@ Bucket = Literal["hour", "day"]
 #: The fills frame lib.pnl expects, before lib.prices adds quote_usd / fee_usd.
 PNL_FILL_COLUMNS = [
     "connector_id", "client_id", "trade_id", "timestamp", "symbol", "base", "quote", "side",
-    "amount", "price", "cost", "fee_cost", "fee_currency",
+    "amount", "price", "cost", "fee_cost", "fee_currency", "realized_pnl",
 ]
 FILL_COLUMNS = [
     "id", "timestamp", "client", "exchange_id", "label", "connector_id", "client_id", "symbol", "side",
@@ -351,7 +351,7 @@ def pnl_fills(session: Session, viewer: Viewer, client_id: int | None = None, co
 
 
 _STORE_COLUMNS = ["id", *(c for c in PNL_FILL_COLUMNS if c != "client_id")]
-_FLOAT_COLUMNS = ("amount", "price", "cost", "fee_cost")
+_FLOAT_COLUMNS = ("amount", "price", "cost", "fee_cost", "realized_pnl")
 
 
 def _store_path() -> Path:
@@ -396,6 +396,8 @@ def _stored_fills(session: Session) -> pd.DataFrame:
         try:
             frame = pd.read_feather(path)
         except (OSError, ValueError):  # torn or foreign file: rebuild it
+            frame = None
+        if frame is not None and list(frame.columns) != _STORE_COLUMNS:  # written before a column was added
             frame = None
     if frame is not None and len(frame) == count and (count == 0 or int(frame["id"].max()) == max_id):
         return frame

@@ -8,8 +8,10 @@ curve values them on past days. One rule, written here, decides what moves a bal
   event or first balance snapshot, whichever is earlier (and never after its own booking);
 - a spot fill moves its base (+amount on a buy, -amount on a sell) and its quote (-cost on a
   buy, +cost on a sell); a fill of a contract (ccxt's ``BTC/USDT:USDT``) moves no base or
-  quote: a derivatives account's balance changes by realised P&L and funding, which fills do
-  not carry (``lib.reconcile`` names that cause); every fill's fee leaves the fee currency;
+  quote but adds its realised P&L (``Trade.realized_pnl``, as the exchange reported it) to its
+  settle currency (after the colon); where the exchange reported none, nothing (``lib.reconcile``
+  names that cause); every fill's fee leaves the fee currency (``fill_changes``, also the rule
+  of the P&L's holdings weights in ``lib.reports``);
 - a deposit counts once credited (status ``ok`` or none reported); a pending one counts only
   when it settles (``pending_transfers`` lists them); failed and canceled ones never count;
 - a withdrawal counts unless it failed or was canceled (an exchange debits it when it is
@@ -48,6 +50,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from lib import queries
 from lib.access import SYSTEM
 from lib.models import BalanceSnapshot, LedgerEntry, OpeningBalance, Trade, Transfer, to_decimal
+from lib.pnl.ledger import settle_currency
 
 #: one signed change of one asset's balance: ``kind`` is opening, fill, fee, deposit,
 #: withdrawal or ledger
@@ -113,28 +116,40 @@ def _fills(session: Session, ids: Sequence[int] | None, exact: bool) -> pd.DataF
         return _read(session, select(Trade.connector_id, Trade.timestamp, Trade.symbol, Trade.base, Trade.quote,
                                      Trade.side,
                                      _amount(Trade.amount, exact), _amount(Trade.cost, exact),
-                                     _amount(Trade.fee_cost, exact), Trade.fee_currency)
+                                     _amount(Trade.fee_cost, exact), Trade.fee_currency,
+                                     _amount(Trade.realized_pnl, exact))
                      .where(_within(Trade.connector_id, ids)))
     fills = queries.pnl_fills(session, SYSTEM)
     return fills if ids is None else fills[fills["connector_id"].isin(list(ids))]
 
 
-def _fill_moves(session: Session, ids: Sequence[int] | None, exact: bool) -> list[pd.DataFrame]:
-    fills = _fills(session, ids, exact)
+def fill_changes(fills: pd.DataFrame, exact: bool = False) -> list[pd.DataFrame]:
+    """How fills move balances (the module's rule), as ``MOVE_COLUMNS`` frames: a spot fill's base
+    and quote, a contract fill's realised P&L in its settle currency (none where not reported),
+    every fill's fee. ``fills`` has connector_id, timestamp, symbol, base, quote, side, amount,
+    cost, fee_cost, fee_currency and realized_pnl (floats, or with ``exact`` exact amounts)."""
     if fills.empty:
         return []
     sign = np.where(fills["side"] == "buy", 1, -1)
     fee = _numbers(fills["fee_cost"], exact)
     charged = fills["fee_currency"].notna() & (fee != 0)
-    spot = ~fills["symbol"].str.contains(":", regex=False).to_numpy(bool)  # ccxt: "BTC/USDT:USDT" is a contract
+    settle = settle_currency(fills["symbol"])
+    spot = settle.isna().to_numpy(bool)
+    contract = ~spot & fills["realized_pnl"].notna().to_numpy(bool)
     return [
         _frame(fills["connector_id"][spot], fills["base"][spot], fills["timestamp"][spot],
                (sign * _numbers(fills["amount"], exact))[spot], "fill"),
         _frame(fills["connector_id"][spot], fills["quote"][spot], fills["timestamp"][spot],
                (-sign * _numbers(fills["cost"], exact))[spot], "fill"),
+        _frame(fills["connector_id"][contract], settle[contract], fills["timestamp"][contract],
+               _numbers(fills["realized_pnl"], exact)[contract], "fill"),
         _frame(fills["connector_id"][charged], fills["fee_currency"][charged], fills["timestamp"][charged],
                -fee[charged.to_numpy()], "fee"),
     ]
+
+
+def _fill_moves(session: Session, ids: Sequence[int] | None, exact: bool) -> list[pd.DataFrame]:
+    return fill_changes(_fills(session, ids, exact), exact)
 
 
 def _transfers(session: Session, ids: Sequence[int] | None, exact: bool) -> pd.DataFrame:

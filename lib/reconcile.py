@@ -233,7 +233,7 @@ class Facts:
     first_event: int | None = None  # the first stored fill, transfer or ledger entry (ms)
     opening: bool = False  # the first sync booked opening balances
     pending: tuple[tuple[str, str, int, float], ...] = ()  # (asset, type, time ms, amount) not settled
-    contracts: tuple[str, ...] = ()  # contract markets traded ("BTC/USDT:USDT")
+    contracts: tuple[str, ...] = ()  # contract markets ("BTC/USDT:USDT") with fills lacking realised P&L
 
 
 def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, moves: pd.DataFrame, snapshots: pd.DataFrame,
@@ -265,9 +265,11 @@ def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, moves: pd.DataFrame, s
 
 
 def _contracts(session: Session, ids: list[int]) -> pd.DataFrame:
-    """(connector_id, symbol) of every contract market the connectors have fills on."""
+    """(connector_id, symbol) of every contract market where the connectors have fills whose
+    realised P&L the exchange did not report (the history cannot move the settle currency)."""
     query = (select(Trade.connector_id, Trade.symbol)
-             .where(Trade.connector_id.in_(ids), Trade.symbol.contains(":", autoescape=True)).distinct())
+             .where(Trade.connector_id.in_(ids), Trade.symbol.contains(":", autoescape=True),
+                    Trade.realized_pnl.is_(None)).distinct())
     return pd.DataFrame(session.execute(query).all(), columns=["connector_id", "symbol"])
 
 
@@ -286,7 +288,8 @@ def causes(row: pd.Series, facts: Facts) -> list[tuple[str, str]]:
     - a divergence from the connector's first snapshot where the exchange keeps history only
       back to a date and the account is older than that (the first sync booked opening
       balances, or a stream kept longer holds older events): older history could not be read;
-    - contracts settled in the asset: their realised P&L and funding are not in the fills;
+    - contracts settled in the asset whose fills carry no realised P&L (not reported, or synced
+      before it was read);
     - otherwise: the stored history does not explain it (a fill, transfer or ledger entry is
       missing or was changed).
     """
@@ -315,9 +318,9 @@ def causes(row: pd.Series, facts: Facts) -> list[tuple[str, str]]:
                       "export."))
     settled = [symbol for symbol in facts.contracts if symbol.partition(":")[2] == asset]
     if settled:
-        found.append((CONTRACTS, f"this account trades contracts settled in {asset} ({', '.join(settled)}): their "
-                      "realised P&L and funding move the balance, and the fills do not carry them; only the "
-                      "exchange's account ledger does, where the sync can read one."))
+        found.append((CONTRACTS, f"this account trades contracts settled in {asset} ({', '.join(settled)}) whose "
+                      "fills carry no realised P&L (the exchange did not report it, or they were synced before "
+                      "it was read): that P&L moves the balance and is not in the history."))
     if not found:
         since = "" if pd.isna(row["last_ok"]) else f"after {_day(int(row['last_ok']))} and "
         found.append((UNEXPLAINED, f"the stored history does not explain it: a fill, transfer or ledger entry of "

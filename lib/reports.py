@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import capabilities, exchanges, pnl, prices, queries
+from lib import capabilities, exchanges, pnl, prices, queries, rebuild
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.models import utcnow
@@ -538,13 +538,11 @@ def _net(connectors: pd.Series, assets: pd.Series, units: np.ndarray) -> pd.Data
 def _units_held(fills: pd.DataFrame, moves: pd.DataFrame, opening: pd.DataFrame,
                 sources: dict[int, str]) -> pd.DataFrame:
     """Units of each asset per price source (``source``, ``asset``, ``units``): each connector's
-    net of fills, fees, transfers and opening lots, negatives as 0, as lib.pnl locates pooled
-    holdings; the weights of ``prices.pooled_marks``."""
-    buy = np.where(fills["side"] == "buy", 1.0, -1.0)
+    net of fills (``rebuild.fill_changes``, the balances' rule), transfers and opening lots,
+    negatives as 0, as lib.pnl locates pooled holdings; the weights of ``prices.pooled_marks``."""
     parts = [
-        (fills, fills["base"], buy * fills["amount"].astype(float)),
-        (fills, fills["quote"], -buy * fills["cost"].astype(float)),
-        (fills, fills["fee_currency"], -fills["fee_cost"].astype(float).fillna(0.0)),
+        (change, change["asset"], change["change"].to_numpy(float)) for change in rebuild.fill_changes(fills)
+    ] + [
         (moves, moves["currency"], np.where(moves["type"] == "deposit", 1.0, -1.0) * moves["amount"].astype(float)),
         (opening, opening["asset"], opening["amount"].astype(float)),
     ]

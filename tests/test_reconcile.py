@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 import pytest
 import streamlit as st
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
-from lib import rebuild, reconcile
+from lib import rebuild, reconcile, reports
 from lib.access import SYSTEM, Role, Viewer
 from lib.cli import main
 from lib.db import session_scope
@@ -39,6 +39,7 @@ from lib.models import (
     utcnow,
 )
 from lib.simulator import Simulator
+from lib.simulator.market import SATS
 from lib.sync import sync_connectors
 from lib.sync.status import connector_freshness
 from lib.ui.sync_widgets import connector_line
@@ -209,25 +210,53 @@ def test_a_pending_deposit_the_exchange_counts_ahead_is_named(database_url: str)
         simulator.stop()
 
 
-def test_a_futures_account_names_contract_pnl_as_the_cause(database_url: str) -> None:
-    """Bitunix futures: contract fills move no base or quote, only their fees; their realised
-    P&L moves the margin balance and is in no stream the sync reads, so once new fills close
-    positions the USDT balance is unbalanced and the page says why (a finding, not a fix)."""
+def _futures_truth(simulator: Simulator, account: str) -> tuple[Decimal, Decimal, Decimal]:
+    """(opening USDT, realised P&L, fees) of a simulated futures account, from its ledger: the
+    wallet is the opening balance + realised P&L - fees (lib.simulator.futures)."""
+    ledger = simulator.world.ledger(account)
+    realized = sum((to_decimal(pnl) / SATS for _, pnl in ledger.booked.values()), Decimal(0))
+    fees = sum((to_decimal(f["fee"]["cost"]) for f in simulator.truth(account).fills), Decimal(0))
+    held = to_decimal(simulator.truth(account).balances["USDT"]["total"])
+    return held - realized + fees, realized, fees
+
+
+def test_a_futures_account_balances_with_its_contract_pnl(database_url: str) -> None:
+    """Bitunix futures: a contract fill moves its settle currency by its realised P&L (synced from
+    the fill's record) minus its fee, so the account is Balanced, before and after new fills
+    close positions; the first sync's opening balance is the simulator's, and P&L's realised
+    figure is the simulator's realised P&L net of fees. A fill without its realised P&L
+    unbalances USDT and names the cause."""
     simulator = _sim("bitunix", fills=60)
     try:
         ids = add_connectors(simulator)
         account, connector = next(iter(ids.items()))
         assert sync_connectors(SYSTEM).successful == 1
         first = reconcile.reconcile(SYSTEM)
-        assert set(_statuses(first).values()) == {"balanced"}  # the first sync booked what fills cannot explain
+        assert set(_statuses(first).values()) == {"balanced"}
         assert "BTC" not in _statuses(first)  # a contract is not a holding of its base
+        opening, _, _ = _futures_truth(simulator, account)
+        with session_scope() as session:
+            booked = dict(session.execute(select(OpeningBalance.asset, OpeningBalance.amount)
+                                          .where(OpeningBalance.connector_id == connector)).all())
+        assert {asset: to_decimal(amount) for asset, amount in booked.items()} == {"USDT": opening}
+
         simulator.add_fills(account, 30)
         assert sync_connectors(SYSTEM).successful == 1
+        assert set(_statuses(reconcile.reconcile(SYSTEM)).values()) == {"balanced"}
+        assert _recorded(connector) == ("balanced", 0)
+        _, realized, fees = _futures_truth(simulator, account)
+        assert realized != 0
+        report = reports.pnl_report(None, SYSTEM)
+        assert report.result.totals.realized == pytest.approx(float(realized - fees), abs=1e-6)
+        assert not [w for w in report.result.warnings if "realised P&L" in w]
+
+        with session_scope() as session:  # as if the exchange had not reported it
+            session.execute(update(Trade).where(Trade.connector_id == connector, Trade.realized_pnl != 0)
+                            .values(realized_pnl=None))
         after = reconcile.reconcile(SYSTEM)
         usdt = after.rows[after.rows["asset"] == "USDT"].iloc[0]
         assert usdt["status"] == "unbalanced"
         assert reconcile.CONTRACTS in [kind for kind, _ in usdt["causes"]]
-        assert _recorded(connector) == ("unbalanced", 1)
     finally:
         simulator.stop()
 

@@ -4,6 +4,8 @@ One fill becomes up to three lot events (PNL.md's table): a disposal of the give
 an acquisition of the received asset R, and a disposal of a third-asset fee F. Cash
 (USD-like) legs open or close no lots; they only move ``cash_flow``. A fill whose two
 sides are both cash becomes a *conversion*: a realized row, no lots (see the package doc).
+A fill of a contract (``BTC/USDT:USDT``) acquires and spends nothing: it is a realized row
+of its realised P&L less its fee, and its settle currency moves by that P&L (see the package doc).
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ FILL_COLUMNS = (
 )
 TRANSFER_COLUMNS = ("connector_id", "client_id", "transfer_id", "timestamp", "type", "currency", "amount", "usd")
 OPENING_COLUMNS = ("connector_id", "client_id", "timestamp", "asset", "amount", "usd")
+#: optional fills column: a contract fill's realised P&L in its settle currency (NaN: not reported)
+REALIZED_PNL = "realized_pnl"
 
 # Event kinds seen by the matching engine.
 ACQUIRE, DISPOSE, WITHDRAW = 0, 1, 2
 # What an event or realized row came from, as shown in outputs (index into LABELS).
-LABELS = ("trade", "fee", "conversion", "deposit", "withdrawal", "opening")
-TRADE, FEE, CONVERSION, DEPOSIT, WITHDRAWAL, OPENING = range(len(LABELS))
+LABELS = ("trade", "fee", "conversion", "deposit", "withdrawal", "opening", "contract")
+TRADE, FEE, CONVERSION, DEPOSIT, WITHDRAWAL, OPENING, CONTRACT = range(len(LABELS))
 
 SCOPE_POOL = -1  # pool key of every event when lots are pooled across connectors
 
@@ -80,13 +84,15 @@ class Fills:
 
 @dataclass(frozen=True)
 class Conversions:
-    """Cash-to-cash fills: realized rows (asset = the cash given), no lots."""
+    """Realized rows that take no lots: cash-to-cash fills (asset = the cash given) and contract
+    fills (asset = the contract's symbol, proceeds = its realised P&L, basis = its fee)."""
 
     source: np.ndarray
     asset: np.ndarray
     units: np.ndarray
     proceeds: np.ndarray
     basis: np.ndarray
+    label: np.ndarray  # CONVERSION or CONTRACT
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,14 @@ def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
     return frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def settle_currency(symbol: pd.Series) -> pd.Series:
+    """ccxt's settle currency of each symbol ("BTC/USDT:USDT" -> "USDT"); None for a spot market.
+    Worked out per distinct symbol: a million fills hold a few dozen."""
+    codes, uniques = pd.factorize(symbol)
+    settle = np.array([str(u).partition(":")[2] or None for u in uniques] + [None], dtype=object)
+    return pd.Series(settle[codes], index=symbol.index, dtype=object)
+
+
 def _sides(side: pd.Series) -> np.ndarray:
     """True for buys; anything but 'buy'/'sell' is an input error."""
     codes, uniques = pd.factorize(side)
@@ -209,15 +223,16 @@ class _EventList:
 
 def _fill_events(
     fills: pd.DataFrame,
-    base: np.ndarray,
-    quote: np.ndarray,
-    fee_cur: np.ndarray,
+    codes: dict[str, np.ndarray],
     is_cash: np.ndarray,
     source: np.ndarray,
     events: _EventList,
     notes: list[str],
 ) -> tuple[Fills, Conversions]:
-    """Apply PNL.md's table to every fill at once."""
+    """Apply PNL.md's table to every spot fill at once, and the contract rule to contract fills."""
+    base, quote, fee_cur, settle, symbol = (codes[k] for k in ("base", "quote", "fee", "settle", "symbol"))
+    contract = settle >= 0
+    spot = ~contract
     buy = _sides(fills["side"])
     amount, cost = _num(fills, "amount"), _num(fills, "cost")
     fee = np.nan_to_num(_num(fills, "fee_cost"))
@@ -230,41 +245,87 @@ def _fill_events(
 
     # X, the value exchanged: exact on the cash side when there is one, else cost x USD(quote).
     quote_usd = np.where(is_cash[quote], 1.0, _num(fills, "quote_usd"))
-    x = np.where(g_cash, g, np.where(r_cash, r, cost * quote_usd))
-    # V, the fee's value. A fee in the fill's own base or quote is priced by the fill itself,
+    x = np.where(contract, 0.0, np.where(g_cash, g, np.where(r_cash, r, cost * quote_usd)))
+    # V, the fee's value. A fee in a spot fill's own base or quote is priced by the fill itself,
     # which is exact at the fill's timestamp; the stored price (a daily candle) is the fallback.
     with np.errstate(divide="ignore", invalid="ignore"):
         implied = np.where(fee_cur == base, x / amount, np.where(fee_cur == quote, x / cost, np.nan))
-        implied[~np.isfinite(implied)] = np.nan
+        implied[~np.isfinite(implied) | contract] = np.nan
         fee_unit_usd = np.where(fee_cash, 1.0, np.where(np.isnan(implied), _num(fills, "fee_usd"), implied))
     v = np.where(has_fee, fee * fee_unit_usd, 0.0)
-    unvalued = np.isnan(x) | np.isnan(v)
+    pnl_units, pnl_usd = _contract_pnl(fills, contract, settle, quote, fee_cur, is_cash, quote_usd, notes)
+    unvalued = np.isnan(x) | np.isnan(v) | np.isnan(pnl_usd)
     if unvalued.any():
         ids = fills["trade_id"].to_numpy()[unvalued][:5]
         notes.append(
-            f"{int(unvalued.sum())} fill(s) could not be valued in USD (no price for the quote or fee "
+            f"{int(unvalued.sum())} fill(s) could not be valued in USD (no price for the quote, fee or settle "
             f"currency), e.g. trade ids {', '.join(map(str, ids))}; their missing values count as 0."
         )
-        x, v = np.nan_to_num(x), np.nan_to_num(v)
+        x, v, pnl_usd = np.nan_to_num(x), np.nan_to_num(v), np.nan_to_num(pnl_usd)
 
     in_g, in_r = has_fee & (fee_cur == given), has_fee & (fee_cur == received)
     third = has_fee & ~in_g & ~in_r
     third_lot = third & ~fee_cash
-    events.add(~g_cash, given, DISPOSE, TRADE, g + fee * in_g, x + v * (in_g & ~r_cash) - v * (~in_g & r_cash), source)
-    events.add(~r_cash, received, ACQUIRE, TRADE, r - fee * in_r, x + v * ~in_r, source)
-    events.add(third_lot & (fee > 0), fee_cur, DISPOSE, FEE, fee, v, source)
-    events.add(third_lot & (fee < 0), fee_cur, ACQUIRE, FEE, -fee, -v, source)  # a rebate paid in F
+    fee_lot = np.where(spot, third_lot, has_fee & ~fee_cash)  # a contract's fee is always a third asset
+    events.add(spot & ~g_cash, given, DISPOSE, TRADE, g + fee * in_g,
+               x + v * (in_g & ~r_cash) - v * (~in_g & r_cash), source)
+    events.add(spot & ~r_cash, received, ACQUIRE, TRADE, r - fee * in_r, x + v * ~in_r, source)
+    # P&L settled in a non-cash asset moves its lots, before the fee is paid (from a gain, say)
+    settle_lot = contract & ~is_cash[np.maximum(settle, 0)]
+    events.add(settle_lot & (pnl_units > 0), settle, ACQUIRE, CONTRACT, pnl_units, pnl_usd, source)
+    events.add(settle_lot & (pnl_units < 0), settle, DISPOSE, CONTRACT, -pnl_units, -pnl_usd, source)
+    events.add(fee_lot & (fee > 0), fee_cur, DISPOSE, FEE, fee, v, source)
+    events.add(fee_lot & (fee < 0), fee_cur, ACQUIRE, FEE, -fee, -v, source)  # a rebate paid in F
 
-    both = g_cash & r_cash
+    both = spot & g_cash & r_cash
+    rows = both | contract
     conversions = Conversions(
-        source=source[both],
-        asset=given[both],
-        units=(g + fee * in_g)[both],
-        proceeds=(r - v * (in_r | third_lot))[both],
-        basis=(g + v * (in_g | (third & fee_cash)))[both],
+        source=source[rows],
+        asset=np.where(contract, symbol, given)[rows],
+        units=np.where(contract, amount, g + fee * in_g)[rows],
+        proceeds=np.where(contract, pnl_usd, r - v * (in_r | third_lot))[rows],
+        basis=np.where(contract, v, g + v * (in_g | (third & fee_cash)))[rows],
+        label=np.where(contract, CONTRACT, CONVERSION)[rows].astype(np.int8),
     )
-    cash_flow = r * r_cash - g * g_cash - v * fee_cash
-    return Fills(source=source, base=base, fee_usd=v, cash_flow=cash_flow), conversions
+    cash_flow = np.where(
+        contract, pnl_units * ~settle_lot - v * fee_cash, r * r_cash - g * g_cash - v * fee_cash
+    )
+    return Fills(source=source, base=np.where(contract, symbol, base), fee_usd=v, cash_flow=cash_flow), conversions
+
+
+def _contract_pnl(
+    fills: pd.DataFrame,
+    contract: np.ndarray,
+    settle: np.ndarray,
+    quote: np.ndarray,
+    fee_cur: np.ndarray,
+    is_cash: np.ndarray,
+    quote_usd: np.ndarray,
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each contract fill's realised P&L in settle units and in USD (0 elsewhere); a contract fill
+    whose exchange reported none is named in the notes (its P&L is unknown, not 0).
+
+    The settle currency is priced like the other amounts at the fill's time: cash at 1.0, else
+    the fill's quote price when it settles in its quote, or the fee's when it settles in the fee
+    currency (NaN otherwise: named as unvalued)."""
+    reported = _num(fills, REALIZED_PNL) if REALIZED_PNL in fills.columns else np.full(len(fills), np.nan)
+    missing = contract & np.isnan(reported)
+    if missing.any():
+        symbols = sorted({str(s) for s in fills["symbol"].to_numpy()[missing]})
+        ids = fills["trade_id"].to_numpy()[missing][:5]
+        notes.append(
+            f"{int(missing.sum())} contract fill(s) carry no realised P&L from the exchange ({', '.join(symbols)}), "
+            f"e.g. trade ids {', '.join(map(str, ids))}: only their fees are counted, so realized P&L is "
+            "incomplete by their unknown P&L."
+        )
+    units = np.where(contract & ~missing, reported, 0.0)
+    settle_usd = np.where(
+        is_cash[np.maximum(settle, 0)],
+        1.0,
+        np.where(settle == quote, quote_usd, np.where(settle == fee_cur, _num(fills, "fee_usd"), np.nan)),
+    )
+    return units, np.where(units != 0, units * settle_usd, 0.0)
 
 
 def _valued(mask: np.ndarray, units: np.ndarray, usd: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
@@ -298,8 +359,17 @@ def build_ledger(
         fills, transfers, opening = (f[f["timestamp"].to_numpy() <= end] for f in (fills, transfers, opening))
     notes: list[str] = []
 
-    (base, quote, fee_cur, currency, asset), assets = _asset_codes(
-        [fills["base"], fills["quote"], fills["fee_currency"], transfers["currency"], opening["asset"]]
+    settle = settle_currency(fills["symbol"])
+    (base, quote, fee_cur, settle_cur, symbol, currency, asset), assets = _asset_codes(
+        [
+            fills["base"],
+            fills["quote"],
+            fills["fee_currency"],
+            settle,
+            fills["symbol"].where(settle.notna()),  # a contract's realized row is named by its symbol
+            transfers["currency"],
+            opening["asset"],
+        ]
     )
     is_cash = np.array([a in usd_like for a in assets] + [False], bool)  # trailing entry for code -1
     n_o, n_t, n_f = len(opening), len(transfers), len(fills)
@@ -344,7 +414,8 @@ def build_ledger(
     t_value = _valued(lot_t & deposit, t_amount, _num(transfers, "usd"), "deposit(s)", notes)
     events.add(lot_t & deposit, currency, ACQUIRE, DEPOSIT, t_amount, t_value, idx_t)
     events.add(lot_t & ~deposit, currency, WITHDRAW, WITHDRAWAL, t_amount, 0.0, idx_t)
-    fill_rows, conversions = _fill_events(fills, base, quote, fee_cur, is_cash, idx_f, events, notes)
+    codes = {"base": base, "quote": quote, "fee": fee_cur, "settle": settle_cur, "symbol": symbol}
+    fill_rows, conversions = _fill_events(fills, codes, is_cash, idx_f, events, notes)
     return Ledger(assets, sources, _sorted_events(events, sources, pool, notes), fill_rows, conversions, notes)
 
 

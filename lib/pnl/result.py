@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from lib.pnl.ledger import ACQUIRE, CONVERSION, DEPOSIT, DISPOSE, LABELS, OPENING, WITHDRAW, Ledger
+from lib.pnl.ledger import ACQUIRE, DEPOSIT, DISPOSE, LABELS, OPENING, WITHDRAW, Ledger
 from lib.pnl.matching import Matched
 
 DISPOSAL_COLUMNS = (
@@ -116,7 +116,7 @@ def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> pd.Da
     rows = np.flatnonzero((ev.kind == DISPOSE) & in_window[ev.source])
     conv_rows = np.flatnonzero(in_window[conv.source])
     source = np.concatenate([ev.source[rows], conv.source[conv_rows]])
-    labels = np.concatenate([ev.label[rows], np.full(len(conv_rows), CONVERSION, np.int8)])
+    labels = np.concatenate([ev.label[rows], conv.label[conv_rows]])
     by_label = np.argsort(labels, kind="stable")  # a fill's trade row before its fee row
     order = by_label[np.argsort(src.rank[source][by_label], kind="stable")]  # processing order
     source = source[order]

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import String
 
+from lib.capabilities import fill_realized_pnl_field
 from lib.models import BalanceSnapshot, Base, LedgerEntry, OrderHistory, Trade, Transfer, to_decimal
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,16 @@ def _exact_or_zero(value: Any) -> Decimal:
     return _exact(value) or Decimal(0)
 
 
+def _realized_pnl(exchange: Any, trade: Mapping[str, Any]) -> Decimal | None:
+    """A contract fill's realised P&L, exactly as the exchange's string says, from the raw-record
+    field the capabilities name (ccxt's unified trade has none); None for a spot fill or where
+    the exchange does not report it."""
+    field = fill_realized_pnl_field(exchange.id)
+    if field is None or ":" not in trade["symbol"]:
+        return None
+    return _exact((trade.get("info") or {}).get(field))
+
+
 def trade_row(exchange: Any, trade: Mapping[str, Any]) -> dict[str, Any]:
     """A unified trade as a ``trades`` row; base and quote from the market where it is known."""
     symbol = trade["symbol"]
@@ -102,6 +113,7 @@ def trade_row(exchange: Any, trade: Mapping[str, Any]) -> dict[str, Any]:
         "cost": cost if cost is not None else amount * price,
         "fee_cost": _exact_or_zero(fee.get("cost")),
         "fee_currency": fee.get("currency"),
+        "realized_pnl": _realized_pnl(exchange, trade),
     }
 
 
