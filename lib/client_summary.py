@@ -5,15 +5,18 @@ The P&L columns are each client's own period P&L (``reports.pnl_report`` for tha
 pooled across the client's accounts, as the P&L page shows with that client picked). One run
 over every client grouped by client would not give the same numbers: scope pooling would match
 one client's sales against another client's lots, and the holdings' marks would be weighted by
-every client's price sources. The per-client runs read the shared fill store (``queries.pnl_fills``
-narrows one in-memory frame), so together they cost about one run over everything.
+every client's price sources. So each client's P&L and value changes are its own, kept on disk
+(``reports.cached_pnl_summary``, ``equity.cached_value_changes``): the files the P&L page and the
+Overview write for that client, so a restart or a cache clear reads them instead of recomputing.
 Traded volume and fees are one pass over the window's fills for all clients (``lib.activity``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from lib import activity, equity, queries, reports
 from lib.access import Role, Viewer
-from lib.reports import SessionOrUrl, _session
+from lib.db import session_scope
 from lib.settings import get_settings
 from lib.sync.status import connector_freshness
 
@@ -62,30 +65,45 @@ def _accounts(session: Session, viewer: Viewer) -> pd.DataFrame:
     }).rename_axis("client_id").reset_index().astype({"client_id": np.int64})
 
 
+_CODE_VERSION = reports.code_version(Path(__file__), Path(activity.__file__), Path(reports.__file__))
+
+
+def _volume(viewer: Viewer, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+    """``activity.volume_and_fees`` per client, kept on disk like the P&L (it values every fill)."""
+    def compute() -> pd.DataFrame:
+        with session_scope() as session:
+            return activity.volume_and_fees(session, viewer, start, end)
+
+    frame = reports.disk_cached("clients-volume", viewer, None, None, [start, end], _CODE_VERSION, compute,
+                                lambda f: json.dumps(reports.frame_to_json(f), default=reports.json_default),
+                                lambda text: reports.frame_from_json(json.loads(text)))
+    return frame.rename(columns={"unpriced": "unpriced_activity"}).drop(columns="client").astype(
+        {"client_id": np.int64, "volume_usd": float, "fees_usd": float})
+
+
 def _change(changes: dict[str, dict[str, object]], window: str) -> float | None:
     value = changes[window]["change"]
     return None if value is None else float(value)
 
 
 def client_summary(viewer: Viewer, start: datetime | None = None, end: datetime | None = None,
-                   session_or_url: SessionOrUrl = None, method: reports.Method = "fifo") -> ClientSummary:
+                   method: reports.Method = "fifo") -> ClientSummary:
     """The clients table for the window [start, end) (None: from the first event / up to now)."""
     viewer.require(Role.ADMIN, Role.ANALYST)
     if start is not None and end is not None and start >= end:
         raise ValueError("The window's start must be before its end.")
-    with _session(session_or_url) as session:
+    with session_scope() as session:
         clients = queries.clients(session, viewer)
         balances = reports.balances_report(viewer, session_or_url=session)
-        volume = activity.volume_and_fees(session, viewer, start, end).rename(
-            columns={"unpriced": "unpriced_activity"}).drop(columns="client").astype({"client_id": np.int64})
+        volume = _volume(viewer, start, end)
         accounts = _accounts(session, viewer)
         rows, unpriced = [], set(balances.unpriced)
         for client in clients.itertuples(index=False):
             client_id = int(client.id)
-            report = reports.pnl_report(session, viewer, client_id, None, method, start, end)
-            totals = reports.window_totals(report)
-            unpriced |= set(report.result.unpriced_assets)
-            changes = equity.value_changes(viewer, client_id, session)
+            pnl = reports.cached_pnl_summary(viewer, client_id, None, method, start, end)  # the P&L page's file
+            totals = pnl.totals
+            unpriced |= set(pnl.unpriced)
+            changes = equity.cached_value_changes(viewer, client_id)  # the Overview's file
             rows.append({
                 "client_id": client_id, "client": client.name, "realized": totals["realized"],
                 "unrealized_change": totals["unrealized_change"], "net": totals["net"],
