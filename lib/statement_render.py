@@ -62,11 +62,12 @@ class Section:
     numeric: tuple[bool, ...]  # right-aligned columns
 
 
-def usd(value: float | None) -> str:
+def usd(value: float | Decimal | None) -> str:
     """A USD figure to the cent as an exact decimal; "unpriced" when there is no value."""
     if value is None:
         return "unpriced"
-    return f"{Decimal(repr(float(value))).quantize(CENT, ROUND_HALF_EVEN):,}"
+    exact = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+    return f"{exact.quantize(CENT, ROUND_HALF_EVEN):,}"
 
 
 def units(value: Decimal, asset: str) -> str:

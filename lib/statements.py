@@ -13,7 +13,7 @@ statement adds:
   nothing had been traded; and **trading P&L** = the rest (change in value net of flows
   minus revaluation): what buying, selling and fees added beyond that. An asset without a
   mark at either edge is left out of revaluation (so its effect lands in trading) and named;
-- traded volume in USD (each fill's cost at its quote's USD price then) and fees;
+- traded volume in USD as the Activity page counts it (``lib.activity``) and fees;
 - the data's freshness: last successful sync and recorded reconciliation per account,
   coverage gaps (failed fetch windows), unpriced assets.
 """
@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lib import equity, prices, queries, reports
+from lib import activity, equity, reports
 from lib.access import AccessDenied, Viewer
 from lib.clients import get_client
 from lib.db import session_scope
@@ -79,7 +78,7 @@ class StatementData:
     inventory: list[InventoryLine]
     revaluation: float
     trading: float
-    volume_usd: float
+    volume_usd: Decimal
     fills: int
     unpriced_fills: int  # fills whose quote had no USD price: not in volume
     accounts: list[AccountState]
@@ -132,18 +131,13 @@ def _inventory(opening: dict[str, Decimal], closing: dict[str, Decimal], marks_s
     return lines
 
 
-def _volume(session: Session, viewer: Viewer, client_id: int, start_ms: int, end_ms: int) -> tuple[float, int, int]:
-    """USD volume, fill count and unpriced fill count of the window's fills."""
-    sources = queries.price_sources(session, viewer, client_id)
-    fills = queries.pnl_fills(session, viewer, client_id, end_ms=end_ms)
-    fills = fills[fills["timestamp"].to_numpy(np.int64) >= start_ms]
+def _volume(session: Session, viewer: Viewer, client_id: int, start: datetime,
+            end: datetime) -> tuple[Decimal, int, int]:
+    """USD volume (as the Activity page counts it: ``lib.activity``), fill count and unpriced fill count."""
+    fills = activity.load_priced_fills(session, viewer, start, end, client_id)
     if fills.empty:
-        return 0.0, 0, 0
-    fills = fills.assign(source=fills["connector_id"].map(sources))
-    candles = queries.candles(session, viewer, client_id, end_ms=end_ms)
-    priced = prices.add_fill_usd(fills, candles, usd_like=reports.usd_like())
-    notional = (priced["cost"].astype(float).abs() * priced["quote_usd"].astype(float)).to_numpy()
-    return float(np.nansum(notional)), len(fills), int(np.isnan(notional).sum())
+        return Decimal(0), 0, 0
+    return activity.exact_total(fills["usd"], fills["usd_exact"]), len(fills), int(fills["usd"].isna().sum())
 
 
 def _accounts(session: Session, viewer: Viewer, client_id: int) -> list[AccountState]:
@@ -171,7 +165,7 @@ def gather(viewer: Viewer, client_id: int, start: datetime, end: datetime, perio
     revaluation = sum(line.revaluation or 0.0 for line in inventory)
     with session_scope() as session:
         name = get_client(session, client_id).name
-        volume, fills, unpriced_fills = _volume(session, viewer, client_id, _ms(start), _ms(end))
+        volume, fills, unpriced_fills = _volume(session, viewer, client_id, start, end)
         accounts = _accounts(session, viewer, client_id)
     unpriced = sorted({line.asset for line in inventory if line.revaluation is None}
                       | set(report.result.unpriced_assets))
