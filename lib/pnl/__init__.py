@@ -10,7 +10,8 @@ fills      connector_id:int, client_id:int, trade_id:str, timestamp:int64 (ms UT
            base:str, quote:str, side:'buy'|'sell', amount:float, price:float, cost:float,
            fee_cost:float (0 if none), fee_currency:str|None, quote_usd:float (USD price of
            the quote at the fill, NaN if unknown), fee_usd:float (USD price of the fee
-           currency at the fill, NaN if unknown or no fee)
+           currency at the fill, NaN if unknown or no fee); optional realized_pnl:float (a
+           contract fill's realised P&L in its settle currency as reported, NaN if not reported)
 transfers  connector_id, client_id, transfer_id:str, timestamp:int64, type:'deposit'|'withdrawal',
            currency:str, amount:float, usd:float (price of currency at that time, NaN if unknown)
 opening    connector_id, client_id, timestamp:int64, asset:str, amount:float, usd:float
@@ -27,6 +28,16 @@ Choices where PNL.md is silent (for the README)
   (X / amount, X / cost: exact at the fill's timestamp); any other fee at ``fee_usd``, which
   is also the fallback when X cannot be valued. A fill whose X or V still cannot be
   valued counts those values as 0 and is named in the warnings.
+- Contract fills (a ccxt symbol with a settle currency, ``BTC/USDT:USDT``) are not trades of
+  the base for the quote: they acquire and dispose of nothing. Each is a realized row
+  (``kind='contract'``, asset = its symbol) whose proceeds are ``realized_pnl`` x USD(settle)
+  and whose basis is its fee's value V, so gain = realised P&L - fee. USD(settle) is 1.0 for
+  cash, else the fill's ``quote_usd`` when it settles in its quote, else ``fee_usd`` when it
+  settles in the fee currency (else unvalued, named). The settle currency moves by the P&L: cash
+  flow for cash; for a non-cash settle currency (inverse contracts) a gain is a lot at its value
+  then and a loss a disposal at its value then, before the fee, which leaves like a third-asset
+  fee. A contract fill with no ``realized_pnl`` books only its fee and is named in the warnings
+  (its P&L is unknown, not 0). Fees and cash flow are attributed to the symbol.
 - Negative fees (rebates) follow the same table linearly; a rebate in a third non-cash
   asset is an acquisition of that asset at its value.
 - Cash-to-cash fills (USDC/USDT): no lots, but the difference between the cash received
