@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-import streamlit as st
 from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
@@ -23,18 +21,12 @@ from lib.db import session_scope
 from lib.models import Client, SyncResult, SyncRun
 from lib.settings import PROJECT_ROOT
 from lib.ui import shell
+from tests.test_pages_portfolio import fresh_cache  # noqa: F401 - autouse: no other test's cache entries
 from tests.test_queries import Seeded, seed_portfolio
 
 HOSTILE = "**Bold** <b>x</b> [l](https://e.x) :red[r] $x$ \u202eevil"
 WINDOWS = [(None, None), (datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)),
            (datetime(2024, 2, 10, tzinfo=UTC), None)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 @pytest.fixture
