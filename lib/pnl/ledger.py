@@ -208,6 +208,8 @@ class _EventList:
 
     def add(self, mask: np.ndarray, *columns: np.ndarray | float) -> None:
         rows = np.flatnonzero(mask)
+        if not len(rows) and self.parts:  # no events: a smaller table to sort in ``_sorted_events``
+            return
         self.parts.append(
             [
                 np.full(len(rows), x, dtype) if np.ndim(x) == 0 else np.asarray(x)[rows].astype(dtype, copy=False)
@@ -277,18 +279,18 @@ def _fill_events(
     events.add(fee_lot & (fee > 0), fee_cur, DISPOSE, FEE, fee, v, source)
     events.add(fee_lot & (fee < 0), fee_cur, ACQUIRE, FEE, -fee, -v, source)  # a rebate paid in F
 
-    both = spot & g_cash & r_cash
-    rows = both | contract
-    conversions = Conversions(
-        source=source[rows],
-        asset=np.where(contract, symbol, given)[rows],
-        units=np.where(contract, amount, g + fee * in_g)[rows],
-        proceeds=np.where(contract, pnl_usd, r - v * (in_r | third_lot))[rows],
-        basis=np.where(contract, v, g + v * (in_g | (third & fee_cash)))[rows],
-        label=np.where(contract, CONTRACT, CONVERSION)[rows].astype(np.int8),
-    )
     cash_flow = np.where(
         contract, pnl_units * ~settle_lot - v * fee_cash, r * r_cash - g * g_cash - v * fee_cash
+    )
+    rows = np.flatnonzero((spot & g_cash & r_cash) | contract)  # few: pick them before any arithmetic
+    c, gr, rr, vr, fr, in_gr, in_rr = (a[rows] for a in (contract, g, r, v, fee, in_g, in_r))
+    conversions = Conversions(
+        source=source[rows],
+        asset=np.where(c, symbol[rows], given[rows]),
+        units=np.where(c, amount[rows], gr + fr * in_gr),
+        proceeds=np.where(c, pnl_usd[rows], rr - vr * (in_rr | third_lot[rows])),
+        basis=np.where(c, vr, gr + vr * (in_gr | (third[rows] & fee_cash[rows]))),
+        label=np.where(c, CONTRACT, CONVERSION).astype(np.int8),
     )
     return Fills(source=source, base=np.where(contract, symbol, base), fee_usd=v, cash_flow=cash_flow), conversions
 
@@ -309,6 +311,8 @@ def _contract_pnl(
     The settle currency is priced like the other amounts at the fill's time: cash at 1.0, else
     the fill's quote price when it settles in its quote, or the fee's when it settles in the fee
     currency (NaN otherwise: named as unvalued)."""
+    if not contract.any():
+        return np.zeros(len(fills)), np.zeros(len(fills))
     reported = _num(fills, REALIZED_PNL) if REALIZED_PNL in fills.columns else np.full(len(fills), np.nan)
     missing = contract & np.isnan(reported)
     if missing.any():
@@ -359,18 +363,22 @@ def build_ledger(
         fills, transfers, opening = (f[f["timestamp"].to_numpy() <= end] for f in (fills, transfers, opening))
     notes: list[str] = []
 
-    settle = settle_currency(fills["symbol"])
-    (base, quote, fee_cur, settle_cur, symbol, currency, asset), assets = _asset_codes(
+    # settle currency and contract name per distinct symbol (a few dozen), not per fill
+    symbol_code, symbols = pd.factorize(fills["symbol"])
+    symbols = pd.Series(symbols, dtype=object)
+    settle = settle_currency(symbols)
+    (base, quote, fee_cur, settle_of, name_of, currency, asset), assets = _asset_codes(
         [
             fills["base"],
             fills["quote"],
             fills["fee_currency"],
             settle,
-            fills["symbol"].where(settle.notna()),  # a contract's realized row is named by its symbol
+            symbols.where(settle.notna()),  # a contract's realized row is named by its symbol
             transfers["currency"],
             opening["asset"],
         ]
     )
+    settle_cur, symbol = np.append(settle_of, -1)[symbol_code], np.append(name_of, -1)[symbol_code]
     is_cash = np.array([a in usd_like for a in assets] + [False], bool)  # trailing entry for code -1
     n_o, n_t, n_f = len(opening), len(transfers), len(fills)
     frames = (opening, transfers, fills)
