@@ -6,6 +6,10 @@ fill falls in, from its connector's own price source: the P&L engine's rules, PN
 USD-like quote counts 1:1, exactly (``Decimal``). Fees are valued the same way. A fill whose
 quote, or a fee whose currency, has no price is left out of the USD figures and named, never
 counted as $0. Fills the exchange did not mark maker or taker count as "unknown".
+
+Totals that need no maker/taker role (``fill_totals``, ``volume_and_fees``) read the fill store
+instead (floats, a million fills in about a second); the activity report reads the period's
+fills with their exact amounts.
 """
 
 from __future__ import annotations
@@ -130,26 +134,6 @@ def load_priced_fills(session: Session, viewer: Viewer, start: datetime | None, 
     return price_fills(fills, candles, sources, frozenset(get_settings().usd_like))
 
 
-def volume_and_fees(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
-                    client_id: int | None = None, connector_id: int | None = None) -> pd.DataFrame:
-    """Per client in scope: fills, USD volume and USD fees in [start, end) (``VOLUME_COLUMNS``).
-
-    ``volume_usd`` and ``fees_usd`` are floats (numeric sort) of the priced fills; ``unpriced``
-    names the currencies left out of them ("" when none). Clients without fills are absent.
-    """
-    fills = load_priced_fills(session, viewer, start, end, client_id, connector_id)
-    if fills.empty:
-        return pd.DataFrame({c: pd.Series(dtype="float64" if c.endswith("_usd") else object) for c in VOLUME_COLUMNS})
-    rows = []
-    for (cid, name), group in fills.groupby(["client_id", "client"], sort=True):
-        missing = sorted(set(unpriced_quotes(group)) | set(unpriced_fees(group)))
-        rows.append({"client_id": int(cid), "client": name, "fills": len(group),
-                     "volume_usd": float(exact_total(group["usd"], group["usd_exact"])),
-                     "fees_usd": float(exact_total(group["fee_usd"], group["fee_exact"])),
-                     "unpriced": ", ".join(missing)})
-    return pd.DataFrame(rows, columns=VOLUME_COLUMNS)
-
-
 @dataclass(frozen=True)
 class ActivityReport:
     """What a scope traded in a period. Tables carry float USD columns (numeric sort, charts);
@@ -272,13 +256,14 @@ class FillTotals:
     unpriced: list[str]  # quote and fee currencies left out of the USD totals
 
 
-def fill_totals(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
-                client_id: int | None = None, connector_id: int | None = None, symbol: str | None = None,
-                side: str | None = None) -> FillTotals:
-    """Count, USD volume and USD fees of the matching fills, valued as ``price_fills`` values them.
+def store_priced_fills(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                       client_id: int | None = None, connector_id: int | None = None, symbol: str | None = None,
+                       side: str | None = None) -> pd.DataFrame:
+    """The matching fills from the fill store (``queries.pnl_fills``, floats) with ``usd`` and ``fee_usd``
+    valued as ``price_fills`` values them (NaN: unpriced).
 
-    Read from the fill store (``queries.pnl_fills``, floats): a million fills take about a second
-    where reading each exact amount takes half a minute; float sums are exact to the cent here.
+    For totals that need no maker/taker role: a million fills take about a second where reading
+    each exact amount takes half a minute; float sums are exact to the cent at these sizes.
     """
     fills = queries.pnl_fills(session, viewer, client_id, connector_id, _ms(end))
     keep = np.ones(len(fills), dtype=bool)
@@ -293,12 +278,43 @@ def fill_totals(session: Session, viewer: Viewer, start: datetime | None, end: d
     candles = _candles_for(session, viewer, fills, client_id, connector_id)
     priced = prices.add_fill_usd(fills.assign(source=fills["connector_id"].map(sources)), candles,
                                  usd_like=frozenset(get_settings().usd_like))
-    usd = priced["cost"].astype(float) * priced["quote_usd"]
     fee = priced["fee_cost"].astype(float).fillna(0.0)
-    fee_usd = (fee * priced["fee_usd"]).where(fee != 0, 0.0)
-    return FillTotals(len(fills), float(usd.sum()), float(fee_usd.sum()),
-                      sorted(set(_named(priced.loc[usd.isna(), "quote"]))
-                             | set(_named(priced.loc[fee_usd.isna(), "fee_currency"]))))
+    return priced.assign(usd=priced["cost"].astype(float) * priced["quote_usd"],
+                         fee_usd=(fee * priced["fee_usd"]).where(fee != 0, 0.0))
+
+
+def _left_out(fills: pd.DataFrame) -> list[str]:
+    return sorted(set(unpriced_quotes(fills)) | set(unpriced_fees(fills)))
+
+
+def fill_totals(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                client_id: int | None = None, connector_id: int | None = None, symbol: str | None = None,
+                side: str | None = None) -> FillTotals:
+    """Count, USD volume and USD fees of the matching fills (``store_priced_fills``)."""
+    fills = store_priced_fills(session, viewer, start, end, client_id, connector_id, symbol, side)
+    return FillTotals(len(fills), float(fills["usd"].sum()), float(fills["fee_usd"].sum()), _left_out(fills))
+
+
+def volume_and_fees(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
+                    client_id: int | None = None, connector_id: int | None = None) -> pd.DataFrame:
+    """Per client in scope: fills, USD volume and USD fees in [start, end) (``VOLUME_COLUMNS``).
+
+    ``volume_usd`` and ``fees_usd`` are floats (numeric sort) of the priced fills; ``unpriced``
+    names the currencies left out of them ("" when none). Clients without fills are absent.
+    """
+    fills = store_priced_fills(session, viewer, start, end, client_id, connector_id)
+    if fills.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c.endswith("_usd") else object) for c in VOLUME_COLUMNS})
+    clients = queries.clients(session, viewer)
+    names = dict(zip(clients["id"].astype("int64"), clients["name"], strict=True))
+    grouped = fills.groupby("client_id", sort=True)
+    table = pd.DataFrame({"fills": grouped.size(), "volume_usd": grouped["usd"].sum(),
+                          "fees_usd": grouped["fee_usd"].sum(),
+                          "unpriced": grouped[["quote", "fee_currency", "usd", "fee_usd"]].apply(
+                              lambda group: ", ".join(_left_out(group)))}).reset_index()
+    table["client"] = table["client_id"].map(names)
+    return table.astype({"client_id": "int64", "fills": "int64"})[VOLUME_COLUMNS].sort_values(
+        "client", ignore_index=True)
 
 
 def notional_usd(session: Session, viewer: Viewer, fills: pd.DataFrame, client_id: int | None = None) -> pd.Series:
