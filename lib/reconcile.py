@@ -40,6 +40,7 @@ from lib import prices, queries, rebuild, reports
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.models import BalanceSnapshot, Trade
+from lib.pnl.ledger import settle_currency
 
 Status = Literal["balanced", "unbalanced", "unknown"]
 T = TypeVar("T", float, pd.Series)
@@ -270,7 +271,8 @@ def _contracts(session: Session, ids: list[int]) -> pd.DataFrame:
     query = (select(Trade.connector_id, Trade.symbol)
              .where(Trade.connector_id.in_(ids), Trade.symbol.contains(":", autoescape=True),
                     Trade.realized_pnl.is_(None)).distinct())
-    return pd.DataFrame(session.execute(query).all(), columns=["connector_id", "symbol"])
+    found = pd.DataFrame(session.execute(query).all(), columns=["connector_id", "symbol"])
+    return found[settle_currency(found["symbol"]).notna()]
 
 
 def _known(value: object) -> int | None:

@@ -232,12 +232,15 @@ def test_tables_never_show_none_nan_or_raw_timestamps(seeded: Seeded, name: str)
     assert "+00:00" not in texts(at)
 
 
-def test_trades_fit_in_the_window_with_ids(seeded: Seeded) -> None:
+def test_trades_show_every_digit_and_the_ids(seeded: Seeded) -> None:
     everyone = open_page("trades", seeded.users["admin"])
     shown = list(everyone.dataframe[0].value.columns)
     config = json.loads(everyone.dataframe[0].proto.columns)
     assert {"Trade ID", "Order ID", "Client"} <= set(shown)
-    assert sum(config[column]["width"] for column in shown) <= 940  # main area beside the sidebar at 1400 px
+    numbers = {"Amount", "Price", "Fee"}
+    assert not any(config[column].get("width") for column in numbers)  # sized to their digits, never clipped
+    fixed = sum(config[column]["width"] for column in shown if column not in numbers)
+    assert fixed <= 940 - 3 * 75  # the rest leaves room for the numbers beside the sidebar at 1400 px
     alpha = open_page("trades", seeded.users["admin"], client_id=seeded.alpha)
     assert "Client" not in alpha.dataframe[0].value.columns  # one client in scope: no column repeating it
 

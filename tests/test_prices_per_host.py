@@ -124,7 +124,8 @@ def test_balances_value_each_connector_with_its_own_source(world: World) -> None
         assert btc.loc[connector, "source"] == source
         assert btc.loc[connector, "price"] == pytest.approx(lasts[(source, "BTC/USDT")])
         assert btc.loc[connector, "priced_from"] == source
-        assert btc.loc[connector, "usd"] == pytest.approx(float(btc.loc[connector, "total"]) * btc.loc[connector, "price"])
+        total = float(btc.loc[connector, "total"])
+        assert btc.loc[connector, "usd"] == pytest.approx(total * btc.loc[connector, "price"])
     # Direct's own source has no ETH price: the hosts' median, and the row says so
     eth = rows[(rows["asset"] == "ETH") & (rows["connector_id"] == world.direct)].iloc[0]
     hosts = sorted([world.sources[world.gateway], world.sources[world.testnet]])

@@ -183,9 +183,10 @@ def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 def settle_currency(symbol: pd.Series) -> pd.Series:
     """ccxt's settle currency of each symbol ("BTC/USDT:USDT" -> "USDT"); None for a spot market.
+    Only a colon after the slash counts: an asset code may hold one (":red[r]/USDT" is spot).
     Worked out per distinct symbol: a million fills hold a few dozen."""
     codes, uniques = pd.factorize(symbol)
-    settle = np.array([str(u).partition(":")[2] or None for u in uniques] + [None], dtype=object)
+    settle = np.array([str(u).partition("/")[2].partition(":")[2] or None for u in uniques] + [None], dtype=object)
     return pd.Series(settle[codes], index=symbol.index, dtype=object)
 
 

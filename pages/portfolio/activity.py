@@ -1,18 +1,16 @@
 """Activity: what the scope traded in a period (lib.activity): USD volume by day, market and
 exchange, the buy/sell split, maker share, fees by currency and in USD, fill and order counts."""
 
-from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
-from lib import reports
 from lib.ui import charts, loaders
 from lib.ui import format as fmt
+from lib.ui import period as period_controls
 from lib.ui.auth import current_viewer
 from lib.ui.shell import selected_client_id
 
-CUSTOM = "Custom dates"
 USD = st.column_config.NumberColumn
 SHARE = "%.1f%%"
 
@@ -27,22 +25,10 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
 first, second = st.columns([3, 2])
-connector_id = first.selectbox("Scope", [None, *names], key="activity_connector",
-                               format_func=lambda c: "All accounts of the selected client(s)" if c is None
-                               else names[c])
-preset = second.selectbox("Period (UTC)", [*reports.WINDOW_PRESETS, CUSTOM], index=reports.WINDOW_PRESETS.index(
-    "Last 30 days"), key="activity_window")
-if preset == CUSTOM:
-    dates = second.date_input("Dates (UTC)", value=(), key="activity_dates",
-                              help="From the first day's start to the last day's end; empty means all history.")
-    start = dates[0] if len(dates) > 0 else None
-    end = dates[1] if len(dates) > 1 else None
-else:
-    start, end = reports.window_days(preset, datetime.now(UTC).date())
-period = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start and end else f"from {start:%Y-%m-%d}" if start
-          else "all history")
+connector_id = period_controls.scope_picker(first, period_controls.account_names(connectors), "activity")
+start, end = period_controls.period_picker(second, "activity", default="Last 30 days")
+period = period_controls.period_text(start, end)
 
 with loaders.plain_errors("trading activity"), st.spinner("Adding up the fills…"):
     report = loaders.activity_report(viewer, client_id, connector_id, start, end)

@@ -8,15 +8,14 @@ from datetime import UTC, date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from lib import client_summary, reports
+from lib import client_summary
 from lib.access import Role, Viewer
 from lib.ui import format as fmt
-from lib.ui import loaders
+from lib.ui import loaders, period
 from lib.ui.auth import current_viewer
 from lib.ui.shell import CLIENT_PARAM, require_role
 
 METHODS = {"fifo": "FIFO", "average": "Average cost"}
-CUSTOM = "Custom dates"
 #: table column -> (label, help); USD columns are dollars with cents, counts whole numbers
 USD = {
     "value_usd": ("Value", "Priced holdings now (latest balances), USD."),
@@ -56,17 +55,9 @@ require_role(viewer, Role.ADMIN, Role.ANALYST)
 st.title("Clients")
 
 first, second = st.columns([3, 2])
-preset = first.selectbox("Period (UTC)", [*reports.WINDOW_PRESETS, CUSTOM], key="clients_window")
-if preset == CUSTOM:
-    dates = first.date_input("Dates (UTC)", value=(), key="clients_dates",
-                             help="From the first day's start to the last day's end; empty means all history.")
-    start = dates[0] if len(dates) > 0 else None
-    end = dates[1] if len(dates) > 1 else None
-else:
-    start, end = reports.window_days(preset, datetime.now(UTC).date())
+start, end = period.period_picker(first, "clients")
 method = second.radio("P&L method", list(METHODS), format_func=METHODS.get, horizontal=True, key="clients_method")
-window = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start and end else f"from {start:%Y-%m-%d}" if start
-          else "all history")
+window = period.period_text(start, end)
 
 with loaders.plain_errors("clients"), st.spinner("Computing every client's figures…"):
     summary = load(viewer, start, end, method)
@@ -75,7 +66,7 @@ if rows.empty:
     st.info("No clients yet.")
     st.stop()
 
-cards = st.columns(5)
+cards = [*st.columns(3), *st.columns(3)[:2]]  # two rows, so that every figure shows in full
 cards[0].metric("Total value", fmt.money(total["value_usd"]), help=USD["value_usd"][1])
 cards[1].metric("Realized", fmt.money(total["realized"], signed=True), help=USD["realized"][1])
 cards[2].metric("Unrealized change", fmt.money(total["unrealized_change"], signed=True),

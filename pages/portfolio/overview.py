@@ -125,7 +125,8 @@ else:
     holdings["share"] = holdings["usd"] / report.total_usd if report.total_usd else None
     st.subheader("Top holdings")
     st.dataframe(
-        pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible), "Quantity": fmt.exact_columns(holdings, ["quantity"])["quantity"],
+        pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible),
+                      "Quantity": fmt.exact_columns(holdings, ["quantity"])["quantity"],
                       "USD value": holdings["usd"].map(fmt.money), "Share": holdings["share"].map(
                           lambda v: fmt.percent(v, signed=False))}),
         hide_index=True, width="stretch", column_config=fmt.numbers_right("Quantity", "USD value", "Share"),

@@ -4,19 +4,17 @@ The rules are PNL.md's; the figures come from lib.reports (the same as ``python 
 window, the period figures of lib.pnl.period (opening and closing value, flows, and the identity).
 """
 
-from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
 from lib import activity, reports
-from lib.ui import charts, loaders
+from lib.ui import charts, loaders, period
 from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
 from lib.ui.shell import selected_client_id
 
 METHODS = {"fifo": "FIFO", "average": "Average cost"}
-CUSTOM = "Custom dates"
 
 
 def identity_line(totals: dict[str, float]) -> str:
@@ -44,25 +42,15 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
 first, second, third = st.columns([2, 3, 2])
 method = first.radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True, key="pnl_method")
-connector_id = second.selectbox("Scope", [None, *names], key="pnl_connector",
-                                format_func=lambda c: "All accounts of the selected client(s)" if c is None
-                                else names[c])
-preset = third.selectbox("Window (UTC)", [*reports.WINDOW_PRESETS, CUSTOM], key="pnl_window")
-if preset == CUSTOM:
-    dates = third.date_input("Dates (UTC)", value=(), key="pnl_dates",
-                             help="From the first day's start to the last day's end; empty means all history.")
-    start = dates[0] if len(dates) > 0 else None
-    end = dates[1] if len(dates) > 1 else None
-else:
-    start, end = reports.window_days(preset, datetime.now(UTC).date())
+names = period.account_names(connectors)
+connector_id = period.scope_picker(second, names, "pnl")
+start, end = period.period_picker(third, "pnl", label="Window (UTC)")
 per_connector = st.toggle("Pool lots per connector", key="pnl_pool",
                           help="Off: lots of one asset are pooled across every account in scope (PNL.md).")
 pool = "connector" if per_connector else "scope"
-window = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start and end else f"from {start:%Y-%m-%d}" if start
-          else "all history")
+window = period.period_text(start, end)
 
 with loaders.plain_errors("P&L"), st.spinner("Computing P&L…"):
     summary = loaders.pnl(viewer, client_id, connector_id, method, start, end, pool)

@@ -74,7 +74,7 @@ else:
                        for status, value in zip(shown["status"], shown["difference"], strict=True)],
         "Difference (USD)": [fmt.MISSING if status == "unknown" else fmt.money(value, signed=True)
                              for status, value in zip(shown["status"], shown["difference_usd"], strict=True)],
-        "First divergence": shown["first_divergence"],
+        "First divergence": pd.to_datetime(shown["first_divergence"], utc=True),
         "Newest snapshot": shown["taken_at"],
         "Cause": [fmt.visible(cause) if cause else ("no history of this asset" if status == "unknown" else "")
                   for status, cause in zip(shown["status"], shown["cause"], strict=True)],

@@ -15,7 +15,7 @@ from lib.ui.auth import current_viewer
 from lib.ui.shell import selected_client_id
 
 PAGE_SIZES = (50, 100, 250, 500)
-#: Widths (px) that fit the table in a 1400 px window beside the sidebar. The ids tell apart
+#: Widths (px) for the text columns; numbers are sized to their content so that no digit is hidden. The ids tell apart
 #: fills of one order in the same second; cost (amount x price) and exact figures are in the CSV.
 TRADE_COLUMNS = {
     "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True, width=132),
@@ -23,9 +23,7 @@ TRADE_COLUMNS = {
     "Account": st.column_config.TextColumn("Account", width=90),
     "Symbol": st.column_config.TextColumn("Symbol", width=80),
     "Side": st.column_config.TextColumn("Side", width=40),
-    **fmt.numbers_right("Amount", width=70),
-    **fmt.numbers_right("Price", width=75),
-    **fmt.numbers_right("Fee", width=80),
+    **fmt.numbers_right("Amount", "Price", "Fee"),
     "USD notional": st.column_config.NumberColumn("USD notional", format="dollar", width=85,
                                                   help="Cost in the quote currency at the quote's USD price that day; "
                                                   "empty: unpriced"),
