@@ -23,6 +23,6 @@ shell.bootstrap()
 ensure_background_worker()  # scheduled sync inside `make run`; once per server process
 viewer = auth.require_viewer()
 shell.admin_notices(viewer)
-navigation = st.navigation(shell.pages_for(viewer))
+navigation = st.navigation(shell.pages_for(viewer), expanded=True)  # every page listed, none behind "View more"
 shell.sidebar(viewer)
 navigation.run()
