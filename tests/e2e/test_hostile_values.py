@@ -59,7 +59,11 @@ SHOWN: dict[str, list[str]] = {
     "Trades": [f"{PRICED}/USDT", f"{COLOUR}/USDT", LINK],
     "Orders & positions": [f"{BOLD}/USDT", f"{EMOJI}/USDT:USDT"],
     "P&L": [COLOUR, FORMULA],
-    "Reconciliation": [],  # its table is drawn on a canvas; AppTest checks its cells (tests/test_markup.py)
+    # Tables are drawn on a canvas: AppTest checks their cells (tests/test_markup.py); here, no markup anywhere
+    "Clients": [],
+    "Activity": [],
+    "Reconciliation": [],
+    "Statements": [],
     "Sync": [HOSTILE],
     "Clients & keys": [HOSTILE],
     "History imports": [HOSTILE],  # the connector picker: client and label as plain text
