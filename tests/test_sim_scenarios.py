@@ -34,7 +34,8 @@ SEED1_DEFAULT_DIGEST = "11e309cc7be32efc8d310af4625830460890dfe3e922c7ae6723a834
 SEED1_ALL_DIALECTS_DIGEST = "334dc9cdc77a0bfb0e0beb42d5112b8f4ef835a23ff075215b064780c66790c3"
 #: spot wallets; a futures account's truth (realised P&L, margin) is tested in tests/test_plugin_bitunix.py
 SPOT_DIALECTS = [d for d in DIALECTS if d not in futures.FUTURES_DIALECTS]
-CONFIG = SimulatorConfig(seed=3, accounts=len(DIALECTS), days=60, fills_per_account=300, dialects=DIALECTS, scenarios=True)
+CONFIG = SimulatorConfig(seed=3, accounts=len(DIALECTS), days=60, fills_per_account=300, dialects=DIALECTS,
+                         scenarios=True)
 
 
 def truth_digest(world: World) -> str:
