@@ -14,7 +14,7 @@ import pytest
 from lib import activity
 from lib.db import session_scope
 from lib.models import Trade
-from lib.ui import charts
+from lib.ui import charts, scope
 from lib.ui import format as fmt
 from tests.test_pages_portfolio import fresh_cache, metric, open_page, texts, widget  # noqa: F401 - autouse
 from tests.test_queries import Seeded, ms, seed_portfolio
@@ -133,7 +133,8 @@ def test_hostile_symbol_text_stays_literal(seeded: Seeded) -> None:
     at = open_page("activity", seeded.users["admin"])
     widget(at.selectbox, "Period (UTC)").select("All history")
     at.run()
-    assert f"{HOSTILE}/$Q$" in at.dataframe[0].value["Market"].tolist()  # a table cell: the text itself
+    shown = at.dataframe[0].value["Market"].str.extract(scope._SHOWN.pattern)[0]  # a link showing the text itself
+    assert f"{HOSTILE}/$Q$" in shown.tolist()
     assert fmt.literal("$Q$") in texts(at)  # named as unpriced, escaped
     figure = charts.volume_bars(pd.DataFrame({"exchange_id": [HOSTILE], "volume_usd": [1.0]}), "exchange_id", "t")
     assert list(figure.data[0].y) == [fmt.chart_text(HOSTILE)] and "<b>" not in figure.data[0].y[0]

@@ -20,7 +20,7 @@ from lib.client_summary import SUMMED, client_summary
 from lib.db import session_scope
 from lib.models import Client, SyncResult, SyncRun
 from lib.settings import PROJECT_ROOT
-from lib.ui import shell
+from lib.ui import scope, shell
 from tests.test_pages_portfolio import fresh_cache  # noqa: F401 - autouse: no other test's cache entries
 from tests.test_queries import Seeded, seed_portfolio
 
@@ -99,10 +99,11 @@ def test_page_table_is_numeric_and_names_are_literal(seeded: Seeded) -> None:
     for column in ("value_usd", "change_24h", "realized", "unrealized_change", "net", "volume_usd", "fees_usd",
                    "fills", "accounts", "unbalanced_accounts"):
         assert pd.api.types.is_numeric_dtype(table[column]), column
-    names = set(table["client"])
+    names = set(table["client"].str.extract(scope._SHOWN.pattern)[0])  # each name links to its client's Overview
     assert "Alpha" in names
     assert "**Bold** <b>x</b> [l](https://e.x) :red[r] $x$ \\u202eevil" in names  # literal, override written out
-    assert set(table["view"]) == {f"./?client={seeded.alpha}", f"./?client={seeded.beta}"}
+    assert {link.partition("#")[0] for link in table["client"]} == {f"overview?client={seeded.alpha}",
+                                                                    f"overview?client={seeded.beta}"}
     expected = client_summary(seeded.viewer("analyst")).total
     shown = {m.label: m.value for m in at.metric}
     assert shown["Realized"] == f"+${expected['realized']:,.2f}"

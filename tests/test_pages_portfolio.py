@@ -17,7 +17,7 @@ from lib import reports
 from lib.db import session_scope
 from lib.models import User
 from lib.settings import PROJECT_ROOT
-from lib.ui import charts, shell
+from lib.ui import charts, scope, shell
 from lib.ui import format as fmt
 from tests.test_queries import Seeded, seed_portfolio
 
@@ -168,8 +168,9 @@ def test_pnl_method_and_scope_change_the_figures(seeded: Seeded) -> None:
 def test_pnl_flags_unpriced_assets(seeded: Seeded) -> None:
     at = open_page("pnl", seeded.users["admin"], client_id=seeded.beta)
     assert "XYZ" in texts(at) and "Unpriced" in texts(at)
-    per_asset = next(t.value for t in at.dataframe if "Market value" in t.value.columns).set_index("Asset")
-    assert per_asset.loc["XYZ", "Market value"] == "unpriced"
+    per_asset = next(t.value for t in at.dataframe if "Market value" in t.value.columns)
+    per_asset = per_asset.set_index(per_asset["Asset"].str.extract(scope._SHOWN.pattern)[0])  # names link to Asset
+    assert pd.isna(per_asset.loc["XYZ", "Market value"]) and per_asset.loc["XYZ", "Quantity"] == 30.0
 
 
 @pytest.mark.parametrize("name", PAGES)

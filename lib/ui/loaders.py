@@ -355,6 +355,22 @@ def pnl(viewer: Viewer, client_id: int | None = None, connector_id: int | None =
     return _pnl(scope_of(viewer), client_id, connector_id, method, start, end, pool, _key())
 
 
+# --------------------------------------------------------------------------- transfers
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=100)
+def _transfers(scope: Scope, client_id: int | None, connector_id: int | None, currency: str,
+               key: tuple[str, str]) -> pd.DataFrame:
+    with session_scope() as session:
+        rows = queries.transfers(session, viewer_of(scope), client_id, connector_id, settled_only=False)
+    return rows[rows["currency"] == currency].reset_index(drop=True)
+
+
+def transfers(viewer: Viewer, client_id: int | None, connector_id: int | None, currency: str) -> pd.DataFrame:
+    """Every deposit and withdrawal of ``currency`` in scope, whatever its status, oldest first."""
+    return _transfers(scope_of(viewer), client_id, connector_id, currency, _key())
+
+
 # --------------------------------------------------------------------------- reconciliation
 
 
@@ -381,13 +397,14 @@ def moves_around(viewer: Viewer, connector_id: int, asset: str, start_ms: int, e
 
 @dataclass(frozen=True)
 class LinkedFilters:
-    """Filters another page passed in the URL (``?connector=ID&start=YYYY-MM-DD&end=YYYY-MM-DD``)."""
+    """Filters another page passed in the URL (``?connector=ID&symbol=S&start=YYYY-MM-DD&end=YYYY-MM-DD``)."""
 
     connector_id: int | None = None
     dates: tuple[date, ...] = ()
+    symbol: str | None = None
 
 
-def linked_filters(params: dict[str, str], connector_ids: set[int]) -> LinkedFilters:
+def linked_filters(params: dict[str, str], connector_ids: set[int], symbols: list[str] | None = None) -> LinkedFilters:
     """The URL's filters where they name a connector in scope and valid dates; anything else
     (a hand-edited or foreign link) is ignored rather than an error."""
     connector = params.get("connector", "")
@@ -398,4 +415,5 @@ def linked_filters(params: dict[str, str], connector_ids: set[int]) -> LinkedFil
             dates.append(date.fromisoformat(params.get(name, "")))
         except ValueError:
             break
-    return LinkedFilters(connector_id, tuple(dates) if len(dates) < 2 or dates[0] <= dates[1] else ())
+    symbol = params.get("symbol") if symbols is not None and params.get("symbol") in symbols else None
+    return LinkedFilters(connector_id, tuple(dates) if len(dates) < 2 or dates[0] <= dates[1] else (), symbol)

@@ -7,11 +7,12 @@ import streamlit as st
 from lib.access import Role, Viewer
 from lib.clients import list_clients
 from lib.db import session_scope
-from lib.ui import auth, context, sync_widgets
+from lib.ui import auth, context, loaders, scope, sync_widgets
+from lib.ui import format as fmt
 from lib.ui.format import visible
 from lib.vault import VaultError
 
-SCOPE_KEY = "scope_client_id"
+SCOPE_KEY = scope.CLIENT_KEY
 
 # (section, file, title, icon, roles allowed)
 PAGES: list[tuple[str, str, str, str, tuple[Role, ...]]] = [
@@ -20,6 +21,7 @@ PAGES: list[tuple[str, str, str, str, tuple[Role, ...]]] = [
     ("Portfolio", "pages/portfolio/trades.py", "Trades", ":material/swap_horiz:", tuple(Role)),
     ("Portfolio", "pages/portfolio/orders.py", "Orders & positions", ":material/list_alt:", tuple(Role)),
     ("Portfolio", "pages/portfolio/pnl.py", "P&L", ":material/query_stats:", tuple(Role)),
+    ("Portfolio", "pages/portfolio/asset.py", "Asset", ":material/toll:", tuple(Role)),
     ("Portfolio", "pages/portfolio/all_clients.py", "Clients", ":material/groups:", (Role.ADMIN, Role.ANALYST)),
     ("Portfolio", "pages/portfolio/activity.py", "Activity", ":material/bar_chart:", tuple(Role)),
     ("Portfolio", "pages/portfolio/reconciliation.py", "Reconciliation", ":material/rule:", tuple(Role)),
@@ -75,7 +77,7 @@ def require_role(viewer: Viewer, *roles: Role) -> None:
         st.stop()
 
 
-ALL_CLIENTS = 0  # the picker's "All clients" (a real value: None would mean "nothing chosen")
+ALL_CLIENTS = scope.ALL  # the picker's "All clients"
 
 
 def selected_client_id(viewer: Viewer) -> int | None:
@@ -86,35 +88,49 @@ def selected_client_id(viewer: Viewer) -> int | None:
     return client_id
 
 
+def current_scope(viewer: Viewer) -> scope.Scope:
+    """The client and account chosen in the sidebar, re-checked against what the viewer may see."""
+    client_id = selected_client_id(viewer)
+    if client_id is None:
+        return scope.Scope()
+    connectors = loaders.connectors(viewer, client_id)
+    client = fmt.visible(connectors["client"].iloc[0]) if not connectors.empty else None
+    if client is None:
+        with session_scope() as session:
+            client = next((fmt.visible(c.name) for c in list_clients(session, viewer) if c.id == client_id), None)
+    connector_id = st.session_state.get(scope.ACCOUNT_KEY) or None
+    row = connectors[connectors["id"] == connector_id] if connector_id is not None else connectors.iloc[:0]
+    if row.empty:
+        return scope.Scope(client_id, client)
+    return scope.Scope(client_id, client, int(connector_id), fmt.visible(f"{row['exchange_id'].iloc[0]} / "
+                                                                         f"{row['label'].iloc[0]}"))
+
+
 #: ``?client=<id>`` in the URL picks that client (links from the Clients page; a shared URL)
-CLIENT_PARAM = "client"
+CLIENT_PARAM = scope.CLIENT_PARAM
 
 
-def _picked_in_url(options: list[int]) -> None:
-    """The URL's client, when it is one the viewer may pick (anything else is ignored)."""
-    wanted = st.query_params.get(CLIENT_PARAM, "")
-    if wanted.isdigit() and int(wanted) in options:
-        st.session_state[SCOPE_KEY] = int(wanted)
-
-
-def _picked_to_url() -> None:
-    """Keep the URL in step with the picker, so a reload or a shared link shows the same client."""
-    if st.session_state.get(SCOPE_KEY) == ALL_CLIENTS:
-        st.query_params.pop(CLIENT_PARAM, None)
-    else:
-        st.query_params[CLIENT_PARAM] = str(st.session_state[SCOPE_KEY])
+def _client_of_linked_account(viewer: Viewer) -> None:
+    """A URL naming an account (``?connector=``) and no other client opens that account's client."""
+    wanted = st.query_params.get(scope.ACCOUNT_PARAM, "")
+    if not wanted.isdigit():
+        return
+    everyone = loaders.connectors(viewer)
+    owner = everyone.loc[everyone["id"] == int(wanted), "client_id"]
+    if not owner.empty and st.query_params.get(CLIENT_PARAM) != str(int(owner.iloc[0])):
+        st.query_params[CLIENT_PARAM] = str(int(owner.iloc[0]))
 
 
 def sidebar(viewer: Viewer) -> None:
     with session_scope() as session:
-        clients = [(c.id, visible(c.name)) for c in list_clients(session, viewer)]
-    names = dict(clients)
-    options = [ALL_CLIENTS, *names]
-    _picked_in_url(options)
-    if st.session_state.get(SCOPE_KEY) not in options:
-        st.session_state[SCOPE_KEY] = ALL_CLIENTS
+        clients = {c.id: visible(c.name) for c in list_clients(session, viewer)}
+    _client_of_linked_account(viewer)
     with st.sidebar:
-        st.selectbox("Client", options, key=SCOPE_KEY, on_change=_picked_to_url,
-                     format_func=lambda cid: "All clients" if cid == ALL_CLIENTS else names[cid])
+        client_id = scope.pick(st, SCOPE_KEY, CLIENT_PARAM, "Client", clients, "All clients",
+                               clears=(scope.ACCOUNT_PARAM,))
+        connectors = loaders.connectors(viewer, client_id)
+        accounts = {int(r.id): visible(f"{r.exchange_id} / {r.label}" if client_id else
+                                       f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
+        scope.pick(st, scope.ACCOUNT_KEY, scope.ACCOUNT_PARAM, "Account", accounts, "All accounts")
         sync_widgets.sidebar_freshness(viewer, selected_client_id(viewer))
         auth.logout_button(viewer)

@@ -5,19 +5,20 @@ exchange, the buy/sell split, maker share, fees by currency and in USD, fill and
 import pandas as pd
 import streamlit as st
 
-from lib.ui import charts, loaders
+from lib.ui import charts, loaders, scope
 from lib.ui import format as fmt
 from lib.ui import period as period_controls
 from lib.ui.auth import current_viewer
-from lib.ui.shell import selected_client_id
+from lib.ui.shell import current_scope
 
 USD = st.column_config.NumberColumn
 SHARE = "%.1f%%"
 
 viewer = current_viewer()
-client_id = selected_client_id(viewer)
+chosen = current_scope(viewer)
+client_id, connector_id = chosen.client_id, chosen.connector_id
 
-st.title("Activity")
+scope.title("Activity", chosen)
 
 with loaders.plain_errors("accounts"):
     connectors = loaders.connectors(viewer, client_id)
@@ -25,9 +26,7 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-first, second = st.columns([3, 2])
-connector_id = period_controls.scope_picker(first, period_controls.account_names(connectors), "activity")
-start, end = period_controls.period_picker(second, "activity", default="Last 30 days")
+start, end = period_controls.period_picker(st.columns([2, 3])[0], "activity", default="Last 30 days")
 period = period_controls.period_text(start, end)
 
 with loaders.plain_errors("trading activity"), st.spinner("Adding up the fills…"):
@@ -77,8 +76,11 @@ market_table = pd.DataFrame({
 })
 money_columns = {label: USD(label, format="dollar") for label in
                  ("Volume (USD)", "Bought (USD)", "Sold (USD)", "Fees (USD)")}
-st.dataframe(market_table, hide_index=True, width="stretch",
-             column_config={"Fills": USD("Fills", format="localized"), **money_columns})
+market_links = [scope.link("trades", m, client_id=client_id, connector_id=connector_id, symbol=m)
+                for m in markets["symbol"]]
+st.dataframe(market_table.assign(Market=market_links), hide_index=True, width="stretch",
+             column_config={"Market": scope.link_column("Market", "This market's fills on Trades."),
+                            "Fills": USD("Fills", format="localized"), **money_columns})
 st.download_button("Download CSV", fmt.csv_bytes(market_table.assign(Period=period)),
                    file_name="activity_by_market.csv", mime="text/csv", icon=":material/download:",
                    help="Per market and exchange; an empty USD cell means unpriced.")
@@ -98,9 +100,10 @@ with right:
     st.subheader("Fees by currency")
     fees = report.fees
     st.dataframe(pd.DataFrame({
-        "Currency": fees["currency"].map(fmt.visible), "Amount": fees["amount"].map(float), "Fills": fees["fills"],
-        "USD": fees["fees_usd"],
+        "Currency": scope.asset_links(fees["currency"], chosen), "Amount": fees["amount"].map(float),
+        "Fills": fees["fills"], "USD": fees["fees_usd"],
     }), hide_index=True, width="stretch", column_config={
+        "Currency": scope.link_column("Currency", "This asset in this scope."),
         "Amount": USD("Amount", format="%.8g"), "Fills": USD("Fills", format="localized"),
         "USD": USD("USD", format="dollar", help="Empty: no USD price for that currency.")})
     st.download_button("Download fees CSV", fmt.csv_bytes(fees.assign(period=period)), file_name="activity_fees.csv",

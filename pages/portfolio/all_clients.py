@@ -11,9 +11,9 @@ import streamlit as st
 from lib import client_summary
 from lib.access import Role, Viewer
 from lib.ui import format as fmt
-from lib.ui import loaders, period
+from lib.ui import loaders, period, scope
 from lib.ui.auth import current_viewer
-from lib.ui.shell import CLIENT_PARAM, require_role
+from lib.ui.shell import require_role
 
 METHODS = {"fifo": "FIFO", "average": "Average cost"}
 #: table column -> (label, help); USD columns are dollars with cents, counts whole numbers
@@ -77,18 +77,15 @@ st.caption(f"Totals over {len(rows):,} client(s) and {total['accounts']:,} accou
            f"({total['unbalanced_accounts']:,} unbalanced); {METHODS[method]}, {window}. "
            "Each client's P&L is its own (lots pooled over its accounts), as the P&L page shows with it picked.")
 
-table = rows.assign(view="./?" + CLIENT_PARAM + "=" + rows["client_id"].astype(str),
-                    client=rows["client"].map(fmt.visible))
+table = rows.assign(client=scope.client_links(rows))
 config: dict[str, object] = {
     "client_id": None, "unpriced_activity": None,
-    "client": st.column_config.TextColumn("Client", pinned=True),
-    "view": st.column_config.LinkColumn("View", display_text="Open", help="This client's Overview (the sidebar "
-                                        "picker set to it)."),
+    "client": scope.link_column("Client", "This client's Overview (the sidebar set to it).", pinned=True),
     "last_success_at": fmt.datetime_column("Last sync"),
 }
 config |= {c: st.column_config.NumberColumn(label, help=text, format="dollar") for c, (label, text) in USD.items()}
 config |= {c: st.column_config.NumberColumn(label, help=text, format="%d") for c, (label, text) in COUNTS.items()}
-st.dataframe(table[["client", "view", *USD, *COUNTS, "last_success_at", "client_id", "unpriced_activity"]],
+st.dataframe(table[["client", *USD, *COUNTS, "last_success_at", "client_id", "unpriced_activity"]],
              hide_index=True, width="stretch", column_config=config)
 st.caption("Last sync: the oldest last successful sync among the client's accounts (empty when one never synced).")
 

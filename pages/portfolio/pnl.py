@@ -9,10 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from lib import activity, reports
-from lib.ui import charts, loaders, period
+from lib.ui import charts, loaders, period, scope
 from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
-from lib.ui.shell import selected_client_id
+from lib.ui.shell import current_scope
 
 METHODS = {"fifo": "FIFO", "average": "Average cost"}
 
@@ -32,9 +32,10 @@ def identity_line(totals: dict[str, float]) -> str:
 
 
 viewer = current_viewer()
-client_id = selected_client_id(viewer)
+chosen = current_scope(viewer)  # the sidebar's client and account: the page's only scope control
+client_id, connector_id = chosen.client_id, chosen.connector_id
 
-st.title("P&L")
+scope.title("P&L", chosen)
 
 with loaders.plain_errors("accounts"):
     connectors = loaders.connectors(viewer, client_id)
@@ -42,11 +43,9 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-first, second, third = st.columns([2, 3, 2])
+first, second = st.columns([2, 3])
 method = first.radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True, key="pnl_method")
-names = period.account_names(connectors)
-connector_id = period.scope_picker(second, names, "pnl")
-start, end = period.period_picker(third, "pnl", label="Window (UTC)")
+start, end = period.period_picker(second, "pnl", label="Window (UTC)")
 per_connector = st.toggle("Pool lots per connector", key="pnl_pool",
                           help="Off: lots of one asset are pooled across every account in scope (PNL.md).")
 pool = "connector" if per_connector else "scope"
@@ -131,31 +130,37 @@ if not moves.empty:
         st.dataframe(
             pd.DataFrame({
                 "Time": listed["time"], "Type": listed["type"], "Asset": listed["currency"].map(fmt.visible),
-                "Amount": fmt.text(listed["amount"], fmt.quantity), "USD value": listed["usd"].map(fmt.money),
+                "Amount": listed["amount"].astype(float), "USD value": listed["usd"],
             }),
             hide_index=True, width="stretch",
-            column_config={"Time": fmt.datetime_column("Time"), **fmt.numbers_right("Amount", "USD value")},
+            column_config={"Time": fmt.datetime_column("Time"),
+                           "Amount": st.column_config.NumberColumn("Amount", format="%.8f"),
+                           "USD value": st.column_config.NumberColumn("USD value", format="dollar")},
         )
 
 st.subheader("Per asset")
 assets = summary.per_asset.sort_values("market_value", ascending=False, na_position="last")
 priced = assets["priced"].astype(bool)
+USD_COLUMNS = {"Cost basis": "cost_basis", "Market value": "market_value", "Realized": "realized",
+               "Unrealized": "unrealized", "Fees": "fees"}
 st.dataframe(
     pd.DataFrame({
-        "Asset": assets["asset"].map(fmt.visible), "Quantity": assets["quantity"].map(fmt.quantity),
-        "Cost basis": assets["cost_basis"].map(fmt.money),
-        "Market value": assets["market_value"].where(priced).map(fmt.money),
-        "Realized": assets["realized"].map(lambda v: fmt.money(v, signed=True)),
-        "Unrealized": assets["unrealized"].where(priced).map(lambda v: fmt.money(v, signed=True)),
-        "Fees": assets["fees"].map(fmt.money),
-        "Unmatched": assets["unmatched_quantity"].map(lambda q: fmt.quantity(q) if q else fmt.MISSING),
+        "Asset": scope.asset_links(assets["asset"], chosen), "Quantity": assets["quantity"],
+        **{label: assets[column].where(priced) if column in ("market_value", "unrealized") else assets[column]
+           for label, column in USD_COLUMNS.items()},
+        "Unmatched": assets["unmatched_quantity"].where(assets["unmatched_quantity"] != 0),
     }),
     hide_index=True, width="stretch",
-    column_config=fmt.numbers_right("Quantity", "Cost basis", "Market value", "Realized", "Unrealized", "Fees",
-                                    "Unmatched"),
+    column_config={"Asset": scope.link_column("Asset", "This asset in this scope: holdings, markets, transfers."),
+                   "Quantity": st.column_config.NumberColumn("Quantity", format="%.8f"),
+                   "Unmatched": st.column_config.NumberColumn("Unmatched", format="%.8f", help="Units sold or "
+                                                              "withdrawn beyond the lots held (missing history)."),
+                   **{label: st.column_config.NumberColumn(label, format="dollar", help="Empty: unpriced."
+                                                           if label in ("Market value", "Unrealized") else None)
+                      for label in USD_COLUMNS}},
 )
-scope = "all accounts of the selected client(s)" if connector_id is None else names[connector_id]
-stated = reports.stated_pnl(assets, scope, METHODS[summary.method], summary.pool, start, end)
+words = "all accounts of the selected client(s)" if connector_id is None else chosen.words()
+stated = reports.stated_pnl(assets, words, METHODS[summary.method], summary.pool, start, end)
 st.download_button(
     "Download CSV", fmt.csv_bytes(stated), file_name=f"pnl_{summary.method}.csv", mime="text/csv",
     icon=":material/download:", help="Per-asset figures in USD with the scope, method, pool and window (UTC days, "

@@ -1,0 +1,110 @@
+"""Asset: one asset in the sidebar's scope (client › account): where it is held, its P&L, the
+markets it trades in, its deposits and withdrawals and its open orders. Every asset name on
+the other pages links here (``?asset=``); the URL keeps the scope, so a link can be shared."""
+
+import pandas as pd
+import streamlit as st
+
+from lib.ui import format as fmt
+from lib.ui import loaders, scope
+from lib.ui.auth import current_viewer
+from lib.ui.shell import current_scope
+
+viewer = current_viewer()
+chosen = current_scope(viewer)
+client_id, connector_id = chosen.client_id, chosen.connector_id
+
+with loaders.plain_errors("assets"):
+    report = loaders.balances(viewer, client_id, by_account=True)
+    symbols = loaders.fill_symbols(viewer, client_id, connector_id)
+held = report.rows if connector_id is None else report.rows[report.rows["connector_id"] == connector_id]
+traded = {part for symbol in symbols for part in symbol.split(":")[0].split("/")}
+assets = sorted(set(held["asset"]) | traded)
+if not assets:
+    scope.title("Asset", chosen)
+    st.info("No asset in this scope yet: balances and fills appear after a connector's first successful sync.")
+    st.stop()
+
+wanted = st.query_params.get(scope.ASSET_PARAM)
+if wanted in assets:
+    st.session_state["asset_picked"] = wanted
+if st.session_state.get("asset_picked") not in assets:
+    st.session_state["asset_picked"] = assets[0]
+asset = st.selectbox("Asset", assets, key="asset_picked", format_func=fmt.visible,
+                     on_change=lambda: st.query_params.update({scope.ASSET_PARAM: st.session_state["asset_picked"]}))
+if st.query_params.get(scope.ASSET_PARAM) != asset:
+    st.query_params[scope.ASSET_PARAM] = asset
+scope.title("Asset", chosen, asset)
+
+with loaders.plain_errors("P&L of this asset"):
+    summary = loaders.pnl(viewer, client_id, connector_id)
+row = summary.per_asset[summary.per_asset["asset"] == asset]
+rows = held[held["asset"] == asset]
+cards = st.columns(4)
+cards[0].metric("Held", fmt.exact(rows["total"].sum() if not rows.empty else 0, fmt.min_decimals(asset)),
+                help="Latest balances, every account type of every account in scope.")
+cards[1].metric("Value", fmt.money(rows["usd"].sum(skipna=True)) if rows["priced"].all() else fmt.MISSING,
+                help="Empty: no market price for this asset.")
+if row.empty:
+    cards[2].metric("Realized (all history)", fmt.MISSING, help="No fill or transfer of this asset in scope.")
+    cards[3].metric("Unrealized", fmt.MISSING)
+else:
+    cards[2].metric("Realized (all history)", fmt.money(float(row["realized"].iloc[0]), signed=True),
+                    help="FIFO, lots pooled over the scope (the P&L page has the other methods and windows).")
+    cards[3].metric("Unrealized", fmt.money(float(row["unrealized"].iloc[0]), signed=True)
+                    if pd.notna(row["unrealized"].iloc[0]) else fmt.MISSING, help="Empty: unpriced.")
+
+st.subheader("Where it is held")
+if rows.empty:
+    st.caption("Not held in this scope now.")
+else:
+    st.dataframe(pd.DataFrame({
+        "Account": scope.account_links(rows, rows["client"] + " · " + rows["exchange_id"] + " / " + rows["label"]),
+        "Account type": rows["account_type"].map(lambda t: t.capitalize() if t else "Default"),
+        "Total": fmt.exact_columns(rows, ["total"])["total"],
+        "USD value": rows["usd"],
+    }), hide_index=True, width="stretch", column_config={
+        "Account": scope.link_column("Account", "That account's balances."),
+        **fmt.numbers_right("Total"),
+        "USD value": st.column_config.NumberColumn("USD value", format="dollar"),
+    })
+
+st.subheader("Markets")
+markets = [s for s in symbols if asset in s.split(":")[0].split("/")]
+if not markets:
+    st.caption("No fill in a market of this asset in this scope.")
+else:
+    st.dataframe(pd.DataFrame({"Market": [scope.link("trades", m, client_id=client_id, connector_id=connector_id,
+                                                      symbol=m) for m in markets]}),
+        hide_index=True, column_config={"Market": scope.link_column("Market", "This market's fills on Trades.")})
+
+st.subheader("Deposits and withdrawals")
+with loaders.plain_errors("transfers"):
+    moves = loaders.transfers(viewer, client_id, connector_id, asset)
+if moves.empty:
+    st.caption("None synced in this scope.")
+else:
+    st.dataframe(pd.DataFrame({
+        "Time (UTC)": fmt.ms_to_datetime(moves["timestamp"]), "Type": moves["type"].str.capitalize(),
+        "Amount": moves["amount"].map(lambda v: fmt.exact(v, fmt.min_decimals(asset))),
+        "Status": fmt.text(moves["status"], fmt.visible),
+    }).iloc[::-1], hide_index=True, width="stretch",
+        column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)"), **fmt.numbers_right("Amount")})
+
+st.subheader("Open orders")
+with loaders.plain_errors("open orders"):
+    orders, _ = loaders.orders_and_positions(viewer, client_id)
+orders = orders[orders["symbol"].map(lambda s: asset in str(s).split(":")[0].split("/"))]
+if connector_id is not None:
+    orders = orders[orders["connector_id"] == connector_id]
+if orders.empty:
+    st.caption("None in a market of this asset.")
+else:
+    st.dataframe(pd.DataFrame({
+        "Symbol": orders["symbol"].map(fmt.visible), "Side": orders["side"],
+        "Price": orders["price"].map(fmt.exact), "Amount": orders["amount"].map(fmt.exact),
+        "USD value": orders["usd"],
+    }), hide_index=True, width="stretch", column_config={
+        **fmt.numbers_right("Price", "Amount"),
+        "USD value": st.column_config.NumberColumn("USD value", format="dollar"),
+    })

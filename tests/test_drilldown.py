@@ -1,0 +1,145 @@
+"""Drill-down client › account › asset: the scope lives in the URL (reload, share, back), the
+sidebar pickers follow it within what the viewer may see, names link to their scope, and
+page titles name the scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from lib.access import Role, Viewer
+from lib.db import session_scope
+from lib.models import Client
+from lib.settings import PROJECT_ROOT
+from lib.ui import scope, shell
+from tests.test_queries import Seeded, seed_portfolio
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def seeded(database_url: str) -> Seeded:
+    return seed_portfolio()
+
+
+def _sidebar_app() -> None:
+    from lib.access import Role, Viewer
+    from lib.ui import shell
+
+    shell.sidebar(Viewer("admin-user", Role.ADMIN))
+
+
+def _connector_of(seeded: Seeded, client_id: int) -> int:
+    from lib.ui import loaders
+
+    frame = loaders.connectors(Viewer("admin-user", Role.ADMIN), client_id)
+    return int(frame["id"].iloc[0])
+
+
+def test_account_in_the_url_picks_its_client_and_account(seeded: Seeded) -> None:
+    account = _connector_of(seeded, seeded.beta)
+    at = AppTest.from_function(_sidebar_app, default_timeout=60)
+    at.query_params[scope.ACCOUNT_PARAM] = str(account)  # a shared link naming only the account
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[shell.SCOPE_KEY] == seeded.beta
+    assert at.session_state[scope.ACCOUNT_KEY] == account
+    assert at.query_params[scope.CLIENT_PARAM] == str(seeded.beta)  # written back: a reload keeps it
+
+
+def test_an_account_of_another_client_or_unknown_is_ignored(seeded: Seeded) -> None:
+    at = AppTest.from_function(_sidebar_app, default_timeout=60)
+    at.query_params[scope.CLIENT_PARAM] = str(seeded.alpha)
+    at.query_params[scope.ACCOUNT_PARAM] = "999999"
+    at.run()
+    assert not at.exception
+    assert at.session_state[shell.SCOPE_KEY] == seeded.alpha
+    assert at.session_state[scope.ACCOUNT_KEY] == scope.ALL
+    assert scope.ACCOUNT_PARAM not in at.query_params
+
+
+def test_changing_client_drops_the_account_and_updates_the_url(seeded: Seeded) -> None:
+    at = AppTest.from_function(_sidebar_app, default_timeout=60)
+    at.query_params[scope.ACCOUNT_PARAM] = str(_connector_of(seeded, seeded.beta))
+    at.run()
+    at.sidebar.selectbox(key=shell.SCOPE_KEY).set_value(seeded.alpha).run()
+    assert not at.exception
+    assert at.session_state[shell.SCOPE_KEY] == seeded.alpha
+    assert at.session_state[scope.ACCOUNT_KEY] == scope.ALL
+    assert at.query_params[scope.CLIENT_PARAM] == str(seeded.alpha)
+    assert scope.ACCOUNT_PARAM not in at.query_params
+
+
+def test_client_user_cannot_reach_another_client_by_url(seeded: Seeded) -> None:
+    def app(own: int) -> None:
+        from lib.access import Role, Viewer
+        from lib.ui import shell
+
+        shell.sidebar(Viewer("client-user", Role.CLIENT, frozenset({own})))
+
+    at = AppTest.from_function(app, default_timeout=60, args=(seeded.alpha,))
+    at.query_params[scope.CLIENT_PARAM] = str(seeded.beta)
+    at.query_params[scope.ACCOUNT_PARAM] = str(_connector_of(seeded, seeded.beta))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[shell.SCOPE_KEY] == scope.ALL
+    assert at.session_state[scope.ACCOUNT_KEY] == scope.ALL
+    assert at.sidebar.selectbox(key=scope.ACCOUNT_KEY).options == ["All accounts", "Alpha · binance / main"]
+
+
+def test_links_carry_scope_and_show_their_text() -> None:
+    url = scope.link("balances", "Sharp **Foundation** #1", client_id=3, connector_id=7)
+    assert url.startswith("balances?client=3&connector=7#")
+    import re
+
+    shown = re.search(scope._SHOWN.pattern, url)
+    assert shown is not None and shown.group(1) == "Sharp **Foundation** #1"
+    assert scope.link("asset", "B\u200bTC", asset="B\u200bTC").endswith("#B\\u200bTC")  # invisible written out
+
+
+def _open(name: str, user_id: int, **state: object) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "portfolio" / f"{name}.py"), default_timeout=60)
+    at.session_state["auth_user_id"] = user_id
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at
+
+
+def test_asset_page_shows_one_asset_in_scope_with_a_titled_scope(seeded: Seeded) -> None:
+    at = _open("asset", seeded.users["admin"], scope_client_id=seeded.alpha)
+    at.query_params[scope.ASSET_PARAM] = "BTC"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Asset · Alpha › BTC"
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Held"] == "0.56333500"
+    held = at.dataframe[0].value
+    assert list(held["Account"].str.extract(scope._SHOWN.pattern)[0]) == ["Alpha · binance / main"]
+    markets = at.dataframe[1].value["Market"]
+    assert all("symbol=" in m and "client=" in m for m in markets)
+
+
+def test_asset_page_ignores_an_asset_outside_scope(seeded: Seeded) -> None:
+    at = _open("asset", seeded.users["admin"], scope_client_id=seeded.beta)
+    at.query_params[scope.ASSET_PARAM] = "BNB"  # Alpha's, not Beta's
+    at.run()
+    assert not at.exception
+    assert "BNB" not in at.title[0].value
+    assert at.query_params[scope.ASSET_PARAM] != "BNB"
+
+
+def test_page_titles_name_the_scope(seeded: Seeded) -> None:
+    with session_scope() as session:
+        session.get(Client, seeded.beta).name = "Beta *bold*"
+    at = _open("pnl", seeded.users["admin"], scope_client_id=seeded.beta)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "P&L · Beta \\*bold\\*"
