@@ -79,13 +79,16 @@ Choices where PNL.md is silent (for the README)
   invariant holds only when ``start`` is None. Unmatched quantities cover all history
   up to ``end`` (missing history matters whatever the window).
 - Pooling: ``pool='scope'`` pools each asset across every connector (and client) in the
-  frames; ``pool='connector'`` keeps one pool per connector and asset.
+  frames; ``pool='connector'`` keeps one pool per connector and asset; ``pool='client'`` one
+  per client and asset, which is each client's own scope pooling in a single run (the Clients
+  page: realized and holdings per client equal one ``pool='scope'`` run per client's frames).
 - Where things are: realized P&L belongs to the connector/client of the disposal (the
   fill or fee), fees and cash flow to the fill's. Holdings (``holdings``, and the
   unrealized of ``summarise``/``by_connector``/``by_client``) lie where the pool is under
   connector pooling; under scope pooling the pool has no location, so each asset's
   quantity, basis and market value are split pro rata over connectors by the units each
-  connector holds on the ledger (net flows, negatives counted as 0).
+  connector holds on the ledger (net flows, negatives counted as 0); under client pooling the
+  same, over the pool's own client's connectors.
 - ``opening_quantity``: units still held that came from opening lots (FIFO: exact, the
   opening lots are the oldest; average cost: their pro rata share of the pool).
 """
@@ -113,7 +116,7 @@ from lib.pnl.result import (
 )
 from lib.prices import DEFAULT_USD_LIKE
 
-Pool = Literal["scope", "connector"]
+Pool = Literal["scope", "connector", "client"]
 
 __all__ = [
     "DISPOSAL_COLUMNS",
@@ -149,8 +152,8 @@ def compute_pnl(
     usd_like: frozenset[str] = DEFAULT_USD_LIKE,
 ) -> PnlResult:
     """P&L of the given fills, transfers and opening lots, valued with ``marks`` (USD)."""
-    if pool not in ("scope", "connector"):
-        raise ValueError(f"pool must be 'scope' or 'connector', got {pool!r}")
+    if pool not in ("scope", "connector", "client"):
+        raise ValueError(f"pool must be 'scope', 'connector' or 'client', got {pool!r}")
     ledger = build_ledger(fills, transfers, opening, pool=pool, usd_like=usd_like, end=end)
     matched = match(ledger.events, method)
     return build_result(ledger, matched, marks or {}, method=method, pool=pool, start=start, usd_like=usd_like)

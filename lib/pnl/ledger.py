@@ -62,7 +62,7 @@ class Events:
     """Lot events sorted by segment (pool key, asset), then processing order."""
 
     starts: np.ndarray  # index of the first event of each segment
-    seg_pool: np.ndarray  # per segment: connector id, or SCOPE_POOL
+    seg_pool: np.ndarray  # per segment: connector id, client id (client pooling) or SCOPE_POOL
     seg_asset: np.ndarray  # per segment: asset code
     asset: np.ndarray  # asset code
     kind: np.ndarray  # ACQUIRE / DISPOSE / WITHDRAW
@@ -438,7 +438,12 @@ def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[
             "(e.g. a fee as large as the amount received)."
         )
     asset, kind, label, units, value, source, call = (x[keep] for x in (asset, kind, label, units, value, source, call))
-    pool_key = sources.connector[source] if pool == "connector" else np.full(len(source), SCOPE_POOL)
+    if pool == "connector":
+        pool_key = sources.connector[source]
+    elif pool == "client":  # one pool per client and asset: every client's own scope in one run
+        pool_key = sources.client[source]
+    else:
+        pool_key = np.full(len(source), SCOPE_POOL)
     pool_code, _ = pd.factorize(pool_key)
     seg_raw = pool_code.astype(np.int64) * (int(asset.max(initial=0)) + 1) + asset
     # Processing order without a comparison sort: (rank, add call) is unique per event, so

@@ -177,23 +177,32 @@ def _segments(ledger: Ledger, matched: Matched) -> pd.DataFrame:
     )
 
 
-def _scope_locations(ledger: Ledger, segments: pd.DataFrame) -> pd.DataFrame:
-    """Split each scope-pooled asset over connectors pro rata to the units each one holds.
-
-    A connector's units are its net flows (acquired minus disposed, from trades, fees,
-    transfers and opening lots); negative nets count as 0. Quantity, basis and opening units
-    are split by the same shares; when no connector holds a positive net the pool gets one
-    row with no connector.
-    """
+def connector_nets(ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
+    """(connector ids, units each connector holds per asset code on the ledger: net flows)."""
     ev = ledger.events
     codes, connectors = pd.factorize(ledger.sources.connector[ev.source])
     n_assets = len(ledger.assets)
     signed = np.where(ev.kind == ACQUIRE, ev.units, -ev.units)
     net = np.bincount(codes * n_assets + ev.asset, weights=signed, minlength=len(connectors) * n_assets)
-    held = np.clip(net.reshape(len(connectors), n_assets), 0.0, None)
+    return np.asarray(connectors, np.int64), net.reshape(len(connectors), n_assets)
+
+
+def _scope_locations(ledger: Ledger, segments: pd.DataFrame, pool: str, client_of: dict[int, int],
+                     nets: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """Split each scope-pooled (or client-pooled) asset over connectors pro rata to the units each holds.
+
+    A connector's units are its net flows (acquired minus disposed, from trades, fees,
+    transfers and opening lots); negative nets count as 0. Quantity, basis and opening units
+    are split by the same shares; when no connector holds a positive net the pool gets one
+    row with no connector. Under client pooling only the pool's client's connectors share it.
+    ``nets`` (``connector_nets``) may be given when they were kept from earlier events.
+    """
+    connectors, net = connector_nets(ledger) if nets is None else nets
+    held = np.clip(net, 0.0, None)
+    owner = np.array([client_of.get(int(c), -1) for c in connectors], np.int64)
     parts = []
     for row in segments.itertuples(index=False):
-        column = held[:, row.asset]
+        column = held[:, row.asset] if pool != "client" else np.where(owner == row.pool, held[:, row.asset], 0.0)
         where = np.flatnonzero(column > 0)
         if column.sum() > 0:
             share = column[where] / column.sum()
@@ -208,11 +217,12 @@ def _scope_locations(ledger: Ledger, segments: pd.DataFrame) -> pd.DataFrame:
                     "quantity": row.quantity * share,
                     "cost_basis": row.cost_basis * share,
                     "opening_quantity": row.opening_quantity * share,
+                    "pool": row.pool,
                 }
             )
         )
     if not parts:
-        return segments.drop(columns="pool").assign(connector_id=pd.array([], dtype="Int64"))
+        return segments.assign(connector_id=pd.array([], dtype="Int64"))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -228,15 +238,18 @@ def _valued(frame: pd.DataFrame, assets: list[str], mark_of: np.ndarray) -> pd.D
 
 
 def _holdings(
-    ledger: Ledger, segments: pd.DataFrame, pool: str, mark_of: np.ndarray, client_of: dict[int, int]
+    ledger: Ledger, segments: pd.DataFrame, pool: str, mark_of: np.ndarray, client_of: dict[int, int],
+    nets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     if pool == "connector":
         located = segments.rename(columns={"pool": "connector_id"})
         located["connector_id"] = located["connector_id"].astype("Int64")
     else:
-        located = _scope_locations(ledger, segments)
+        located = _scope_locations(ledger, segments, pool, client_of, nets)
     located = located[(located["quantity"] != 0) | (located["cost_basis"] != 0)].copy()
     located["client_id"] = located["connector_id"].map(client_of).astype("Int64")
+    if pool == "client":  # a client's pool with no connector holding it still is that client's
+        located["client_id"] = located["pool"].astype("Int64")
     return _valued(located, ledger.assets, mark_of)[list(HOLDING_COLUMNS)].reset_index(drop=True)
 
 
