@@ -18,6 +18,7 @@ from lib.models import Client, Statement, Trade
 from lib.statement_render import title as statements_title
 from lib.statement_render import to_html, to_pdf
 from lib.sync import worker
+from lib.ui import shell
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 
@@ -143,10 +144,12 @@ def test_worker_loop_keeps_statements(seeded: Seeded, monkeypatch: pytest.Monkey
     assert periods == {"2023-12", "2024-01", "2024-02", "2024-03"}
 
 
-def _open(seeded: Seeded, role: str) -> AppTest:
+def _open(seeded: Seeded, role: str, client_id: int | None = None) -> AppTest:
     at = AppTest.from_file(str(Path(__file__).parent.parent / "pages" / "portfolio" / "statements.py"),
                            default_timeout=120)
     at.session_state["auth_user_id"] = seeded.users[role]
+    if client_id is not None:
+        at.session_state[shell.SCOPE_KEY] = client_id  # the sidebar's client
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -154,14 +157,18 @@ def _open(seeded: Seeded, role: str) -> AppTest:
 
 def test_page_lists_kept_statements_by_role(seeded: Seeded) -> None:
     statement_store.keep_closed_months(datetime(2024, 3, 15, tzinfo=UTC))
-    mine = _open(seeded, "client")
-    assert [fmt_option for fmt_option in mine.selectbox[0].options] == ["Alpha"]  # not Beta
+    mine = _open(seeded, "client")  # one client: it needs no picking
+    assert mine.title[0].value == "Statements · Alpha"
     assert list(mine.dataframe[0].value["Period"]) == ["2024-02", "2024-01", "2023-12"]
+    assert list(mine.dataframe[0].value["Revised"]) == ["No"] * 3
     assert len(mine.get("download_button")) == 2
-    analyst = _open(seeded, "analyst")
-    assert set(analyst.selectbox[0].options) == {"Alpha", "Beta"}
-    analyst.selectbox[0].select(seeded.beta).run()
+    sneaky = _open(seeded, "client", seeded.beta)  # another client's id in the session: never shown
+    assert sneaky.title[0].value == "Statements · Alpha"
+    everyone = _open(seeded, "analyst")  # several clients, none picked in the sidebar: asked to pick one
+    assert "pick the client in the sidebar" in everyone.info[0].value and not everyone.dataframe
+    analyst = _open(seeded, "analyst", seeded.beta)
+    assert analyst.title[0].value == "Statements · Beta"
     assert list(analyst.dataframe[0].value["Period"]) == ["2024-02", "2024-01"]
-    analyst.selectbox[2].select("2024-02")
+    analyst.selectbox[1].select("2024-02")
     analyst.button[0].click().run()  # on demand: Generate
     assert not analyst.exception and len(analyst.get("download_button")) == 4

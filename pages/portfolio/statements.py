@@ -25,13 +25,17 @@ viewer = current_viewer()
 with session_scope() as session:
     names = {c.id: c.name for c in list_clients(session, viewer)}
 
-st.title("Statements")
 if not names:
+    st.title("Statements")
     st.info("No client to show statements for: none is assigned to you yet.")
     st.stop()
-chosen = selected_client_id(viewer)
-client_id = st.selectbox("Client", list(names), index=list(names).index(chosen) if chosen in names else 0,
-                         format_func=lambda cid: fmt.visible(names[cid]))
+chosen = selected_client_id(viewer)  # the sidebar's client: a statement is one client's, the page has no picker
+client_id = chosen if chosen in names else next(iter(names)) if len(names) == 1 else None
+if client_id is None:
+    st.title("Statements")
+    st.info("A statement is one client's: pick the client in the sidebar.", icon=":material/arrow_back:")
+    st.stop()
+st.title(f"Statements · {fmt.literal(names[client_id])}")
 st.caption(fmt.literal(f"Statements of {names[client_id]}. Month-end statements are made by the worker once a "
                        "month has closed (UTC) and revised when data dated in that month arrives later."))
 
@@ -43,7 +47,8 @@ if not kept:
             "activity has closed.")
 else:
     st.dataframe(
-        [{"Period": k.period, "Revision": k.revision, "Revised": "revised" if k.revision > 1 else "",
+        [{"Period": k.period, "Revision": k.revision,
+          "Revised": "Yes: data for the month arrived after it closed" if k.revision > 1 else "No",
           "Generated": k.generated_at} for k in kept],
         column_config={"Generated": fmt.datetime_column("Generated")}, hide_index=True)
     by_period = {k.period: k for k in kept}
