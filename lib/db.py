@@ -6,23 +6,41 @@ parameters never appear in errors (``hide_parameters``): they can hold password 
 ciphertext, and errors end up in logs. A SQLite file is created readable by its owner only
 (its WAL and shared-memory files take the same mode), and a file replaced under a running
 process (deleted and migrated anew) is reopened instead of read through stale handles.
+
+Write version (``lib.models.DatabaseState``): every commit that wrote data the pages derive from
+bumps it in the same transaction, just before COMMIT. The engine's cursor events see every
+statement, whichever path sent it (an ORM flush, ``session.execute(update(...))``,
+``session.connection().execute(insert(...))`` as the sync does, ``text()``): a write to a
+versioned table marks the connection, and the ``commit`` event bumps once for the whole
+transaction. Why not triggers: SQLite has only row-level ones (a 100k-fill insert would update
+the version row 100k times, +40% measured) and cannot draw one token per transaction; and the
+bump being the transaction's last statement means on PostgreSQL the version row is locked last
+and only for the moment of the commit, so it can neither deadlock with nor hold up other writers.
+Writes made outside this process's engines (psql, another tool) do not bump: run them through
+``lib.db`` or bump with ``bump_version``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy import Connection, Engine, create_engine, delete, event, exc, insert, make_url, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from lib.models import DatabaseState, DatabaseVersion
 from lib.settings import PROJECT_ROOT, get_settings
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines repeat on every start
@@ -98,6 +116,131 @@ def _sqlite_engine(url: str, path: Path) -> Engine:
     return engine
 
 
+# --------------------------------------------------------------------------- write version
+
+#: tables no page derives a figure from: writing them alone leaves the version as it is
+UNVERSIONED_TABLES = frozenset({"users", "user_clients", "auth_sessions", "login_throttles", "audit_log",
+                                "alembic_version", DatabaseState.__tablename__, DatabaseVersion.__tablename__})
+#: columns no page derives a figure from: an UPDATE setting only these leaves the version as it
+#: is (the sync's leases, taken and renewed many times a run, keep ``updated_at`` as it was)
+UNVERSIONED_COLUMNS = {"connectors": frozenset({"lease_owner", "lease_until", "updated_at"})}
+#: deleting a row of these deletes fills with it (ON DELETE CASCADE)
+_FILL_OWNERS = frozenset({"connectors", "clients"})
+#: write versions whose token is kept (``DatabaseVersion``); older ones are pruned every ``_PRUNE_EVERY``
+VERSIONS_KEPT = 100_000
+_PRUNE_EVERY = 1_000
+#: ``Connection.info`` key: the transaction wrote versioned data (value: it may have changed fills)
+_PENDING = "lib.db.write_pending"
+
+_DML = re.compile(
+    r"""^\s*(?P<verb>INSERT(?:\s+OR\s+(?P<conflict>\w+))?\s+INTO|REPLACE\s+INTO|UPDATE(?:\s+OR\s+\w+)?
+        |DELETE\s+FROM|TRUNCATE(?:\s+TABLE)?(?:\s+ONLY)?)\s+(?:"?\w+"?\.)?"?(?P<table>\w+)""",
+    re.IGNORECASE | re.VERBOSE)
+_UPSERT = re.compile(r"\bON\s+CONFLICT\b.*\bDO\s+UPDATE\b", re.IGNORECASE | re.DOTALL)
+_SET = re.compile(r"\bSET\s+(.*?)(?:\bWHERE\b|\bRETURNING\b|\bFROM\b|$)", re.IGNORECASE | re.DOTALL)
+_ASSIGNED = re.compile(r'(?:^|,)\s*"?(\w+)"?\s*=')
+_CTE_WRITE = re.compile(r"\)\s*(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+
+
+@lru_cache(maxsize=2048)
+def classify_write(statement: str) -> tuple[bool, bool]:
+    """(bumps the write version, may change or remove fills already stored) for one SQL statement.
+
+    Plain inserts into trades only add fills; an update, a delete, an upsert or a REPLACE of
+    trades, and a delete of the connectors or clients that own fills, may change or remove them.
+    A statement whose target is not parsed (a CTE that writes, MERGE) counts as both.
+    """
+    head = statement.lstrip()[:8].upper()
+    if not head.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE", "TRUNCATE", "WITH", "MERGE")):
+        return False, False
+    match = _DML.match(statement)
+    if match is None:
+        writes = head.startswith("MERGE") or bool(_CTE_WRITE.search(statement))
+        return writes, writes
+    table = match["table"].lower()
+    if table in UNVERSIONED_TABLES:
+        return False, False
+    verb = match["verb"].split()[0].upper()
+    if verb == "UPDATE" and table in UNVERSIONED_COLUMNS:
+        assigned = _SET.search(statement)
+        # every "name =" at the start of an assignment; a value's own text can only add names
+        if assigned is not None and set(_ASSIGNED.findall(assigned[1])) <= UNVERSIONED_COLUMNS[table]:
+            return False, False
+    replaces = verb in ("REPLACE", "UPDATE", "DELETE", "TRUNCATE") or (match["conflict"] or "").upper() == "REPLACE" \
+        or (verb == "INSERT" and bool(_UPSERT.search(statement)))
+    if table == "trades":
+        return True, replaces
+    return True, table in _FILL_OWNERS and replaces and verb != "UPDATE"
+
+
+def _has_state_table(connection: Connection) -> bool:
+    """Whether the schema has the version row's table yet (a database at a revision before 0009
+    does not; its migration to 0009 bumps the version)."""
+    if connection.dialect.name == "sqlite":
+        query = text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name")
+    else:
+        query = text("SELECT to_regclass(:name) IS NOT NULL")
+    return bool(connection.execute(query, {"name": DatabaseState.__tablename__}).scalar())
+
+
+def bump_version(connection: Connection, rewrites_trades: bool = False) -> int | None:
+    """Advance the write version in ``connection``'s transaction: version + 1 and a new random
+    token (and a new trades epoch when fills may have changed); the token is kept per version
+    (``DatabaseVersion``). A database that lost its row gets a new identity. Returns the new
+    version, None for a database migrated before 0009."""
+    if not _has_state_table(connection):
+        return None
+    token = secrets.token_hex(16)
+    values: dict[str, Any] = {"version": DatabaseState.version + 1, "token": token}
+    if rewrites_trades:
+        values["trades_epoch"] = token
+    version = connection.execute(update(DatabaseState).where(DatabaseState.id == 1).values(values)
+                                 .returning(DatabaseState.version)).scalar_one_or_none()
+    if version is None:
+        version = 0
+        connection.execute(delete(DatabaseVersion))
+        connection.execute(insert(DatabaseState).values(id=1, identity=str(uuid.uuid4()), version=version,
+                                                        token=token, trades_epoch=token))
+    connection.execute(insert(DatabaseVersion).values(version=version, token=token))
+    if version % _PRUNE_EVERY == 0:
+        connection.execute(delete(DatabaseVersion).where(DatabaseVersion.version <= version - VERSIONS_KEPT))
+    return version
+
+
+def has_pending_writes(connection: Connection) -> bool:
+    """Whether ``connection``'s transaction wrote versioned data not committed yet: the version
+    moves at its commit, so until then what it reads is not what the version names."""
+    return _PENDING in connection.info
+
+
+def _track_writes(engine: Engine) -> None:
+    """Bump the write version at the commit of every transaction that wrote versioned data."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def note(connection, _cursor, statement, _parameters, _context, _executemany) -> None:  # noqa: ANN001
+        writes, rewrites = classify_write(statement)
+        if writes:
+            connection.info[_PENDING] = rewrites or connection.info.get(_PENDING, False)
+
+    @event.listens_for(engine, "commit")
+    def bump(connection: Connection) -> None:
+        rewrites = connection.info.pop(_PENDING, None)
+        if rewrites is not None:
+            bump_version(connection, rewrites_trades=rewrites)
+
+    @event.listens_for(engine, "rollback")
+    def forget(connection: Connection) -> None:
+        connection.info.pop(_PENDING, None)
+
+    @event.listens_for(engine.pool, "checkin")
+    def returned(_dbapi_connection, record) -> None:  # noqa: ANN001 - pool callback
+        if record is not None:
+            record.info.pop(_PENDING, None)
+
+
+# --------------------------------------------------------------------------- engines
+
+
 _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker[Session]] = {}
 
@@ -112,6 +255,7 @@ def get_engine(url: str | None = None) -> Engine:
             engine = _sqlite_engine(url, path)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+        _track_writes(engine)
         _engines[url] = engine
     return _engines[url]
 
@@ -151,10 +295,23 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+def _revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
 def migrate(url: str | None = None) -> None:
-    """Bring the schema to the newest revision; safe to call on every start."""
-    get_engine(url or get_settings().database_url)  # creates the SQLite folder and a 0600 file
+    """Bring the schema to the newest revision; safe to call on every start.
+
+    A migration may rewrite stored data (0007 turned every amount into an exact decimal), so an
+    upgrade that changed the revision bumps the write version as a write of fills would.
+    """
+    engine = get_engine(url or get_settings().database_url)  # creates the SQLite folder and a 0600 file
+    before = _revision(engine)
     command.upgrade(alembic_config(url), "head")
+    if _revision(engine) != before:
+        with engine.begin() as connection:
+            bump_version(connection, rewrites_trades=True)
 
 
 def check_schema(url: str | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -608,3 +609,39 @@ class Statement(Base):
     generated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     html: Mapped[str] = mapped_column(Text)
     pdf: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DatabaseState(Base):
+    """This database's identity and write version: what every cache derived from it is keyed by.
+
+    One row (id 1), created by migration 0009 with a random ``identity``, so a database recreated
+    at the same path or URL is another database to every cache. ``version`` counts the commits
+    that wrote data the pages derive from and ``token`` is a random value drawn at each of them
+    (``lib.db`` bumps both in the writing transaction): an older copy restored and written to
+    reaches an old ``version`` again, never with the ``token`` a cache saw. ``trades_epoch`` is
+    drawn anew only by a write that may change or remove fills already stored (an update or delete
+    of trades, a deleted connector or client): while it stands, fills have only been added.
+    """
+
+    __tablename__ = "database_state"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_database_state_one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    identity: Mapped[str] = mapped_column(String(36))
+    version: Mapped[int] = mapped_column(BigInteger)
+    token: Mapped[str] = mapped_column(String(32))
+    trades_epoch: Mapped[str] = mapped_column(String(32))
+
+
+class DatabaseVersion(Base):
+    """Each write version's token, as the bump wrote it (the last ``lib.db.VERSIONS_KEPT``).
+
+    A cache that reflects version v with token t may build on the database's current state only
+    if the database went through (v, t): this row says so. A restored older copy has no row for
+    a version it never reached, or another token there once it is written to.
+    """
+
+    __tablename__ = "database_versions"
+
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    token: Mapped[str] = mapped_column(String(32))

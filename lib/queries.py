@@ -11,30 +11,37 @@ their columns, even when empty, so callers never branch on shape.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import secrets
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+from pyarrow import feather
 from sqlalchemy import ColumnElement, Double, Select, and_, cast, func, literal, select, true
 from sqlalchemy.orm import Session
 
 from lib.access import Viewer
+from lib.db import has_pending_writes
 from lib.models import (
     BalanceSnapshot,
     Candle,
     Client,
     Connector,
+    DatabaseState,
+    DatabaseVersion,
     HistoryCoverage,
     HistoryImport,
     OpeningBalance,
     Order,
     OrderHistory,
     Position,
-    SyncRun,
     Ticker,
     Trade,
     Transfer,
@@ -352,11 +359,35 @@ def pnl_fills(session: Session, viewer: Viewer, client_id: int | None = None, co
 
 _STORE_COLUMNS = ["id", *(c for c in PNL_FILL_COLUMNS if c != "client_id")]
 _FLOAT_COLUMNS = ("amount", "price", "cost", "fee_cost", "realized_pnl")
+#: the Arrow schema metadata key of the fill store's JSON label (``_StoreLabel``)
+_LABEL_KEY = b"fill_store"
+_STORE_FORMAT = 2
 
 
-def _store_path() -> Path:
-    key = hashlib.sha256(get_settings().database_url.encode()).hexdigest()[:16]
-    return get_settings().data_dir / "cache" / f"fills-{key}.arrow"
+def _url_key() -> str:
+    return hashlib.sha256(get_settings().database_url.encode()).hexdigest()[:16]
+
+
+def _store_path(identity: str) -> Path:
+    """The database's fill store: per URL (a hash, never the URL) and per database identity."""
+    return get_settings().data_dir / "cache" / f"fills-{_url_key()}-{identity}.arrow"
+
+
+@dataclass(frozen=True)
+class _StoreLabel:
+    """What a fill store file reflects: the database state it was read at, and its rows.
+
+    ``exact``: no write committed while it was read, so the rows are exactly those of
+    (``version``, ``token``); otherwise they may be newer, and it is only built upon.
+    """
+
+    identity: str
+    version: int
+    token: str
+    trades_epoch: str
+    count: int
+    max_id: int
+    exact: bool
 
 
 def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
@@ -378,41 +409,78 @@ def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=_STORE_COLUMNS)
 
 
+def _load_store(path: Path) -> tuple[pd.DataFrame, _StoreLabel] | None:
+    """The file's fills and label; None when missing, torn, foreign or of an older layout."""
+    try:
+        table = feather.read_table(path)
+        label = json.loads((table.schema.metadata or {})[_LABEL_KEY])
+        if label.pop("format", None) != _STORE_FORMAT or table.column_names != _STORE_COLUMNS:
+            return None
+        return table.to_pandas(), _StoreLabel(**label)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
+
+
+def _save_store(path: Path, frame: pd.DataFrame, label: _StoreLabel) -> None:
+    """Write the file atomically (0600), its label in the Arrow schema metadata, so the rows and
+    what they reflect are replaced together; this URL's files of other databases go."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    text = json.dumps({**asdict(label), "format": _STORE_FORMAT}).encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _LABEL_KEY: text})
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # never readable by others
+    feather.write_feather(table, str(temporary))
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+    for other in path.parent.glob(f"fills-{_url_key()}*.arrow"):  # a database replaced at this URL
+        if other != path:
+            other.unlink(missing_ok=True)
+
+
 def _stored_fills(session: Session) -> pd.DataFrame:
     """Every fill of the database, from an Arrow file in DATA_DIR/cache kept in step with it.
 
     Turning a million SQL rows into Python objects takes seconds (sqlite3 or psycopg alike);
-    the Arrow file loads in a fraction of that. It is checked on every call against
-    (count, max id) of the trades table: new fills (higher ids, the sync only inserts
-    fills, they are final) are read and appended; anything else (a connector deleted)
-    rebuilds it. The file holds what the database holds, beside it, readable by its owner
-    only; scope is applied by the caller, never by the file.
+    the Arrow file loads in a fraction of that. The file is named by the database's identity
+    and labelled with the write version it reflects (``write_state``):
+    - same identity and version (read exactly there): used as it is, with no scan of trades;
+    - same identity, the database went through the file's version since (``went_through``: not a
+      restored older copy) and the trades epoch is unchanged (fills were only inserted since):
+      fills with higher ids are read and appended, if the count then matches (a fill committed
+      late with a lower id, as PostgreSQL's sequences allow, does not);
+    - anything else (another database, a restored copy, a fill updated, a connector deleted,
+      an unreadable file): rebuilt from the trades table.
+    The file holds what the database holds, beside it, readable by its owner only; scope is
+    applied by the caller, never by the file.
     """
-    count, max_id = session.execute(select(func.count(Trade.id), func.max(Trade.id))).one()
-    count, max_id = int(count or 0), int(max_id or 0)
-    path = _store_path()
+    state = write_state(session)
+    if state is None or has_pending_writes(session.connection()):  # no version names what is read here
+        return _read_trades(session)
+    path = _store_path(state.identity)
+    stored = _load_store(path) if path.is_file() else None
     frame: pd.DataFrame | None = None
-    if path.is_file():
-        try:
-            frame = pd.read_feather(path)
-        except (OSError, ValueError):  # torn or foreign file: rebuild it
+    if stored is not None:
+        frame, label = stored
+        if label.identity == state.identity and label.exact and (label.version, label.token) == (
+                state.version, state.token):
+            return frame
+        if (label.identity != state.identity or label.trades_epoch != state.trades_epoch
+                or not went_through(session, label.version, label.token)):
             frame = None
-        if frame is not None and list(frame.columns) != _STORE_COLUMNS:  # written before a column was added
-            frame = None
-    if frame is not None and len(frame) == count and (count == 0 or int(frame["id"].max()) == max_id):
-        return frame
-    if frame is not None and len(frame) and int(frame["id"].max()) < max_id:
-        fresh = _read_trades(session, after_id=int(frame["id"].max()))
-        frame = pd.concat([frame, fresh], ignore_index=True) if len(frame) + len(fresh) == count else None
-    else:
-        frame = None
+        else:
+            fresh = _read_trades(session, after_id=label.max_id)
+            count = int(session.scalar(select(func.count(Trade.id))) or 0)
+            if len(frame) + len(fresh) != count:
+                frame = None
+            elif len(fresh):
+                frame = pd.concat([frame, fresh], ignore_index=True)
     if frame is None:
         frame = _read_trades(session)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    frame.reset_index(drop=True).to_feather(temporary)
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
+    after = write_state(session)
+    max_id = int(frame["id"].max()) if len(frame) else 0
+    _save_store(path, frame, _StoreLabel(state.identity, state.version, state.token, state.trades_epoch,
+                                         len(frame), max_id, exact=after == state))
     return frame
 
 
@@ -736,27 +804,41 @@ def candles(session: Session, viewer: Viewer, client_id: int | None = None, conn
 # --------------------------------------------------------------------------- cache invalidation
 
 
-def data_version(session: Session) -> str:
-    """A cheap token that changes whenever synced data or the account list changes.
+@dataclass(frozen=True)
+class WriteState:
+    """The database's identity and write version (``lib.models.DatabaseState``)."""
 
-    Primary-key maxima are index lookups; the cached loaders take this token as an argument so
-    new data shows up at once rather than after the cache TTL.
+    identity: str
+    version: int
+    token: str
+    trades_epoch: str
+
+
+def write_state(session: Session) -> WriteState | None:
+    """One row read; None for a database without its state row (see ``data_version``)."""
+    row = session.execute(select(DatabaseState.identity, DatabaseState.version, DatabaseState.token,
+                                 DatabaseState.trades_epoch).where(DatabaseState.id == 1)).one_or_none()
+    return None if row is None else WriteState(*row)
+
+
+def went_through(session: Session, version: int, token: str) -> bool:
+    """Whether this database's history passed through write version ``version`` with ``token``:
+    a cache built there may be carried forward. False for a restored older copy that never
+    reached it or reached it by other writes, and for versions pruned (``lib.db.VERSIONS_KEPT``)."""
+    return session.scalar(select(DatabaseVersion.token).where(DatabaseVersion.version == version)) == token
+
+
+def data_version(session: Session) -> str:
+    """What every cache derived from the database is keyed by: its identity and write version.
+
+    One primary-key read. The version is bumped in the same transaction as each write of data
+    the pages derive from (``lib.db``), with a random token, so a key is never reused: not by
+    another database at the same path or URL, nor by an older copy restored and written to.
+    A database without its state row, or a transaction with uncommitted writes of its own, gets
+    a new random key on every call (nothing is reused).
     """
-    parts = session.execute(
-        select(
-            select(func.max(SyncRun.id)).scalar_subquery(),
-            select(func.max(SyncRun.finished_at)).scalar_subquery(),
-            select(func.max(Trade.id)).scalar_subquery(),
-            select(func.max(BalanceSnapshot.id)).scalar_subquery(),
-            select(func.max(Transfer.id)).scalar_subquery(),
-            select(func.max(Order.id)).scalar_subquery(),
-            select(func.max(OrderHistory.id)).scalar_subquery(),
-            select(func.count(Connector.id)).scalar_subquery(),
-            select(func.max(Connector.updated_at)).scalar_subquery(),
-            select(func.count(Client.id)).scalar_subquery(),
-            select(func.max(Client.updated_at)).scalar_subquery(),
-            select(func.max(Ticker.fetched_at)).scalar_subquery(),
-            select(func.max(HistoryImport.id)).scalar_subquery(),
-        )
-    ).one()
-    return "|".join("" if part is None else str(part) for part in parts)
+    state = write_state(session)
+    if state is None or has_pending_writes(session.connection()):  # nothing to share a cache entry with
+        return f"unversioned:{secrets.token_hex(16)}" if state is None else \
+            f"{state.identity}:{state.version}:{state.token}:uncommitted:{secrets.token_hex(16)}"
+    return f"{state.identity}:{state.version}:{state.token}"
