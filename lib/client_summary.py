@@ -1,20 +1,20 @@
 """Clients side by side: one row per client with value, value changes, period P&L, traded volume,
 fees, accounts, reconciliation and freshness, and a total row; for admins and analysts only.
 
-The P&L columns are each client's own period P&L (``reports.pnl_report`` for that client, lots
-pooled across the client's accounts, as the P&L page shows with that client picked). One run
-over every client grouped by client would not give the same numbers: scope pooling would match
-one client's sales against another client's lots, and the holdings' marks would be weighted by
-every client's price sources. So each client's P&L and value changes are its own, kept on disk
-(``reports.cached_pnl_summary``, ``equity.cached_value_changes``): the files the P&L page and the
-Overview write for that client, so a restart or a cache clear reads them instead of recomputing.
-Traded volume and fees are one pass over the window's fills for all clients (``lib.activity``).
+The P&L columns are each client's own period P&L (what ``reports.pnl_report`` gives for that
+client, lots pooled across the client's accounts, as the P&L page shows with that client picked).
+They come from one engine run over every client with lots pooled per client (``reports.client_pnl``,
+``lib.pnl``'s ``pool='client'``): never across clients, each client's fills priced and its holdings
+marked from its own scope; one run per client read the million fills twenty times. They are kept
+on disk like the page's figures, so a restart or a cache clear reads them instead of recomputing.
+Value changes are each client's own (``equity.cached_value_changes``, the Overview's file). Traded
+volume and fees are one pass over the window's fills for all clients (``lib.activity``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -81,6 +81,22 @@ def _volume(viewer: Viewer, start: datetime | None, end: datetime | None) -> pd.
         {"client_id": np.int64, "volume_usd": float, "fees_usd": float})
 
 
+def _dump_pnl(figures: dict[int, reports.ClientPnl]) -> str:
+    return json.dumps({str(client): asdict(one) for client, one in figures.items()})
+
+
+def _load_pnl(text: str) -> dict[int, reports.ClientPnl]:
+    return {int(client): reports.ClientPnl(**one) for client, one in json.loads(text).items()}
+
+
+def _pnl(viewer: Viewer, client_ids: list[int], start: datetime | None, end: datetime | None,
+         method: reports.Method) -> dict[int, reports.ClientPnl]:
+    """``reports.client_pnl``, kept on disk (plain JSON) like the P&L page's figures."""
+    return reports.disk_cached("clients-pnl", viewer, None, None, [method, start, end, client_ids], _CODE_VERSION,
+                               lambda: reports.client_pnl(viewer, client_ids, method, start, end), _dump_pnl,
+                               _load_pnl)
+
+
 def _change(changes: dict[str, dict[str, object]], window: str) -> float | None:
     value = changes[window]["change"]
     return None if value is None else float(value)
@@ -97,16 +113,16 @@ def client_summary(viewer: Viewer, start: datetime | None = None, end: datetime 
         balances = reports.balances_report(viewer, session_or_url=session)
         volume = _volume(viewer, start, end)
         accounts = _accounts(session, viewer)
+        figures = _pnl(viewer, [int(c) for c in clients["id"]], start, end, method)
         rows, unpriced = [], set(balances.unpriced)
         for client in clients.itertuples(index=False):
             client_id = int(client.id)
-            pnl = reports.cached_pnl_summary(viewer, client_id, None, method, start, end)  # the P&L page's file
-            totals = pnl.totals
+            pnl = figures[client_id]
             unpriced |= set(pnl.unpriced)
             changes = equity.cached_value_changes(viewer, client_id)  # the Overview's file
             rows.append({
-                "client_id": client_id, "client": client.name, "realized": totals["realized"],
-                "unrealized_change": totals["unrealized_change"], "net": totals["net"],
+                "client_id": client_id, "client": client.name, "realized": pnl.realized,
+                "unrealized_change": pnl.unrealized_change, "net": pnl.net,
                 **{f"change_{w}": _change(changes, w) for w in reports.CHANGE_WINDOWS},
             })
     held = balances.rows

@@ -589,6 +589,58 @@ def _distinct(*columns: pd.Series) -> list[str]:
     return sorted({value for column in columns for value in column.dropna().unique()})
 
 
+@dataclass(frozen=True)
+class _PnlInputs:
+    """What the engine takes for one scope: priced frames and the marks at the window's edges."""
+
+    fills: pd.DataFrame  # pnl.FILL_COLUMNS (+ realized_pnl), with quote_usd and fee_usd
+    moves: pd.DataFrame  # pnl.TRANSFER_COLUMNS, as the balance sees them
+    opening: pd.DataFrame  # pnl.OPENING_COLUMNS
+    marks: dict[str, float]  # at the window's end (now for an open window)
+    marks_start: dict[str, float]
+    price_notes: list[str]
+    count: int  # fills in scope up to the window's end
+
+    @property
+    def empty(self) -> bool:
+        return self.fills.empty and self.moves.empty and self.opening.empty
+
+
+def _pnl_inputs(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None,
+                start: datetime | None, end: datetime | None, fills: pd.DataFrame | None = None) -> _PnlInputs:
+    """Query transfers, opening lots and candles in scope (and fills, unless the caller read them:
+    the Clients page reads every client's at once), price them, and find the marks."""
+    cash = usd_like()
+    end_ms = _ms(end)
+    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    if fills is None:
+        fills = queries.pnl_fills(session, viewer, client_id, connector_id, end_ms)
+    fills = _with_sources(fills, sources)
+    moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, end_ms=end_ms), sources)
+    opening = _with_sources(queries.opening_balances(session, viewer, client_id, connector_id), sources)
+    candles = queries.candles(session, viewer, client_id, connector_id, end_ms=end_ms)
+    candles = candles[candles["source"].isin(set(sources.values()))]  # not a deleted connector's host
+    assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
+    if len(set(sources.values())) > 1:
+        held = _units_held(fills, as_balance_moves(moves), opening, sources)
+    else:  # one source prices everything: no weights to find
+        held = pd.DataFrame({"source": next(iter(sources.values()), ""), "asset": assets, "units": 1.0})
+    source_marks = _marks_at(session, viewer, held, client_id, connector_id, end, candles)
+    start_marks = {} if start is None else _marks_at(session, viewer, held, client_id, connector_id, start, candles)
+    marks, price_notes = prices.pooled_marks(source_marks, held, assets, usd_like=cash)
+    marks_start, _ = prices.pooled_marks(start_marks, held, assets, usd_like=cash)
+    if fills.empty and moves.empty and opening.empty:
+        return _PnlInputs(fills.drop(columns="source"), moves.drop(columns="source"), opening.drop(columns="source"),
+                          marks, marks_start, price_notes, 0)
+    priced_fills = prices.add_fill_usd(fills, candles, usd_like=cash)
+    priced_moves = prices.add_transfer_usd(as_balance_moves(moves)[[*pnl.TRANSFER_COLUMNS[:-1], "source"]], candles,
+                                           usd_like=cash)
+    opening = prices.add_transfer_usd(opening, candles, usd_like=cash, asset_column="asset").assign(
+        usd=lambda f: f["usd_price"].astype(float).fillna(f["usd"]))[list(pnl.OPENING_COLUMNS)]
+    return _PnlInputs(priced_fills.drop(columns="source"), priced_moves.drop(columns="source"), opening, marks,
+                      marks_start, price_notes, len(fills))
+
+
 def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | None = None,
                connector_id: int | None = None, method: Method = "fifo", start: datetime | None = None,
                end: datetime | None = None, pool: Pool = "scope") -> PnlReport:
@@ -599,48 +651,107 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
     price source's candles, and holdings at its marks (``prices.pooled_marks``: one mark per
     asset, weighted by where the units are; a warning names the sources where they differ).
     """
-    cash = usd_like()
-    end_ms = _ms(end)
     if start is not None and end is not None and start >= end:
         raise ValueError("The window's start must be before its end.")
     with _session(session_or_url) as session:
-        sources = queries.price_sources(session, viewer, client_id, connector_id)
-        fills = _with_sources(queries.pnl_fills(session, viewer, client_id, connector_id, end_ms), sources)
-        moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, end_ms=end_ms), sources)
-        opening = _with_sources(queries.opening_balances(session, viewer, client_id, connector_id), sources)
-        candles = queries.candles(session, viewer, client_id, connector_id, end_ms=end_ms)
-        candles = candles[candles["source"].isin(set(sources.values()))]  # not a deleted connector's host
-        assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
-        if len(set(sources.values())) > 1:
-            held = _units_held(fills, as_balance_moves(moves), opening, sources)
-        else:  # one source prices everything: no weights to find
-            held = pd.DataFrame({"source": next(iter(sources.values()), ""), "asset": assets, "units": 1.0})
-        source_marks = _marks_at(session, viewer, held, client_id, connector_id, end, candles)
-        start_marks = {} if start is None else _marks_at(session, viewer, held, client_id, connector_id, start,
-                                                         candles)
-    marks, price_notes = prices.pooled_marks(source_marks, held, assets, usd_like=cash)
-    marks_start, _ = prices.pooled_marks(start_marks, held, assets, usd_like=cash)
-    if fills.empty and moves.empty and opening.empty:
-        return PnlReport(_empty_result(method, pool), marks, 0, start, end, _EMPTY_PERIOD)
-    priced_fills = prices.add_fill_usd(fills, candles, usd_like=cash)
-    priced_moves = prices.add_transfer_usd(as_balance_moves(moves)[[*pnl.TRANSFER_COLUMNS[:-1], "source"]], candles,
-                                           usd_like=cash)
-    opening = prices.add_transfer_usd(opening, candles, usd_like=cash, asset_column="asset").assign(
-        usd=lambda f: f["usd_price"].astype(float).fillna(f["usd"]))[list(pnl.OPENING_COLUMNS)]
-    priced_fills = priced_fills.drop(columns="source")
-    priced_moves = priced_moves.drop(columns="source")
-    period = period_pnl(priced_fills, priced_moves, opening, marks_start, marks, start=_ms(start), end=end_ms,
-                        method=method, pool=pool, usd_like=cash)
+        inputs = _pnl_inputs(session, viewer, client_id, connector_id, start, end)
+    if inputs.empty:
+        return PnlReport(_empty_result(method, pool), inputs.marks, 0, start, end, _EMPTY_PERIOD)
+    return _report(inputs, method, start, end, pool)
+
+
+def _report(inputs: _PnlInputs, method: Method, start: datetime | None, end: datetime | None,
+            pool: Pool) -> PnlReport:
+    """The period P&L of priced inputs, with its warnings in plain words."""
+    cash, end_ms = usd_like(), _ms(end)
+    period = period_pnl(inputs.fills, inputs.moves, inputs.opening, inputs.marks_start, inputs.marks,
+                        start=_ms(start), end=end_ms, method=method, pool=pool, usd_like=cash)
     result = period.window
-    dated_opening = pnl.date_opening_lots(opening, priced_fills, priced_moves)
-    named = name_unpriced_assets(result.warnings, priced_moves, dated_opening, end_ms, cash)
+    dated_opening = pnl.date_opening_lots(inputs.opening, inputs.fills, inputs.moves)
+    named = name_unpriced_assets(result.warnings, inputs.moves, dated_opening, end_ms, cash)
     if period.unpriced_at_start:
         named.append(f"No price at the window's start for {', '.join(period.unpriced_at_start)}: left out of the "
                      "opening value and of unrealized P&L at the start.")
     if period.unpriced_withdrawals:
         named.append(f"Withdrawn in this window with no price at the time: {', '.join(period.unpriced_withdrawals)}; "
                      "they count 0 in the withdrawals and their cost basis shows as withdrawn unrealized.")
-    return PnlReport(replace(result, warnings=named + price_notes), marks, len(fills), start, end, period.totals)
+    return PnlReport(replace(result, warnings=named + inputs.price_notes), inputs.marks, inputs.count, start, end,
+                     period.totals)
+
+
+@dataclass(frozen=True)
+class ClientPnl:
+    """One client's period P&L figures, as ``window_totals(pnl_report(..., client_id))`` gives them."""
+
+    realized: float
+    unrealized_start: float
+    unrealized_end: float
+    unrealized_change: float
+    net: float  # realized + unrealized_change
+    unpriced: list[str]  # assets the client holds at the window's end with no price
+
+
+def _unrealized(holdings: pd.DataFrame, marks: dict[str, float], cash: frozenset[str]) -> tuple[float, list[str]]:
+    """Unrealized P&L of holdings at ``marks`` (priced ones only, as lib.pnl's totals) and the unpriced assets."""
+    if holdings.empty:
+        return 0.0, []
+    quantity = holdings["quantity"].to_numpy(float)
+    assets = [str(a) for a in holdings["asset"]]
+    mark = np.array([pnl.result.mark(marks, a, cash) for a in assets])
+    priced = (quantity == 0) | ~np.isnan(mark)
+    value = np.where(quantity == 0, 0.0, quantity * mark)
+    unrealized = value - holdings["cost_basis"].to_numpy(float)
+    return float(unrealized[priced].sum()), sorted({a for a, p in zip(assets, priced, strict=True) if not p})
+
+
+def client_pnl(viewer: Viewer, client_ids: list[int], method: Method = "fifo", start: datetime | None = None,
+               end: datetime | None = None) -> dict[int, ClientPnl]:
+    """Every client's own period P&L in one engine run (``pool='client'``): the same figures as one
+    ``pnl_report`` per client, with the fills read once.
+
+    Each client's frames are priced and marked from its own scope (its price sources, candles and
+    holdings' weights), exactly as its own report does; the lots are pooled per client, never across
+    clients; each client's holdings are valued at its own marks.
+    """
+    if start is not None and end is not None and start >= end:
+        raise ValueError("The window's start must be before its end.")
+    cash = usd_like()
+    with session_scope() as session:
+        every = queries.pnl_fills(session, viewer, None, None, _ms(end))
+        rows = every.groupby("client_id").indices
+        inputs = {
+            client: _pnl_inputs(session, viewer, client, None, start, end,
+                                every.take(rows.get(client, [])).reset_index(drop=True))
+            for client in client_ids
+        }
+    zero = ClientPnl(0.0, 0.0, 0.0, 0.0, 0.0, [])
+    found = {client: one for client, one in inputs.items() if not one.empty}
+    if not found:
+        return dict.fromkeys(client_ids, zero)
+
+    def joined(part: Callable[[_PnlInputs], pd.DataFrame]) -> pd.DataFrame:
+        return pd.concat([part(one) for one in found.values()], ignore_index=True)
+
+    fills = joined(lambda one: one.fills)
+    fills = fills.sort_values("timestamp", kind="stable", ignore_index=True)  # as pnl_fills orders them
+    period = period_pnl(fills, joined(lambda one: one.moves), joined(lambda one: one.opening), {}, {},
+                        start=_ms(start), end=_ms(end), method=method, pool="client", usd_like=cash)
+    realized = period.window.disposals.groupby("client_id")["gain"].sum()
+    figures = {}
+    for client in client_ids:
+        if client not in found:
+            figures[client] = zero
+            continue
+        end_value, unpriced = _unrealized(period.window.holdings[period.window.holdings["client_id"] == client],
+                                          found[client].marks, cash)
+        start_value = 0.0
+        if period.at_start is not None:
+            held = period.at_start.holdings
+            start_value, _ = _unrealized(held[held["client_id"] == client], found[client].marks_start, cash)
+        gain = float(realized.get(client, 0.0))
+        figures[client] = ClientPnl(gain, start_value, end_value, end_value - start_value,
+                                    gain + end_value - start_value, unpriced)
+    return figures
 
 
 #: lib.pnl's note for lots it had to book at 0 cost basis; it counts them but names no asset.

@@ -70,6 +70,7 @@ class Period:
     window: PnlResult  # realized, fees and disposals inside the window; holdings at its end
     unpriced_withdrawals: list[str]  # assets withdrawn in the window with no price at the time
     unpriced_at_start: list[str]  # assets held at the start with no mark then (not in the opening value)
+    at_start: PnlResult | None = None  # holdings just before the window (None: the window starts at history's)
 
 
 def _cash(frame: pd.DataFrame, column: str, usd_like: frozenset[str]) -> np.ndarray:
@@ -173,5 +174,5 @@ def period_pnl(
         unpriced_basis_change=after.unpriced_cost_basis - (before.unpriced_cost_basis if before else 0.0),
         fees=after.fees,
     )
-    return Period(totals, window, flows.unpriced, unpriced_at_start)
+    return Period(totals, window, flows.unpriced, unpriced_at_start, None if start is None else at_start)
 

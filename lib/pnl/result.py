@@ -96,7 +96,7 @@ def _str_array(names: list[str] | tuple[str, ...], codes: np.ndarray) -> pd.api.
     return pd.array(list(names), dtype="str").take(codes)
 
 
-def _mark(marks: Mapping[str, float], asset: str, usd_like: frozenset[str]) -> float:
+def mark(marks: Mapping[str, float], asset: str, usd_like: frozenset[str]) -> float:
     """USD-like is 1.0; a missing, non-finite or non-positive mark is NaN (unpriced)."""
     if asset in usd_like:
         return 1.0
@@ -333,7 +333,7 @@ def build_result(
 ) -> PnlResult:
     """Frames, totals and warnings from matched events; ``start`` limits realized, fees and cash flow."""
     in_window = ledger.sources.timestamp >= start if start is not None else np.ones(len(ledger.sources.rank), bool)
-    mark_of = np.array([_mark(marks, a, usd_like) for a in ledger.assets] + [math.nan])
+    mark_of = np.array([mark(marks, a, usd_like) for a in ledger.assets] + [math.nan])
     client_of = _client_of(ledger)
     segments = _segments(ledger, matched)
     disposals = _disposals(ledger, matched, in_window)
