@@ -1,0 +1,165 @@
+"""Page speed as a user sees it: time to a settled page in headless Chromium against a real server.
+
+Seeds the same synthetic firm as bench/bench_pages.py (1,000,000 fills, 200 connectors, 20
+clients by default), starts the dashboard as ``make run`` does (serve.py, worker off so
+nothing else competes), logs in as an admin and opens every portfolio page from the sidebar.
+
+- ``first``: the page's first visit after the server started (nothing in Streamlit's caches;
+  files beside the database, such as the fill store and the P&L summaries, may already
+  exist from an earlier page of this run: that is what a user finds too);
+- ``warm``: the median of three more visits, switching away and back each time.
+
+A visit is timed from the click on the page's link to a settled page: Streamlit's run over
+(``data-test-script-state=notRunning``, status widget hidden), every plotly chart drawn and
+every data grid's first cell attached. Prints one JSON object with the machine's core count.
+
+    .venv/bin/python bench/bench_browser.py [--fills 1000000] [--connectors 200] [--clients 20]
+        [--database-url URL] [--pages overview,balances,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import bench_pages  # noqa: E402 - after the path is set
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+#: sidebar title -> what the benchmark calls it (bench_pages' names)
+PAGES = {"Overview": "overview", "Balances": "balances", "Trades": "trades", "Orders & positions": "orders",
+         "P&L": "pnl", "Asset": "asset", "Clients": "all_clients", "Activity": "activity",
+         "Reconciliation": "reconciliation", "Statements": "statements", "Sync": "sync"}
+SETTLED = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fills", type=int, default=1_000_000)
+    parser.add_argument("--connectors", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--pages", default=",".join(PAGES.values()), help="comma-separated page names")
+    return parser.parse_args()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_server(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "RUN_WORKER_IN_APP": "false", "FORWARDED_ALLOW_IPS": ""}
+    log = open(Path(os.environ["DATA_DIR"]) / "streamlit.log", "wb")  # noqa: SIM115 - the server's lifetime
+    server = subprocess.Popen(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.3)
+    os.killpg(server.pid, signal.SIGKILL)
+    raise SystemExit("the dashboard did not start within 120 s")
+
+
+def _settle(page: object) -> None:
+    page.wait_for_timeout(100)  # let the click's rerun request reach the server
+    page.locator(SETTLED).wait_for(timeout=600_000)
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=600_000)
+    main = page.locator("[data-testid='stMain']")
+    for chart in main.locator(".js-plotly-plot:visible").all():
+        chart.locator(".main-svg").first.wait_for(state="attached")
+    for grid in main.locator("[data-testid='stDataFrame']:visible").all():
+        grid.locator("[role='gridcell']").first.wait_for(state="attached")
+
+
+def _visit(page: object, title: str) -> float:
+    """Milliseconds from the click on ``title``'s link to a settled page."""
+    link = page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=title, exact=True)
+    began = time.perf_counter()
+    link.click()
+    _settle(page)
+    return (time.perf_counter() - began) * 1000 - 100  # the fixed wait in _settle is not the page's
+
+
+def main() -> None:
+    args = _args()
+    url = bench_pages.migrated("bench-browser-", args.database_url)
+    began = time.perf_counter()
+    admin_id = bench_pages._seed(url, args.fills, args.connectors, args.clients)  # noqa: SLF001 - shared seed
+    seeded_s = time.perf_counter() - began
+    from sqlalchemy import update
+
+    from lib.db import session_scope
+    from lib.models import User
+    from lib.users import hash_password
+
+    password = secrets.token_urlsafe(16)
+    with session_scope(url) as session:
+        session.execute(update(User).where(User.id == admin_id).values(password_hash=hash_password(password)))
+        username = session.get(User, admin_id).username
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    server = _start_server(port)
+    wanted = {title: name for title, name in PAGES.items() if name in args.pages.split(",")}
+    results: dict[str, dict[str, object]] = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(600_000)
+            page.goto(f"http://127.0.0.1:{port}")
+            _settle(page)
+            page.get_by_label("Username", exact=True).fill(username)
+            page.get_by_label("Password", exact=True).fill(password)
+            page.get_by_role("button", name="Log in").click()
+            _settle(page)
+            for title, name in wanted.items():
+                results[name] = {"first_ms": round(_visit(page, title))}
+            for title, name in wanted.items():
+                warm = []
+                for _ in range(3):
+                    _visit(page, "Sync" if title != "Sync" else "Overview")
+                    warm.append(_visit(page, title))
+                results[name]["warm_ms"] = round(statistics.median(warm))
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    print(json.dumps({
+        "benchmark": "bench_browser", "cpu_count": os.cpu_count(), "database": url.split(":", 1)[0],
+        "fills": args.fills, "connectors": args.connectors, "clients": args.clients,
+        "seed_seconds": round(seeded_s, 1),
+        "method": "headless Chromium against serve.py (worker off), admin over all clients; click on the "
+                  "sidebar link to a settled page (run over, charts and grids drawn), ms. first = first visit "
+                  "after the server started; warm = median of 3 later visits.",
+        "targets": {"warm_ms": 150, "first_ms": 1500},
+        "pages": results,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
