@@ -16,8 +16,8 @@ transaction. Why not triggers: SQLite has only row-level ones (a 100k-fill inser
 the version row 100k times, +40% measured) and cannot draw one token per transaction; and the
 bump being the transaction's last statement means on PostgreSQL the version row is locked last
 and only for the moment of the commit, so it can neither deadlock with nor hold up other writers.
-Writes made outside this process's engines (psql, another tool) do not bump: run them through
-``lib.db`` or bump with ``bump_version``.
+Writes that bypass these engines' Connections (psql, another tool, a raw DBAPI connection as the
+benchmarks' bulk loads use) do not bump: send them through ``lib.db`` or call ``bump_version``.
 """
 
 from __future__ import annotations

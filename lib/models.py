@@ -343,8 +343,10 @@ class Trade(Base):
 
     The symbol is part of the key because Binance and OKX number trades per market.
 
-    Ids are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL): the P&L
-    fill store (lib.queries) relies on (count, max id) to know it is in step.
+    Ids are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL): the P&L fill store
+    (lib.queries) appends the fills above its highest id while only inserts happened since
+    (``DatabaseState.trades_epoch``); on PostgreSQL it also compares the count, since a fill may
+    commit after one with a higher id.
     """
 
     __tablename__ = "trades"
@@ -604,7 +606,7 @@ class Statement(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
     period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
     revision: Mapped[int] = mapped_column(Integer, default=1)
-    #: the stored data the statement was made from (``lib.queries.data_version`` of its scope)
+    #: the stored data the statement was made from (``lib.statements.scope_version``)
     data_version: Mapped[str] = mapped_column(String(200))
     generated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     html: Mapped[str] = mapped_column(Text)

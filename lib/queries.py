@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -428,7 +429,7 @@ def _save_store(path: Path, frame: pd.DataFrame, label: _StoreLabel) -> None:
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     text = json.dumps({**asdict(label), "format": _STORE_FORMAT}).encode()
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), _LABEL_KEY: text})
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # two sessions may write
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # never readable by others
     feather.write_feather(table, str(temporary))
     os.chmod(temporary, 0o600)
@@ -436,6 +437,19 @@ def _save_store(path: Path, frame: pd.DataFrame, label: _StoreLabel) -> None:
     for other in path.parent.glob(f"fills-{_url_key()}*.arrow"):  # a database replaced at this URL
         if other != path:
             other.unlink(missing_ok=True)
+
+
+def _ids_grow_in_commit_order(session: Session) -> bool:
+    """SQLite: one writer at a time and AUTOINCREMENT ids that only grow, so a fill committed after
+    the store was read has a higher id than any in it. Not PostgreSQL: a sequence hands out ids
+    before commit, so a fill committed late may have a lower id (the count then tells)."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def refresh_fill_store(session: Session) -> int:
+    """Bring the fill store in step with the database now (the sync calls it once it has
+    committed new fills, so the P&L page finds the file current); returns how many fills it holds."""
+    return len(_stored_fills(session))
 
 
 def _stored_fills(session: Session) -> pd.DataFrame:
@@ -447,8 +461,8 @@ def _stored_fills(session: Session) -> pd.DataFrame:
     - same identity and version (read exactly there): used as it is, with no scan of trades;
     - same identity, the database went through the file's version since (``went_through``: not a
       restored older copy) and the trades epoch is unchanged (fills were only inserted since):
-      fills with higher ids are read and appended, if the count then matches (a fill committed
-      late with a lower id, as PostgreSQL's sequences allow, does not);
+      fills with higher ids are read and appended (on PostgreSQL only if the count then matches:
+      a fill committed late with a lower id, as its sequences allow, makes it rebuild);
     - anything else (another database, a restored copy, a fill updated, a connector deleted,
       an unreadable file): rebuilt from the trades table.
     The file holds what the database holds, beside it, readable by its owner only; scope is
@@ -470,8 +484,8 @@ def _stored_fills(session: Session) -> pd.DataFrame:
             frame = None
         else:
             fresh = _read_trades(session, after_id=label.max_id)
-            count = int(session.scalar(select(func.count(Trade.id))) or 0)
-            if len(frame) + len(fresh) != count:
+            if not _ids_grow_in_commit_order(session) and len(frame) + len(fresh) != int(
+                    session.scalar(select(func.count(Trade.id))) or 0):
                 frame = None
             elif len(fresh):
                 frame = pd.concat([frame, fresh], ignore_index=True)

@@ -18,11 +18,14 @@ import pytest
 from sqlalchemy import delete, func, insert, select, text, update
 
 from lib import audit, queries, reports
-from lib.db import classify_write, dispose_engines, session_scope
+from lib.access import SYSTEM
+from lib.db import classify_write, dispose_engines, migrate, session_scope
 from lib.models import Client, Connector, DatabaseState, Position, Trade, utcnow
 from lib.settings import get_settings
-from lib.sync import store
+from lib.simulator import Simulator, SimulatorConfig
+from lib.sync import markets, store, sync_connectors
 from tests.conftest import _drop_pg_database, _new_pg_database, _use_database
+from tests.sync_helpers import add_connectors
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 
@@ -263,8 +266,6 @@ def test_a_restored_older_copy_written_to_shows_no_stale_figure(sqlite_url: str,
 
 
 def test_a_database_recreated_at_the_same_path_is_another_database(sqlite_url: str) -> None:
-    from lib.db import migrate
-
     seeded = seed_portfolio()
     first = _figures(seeded)
     database = _sqlite_path(sqlite_url)
@@ -334,3 +335,40 @@ def test_two_app_processes_sharing_one_postgresql_see_each_others_writes(
     assert a_last[:2] == _fresh_figures(seeded)[:2]
     with session_scope() as session:
         assert session.scalar(select(DatabaseState.version)) >= 4
+
+
+# --------------------------------------------------------------------------- the sync keeps the store current
+
+
+def test_a_sync_that_stored_fills_leaves_the_fill_store_current(sqlite_url: str, monkeypatch) -> None:  # noqa: ANN001
+    """After the run the page reads the file as it is: no fill is read from the trades table."""
+    markets.forget()
+    sim = Simulator(SimulatorConfig(seed=3, accounts=1, days=20, fills_per_account=40)).start()
+    try:
+        add_connectors(sim)
+        report = sync_connectors(SYSTEM)
+    finally:
+        sim.stop()
+    assert report.failed == 0 and sum(r.new_trades for r in report.results) > 0
+    reads: list[int | None] = []
+    monkeypatch.setattr(queries, "_read_trades", lambda session, after_id=None: reads.append(after_id))
+    with session_scope() as session:
+        fills = queries.pnl_fills(session, SYSTEM)
+        stored = session.scalar(select(func.count(Trade.id)))
+    assert reads == [] and len(fills) == stored
+
+
+@pytest.mark.postgres
+def test_a_fill_committed_after_one_with_a_higher_id_is_not_missed(shared_postgres: str) -> None:
+    """PostgreSQL hands out ids before commit: a fill may commit after the store read a higher id."""
+    seeded = seed_portfolio()
+    admin = seeded.viewer("admin")
+    with session_scope() as session:
+        top = session.scalar(select(func.max(Trade.id)))
+        session.add(Trade(id=top + 10, **_fill(seeded.alpha_binance, "early-commit", "buy", 0.1, 60000.0)))
+    with session_scope() as session:
+        assert "early-commit" in set(queries.pnl_fills(session, admin)["trade_id"])
+    with session_scope() as session:  # the id drawn first, committed last
+        session.add(Trade(id=top + 5, **_fill(seeded.alpha_binance, "late-commit", "buy", 0.1, 60000.0)))
+    with session_scope() as session:
+        assert {"early-commit", "late-commit"} <= set(queries.pnl_fills(session, admin)["trade_id"])

@@ -26,7 +26,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from lib import audit, exchanges, reconcile
+from lib import audit, exchanges, queries, reconcile
 from lib.access import Role, Viewer
 from lib.connectors import connection_spec
 from lib.db import session_scope
@@ -241,6 +241,19 @@ def _finish_run(run_id: int, report: RunReport) -> None:
         if run is not None:
             run.finished_at = utcnow()
             run.total, run.successful, run.failed = report.total, report.successful, report.failed
+    if any(result.new_trades for result in report.results):
+        _refresh_fill_store()
+
+
+def _refresh_fill_store() -> None:
+    """Bring the P&L's fill store (``lib.queries``) up to the fills just committed, so a page
+    finds it in step instead of reading the trades table itself (a million fills: seconds).
+    A failure only leaves that to the page."""
+    try:
+        with session_scope() as session:
+            queries.refresh_fill_store(session)
+    except Exception:  # noqa: BLE001 - the sync's own result is already recorded
+        log.exception("refreshing the fill store after the sync failed")
 
 
 def _scope_text(connector_ids: Sequence[int] | None, client_id: int | None) -> str:

@@ -19,7 +19,7 @@ from lib.settings import get_settings
 from lib.sync import ConnectorResult, RunReport, sync_connectors
 from lib.sync.status import Freshness, RunRow, age_text, can_force_sync, connector_freshness, recent_runs
 from lib.ui.format import MISSING, literal, visible
-from lib.ui.loaders import Scope, scope_of, viewer_of
+from lib.ui.loaders import Scope, _key, scope_of, viewer_of
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +28,23 @@ LEVEL_MARK = {"ok": ":green[●]", "stale": ":orange[●]", "failed": ":red[●]
 
 
 @st.cache_data(ttl=get_settings().cache_ttl_seconds, show_spinner=False)
-def load_freshness(viewer_key: Scope, client_id: int | None) -> list[Freshness]:
+def load_freshness(viewer_key: Scope, client_id: int | None, key: tuple[str, str] | None = None) -> list[Freshness]:
     with session_scope() as session:
         return connector_freshness(session, viewer_of(viewer_key), get_settings().sync_interval_seconds, client_id)
 
 
 @st.cache_data(ttl=get_settings().cache_ttl_seconds, show_spinner=False)
-def load_runs(viewer_key: Scope, limit: int = 20) -> list[RunRow]:
+def load_runs(viewer_key: Scope, limit: int = 20, key: tuple[str, str] | None = None) -> list[RunRow]:
     with session_scope() as session:
         return recent_runs(session, viewer_of(viewer_key), limit)
 
 
 def freshness(viewer: Viewer, client_id: int | None = None) -> list[Freshness]:
-    return load_freshness(scope_of(viewer), client_id)
+    return load_freshness(scope_of(viewer), client_id, _key())  # keyed by the database's version
 
 
 def runs(viewer: Viewer, limit: int = 20) -> list[RunRow]:
-    return load_runs(scope_of(viewer), limit)
+    return load_runs(scope_of(viewer), limit, _key())
 
 
 def describe(row: Freshness) -> str:
