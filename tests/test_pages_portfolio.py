@@ -19,6 +19,7 @@ from lib.models import User
 from lib.settings import PROJECT_ROOT
 from lib.ui import charts, scope, shell
 from lib.ui import format as fmt
+from tests import table_cells
 from tests.test_queries import Seeded, seed_portfolio
 
 PAGES = ["overview", "balances", "trades", "orders", "pnl"]
@@ -66,7 +67,14 @@ def texts(at: AppTest) -> str:
 
 
 def table_text(at: AppTest) -> str:
-    return "\n".join(frame.value.to_csv() for frame in at.dataframe)
+    return "\n".join(table_cells.shown(frame).to_csv() for frame in at.dataframe)
+
+
+def type_days(at: AppTest, start: str, end: str) -> None:
+    """Type both days of the page's date range (lib.ui.period.date_range) and run, as Enter would."""
+    widget(at.text_input, "From (UTC)").input(start)
+    widget(at.text_input, "To (UTC)").input(end)
+    at.run()
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -121,9 +129,9 @@ def test_trades_filters_and_paging(seeded: Seeded) -> None:
     assert list(fill["Trade ID"]) == ["T5"] and list(fill["Order ID"]) == ["o-T5"]  # tells apart same-second fills
     widget(at.selectbox, "Side").select(None)
     widget(at.selectbox, "Symbol").select(None)
-    widget(at.date_input, "Dates (UTC)").set_value((date(2024, 2, 1), date(2024, 2, 29)))
-    at.run()
+    type_days(at, "2024-02-01", "2024-02-29")
     assert "5 fill(s) match" in texts(at)
+    assert widget(at.selectbox, "Dates (UTC)").value == "Custom dates"  # typing a day leaves the preset
     widget(at.selectbox, "Rows per page").select(50)
     at.run()
     assert not at.exception
@@ -132,11 +140,11 @@ def test_trades_filters_and_paging(seeded: Seeded) -> None:
 def test_orders_and_positions(seeded: Seeded) -> None:
     at = open_page("orders", seeded.users["admin"])
     assert "2 open order(s)" in texts(at)
-    orders = at.dataframe[0].value.set_index("Symbol")
+    orders = table_cells.shown(at.dataframe[0]).set_index("Symbol")
     assert orders.loc["BTC/USDT", "Distance"] == "-7.69%"
     assert orders.loc["XYZ/USDT", "Distance"] == "—"  # no last price: a dash, not 0
     assert orders.loc["XYZ/USDT", "Last"] == "—" and orders.loc["BTC/USDT", "Last"] == "65,000"
-    positions = at.dataframe[1].value.set_index("Symbol")
+    positions = table_cells.shown(at.dataframe[1]).set_index("Symbol")
     assert positions.loc["ETH/USDT:USDT", "Mark"] == "—"  # not reported by the exchange
     assert metric(at, "Unrealised P&L reported by the exchange (positions)") == "+$4.00"
     widget(at.multiselect, "Symbol").select("BTC/USDT")
@@ -149,17 +157,14 @@ def test_pnl_method_and_scope_change_the_figures(seeded: Seeded) -> None:
     assert metric(at, "Realized") == "+$16,102.03"  # PNL.md, FIFO
     assert metric(at, "Unrealized change") == "+$12,547.94"  # all history: from nothing
     assert len(at.get("plotly_chart")) >= 2
-    widget(at.selectbox, "Window (UTC)").set_value("Custom dates")
-    at.run()
-    widget(at.date_input, "Dates (UTC)").set_value((date(2024, 2, 10), date(2024, 2, 20)))
-    at.run()
+    type_days(at, "2024-02-10", "2024-02-20")
     assert metric(at, "Realized") == "+$6,739.59"  # T5 only
     widget(at.radio, "Method").set_value("average")
     at.run()
     window = reports.pnl_report(None, seeded.viewer("admin"), seeded.alpha, method="average",
                                 start=datetime(2024, 2, 10, tzinfo=UTC), end=datetime(2024, 2, 21, tzinfo=UTC))
     assert metric(at, "Realized") == f"+${window.result.totals.realized:,.2f}" != "+$6,739.59"
-    widget(at.toggle, "Pool lots per connector").set_value(True)
+    at.radio(key="pnl_pool").set_value("connector")
     at.run()
     assert not at.exception
     assert at.get("download_button")
@@ -224,7 +229,7 @@ def test_tables_never_show_none_nan_or_raw_timestamps(seeded: Seeded, name: str)
         assert at.expander, "the window's deposits are listed (all history by default)"
     assert at.dataframe
     for frame in at.dataframe:
-        cells = frame.value.astype(str)
+        cells = table_cells.shown(frame)
         assert not cells.isin(["None", "nan", "NaN", "NaT", "<NA>", ""]).any().any(), cells
         for column, values in frame.value.items():  # moments are datetimes the column config formats
             if str(values.dtype).startswith("datetime"):
@@ -276,10 +281,7 @@ def test_pnl_window_presets_identity_and_csv(seeded: Seeded) -> None:
         assert not at.exception and re.search(r"\(difference [+−]?\\\$0\.00\)", texts(at)), preset
     # last 30 days: nothing traded since 2024, so no realized P&L, but the value is there at both ends
     assert metric(at, "Realized") == "$0.00" and metric(at, "Opening value") != "$0.00"
-    widget(at.selectbox, "Window (UTC)").set_value("Custom dates")
-    at.run()
-    widget(at.date_input, "Dates (UTC)").set_value((date(2024, 2, 10), date(2024, 2, 20)))
-    at.run()
+    type_days(at, "2024-02-10", "2024-02-20")
     window = reports.pnl_report(None, seeded.viewer("admin"), seeded.alpha, start=datetime(2024, 2, 10, tzinfo=UTC),
                                 end=datetime(2024, 2, 21, tzinfo=UTC))
     net = window.period.realized + window.period.unrealized_change
@@ -303,3 +305,16 @@ def test_pnl_warning_names_unpriced_deposits(seeded: Seeded) -> None:
                              timestamp=ms("2024-01-15"), currency="XYZ", amount=5.0, status="ok"))
     at = open_page("pnl", seeded.users["admin"], client_id=seeded.beta)
     assert "1 deposit(s) had no USD price at the time (XYZ)" in texts(at)
+
+
+def test_pnl_pooled_per_client_adds_up_each_clients_own(seeded: Seeded) -> None:
+    every = open_page("pnl", seeded.users["admin"])
+    every.radio(key="pnl_pool").set_value("client").run()
+    assert not every.exception, [e.value for e in every.exception]
+    assert "pooled per client" in texts(every)
+    alone = [open_page("pnl", seeded.users["admin"], client_id=c) for c in (seeded.alpha, seeded.beta)]
+
+    def realized(at: AppTest) -> float:
+        return float(re.sub(r"[^0-9.\-]", "", metric(at, "Realized")))
+
+    assert realized(every) == pytest.approx(sum(map(realized, alone)), abs=0.01)

@@ -46,9 +46,14 @@ if connectors.empty:
 first, second = st.columns([2, 3])
 method = first.radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True, key="pnl_method")
 start, end = period.period_picker(second, "pnl", label="Window (UTC)")
-per_connector = st.toggle("Pool lots per connector", key="pnl_pool",
-                          help="Off: lots of one asset are pooled across every account in scope (PNL.md).")
-pool = "connector" if per_connector else "scope"
+POOLS = {"scope": "Across the scope", "client": "Per client", "connector": "Per account"}
+pool = st.radio("Lots pooled", list(POOLS), format_func=POOLS.get, horizontal=True, key="pnl_pool",
+                help="Across the scope (PNL.md): one pool per asset over every account shown, so with several "
+                "clients one client's sale can close another client's lot. Per client: each client's own lots, "
+                "as the Clients page and statements count. Per account: each exchange account's own lots.")
+if pool == "scope" and client_id is None and connectors["client_id"].nunique() > 1:
+    st.caption("Lots are pooled across clients here; per client (as on the Clients page) the realized and "
+               "unrealized split can differ.")
 window = period.period_text(start, end)
 
 with loaders.plain_errors("P&L"), st.spinner("Computing P&L…"):
@@ -61,11 +66,13 @@ cards[1].metric("Unrealized change", fmt.money(totals["unrealized_change"], sign
                 help=f"Unrealized P&L at the window's end ({fmt.money(totals['unrealized'], signed=True)}) minus at "
                 f"its start ({fmt.money(totals['unrealized_start'], signed=True)}), priced holdings only.")
 cards[2].metric("Fees", fmt.money(totals["fees"]),
-                help="Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again.")
+                help="Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again. "
+                "A fee paid in the traded base or quote is valued at the fill's own price here; Trades and "
+                "Activity value every fee at its currency's daily USD price, so their total can differ slightly.")
 cards[3].metric("Net", fmt.money(totals["net"], signed=True),
                 help="Realized in the window + change in unrealized over it: gains from before the window are "
                 "not counted again.")
-st.caption(f"{METHODS[summary.method]}, lots pooled per {'connector' if summary.pool == 'connector' else 'scope'}, "
+st.caption(f"{METHODS[summary.method]}, lots pooled {POOLS[summary.pool].lower()}, "
            f"{window}, over {summary.fills:,} fill(s) up to the window's end.")
 with loaders.plain_errors("positions"):
     _, open_positions = loaders.orders_and_positions(viewer, client_id)
@@ -132,7 +139,7 @@ if not moves.empty:
                 "Time": listed["time"], "Type": listed["type"], "Asset": listed["currency"].map(fmt.visible),
                 "Amount": listed["amount"].astype(float), "USD value": listed["usd"],
             }),
-            hide_index=True, width="stretch",
+            hide_index=True, width="stretch", placeholder=fmt.MISSING,
             column_config={"Time": fmt.datetime_column("Time"),
                            "Amount": st.column_config.NumberColumn("Amount", format="%.8f"),
                            "USD value": st.column_config.NumberColumn("USD value", format="dollar")},
@@ -150,12 +157,12 @@ st.dataframe(
            for label, column in USD_COLUMNS.items()},
         "Unmatched": assets["unmatched_quantity"].where(assets["unmatched_quantity"] != 0),
     }),
-    hide_index=True, width="stretch",
+    hide_index=True, width="stretch", placeholder=fmt.MISSING,
     column_config={"Asset": scope.link_column("Asset", "This asset in this scope: holdings, markets, transfers."),
                    "Quantity": st.column_config.NumberColumn("Quantity", format="%.8f"),
                    "Unmatched": st.column_config.NumberColumn("Unmatched", format="%.8f", help="Units sold or "
                                                               "withdrawn beyond the lots held (missing history)."),
-                   **{label: st.column_config.NumberColumn(label, format="dollar", help="Empty: unpriced."
+                   **{label: st.column_config.NumberColumn(label, format="dollar", help="—: unpriced."
                                                            if label in ("Market value", "Unrealized") else None)
                       for label in USD_COLUMNS}},
 )
