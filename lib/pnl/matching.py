@@ -154,8 +154,12 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
     return basis, cost, opening
 
 
-def match(ev: Events, method: Method) -> Matched:
-    """Match every disposal and withdrawal against the lots of its segment."""
+def match(ev: Events, method: Method, turnover: np.ndarray | None = None) -> Matched:
+    """Match every disposal and withdrawal against the lots of its segment.
+
+    ``turnover`` (per segment) is units acquired and disposed before these events and not among
+    them: a resumed run (``lib.pnl.state``) measures dust against the whole history, as a full run does.
+    """
     if method not in ("fifo", "average"):
         raise ValueError(f"method must be 'fifo' or 'average', got {method!r}")
     n = len(ev.kind)
@@ -166,6 +170,8 @@ def match(ev: Events, method: Method) -> Matched:
     cum_acquired = _accumulate(np.add, np.where(acq, ev.units, 0.0), ev.starts)
     cum_disposed = _accumulate(np.add, np.where(acq, 0.0, ev.units), ev.starts)
     dust = DUST * (cum_acquired + cum_disposed)
+    if turnover is not None:
+        dust += DUST * np.repeat(turnover, np.diff(np.append(ev.starts, n)))
     shortfall = _accumulate(np.maximum, np.maximum(cum_disposed - cum_acquired, 0.0), ev.starts)
     held = cum_acquired - cum_disposed + shortfall
     held[held <= dust] = 0.0

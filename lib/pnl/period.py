@@ -142,11 +142,21 @@ def period_pnl(
     last = None if end is None else end - 1
     window = compute_pnl(fills, transfers, opening, marks_end, method=method, pool=pool, start=start, end=last,
                          usd_like=usd_like)
-    if start is None:
+    at_start = None if start is None else compute_pnl(fills, transfers, opening, marks_start, method=method,
+                                                      pool=pool, end=start - 1, usd_like=usd_like)
+    return period_of(window, at_start, transfers, opening, start=start, end=end, usd_like=usd_like)
+
+
+def period_of(window: PnlResult, at_start: PnlResult | None, transfers: pd.DataFrame, opening: pd.DataFrame, *,
+              start: int | None, end: int | None, usd_like: frozenset[str] = DEFAULT_USD_LIKE) -> Period:
+    """``period_pnl`` from its engine runs (the window's, and the one up to its start unless ``start``
+    is None), however they were made: a resumed run (``lib.pnl.state``) gives the same figures.
+    ``opening`` is dated as the engine dates it (``date_opening_lots``)."""
+    transfers = transfers[list(TRANSFER_COLUMNS)]
+    last = None if end is None else end - 1
+    if at_start is None:
         before_cash, before, unpriced_at_start = 0.0, None, []
     else:
-        at_start = compute_pnl(fills, transfers, opening, marks_start, method=method, pool=pool, end=start - 1,
-                               usd_like=usd_like)
         before, unpriced_at_start = at_start.totals, list(at_start.unpriced_assets)
         before_cash = _cash_level(transfers, opening, start - 1, before.net_cash_flow, usd_like)
     after = window.totals
@@ -174,5 +184,5 @@ def period_pnl(
         unpriced_basis_change=after.unpriced_cost_basis - (before.unpriced_cost_basis if before else 0.0),
         fees=after.fees,
     )
-    return Period(totals, window, flows.unpriced, unpriced_at_start, None if start is None else at_start)
+    return Period(totals, window, flows.unpriced, unpriced_at_start, at_start)
 
