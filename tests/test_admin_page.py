@@ -286,3 +286,21 @@ def test_settings_form_edits_symbols_and_the_url_changes_only_with_new_credentia
     at.run()
     assert "BASE/QUOTE" in "\n".join(e.value for e in at.error)
     assert database_contents(database_url) == before
+
+
+
+@pytest.mark.parametrize(("status", "shown"), [("new", "not synced yet"), ("ok", "synced"),
+                                               ("error", "last sync failed"), ("attention", "needs attention")])
+def test_connector_status_reads_as_words(page, database_url, status, shown):
+    from lib import clients, connectors
+    from lib.access import SYSTEM
+    from lib.vault import load_vault
+
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, "Sharp")
+        connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
+            "binance", "desk", {"apiKey": secrets.token_hex(6), "secret": secrets.token_hex(8)}))
+        session.execute(update(Connector).values(status=status))
+    page.run()
+    assert not page.exception
+    assert page.dataframe[0].value.loc[0, "Status"] == shown

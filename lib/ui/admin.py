@@ -203,6 +203,11 @@ def _first_sync(viewer: Viewer, connector_id: int, saved: str) -> tuple[str, str
 
 # --- the connector list and per-connector management ------------------------------------------
 
+#: Connector.status as the Connectors table says it
+CONNECTOR_STATUS = {"new": "not synced yet", "ok": "synced", "error": "last sync failed",
+                    "attention": "needs attention"}
+
+
 def connector_rows(viewer: Viewer) -> list[dict[str, object]]:
     with session_scope() as session:
         vault = context.vault()
@@ -215,7 +220,7 @@ def connector_rows(viewer: Viewer) -> list[dict[str, object]]:
                 elif not vault.can_decrypt(c.credentials_ciphertext):
                     status = "cannot decrypt with the configured keys"
                 else:
-                    status = {"attention": "needs attention"}.get(c.status, c.status)
+                    status = CONNECTOR_STATUS.get(c.status, c.status)
                 rows.append({
                     "id": c.id, "Client": client.name, "Exchange": c.exchange_id, "Label": c.label,
                     "Key": connectors.masked_key(c), "Enabled": c.enabled, "Status": status,
