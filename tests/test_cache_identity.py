@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, insert, select, text, update
 
-from lib import audit, queries, reports
+from lib import audit, clients, connectors, imports, queries, reports
 from lib.access import SYSTEM
 from lib.db import classify_write, dispose_engines, migrate, session_scope
 from lib.models import Client, Connector, DatabaseState, Position, Trade, utcnow
@@ -26,6 +26,7 @@ from lib.simulator import Simulator, SimulatorConfig
 from lib.sync import markets, store, sync_connectors
 from tests.conftest import _drop_pg_database, _new_pg_database, _use_database
 from tests.sync_helpers import add_connectors
+from tests.test_imports import FILLS_HEADER
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 
@@ -71,7 +72,27 @@ def _text_insert(seeded: Seeded) -> None:
                              "VALUES (:c, 'raw', 'BTC/USDT', 'buy', '1', '0')"), {"c": seeded.alpha_binance})
 
 
+def _csv_import(seeded: Seeded) -> None:
+    with session_scope() as session:
+        imports.import_file(session, SYSTEM, seeded.alpha_binance, "fills", "old.csv", IMPORTED.encode(), via="test")
+
+
+def _new_client(seeded: Seeded) -> None:
+    with session_scope() as session:
+        clients.create_client(session, SYSTEM, "Delta")
+
+
+def _relabel(seeded: Seeded) -> None:
+    with session_scope() as session:
+        connectors.update_connector(session, SYSTEM, seeded.alpha_binance, label="renamed")
+
+
+IMPORTED = FILLS_HEADER + "\n2023-01-05T10:00:00Z,BTC/USDT,buy,0.5,16800,,1,USDT,imp-1,,taker\n"
+
 WRITERS: dict[str, Callable[[Seeded], object]] = {
+    "csv import": _csv_import,
+    "create client": _new_client,
+    "update connector": _relabel,
     "orm add": _orm_add,
     "orm bulk update": _orm_bulk_update,
     "connection insert": _connection_insert,
