@@ -24,6 +24,7 @@ from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.market import CLIENT_TOKEN
 from lib.sync import markets, sync_connectors
 from lib.ui import format as fmt
+from tests import table_cells
 from tests.sync_helpers import add_connectors
 
 TOKEN = CLIENT_TOKEN.split("/")[0]  # listed and priced, never touched by generated histories
@@ -83,7 +84,7 @@ def test_extreme_amounts_round_trip_through_sync_storage_csv_and_display(databas
     at.session_state["auth_user_id"] = admin_id
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    table = at.dataframe[0].value
+    table = table_cells.shown(at.dataframe[0])
     shown = table[table["Asset"] == TOKEN].iloc[0]
     assert (shown["Free"], shown["Used"], shown["Total"]) == ("123,456.123456789012345678",
                                                               "654,321.876543210987654321",
@@ -91,3 +92,6 @@ def test_extreme_amounts_round_trip_through_sync_storage_csv_and_display(databas
     for _, row in table.iterrows():  # every asset's displayed columns foot
         free, used, total = (Decimal(row[c].replace(",", "")) for c in ("Free", "Used", "Total"))
         assert free + used == total, (row["Asset"], row["Free"], row["Used"], row["Total"])
+    numbers = table_cells.numbers(at.dataframe[0])  # the cells are numbers (they sort by value), exact ones
+    held = numbers[numbers["Asset"] == TOKEN].iloc[0]
+    assert (held["Free"], held["Used"], held["Total"]) == (Decimal(FREE), Decimal(USED), Decimal(TOTAL))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pandas as pd
 import pytest
@@ -25,6 +26,7 @@ from lib.models import BalanceSnapshot, Client, HistoryCoverage, OpeningBalance,
 from lib.settings import PROJECT_ROOT
 from lib.ui import format as fmt
 from lib.ui import loaders
+from tests import table_cells
 from tests.test_markup import (  # noqa: F401 - ``hostile`` is a fixture
     BOLD,
     COLOUR,
@@ -170,7 +172,7 @@ def _plain(text: str) -> str:
 def test_balances_split_by_account_type_and_totals_sum_them(history: History) -> None:
     seeded = history.seeded
     at = open_page("pages/portfolio/balances.py", seeded.users["admin"], client_id=seeded.alpha)
-    table = at.dataframe[0].value
+    table = table_cells.shown(at.dataframe[0])
     btc = table[(table["Asset"] == "BTC")].set_index("Account type")
     assert sorted(btc.index) == ["Default", "Funding"]
     # BTC to the satoshi
@@ -189,8 +191,9 @@ def test_overview_counts_both_account_types_once_per_asset(history: History) -> 
     seeded = history.seeded
     at = open_page("pages/portfolio/overview.py", seeded.users["admin"], client_id=seeded.alpha)
     assert metric(at, "Total value") == "$82.08k"
-    top = at.dataframe[0].value.set_index("Asset")
+    top = table_cells.shown(at.dataframe[0]).set_index("Asset")
     assert top.loc["BTC", "Quantity"] == "0.96333500"
+    assert table_cells.numbers(at.dataframe[0]).set_index("Asset").loc["BTC", "Quantity"] == Decimal("0.963335")
 
 
 def test_balances_say_which_account_type_the_key_may_not_read(history: History) -> None:
@@ -233,7 +236,7 @@ def test_history_notes_date_the_look_back_at_the_first_sync(history: History) ->
 
 
 def history_table(at: AppTest) -> pd.DataFrame:
-    return next(frame.value for frame in at.dataframe if "Status" in frame.value.columns)
+    return next(table_cells.shown(frame) for frame in at.dataframe if "Status" in frame.value.columns)
 
 
 def test_order_history_filters_and_scope(history: History) -> None:
@@ -254,7 +257,8 @@ def test_order_history_filters_and_scope(history: History) -> None:
     at.run()
     assert list(history_table(at)["Order ID"]) == ["c3", "c1"]
     widget(at.selectbox, "Symbol").select(None)
-    widget(at.date_input, "Created (UTC)").set_value((date(2024, 1, 10), date(2024, 2, 2)))
+    widget(at.text_input, "From (UTC)").input("2024-01-10")
+    widget(at.text_input, "To (UTC)").input("2024/02/02")
     at.run()
     assert list(history_table(at)["Order ID"]) == ["c4", "c2"]
     widget(at.selectbox, "Account").select(seeded.alpha_binance)

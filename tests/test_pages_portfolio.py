@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -318,3 +319,24 @@ def test_pnl_pooled_per_client_adds_up_each_clients_own(seeded: Seeded) -> None:
         return float(re.sub(r"[^0-9.\-]", "", metric(at, "Realized")))
 
     assert realized(every) == pytest.approx(sum(map(realized, alone)), abs=0.01)
+
+
+NUMBER_COLUMNS = {
+    "balances": ["Free", "Used", "Total", "Price (USD)", "USD value"],
+    "overview": ["Quantity", "USD value", "Share"],
+    "trades": ["Amount", "Price", "Fee", "USD notional"],
+    "orders": ["Price", "Amount", "Filled", "Remaining", "Last", "USD value", "Distance", "Age"],
+}
+
+
+@pytest.mark.parametrize("name", NUMBER_COLUMNS)
+def test_number_columns_hold_numbers_so_they_sort_by_value(seeded: Seeded, name: str) -> None:
+    at = open_page(name, seeded.users["admin"])
+    element = at.dataframe[0]
+    schema = pa.ipc.open_stream(element.proto.arrow_data.data).schema
+    config = table_cells.config(element)
+    for column in NUMBER_COLUMNS[name]:
+        kind = schema.field(column).type
+        assert pa.types.is_decimal(kind) or pa.types.is_floating(kind) or pa.types.is_integer(kind), (column, kind)
+        assert config[column]["type_config"]["type"] == "number", column  # the grid sorts it by value
+    assert not table_cells.shown(element).isin(["None", "nan"]).any().any()

@@ -14,9 +14,10 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
@@ -24,6 +25,9 @@ import streamlit as st
 from lib.models import decimal_text, to_decimal
 from lib.settings import get_settings
 from lib.validation import is_invisible
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 UNPRICED = "unpriced"
 MISSING = "—"
@@ -178,14 +182,104 @@ def text(values: pd.Series, formatter: Callable[[object], str] = str) -> pd.Seri
 
 
 def numbers_right(*labels: str, width: int | None = None) -> dict[str, object]:
-    """Column configs that right-align text columns of numbers (made text by ``text``/``money``)."""
+    """Column configs that right-align text columns of numbers (made text by ``text``/``money``).
+    Such columns sort as text ("10" before "9"): prefer ``number_columns`` with ``table``."""
     return {label: st.column_config.TextColumn(label, alignment="right", width=width) for label in labels}
+
+
+def number_column(label: str, *, format: str | None = None, help: str | None = None,  # noqa: A002
+                  width: int | str | None = None) -> object:
+    """A numeric column (sorts by value). Without ``format`` its cells read as ``table`` formats them;
+    with one (``"dollar"``, ``"%d"``, ...) as the format says, for every row alike."""
+    return st.column_config.NumberColumn(label, format=format, help=help, width=width)
+
+
+def number_columns(*labels: str, width: int | None = None) -> dict[str, object]:
+    """``number_column`` configs for ``labels``, their cells shown as ``table`` formats them."""
+    return {label: number_column(label, width=width) for label in labels}
 
 
 def datetime_column(label: str, *, seconds: bool = False, width: int | None = None) -> object:
     """A UTC datetime column that reads ``YYYY-MM-DD HH:mm UTC`` (with seconds for fills)."""
     return st.column_config.DatetimeColumn(label, format=DATETIME_SECONDS_FORMAT if seconds else DATETIME_FORMAT,
                                            width=width)
+
+
+# --------------------------------------------------------------------------- numeric tables
+#
+# Tables keep numbers as numbers, so a column sorts by value (9 before 10), and show them as the
+# pages always did. Streamlit (1.67) turns every number column into JavaScript doubles in the
+# browser, Arrow decimal128 included: 123456.123456789012345678 arrives as 123456.12345678901 and
+# a NumberColumn ``format`` (printf, "plain", "localized") formats that double, one format for the
+# whole column. Exact amounts need every stored digit and a floor per row (2 decimals for USD-like
+# cash, 8 for BTC: ``min_decimals``), so a column format cannot show them. Instead the frame goes
+# to st.dataframe as a pandas Styler (``table``): Arrow carries the numbers (Decimal -> decimal128,
+# float -> double), which the grid sorts by, and the Styler's text per cell, formatted here from
+# the exact Python value, is what the cell shows (Streamlit uses a Styler's display text for a
+# number column that has no ``format`` of its own). Columns formatted alike on every row (USD
+# values: ``"dollar"``, counts: ``"%d"``) use the NumberColumn format and no Styler text. A missing
+# number shows st.dataframe's ``placeholder`` (a Styler's ``na_rep`` is not used for it), so pages
+# pass ``placeholder=MISSING`` (or ``UNPRICED`` where only prices can be missing).
+
+
+def amounts(values: pd.Series, decimals: int | pd.Series = 0) -> pd.Series:
+    """Amounts as exact ``Decimal`` numbers (None when missing), each carrying at least ``decimals``
+    places (a number or one per row) so that ``exact`` shows them with that floor; never rounded."""
+    floors = decimals if isinstance(decimals, pd.Series) else pd.Series(decimals, index=values.index)
+
+    def widened(value: object, floor: int) -> Decimal | None:
+        if blank(value):
+            return None
+        number = to_decimal(value)
+        return number.quantize(Decimal(1).scaleb(-floor)) if places(number) < floor else number
+
+    return pd.Series([widened(v, int(d)) for v, d in zip(values, floors, strict=True)], index=values.index,
+                     dtype=object)
+
+
+def amount_columns(frame: pd.DataFrame, columns: list[str], asset: str = "asset") -> dict[str, pd.Series]:
+    """``columns`` as ``amounts`` with their row's asset's ``min_decimals``: shown by ``exact`` with every
+    digit, so displayed free + used = total foot, and sorted by value."""
+    floors = frame[asset].map(min_decimals)
+    return {column: amounts(frame[column], floors) for column in columns}
+
+
+def floats(values: pd.Series) -> pd.Series:
+    """Computed figures (USD values, percentages, seconds) as floats, NaN when missing."""
+    return pd.to_numeric(values.map(lambda v: None if blank(v) else v), errors="coerce").astype(float)
+
+
+def table(frame: pd.DataFrame, shown: Mapping[str, Callable[[Any], str]],
+          units: Mapping[str, pd.Series] | None = None) -> Styler:
+    """``frame`` for st.dataframe with the number columns of ``shown`` displayed by their formatter
+    (``exact``, ``quantity``, ``percent``, ``age``...); the cells keep their numbers, so they sort by value.
+    ``units`` adds a row's unit after a column's number (a fee's currency: ``0.1 USDT``).
+
+    Configure those columns with ``number_column`` (no ``format``) and pass ``placeholder=`` to
+    st.dataframe for missing values (see the section comment above for why a Styler).
+    """
+    styler = frame.style
+    for column, formatter in shown.items():
+        styler = styler.format(formatter, subset=[column], na_rep=MISSING)
+        unit = (units or {}).get(column)
+        if unit is None:
+            continue
+        labels = unit.map(lambda u: "" if blank(u) else visible(u))
+        for text, rows in labels.groupby(labels).groups.items():
+            if text:
+                styler = styler.format(lambda v, f=formatter, t=text: f"{f(v)} {t}", subset=(list(rows), [column]),
+                                       na_rep=MISSING)
+    return styler
+
+
+def signed_money(value: float | None) -> str:
+    """``money`` with a sign: ``+$1.00``, ``-$2.50``."""
+    return money(value, signed=True)
+
+
+def plain_percent(value: float | None) -> str:
+    """A share: ``12.34%``."""
+    return percent(value, signed=False)
 
 
 # --------------------------------------------------------------------------- text from data

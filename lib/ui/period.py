@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
+import streamlit as st
 
 from lib import reports
 from lib.ui import format as fmt
@@ -14,16 +15,76 @@ CUSTOM = "Custom dates"
 ALL_ACCOUNTS = "All accounts of the selected client(s)"
 
 
+#: Separators a typed day may use besides "-" (2026/11/01, 2026.11.01); 20261101 reads too.
+_SEPARATORS = str.maketrans({"/": "-", ".": "-"})
+
+
+def parse_day(text: str) -> date | None:
+    """A typed day (``YYYY-MM-DD``, ``YYYY/MM/DD``, ``YYYYMMDD``); None when empty.
+
+    Raises ValueError for text that is no day."""
+    text = text.strip()
+    return date.fromisoformat(text.translate(_SEPARATORS)) if text else None
+
+
+def _day_text(day: date | None) -> str:
+    return "" if day is None else day.isoformat()
+
+
+def date_range(container: Any, key: str, *, label: str = "Period (UTC)", default: str = "All history",
+               dates: tuple[date, ...] = ()) -> tuple[date | None, date | None]:
+    """A preset (lib.reports.WINDOW_PRESETS) and From / To days, as (first day, last day), both
+    included, UTC; None: open. Shown as one row of ``container``: preset, From, To.
+
+    The days are text inputs, not st.date_input: in Streamlit 1.67 a date typed into
+    st.date_input (single or range) is sent only when focus leaves the widget (a click elsewhere,
+    or Tab past its calendar button); Enter sends nothing, so the figures could disagree with the
+    dates on screen. A text input sends on Enter and on Tab (blur). A preset fills From / To with
+    its days (recomputed every run, so "This month" stays this month); typing a day switches the
+    preset to "Custom dates". ``dates`` (from a link: one day or two) starts it on custom days.
+    """
+    state = st.session_state
+    preset_key, from_key, to_key = f"{key}_window", f"{key}_from", f"{key}_to"
+    choices = [*reports.WINDOW_PRESETS, CUSTOM]
+    if preset_key not in state or state.get(f"{key}_linked", ()) != dates:  # first run, or a new link
+        state[f"{key}_linked"] = dates
+        state[preset_key] = CUSTOM if dates else default
+        state[from_key] = _day_text(dates[0] if dates else None)
+        state[to_key] = _day_text(dates[1] if len(dates) > 1 else None)
+    if state[preset_key] != CUSTOM:  # a preset's days, as of today
+        start, end = reports.window_days(state[preset_key], datetime.now(UTC).date())
+        state[from_key], state[to_key] = _day_text(start), _day_text(end)
+
+    def typed() -> None:
+        state[preset_key] = CUSTOM
+
+    preset_col, from_col, to_col = container.columns([2, 1, 1])
+    preset_col.selectbox(label, choices, key=preset_key)
+    from_col.text_input("From (UTC)", key=from_key, placeholder="YYYY-MM-DD", on_change=typed,
+                        help="First day included (YYYY-MM-DD); applies on Enter or Tab. Empty: from the start.")
+    to_col.text_input("To (UTC)", key=to_key, placeholder="YYYY-MM-DD", on_change=typed,
+                      help="Last day included (YYYY-MM-DD); applies on Enter or Tab. Empty: up to now.")
+    bounds: list[date | None] = []
+    for name, text in (("From", state[from_key]), ("To", state[to_key])):
+        try:
+            bounds.append(parse_day(text))
+        except ValueError:
+            container.warning(f"{name}: {fmt.literal(text)} is not a day (YYYY-MM-DD), so it is left open.",
+                              icon=":material/event_busy:")
+            bounds.append(None)
+    start, end = bounds
+    if start and end and start > end:
+        container.warning("From is after To: the two days are taken the other way round.",
+                          icon=":material/swap_horiz:")
+        start, end = end, start
+    return start, end
+
+
 def period_picker(container: Any, key: str, label: str = "Period (UTC)",
                   default: str = "All history") -> tuple[date | None, date | None]:
-    """A preset (lib.reports.WINDOW_PRESETS) or custom days, as (first day, last day), both included; None: open."""
-    choices = [*reports.WINDOW_PRESETS, CUSTOM]
-    preset = container.selectbox(label, choices, index=choices.index(default), key=f"{key}_window")
-    if preset != CUSTOM:
-        return reports.window_days(preset, datetime.now(UTC).date())
-    dates = container.date_input("Dates (UTC)", value=(), key=f"{key}_dates",
-                                 help="From the first day's start to the last day's end; empty means all history.")
-    return (dates[0] if len(dates) > 0 else None), (dates[1] if len(dates) > 1 else None)
+    """A preset (lib.reports.WINDOW_PRESETS) or custom days, as (first day, last day), both included; None: open.
+    The shared ``date_range`` control."""
+    return date_range(container, key, label=label, default=default)
 
 
 def period_text(start: date | None, end: date | None) -> str:

@@ -1,10 +1,13 @@
 """Sync: every connector's freshness and last error, Force sync, retries, history coverage, recent runs."""
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
 from lib.settings import get_settings
-from lib.sync.status import age_text, can_force_sync
+from lib.sync.status import can_force_sync
+from lib.ui import format as fmt
 from lib.ui import loaders, sync_widgets
 from lib.ui.auth import current_viewer
 from lib.ui.format import literal, visible
@@ -71,11 +74,15 @@ for row in rows:
 runs = sync_widgets.runs(viewer)
 if runs:
     st.subheader("Recent runs")
+    now = datetime.now(UTC)
+    started = [r.started_at if r.started_at.tzinfo else r.started_at.replace(tzinfo=UTC) for r in runs]  # SQLite: naive
     st.dataframe(
-        pd.DataFrame([{
-            "Started": age_text(r.started_at).removeprefix("synced "), "Trigger": r.trigger, "By": r.actor,
+        fmt.table(pd.DataFrame([{
+            "Started": at, "Age": (now - at).total_seconds(), "Trigger": r.trigger, "By": r.actor,
             "Connectors": r.total, "OK": r.successful, "Failed": r.failed,
             "Finished": "yes" if r.finished_at else "running or interrupted",
-        } for r in runs]),
-        hide_index=True,
+        } for r, at in zip(runs, started, strict=True)]), {"Age": fmt.ago}),
+        hide_index=True, placeholder=fmt.MISSING,
+        column_config={"Started": fmt.datetime_column("Started"), "Age": fmt.number_column("Age"),
+                       **{label: fmt.number_column(label, format="%d") for label in ("Connectors", "OK", "Failed")}},
     )

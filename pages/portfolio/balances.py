@@ -68,19 +68,21 @@ if unpriced:
 for note in notes.opening:
     st.info(fmt.literal(note), icon=":material/history:")
 
+amounts = fmt.amount_columns(rows, ["free", "used", "total"])
 st.dataframe(
-    pd.DataFrame({
+    fmt.table(pd.DataFrame({
         "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"],
         "Account type": rows["account_type"].map(fmt.visible), "Asset": rows["asset"].map(fmt.visible),
-        **{label.capitalize(): text for label, text in fmt.exact_columns(rows, ["free", "used", "total"]).items()},
-        "Price (USD)": rows["price"].map(lambda p: fmt.money(p, digits=6 if p == p and p < 1 else 2)),
+        "Free": amounts["free"], "Used": amounts["used"], "Total": amounts["total"],
+        "Price (USD)": fmt.floats(rows["price"]),
         "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != ""), fmt.visible),  # cash: a dash
-        "USD value": rows["usd"].map(fmt.money),
+        "USD value": fmt.floats(rows["usd"]),
         "As of": rows["taken_at"],
-    }),
-    hide_index=True, width="stretch",
-    column_config={"As of": fmt.datetime_column("As of"),
-                   **fmt.numbers_right("Free", "Used", "Total", "Price (USD)", "USD value")},
+    }), {"Free": fmt.exact, "Used": fmt.exact, "Total": fmt.exact,
+         "Price (USD)": lambda p: fmt.money(p, digits=6 if p < 1 else 2)}),
+    hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a price or value can be missing
+    column_config={"As of": fmt.datetime_column("As of"), **fmt.number_columns("Free", "Used", "Total", "Price (USD)"),
+                   "USD value": fmt.number_column("USD value", format="dollar")},
 )
 st.download_button(
     "Download CSV", fmt.csv_bytes(rows.drop(columns=["client_id", "connector_id"])),

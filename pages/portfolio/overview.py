@@ -125,11 +125,13 @@ else:
     holdings["share"] = holdings["usd"] / report.total_usd if report.total_usd else None
     st.subheader("Top holdings")
     st.dataframe(
-        pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible),
-                      "Quantity": fmt.exact_columns(holdings, ["quantity"])["quantity"],
-                      "USD value": holdings["usd"].map(fmt.money), "Share": holdings["share"].map(
-                          lambda v: fmt.percent(v, signed=False))}),
-        hide_index=True, width="stretch", column_config=fmt.numbers_right("Quantity", "USD value", "Share"),
+        fmt.table(pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible),
+                                "Quantity": fmt.amount_columns(holdings, ["quantity"])["quantity"],
+                                "USD value": fmt.floats(holdings["usd"]), "Share": fmt.floats(holdings["share"])}),
+                  {"Quantity": fmt.exact, "Share": fmt.plain_percent}),
+        hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a value or share can be missing
+        column_config={**fmt.number_columns("Quantity", "Share"),
+                       "USD value": fmt.number_column("USD value", format="dollar")},
     )
 
 st.subheader("Connector health")

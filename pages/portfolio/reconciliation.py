@@ -22,7 +22,10 @@ STATUS_LABELS = {"unbalanced": "Unbalanced", "unknown": "Unknown", "balanced": "
 #: snapshot may be older; then from there)
 LOOK_BEFORE = timedelta(days=7)
 COLUMNS = {
-    **fmt.numbers_right("Reported", "Implied by history", "Difference", "Difference (USD)"),
+    **fmt.number_columns("Reported", "Implied by history"),
+    "Difference": fmt.number_column("Difference", help="Reported − implied, in units; — : unknown"),
+    "Difference (USD)": fmt.number_column("Difference (USD)", help="The difference at the asset's USD price; "
+                                          "— : unknown or unpriced"),
     "First divergence": fmt.datetime_column("First divergence"),
     "Newest snapshot": fmt.datetime_column("Newest snapshot"),
     "Cause": st.column_config.TextColumn("Cause", width="large"),
@@ -62,23 +65,23 @@ shown = rows if show_balanced else rows[rows["status"] != "balanced"]
 if shown.empty:
     st.info("Nothing to show with these settings.")
 else:
-    st.dataframe(pd.DataFrame({
+    st.dataframe(fmt.table(pd.DataFrame({
         "Status": shown["status"].map(STATUS_LABELS),
         "Client": shown["client"].map(fmt.visible),
         "Account": (shown["exchange_id"] + " / " + shown["label"]).map(fmt.visible),
         "Asset": shown["asset"].map(fmt.visible),
         "Account types": fmt.text(shown["account_types"].where(shown["account_types"] != ""), fmt.visible),
-        "Reported": shown["reported"].map(fmt.quantity),
-        "Implied by history": shown["implied"].map(fmt.quantity),
-        "Difference": [fmt.MISSING if status == "unknown" else fmt.quantity(value)
-                       for status, value in zip(shown["status"], shown["difference"], strict=True)],
-        "Difference (USD)": [fmt.MISSING if status == "unknown" else fmt.money(value, signed=True)
-                             for status, value in zip(shown["status"], shown["difference_usd"], strict=True)],
+        "Reported": fmt.floats(shown["reported"]),
+        "Implied by history": fmt.floats(shown["implied"]),
+        "Difference": fmt.floats(shown["difference"].where(shown["status"] != "unknown")),
+        "Difference (USD)": fmt.floats(shown["difference_usd"].where(shown["status"] != "unknown")),
         "First divergence": pd.to_datetime(shown["first_divergence"], utc=True),
         "Newest snapshot": shown["taken_at"],
         "Cause": [fmt.visible(cause) if cause else ("no history of this asset" if status == "unknown" else "")
                   for status, cause in zip(shown["status"], shown["cause"], strict=True)],
-    }), hide_index=True, width="stretch", column_config=COLUMNS)
+    }), {**dict.fromkeys(["Reported", "Implied by history", "Difference"], fmt.quantity),
+         "Difference (USD)": fmt.signed_money}), hide_index=True, width="stretch", placeholder=fmt.MISSING,
+        column_config=COLUMNS)
 
 findings = rows[rows["status"] == "unbalanced"]
 if findings.empty:
@@ -101,12 +104,12 @@ st.caption(fmt.literal(f"{picked['asset']}: every change the history holds from 
 if around.empty:
     st.info("The history holds no change of this asset in that window: a missing fill or transfer would be here.")
 else:
-    st.dataframe(pd.DataFrame({
+    st.dataframe(fmt.table(pd.DataFrame({
         "Time (UTC)": fmt.ms_to_datetime(around["timestamp"]), "Kind": around["kind"],
-        "Change": around["change"].map(fmt.quantity), "Implied balance after": around["balance"].map(fmt.quantity),
-    }), hide_index=True, width="stretch", column_config={
-        "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
-        **fmt.numbers_right("Change", "Implied balance after")})
+        "Change": fmt.floats(around["change"]), "Implied balance after": fmt.floats(around["balance"]),
+    }), dict.fromkeys(["Change", "Implied balance after"], fmt.quantity)), hide_index=True, width="stretch",
+        placeholder=fmt.MISSING, column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
+                                                **fmt.number_columns("Change", "Implied balance after")})
 link = {"connector": str(int(picked["connector_id"])), "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
 try:
     st.page_link("pages/portfolio/trades.py", label="This account's fills in that window", icon=":material/swap_horiz:",

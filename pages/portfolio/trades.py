@@ -10,23 +10,23 @@ import pandas as pd
 import streamlit as st
 
 from lib.ui import format as fmt
-from lib.ui import loaders
+from lib.ui import loaders, period
 from lib.ui.auth import current_viewer
 from lib.ui.shell import selected_client_id
 
 PAGE_SIZES = (50, 100, 250, 500)
-#: Widths (px) for the text columns; numbers are sized to their content so that no digit is hidden. The ids tell apart
-#: fills of one order in the same second; cost (amount x price) and exact figures are in the CSV.
+#: Widths (px) for the text columns; numbers (which sort by value) are sized to their content so that no digit
+#: is hidden. The ids tell apart fills of one order in the same second; cost (amount x price) is in the CSV.
 TRADE_COLUMNS = {
     "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True, width=132),
     "Client": st.column_config.TextColumn("Client", width=95),
     "Account": st.column_config.TextColumn("Account", width=90),
     "Symbol": st.column_config.TextColumn("Symbol", width=80),
     "Side": st.column_config.TextColumn("Side", width=40),
-    **fmt.numbers_right("Amount", "Price", "Fee"),
+    **fmt.number_columns("Amount", "Price", "Fee"),
     "USD notional": st.column_config.NumberColumn("USD notional", format="dollar", width=85,
                                                   help="Cost in the quote currency at the quote's USD price that day; "
-                                                  "empty: unpriced"),
+                                                  "— : unpriced"),
     "M/T": st.column_config.TextColumn("M/T", width=50, help="Maker or taker"),
     "Trade ID": st.column_config.TextColumn("Trade ID", width=70, help="The exchange's id of this fill"),
     "Order ID": st.column_config.TextColumn("Order ID", width=70, help="The exchange's id of the order it filled"),
@@ -45,7 +45,7 @@ if connectors.empty:
 
 names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
 linked = loaders.linked_filters(st.query_params.to_dict(), set(names))  # ?connector=&start=&end= (Reconciliation)
-first, second, third, fourth = st.columns([3, 2, 1, 2])
+first, second, third = st.columns([3, 2, 1])
 connector_id = first.selectbox("Account", [None, *names], format_func=lambda c: "All accounts" if c is None
                                else names[c], index=[None, *names].index(linked.connector_id))
 with loaders.plain_errors("symbols"):
@@ -53,10 +53,7 @@ with loaders.plain_errors("symbols"):
 symbol = second.selectbox("Symbol", [None, *symbols], format_func=lambda s: "All symbols" if s is None
                          else fmt.visible(s))
 side = third.selectbox("Side", [None, "buy", "sell"], format_func=lambda s: "Both" if s is None else s)
-dates = fourth.date_input("Dates (UTC)", value=linked.dates,
-                          help="Leave empty for all dates; one day picks that day on.")
-start = dates[0] if len(dates) > 0 else None
-end = dates[1] if len(dates) > 1 else None
+start, end = period.date_range(st, "trades", label="Dates (UTC)", dates=linked.dates)
 filters = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "side": side,
            "start": start, "end": end}
 
@@ -90,18 +87,17 @@ else:
     table = pd.DataFrame({
         "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": rows["client"],
         "Account": rows["exchange_id"] + " / " + rows["label"], "Symbol": rows["symbol"].map(fmt.visible),
-        "Side": rows["side"],
-        "Amount": fmt.text(rows["amount"], fmt.significant), "Price": fmt.text(rows["price"], fmt.significant),
-        "Fee": [fmt.MISSING if fmt.blank(fee)
-                else f"{fmt.significant(fee, 4)} {'' if fmt.blank(unit) else fmt.visible(unit)}"
-                for fee, unit in zip(rows["fee_cost"], rows["fee_currency"], strict=True)],
-        "USD notional": notional.to_numpy(float),
+        "Side": rows["side"], "Amount": fmt.amounts(rows["amount"]), "Price": fmt.amounts(rows["price"]),
+        "Fee": fmt.amounts(rows["fee_cost"]),
+        "USD notional": fmt.floats(notional),
         "M/T": fmt.text(rows["taker_or_maker"]), "Trade ID": fmt.text(rows["trade_id"]),
         "Order ID": fmt.text(rows["order_id"]),
     })
     if connectors["client"].nunique() < 2:  # one client in scope: its name on every row says nothing
         table = table.drop(columns="Client")
-    st.dataframe(table, hide_index=True, width="stretch", column_config=TRADE_COLUMNS)
+    shown = fmt.table(table, dict.fromkeys(["Amount", "Price", "Fee"], fmt.significant),
+                      units={"Fee": rows["fee_currency"]})  # "0.1 USDT"; the cell sorts by the number
+    st.dataframe(shown, hide_index=True, width="stretch", placeholder=fmt.MISSING, column_config=TRADE_COLUMNS)
 
 left, middle, right = st.columns([1, 1, 2])
 left.number_input("Page", min_value=1, max_value=pages, step=1, key="trades_page")
