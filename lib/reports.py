@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -23,14 +24,15 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lib import capabilities, exchanges, pnl, prices, queries, rebuild
 from lib.access import Viewer
-from lib.db import session_scope
-from lib.models import BalanceSnapshot, OpeningBalance, Transfer, utcnow
-from lib.pnl.period import PeriodTotals, period_pnl
+from lib.db import has_pending_writes, session_scope
+from lib.models import BalanceSnapshot, Connector, OpeningBalance, Trade, Transfer, utcnow
+from lib.pnl import state as pnl_state
+from lib.pnl.period import Period, PeriodTotals, period_of, period_pnl
 from lib.pnl.result import DISPOSAL_COLUMNS, FLOW_COLUMNS, HOLDING_COLUMNS, PER_ASSET_COLUMNS
 from lib.settings import get_settings
 
@@ -586,18 +588,27 @@ def _net(connectors: pd.Series, assets: pd.Series, units: np.ndarray) -> pd.Data
                          "asset": np.asarray(names, dtype=object)[where % max(len(names), 1)], "units": sums[where]})
 
 
+def _fill_net(fills: pd.DataFrame) -> pd.DataFrame:
+    """Each connector's net units of each asset from fills (``rebuild.fill_changes``, the balances' rule)."""
+    parts = [_net(change["connector_id"], change["asset"], change["change"].to_numpy(float))
+             for change in rebuild.fill_changes(fills)]
+    if not parts:
+        return pd.DataFrame({"connector_id": pd.Series(dtype=np.int64), "asset": pd.Series(dtype=object),
+                             "units": pd.Series(dtype=float)})
+    return pd.concat(parts).groupby(["connector_id", "asset"], as_index=False)["units"].sum()
+
+
 def _units_held(fills: pd.DataFrame, moves: pd.DataFrame, opening: pd.DataFrame,
-                sources: dict[int, str]) -> pd.DataFrame:
+                sources: dict[int, str], fill_net: pd.DataFrame | None = None) -> pd.DataFrame:
     """Units of each asset per price source (``source``, ``asset``, ``units``): each connector's
-    net of fills (``rebuild.fill_changes``, the balances' rule), transfers and opening lots,
-    negatives as 0, as lib.pnl locates pooled holdings; the weights of ``prices.pooled_marks``."""
+    net of fills (``_fill_net``, given or from ``fills``), transfers and opening lots, negatives
+    as 0, as lib.pnl locates pooled holdings; the weights of ``prices.pooled_marks``."""
     parts = [
-        (change, change["asset"], change["change"].to_numpy(float)) for change in rebuild.fill_changes(fills)
-    ] + [
         (moves, moves["currency"], np.where(moves["type"] == "deposit", 1.0, -1.0) * moves["amount"].astype(float)),
         (opening, opening["asset"], opening["amount"].astype(float)),
     ]
-    net = pd.concat([_net(frame["connector_id"], asset, np.asarray(units, float)) for frame, asset, units in parts])
+    net = pd.concat([_fill_net(fills) if fill_net is None else fill_net]
+                    + [_net(frame["connector_id"], asset, np.asarray(units, float)) for frame, asset, units in parts])
     net = net.groupby(["connector_id", "asset"], as_index=False)["units"].sum()
     return net.assign(source=net["connector_id"].map(sources), units=net["units"].clip(lower=0.0))[
         ["source", "asset", "units"]]
@@ -659,7 +670,7 @@ class _PnlInputs:
 
 def _pnl_inputs(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None,
                 start: datetime | None, end: datetime | None, fills: pd.DataFrame | None = None,
-                market: Market | None = None) -> _PnlInputs:
+                market: Market | None = None, fill_net: pd.DataFrame | None = None) -> _PnlInputs:
     """Query transfers, opening lots and candles in scope (and fills and market data, unless the
     caller read them: the Clients page reads every client's at once), price them, find the marks."""
     cash = usd_like()
@@ -677,7 +688,7 @@ def _pnl_inputs(session: Session, viewer: Viewer, client_id: int | None, connect
     candles = candles[candles["source"].isin(set(sources.values()))]  # not a deleted connector's host
     assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
     if len(set(sources.values())) > 1:
-        held = _units_held(fills, as_balance_moves(moves), opening, sources)
+        held = _units_held(fills, as_balance_moves(moves), opening, sources, fill_net)
     else:  # one source prices everything: no weights to find
         held = pd.DataFrame({"source": next(iter(sources.values()), ""), "asset": assets, "units": 1.0})
     source_marks = _marks_at(session, viewer, held, client_id, connector_id, end, candles, market)
@@ -710,6 +721,10 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
     if start is not None and end is not None and start >= end:
         raise ValueError("The window's start must be before its end.")
     with _session(session_or_url) as session:
+        if start is None and end is None:
+            live = _live_report(session, viewer, client_id, connector_id, method, pool)
+            if live is not None:
+                return live
         inputs = _pnl_inputs(session, viewer, client_id, connector_id, start, end)
     if inputs.empty:
         return PnlReport(_empty_result(method, pool), inputs.marks, 0, start, end, _EMPTY_PERIOD)
@@ -717,13 +732,16 @@ def pnl_report(session_or_url: SessionOrUrl, viewer: Viewer, client_id: int | No
 
 
 def _report(inputs: _PnlInputs, method: Method, start: datetime | None, end: datetime | None,
-            pool: Pool) -> PnlReport:
-    """The period P&L of priced inputs, with its warnings in plain words."""
+            pool: Pool, period: Period | None = None, dated_opening: pd.DataFrame | None = None) -> PnlReport:
+    """The period P&L of priced inputs (``period``, when it was made from a kept state), with its
+    warnings in plain words."""
     cash, end_ms = usd_like(), _ms(end)
-    period = period_pnl(inputs.fills, inputs.moves, inputs.opening, inputs.marks_start, inputs.marks,
-                        start=_ms(start), end=end_ms, method=method, pool=pool, usd_like=cash)
+    if period is None:
+        period = period_pnl(inputs.fills, inputs.moves, inputs.opening, inputs.marks_start, inputs.marks,
+                            start=_ms(start), end=end_ms, method=method, pool=pool, usd_like=cash)
     result = period.window
-    dated_opening = pnl.date_opening_lots(inputs.opening, inputs.fills, inputs.moves)
+    if dated_opening is None:
+        dated_opening = pnl.date_opening_lots(inputs.opening, inputs.fills, inputs.moves)
     named = name_unpriced_assets(result.warnings, inputs.moves, dated_opening, end_ms, cash)
     if period.unpriced_at_start:
         named.append(f"No price at the window's start for {', '.join(period.unpriced_at_start)}: left out of the "
@@ -733,6 +751,151 @@ def _report(inputs: _PnlInputs, method: Method, start: datetime | None, end: dat
                      "they count 0 in the withdrawals and their cost basis shows as withdrawn unrealized.")
     return PnlReport(replace(result, warnings=named + inputs.price_notes), inputs.marks, inputs.count, start, end,
                      period.totals)
+
+
+@dataclass(frozen=True)
+class _Live:
+    """All history's P&L for one scope, method and pool, kept in memory to continue from when
+    only later fills came (``lib.pnl.state``), with what it was made from."""
+
+    state: pnl_state.PnlState
+    version: int  # the database's write version and token when it was made (``queries.write_state``)
+    token: str
+    trades_epoch: str  # changes when a fill is updated or deleted (a connector removed)
+    max_id: int  # it covers the trades table's rows with ids up to this, ``count`` of them
+    count: int
+    sources: dict[int, str]
+    moves: pd.DataFrame  # transfers and opening lots as read (a change recomputes)
+    opening: pd.DataFrame
+    candles: int  # fingerprint of the candles at or before the state's watermark (they priced its fills)
+    priced_moves: pd.DataFrame
+    dated_opening: pd.DataFrame
+    fill_net: pd.DataFrame | None  # connectors' net units from fills (the marks' weights), with several sources
+    assets: list[str]  # every asset the fills, transfers and opening lots name (the assets marked)
+    fills: int
+
+
+#: kept states (a few scopes: each holds a result the size of its history)
+_LIVE: dict[tuple[object, ...], _Live] = {}
+_LIVE_KEPT = 6
+_LIVE_LOCK = threading.Lock()
+
+
+def _candle_print(candles: pd.DataFrame, upto: int) -> int:
+    """A fingerprint of the candles at or before ``upto``: what priced the fills a state covers."""
+    rows = candles[candles["timestamp"].to_numpy(np.int64) <= upto][["source", "symbol", "timestamp", "close"]]
+    return int(pd.util.hash_pandas_object(rows, index=False).sum()) if len(rows) else 0
+
+
+def _scoped(session: Session, frame: pd.DataFrame, ids: list[int] | None) -> pd.DataFrame:
+    """Fill store rows narrowed to the scope in lib.pnl's frame, as ``queries.pnl_fills`` does."""
+    keep = np.ones(len(frame), dtype=bool) if ids is None else frame["connector_id"].isin(ids).to_numpy()
+    frame = frame[keep]
+    owners = {cid: owner for cid, owner in session.execute(select(Connector.id, Connector.client_id))}
+    frame.insert(1, "client_id", frame["connector_id"].map(owners).astype("int64"))
+    return frame.sort_values("timestamp", kind="stable", ignore_index=True)[queries.PNL_FILL_COLUMNS]
+
+
+def _live_report(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None, method: Method,
+                 pool: Pool) -> PnlReport | None:
+    """All history's P&L (no window), continued from a kept state when only later fills came since
+    (a sync's new fills: milliseconds), else recomputed in full and kept. None where nothing can be
+    kept (a database without a write version, or uncommitted writes): the caller computes as always.
+
+    A state continues only when the database went through the version it was made at, no fill was
+    updated or deleted since (trades epoch), the trades table holds exactly its rows plus the new
+    ones, transfers, opening lots, price sources and the candles that priced its fills are as they
+    were, and every new fill in scope is later than its last event (``pnl_state.resume``): a
+    back-dated fill, an import into the past or a removed connector recompute everything.
+    """
+    db = queries.write_state(session)
+    if db is None or has_pending_writes(session.connection()):
+        return None
+    cash = usd_like()
+    ids = queries.connector_ids(session, viewer, client_id, connector_id)
+    if ids == []:
+        return None
+    key = (get_settings().database_url, db.identity, None if ids is None else tuple(ids), method, pool,
+           tuple(sorted(cash)))
+    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    moves = queries.transfers(session, viewer, client_id, connector_id)
+    opening = queries.opening_balances(session, viewer, client_id, connector_id)
+    candles = queries.candles(session, viewer, client_id, connector_id)
+    candles = candles[candles["source"].isin(set(sources.values()))]  # not a deleted connector's host
+    with _LIVE_LOCK:
+        kept = _LIVE.get(key)
+    if kept is not None:
+        report = _resumed(session, viewer, client_id, connector_id, kept, db, ids, sources, moves, opening, candles,
+                          key)
+        if report is not None:
+            return report
+    store = queries._stored_fills(session)
+    fills = _scoped(session, store.copy(), ids)
+    several = len(set(sources.values())) > 1
+    fill_net = _fill_net(fills) if several else None
+    inputs = _pnl_inputs(session, viewer, client_id, connector_id, None, None, fills, fill_net=fill_net)
+    if inputs.empty:
+        return PnlReport(_empty_result(method, pool), inputs.marks, 0, None, None, _EMPTY_PERIOD)
+    result, state = pnl_state.start(inputs.fills, inputs.moves, inputs.opening, inputs.marks, method=method,
+                                    pool=pool, usd_like=cash)
+    dated = pnl.date_opening_lots(inputs.opening, inputs.fills, inputs.moves)
+    _keep(key, _Live(state, db.version, db.token, db.trades_epoch, int(store["id"].max()) if len(store) else 0,
+                     len(store), sources, moves, opening, _candle_print(candles, state.watermark), inputs.moves, dated,
+                     fill_net, _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"],
+                                         opening["asset"]), len(fills)))
+    period = period_of(result, None, inputs.moves, dated, start=None, end=None, usd_like=cash)
+    return _report(inputs, method, None, None, pool, period, dated)
+
+
+def _keep(key: tuple[object, ...], live: _Live) -> None:
+    with _LIVE_LOCK:
+        _LIVE.pop(key, None)
+        _LIVE[key] = live
+        while len(_LIVE) > _LIVE_KEPT:
+            _LIVE.pop(next(iter(_LIVE)))
+
+
+def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None, kept: _Live,
+             db: queries.WriteState, ids: list[int] | None, sources: dict[int, str], moves: pd.DataFrame,
+             opening: pd.DataFrame, candles: pd.DataFrame, key: tuple[object, ...]) -> PnlReport | None:
+    """``_live_report`` from a kept state, or None when it cannot continue (see there)."""
+    same = (kept.trades_epoch == db.trades_epoch and kept.sources == sources and kept.moves.equals(moves)
+            and kept.opening.equals(opening) and _candle_print(candles, kept.state.watermark) == kept.candles)
+    if not same or not ((kept.version, kept.token) == (db.version, db.token)
+                        or queries.went_through(session, kept.version, kept.token)):
+        return None
+    raw = queries._read_trades(session, after_id=kept.max_id)
+    if not queries._ids_grow_in_commit_order(session) and kept.count + len(raw) != int(
+            session.scalar(select(func.count(Trade.id))) or 0):
+        return None  # a fill committed late with a lower id (PostgreSQL, as the fill store checks)
+    cash = usd_like()
+    fresh = _scoped(session, raw, ids)
+    priced = prices.add_fill_usd(_with_sources(fresh, sources), candles, usd_like=cash).drop(columns="source") \
+        if len(fresh) else fresh.assign(quote_usd=pd.Series(dtype=float), fee_usd=pd.Series(dtype=float))
+    fill_net = kept.fill_net
+    if fill_net is not None and len(fresh):
+        fill_net = pd.concat([fill_net, _fill_net(fresh)]).groupby(["connector_id", "asset"], as_index=False)[
+            "units"].sum()
+    if fill_net is not None:
+        held = _units_held(fresh, as_balance_moves(_with_sources(moves, sources)),
+                           _with_sources(opening, sources), sources, fill_net)
+    assets = sorted(set(kept.assets) | set(_distinct(fresh["base"], fresh["quote"], fresh["fee_currency"])))
+    if fill_net is None:  # one source prices everything: no weights to find
+        held = pd.DataFrame({"source": next(iter(sources.values()), ""), "asset": assets, "units": 1.0})
+    source_marks = _marks_at(session, viewer, held, client_id, connector_id, None, candles)
+    marks, price_notes = prices.pooled_marks(source_marks, held, assets, usd_like=cash)
+    resumed = pnl_state.resume(kept.state, priced, marks)
+    if resumed is None:
+        return None
+    result, state = resumed
+    count = kept.fills + len(fresh)
+    live = replace(kept, state=state, version=db.version, token=db.token, max_id=max(kept.max_id, int(
+        raw["id"].max()) if len(raw) else 0), count=kept.count + len(raw),
+                   candles=_candle_print(candles, state.watermark), fill_net=fill_net, assets=assets, fills=count)
+    _keep(key, live)
+    inputs = _PnlInputs(priced, kept.priced_moves, kept.dated_opening, marks, {}, price_notes, count)
+    period = period_of(result, None, kept.priced_moves, kept.dated_opening, start=None, end=None, usd_like=cash)
+    return _report(inputs, kept.state.method, None, None, kept.state.pool, period, kept.dated_opening)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Matched:
     quantity: np.ndarray  # per segment: units held at the end
     cost: np.ndarray  # per segment: remaining cost basis
     opening: np.ndarray  # per segment: units held that came from opening lots
+    ghost: np.ndarray | None = None  # per segment: held before the dust rule minus held, at the end
 
 
 def _spans(starts: np.ndarray, n: int) -> zip:
@@ -154,11 +155,15 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
     return basis, cost, opening
 
 
-def match(ev: Events, method: Method, turnover: np.ndarray | None = None) -> Matched:
+def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost: np.ndarray | None = None,
+          carried: np.ndarray | None = None) -> Matched:
     """Match every disposal and withdrawal against the lots of its segment.
 
-    ``turnover`` (per segment) is units acquired and disposed before these events and not among
-    them: a resumed run (``lib.pnl.state``) measures dust against the whole history, as a full run does.
+    A resumed run (``lib.pnl.state``) passes, per segment, ``turnover`` (units acquired and disposed
+    before these events and not among them: dust is measured against the whole history) and
+    ``ghost`` (units the dust rule took from the queue while the shortfall arithmetic still counts
+    them, ``Matched.ghost`` of the run before), and per event ``carried`` (the lots carried in,
+    which the dust rule must not take again): its figures are then a full run's.
     """
     if method not in ("fifo", "average"):
         raise ValueError(f"method must be 'fifo' or 'average', got {method!r}")
@@ -169,13 +174,16 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None) -> Mat
     acq = ev.kind == ACQUIRE
     cum_acquired = _accumulate(np.add, np.where(acq, ev.units, 0.0), ev.starts)
     cum_disposed = _accumulate(np.add, np.where(acq, 0.0, ev.units), ev.starts)
+    lengths = np.diff(np.append(ev.starts, n))
     dust = DUST * (cum_acquired + cum_disposed)
     if turnover is not None:
-        dust += DUST * np.repeat(turnover, np.diff(np.append(ev.starts, n)))
-    shortfall = _accumulate(np.maximum, np.maximum(cum_disposed - cum_acquired, 0.0), ev.starts)
-    held = cum_acquired - cum_disposed + shortfall
-    held[held <= dust] = 0.0
-    pos = _accumulate(np.maximum, cum_acquired - held, ev.starts)
+        dust += DUST * np.repeat(turnover, lengths)
+    extra = np.zeros(n) if ghost is None else np.repeat(ghost, lengths)
+    shortfall = _accumulate(np.maximum, np.maximum(cum_disposed - cum_acquired - extra, 0.0), ev.starts)
+    held = cum_acquired - cum_disposed + shortfall + extra
+    true_held = held.copy()
+    held[(held <= dust) & (True if carried is None else ~carried)] = 0.0
+    pos = np.maximum(_accumulate(np.maximum, cum_acquired - held, ev.starts), 0.0)
     held = cum_acquired - pos
     unmatched = shortfall - _previous(shortfall, ev.starts)
     unmatched[unmatched <= dust] = 0.0
@@ -184,4 +192,5 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None) -> Mat
         basis, cost, opening = _fifo(ev, pos, cum_acquired)
     else:
         basis, cost, opening = _average(ev, held, pos - _previous(pos, ev.starts), last)
-    return Matched(basis=basis, unmatched=unmatched, quantity=held[last], cost=cost, opening=opening)
+    return Matched(basis=basis, unmatched=unmatched, quantity=held[last], cost=cost, opening=opening,
+                   ghost=true_held[last] - held[last])

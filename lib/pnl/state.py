@@ -60,7 +60,7 @@ class PnlState:
     usd_like: frozenset[str]
     watermark: int  # timestamp (ms) of the last event processed
     lots: pd.DataFrame  # LOT_COLUMNS, per (pool, asset) in queue order
-    turnover: pd.DataFrame  # pool, asset, units (acquired + disposed so far, for dust)
+    turnover: pd.DataFrame  # pool, asset, units (acquired + disposed so far, for dust), ghost (Matched.ghost)
     nets: pd.DataFrame  # connector_id, asset, units: net units on the ledger so far
     client_of: dict[int, int]
     notes: list[str]  # the ledger's notes about the history so far
@@ -72,6 +72,9 @@ class PnlState:
 def _carry(ev: Events, matched: Matched, assets: list[str], method: str) -> pd.DataFrame:
     """The lots each segment still holds after its last event (LOT_COLUMNS)."""
     n = len(ev.kind)
+    if n == 0:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(LOT_COLUMNS, (np.int64, object, float, float, bool),
+                                                                   strict=True)})
     lengths = np.diff(np.append(ev.starts, n))
     seg_of = np.repeat(np.arange(len(ev.starts)), lengths)
     if method == "average":  # one pool per segment: its opening part and the rest, as two lots
@@ -112,14 +115,22 @@ def _carry(ev: Events, matched: Matched, assets: list[str], method: str) -> pd.D
     return frame.reset_index(drop=True)[list(LOT_COLUMNS)]
 
 
-def _turnover(ev: Events, assets: list[str], before: np.ndarray | None) -> pd.DataFrame:
+def _turnover(ev: Events, matched: Matched, assets: list[str], before: np.ndarray | None,
+              earlier: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per segment: units acquired and disposed so far and the dust rule's ghost units; segments
+    these events did not touch keep their rows from ``earlier``."""
     n = len(ev.kind)
     total = np.add.reduceat(ev.units, ev.starts) if n else np.zeros(0)
     if before is not None:
         total = total + before
-    return pd.DataFrame({"pool": ev.seg_pool.astype(np.int64),
-                         "asset": np.asarray(assets, dtype=object)[ev.seg_asset] if n else [],
-                         "units": total})
+    frame = pd.DataFrame({"pool": ev.seg_pool.astype(np.int64),
+                          "asset": np.asarray(assets, dtype=object)[ev.seg_asset] if n else [],
+                          "units": total, "ghost": matched.ghost if n else np.zeros(0)})
+    if earlier is None or earlier.empty:
+        return frame
+    touched = pd.MultiIndex.from_frame(frame[["pool", "asset"]])
+    rest = earlier[~pd.MultiIndex.from_frame(earlier[["pool", "asset"]]).isin(touched)]
+    return pd.concat([rest, frame], ignore_index=True)
 
 
 def _nets_frame(connectors: np.ndarray, net: np.ndarray, assets: list[str]) -> pd.DataFrame:
@@ -148,7 +159,7 @@ def start(
     state = PnlState(
         method=method, pool=pool, usd_like=usd_like, watermark=int(stamps.max()) if len(stamps) else -(2**62),
         lots=_carry(ledger.events, matched, ledger.assets, method),
-        turnover=_turnover(ledger.events, ledger.assets, None),
+        turnover=_turnover(ledger.events, matched, ledger.assets, None),
         nets=_nets_frame(*connector_nets(ledger), ledger.assets),
         client_of=_client_of(ledger), notes=list(ledger.notes), result=result, fills=len(fills),
         unanchored=_unanchored(fills, transfers, opening),
@@ -184,8 +195,9 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
                     | set(state.result.per_asset["asset"].astype(str)))
     code = {a: i for i, a in enumerate(assets)}
     remap = np.array([code[a] for a in new.assets] + [-1], np.int64)
-    ledger, turnover = _merged(state, new, assets, remap)
-    matched = match(ledger.events, state.method, turnover)
+    ledger, turnover, ghost = _merged(state, new, assets, remap)
+    carried = ledger.events.source == len(ledger.sources.rank) - 1
+    matched = match(ledger.events, state.method, turnover, ghost, carried)
     client_of = state.client_of | _client_of(new)
     everything = np.ones(len(ledger.sources.rank), bool)
     disposals = _disposals(ledger, matched, everything)
@@ -195,7 +207,7 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     mark_of = np.array([mark(marks or {}, a, state.usd_like) for a in assets] + [math.nan])
     connectors = np.sort(nets["connector_id"].unique())
     matrix = np.zeros((len(connectors), len(assets)))
-    matrix[np.searchsorted(connectors, nets["connector_id"].to_numpy()), [code[a] for a in nets["asset"]]] = (
+    matrix[np.searchsorted(connectors, nets["connector_id"].to_numpy()), _codes(assets, nets["asset"])] = (
         nets["units"].to_numpy(float))
     holdings = _holdings(ledger, segments, state.pool, mark_of, client_of, (connectors, matrix))
     prior = state.result
@@ -225,22 +237,23 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
         method=state.method, pool=state.pool, usd_like=state.usd_like,
         watermark=int(timestamps.max()) if len(fills) else state.watermark,
         lots=_carry(ledger.events, matched, assets, state.method),
-        turnover=_turnover(ledger.events, assets, turnover), nets=nets, client_of=client_of, notes=state.notes,
+        turnover=_turnover(ledger.events, matched, assets, turnover, state.turnover), nets=nets,
+        client_of=client_of, notes=state.notes,
         result=result, fills=state.fills + len(fills),
         unanchored=state.unanchored - set(fills["connector_id"].astype(int)),
     )
     return result, later
 
 
-def _merged(state: PnlState, new: Ledger, assets: list[str], remap: np.ndarray) -> tuple[Ledger, np.ndarray]:
-    """The new fills' ledger with the state's lots as acquisitions ahead of each segment's events,
-    and each segment's turnover before these events (less the carried units, counted again)."""
+def _merged(state: PnlState, new: Ledger, assets: list[str], remap: np.ndarray
+            ) -> tuple[Ledger, np.ndarray, np.ndarray]:
+    """The new fills' ledger with the state's lots as acquisitions ahead of each segment's events;
+    per segment, its turnover before these events (less the carried units, counted again) and ghost."""
     ev, lots = new.events, state.lots
-    code = {a: i for i, a in enumerate(assets)}
     n_new = len(ev.kind)
     sentinel = len(new.sources.rank)  # the carried lots' source: no fill
     pool_new = np.repeat(ev.seg_pool, np.diff(np.append(ev.starts, n_new))).astype(np.int64)
-    lot_asset = np.array([code[a] for a in lots["asset"]], np.int64)
+    lot_asset = _codes(assets, lots["asset"])
     pool = np.concatenate([lots["pool"].to_numpy(np.int64), pool_new])
     asset = np.concatenate([lot_asset, remap[ev.asset]])
     pool_code, _ = pd.factorize(pool)
@@ -273,12 +286,18 @@ def _merged(state: PnlState, new: Ledger, assets: list[str], remap: np.ndarray) 
     conversions = replace(new.conversions, asset=remap[new.conversions.asset])
     ledger = Ledger(assets, sources, events, fills, conversions, [])
     # turnover before these events, per merged segment, less the units carried in (counted again)
-    before = state.turnover.groupby(["pool", "asset"])["units"].sum()
+    before = state.turnover.set_index(["pool", "asset"])
     carried = lots.groupby(["pool", "asset"])["units"].sum()
     keys = pd.MultiIndex.from_arrays([events.seg_pool.astype(np.int64),
                                       np.asarray(assets, dtype=object)[events.seg_asset] if len(seg) else []])
-    turnover = (before.reindex(keys, fill_value=0.0).to_numpy() - carried.reindex(keys, fill_value=0.0).to_numpy())
-    return ledger, turnover
+    turnover = (before["units"].reindex(keys, fill_value=0.0).to_numpy()
+                - carried.reindex(keys, fill_value=0.0).to_numpy())
+    return ledger, turnover, before["ghost"].reindex(keys, fill_value=0.0).to_numpy()
+
+
+def _codes(assets: list[str], names: pd.Series) -> np.ndarray:
+    """Positions of ``names`` in the sorted ``assets`` (one lookup per distinct name, not per row)."""
+    return pd.Index(assets).get_indexer(names.astype(object)).astype(np.int64)
 
 
 def _add_nets(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
