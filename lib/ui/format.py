@@ -272,6 +272,21 @@ def table(frame: pd.DataFrame, shown: Mapping[str, Callable[[Any], str]],
     return styler
 
 
+#: Pixels per character of a grid cell (digits, the widest, at the grid's font size) and a cell's padding.
+_CHAR_PX, _CELL_PADDING_PX = 7, 24
+
+
+def fitted_columns(frame: pd.DataFrame, shown: Mapping[str, Callable[[Any], str]]) -> dict[str, object]:
+    """``number_column`` configs for the columns of ``shown``, each as wide as its longest text (as
+    ``table`` shows it) or its label: in a wide table Streamlit narrows auto-sized columns and
+    clips the start of a long number (seen in 1.67), and an exact amount must show every digit."""
+    def width(column: str) -> int:
+        longest = max((len(shown[column](v)) for v in frame[column] if not blank(v)), default=0)
+        return _CHAR_PX * max(longest, len(column)) + _CELL_PADDING_PX
+
+    return {column: number_column(column, width=width(column)) for column in shown}
+
+
 def signed_money(value: float | None) -> str:
     """``money`` with a sign: ``+$1.00``, ``-$2.50``."""
     return money(value, signed=True)

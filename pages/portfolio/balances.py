@@ -69,20 +69,21 @@ for note in notes.opening:
     st.info(fmt.literal(note), icon=":material/history:")
 
 amounts = fmt.amount_columns(rows, ["free", "used", "total"])
+table = pd.DataFrame({
+    "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"],
+    "Account type": rows["account_type"].map(fmt.visible), "Asset": rows["asset"].map(fmt.visible),
+    "Free": amounts["free"], "Used": amounts["used"], "Total": amounts["total"],
+    "Price (USD)": fmt.floats(rows["price"]),
+    "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != ""), fmt.visible),  # cash: a dash
+    "USD value": fmt.floats(rows["usd"]),
+    "As of": rows["taken_at"],
+})
+exact = {"Free": fmt.exact, "Used": fmt.exact, "Total": fmt.exact}
 st.dataframe(
-    fmt.table(pd.DataFrame({
-        "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"],
-        "Account type": rows["account_type"].map(fmt.visible), "Asset": rows["asset"].map(fmt.visible),
-        "Free": amounts["free"], "Used": amounts["used"], "Total": amounts["total"],
-        "Price (USD)": fmt.floats(rows["price"]),
-        "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != ""), fmt.visible),  # cash: a dash
-        "USD value": fmt.floats(rows["usd"]),
-        "As of": rows["taken_at"],
-    }), {"Free": fmt.exact, "Used": fmt.exact, "Total": fmt.exact,
-         "Price (USD)": lambda p: fmt.money(p, digits=6 if p < 1 else 2)}),
+    fmt.table(table, {**exact, "Price (USD)": lambda p: fmt.money(p, digits=6 if p < 1 else 2)}),
     hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a price or value can be missing
-    column_config={"As of": fmt.datetime_column("As of"), **fmt.number_columns("Free", "Used", "Total", "Price (USD)"),
-                   "USD value": fmt.number_column("USD value", format="dollar")},
+    column_config={"As of": fmt.datetime_column("As of"), **fmt.fitted_columns(table, exact),
+                   **fmt.number_columns("Price (USD)"), "USD value": fmt.number_column("USD value", format="dollar")},
 )
 st.download_button(
     "Download CSV", fmt.csv_bytes(rows.drop(columns=["client_id", "connector_id"])),

@@ -124,13 +124,13 @@ else:
     holdings = holdings.sort_values("usd", ascending=False, na_position="last").head(10)
     holdings["share"] = holdings["usd"] / report.total_usd if report.total_usd else None
     st.subheader("Top holdings")
+    top = pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible),
+                        "Quantity": fmt.amount_columns(holdings, ["quantity"])["quantity"],
+                        "USD value": fmt.floats(holdings["usd"]), "Share": fmt.floats(holdings["share"])})
     st.dataframe(
-        fmt.table(pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible),
-                                "Quantity": fmt.amount_columns(holdings, ["quantity"])["quantity"],
-                                "USD value": fmt.floats(holdings["usd"]), "Share": fmt.floats(holdings["share"])}),
-                  {"Quantity": fmt.exact, "Share": fmt.plain_percent}),
+        fmt.table(top, {"Quantity": fmt.exact, "Share": fmt.plain_percent}),
         hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a value or share can be missing
-        column_config={**fmt.number_columns("Quantity", "Share"),
+        column_config={**fmt.fitted_columns(top, {"Quantity": fmt.exact}), **fmt.number_columns("Share"),
                        "USD value": fmt.number_column("USD value", format="dollar")},
     )
 
