@@ -428,6 +428,28 @@ def build_ledger(
     return Ledger(assets, sources, _sorted_events(events, sources, pool, notes), fill_rows, conversions, notes)
 
 
+def _by_rank(rank: np.ndarray, source: np.ndarray, call: np.ndarray) -> np.ndarray:
+    """Events in processing order, (rank of their source, add call), without a comparison sort.
+
+    ``call`` is non-decreasing and a source has at most one event per call, so each event's place
+    is its source's offset (events of sources ranked before it) plus how many events of its source
+    earlier calls made: one pass per call over that call's events.
+    """
+    n = len(source)
+    counts = np.bincount(rank[source], minlength=len(rank))
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    seen = np.zeros(len(rank), np.int64)
+    place = np.empty(n, np.int64)
+    bounds = np.flatnonzero(np.r_[True, call[1:] != call[:-1], True]) if n else np.zeros(1, np.int64)
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        ranks = rank[source[lo:hi]]
+        place[lo:hi] = offsets[ranks] + seen[ranks]
+        seen[ranks] += 1
+    by_rank = np.empty(n, np.int64)
+    by_rank[place] = np.arange(n)
+    return by_rank
+
+
 def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[str]) -> Events:
     """Drop empty events and sort by (pool key, asset, processing rank)."""
     asset, kind, label, units, value, source, call = events.columns()
@@ -446,12 +468,7 @@ def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[
         pool_key = np.full(len(source), SCOPE_POOL)
     pool_code, _ = pd.factorize(pool_key)
     seg_raw = pool_code.astype(np.int64) * (int(asset.max(initial=0)) + 1) + asset
-    # Processing order without a comparison sort: (rank, add call) is unique per event, so
-    # scatter into a table indexed by it; then a stable (radix) sort by segment.
-    n_calls = int(call.max(initial=0)) + 1
-    table = np.full(len(sources.rank) * n_calls, -1, np.int64)
-    table[sources.rank[source] * n_calls + call] = np.arange(len(source))
-    by_rank = table[table >= 0]
+    by_rank = _by_rank(sources.rank, source, call)
     seg_key = seg_raw[by_rank]
     order = by_rank[
         np.argsort(seg_key.astype(np.uint16) if seg_key.max(initial=0) < 1 << 16 else seg_key, kind="stable")

@@ -110,15 +110,19 @@ def _client_of(ledger: Ledger) -> dict[int, int]:
     return dict(zip(pairs["c"].tolist(), pairs["k"].tolist(), strict=True))
 
 
-def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> pd.DataFrame:
-    """Realized rows (trades, third-asset fees, cash conversions) inside the window, in processing order."""
+def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Realized rows (trades, third-asset fees, cash conversions) inside the window, in processing
+    order, and each row's asset code (sums by asset without grouping a million strings)."""
     ev, src, conv = ledger.events, ledger.sources, ledger.conversions
     rows = np.flatnonzero((ev.kind == DISPOSE) & in_window[ev.source])
     conv_rows = np.flatnonzero(in_window[conv.source])
     source = np.concatenate([ev.source[rows], conv.source[conv_rows]])
     labels = np.concatenate([ev.label[rows], conv.label[conv_rows]])
-    by_label = np.argsort(labels, kind="stable")  # a fill's trade row before its fee row
-    order = by_label[np.argsort(src.rank[source][by_label], kind="stable")]  # processing order
+    # processing order; within one fill a trade row before its fee row (labels), and an event before
+    # a realized row of the same label: one unique key, one sort
+    second = np.concatenate([np.zeros(len(rows), np.int64), np.ones(len(conv_rows), np.int64)])
+    key = (src.rank[source] * len(LABELS) + labels) * 2 + second
+    order = np.argsort(key, kind="stable")
     source = source[order]
 
     def column(events: np.ndarray, conversions: np.ndarray) -> np.ndarray:
@@ -126,12 +130,13 @@ def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> pd.Da
 
     proceeds = column(ev.value, conv.proceeds)
     basis = column(matched.basis, conv.basis)
+    codes = column(ev.asset, conv.asset)
     return pd.DataFrame(
         {
             "timestamp": src.timestamp[source],
             "connector_id": src.connector[source],
             "client_id": src.client[source],
-            "asset": _str_array(ledger.assets, column(ev.asset, conv.asset)),
+            "asset": _str_array(ledger.assets, codes),
             "units": column(ev.units, conv.units),
             "proceeds": proceeds,
             "basis": basis,
@@ -140,7 +145,7 @@ def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> pd.Da
             "kind": _str_array(LABELS, labels[order]),
             "source_id": src.source_id.array.take(source),
         }
-    )
+    ), codes
 
 
 def _flows(ledger: Ledger, in_window: np.ndarray, client_of: dict[int, int]) -> pd.DataFrame:
@@ -199,31 +204,30 @@ def _scope_locations(ledger: Ledger, segments: pd.DataFrame, pool: str, client_o
     """
     connectors, net = connector_nets(ledger) if nets is None else nets
     held = np.clip(net, 0.0, None)
-    owner = np.array([client_of.get(int(c), -1) for c in connectors], np.int64)
-    parts = []
-    for row in segments.itertuples(index=False):
-        column = held[:, row.asset] if pool != "client" else np.where(owner == row.pool, held[:, row.asset], 0.0)
-        where = np.flatnonzero(column > 0)
-        if column.sum() > 0:
-            share = column[where] / column.sum()
-            ids = pd.array(np.asarray(connectors)[where], dtype="Int64")
-        else:
-            share, ids = np.ones(1), pd.array([None], dtype="Int64")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "connector_id": ids,
-                    "asset": row.asset,
-                    "quantity": row.quantity * share,
-                    "cost_basis": row.cost_basis * share,
-                    "opening_quantity": row.opening_quantity * share,
-                    "pool": row.pool,
-                }
-            )
-        )
-    if not parts:
-        return segments.assign(connector_id=pd.array([], dtype="Int64"))
-    return pd.concat(parts, ignore_index=True)
+    asset = segments["asset"].to_numpy(np.int64)
+    pools = segments["pool"].to_numpy(np.int64)
+    column = held[:, asset].T if len(connectors) else np.zeros((len(segments), 0))  # segment x connector
+    if pool == "client":
+        owner = np.array([client_of.get(int(c), -1) for c in connectors], np.int64)
+        column = np.where(owner[None, :] == pools[:, None], column, 0.0)
+    total = column.sum(axis=1)
+    seg, where = np.nonzero(column > 0)  # by segment, then connector: one row per share
+    share = column[seg, where] / total[seg]
+    alone = np.flatnonzero(~(total > 0))  # no connector holds it: one row, no connector
+    seg = np.concatenate([seg, alone])
+    share = np.concatenate([share, np.ones(len(alone))])
+    ids = pd.array(np.concatenate([np.asarray(connectors, np.int64)[where], np.zeros(len(alone), np.int64)]),
+                   dtype="Int64")
+    ids[len(where):] = pd.NA
+    order = np.argsort(seg, kind="stable")
+    seg, share, ids = seg[order], share[order], ids[order]
+
+    def split(name: str) -> np.ndarray:
+        return segments[name].to_numpy(np.float64)[seg] * share
+
+    return pd.DataFrame({"connector_id": ids, "asset": asset[seg], "quantity": split("quantity"),
+                         "cost_basis": split("cost_basis"), "opening_quantity": split("opening_quantity"),
+                         "pool": pools[seg]})
 
 
 def _valued(frame: pd.DataFrame, assets: list[str], mark_of: np.ndarray) -> pd.DataFrame:
@@ -260,16 +264,18 @@ def _per_asset(
     mark_of: np.ndarray,
     disposals: pd.DataFrame,
     flows: pd.DataFrame,
+    disposal_codes: np.ndarray,
 ) -> pd.DataFrame:
     """One row per asset with holdings, realized P&L or fees (cash assets: quantity 0)."""
     held = segments.groupby("asset")[["quantity", "cost_basis", "opening_quantity"]].sum()
     lookup = {a: i for i, a in enumerate(ledger.assets)}
-    named = set(disposals["asset"].unique()) | set(flows["asset"].unique())
-    codes = sorted(set(held.index) | {lookup[a] for a in named})
+    realized = np.bincount(disposal_codes, weights=disposals["gain"].to_numpy(float), minlength=len(ledger.assets))
+    disposed = np.flatnonzero(np.bincount(disposal_codes, minlength=len(ledger.assets)))
+    codes = sorted(set(held.index) | set(disposed.tolist()) | {lookup[a] for a in flows["asset"].unique()})
     frame = _valued(held.reindex(codes, fill_value=0.0).rename_axis("asset").reset_index(), ledger.assets, mark_of)
     frame = frame.set_index("asset")
     # reindex: assigning a Series to an empty frame would adopt the Series' rows
-    frame["realized"] = disposals.groupby("asset")["gain"].sum().reindex(frame.index)
+    frame["realized"] = pd.Series(realized, index=ledger.assets).reindex(frame.index)
     frame["fees"] = flows.groupby("asset")["fees"].sum().reindex(frame.index)
     frame["unmatched_quantity"] = pd.Series(
         np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=len(ledger.assets)), index=ledger.assets
@@ -336,9 +342,9 @@ def build_result(
     mark_of = np.array([mark(marks, a, usd_like) for a in ledger.assets] + [math.nan])
     client_of = _client_of(ledger)
     segments = _segments(ledger, matched)
-    disposals = _disposals(ledger, matched, in_window)
+    disposals, disposal_codes = _disposals(ledger, matched, in_window)
     flows = _flows(ledger, in_window, client_of)
-    per_asset = _per_asset(ledger, segments, matched, mark_of, disposals, flows)
+    per_asset = _per_asset(ledger, segments, matched, mark_of, disposals, flows, disposal_codes)
     unpriced = sorted(per_asset.loc[~per_asset["priced"], "asset"])
     unmatched = {a: float(q) for a, q in zip(per_asset["asset"], per_asset["unmatched_quantity"], strict=True) if q > 0}
     return PnlResult(

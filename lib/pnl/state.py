@@ -200,7 +200,7 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     matched = match(ledger.events, state.method, turnover, ghost, carried)
     client_of = state.client_of | _client_of(new)
     everything = np.ones(len(ledger.sources.rank), bool)
-    disposals = _disposals(ledger, matched, everything)
+    disposals, _ = _disposals(ledger, matched, everything)
     flows = _flows(ledger, everything, client_of)
     segments = _segments(ledger, matched)
     nets = _add_nets(state.nets, _nets_frame(*connector_nets(ledger), assets))
