@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy import delete, func, select, update
+from streamlit.testing.v1 import AppTest
 
 from lib import rebuild, reconcile, reports
 from lib.access import SYSTEM, Role, Viewer
@@ -38,10 +39,12 @@ from lib.models import (
     to_decimal,
     utcnow,
 )
+from lib.settings import PROJECT_ROOT
 from lib.simulator import Simulator
 from lib.simulator.market import SATS
 from lib.sync import sync_connectors
 from lib.sync.status import connector_freshness
+from lib.ui import scope
 from lib.ui.sync_widgets import connector_line
 from tests.sync_helpers import add_connectors
 from tests.test_history_pages import metric, open_page, texts, widget
@@ -427,10 +430,14 @@ def test_overview_counts_unbalanced_accounts_and_trades_take_a_link(seeded: Seed
     assert "the synced history explains every account's reported balances" in texts(
         open_page("pages/portfolio/overview.py", seeded.users["admin"]))
 
-    at = open_page("pages/portfolio/trades.py", seeded.users["admin"])
-    at.query_params["connector"] = str(seeded.alpha_binance)
+    # the link's ?connector= sets the sidebar's account (tests/test_drilldown.py); its dates apply on Trades
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "portfolio" / "trades.py"), default_timeout=60)
+    at.session_state["auth_user_id"] = seeded.users["admin"]
+    at.session_state[scope.ACCOUNT_KEY] = seeded.alpha_binance
+    at.session_state[scope.CLIENT_KEY] = seeded.alpha
     at.query_params["start"] = "2024-01-01"
     at.query_params["end"] = "2024-01-31"
     at.run()
-    assert widget(at.selectbox, "Account").value == seeded.alpha_binance
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Trades · Alpha › binance / main"
     assert "3 fill(s) match" in texts(at)

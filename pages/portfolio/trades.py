@@ -10,17 +10,17 @@ import pandas as pd
 import streamlit as st
 
 from lib.ui import format as fmt
-from lib.ui import loaders, period
+from lib.ui import loaders, period, scope
 from lib.ui.auth import current_viewer
-from lib.ui.shell import selected_client_id
+from lib.ui.shell import current_scope
 
 PAGE_SIZES = (50, 100, 250, 500)
 #: Widths (px) for the text columns; numbers (which sort by value) are sized to their content so that no digit
 #: is hidden. The ids tell apart fills of one order in the same second; cost (amount x price) is in the CSV.
 TRADE_COLUMNS = {
     "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True, width=132),
-    "Client": st.column_config.TextColumn("Client", width=95),
-    "Account": st.column_config.TextColumn("Account", width=90),
+    "Client": scope.link_column("Client", "This client's Overview.", width=95),
+    "Account": scope.link_column("Account", "This account's Balances.", width=90),
     "Symbol": st.column_config.TextColumn("Symbol", width=80),
     "Side": st.column_config.TextColumn("Side", width=40),
     **fmt.number_columns("Amount", "Price", "Fee"),
@@ -33,9 +33,10 @@ TRADE_COLUMNS = {
 }
 
 viewer = current_viewer()
-client_id = selected_client_id(viewer)
+chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
+client_id, connector_id = chosen.client_id, chosen.connector_id
 
-st.title("Trades")
+scope.title("Trades", chosen)
 
 with loaders.plain_errors("trades"):
     connectors = loaders.connectors(viewer, client_id)
@@ -43,16 +44,14 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
-linked = loaders.linked_filters(st.query_params.to_dict(), set(names))  # ?connector=&start=&end= (Reconciliation)
-first, second, third = st.columns([3, 2, 1])
-connector_id = first.selectbox("Account", [None, *names], format_func=lambda c: "All accounts" if c is None
-                               else names[c], index=[None, *names].index(linked.connector_id))
 with loaders.plain_errors("symbols"):
     symbols = loaders.fill_symbols(viewer, client_id, connector_id)
-symbol = second.selectbox("Symbol", [None, *symbols], format_func=lambda s: "All symbols" if s is None
-                         else fmt.visible(s))
-side = third.selectbox("Side", [None, "buy", "sell"], format_func=lambda s: "Both" if s is None else s)
+# ?symbol=&start=&end= from links (Asset, Activity, Reconciliation); the account is the sidebar's
+linked = loaders.linked_filters(st.query_params.to_dict(), set(connectors["id"]), symbols)
+first, second = st.columns([2, 1])
+symbol = first.selectbox("Symbol", [None, *symbols], index=[None, *symbols].index(linked.symbol),
+                         format_func=lambda s: "All symbols" if s is None else fmt.visible(s))
+side = second.selectbox("Side", [None, "buy", "sell"], format_func=lambda s: "Both" if s is None else s)
 start, end = period.date_range(st, "trades", label="Dates (UTC)", dates=linked.dates)
 filters = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "side": side,
            "start": start, "end": end}
@@ -85,8 +84,9 @@ if rows.empty:
     st.info("No fills match these filters.")
 else:
     table = pd.DataFrame({
-        "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": rows["client"],
-        "Account": rows["exchange_id"] + " / " + rows["label"], "Symbol": rows["symbol"].map(fmt.visible),
+        "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": scope.client_links(rows),
+        "Account": scope.account_links(rows, rows["exchange_id"] + " / " + rows["label"]),
+        "Symbol": rows["symbol"].map(fmt.visible),
         "Side": rows["side"], "Amount": fmt.amounts(rows["amount"]), "Price": fmt.amounts(rows["price"]),
         "Fee": fmt.amounts(rows["fee_cost"]),
         "USD notional": fmt.floats(notional),
