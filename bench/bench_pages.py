@@ -172,9 +172,7 @@ def _time_page(name: str, admin_id: int) -> dict[str, object]:
             "problems": problems + more}
 
 
-def _after_new_fill(admin_id: int) -> float:
-    """P&L page right after a sync added a fill (and cleared the cache): a real recompute."""
-    import streamlit as st
+def _add_fill(trade_id: str, timestamp: int) -> None:
     from sqlalchemy import insert
 
     from lib.db import session_scope
@@ -182,12 +180,33 @@ def _after_new_fill(admin_id: int) -> float:
 
     with session_scope() as session:
         connector_id = session.scalar(Connector.__table__.select().with_only_columns(Connector.id).limit(1))
-        session.execute(insert(Trade), [{"connector_id": connector_id, "trade_id": "bench-new", "timestamp": 1,
+        session.execute(insert(Trade), [{"connector_id": connector_id, "trade_id": trade_id, "timestamp": timestamp,
                                          "symbol": "BTC/USDT", "base": "BTC", "quote": "USDT", "side": "buy",
                                          "amount": 0.001, "price": 60000.0, "cost": 60.0}])
-    st.cache_data.clear()
-    elapsed, _problems = _run("pnl", admin_id)
-    return round(elapsed)
+
+
+def _after_new_fill(admin_id: int) -> dict[str, int]:
+    """The P&L page right after a sync added one fill (and cleared the cache), and lib.reports' P&L
+    alone (``pnl_report`` + ``summarize``, what the page's P&L loader computes): for a fill later than
+    everything (a sync's: continues the kept engine state) and for a back-dated one (full recompute)."""
+    import streamlit as st
+
+    from lib import reports
+    from lib.access import Role, Viewer
+
+    viewer = Viewer("bench-admin", Role.ADMIN)
+    reports.summarize(reports.pnl_report(None, viewer))  # as the P&L page left it
+    figures = {}
+    for name, timestamp in (("new", int(time.time() * 1000)), ("backdated", 1)):
+        _add_fill(f"bench-{name}-page", timestamp)
+        st.cache_data.clear()
+        elapsed, _problems = _run("pnl", admin_id)
+        figures[f"pnl_page_after_{name}_fill_ms"] = round(elapsed)
+        _add_fill(f"bench-{name}-report", timestamp + 1)
+        began = time.perf_counter()
+        reports.summarize(reports.pnl_report(None, viewer))
+        figures[f"pnl_report_after_{name}_fill_ms"] = round((time.perf_counter() - began) * 1000)
+    return figures
 
 
 def _pnl_steps(admin_id: int) -> dict[str, int]:
@@ -269,10 +288,12 @@ def main() -> None:
         "method": "AppTest at.run() wall time (ms) as an admin over all clients. first = nothing cached yet "
                   "(P&L: builds the fill store and the summary file); cold = new session after "
                   "st.cache_data.clear() (server restart / cache clear, same data); warm = median of 3 reruns "
-                  "of one session; pnl_after_new_fill = one new fill then a cleared cache (full recompute).",
+                  "of one session; pnl_after_new_fill = one fill added then a cleared cache: *_new_fill a fill later "
+                  "than all (continues the kept P&L state), *_backdated_fill one dated 1970 (full recompute); "
+                  "pnl_page_* the whole page, pnl_report_* lib.reports' P&L alone.",
         "targets": {"pnl_warm_ms": 300, "pnl_cold_ms": 3000},
         "pages": pages,
-        "pnl_after_new_fill_ms": _after_new_fill(admin_id),
+        "pnl_after_new_fill": _after_new_fill(admin_id),
         "pnl_cold_steps": _pnl_steps(admin_id),
         "statement": _statement_ms(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),

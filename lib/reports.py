@@ -777,7 +777,7 @@ class _Live:
 
 #: kept states (a few scopes: each holds a result the size of its history)
 _LIVE: dict[tuple[object, ...], _Live] = {}
-_LIVE_KEPT = 6
+_LIVE_KEPT = 4
 _LIVE_LOCK = threading.Lock()
 
 
@@ -830,7 +830,7 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
         if report is not None:
             return report
     store = queries._stored_fills(session)
-    fills = _scoped(session, store.copy(), ids)
+    fills = _scoped(session, store, ids)
     several = len(set(sources.values())) > 1
     fill_net = _fill_net(fills) if several else None
     inputs = _pnl_inputs(session, viewer, client_id, connector_id, None, None, fills, fill_net=fill_net)
