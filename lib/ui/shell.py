@@ -89,21 +89,21 @@ def selected_client_id(viewer: Viewer) -> int | None:
 
 
 def current_scope(viewer: Viewer) -> scope.Scope:
-    """The client and account chosen in the sidebar, re-checked against what the viewer may see."""
+    """The client and account chosen in the sidebar, re-checked against what the viewer may see
+    (an account picked under "All clients" brings its client along)."""
     client_id = selected_client_id(viewer)
-    if client_id is None:
-        return scope.Scope()
     connectors = loaders.connectors(viewer, client_id)
-    client = fmt.visible(connectors["client"].iloc[0]) if not connectors.empty else None
-    if client is None:
-        with session_scope() as session:
-            client = next((fmt.visible(c.name) for c in list_clients(session, viewer) if c.id == client_id), None)
     connector_id = st.session_state.get(scope.ACCOUNT_KEY) or None
     row = connectors[connectors["id"] == connector_id] if connector_id is not None else connectors.iloc[:0]
-    if row.empty:
-        return scope.Scope(client_id, client)
-    return scope.Scope(client_id, client, int(connector_id), fmt.visible(f"{row['exchange_id'].iloc[0]} / "
-                                                                         f"{row['label'].iloc[0]}"))
+    if not row.empty:
+        first = row.iloc[0]
+        return scope.Scope(int(first["client_id"]), fmt.visible(first["client"]), int(connector_id),
+                           fmt.visible(f"{first['exchange_id']} / {first['label']}"))
+    if client_id is None:
+        return scope.Scope()
+    with session_scope() as session:
+        client = next((fmt.visible(c.name) for c in list_clients(session, viewer) if c.id == client_id), None)
+    return scope.Scope(client_id, client)
 
 
 #: ``?client=<id>`` in the URL picks that client (links from the Clients page; a shared URL)

@@ -10,14 +10,15 @@ import pandas as pd
 import streamlit as st
 
 from lib.ui import format as fmt
-from lib.ui import loaders
+from lib.ui import loaders, scope
 from lib.ui.auth import current_viewer
-from lib.ui.shell import selected_client_id
+from lib.ui.shell import current_scope
 
 viewer = current_viewer()
-client_id = selected_client_id(viewer)
+chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
+client_id, connector_id = chosen.client_id, chosen.connector_id
 
-st.title("Balances")
+scope.title("Balances", chosen)
 
 with loaders.plain_errors("balances"):
     report = loaders.balances(viewer, client_id, by_account=True)
@@ -31,10 +32,9 @@ if report.empty:
     st.stop()
 
 rows = report.rows.assign(account_type=report.rows["account_type"].map(lambda t: t.capitalize() if t else "Default"))
-accounts = {int(r.connector_id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}")
-            for r in rows.drop_duplicates("connector_id").sort_values(["client", "exchange_id", "label"]).itertuples()}
-first, second, third, fourth = st.columns([3, 2, 2, 1])
-chosen = first.multiselect("Account", list(accounts), format_func=accounts.get, placeholder="All accounts")
+if connector_id is not None:
+    rows = rows[rows["connector_id"] == connector_id]
+second, third, fourth = st.columns([2, 2, 1])
 exchanges = second.multiselect("Exchange", sorted(rows["exchange_id"].unique()), format_func=fmt.visible,
                                placeholder="All exchanges")
 assets = third.multiselect("Asset", sorted(rows["asset"].unique()), format_func=fmt.visible, placeholder="All assets")
@@ -47,8 +47,6 @@ if len(types) > 1:
         help="Default: the account the exchange's balance call reads unless told otherwise (spot, trading or "
              "unified). Other types the key may read (funding, ...) are listed apart; totals sum them all.")
 
-if chosen:
-    rows = rows[rows["connector_id"].isin(chosen)]
 if exchanges:
     rows = rows[rows["exchange_id"].isin(exchanges)]
 if assets:
@@ -70,8 +68,9 @@ for note in notes.opening:
 
 amounts = fmt.amount_columns(rows, ["free", "used", "total"])
 table = pd.DataFrame({
-    "Client": rows["client"], "Exchange": rows["exchange_id"], "Account": rows["label"],
-    "Account type": rows["account_type"].map(fmt.visible), "Asset": rows["asset"].map(fmt.visible),
+    "Client": scope.client_links(rows), "Exchange": rows["exchange_id"],
+    "Account": scope.account_links(rows, rows["label"]),
+    "Account type": rows["account_type"].map(fmt.visible), "Asset": scope.asset_links(rows["asset"], chosen),
     "Free": amounts["free"], "Used": amounts["used"], "Total": amounts["total"],
     "Price (USD)": fmt.floats(rows["price"]),
     "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != ""), fmt.visible),  # cash: a dash
@@ -83,6 +82,9 @@ st.dataframe(
     fmt.table(table, {**exact, "Price (USD)": lambda p: fmt.money(p, digits=6 if p < 1 else 2)}),
     hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a price or value can be missing
     column_config={"As of": fmt.datetime_column("As of"), **fmt.fitted_columns(table, exact),
+                   "Client": scope.link_column("Client", "This client's Overview."),
+                   "Account": scope.link_column("Account", "This account alone (the sidebar's Account)."),
+                   "Asset": scope.link_column("Asset", "This asset in this scope: holdings, P&L, markets, transfers."),
                    **fmt.number_columns("Price (USD)"), "USD value": fmt.number_column("USD value", format="dollar")},
 )
 st.download_button(
