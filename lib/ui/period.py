@@ -1,4 +1,5 @@
-"""The controls the P&L, Activity and Clients pages share: a period preset or custom UTC days, and an account scope."""
+"""Controls pages share: a period (a preset or typed UTC days: P&L, Activity, Clients, Trades, order history,
+audit log) and an account scope."""
 
 from __future__ import annotations
 
@@ -60,9 +61,9 @@ def date_range(container: Any, key: str, *, label: str = "Period (UTC)", default
 
     preset_col, from_col, to_col = container.columns([2, 1, 1])
     preset_col.selectbox(label, choices, key=preset_key)
-    from_col.text_input("From (UTC)", key=from_key, placeholder="YYYY-MM-DD", on_change=typed,
+    from_col.text_input("From (UTC)", key=from_key, placeholder="YYYY-MM-DD", on_change=typed, max_chars=10,
                         help="First day included (YYYY-MM-DD); applies on Enter or Tab. Empty: from the start.")
-    to_col.text_input("To (UTC)", key=to_key, placeholder="YYYY-MM-DD", on_change=typed,
+    to_col.text_input("To (UTC)", key=to_key, placeholder="YYYY-MM-DD", on_change=typed, max_chars=10,
                       help="Last day included (YYYY-MM-DD); applies on Enter or Tab. Empty: up to now.")
     bounds: list[date | None] = []
     for name, text in (("From", state[from_key]), ("To", state[to_key])):
@@ -74,9 +75,7 @@ def date_range(container: Any, key: str, *, label: str = "Period (UTC)", default
             bounds.append(None)
     start, end = bounds
     if start and end and start > end:
-        container.warning("From is after To: the two days are taken the other way round.",
-                          icon=":material/swap_horiz:")
-        start, end = end, start
+        container.warning("From is after To: no day is in this period.", icon=":material/event_busy:")
     return start, end
 
 
