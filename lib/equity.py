@@ -202,7 +202,7 @@ def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int
 
 
 def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: SessionOrUrl = None,
-                  now: datetime | None = None) -> dict[str, dict[str, object]]:
+                  now: datetime | None = None, connector_id: int | None = None) -> dict[str, dict[str, object]]:
     """Rebuilt value now and 24 h / 7 d / 30 d ago, and the change, for the same accounts at both ends.
 
     An account whose history starts after the earlier end is left out of that window
@@ -212,7 +212,7 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
     """
     now = now or utcnow()
     with _session(session_or_url) as session:
-        moves = _moves(session, viewer, client_id, None)
+        moves = _moves(session, viewer, client_id, connector_id)
         sources = queries.price_sources(session, viewer, client_id)
         moments = np.array([_ms(now - delta) for delta in CHANGE_WINDOWS.values()] + [_ms(now)], np.int64)
         held = _rebuilt(moves, moments, sources)
@@ -300,8 +300,9 @@ def cached_equity_curve(viewer: Viewer, client_id: int | None, connector_id: int
                        _dump_curve, _load_curve)
 
 
-def cached_value_changes(viewer: Viewer, client_id: int | None = None) -> dict[str, dict[str, object]]:
+def cached_value_changes(viewer: Viewer, client_id: int | None = None,
+                         connector_id: int | None = None) -> dict[str, dict[str, object]]:
     """``value_changes`` kept on disk (``reports.disk_cached``), per hour: "24 h ago" moves on."""
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    return disk_cached("changes", viewer, client_id, None, [hour], _CODE_VERSION,
-                       lambda: value_changes(viewer, client_id), json.dumps, json.loads)
+    return disk_cached("changes", viewer, client_id, connector_id, [hour], _CODE_VERSION,
+                       lambda: value_changes(viewer, client_id, connector_id=connector_id), json.dumps, json.loads)

@@ -143,3 +143,26 @@ def test_page_titles_name_the_scope(seeded: Seeded) -> None:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "P&L · Beta \\*bold\\*"
+
+
+def test_overview_of_one_account_counts_that_account_only(seeded: Seeded) -> None:
+    account = _connector_of(seeded, seeded.beta)
+    at = _open("overview", seeded.users["admin"], **{scope.ACCOUNT_KEY: account})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Overview · Beta › okx / main"
+    assert {m.label: m.value for m in at.metric}["Total value"] == "$500.00"  # its USDT; XYZ is unpriced
+
+
+def test_a_chart_click_opens_the_clicked_name_in_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[tuple[str, dict[str, str]]] = []
+    monkeypatch.setattr(st, "switch_page", lambda page, query_params: opened.append((page, query_params)))
+    event = {"selection": {"points": [{"y": "&lt;b&gt;", "customdata": ["<b>BTC"]}]}}
+
+    class Event:  # what st.plotly_chart returns: attribute access over the event
+        selection = type("Selection", (), {"points": event["selection"]["points"]})()
+
+    scope.open_clicked(Event(), "asset", scope.ASSET_PARAM, scope.Scope(3, "Sharp", 7, "binance / main"))
+    assert opened == [("pages/portfolio/asset.py", {"client": "3", "connector": "7", "asset": "<b>BTC"})]
+    scope.open_clicked(type("Nothing", (), {"selection": None})(), "asset", scope.ASSET_PARAM, scope.Scope())
+    assert len(opened) == 1  # no click, no switch

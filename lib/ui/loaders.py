@@ -109,14 +109,15 @@ def connectors(viewer: Viewer, client_id: int | None = None) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _balances(scope: Scope, client_id: int | None, by_account: bool,
+def _balances(scope: Scope, client_id: int | None, by_account: bool, connector_id: int | None,
               key: tuple[str, str]) -> reports.BalancesReport:
-    return reports.balances_report(viewer_of(scope), client_id, by_account=by_account)
+    return reports.balances_report(viewer_of(scope), client_id, connector_id, by_account=by_account)
 
 
-def balances(viewer: Viewer, client_id: int | None = None, by_account: bool = False) -> reports.BalancesReport:
+def balances(viewer: Viewer, client_id: int | None = None, by_account: bool = False,
+             connector_id: int | None = None) -> reports.BalancesReport:
     """Latest holdings; ``by_account`` splits each asset per account type (Balances page)."""
-    return _balances(scope_of(viewer), client_id, by_account, _key())
+    return _balances(scope_of(viewer), client_id, by_account, connector_id, _key())
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -144,12 +145,14 @@ def coverage(viewer: Viewer, client_id: int | None = None,
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _value_changes(scope: Scope, client_id: int | None, key: tuple[str, str]) -> dict[str, dict[str, object]]:
-    return equity.cached_value_changes(viewer_of(scope), client_id)
+def _value_changes(scope: Scope, client_id: int | None, connector_id: int | None,
+                   key: tuple[str, str]) -> dict[str, dict[str, object]]:
+    return equity.cached_value_changes(viewer_of(scope), client_id, connector_id)
 
 
-def value_changes(viewer: Viewer, client_id: int | None = None) -> dict[str, dict[str, object]]:
-    return _value_changes(scope_of(viewer), client_id, _key())
+def value_changes(viewer: Viewer, client_id: int | None = None,
+                  connector_id: int | None = None) -> dict[str, dict[str, object]]:
+    return _value_changes(scope_of(viewer), client_id, connector_id, _key())
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from lib.ui import format as fmt
 
@@ -120,6 +121,25 @@ def asset_links(assets: pd.Series, scope: Scope) -> pd.Series:
     """Each asset code as a link to the Asset page in the current scope."""
     return pd.Series([link(PAGE_OF["asset"], a, client_id=scope.client_id, connector_id=scope.connector_id, asset=a)
                       for a in assets], index=assets.index, dtype=object)
+
+
+def open_clicked(event: object, page: str, param: str, current: Scope) -> None:
+    """A chart's click (``st.plotly_chart(..., on_select="rerun")``) opens the clicked name's view in
+    the current scope: each point carries the name itself in ``customdata`` (the label is escaped).
+
+    Outside app.py's navigation (a bare script run) there is no page to switch to: nothing happens.
+    """
+    points = getattr(getattr(event, "selection", None), "points", None) or []
+    names = [p.get("customdata") for p in points if isinstance(p, dict)]
+    name = names[0][0] if names and isinstance(names[0], list) and names[0] else names[0] if names else None
+    if not isinstance(name, str) or not name:
+        return
+    params = {CLIENT_PARAM: current.client_id, ACCOUNT_PARAM: current.connector_id, param: name}
+    try:
+        st.switch_page(f"pages/portfolio/{page}.py", query_params={k: str(v) for k, v in params.items()
+                                                                      if v is not None})
+    except StreamlitAPIException:
+        return
 
 
 def title(page: str, scope: Scope, detail: str | None = None) -> None:

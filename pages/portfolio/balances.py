@@ -21,7 +21,7 @@ client_id, connector_id = chosen.client_id, chosen.connector_id
 scope.title("Balances", chosen)
 
 with loaders.plain_errors("balances"):
-    report = loaders.balances(viewer, client_id, by_account=True)
+    report = loaders.balances(viewer, client_id, by_account=True, connector_id=connector_id)
     notes = loaders.history_notes(viewer, client_id)
 
 for note in notes.unreadable:
@@ -32,8 +32,6 @@ if report.empty:
     st.stop()
 
 rows = report.rows.assign(account_type=report.rows["account_type"].map(lambda t: t.capitalize() if t else "Default"))
-if connector_id is not None:
-    rows = rows[rows["connector_id"] == connector_id]
 second, third, fourth = st.columns([2, 2, 1])
 exchanges = second.multiselect("Exchange", sorted(rows["exchange_id"].unique()), format_func=fmt.visible,
                                placeholder="All exchanges")

@@ -8,19 +8,20 @@ from streamlit.errors import StreamlitAPIException
 
 from lib.access import Role
 from lib.demo import DEMO_CLIENTS
-from lib.ui import charts, loaders, sync_widgets
+from lib.ui import charts, loaders, scope, sync_widgets
 from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
 from lib.ui.demo import load_demo_button
-from lib.ui.shell import selected_client_id
+from lib.ui.shell import current_scope
 
 #: the Overview's equity curve: the last this many days (the demo's whole history)
 EQUITY_DAYS = 90
 
 viewer = current_viewer()
-client_id = selected_client_id(viewer)
+chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
+client_id, connector_id = chosen.client_id, chosen.connector_id
 
-st.title("Overview")
+scope.title("Overview", chosen)
 
 with loaders.plain_errors("overview"):
     clients = loaders.clients(viewer)
@@ -56,8 +57,8 @@ if clients.empty or connectors.empty:
     st.stop()
 
 with loaders.plain_errors("balances"):
-    report = loaders.balances(viewer, client_id)
-    changes = loaders.value_changes(viewer, client_id)
+    report = loaders.balances(viewer, client_id, connector_id=connector_id)
+    changes = loaders.value_changes(viewer, client_id, connector_id)
 
 columns = st.columns(4)
 columns[0].metric("Total value", fmt.compact_money(report.total_usd), help="Sum of priced holdings, in USD.")
@@ -79,7 +80,8 @@ if report.unpriced:
                + ", ".join(map(fmt.literal, report.unpriced)), icon=":material/help:")
 
 with loaders.plain_errors("equity curve"):
-    drawn = loaders.equity_curve(viewer, client_id, start=datetime.now(UTC).date() - timedelta(days=EQUITY_DAYS - 1))
+    drawn = loaders.equity_curve(viewer, client_id, connector_id,
+                                 start=datetime.now(UTC).date() - timedelta(days=EQUITY_DAYS - 1))
 if drawn.empty:
     st.info("No fills, transfers or opening balances synced yet, so there is no value over time to draw.")
 else:
@@ -96,7 +98,8 @@ else:
             for r in drawn.unpriced.itertuples()) + "; left out of those points' totals.", icon=":material/help:")
 
 # each connector's reconciliation as its last sync recorded it (cheap; the Reconciliation page recomputes)
-checked = [row for row in sync_widgets.freshness(viewer, client_id) if row.reconciliation]
+checked = [row for row in sync_widgets.freshness(viewer, client_id) if row.reconciliation
+           and connector_id in (None, row.connector_id)]
 unbalanced = [row for row in checked if row.reconciliation == "unbalanced"]
 if unbalanced:
     st.warning(f"{len(unbalanced)} account(s) reported balances at their last sync that their synced history does "
@@ -117,20 +120,24 @@ else:
         st.plotly_chart(charts.allocation(report.rows, path, "Allocation by client, exchange and asset"),
                         width="stretch")
     with right:
-        st.plotly_chart(charts.top_holdings(report.rows), width="stretch")
+        clicked = st.plotly_chart(charts.top_holdings(report.rows), width="stretch", key="overview_top_holdings",
+                                  on_select="rerun", selection_mode="points")
+        scope.open_clicked(clicked, "asset", scope.ASSET_PARAM, chosen)
+        st.caption("Click a bar to open that asset.")
     holdings = report.rows.groupby("asset", as_index=False).agg(quantity=("total", "sum"), usd=("usd", "sum"),
                                                                   priced=("priced", "all"))
     holdings["usd"] = holdings["usd"].where(holdings["priced"])
     holdings = holdings.sort_values("usd", ascending=False, na_position="last").head(10)
     holdings["share"] = holdings["usd"] / report.total_usd if report.total_usd else None
     st.subheader("Top holdings")
-    top = pd.DataFrame({"Asset": holdings["asset"].map(fmt.visible),
+    top = pd.DataFrame({"Asset": scope.asset_links(holdings["asset"], chosen),
                         "Quantity": fmt.amount_columns(holdings, ["quantity"])["quantity"],
                         "USD value": fmt.floats(holdings["usd"]), "Share": fmt.floats(holdings["share"])})
     st.dataframe(
         fmt.table(top, {"Quantity": fmt.exact, "Share": fmt.plain_percent}),
         hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a value or share can be missing
         column_config={**fmt.fitted_columns(top, {"Quantity": fmt.exact}), **fmt.number_columns("Share"),
+                       "Asset": scope.link_column("Asset", "This asset in this scope."),
                        "USD value": fmt.number_column("USD value", format="dollar")},
     )
 
