@@ -25,7 +25,7 @@ from lib.db import session_scope
 from lib.models import BalanceSnapshot, Client, HistoryCoverage, OpeningBalance, OrderHistory
 from lib.settings import PROJECT_ROOT
 from lib.ui import format as fmt
-from lib.ui import loaders
+from lib.ui import loaders, scope
 from tests import table_cells
 from tests.test_markup import (  # noqa: F401 - ``hostile`` is a fixture
     BOLD,
@@ -261,9 +261,10 @@ def test_order_history_filters_and_scope(history: History) -> None:
     widget(at.text_input, "To (UTC)").input("2024/02/02")
     at.run()
     assert list(history_table(at)["Order ID"]) == ["c4", "c2"]
-    widget(at.selectbox, "Account").select(seeded.alpha_binance)
+    at.session_state[scope.ACCOUNT_KEY] = seeded.alpha_binance  # the sidebar's Account
     at.run()
     assert list(history_table(at)["Order ID"]) == ["c2"]
+    assert at.title[0].value == "Orders & positions · Alpha › binance / main"
     assert at.get("download_button")
 
     client = open_page("pages/portfolio/orders.py", seeded.users["client"], client_id=seeded.beta)

@@ -8,9 +8,9 @@ import streamlit as st
 
 from lib import activity
 from lib.ui import format as fmt
-from lib.ui import loaders, period
+from lib.ui import loaders, period, scope
 from lib.ui.auth import current_viewer
-from lib.ui.shell import selected_client_id
+from lib.ui.shell import current_scope
 
 #: Table label -> report column: exact amounts, every digit shown (fmt.quantity), sorted by value.
 ORDER_NUMBERS = {"Price": "price", "Amount": "amount", "Filled": "filled", "Remaining": "remaining", "Last": "last"}
@@ -21,12 +21,18 @@ USD_VALUE = st.column_config.NumberColumn("USD value", format="dollar",
                                          help="What is still open at the order's price, in USD now; — : unpriced")
 
 viewer = current_viewer()
-client_id = selected_client_id(viewer)
+chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
+client_id, connector_id = chosen.client_id, chosen.connector_id
 
-st.title("Orders & positions")
+scope.title("Orders & positions", chosen)
 
 with loaders.plain_errors("orders and positions"):
     orders, positions = loaders.orders_and_positions(viewer, client_id)
+if connector_id is not None:
+    orders = orders[orders["connector_id"] == connector_id]
+    positions = positions[positions["connector_id"] == connector_id]
+LINKS = {"Client": scope.link_column("Client", "This client's Overview."),
+         "Account": scope.link_column("Account", "This account alone (the sidebar's Account).")}
 
 st.subheader("Open orders")
 if orders.empty:
@@ -38,14 +44,15 @@ else:
     st.caption(f"{len(shown)} open order(s). Distance = order price / last price − 1 (— when no last price).")
     st.dataframe(
         fmt.table(pd.DataFrame({
-            "Client": shown["client"], "Exchange": shown["exchange_id"], "Account": shown["label"],
+            "Client": scope.client_links(shown), "Exchange": shown["exchange_id"],
+            "Account": scope.account_links(shown, shown["label"]),
             "Symbol": shown["symbol"].map(fmt.visible), "Side": shown["side"], "Type": fmt.text(shown["type"]),
             **{label: fmt.amounts(shown[column]) for label, column in ORDER_NUMBERS.items()},
             "USD value": fmt.floats(shown["usd"]),
             "Distance": fmt.floats(shown["distance"]), "Age": fmt.floats(shown["age_seconds"]),
         }), {**dict.fromkeys(ORDER_NUMBERS, fmt.quantity), "Distance": fmt.percent, "Age": fmt.age}),
         hide_index=True, width="stretch", placeholder=fmt.MISSING,
-        column_config={**fmt.number_columns(*ORDER_NUMBERS, "Distance", "Age"), "USD value": USD_VALUE},
+        column_config={**fmt.number_columns(*ORDER_NUMBERS, "Distance", "Age"), "USD value": USD_VALUE, **LINKS},
     )
 
 st.subheader("Positions")
@@ -58,7 +65,8 @@ else:
               f"figures. {unreported} position(s) without a figure from their exchange are left out.")
     st.dataframe(
         fmt.table(pd.DataFrame({
-            "Client": positions["client"], "Exchange": positions["exchange_id"], "Account": positions["label"],
+            "Client": scope.client_links(positions), "Exchange": positions["exchange_id"],
+            "Account": scope.account_links(positions, positions["label"]),
             "Symbol": positions["symbol"].map(fmt.visible), "Side": fmt.text(positions["side"]),
             **{label: fmt.amounts(positions[column]) for label, column in POSITION_NUMBERS.items()},
             "Base quantity": fmt.floats(positions["base_quantity"]),
@@ -69,7 +77,7 @@ else:
         }), {**dict.fromkeys([*POSITION_NUMBERS, "Liquidation"], fmt.quantity), "Unrealized P&L": fmt.signed_money,
              "Leverage": lambda v: f"{fmt.quantity(v, 2)}×"}),
         hide_index=True, width="stretch", placeholder=fmt.MISSING,
-        column_config={**fmt.number_columns(*POSITION_NUMBERS, "Leverage", "Liquidation"),
+        column_config={**fmt.number_columns(*POSITION_NUMBERS, "Leverage", "Liquidation"), **LINKS,
                        "Unrealized P&L": fmt.number_column("Unrealized P&L", help="As the exchange reports it; "
                                                            "— : not reported"),
                        "Base quantity": st.column_config.NumberColumn(
@@ -80,12 +88,7 @@ else:
     )
 
 st.subheader("Order history")
-with loaders.plain_errors("accounts"):
-    connectors = loaders.connectors(viewer, client_id)
-names = {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
-first, second, third = st.columns([3, 2, 1])
-connector_id = first.selectbox("Account", [None, *names], key="order_history_account",
-                               format_func=lambda c: "All accounts" if c is None else names[c])
+second, third = st.columns([2, 1])
 with loaders.plain_errors("order history"):
     history_symbols, history_statuses = loaders.order_history_choices(viewer, client_id, connector_id)
 symbol = second.selectbox("Symbol", [None, *history_symbols], key="order_history_symbol",
@@ -113,8 +116,8 @@ if history.empty:
 else:
     st.dataframe(
         fmt.table(pd.DataFrame({
-            "Time (UTC)": fmt.ms_to_datetime(history["timestamp"]), "Client": history["client"],
-            "Account": history["exchange_id"] + " / " + history["label"],
+            "Time (UTC)": fmt.ms_to_datetime(history["timestamp"]), "Client": scope.client_links(history),
+            "Account": scope.account_links(history, history["exchange_id"] + " / " + history["label"]),
             "Symbol": history["symbol"].map(fmt.visible), "Side": fmt.text(history["side"]),
             "Type": fmt.text(history["type"], fmt.visible), "Status": fmt.text(history["status"], fmt.visible),
             **{label: fmt.amounts(history[column]) for label, column in HISTORY_NUMBERS.items()},
@@ -123,7 +126,7 @@ else:
         }), {**dict.fromkeys(HISTORY_NUMBERS, fmt.significant), "Fee": fmt.significant},
             units={"Fee": history["fee_currency"]}),
         hide_index=True, width="stretch", placeholder=fmt.MISSING,
-        column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
+        column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True), **LINKS,
                        **fmt.number_columns(*HISTORY_NUMBERS, "Fee")},
     )
 left, middle, right = st.columns([1, 1, 2])
