@@ -12,10 +12,11 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from lib.reconcile import Reconciliation
 from lib.ui import format as fmt
-from lib.ui import loaders
+from lib.ui import loaders, scope
 from lib.ui.auth import current_viewer
-from lib.ui.shell import selected_client_id
+from lib.ui.shell import current_scope
 
 STATUS_LABELS = {"unbalanced": "Unbalanced", "unknown": "Unknown", "balanced": "Balanced"}
 #: how far before the first divergence the asset's history is listed (the last balanced
@@ -29,12 +30,16 @@ COLUMNS = {
     "First divergence": fmt.datetime_column("First divergence"),
     "Newest snapshot": fmt.datetime_column("Newest snapshot"),
     "Cause": st.column_config.TextColumn("Cause", width="large"),
+    "Client": scope.link_column("Client", "This client's Overview."),
+    "Account": scope.link_column("Account", "This account alone (the sidebar's Account)."),
+    "Asset": scope.link_column("Asset", "This asset in this scope: holdings, P&L, markets, transfers."),
 }
 
 viewer = current_viewer()
-client_id = selected_client_id(viewer)
+chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
+client_id, connector_id = chosen.client_id, chosen.connector_id
 
-st.title("Reconciliation")
+scope.title("Reconciliation", chosen)
 st.caption("For each account and asset: the balance the stored history implies (opening balance + fills − fees "
            "+ deposits − withdrawals − withdrawal fees + ledger income such as funding and interest) against each "
            "balance the exchange reported, summed over the account types read. Balanced means equal within "
@@ -42,6 +47,9 @@ st.caption("For each account and asset: the balance the stored history implies (
 
 with loaders.plain_errors("reconciliation"):
     result = loaders.reconciliation(viewer, client_id)
+if connector_id is not None:  # one account: its rows, and whether it was read at all
+    result = Reconciliation(result.rows[result.rows["connector_id"] == connector_id].reset_index(drop=True),
+                            [n for n in result.unsynced if fmt.visible(n) == f"{chosen.client} · {chosen.account}"])
 
 for name in result.unsynced:
     st.info(fmt.literal(f"{name}: no balance has been read yet, so there is nothing to reconcile."),
@@ -67,9 +75,9 @@ if shown.empty:
 else:
     st.dataframe(fmt.table(pd.DataFrame({
         "Status": shown["status"].map(STATUS_LABELS),
-        "Client": shown["client"].map(fmt.visible),
-        "Account": (shown["exchange_id"] + " / " + shown["label"]).map(fmt.visible),
-        "Asset": shown["asset"].map(fmt.visible),
+        "Client": scope.client_links(shown),
+        "Account": scope.account_links(shown, shown["exchange_id"] + " / " + shown["label"]),
+        "Asset": scope.asset_links(shown["asset"], chosen),
         "Account types": fmt.text(shown["account_types"].where(shown["account_types"] != ""), fmt.visible),
         "Reported": fmt.floats(shown["reported"]),
         "Implied by history": fmt.floats(shown["implied"]),
