@@ -459,7 +459,9 @@ def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[
             f"{int((~keep).sum())} lot event(s) with zero, negative or missing units were ignored "
             "(e.g. a fee as large as the amount received)."
         )
-    asset, kind, label, units, value, source, call = (x[keep] for x in (asset, kind, label, units, value, source, call))
+    if not keep.all():  # usually every event has units: no copies then
+        asset, kind, label, units, value, source, call = (x[keep] for x in (asset, kind, label, units, value, source,
+                                                                            call))
     if pool == "connector":
         pool_key = sources.connector[source]
     elif pool == "client":  # one pool per client and asset: every client's own scope in one run
