@@ -59,7 +59,7 @@ def date_range(container: Any, key: str, *, label: str = "Period (UTC)", default
     def typed() -> None:
         state[preset_key] = CUSTOM
 
-    preset_col, from_col, to_col = container.columns([2, 1, 1])
+    preset_col, from_col, to_col = container.columns(3)  # equal: a typed day fits even in a narrow container
     preset_col.selectbox(label, choices, key=preset_key)
     from_col.text_input("From (UTC)", key=from_key, placeholder="YYYY-MM-DD", on_change=typed, max_chars=10,
                         help="First day included (YYYY-MM-DD); applies on Enter or Tab. Empty: from the start.")

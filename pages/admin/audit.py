@@ -18,7 +18,7 @@ today = utcnow().date()
 action_col, actor_col = st.columns(2)
 chosen_actions = action_col.multiselect("Action", actions, placeholder="All actions")
 actor = actor_col.selectbox("Who", [None, *actors], format_func=lambda a: "Anyone" if a is None else visible(a))
-start, end = period.date_range(st, "audit", label="Days (UTC)", default="Last 30 days")
+start, end = period.date_range(st.columns(2)[0], "audit", label="Days (UTC)", default="Last 30 days")
 
 frame = user_admin.audit_frame(viewer, chosen_actions, actor, start, end)
 st.caption(f"{len(frame)} event(s), newest first.")

@@ -95,7 +95,7 @@ symbol = second.selectbox("Symbol", [None, *history_symbols], key="order_history
                           format_func=lambda s: "All symbols" if s is None else fmt.visible(s))
 status = third.selectbox("Status", [None, *history_statuses], key="order_history_status",
                          format_func=lambda s: "All" if s is None else fmt.visible(s))
-start, end = period.date_range(st, "order_history", label="Created (UTC)")
+start, end = period.date_range(st.columns(2)[0], "order_history", label="Created (UTC)")
 filters = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "status": status,
            "start": start, "end": end}
 if st.session_state.get("order_history_filters") != filters:  # new filters start again at page 1

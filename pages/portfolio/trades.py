@@ -52,7 +52,7 @@ first, second = st.columns([2, 1])
 symbol = first.selectbox("Symbol", [None, *symbols], index=[None, *symbols].index(linked.symbol),
                          format_func=lambda s: "All symbols" if s is None else fmt.visible(s))
 side = second.selectbox("Side", [None, "buy", "sell"], format_func=lambda s: "Both" if s is None else s)
-start, end = period.date_range(st, "trades", label="Dates (UTC)", dates=linked.dates)
+start, end = period.date_range(st.columns(2)[0], "trades", label="Dates (UTC)", dates=linked.dates)
 filters = {"client_id": client_id, "connector_id": connector_id, "symbol": symbol, "side": side,
            "start": start, "end": end}
 
