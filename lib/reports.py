@@ -39,7 +39,7 @@ from lib.settings import get_settings
 SessionOrUrl = Session | str | None
 T = TypeVar("T")
 Method = Literal["fifo", "average"]
-Pool = Literal["scope", "connector"]
+Pool = Literal["scope", "connector", "client"]
 
 #: Look-backs shown as "change" on the overview.
 CHANGE_WINDOWS: dict[str, timedelta] = {
