@@ -4,7 +4,9 @@ Each case runs in its own subprocess so its peak RSS (ru_maxrss) is its own; it 
 the input frame. Fills span 50 assets, 4 connectors and a year, with USDT, USDC, BTC and
 ETH quotes and fees in the base, the quote and BNB; strings are pandas' default ``str``
 dtype, as a database read would give. Fills come in time order (as a query with ORDER BY
-returns them); the "shuffled" cases show the cost of unordered input. Wall seconds and
+returns them); the "shuffled" cases show the cost of unordered input; the "resume" cases time
+``lib.pnl.state.resume`` continuing a state of all fills but one with one later fill (what a sync's
+new fill costs the P&L; ``start_seconds`` is the full run that made the state). Wall seconds and
 CPU seconds are both reported: on a busy machine the wall time includes waiting.
 
     .venv/bin/python bench/bench_pnl.py            # all cases, one JSON document
@@ -30,9 +32,11 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.pnl import compute_pnl  # noqa: E402
+from lib.pnl import state as pnl_state  # noqa: E402
 
 CASES = [(n, method, "sorted") for n in (10_000, 100_000, 1_000_000) for method in ("fifo", "average")]
 CASES += [(1_000_000, method, "shuffled") for method in ("fifo", "average")]
+CASES += [(1_000_000, method, "resume") for method in ("fifo", "average")]
 YEAR_MS = 365 * 24 * 3600 * 1000
 START_MS = 1_704_067_200_000  # 2024-01-01
 
@@ -110,9 +114,18 @@ def run_case(n: int, method: str, order: str) -> dict:
     fills, marks = synthetic_fills(n)
     if order == "shuffled":
         fills = fills.sample(frac=1, random_state=1).reset_index(drop=True)
+    extra = {}
+    if order == "resume":  # lib.pnl.state: all but one fill, then one fill later than all continues it
+        history, new = fills.iloc[:-1], fills.iloc[-1:].assign(timestamp=int(fills["timestamp"].max()) + 1)
+        began = time.perf_counter()
+        _, state = pnl_state.start(history, marks=marks, method=method)
+        extra["start_seconds"] = round(time.perf_counter() - began, 3)
     rss_inputs, rss_before = peak_rss_mib(), rss_now_mib()
     began, began_cpu = time.perf_counter(), time.process_time()
-    result = compute_pnl(fills, marks=marks, method=method)
+    if order == "resume":
+        result, _ = pnl_state.resume(state, new, marks)
+    else:
+        result = compute_pnl(fills, marks=marks, method=method)
     seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
     return {
         "fills": n,
@@ -128,6 +141,7 @@ def run_case(n: int, method: str, order: str) -> dict:
         "assets": len(result.per_asset),
         "realized_usd": round(result.totals.realized, 2),
         "unmatched_assets": len(result.unmatched),
+        **extra,
     }
 
 
