@@ -940,10 +940,13 @@ def client_pnl(viewer: Viewer, client_ids: list[int], method: Method = "fifo", s
         markets = client_markets(session, viewer, client_ids, every)
         if end is not None:
             every = every[every["timestamp"].to_numpy() < _ms(end)]
-        rows = every.groupby("client_id").indices
+        # grouped by client in one take (each client's rows keep their time order), then sliced
+        every = every.take(np.argsort(every["client_id"].to_numpy(), kind="stable")).reset_index(drop=True)
+        owner = every["client_id"].to_numpy()
         inputs = {
             client: _pnl_inputs(session, viewer, client, None, start, end,
-                                every.take(rows.get(client, [])).reset_index(drop=True), markets[client])
+                                every.iloc[np.searchsorted(owner, client):np.searchsorted(owner, client, "right")]
+                                .reset_index(drop=True), markets[client])
             for client in client_ids
         }
     zero = ClientPnl(0.0, 0.0, 0.0, 0.0, 0.0, [])
@@ -954,10 +957,10 @@ def client_pnl(viewer: Viewer, client_ids: list[int], method: Method = "fifo", s
     def joined(part: Callable[[_PnlInputs], pd.DataFrame]) -> pd.DataFrame:
         return pd.concat([part(one) for one in found.values()], ignore_index=True)
 
-    fills = joined(lambda one: one.fills)
-    fills = fills.sort_values("timestamp", kind="stable", ignore_index=True)  # as pnl_fills orders them
-    period = period_pnl(fills, joined(lambda one: one.moves), joined(lambda one: one.opening), {}, {},
-                        start=_ms(start), end=_ms(end), method=method, pool="client", usd_like=cash)
+    # no sort by time across clients: pools never mix clients, and each client's rows are in its own order
+    period = period_pnl(joined(lambda one: one.fills), joined(lambda one: one.moves),
+                        joined(lambda one: one.opening), {}, {}, start=_ms(start), end=_ms(end), method=method,
+                        pool="client", usd_like=cash)
     realized = period.window.disposals.groupby("client_id")["gain"].sum()
     figures = {}
     for client in client_ids:
