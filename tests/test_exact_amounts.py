@@ -24,6 +24,7 @@ from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.market import CLIENT_TOKEN
 from lib.sync import markets, sync_connectors
 from lib.ui import format as fmt
+from lib.ui import scope
 from tests import table_cells
 from tests.sync_helpers import add_connectors
 
@@ -85,7 +86,8 @@ def test_extreme_amounts_round_trip_through_sync_storage_csv_and_display(databas
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = table_cells.shown(at.dataframe[0])
-    shown = table[table["Asset"] == TOKEN].iloc[0]
+    assets = table["Asset"].str.extract(scope._SHOWN.pattern)[0]  # asset cells link to the Asset page
+    shown = table[assets == TOKEN].iloc[0]
     assert (shown["Free"], shown["Used"], shown["Total"]) == ("123,456.123456789012345678",
                                                               "654,321.876543210987654321",
                                                               "777,777.999999999999999999")
@@ -93,5 +95,5 @@ def test_extreme_amounts_round_trip_through_sync_storage_csv_and_display(databas
         free, used, total = (Decimal(row[c].replace(",", "")) for c in ("Free", "Used", "Total"))
         assert free + used == total, (row["Asset"], row["Free"], row["Used"], row["Total"])
     numbers = table_cells.numbers(at.dataframe[0])  # the cells are numbers (they sort by value), exact ones
-    held = numbers[numbers["Asset"] == TOKEN].iloc[0]
+    held = numbers[assets == TOKEN].iloc[0]
     assert (held["Free"], held["Used"], held["Total"]) == (Decimal(FREE), Decimal(USED), Decimal(TOTAL))
