@@ -2,9 +2,13 @@
 then, per exchange dialect, first-sync requests against the minimum the windows allow.
 
 Prints one JSON object. The scale part (the simulator's default dialects, Binance and OKX
-alternating): wall time of one connector alone, of the first full sync of all of them, of
-a second (incremental) sync, requests per connector, fills fetched again on the second
-sync, peak RSS, and the sequential baseline (concurrency 1). The per-dialect part
+alternating): wall time of one connector alone (the first account;
+``single_connector_s_by_dialect``: the first account of each dialect), of the first full sync
+of all of them, of a second (incremental) sync, requests per connector, fills fetched again on
+the second sync, peak RSS, and the sequential baseline (concurrency 1); the ratios (all / one,
+sequential / all) next to issue 17's targets (``targets``); CPU seconds of this process
+(``resource.getrusage``: user + system, every thread) per phase and per connector, the
+simulator process's own CPU, and the machine's core count (``cpu_count``). The per-dialect part
 (``per_dialect``): a few accounts of each of ``--dialects`` with the simulator's hard cases
 (``scenarios``: quiet gaps, same-millisecond bursts, fills on UTC midnights), one first
 sync, and per connector the history requests made next to the minimum (see
@@ -47,6 +51,10 @@ ALL_DIALECTS = ("binance", "okx", "cryptocom", "bybit")
 DIALECT_DAYS = 90  # the scenarios need 40 or more
 #: history streams by name (cursor and coverage key prefix); per market where the exchange needs it
 STREAMS = ("trades", "orders", "canceled", "deposits", "withdrawals", "ledger")
+#: issue 17 item 4: the first full sync at most this many times one connector's, and at least
+#: this many times faster than the connectors one at a time
+TARGET_ALL_VS_ONE = 3.0
+TARGET_SPEEDUP = 50.0
 
 
 def _stamps(truth: Any) -> dict[str, list[tuple[str | None, int]]]:  # noqa: ANN401 - GroundTruth
@@ -113,16 +121,22 @@ def _add_connectors(accounts: list) -> list[int]:  # noqa: ANN001
                 for account_id, dialect, api_url, credentials, _ in accounts]
 
 
-def _timed_sync(**options: object) -> tuple[float, object]:
+def _cpu_seconds() -> float:
+    """CPU time of this process (user + system, every thread), from ``resource.getrusage``."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_sync(**options: object) -> tuple[float, object, float]:
+    """(wall seconds, report, CPU seconds of this process) of one sync run."""
     from lib.access import SYSTEM
     from lib.sync import sync_connectors
 
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     report = sync_connectors(SYSTEM, trigger="cli", **options)
-    elapsed = time.perf_counter() - started
-    print(f"  sync of {len(report.results)} connector(s): {elapsed:.1f} s wall, {time.process_time() - cpu:.1f} s CPU",
-          file=sys.stderr)
-    return elapsed, report
+    elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    print(f"  sync of {len(report.results)} connector(s): {elapsed:.1f} s wall, {cpu:.1f} s CPU", file=sys.stderr)
+    return elapsed, report, cpu
 
 
 def minimum_requests(rules: Any, stamps: Sequence[int], now: int) -> int:  # noqa: ANN401 - StreamRules
@@ -206,7 +220,7 @@ def per_dialect(args: argparse.Namespace, root: Path, concurrency: int) -> dict[
         _fresh_database(root, "dialects")
         ids = _add_connectors(accounts)
         now = int(time.time() * 1000)
-        _, report = _timed_sync(concurrency=concurrency)
+        _, report, _ = _timed_sync(concurrency=concurrency)
     finally:
         ConnectorSync._stream = original
         _stop_simulator(server, pipe)
@@ -315,27 +329,38 @@ def main() -> None:
     try:
         _fresh_database(root, "single")
         single_ids = _add_connectors(accounts[:1])
-        single_s, single = _timed_sync(connector_ids=single_ids)
+        single_s, single, single_cpu = _timed_sync(connector_ids=single_ids)
+        # each other dialect's first account alone too: the full sync cannot end before the
+        # slowest of them (each exchange's rate limit spaces one account's requests)
+        alone = {accounts[0][1]: single_s}
+        for account in accounts:
+            if account[1] not in alone:
+                _fresh_database(root, f"single-{account[1]}")
+                alone[account[1]] = _timed_sync(connector_ids=_add_connectors([account]))[0]
 
         _fresh_database(root, "full")
         _add_connectors(accounts)
-        first_s, first = _timed_sync(concurrency=concurrency)
+        first_s, first, first_cpu = _timed_sync(concurrency=concurrency)
         fetched[0] = 0
-        second_s, second = _timed_sync(concurrency=concurrency)
+        second_s, second, second_cpu = _timed_sync(concurrency=concurrency)
         refetched = fetched[0]
 
         subset = args.baseline_subset or args.connectors
         _fresh_database(root, "sequential")
         _add_connectors(accounts[:subset])
-        sequential_s, sequential = _timed_sync(concurrency=1)
+        sequential_s, sequential, _ = _timed_sync(concurrency=1)
     finally:
         _stop_simulator(server, pipe)
+    # the simulator (joined by now) is this process's only child: what serving the scale part cost
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    simulator_cpu = children.ru_utime + children.ru_stime
     dialects = per_dialect(args, root, concurrency) if args.dialect_accounts > 0 else {}
     requests_second = [r.requests for r in second.results]
     baseline_s = sequential_s * args.connectors / subset
+    all_vs_one, speedup = first_s / single_s, baseline_s / first_s
     print(json.dumps({
         "connectors": args.connectors, "fills_per_connector": args.fills, "latency_ms": args.latency_ms,
-        "concurrency": concurrency,
+        "concurrency": concurrency, "cpu_count": os.cpu_count(),
         "single_connector_s": round(single_s, 2),
         "first_full_sync_s": round(first_s, 2),
         "first_sync_ok": f"{first.successful}/{first.total}",
@@ -352,8 +377,17 @@ def main() -> None:
         "sequential_baseline_measured_on": subset,
         "sequential_baseline_extrapolated": subset != args.connectors,
         "sequential_ok": f"{sequential.successful}/{sequential.total}",
-        "first_sync_vs_single_x": round(first_s / single_s, 2),
-        "speedup_vs_sequential_x": round(baseline_s / first_s, 1),
+        "single_connector_s_by_dialect": {d: round(v, 2) for d, v in alone.items()},
+        "first_sync_vs_single_x": round(all_vs_one, 2),
+        "first_sync_vs_slowest_single_x": round(first_s / max(alone.values()), 2),
+        "speedup_vs_sequential_x": round(speedup, 1),
+        "targets": {"first_sync_vs_single_x": {"at_most": TARGET_ALL_VS_ONE, "met": all_vs_one <= TARGET_ALL_VS_ONE},
+                    "speedup_vs_sequential_x": {"at_least": TARGET_SPEEDUP, "met": speedup >= TARGET_SPEEDUP}},
+        "cpu_s": {"single": round(single_cpu, 2), "first_full_sync": round(first_cpu, 2),
+                  "second_sync": round(second_cpu, 2), "simulator_process": round(simulator_cpu, 2)},
+        "cpu_s_per_connector": {"first_full_sync": round(first_cpu / args.connectors, 3),
+                                "second_sync": round(second_cpu / args.connectors, 3)},
+        "first_sync_cpu_share_of_wall": round(first_cpu / first_s, 2),
         "single_connector_requests": single.results[0].requests,
         "per_dialect": dialects,
     }, indent=2))

@@ -4,17 +4,21 @@ Every exchange call goes through ``call_with_retry``; every database call goes t
 run's single writer thread (``Shared.db``), so hundreds of connectors can fetch at once
 while SQLite still sees one writer. History (fills, closed orders, deposits, withdrawals) is
 walked by ``lib.sync.walk`` under the rules of ``lib.capabilities``; each window commits with
-its cursor, so a crash loses at most the window in flight and the next sync resumes there.
+its cursor (windows of many connectors share a commit, ``Db``), so a crash loses at most the
+windows in flight and the next sync resumes there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import ssl
+import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -39,6 +43,8 @@ CANDLE_TIMEFRAME = "1d"
 #: streams of one connector walked at once (ccxt's throttle still spaces the requests)
 STREAM_CONCURRENCY = 4
 THROTTLE_POLL_SECONDS = 0.02
+#: database calls committed together at most (``Db``): a crash loses at most these windows
+MAX_BATCH = 64
 RETRY_ATTEMPTS = 8
 RETRY_BASE_DELAY = 0.25
 RETRY_MAX_DELAY = 10.0
@@ -58,16 +64,94 @@ ACCOUNT_TYPE_REFUSALS = (ccxt.PermissionDenied, ccxt.AuthenticationError, ccxt.N
 
 
 class Db:
-    """One thread for every database call of a run: writes never contend, the loop never blocks."""
+    """One thread for every database call of a run: writes never contend, the loop never blocks.
 
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-db")
+    Calls queued while the thread is busy run together: consecutive ``store.batchable`` ones in
+    one transaction (``store.batch``, at most ``MAX_BATCH``), so two hundred connectors pay for
+    a few commits a second instead of one per window. When a batch fails, it is rolled back as a
+    whole and each of its calls runs again alone, so every caller gets its own result or error.
+    Other calls (leases, the run's rows) run alone, in the order they were made.
+    """
+
+    def __init__(self, max_batch: int = 0) -> None:
+        self.max_batch = max_batch or MAX_BATCH
+        self.batches = 0  # transactions that ran two calls or more (tests and benchmarks read it)
+        self._calls: queue.SimpleQueue[_DbCall | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="sync-db", daemon=True)
+        self._thread.start()
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put(_DbCall(fn, args, loop, future))
+        return await future
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        waiting: deque[_DbCall | None] = deque()
+        while True:
+            if not waiting:
+                waiting.append(self._calls.get())
+            with suppress(queue.Empty):
+                while True:
+                    waiting.append(self._calls.get_nowait())
+            call = waiting.popleft()
+            if call is None:
+                return
+            group = [call]
+            while (store.is_batchable(call.fn) and waiting and len(group) < self.max_batch
+                   and waiting[0] is not None and store.is_batchable(waiting[0].fn)):
+                group.append(waiting.popleft())  # type: ignore[arg-type]
+            if len(group) == 1:
+                call.run()
+            else:
+                self._batch(group)
+
+    def _batch(self, group: list[_DbCall]) -> None:
+        try:
+            with store.batch():
+                results = [call.fn(*call.args) for call in group]
+        except Exception:  # noqa: BLE001 - every call runs again alone and gets its own outcome
+            log.debug("a batch of %d database calls failed; running them one by one", len(group), exc_info=True)
+            for call in group:
+                call.run()
+            return
+        self.batches += 1
+        for call, result in zip(group, results, strict=True):
+            call.settle(result, None)
+
+
+@dataclass
+class _DbCall:
+    """One queued database call and the future its caller awaits."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+    def run(self) -> None:
+        try:
+            result = self.fn(*self.args)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, raised there
+            self.settle(None, error)
+        else:
+            self.settle(result, None)
+
+    def settle(self, result: Any, error: BaseException | None) -> None:  # noqa: ANN401 - any call's result
+        def deliver() -> None:
+            if self.future.done():  # the caller was cancelled meanwhile
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+        with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(deliver)
 
 
 @dataclass

@@ -36,10 +36,9 @@ def _widths(model: type[Base]) -> dict[str, int]:
 
 def too_long(model: type[Base], row: Mapping[str, Any]) -> str | None:
     """Which string of ``row`` is longer than its column of ``model`` (None when all fit)."""
-    widths = _widths(model)
-    for name, value in row.items():
-        limit = widths.get(name)
-        if limit is not None and isinstance(value, str) and len(value) > limit:
+    for name, limit in _widths(model).items():  # the string columns only: fewer than the row's fields
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > limit:
             return f"{name} has {len(value)} characters, at most {limit} fit (starts {value[:20]!r})"
     return None
 
@@ -171,6 +170,10 @@ def position_row(p: Mapping[str, Any]) -> dict[str, Any]:
             **{column: _exact(p.get(field)) for column, field in POSITION_NUMBERS.items()}}
 
 
+#: where ``ledger_key`` keeps an entry's digest in ccxt's (per-request, never shared) dict
+_LEDGER_KEY = "_lib_sync_entry_key"
+
+
 def ledger_key(entry: Mapping[str, Any]) -> str:
     """A ledger entry's identity: a digest of the exchange's own record (``info``).
 
@@ -178,9 +181,15 @@ def ledger_key(entry: Mapping[str, Any]) -> str:
     of a fill), but the raw record of an entry never changes and differs from every other's
     (its journal id, bill id, ...), so overlapping pages still de-duplicate exactly.
     """
+    known = entry.get(_LEDGER_KEY)
+    if known is not None:
+        return known
     record = entry.get("info") or {k: entry.get(k) for k in ("id", "currency", "direction", "type", "timestamp",
                                                                "amount", "account", "referenceId")}
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:40]
+    key = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:40]
+    if isinstance(entry, dict):  # the walk de-duplicates by it and the row stores it: digest once
+        entry[_LEDGER_KEY] = key
+    return key
 
 
 def ledger_row(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,13 +33,13 @@ from lib.db import session_scope
 from lib.exchanges import UnsupportedExchange
 from lib.models import Connector, SyncResult, SyncRun, utcnow
 from lib.settings import get_settings
-from lib.sync import lease
+from lib.sync import lease, store
 from lib.sync.connector import ConnectorSync, Counts, Db, Job, Shared
 from lib.vault import VaultError, load_vault
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONCURRENCY = 64
+DEFAULT_CONCURRENCY = 256
 TRIGGERS = ("worker", "force", "cli", "save")
 BUSY_MESSAGE = "Skipped: another process is syncing this connector right now."
 UNREADABLE_MESSAGE = (
@@ -194,17 +194,19 @@ def _reconciliation(result: ConnectorResult) -> tuple[str | None, int]:
     if not result.success:
         return None, 0
     try:
-        with session_scope() as session:
+        with store.unit() as session:
             return reconcile.connector_status(session, result.connector_id)
     except Exception:  # noqa: BLE001 - a faulty check must not lose the sync's result
         log.exception("reconciliation of connector %s failed", result.connector_id)
         return None, 0
 
 
+@store.batchable
 def _record(run_id: int, owner: str, result: ConnectorResult, attempted_at) -> None:  # noqa: ANN001
-    """The connector's result row, its status fields and the lease release: one commit."""
+    """The connector's result row, its status fields and the lease release: one commit (shared
+    with other connectors' calls, ``store.batch``)."""
     status, unbalanced = _reconciliation(result)
-    with session_scope() as session:
+    with store.unit() as session:
         session.add(SyncResult(
             run_id=run_id, connector_id=result.connector_id, success=result.success, balances=result.balances,
             new_trades=result.new_trades, new_transfers=result.new_transfers, open_orders=result.open_orders,

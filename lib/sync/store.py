@@ -3,14 +3,22 @@
 Rows from exchanges are inserted with the dialect's ``INSERT ... ON CONFLICT`` so a
 re-run, a retry or a crash half-way never duplicates anything. A cursor is written in
 the same transaction as the rows it covers, so it can never run ahead of them.
+
+Group commit: the sync's database thread (``lib.sync.connector.Db``) runs the calls queued by
+many connectors in one transaction (``batch``), one COMMIT (and one write-version bump) for
+them all instead of one each; a function marked ``batchable`` takes its session from ``unit``,
+which is that batch's session inside one and a unit of work of its own outside. A cursor and
+its rows still commit together; a crash loses at most the batch in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,6 +47,46 @@ from lib.models import (
 
 #: a holding this close to what history explains is not an opening balance (one satoshi)
 OPENING_TOLERANCE = Decimal("1e-8")
+
+F = TypeVar("F", bound=Callable[..., Any])
+_batch = threading.local()
+
+
+def batchable(fn: F) -> F:
+    """Mark ``fn`` safe to run inside a batch: every database access goes through ``unit``, and
+    it has no effect besides the database, so a failed batch can run it again on its own."""
+    fn.batchable = True  # type: ignore[attr-defined]
+    return fn
+
+
+def is_batchable(fn: Callable[..., Any]) -> bool:
+    return getattr(fn, "batchable", False) is True
+
+
+@contextmanager
+def unit() -> Iterator[Session]:
+    """The running batch's session in this thread (committed with the batch), else a unit of
+    work of its own (``lib.db.session_scope``)."""
+    session = getattr(_batch, "session", None)
+    if session is not None:
+        yield session
+        return
+    with session_scope() as session:
+        yield session
+
+
+@contextmanager
+def batch() -> Iterator[Session]:
+    """One transaction for every ``unit`` this thread opens inside it: commits at the end, rolls
+    back everything on any error."""
+    if getattr(_batch, "session", None) is not None:
+        raise RuntimeError("a batch is already running in this thread")
+    with session_scope() as session:
+        _batch.session = session
+        try:
+            yield session
+        finally:
+            _batch.session = None
 
 
 def _insert(session: Session, model: type[Base]) -> Any:
@@ -76,8 +124,9 @@ def _set_cursors(session: Session, connector_id: int, cursors: Mapping[str, str]
 
 # --- reads --------------------------------------------------------------------------------
 
+@batchable
 def cursors(connector_id: int) -> dict[str, str]:
-    with session_scope() as session:
+    with unit() as session:
         rows = session.execute(select(SyncCursor.key, SyncCursor.value).where(SyncCursor.connector_id == connector_id))
         return {key: value for key, value in rows}
 
@@ -93,10 +142,11 @@ def _traded_symbols(session: Session, connector_id: int) -> set[str]:
     return set(session.scalars(select(Trade.symbol).where(Trade.connector_id == connector_id).distinct()))
 
 
+@batchable
 def known_assets_and_symbols(connector_id: int) -> tuple[set[str], set[str]]:
     """Assets ever held (any account type), moved or in a ledger entry, and symbols ever
     traded: where to look for fills."""
-    with session_scope() as session:
+    with unit() as session:
         assets = _held_assets(session, connector_id)
         assets |= set(session.scalars(
             select(Transfer.currency).where(Transfer.connector_id == connector_id).distinct()))
@@ -105,11 +155,13 @@ def known_assets_and_symbols(connector_id: int) -> tuple[set[str], set[str]]:
         return assets, _traded_symbols(session, connector_id)
 
 
+@batchable
 def oldest_fill(connector_id: int) -> int | None:
-    with session_scope() as session:
+    with unit() as session:
         return session.scalar(select(func.min(Trade.timestamp)).where(Trade.connector_id == connector_id))
 
 
+@batchable
 def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple[int, int]]:
     """Assets whose past USD price P&L needs -> (first, last) time it is needed.
 
@@ -123,7 +175,7 @@ def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple
     sources = [(Trade.quote, Trade.timestamp, Trade.connector_id),
                (Trade.fee_currency, Trade.timestamp, Trade.connector_id),
                (Transfer.currency, Transfer.timestamp, Transfer.connector_id)]
-    with session_scope() as session:
+    with unit() as session:
         for column, timestamp, owner in sources:
             query = (select(column, func.min(timestamp), func.max(timestamp))
                      .where(owner == connector_id, column.is_not(None)).group_by(column))
@@ -148,9 +200,10 @@ def fill_date_ranges(connector_id: int, cash: frozenset[str]) -> dict[str, tuple
     return ranges
 
 
+@batchable
 def candle_span(exchange_id: str, source: str, symbol: str, timeframe: str) -> tuple[int, int] | None:
     """First and last stored candle of one price source's market (``lib.prices.price_source``)."""
-    with session_scope() as session:
+    with unit() as session:
         first, last = session.execute(
             select(func.min(Candle.timestamp), func.max(Candle.timestamp)).where(
                 Candle.exchange_id == exchange_id, Candle.source == source, Candle.symbol == symbol,
@@ -161,6 +214,7 @@ def candle_span(exchange_id: str, source: str, symbol: str, timeframe: str) -> t
 
 # --- writes -------------------------------------------------------------------------------
 
+@batchable
 def save_balance(connector_id: int, taken_at: datetime, balance: Mapping[str, Any], account_type: str = "") -> int:
     """One row per asset held (free, used, total) in one account type, so balances have a history."""
     parts = {part: {asset: to_decimal(value) or Decimal(0) for asset, value in (balance.get(part) or {}).items()
@@ -171,7 +225,7 @@ def save_balance(connector_id: int, taken_at: datetime, balance: Mapping[str, An
         for asset, amount in sorted(parts["total"].items())
         if amount or parts["free"].get(asset) or parts["used"].get(asset)
     ]
-    with session_scope() as session:
+    with unit() as session:
         if rows:
             session.connection().execute(_insert(session, BalanceSnapshot), rows)
         record_coverage(session, connector_id, f"balance:{account_type or 'default'}", "balance",
@@ -207,8 +261,9 @@ def record_coverage(session: Session, connector_id: int, stream: str, kind: str,
     row.updated_at = utcnow()
 
 
+@batchable
 def save_coverage(connector_id: int, stream: str, kind: str, fields: Mapping[str, Any]) -> None:
-    with session_scope() as session:
+    with unit() as session:
         record_coverage(session, connector_id, stream, kind, fields)
 
 
@@ -231,6 +286,7 @@ def _upsert_counting(session: Session, model: type[Base], connector_id: int, row
     return len(wanted - existing)
 
 
+@batchable
 def save_history(connector_id: int, kind: str, stream: str, rows: Sequence[Mapping[str, Any]],
                  cursor: str | None, coverage: Mapping[str, Any]) -> int:
     """A window (or page) of one history stream, its cursor and its coverage, in one commit.
@@ -238,7 +294,7 @@ def save_history(connector_id: int, kind: str, stream: str, rows: Sequence[Mappi
     Fills never change once made, so they are inserted once; closed orders and transfers
     are upserted (a transfer's status may still change). Returns how many rows were new.
     """
-    with session_scope() as session:
+    with unit() as session:
         if kind == "trades":
             added = _insert_trades(session, connector_id, rows)
         elif kind == "ledger":
@@ -254,25 +310,28 @@ def save_history(connector_id: int, kind: str, stream: str, rows: Sequence[Mappi
     return added
 
 
+@batchable
 def coverage(connector_id: int) -> list[dict[str, Any]]:
     """Every stream's coverage row of a connector, as plain dicts, by stream."""
-    with session_scope() as session:
+    with unit() as session:
         rows = session.scalars(select(HistoryCoverage).where(HistoryCoverage.connector_id == connector_id)
                                .order_by(HistoryCoverage.stream))
         return [{c.name: getattr(r, c.name) for c in HistoryCoverage.__table__.columns} for r in rows]
 
 
+@batchable
 def replace_orders(connector_id: int, rows: Sequence[Mapping[str, Any]]) -> int:
     """The connector's open orders become exactly ``rows``, atomically."""
-    with session_scope() as session:
+    with unit() as session:
         session.execute(delete(Order).where(Order.connector_id == connector_id))
         if rows:
             session.connection().execute(_insert(session, Order), [{**r, "connector_id": connector_id} for r in rows])
     return len(rows)
 
 
+@batchable
 def replace_positions(connector_id: int, rows: Sequence[Mapping[str, Any]]) -> int:
-    with session_scope() as session:
+    with unit() as session:
         session.execute(delete(Position).where(Position.connector_id == connector_id))
         if rows:
             session.connection().execute(_insert(session, Position),
@@ -280,14 +339,16 @@ def replace_positions(connector_id: int, rows: Sequence[Mapping[str, Any]]) -> i
     return len(rows)
 
 
+@batchable
 def save_tickers(exchange_id: str, source: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Last prices as read from ``source`` (``lib.prices.price_source``), replacing that source's only."""
     if rows:
-        with session_scope() as session:
+        with unit() as session:
             upsert(session, Ticker, [{**r, "exchange_id": exchange_id, "source": source, "fetched_at": utcnow()}
                                      for r in rows], ("exchange_id", "source", "symbol"))
 
 
+@batchable
 def save_candles(exchange_id: str, source: str, symbol: str, timeframe: str,
                  candles: Sequence[Sequence[float]]) -> int:
     """OHLCV rows as read from ``source``; a candle already stored for that source is kept."""
@@ -299,16 +360,17 @@ def save_candles(exchange_id: str, source: str, symbol: str, timeframe: str,
     ]
     if not rows:
         return 0
-    with session_scope() as session:
+    with unit() as session:
         return insert_ignore(session, Candle, rows, ("exchange_id", "source", "symbol", "timeframe", "timestamp"))
 
 
 # --- opening balances ---------------------------------------------------------------------
 
+@batchable
 def explained_holdings(connector_id: int) -> dict[str, Decimal]:
     """What the stored history adds up to per asset, exactly, by reconciliation's rule
     (``lib.rebuild``: fills, fees, credited deposits, withdrawals with their fees, ledger income)."""
-    with session_scope() as session:
+    with unit() as session:
         return rebuild.totals(session, connector_id)
 
 
@@ -324,12 +386,13 @@ def unexplained(holdings: Mapping[str, float | Decimal],
     return result
 
 
+@batchable
 def book_opening_balances(connector_id: int, amounts: Mapping[str, float], prices: Mapping[str, float | None],
                           timestamp: int) -> int:
     """Record the first sync: opening lots plus ``first_synced_at``, in one commit."""
     rows = [{"connector_id": connector_id, "asset": a, "amount": v, "usd_price": prices.get(a), "timestamp": timestamp}
             for a, v in sorted(amounts.items())]
-    with session_scope() as session:
+    with unit() as session:
         if rows:
             insert_ignore(session, OpeningBalance, rows, ("connector_id", "asset"))
         connector = session.get(Connector, connector_id)

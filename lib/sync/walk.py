@@ -141,8 +141,9 @@ class Walker:
                 params[rules.since_param] = low
             page = await self.call(lambda lo=low, p=params: stream.fetch(stream.symbol, lo, rules.limit, p))
             inside = [r for r in page if low <= row_time(r) <= high]
-            fresh = [r for r in inside if stream.identity(r) not in rows]
-            rows.update((stream.identity(r), r) for r in fresh)
+            keyed = [(stream.identity(r), r) for r in inside]  # once per row: a ledger key is a digest
+            fresh = [r for key, r in keyed if key not in rows]
+            rows.update((key, r) for key, r in keyed if key not in rows)
             # with the page size unknown, any new row may mean more: narrow until none comes
             full = len(page) >= rules.limit if rules.limit else bool(fresh)
             if not full:
