@@ -668,24 +668,47 @@ class _PnlInputs:
         return self.fills.empty and self.moves.empty and self.opening.empty
 
 
+@dataclass(frozen=True)
+class _Read:
+    """One scope's price sources, transfers, opening lots and candles (sources' only), up to no end."""
+
+    sources: dict[int, str]
+    moves: pd.DataFrame
+    opening: pd.DataFrame
+    candles: pd.DataFrame
+
+
+def _read_scope(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None) -> _Read:
+    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    candles = queries.candles(session, viewer, client_id, connector_id)
+    return _Read(sources, queries.transfers(session, viewer, client_id, connector_id),
+                 queries.opening_balances(session, viewer, client_id, connector_id),
+                 candles[candles["source"].isin(set(sources.values()))])  # not a deleted connector's host
+
+
 def _pnl_inputs(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None,
                 start: datetime | None, end: datetime | None, fills: pd.DataFrame | None = None,
-                market: Market | None = None, fill_net: pd.DataFrame | None = None) -> _PnlInputs:
+                market: Market | None = None, fill_net: pd.DataFrame | None = None,
+                read: _Read | None = None) -> _PnlInputs:
     """Query transfers, opening lots and candles in scope (and fills and market data, unless the
-    caller read them: the Clients page reads every client's at once), price them, find the marks."""
+    caller read them: the Clients page reads every client's at once; ``read``: all history's P&L
+    read the rest already), price them, find the marks."""
     cash = usd_like()
     end_ms = _ms(end)
-    sources = queries.price_sources(session, viewer, client_id, connector_id)
+    sources = queries.price_sources(session, viewer, client_id, connector_id) if read is None else read.sources
     if fills is None:
         fills = queries.pnl_fills(session, viewer, client_id, connector_id, end_ms)
     fills = _with_sources(fills, sources)
-    moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, end_ms=end_ms), sources)
-    opening = _with_sources(queries.opening_balances(session, viewer, client_id, connector_id), sources)
-    if market is None:
-        candles = queries.candles(session, viewer, client_id, connector_id, end_ms=end_ms)
+    if read is not None and end_ms is None:
+        moves, opening, candles = _with_sources(read.moves, sources), _with_sources(read.opening, sources), read.candles
     else:
-        candles = market.candles if end_ms is None else market.candles[market.candles["timestamp"] < end_ms]
-    candles = candles[candles["source"].isin(set(sources.values()))]  # not a deleted connector's host
+        moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, end_ms=end_ms), sources)
+        opening = _with_sources(queries.opening_balances(session, viewer, client_id, connector_id), sources)
+        if market is None:
+            candles = queries.candles(session, viewer, client_id, connector_id, end_ms=end_ms)
+        else:
+            candles = market.candles if end_ms is None else market.candles[market.candles["timestamp"] < end_ms]
+        candles = candles[candles["source"].isin(set(sources.values()))]  # not a deleted connector's host
     assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
     if len(set(sources.values())) > 1:
         held = _units_held(fills, as_balance_moves(moves), opening, sources, fill_net)
@@ -817,11 +840,8 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
         return None
     key = (get_settings().database_url, db.identity, None if ids is None else tuple(ids), method, pool,
            tuple(sorted(cash)))
-    sources = queries.price_sources(session, viewer, client_id, connector_id)
-    moves = queries.transfers(session, viewer, client_id, connector_id)
-    opening = queries.opening_balances(session, viewer, client_id, connector_id)
-    candles = queries.candles(session, viewer, client_id, connector_id)
-    candles = candles[candles["source"].isin(set(sources.values()))]  # not a deleted connector's host
+    read = _read_scope(session, viewer, client_id, connector_id)
+    sources, moves, opening, candles = read.sources, read.moves, read.opening, read.candles
     with _LIVE_LOCK:
         kept = _LIVE.get(key)
     if kept is not None:
@@ -833,7 +853,7 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
     fills = _scoped(session, store, ids)
     several = len(set(sources.values())) > 1
     fill_net = _fill_net(fills) if several else None
-    inputs = _pnl_inputs(session, viewer, client_id, connector_id, None, None, fills, fill_net=fill_net)
+    inputs = _pnl_inputs(session, viewer, client_id, connector_id, None, None, fills, fill_net=fill_net, read=read)
     if inputs.empty:
         return PnlReport(_empty_result(method, pool), inputs.marks, 0, None, None, _EMPTY_PERIOD)
     result, state = pnl_state.start(inputs.fills, inputs.moves, inputs.opening, inputs.marks, method=method,
