@@ -788,6 +788,7 @@ class _Live:
     max_id: int  # it covers the trades table's rows with ids up to this, ``count`` of them
     count: int
     sources: dict[int, str]
+    owners: dict[int, int]  # each connector's client (a connector moved to another client recomputes)
     moves: pd.DataFrame  # transfers and opening lots as read (a change recomputes)
     opening: pd.DataFrame
     candles: int  # fingerprint of the candles at or before the state's watermark (they priced its fills)
@@ -810,11 +811,15 @@ def _candle_print(candles: pd.DataFrame, upto: int) -> int:
     return int(pd.util.hash_pandas_object(rows, index=False).sum()) if len(rows) else 0
 
 
-def _scoped(session: Session, frame: pd.DataFrame, ids: list[int] | None) -> pd.DataFrame:
+def _owners(session: Session) -> dict[int, int]:
+    """Each connector's client."""
+    return {cid: owner for cid, owner in session.execute(select(Connector.id, Connector.client_id))}
+
+
+def _scoped(frame: pd.DataFrame, ids: list[int] | None, owners: dict[int, int]) -> pd.DataFrame:
     """Fill store rows narrowed to the scope in lib.pnl's frame, as ``queries.pnl_fills`` does."""
     keep = np.ones(len(frame), dtype=bool) if ids is None else frame["connector_id"].isin(ids).to_numpy()
     frame = frame[keep]
-    owners = {cid: owner for cid, owner in session.execute(select(Connector.id, Connector.client_id))}
     frame.insert(1, "client_id", frame["connector_id"].map(owners).astype("int64"))
     return frame.sort_values("timestamp", kind="stable", ignore_index=True)[queries.PNL_FILL_COLUMNS]
 
@@ -850,7 +855,8 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
         if report is not None:
             return report
     store = queries._stored_fills(session)
-    fills = _scoped(session, store, ids)
+    owners = _owners(session)
+    fills = _scoped(store, ids, owners)
     several = len(set(sources.values())) > 1
     fill_net = _fill_net(fills) if several else None
     inputs = _pnl_inputs(session, viewer, client_id, connector_id, None, None, fills, fill_net=fill_net, read=read)
@@ -859,10 +865,10 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
     result, state = pnl_state.start(inputs.fills, inputs.moves, inputs.opening, inputs.marks, method=method,
                                     pool=pool, usd_like=cash)
     dated = pnl.date_opening_lots(inputs.opening, inputs.fills, inputs.moves)
+    assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
     _keep(key, _Live(state, db.version, db.token, db.trades_epoch, int(store["id"].max()) if len(store) else 0,
-                     len(store), sources, moves, opening, _candle_print(candles, state.watermark), inputs.moves, dated,
-                     fill_net, _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"],
-                                         opening["asset"]), len(fills)))
+                     len(store), sources, owners, moves, opening, _candle_print(candles, state.watermark),
+                     inputs.moves, dated, fill_net, assets, len(fills)))
     period = period_of(result, None, inputs.moves, dated, start=None, end=None, usd_like=cash)
     return _report(inputs, method, None, None, pool, period, dated)
 
@@ -879,7 +885,9 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
              db: queries.WriteState, ids: list[int] | None, sources: dict[int, str], moves: pd.DataFrame,
              opening: pd.DataFrame, candles: pd.DataFrame, key: tuple[object, ...]) -> PnlReport | None:
     """``_live_report`` from a kept state, or None when it cannot continue (see there)."""
-    same = (kept.trades_epoch == db.trades_epoch and kept.sources == sources and kept.moves.equals(moves)
+    owners = _owners(session)
+    same = (kept.trades_epoch == db.trades_epoch and kept.sources == sources and kept.owners == owners
+            and kept.moves.equals(moves)
             and kept.opening.equals(opening) and _candle_print(candles, kept.state.watermark) == kept.candles)
     if not same or not ((kept.version, kept.token) == (db.version, db.token)
                         or queries.went_through(session, kept.version, kept.token)):
@@ -889,7 +897,7 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
             session.scalar(select(func.count(Trade.id))) or 0):
         return None  # a fill committed late with a lower id (PostgreSQL, as the fill store checks)
     cash = usd_like()
-    fresh = _scoped(session, raw, ids)
+    fresh = _scoped(raw, ids, owners)
     priced = prices.add_fill_usd(_with_sources(fresh, sources), candles, usd_like=cash).drop(columns="source") \
         if len(fresh) else fresh.assign(quote_usd=pd.Series(dtype=float), fee_usd=pd.Series(dtype=float))
     fill_net = kept.fill_net

@@ -8,10 +8,11 @@ import math
 
 import pandas as pd
 import pytest
+from sqlalchemy import delete, update
 
 from lib import connectors, reports
 from lib.db import session_scope
-from lib.models import Trade
+from lib.models import Connector, OpeningBalance, Trade, Transfer
 from lib.pnl import state as pnl_state
 from tests.test_pages_portfolio import fresh_cache  # noqa: F401 - autouse: no other test's cache entries
 from tests.test_queries import Seeded, ms, seed_portfolio
@@ -110,3 +111,19 @@ def test_each_scope_keeps_its_own_state(seeded: Seeded, starts: list[int]) -> No
     assert reports.pnl_report(None, admin).fills == everyone.fills + 1
     assert len(starts) == 2
     assert_same_report(again, _recomputed(admin, seeded.alpha))
+
+
+def test_a_connector_moved_to_another_client_recomputes(seeded: Seeded, starts: list[int]) -> None:
+    admin = seeded.viewer("admin")
+    with session_scope() as session:  # transfers and opening lots name the client too: only the owner changes
+        session.execute(delete(Transfer))
+        session.execute(delete(OpeningBalance))
+    reports.pnl_report(None, admin, pool="client")
+    with session_scope() as session:
+        session.execute(update(Connector).where(Connector.id == seeded.beta_okx).values(client_id=seeded.alpha))
+    report = reports.pnl_report(None, admin, pool="client")
+    assert len(starts) == 2
+    assert set(report.result.disposals["client_id"]) | set(report.result.holdings["client_id"].dropna()) == {
+        seeded.alpha}
+    reports._LIVE.clear()
+    assert_same_report(report, reports.pnl_report(None, admin, pool="client"))
