@@ -35,3 +35,8 @@ def shown(element: Any) -> pd.DataFrame:
 def config(element: Any) -> dict[str, Any]:
     """The table's column configuration as sent to the browser, by column."""
     return json.loads(element.proto.columns)
+
+
+def linked(values: pd.Series) -> pd.Series:
+    """The text a link column shows (lib.ui.scope.link_column: the part after "#")."""
+    return values.str.extract(r"#(.*)$", expand=False)

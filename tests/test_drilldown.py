@@ -155,14 +155,17 @@ def test_overview_of_one_account_counts_that_account_only(seeded: Seeded) -> Non
 
 
 def test_a_chart_click_opens_the_clicked_name_in_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lib.ui import format as fmt
+
     opened: list[tuple[str, dict[str, str]]] = []
     monkeypatch.setattr(st, "switch_page", lambda page, query_params: opened.append((page, query_params)))
-    event = {"selection": {"points": [{"y": "&lt;b&gt;", "customdata": ["<b>BTC"]}]}}
 
     class Event:  # what st.plotly_chart returns: attribute access over the event
-        selection = type("Selection", (), {"points": event["selection"]["points"]})()
+        selection = type("Selection", (), {"points": [{"y": fmt.chart_text("<b>BTC"), "x": 1.0}]})()
 
-    scope.open_clicked(Event(), "asset", scope.ASSET_PARAM, scope.Scope(3, "Sharp", 7, "binance / main"))
+    names = {fmt.chart_text(a): a for a in ("<b>BTC", "ETH")}
+    scope.open_clicked(Event(), "asset", scope.ASSET_PARAM, scope.Scope(3, "Sharp", 7, "binance / main"), names)
     assert opened == [("pages/portfolio/asset.py", {"client": "3", "connector": "7", "asset": "<b>BTC"})]
-    scope.open_clicked(type("Nothing", (), {"selection": None})(), "asset", scope.ASSET_PARAM, scope.Scope())
-    assert len(opened) == 1  # no click, no switch
+    scope.open_clicked(type("Nothing", (), {"selection": None})(), "asset", scope.ASSET_PARAM, scope.Scope(), names)
+    scope.open_clicked(Event(), "asset", scope.ASSET_PARAM, scope.Scope(), {})  # a label it does not know
+    assert len(opened) == 1  # no click or no known label: no switch

@@ -173,7 +173,7 @@ def test_balances_split_by_account_type_and_totals_sum_them(history: History) ->
     seeded = history.seeded
     at = open_page("pages/portfolio/balances.py", seeded.users["admin"], client_id=seeded.alpha)
     table = table_cells.shown(at.dataframe[0])
-    btc = table[(table["Asset"] == "BTC")].set_index("Account type")
+    btc = table[table_cells.linked(table["Asset"]) == "BTC"].set_index("Account type")
     assert sorted(btc.index) == ["Default", "Funding"]
     # BTC to the satoshi
     assert (btc.loc["Default", "Total"], btc.loc["Funding", "Total"]) == ("0.56333500", "0.40000000")
@@ -191,9 +191,11 @@ def test_overview_counts_both_account_types_once_per_asset(history: History) -> 
     seeded = history.seeded
     at = open_page("pages/portfolio/overview.py", seeded.users["admin"], client_id=seeded.alpha)
     assert metric(at, "Total value") == "$82.08k"
-    top = table_cells.shown(at.dataframe[0]).set_index("Asset")
+    top = table_cells.shown(at.dataframe[0])
+    top = top.set_index(table_cells.linked(top["Asset"]))  # each asset links to its Asset page
     assert top.loc["BTC", "Quantity"] == "0.96333500"
-    assert table_cells.numbers(at.dataframe[0]).set_index("Asset").loc["BTC", "Quantity"] == Decimal("0.963335")
+    numbers = table_cells.numbers(at.dataframe[0])
+    assert numbers.set_index(table_cells.linked(numbers["Asset"])).loc["BTC", "Quantity"] == Decimal("0.963335")
 
 
 def test_balances_say_which_account_type_the_key_may_not_read(history: History) -> None:

@@ -34,10 +34,8 @@ def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
     """Horizontal bars of the largest priced holdings by asset."""
     priced = rows[rows["priced"]]  # an unpriced asset is not worth $0: it has no bar at all
     totals = priced.groupby("asset", as_index=False)["usd"].sum().nlargest(limit, "usd").iloc[::-1]
-    totals["name"] = totals["asset"]  # as it is, for a click (lib.ui.scope.open_clicked); never drawn
     totals["asset"] = totals["asset"].map(chart_text)
-    figure = px.bar(totals, x="usd", y="asset", orientation="h", labels={"usd": "", "asset": ""},
-                    custom_data=["name"])
+    figure = px.bar(totals, x="usd", y="asset", orientation="h", labels={"usd": "", "asset": ""})
     figure.update_traces(hovertemplate="%{y}: %{x:$,.2f}<extra></extra>")
     _money_axis(figure, totals["usd"], axis="x")
     return _frame(figure, f"Top {limit} holdings").update_layout(hovermode=None)

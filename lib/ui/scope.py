@@ -123,16 +123,17 @@ def asset_links(assets: pd.Series, scope: Scope) -> pd.Series:
                       for a in assets], index=assets.index, dtype=object)
 
 
-def open_clicked(event: object, page: str, param: str, current: Scope) -> None:
+def open_clicked(event: object, page: str, param: str, current: Scope, names: dict[str, str], axis: str = "y") -> None:
     """A chart's click (``st.plotly_chart(..., on_select="rerun")``) opens the clicked name's view in
-    the current scope: each point carries the name itself in ``customdata`` (the label is escaped).
+    the current scope. A point carries only its drawn label (escaped for plotly): ``names`` maps each
+    label back to the name, so nothing from data rides in the figure beyond what is drawn.
 
     Outside app.py's navigation (a bare script run) there is no page to switch to: nothing happens.
     """
     points = getattr(getattr(event, "selection", None), "points", None) or []
-    names = [p.get("customdata") for p in points if isinstance(p, dict)]
-    name = names[0][0] if names and isinstance(names[0], list) and names[0] else names[0] if names else None
-    if not isinstance(name, str) or not name:
+    labels = [p.get(axis) for p in points if isinstance(p, dict)]
+    name = names.get(labels[0]) if labels and isinstance(labels[0], str) else None
+    if name is None:
         return
     params = {CLIENT_PARAM: current.client_id, ACCOUNT_PARAM: current.connector_id, param: name}
     try:

@@ -8,15 +8,19 @@ import streamlit as st
 from lib.settings import get_settings
 from lib.sync.status import can_force_sync
 from lib.ui import format as fmt
-from lib.ui import loaders, sync_widgets
+from lib.ui import loaders, scope, sync_widgets
 from lib.ui.auth import current_viewer
 from lib.ui.format import literal, visible
-from lib.ui.shell import selected_client_id
+from lib.ui.shell import current_scope
+
+#: SyncRun.trigger as the Recent runs table says it
+TRIGGERS = {"worker": "scheduled", "force": "Force sync", "cli": "command line", "save": "key saved"}
 
 viewer = current_viewer()
-client_id = selected_client_id(viewer)
+chosen = current_scope(viewer)
+client_id = chosen.client_id  # connectors are listed per client, each named with its account
 
-st.title("Sync")
+scope.title("Sync", scope.Scope(client_id, chosen.client))
 interval = get_settings().sync_interval_seconds
 st.caption(f"Connectors sync every {interval} s. Amber: no successful sync for three intervals; "
            "red: the last sync failed.")
@@ -36,12 +40,12 @@ def request_sync(**scope: object) -> None:
 
 if can_force_sync(viewer):
     names = {r.connector_id: visible(f"{r.client} · {r.exchange} / {r.label}") for r in connectors}
-    scope, one, pick = st.columns([1, 1, 2], vertical_alignment="bottom")
-    scope.button("Force sync: this client" if client_id else "Force sync: everything", key="sync_scope",
+    whole, one, pick = st.columns([1, 1, 2], vertical_alignment="bottom")
+    whole.button("Force sync: this client" if client_id else "Force sync: everything", key="sync_scope",
                  icon=":material/sync:", on_click=request_sync, kwargs={"client_id": client_id})
-    chosen = pick.selectbox("One connector", list(names), format_func=names.__getitem__, key="sync_one_pick")
+    picked = pick.selectbox("One connector", list(names), format_func=names.__getitem__, key="sync_one_pick")
     one.button("Force sync: connector", key="sync_one", icon=":material/sync:", on_click=request_sync,
-               kwargs={"connector_ids": [chosen]})
+               kwargs={"connector_ids": [picked]})
 requested = st.session_state.pop(REQUEST_KEY, None)
 if requested is not None:
     sync_widgets.run_force_sync(viewer, **requested)
@@ -78,7 +82,8 @@ if runs:
     started = [r.started_at if r.started_at.tzinfo else r.started_at.replace(tzinfo=UTC) for r in runs]  # SQLite: naive
     st.dataframe(
         fmt.table(pd.DataFrame([{
-            "Started": at, "Age": (now - at).total_seconds(), "Trigger": r.trigger, "By": r.actor,
+            "Started": at, "Age": (now - at).total_seconds(), "Trigger": TRIGGERS.get(r.trigger, r.trigger),
+            "By": r.actor,
             "Connectors": r.total, "OK": r.successful, "Failed": r.failed,
             "Finished": "yes" if r.finished_at else "running or interrupted",
         } for r, at in zip(runs, started, strict=True)]), {"Age": fmt.ago}),

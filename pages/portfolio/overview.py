@@ -122,7 +122,8 @@ else:
     with right:
         clicked = st.plotly_chart(charts.top_holdings(report.rows), width="stretch", key="overview_top_holdings",
                                   on_select="rerun", selection_mode="points")
-        scope.open_clicked(clicked, "asset", scope.ASSET_PARAM, chosen)
+        scope.open_clicked(clicked, "asset", scope.ASSET_PARAM, chosen,
+                           {fmt.chart_text(asset): asset for asset in report.rows["asset"]})
         st.caption("Click a bar to open that asset.")
     holdings = report.rows.groupby("asset", as_index=False).agg(quantity=("total", "sum"), usd=("usd", "sum"),
                                                                   priced=("priced", "all"))
