@@ -24,6 +24,7 @@ against the sync. Each phase starts from an empty SQLite database and cold marke
 
     .venv/bin/python bench/bench_sync.py [--connectors 200] [--fills 1000] [--latency-ms 100]
         [--baseline-subset 0]   # 0: measure the baseline fully
+        [--scale-dialects binance,okx,bybit]   # the scale part's dialects (default binance,okx)
         [--dialects binance,okx,cryptocom,bybit] [--dialect-accounts 2]   # 0: skip that part
 """
 
@@ -297,6 +298,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--baseline-subset", type=int, default=0,
                         help="time the sequential baseline on this many connectors and extrapolate (0: all)")
+    parser.add_argument("--scale-dialects", type=_dialects, default=None,
+                        help="comma-separated dialects of the scale part, alternating (default: the "
+                             "simulator's, Binance and OKX); add bybit or cryptocom for windowed walks")
     parser.add_argument("--dialects", type=_dialects, default=ALL_DIALECTS,
                         help="comma-separated dialects of the per-dialect part (default: all four)")
     parser.add_argument("--dialect-accounts", type=int, default=2,
@@ -315,9 +319,10 @@ def main() -> None:
     from lib.sync import rows as rows_module
 
     concurrency = args.concurrency or DEFAULT_CONCURRENCY
+    scale = {"dialects": list(args.scale_dialects)} if args.scale_dialects else {}
     server, pipe, accounts = _start_simulator(
         {"seed": 3, "accounts": args.connectors, "days": 90, "fills_per_account": args.fills,
-         "latency_ms": args.latency_ms})
+         "latency_ms": args.latency_ms, **scale})
     fetched: list[int] = [0]
     original_row = rows_module.trade_row
 
@@ -361,6 +366,7 @@ def main() -> None:
     print(json.dumps({
         "connectors": args.connectors, "fills_per_connector": args.fills, "latency_ms": args.latency_ms,
         "concurrency": concurrency, "cpu_count": os.cpu_count(),
+        "scale_dialects": sorted({dialect for _, dialect, _, _, _ in accounts}),
         "single_connector_s": round(single_s, 2),
         "first_full_sync_s": round(first_s, 2),
         "first_sync_ok": f"{first.successful}/{first.total}",
