@@ -139,7 +139,7 @@ def test_first_run_creates_the_admin_and_keeps_no_password(database_url: str) ->
         login = session.scalars(select(AuditEvent).where(AuditEvent.action == "login")).one()
         assert (login.actor, login.detail) == ("boss", "first admin set-up from localhost")
     assert set(at.session_state.to_dict()) <= {"auth_user_id", "auth_session_id", "auth_form_generation",
-                                               "scope_client_id", "auth_logout"} | {
+                                               "client", "account", "auth_logout"} | {
         k for k in at.session_state.to_dict() if k.startswith("FormSubmitter:")}
 
 
@@ -291,7 +291,7 @@ def test_clients_changes_keep_the_session(database_url: str) -> None:
         users.set_clients(session, SYSTEM, carl, [alpha])
     at.run()
     assert "Signed in as **carl** (client)" in texts(at)
-    assert at.sidebar.selectbox(key="scope_client_id").options == ["All clients", "Alpha"]
+    assert at.sidebar.selectbox(key="client").options == ["All clients", "Alpha"]
 
 
 def test_a_login_under_serve_sends_the_browser_for_its_cookie(database_url: str,
@@ -666,10 +666,10 @@ def test_a_client_user_cannot_pick_another_client_in_the_sidebar(sqlite_url: str
     mine, theirs = _seed_two_clients()
     carl = add_user("carl", Role.CLIENT, client_ids=(mine,))
     at = app(carl)
-    at.session_state["scope_client_id"] = theirs  # as if a crafted request had set it
+    at.session_state["client"] = theirs  # as if a crafted request had set it
     at.run()
     assert not at.exception
-    assert at.sidebar.selectbox(key="scope_client_id").options == ["All clients", "Mine"]
+    assert at.sidebar.selectbox(key="client").options == ["All clients", "Mine"]
     for path in ("pages/portfolio/balances.py", "pages/portfolio/trades.py", "pages/portfolio/pnl.py"):
         if (PROJECT_ROOT / path).is_file():
             at.switch_page(path).run()

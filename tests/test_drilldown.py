@@ -44,38 +44,48 @@ def _connector_of(seeded: Seeded, client_id: int) -> int:
     return int(frame["id"].iloc[0])
 
 
-def test_account_in_the_url_picks_its_client_and_account(seeded: Seeded) -> None:
+def test_client_and_account_in_the_url_pick_them(seeded: Seeded) -> None:
     account = _connector_of(seeded, seeded.beta)
     at = AppTest.from_function(_sidebar_app, default_timeout=60)
-    at.query_params[scope.ACCOUNT_PARAM] = str(account)  # a shared link naming only the account
+    at.query_params[scope.CLIENT_PARAM] = "Beta"  # a shared link: names, as the pickers label them
+    at.query_params[scope.ACCOUNT_PARAM] = "okx / main"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state[shell.SCOPE_KEY] == seeded.beta
     assert at.session_state[scope.ACCOUNT_KEY] == account
-    assert at.query_params[scope.CLIENT_PARAM] == str(seeded.beta)  # written back: a reload keeps it
 
 
-def test_an_account_of_another_client_or_unknown_is_ignored(seeded: Seeded) -> None:
+def test_a_name_the_viewer_may_not_pick_is_ignored(seeded: Seeded) -> None:
     at = AppTest.from_function(_sidebar_app, default_timeout=60)
-    at.query_params[scope.CLIENT_PARAM] = str(seeded.alpha)
-    at.query_params[scope.ACCOUNT_PARAM] = "999999"
+    at.query_params[scope.CLIENT_PARAM] = "Alpha"
+    at.query_params[scope.ACCOUNT_PARAM] = "okx / main"  # Beta's account, not Alpha's
     at.run()
     assert not at.exception
     assert at.session_state[shell.SCOPE_KEY] == seeded.alpha
     assert at.session_state[scope.ACCOUNT_KEY] == scope.ALL
-    assert scope.ACCOUNT_PARAM not in at.query_params
 
 
-def test_changing_client_drops_the_account_and_updates_the_url(seeded: Seeded) -> None:
+def test_changing_client_drops_the_account(seeded: Seeded) -> None:
     at = AppTest.from_function(_sidebar_app, default_timeout=60)
-    at.query_params[scope.ACCOUNT_PARAM] = str(_connector_of(seeded, seeded.beta))
+    at.query_params[scope.CLIENT_PARAM] = "Beta"
+    at.query_params[scope.ACCOUNT_PARAM] = "okx / main"
     at.run()
     at.sidebar.selectbox(key=shell.SCOPE_KEY).set_value(seeded.alpha).run()
     assert not at.exception
     assert at.session_state[shell.SCOPE_KEY] == seeded.alpha
     assert at.session_state[scope.ACCOUNT_KEY] == scope.ALL
-    assert at.query_params[scope.CLIENT_PARAM] == str(seeded.alpha)
-    assert scope.ACCOUNT_PARAM not in at.query_params
+
+
+def test_an_account_picked_under_all_clients_picks_its_client(seeded: Seeded) -> None:
+    at = AppTest.from_function(_sidebar_app, default_timeout=60)
+    at.run()
+    accounts = at.sidebar.selectbox(key=scope.ACCOUNT_KEY)
+    assert accounts.options == ["All accounts", "Alpha · binance / main", "Beta · okx / main"]
+    accounts.set_value(_connector_of(seeded, seeded.beta)).run()
+    assert not at.exception
+    assert at.session_state[shell.SCOPE_KEY] == seeded.beta
+    assert at.sidebar.selectbox(key=scope.ACCOUNT_KEY).options == ["All accounts", "okx / main"]
+    assert at.session_state[scope.ACCOUNT_KEY] == _connector_of(seeded, seeded.beta)
 
 
 def test_client_user_cannot_reach_another_client_by_url(seeded: Seeded) -> None:
@@ -86,8 +96,8 @@ def test_client_user_cannot_reach_another_client_by_url(seeded: Seeded) -> None:
         shell.sidebar(Viewer("client-user", Role.CLIENT, frozenset({own})))
 
     at = AppTest.from_function(app, default_timeout=60, args=(seeded.alpha,))
-    at.query_params[scope.CLIENT_PARAM] = str(seeded.beta)
-    at.query_params[scope.ACCOUNT_PARAM] = str(_connector_of(seeded, seeded.beta))
+    at.query_params[scope.CLIENT_PARAM] = "Beta"
+    at.query_params[scope.ACCOUNT_PARAM] = "okx / main"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state[shell.SCOPE_KEY] == scope.ALL
@@ -96,8 +106,8 @@ def test_client_user_cannot_reach_another_client_by_url(seeded: Seeded) -> None:
 
 
 def test_links_carry_scope_and_show_their_text() -> None:
-    url = scope.link("balances", "Sharp **Foundation** #1", client_id=3, connector_id=7)
-    assert url.startswith("balances?client=3&connector=7#")
+    url = scope.link("balances", "Sharp **Foundation** #1", client="Sharp & Co", account="binance / main")
+    assert url.startswith("balances?client=Sharp+%26+Co&account=binance+%2F+main#")
     import re
 
     shown = re.search(scope._SHOWN.pattern, url)
@@ -114,7 +124,7 @@ def _open(name: str, user_id: int, **state: object) -> AppTest:
 
 
 def test_asset_page_shows_one_asset_in_scope_with_a_titled_scope(seeded: Seeded) -> None:
-    at = _open("asset", seeded.users["admin"], scope_client_id=seeded.alpha)
+    at = _open("asset", seeded.users["admin"], client=seeded.alpha)
     at.query_params[scope.ASSET_PARAM] = "BTC"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -124,22 +134,22 @@ def test_asset_page_shows_one_asset_in_scope_with_a_titled_scope(seeded: Seeded)
     held = at.dataframe[0].value
     assert list(held["Account"].str.extract(scope._SHOWN.pattern)[0]) == ["Alpha · binance / main"]
     markets = at.dataframe[1].value["Market"]
-    assert all("symbol=" in m and "client=" in m for m in markets)
+    assert all("symbol=" in m and "client=Alpha" in m for m in markets)
 
 
 def test_asset_page_ignores_an_asset_outside_scope(seeded: Seeded) -> None:
-    at = _open("asset", seeded.users["admin"], scope_client_id=seeded.beta)
+    at = _open("asset", seeded.users["admin"], client=seeded.beta)
     at.query_params[scope.ASSET_PARAM] = "BNB"  # Alpha's, not Beta's
     at.run()
     assert not at.exception
     assert "BNB" not in at.title[0].value
-    assert at.query_params[scope.ASSET_PARAM] != "BNB"
+    assert at.query_params.get(scope.ASSET_PARAM) != "BNB"  # dropped from the URL
 
 
 def test_page_titles_name_the_scope(seeded: Seeded) -> None:
     with session_scope() as session:
         session.get(Client, seeded.beta).name = "Beta *bold*"
-    at = _open("pnl", seeded.users["admin"], scope_client_id=seeded.beta)
+    at = _open("pnl", seeded.users["admin"], client=seeded.beta)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "P&L · Beta \\*bold\\*"
@@ -165,7 +175,7 @@ def test_a_chart_click_opens_the_clicked_name_in_scope(monkeypatch: pytest.Monke
 
     names = {fmt.chart_text(a): a for a in ("<b>BTC", "ETH")}
     scope.open_clicked(Event(), "asset", scope.ASSET_PARAM, scope.Scope(3, "Sharp", 7, "binance / main"), names)
-    assert opened == [("pages/portfolio/asset.py", {"client": "3", "connector": "7", "asset": "<b>BTC"})]
+    assert opened == [("pages/portfolio/asset.py", {"client": "Sharp", "account": "binance / main", "asset": "<b>BTC"})]
     scope.open_clicked(type("Nothing", (), {"selection": None})(), "asset", scope.ASSET_PARAM, scope.Scope(), names)
     scope.open_clicked(Event(), "asset", scope.ASSET_PARAM, scope.Scope(), {})  # a label it does not know
     assert len(opened) == 1  # no click or no known label: no switch

@@ -207,7 +207,7 @@ def test_charts_carry_escaped_text(hostile: Hostile) -> None:
     assert len(specs) == 4 and "Equity" in specs[0]  # the equity curve first, then the allocation over time
     assert all("&lt;b&gt;H" in spec for spec in specs[1:])  # allocation over time and now, top holdings
     assert any("&lt;b&gt;h&lt;/b&gt;" in spec and "&#36;x^2&#36;" in spec for spec in specs)  # client name
-    pnl = open_page("pages/portfolio/pnl.py", hostile.users["admin"], scope_client_id=hostile.client_id)
+    pnl = open_page("pages/portfolio/pnl.py", hostile.users["admin"], client=hostile.client_id)
     equity = [json.loads(chart.proto.spec) for chart in pnl.get("plotly_chart") if "Equity" in chart.proto.spec]
     assert equity, "the equity chart is drawn"
     deposits = [trace for trace in equity[0]["data"] if trace.get("name") == "Deposits"]

@@ -43,7 +43,7 @@ def open_page(name: str, user_id: int, client_id: int | None = None) -> AppTest:
     at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "portfolio" / f"{name}.py"), default_timeout=60)
     at.session_state["auth_user_id"] = user_id
     if client_id is not None:
-        at.session_state["scope_client_id"] = client_id
+        at.session_state["client"] = client_id
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -1,15 +1,17 @@
 """The scope a page shows: client › account › asset, kept in the URL.
 
-The sidebar's Client and Account pickers (and the Asset page's picker) read ``?client=``,
-``?connector=`` and ``?asset=`` at the start of every run and write their value back, so a
-reload, a shared link or the browser's back button shows the same scope. Ids in the URL are
-checked against what the viewer may see: anything else is ignored, never an error.
-Tables link names to a scope with ``link`` and ``link_column``; charts with ``go_to``.
+The sidebar's Client and Account pickers and the Asset page's picker are bound to the URL
+(Streamlit's ``bind="query-params"``): ``?client=Sharp+Foundation&account=binance+/+main&asset=BTC``.
+Streamlit keeps them across page switches, restores them on the browser's back and forward, and
+seeds them on a reload or a shared link. A value the viewer may not pick (another client's name,
+a typo) is not an option, so Streamlit ignores it and drops it from the URL: never an error.
+Tables link names to a scope with ``link`` and ``link_column``; a chart click with ``open_clicked``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -19,12 +21,10 @@ from streamlit.errors import StreamlitAPIException
 
 from lib.ui import format as fmt
 
-CLIENT_PARAM = "client"
-ACCOUNT_PARAM = "connector"
-ASSET_PARAM = "asset"
-#: session keys of the sidebar pickers (the client's is older than this module: tests use it)
-CLIENT_KEY = "scope_client_id"
-ACCOUNT_KEY = "scope_connector_id"
+#: URL parameters, which are also the pickers' session keys (a bound widget's key is its parameter)
+CLIENT_PARAM = CLIENT_KEY = "client"
+ACCOUNT_PARAM = ACCOUNT_KEY = "account"
+ASSET_PARAM = ASSET_KEY = "asset"
 ALL = 0  # a picker's "All ..." (a real value: None would mean "nothing chosen")
 
 #: The view each kind of name opens (url path of the page file, as st.navigation derives it)
@@ -35,7 +35,8 @@ _SHOWN = re.compile(r"#(.*)$")
 
 @dataclass(frozen=True)
 class Scope:
-    """What the sidebar (and URL) picked; None: every one the viewer may see."""
+    """What the sidebar (and URL) picked; None: every one the viewer may see. ``client`` and
+    ``account`` are the pickers' labels (made ``visible``), which the URL carries."""
 
     client_id: int | None = None
     client: str | None = None
@@ -49,51 +50,30 @@ class Scope:
         return self.client if self.client is not None else "All clients"
 
 
-def _picked(param: str, options: list[int]) -> int | None:
-    """The URL's id for ``param`` when it is one of ``options``; None when absent or not allowed."""
-    wanted = st.query_params.get(param, "")
-    return int(wanted) if wanted.isdigit() and int(wanted) in options else None
+def account_label(exchange_id: object, label: object) -> str:
+    """An account as the sidebar's Account picker names it once its client is picked (and the URL says it)."""
+    return fmt.visible(f"{exchange_id} / {label}")
 
 
-def _to_url(param: str, value: int) -> None:
-    """Keep the URL in step with a picker, so a reload or a shared link shows the same scope."""
-    if value == ALL:
-        st.query_params.pop(param, None)
-    elif st.query_params.get(param) != str(value):
-        st.query_params[param] = str(value)
+def pick(container: object, key: str, label: str, names: dict[int, str], everything: str,
+         on_change: Callable[[], None] | None = None) -> int | None:
+    """A selectbox over ``names`` (id -> label) plus "All", bound to the URL parameter ``key``.
 
-
-def pick(container: object, key: str, param: str, label: str, names: dict[int, str], everything: str,
-         clears: tuple[str, ...] = ()) -> int | None:
-    """A selectbox over ``names`` (id -> text) plus "All", seeded from and written to the URL.
-
-    A change writes the URL before the rerun (so the URL, read first, agrees) and drops the
-    ``clears`` parameters (an account of the client just left). A URL without the parameter
-    (Streamlit drops them between pages) gets it back, so a reload keeps the scope.
-    """
+    A value left in the session that is no longer an option (another client's account) falls
+    back to "All" before the widget is drawn."""
     options = [ALL, *names]
-    from_url = _picked(param, options)
-    if from_url is not None:
-        st.session_state[key] = from_url
-    if st.session_state.get(key) not in options:
+    if st.session_state.get(key, ALL) not in options:
         st.session_state[key] = ALL
-
-    def changed() -> None:
-        for other in clears:
-            st.query_params.pop(other, None)
-        _to_url(param, st.session_state[key])
-
-    container.selectbox(label, options, key=key, on_change=changed,
+    container.selectbox(label, options, key=key, bind="query-params", on_change=on_change,
                         format_func=lambda i: everything if i == ALL else names[i])
-    _to_url(param, st.session_state[key])
     return st.session_state[key] or None
 
 
-def link(page: str, text: object, *, client_id: int | None = None, connector_id: int | None = None,
+def link(page: str, text: object, *, client: str | None = None, account: str | None = None,
          asset: str | None = None, **filters: str) -> str:
-    """A relative URL to ``page`` in a scope (and the page's own ``filters``), with ``text`` to show
-    (see ``link_column``)."""
-    params = {CLIENT_PARAM: client_id, ACCOUNT_PARAM: connector_id, ASSET_PARAM: asset, **filters}
+    """A relative URL to ``page`` in a scope (names as the pickers label them) and the page's own
+    ``filters``, with ``text`` to show (see ``link_column``)."""
+    params = {CLIENT_PARAM: client, ACCOUNT_PARAM: account, ASSET_PARAM: asset, **filters}
     query = urlencode({k: v for k, v in params.items() if v is not None})
     return f"{page}?{query}#{fmt.visible(text)}"
 
@@ -103,23 +83,22 @@ def link_column(label: str, help: str | None = None, **options: object) -> objec
     return st.column_config.LinkColumn(label, help=help, display_text=_SHOWN.pattern, **options)
 
 
-def client_links(frame: pd.DataFrame, name: str = "client", client_id: str = "client_id") -> pd.Series:
+def client_links(frame: pd.DataFrame, name: str = "client") -> pd.Series:
     """Each row's client name as a link to that client's Overview."""
-    links = [link(PAGE_OF["client"], n, client_id=int(c)) for n, c in zip(frame[name], frame[client_id], strict=True)]
+    links = [link(PAGE_OF["client"], n, client=fmt.visible(n)) for n in frame[name]]
     return pd.Series(links, index=frame.index, dtype=object)
 
 
-def account_links(frame: pd.DataFrame, text: pd.Series, client_id: str = "client_id",
-                  connector_id: str = "connector_id") -> pd.Series:
-    """Each row's account text as a link to that account's Balances."""
-    links = [link(PAGE_OF["account"], t, client_id=int(c), connector_id=int(a))
-             for t, c, a in zip(text, frame[client_id], frame[connector_id], strict=True)]
+def account_links(frame: pd.DataFrame, text: pd.Series) -> pd.Series:
+    """Each row's account (``text`` shown) as a link to that account's Balances."""
+    links = [link(PAGE_OF["account"], t, client=fmt.visible(c), account=account_label(e, a))
+             for t, c, e, a in zip(text, frame["client"], frame["exchange_id"], frame["label"], strict=True)]
     return pd.Series(links, index=frame.index, dtype=object)
 
 
 def asset_links(assets: pd.Series, scope: Scope) -> pd.Series:
     """Each asset code as a link to the Asset page in the current scope."""
-    return pd.Series([link(PAGE_OF["asset"], a, client_id=scope.client_id, connector_id=scope.connector_id, asset=a)
+    return pd.Series([link(PAGE_OF["asset"], a, client=scope.client, account=scope.account, asset=fmt.visible(a))
                       for a in assets], index=assets.index, dtype=object)
 
 
@@ -135,10 +114,9 @@ def open_clicked(event: object, page: str, param: str, current: Scope, names: di
     name = names.get(labels[0]) if labels and isinstance(labels[0], str) else None
     if name is None:
         return
-    params = {CLIENT_PARAM: current.client_id, ACCOUNT_PARAM: current.connector_id, param: name}
+    params = {CLIENT_PARAM: current.client, ACCOUNT_PARAM: current.account, param: fmt.visible(name)}
     try:
-        st.switch_page(f"pages/portfolio/{page}.py", query_params={k: str(v) for k, v in params.items()
-                                                                      if v is not None})
+        st.switch_page(f"pages/portfolio/{page}.py", query_params={k: v for k, v in params.items() if v is not None})
     except StreamlitAPIException:
         return
 

@@ -98,7 +98,7 @@ def current_scope(viewer: Viewer) -> scope.Scope:
     if not row.empty:
         first = row.iloc[0]
         return scope.Scope(int(first["client_id"]), fmt.visible(first["client"]), int(connector_id),
-                           fmt.visible(f"{first['exchange_id']} / {first['label']}"))
+                           scope.account_label(first["exchange_id"], first["label"]))
     if client_id is None:
         return scope.Scope()
     with session_scope() as session:
@@ -106,31 +106,32 @@ def current_scope(viewer: Viewer) -> scope.Scope:
     return scope.Scope(client_id, client)
 
 
-#: ``?client=<id>`` in the URL picks that client (links from the Clients page; a shared URL)
+#: ``?client=<name>`` in the URL picks that client (links from other pages; a shared URL)
 CLIENT_PARAM = scope.CLIENT_PARAM
 
 
-def _client_of_linked_account(viewer: Viewer) -> None:
-    """A URL naming an account (``?connector=``) and no other client opens that account's client."""
-    wanted = st.query_params.get(scope.ACCOUNT_PARAM, "")
-    if not wanted.isdigit():
-        return
-    everyone = loaders.connectors(viewer)
-    owner = everyone.loc[everyone["id"] == int(wanted), "client_id"]
-    if not owner.empty and st.query_params.get(CLIENT_PARAM) != str(int(owner.iloc[0])):
-        st.query_params[CLIENT_PARAM] = str(int(owner.iloc[0]))
+def _client_changed() -> None:
+    """Another client: its accounts are other ones, so the account goes back to "All"."""
+    st.session_state[scope.ACCOUNT_KEY] = ALL_CLIENTS
+
+
+def _account_changed(owners: dict[int, int]) -> None:
+    """An account picked under "All clients" picks its client too, so the URL names both."""
+    connector_id = st.session_state.get(scope.ACCOUNT_KEY)
+    if connector_id in owners and not st.session_state.get(SCOPE_KEY):
+        st.session_state[SCOPE_KEY] = owners[connector_id]
 
 
 def sidebar(viewer: Viewer) -> None:
     with session_scope() as session:
         clients = {c.id: visible(c.name) for c in list_clients(session, viewer)}
-    _client_of_linked_account(viewer)
     with st.sidebar:
-        client_id = scope.pick(st, SCOPE_KEY, CLIENT_PARAM, "Client", clients, "All clients",
-                               clears=(scope.ACCOUNT_PARAM,))
+        client_id = scope.pick(st, SCOPE_KEY, "Client", clients, "All clients", on_change=_client_changed)
         connectors = loaders.connectors(viewer, client_id)
-        accounts = {int(r.id): visible(f"{r.exchange_id} / {r.label}" if client_id else
-                                       f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
-        scope.pick(st, scope.ACCOUNT_KEY, scope.ACCOUNT_PARAM, "Account", accounts, "All accounts")
+        accounts = {int(r.id): scope.account_label(r.exchange_id, r.label) if client_id else
+                    visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
+        owners = {int(r.id): int(r.client_id) for r in connectors.itertuples()}
+        scope.pick(st, scope.ACCOUNT_KEY, "Account", accounts, "All accounts",
+                   on_change=lambda: _account_changed(owners))
         sync_widgets.sidebar_freshness(viewer, selected_client_id(viewer))
         auth.logout_button(viewer)

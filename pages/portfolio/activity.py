@@ -76,7 +76,7 @@ market_table = pd.DataFrame({
 })
 money_columns = {label: USD(label, format="dollar") for label in
                  ("Volume (USD)", "Bought (USD)", "Sold (USD)", "Fees (USD)")}
-market_links = [scope.link("trades", m, client_id=client_id, connector_id=connector_id, symbol=m)
+market_links = [scope.link("trades", m, client=chosen.client, account=chosen.account, symbol=m)
                 for m in markets["symbol"]]
 st.dataframe(market_table.assign(Market=market_links), hide_index=True, width="stretch",
              column_config={"Market": scope.link_column("Market", "This market's fills on Trades."),

@@ -25,16 +25,12 @@ if not assets:
     st.info("No asset in this scope yet: balances and fills appear after a connector's first successful sync.")
     st.stop()
 
-wanted = st.query_params.get(scope.ASSET_PARAM)
-if wanted in assets:
-    st.session_state["asset_picked"] = wanted
-if st.session_state.get("asset_picked") not in assets:
-    st.session_state["asset_picked"] = assets[0]
-asset = st.selectbox("Asset", assets, key="asset_picked", format_func=fmt.visible,
-                     on_change=lambda: st.query_params.update({scope.ASSET_PARAM: st.session_state["asset_picked"]}))
-if st.query_params.get(scope.ASSET_PARAM) != asset:
-    st.query_params[scope.ASSET_PARAM] = asset
-scope.title("Asset", chosen, asset)
+heading = st.container()  # the title names the asset picked below it
+if st.session_state.get(scope.ASSET_KEY) not in assets:  # left from another scope: the first asset
+    st.session_state.pop(scope.ASSET_KEY, None)
+asset = st.selectbox("Asset", assets, key=scope.ASSET_KEY, bind="query-params", format_func=fmt.visible)
+with heading:
+    scope.title("Asset", chosen, asset)
 
 with loaders.plain_errors("P&L of this asset"):
     summary = loaders.pnl(viewer, client_id, connector_id)
@@ -74,7 +70,7 @@ markets = [s for s in symbols if asset in s.split(":")[0].split("/")]
 if not markets:
     st.caption("No fill in a market of this asset in this scope.")
 else:
-    st.dataframe(pd.DataFrame({"Market": [scope.link("trades", m, client_id=client_id, connector_id=connector_id,
+    st.dataframe(pd.DataFrame({"Market": [scope.link("trades", m, client=chosen.client, account=chosen.account,
                                                       symbol=m) for m in markets]}),
         hide_index=True, column_config={"Market": scope.link_column("Market", "This market's fills on Trades.")})
 

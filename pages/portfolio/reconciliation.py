@@ -118,7 +118,9 @@ else:
     }), dict.fromkeys(["Change", "Implied balance after"], fmt.quantity)), hide_index=True, width="stretch",
         placeholder=fmt.MISSING, column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
                                                 **fmt.number_columns("Change", "Implied balance after")})
-link = {"connector": str(int(picked["connector_id"])), "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
+link = {scope.CLIENT_PARAM: fmt.visible(picked["client"]),
+        scope.ACCOUNT_PARAM: scope.account_label(picked["exchange_id"], picked["label"]),
+        "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
 try:
     st.page_link("pages/portfolio/trades.py", label="This account's fills in that window", icon=":material/swap_horiz:",
                  query_params=link)

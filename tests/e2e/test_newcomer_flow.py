@@ -92,15 +92,22 @@ def dollars(text: str) -> float:
     return float(match.group(1).replace(",", "")) * _SCALE.get(match.group(2), 1)
 
 
+#: a link cell's accessible text is its URL; what it shows is the part after "#" (lib.ui.scope.link)
+_LINK_CELL = re.compile(r"^[a-z_]+\?[^#\s]*#(.*)$")
+
+
 def grid_cells(frame: Locator) -> list[str]:
-    """The visible cells of an st.dataframe (its grid keeps an accessible table beside the canvas)."""
+    """The visible cells of an st.dataframe (its grid keeps an accessible table beside the canvas),
+    link cells as the text they show."""
     frame.locator("[role='gridcell']").first.wait_for(state="attached")
-    return [t.strip() for t in frame.locator("[role='gridcell']").all_inner_texts()]
+    texts = [t.strip() for t in frame.locator("[role='gridcell']").all_inner_texts()]
+    return [match.group(1) if (match := _LINK_CELL.match(t)) else t for t in texts]
 
 
 def cell(frame: Locator, text: str) -> Locator:
     """A data grid cell showing exactly ``text``."""
-    return frame.locator("[role='gridcell']").filter(has_text=re.compile(rf"^{re.escape(text)}$"))
+    shown = rf"^(?:[a-z_]+\?[^#\s]*#)?{re.escape(text)}$"  # a link cell's accessible text is its URL (grid_cells)
+    return frame.locator("[role='gridcell']").filter(has_text=re.compile(shown))
 
 
 def connector_count(app: App) -> int:
@@ -134,6 +141,7 @@ def test_newcomer_flow(page: Page, app: App, screenshots: Path) -> None:
         admin_url = _add_connector(page, app, screenshots)
         _force_sync(page, screenshots)
         _pnl(page, screenshots)
+        _drill_down(page, screenshots)
         _log_out(page, admin_url, password, screenshots)
         elsewhere = {urlsplit(u).netloc for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss")}
         assert elsewhere == {urlsplit(app.url).netloc}, f"the browser reached other hosts: {elsewhere}"
@@ -201,7 +209,8 @@ def _balances(page: Page, folder: Path) -> None:
     cells = grid_cells(main(page).locator("[data-testid='stDataFrame']"))
     assert {"BTC", "ETH", "USDT"} <= set(cells), cells
     assert set(DEMO_CLIENTS) <= set(cells), cells
-    assert any(re.fullmatch(r"\$[\d,]+\.\d\d", c) and dollars(c) > 0 for c in cells), cells
+    # the USD value column holds numbers (formatted as dollars by the grid)
+    assert any(re.fullmatch(r"[\d,]+\.\d+", c) and float(c.replace(",", "")) > 0 for c in cells), cells
     shot(page, folder, "04-balances")
 
 
@@ -307,6 +316,33 @@ def _pnl(page: Page, folder: Path) -> None:
     table = main(page).locator("[data-testid='stDataFrame']").last
     assert {"BTC", "ETH"} <= set(grid_cells(table))
     shot(page, folder, "08-pnl")
+
+
+def _drill_down(page: Page, folder: Path) -> None:
+    """6b. The sidebar's client and account live in the URL: the title names them, a reload keeps
+    them, another page keeps them, and the browser's back button returns to the page before."""
+    sidebar = page.locator("[data-testid='stSidebar']")
+    choose(page, sidebar, "Client", DEMO_CLIENTS[0])
+    box = sidebar.get_by_role("combobox", name="Account", exact=True)
+    box.click()
+    account = page.get_by_role("option").nth(1)  # the first account after "All accounts"
+    name = account.inner_text().strip()
+    account.click()
+    wait_idle(page)
+    titled = main(page).get_by_role("heading", name=f"P&L · {DEMO_CLIENTS[0]} › {name}")
+    expect(titled).to_be_visible()
+    assert "client=Sharp+Foundation" in page.url and "account=" in page.url
+    page.reload()
+    wait_idle(page)
+    expect(titled).to_be_visible()  # the URL alone brings the scope back
+    page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Asset", exact=True).click()
+    wait_idle(page)
+    expect(main(page).get_by_role("heading", name=f"Asset · {DEMO_CLIENTS[0]} › {name} › ")).to_be_visible()
+    assert "client=" in page.url and "account=" in page.url  # a page switch keeps the scope in the URL
+    shot(page, folder, "08b-asset")
+    page.go_back()
+    wait_idle(page)
+    expect(titled).to_be_visible()
 
 
 def _log_out(page: Page, admin_url: str, password: str, folder: Path) -> None:
