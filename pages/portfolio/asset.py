@@ -54,16 +54,16 @@ st.subheader("Where it is held")
 if rows.empty:
     st.caption("Not held in this scope now.")
 else:
-    st.dataframe(pd.DataFrame({
+    where = pd.DataFrame({
         "Account": scope.account_links(rows, rows["client"] + " · " + rows["exchange_id"] + " / " + rows["label"]),
         "Account type": rows["account_type"].map(lambda t: t.capitalize() if t else "Default"),
-        "Total": fmt.exact_columns(rows, ["total"])["total"],
-        "USD value": rows["usd"],
-    }), hide_index=True, width="stretch", column_config={
-        "Account": scope.link_column("Account", "That account's balances."),
-        **fmt.numbers_right("Total"),
-        "USD value": st.column_config.NumberColumn("USD value", format="dollar"),
+        "Total": fmt.amount_columns(rows, ["total"])["total"],
+        "USD value": fmt.floats(rows["usd"]),
     })
+    st.dataframe(fmt.table(where, {"Total": fmt.exact}), hide_index=True, width="stretch", placeholder=fmt.UNPRICED,
+                 column_config={"Account": scope.link_column("Account", "That account's balances."),
+                                **fmt.fitted_columns(where, {"Total": fmt.exact}),
+                                "USD value": fmt.number_column("USD value", format="dollar")})
 
 st.subheader("Markets")
 markets = [s for s in symbols if asset in s.split(":")[0].split("/")]
@@ -80,12 +80,12 @@ with loaders.plain_errors("transfers"):
 if moves.empty:
     st.caption("None synced in this scope.")
 else:
-    st.dataframe(pd.DataFrame({
+    st.dataframe(fmt.table(pd.DataFrame({
         "Time (UTC)": fmt.ms_to_datetime(moves["timestamp"]), "Type": moves["type"].str.capitalize(),
-        "Amount": moves["amount"].map(lambda v: fmt.exact(v, fmt.min_decimals(asset))),
+        "Amount": fmt.amounts(moves["amount"], fmt.min_decimals(asset)),
         "Status": fmt.text(moves["status"], fmt.visible),
-    }).iloc[::-1], hide_index=True, width="stretch",
-        column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)"), **fmt.numbers_right("Amount")})
+    }).iloc[::-1], {"Amount": fmt.exact}), hide_index=True, width="stretch", placeholder=fmt.MISSING,
+        column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)"), **fmt.number_columns("Amount")})
 
 st.subheader("Open orders")
 with loaders.plain_errors("open orders"):
@@ -96,11 +96,10 @@ if connector_id is not None:
 if orders.empty:
     st.caption("None in a market of this asset.")
 else:
-    st.dataframe(pd.DataFrame({
+    st.dataframe(fmt.table(pd.DataFrame({
         "Symbol": orders["symbol"].map(fmt.visible), "Side": orders["side"],
-        "Price": orders["price"].map(fmt.exact), "Amount": orders["amount"].map(fmt.exact),
-        "USD value": orders["usd"],
-    }), hide_index=True, width="stretch", column_config={
-        **fmt.numbers_right("Price", "Amount"),
-        "USD value": st.column_config.NumberColumn("USD value", format="dollar"),
-    })
+        "Price": fmt.amounts(orders["price"]), "Amount": fmt.amounts(orders["amount"]),
+        "USD value": fmt.floats(orders["usd"]),
+    }), dict.fromkeys(["Price", "Amount"], fmt.exact)), hide_index=True, width="stretch", placeholder=fmt.MISSING,
+        column_config={**fmt.number_columns("Price", "Amount"),
+                       "USD value": fmt.number_column("USD value", format="dollar")})
