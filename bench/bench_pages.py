@@ -282,7 +282,7 @@ def main() -> None:
     pages = {name: _time_page(name, admin_id)
              for name in ("pnl", "trades", "overview", "balances", "orders", "activity", "all_clients")}
     result = {
-        "database": url.split(":", 1)[0],
+        "database": url.split(":", 1)[0], "cpu_count": os.cpu_count(),
         "fills": args.fills, "connectors": args.connectors, "clients": args.clients,
         "seed_seconds": round(seeded_s, 1),
         "method": "AppTest at.run() wall time (ms) as an admin over all clients. first = nothing cached yet "

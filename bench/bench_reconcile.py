@@ -15,6 +15,7 @@ records for one connector.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -66,7 +67,8 @@ def main() -> None:
     with session_scope(url) as session:
         status_s, status = _timed(lambda: reconcile.connector_status(session, 1))
     print(json.dumps({
-        "database": url.split(":", 1)[0], "fills": args.fills, "connectors": args.connectors,
+        "database": url.split(":", 1)[0], "cpu_count": os.cpu_count(), "fills": args.fills,
+        "connectors": args.connectors,
         "snapshot_rows_added": extra, "moves": len(moves), "rows": len(result.rows),
         "unbalanced": result.count("unbalanced"), "compared_snapshots": int(result.rows["snapshots"].sum()),
         "balance_moves_s": moves_s, "reconcile_all_s": reconcile_s, "reconcile_all_again_s": again_s,
