@@ -117,6 +117,12 @@ def test_cli_pnl_and_balances(seeded: Seeded, capsys: pytest.CaptureFixture[str]
     code, out = _cli(capsys, "balances", "--client", "Beta")
     assert code == 0 and "unpriced" in out
     assert main(["pnl", "--client", "Nobody"]) == 2
+    code, out = _cli(capsys, "pnl", "--pool", "client", "--json")  # every client, each with its own lots
+    per_client = json.loads(out)
+    assert code == 0 and per_client["pool"] == "client"
+    alone = [json.loads(_cli(capsys, "pnl", "--client", name, "--json")[1])["totals"]["realized"]
+             for name in ("Alpha", "Beta")]
+    assert per_client["totals"]["realized"] == pytest.approx(sum(alone), abs=1e-6)
 
 
 def test_cached_pnl_summary_is_reused_and_renewed(seeded: Seeded) -> None:

@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pnl.add_argument("--client", type=given("--client", "a client name"), help="client name (default: every client)")
     pnl.add_argument("--connector", type=record_id("connector"), help="connector id")
     pnl.add_argument("--method", choices=("fifo", "average"), default="fifo")
-    pnl.add_argument("--pool", choices=("scope", "connector"), default="scope",
-                     help="pool lots across the scope (default) or per connector")
+    pnl.add_argument("--pool", choices=("scope", "client", "connector"), default="scope",
+                     help="pool lots across the scope (default), per client or per connector")
     pnl.add_argument("--start", type=day("--start"), help="first UTC day of the window, YYYY-MM-DD (default: "
                      "the first event)")
     pnl.add_argument("--end", type=day("--end"), help="last UTC day of the window, included, YYYY-MM-DD "
