@@ -78,11 +78,22 @@ _MARKUP_FROM_DATA = r"""(fragments) => {
   const found = [];
   const text = (el) => (el.textContent || '').replaceAll('\u2060', '').trim();
   const show = (el) => el.outerHTML.slice(0, 200);
-  const urlAttributes = new Set(['href', 'src', 'srcset', 'action', 'formaction', 'poster', 'data', 'background',
-                                 'style']);
+  const urlAttributes = new Set(['href', 'src', 'action', 'formaction', 'poster', 'data', 'background']);
+  const anyText = new Set(['srcset', 'style']);  // several URLs or CSS: any mention counts
+  // a URL attribute counts when it leads to evil.test; a link to one of our own pages may carry a
+  // planted name in its query (?client=<name>, lib.ui.scope.link), which the browser never follows
+  const leadsThere = (value) => {
+    try {
+      return new URL(value, document.baseURI).hostname.toLowerCase().endsWith('evil.test');
+    } catch (error) {
+      return value.toLowerCase().includes('evil.test');
+    }
+  };
   for (const el of document.querySelectorAll('*')) {
     for (const attribute of el.attributes) {
-      if (urlAttributes.has(attribute.localName) && attribute.value.toLowerCase().includes('evil.test')) {
+      const name = attribute.localName;
+      if ((urlAttributes.has(name) && leadsThere(attribute.value))
+          || (anyText.has(name) && attribute.value.toLowerCase().includes('evil.test'))) {
         found.push(`${attribute.name} to evil.test: ${show(el)}`);
       }
     }
