@@ -26,7 +26,7 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-start, end = period_controls.period_picker(st.columns([2, 3])[0], "activity", default="Last 30 days")
+start, end = period_controls.period_picker(st.columns([3, 2])[0], "activity", default="Last 30 days")
 period = period_controls.period_text(start, end)
 
 with loaders.plain_errors("trading activity"), st.spinner("Adding up the fills…"):
