@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from lib.settings import PROJECT_ROOT
 from lib.ui import format as fmt
 
 #: URL parameters, which are also the pickers' session keys (a bound widget's key is its parameter)
@@ -27,6 +28,8 @@ ACCOUNT_PARAM = ACCOUNT_KEY = "account"
 ASSET_PARAM = ASSET_KEY = "asset"
 ALL = 0  # a picker's "All ..." (a real value: None would mean "nothing chosen")
 
+#: the app's own icon (app.py sets it first; a local file, never fetched from another host)
+FAVICON = PROJECT_ROOT / "static" / "favicon.svg"
 #: The view each kind of name opens (url path of the page file, as st.navigation derives it)
 PAGE_OF = {"client": "overview", "account": "balances", "asset": "asset"}
 #: A link's text rides in its fragment (after "#"), which the browser does not send anywhere
@@ -125,4 +128,5 @@ def title(page: str, scope: Scope, detail: str | None = None) -> None:
     """The page's title naming its scope (also the browser tab's), all of it text from data made literal."""
     words = scope.words() if detail is None else f"{scope.words()} › {detail}"
     st.title(f"{page} · {fmt.literal(words)}")
-    st.set_page_config(page_title=f"{page} · {fmt.visible(words)}")
+    # the icon again: a page config without one would leave the browser free to ask for a default
+    st.set_page_config(page_title=f"{page} · {fmt.visible(words)}", page_icon=str(FAVICON))
