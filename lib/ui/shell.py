@@ -101,9 +101,9 @@ def current_scope(viewer: Viewer) -> scope.Scope:
                            scope.account_label(first["exchange_id"], first["label"]))
     if client_id is None:
         return scope.Scope()
-    with session_scope() as session:
-        client = next((fmt.visible(c.name) for c in list_clients(session, viewer) if c.id == client_id), None)
-    return scope.Scope(client_id, client)
+    clients = loaders.clients(viewer)  # cached: no query per page run
+    named = clients.loc[clients["id"] == client_id, "name"]
+    return scope.Scope(client_id, fmt.visible(named.iloc[0]) if not named.empty else None)
 
 
 #: ``?client=<name>`` in the URL picks that client (links from other pages; a shared URL)
