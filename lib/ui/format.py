@@ -120,14 +120,6 @@ def exact(value: object, decimals: int = 0) -> str:
     return f"{abs(number) if number == 0 else number:,.{max(decimals, places(number))}f}"
 
 
-def exact_columns(frame: pd.DataFrame, columns: list[str], asset: str = "asset") -> dict[str, pd.Series]:
-    """``columns`` of amounts as text, each with its row's asset's ``min_decimals``: every digit
-    shown, so displayed free + used = total foot."""
-    floors = frame[asset].map(min_decimals)
-    return {column: pd.Series([exact(v, d) for v, d in zip(frame[column], floors, strict=True)],
-                              index=frame.index, dtype=object) for column in columns}
-
-
 def percent(value: float | None, *, signed: bool = True) -> str:
     if _missing(value):
         return MISSING
@@ -179,12 +171,6 @@ def text(values: pd.Series, formatter: Callable[[object], str] = str) -> pd.Seri
     st.dataframe prints a missing number as "None"; tables on these pages never do.
     """
     return values.map(lambda value: MISSING if blank(value) else formatter(value))
-
-
-def numbers_right(*labels: str, width: int | None = None) -> dict[str, object]:
-    """Column configs that right-align text columns of numbers (made text by ``text``/``money``).
-    Such columns sort as text ("10" before "9"): prefer ``number_columns`` with ``table``."""
-    return {label: st.column_config.TextColumn(label, alignment="right", width=width) for label in labels}
 
 
 def number_column(label: str, *, format: str | None = None, help: str | None = None,  # noqa: A002

@@ -400,23 +400,21 @@ def moves_around(viewer: Viewer, connector_id: int, asset: str, start_ms: int, e
 
 @dataclass(frozen=True)
 class LinkedFilters:
-    """Filters another page passed in the URL (``?connector=ID&symbol=S&start=YYYY-MM-DD&end=YYYY-MM-DD``)."""
+    """Filters another page passed in the URL (``?symbol=S&start=YYYY-MM-DD&end=YYYY-MM-DD``); the
+    client and account travel in the sidebar's own URL parameters (lib.ui.scope)."""
 
-    connector_id: int | None = None
     dates: tuple[date, ...] = ()
     symbol: str | None = None
 
 
-def linked_filters(params: dict[str, str], connector_ids: set[int], symbols: list[str] | None = None) -> LinkedFilters:
-    """The URL's filters where they name a connector in scope and valid dates; anything else
+def linked_filters(params: dict[str, str], symbols: list[str]) -> LinkedFilters:
+    """The URL's filters where they name a symbol in scope and valid dates; anything else
     (a hand-edited or foreign link) is ignored rather than an error."""
-    connector = params.get("connector", "")
-    connector_id = int(connector) if connector.isdigit() and int(connector) in connector_ids else None
     dates = []
     for name in ("start", "end"):
         try:
             dates.append(date.fromisoformat(params.get(name, "")))
         except ValueError:
             break
-    symbol = params.get("symbol") if symbols is not None and params.get("symbol") in symbols else None
-    return LinkedFilters(connector_id, tuple(dates) if len(dates) < 2 or dates[0] <= dates[1] else (), symbol)
+    symbol = params.get("symbol") if params.get("symbol") in symbols else None
+    return LinkedFilters(tuple(dates) if len(dates) < 2 or dates[0] <= dates[1] else (), symbol)

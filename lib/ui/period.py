@@ -6,14 +6,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from lib import reports
 from lib.ui import format as fmt
 
 CUSTOM = "Custom dates"
-ALL_ACCOUNTS = "All accounts of the selected client(s)"
 
 
 #: Separators a typed day may use besides "-" (2026/11/01, 2026.11.01); 20261101 reads too.
@@ -91,14 +89,3 @@ def period_text(start: date | None, end: date | None) -> str:
     if start and end:
         return f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"
     return f"from {start:%Y-%m-%d}" if start else "all history"
-
-
-def account_names(connectors: pd.DataFrame) -> dict[int, str]:
-    """Each connector of ``connectors`` (lib.ui.loaders.connectors) by id, as text: client · exchange / label."""
-    return {int(r.id): fmt.visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
-
-
-def scope_picker(container: Any, names: dict[int, str], key: str) -> int | None:
-    """One connector of ``names`` (``account_names``) or None for all of them."""
-    return container.selectbox("Scope", [None, *names], key=f"{key}_connector",
-                               format_func=lambda c: ALL_ACCOUNTS if c is None else names[c])

@@ -77,7 +77,6 @@ def require_role(viewer: Viewer, *roles: Role) -> None:
         st.stop()
 
 
-ALL_CLIENTS = scope.ALL  # the picker's "All clients"
 
 
 def selected_client_id(viewer: Viewer) -> int | None:
@@ -112,7 +111,7 @@ CLIENT_PARAM = scope.CLIENT_PARAM
 
 def _client_changed() -> None:
     """Another client: its accounts are other ones, so the account goes back to "All"."""
-    st.session_state[scope.ACCOUNT_KEY] = ALL_CLIENTS
+    st.session_state[scope.ACCOUNT_KEY] = scope.ALL
 
 
 def _account_changed(owners: dict[int, int]) -> None:

@@ -47,7 +47,7 @@ if connectors.empty:
 with loaders.plain_errors("symbols"):
     symbols = loaders.fill_symbols(viewer, client_id, connector_id)
 # ?symbol=&start=&end= from links (Asset, Activity, Reconciliation); the account is the sidebar's
-linked = loaders.linked_filters(st.query_params.to_dict(), set(connectors["id"]), symbols)
+linked = loaders.linked_filters(st.query_params.to_dict(), symbols)
 first, second = st.columns([2, 1])
 symbol = first.selectbox("Symbol", [None, *symbols], index=[None, *symbols].index(linked.symbol),
                          format_func=lambda s: "All symbols" if s is None else fmt.visible(s))
