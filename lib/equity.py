@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import prices, queries, rebuild, reconcile, reports
+from lib import balance_index, prices, queries, rebuild, reconcile, reports
 from lib.access import Viewer
+from lib.balance_index import BalanceIndex
 from lib.models import utcnow
 from lib.reports import (
     BALANCE_REPORT_COLUMNS,
@@ -75,9 +76,20 @@ class EquityCurve:
         return self.curve.empty
 
 
-def _moves(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _History:
+    """The scope's balances over time: the live index and the connectors it is asked about."""
+
+    index: BalanceIndex
+    ids: list[int] | None  # None: every connector
+    first: pd.Series  # per connector in scope: its first move (ms)
+
+
+def _history(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None) -> _History:
     ids = queries.connector_ids(session, viewer, client_id, connector_id)
-    return rebuild.balance_moves(session, ids)
+    index = balance_index.live(session)
+    first = index.first_move if ids is None else index.first_move[index.first_move.index.isin(ids)]
+    return _History(index, ids, first)
 
 
 def _moments(start: datetime, end: datetime, now: datetime) -> np.ndarray:
@@ -106,13 +118,12 @@ def _valued(held: pd.DataFrame, series: dict[str, prices.Series], now_ms: int | 
     return held.assign(price=price, usd=held["balance"].to_numpy(float) * price)
 
 
-def _rebuilt(moves: pd.DataFrame, moments: np.ndarray, sources: dict[int, str]) -> pd.DataFrame:
+def _rebuilt(history: _History, moments: np.ndarray, sources: dict[int, str]) -> pd.DataFrame:
     """Balances at each moment, from each connector's first move on (before it the history says nothing)."""
-    held = rebuild.balances_at(moves, moments)
+    held = history.index.at(moments, history.ids)
     if held.empty:
         return held.assign(source=pd.Series(dtype=object))
-    first = moves.groupby("connector_id")["timestamp"].min()
-    held = held[held["moment"].to_numpy() >= held["connector_id"].map(first).to_numpy()]
+    held = held[held["moment"].to_numpy() >= held["connector_id"].map(history.first).to_numpy()]
     held = held.assign(balance=held["balance"].where(held["balance"].abs() > DUST * held["turnover"], 0.0))
     return held.assign(source=held["connector_id"].map(sources).fillna(""))
 
@@ -175,14 +186,14 @@ def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int
     now = utcnow()
     end = end or now
     with _session(session_or_url) as session:
-        moves = _moves(session, viewer, client_id, connector_id)
+        history = _history(session, viewer, client_id, connector_id)
         sources = queries.price_sources(session, viewer, client_id, connector_id)
-        first_at = None if moves.empty else pd.Timestamp(int(moves["timestamp"].min()), unit="ms", tz="UTC")
+        first_at = None if history.first.empty else pd.Timestamp(int(history.first.min()), unit="ms", tz="UTC")
         if first_at is not None:  # nothing to draw before the first event
             start = max(start or first_at.to_pydatetime(), first_at.to_pydatetime())
         start = start or end
         moments = _moments(start, end, now) if start < end else np.array([], np.int64)
-        held = _rebuilt(moves, moments, sources)
+        held = _rebuilt(history, moments, sources)
         marks = current_marks(session, viewer, _pairs(held), client_id, connector_id) if end >= now else {}
         # every candle up to the end: a point is valued "as of", like the P&L's marks at a window's edges
         series = prices.source_series(queries.candles(session, viewer, client_id, connector_id, end_ms=_ms(end)))
@@ -212,10 +223,10 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
     """
     now = now or utcnow()
     with _session(session_or_url) as session:
-        moves = _moves(session, viewer, client_id, connector_id)
+        history = _history(session, viewer, client_id, connector_id)
         sources = queries.price_sources(session, viewer, client_id)
         moments = np.array([_ms(now - delta) for delta in CHANGE_WINDOWS.values()] + [_ms(now)], np.int64)
-        held = _rebuilt(moves, moments, sources)
+        held = _rebuilt(history, moments, sources)
         marks = current_marks(session, viewer, _pairs(held), client_id)
         series = prices.source_series(queries.candles(
             session, viewer, client_id, start_ms=_ms(now - max(CHANGE_WINDOWS.values()) - 2 * DAY)))
@@ -226,7 +237,7 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
     price = np.where(past & np.isfinite(then), then, today)
     held = held.assign(usd=held["balance"].to_numpy(float) * price, fallback=past & ~np.isfinite(then))
     current = held[~past]
-    first = moves.groupby("connector_id")["timestamp"].min() if not moves.empty else pd.Series(dtype=np.int64)
+    first = history.first
     out: dict[str, dict[str, object]] = {}
     for (name, _), moment in zip(CHANGE_WINDOWS.items(), moments, strict=False):
         compared = first.index[first <= moment]
@@ -272,8 +283,8 @@ def balances_at(viewer: Viewer, client_id: int | None = None, at: datetime | Non
     return BalancesReport(rows, unpriced, float(rows["usd"].sum(skipna=True)))
 
 
-_CODE_VERSION = code_version(Path(__file__), Path(rebuild.__file__), Path(reconcile.__file__), Path(prices.__file__),
-                             Path(reports.__file__))
+_CODE_VERSION = code_version(Path(__file__), Path(rebuild.__file__), Path(balance_index.__file__),
+                             Path(reconcile.__file__), Path(prices.__file__), Path(reports.__file__))
 _MOMENTS = {"curve": ("time",), "by_asset": ("time",), "snapshots": ("time",), "disagreements": ("time",),
             "transfers": ("time",), "unpriced": ("first", "last")}
 

@@ -842,6 +842,24 @@ def went_through(session: Session, version: int, token: str) -> bool:
     return session.scalar(select(DatabaseVersion.token).where(DatabaseVersion.version == version)) == token
 
 
+def fills_added_since(session: Session, kept: WriteState, now: WriteState, max_id: int,
+                      count: int) -> pd.DataFrame | None:
+    """The fills committed between ``kept`` (the write state a cache was made at, holding ``count``
+    fills up to id ``max_id``) and ``now``, read like the fill store's rows; None when more than
+    inserts of fills happened: another database or a restored copy that never went through
+    ``kept``, a fill updated or deleted (trades epoch), or on PostgreSQL a fill committed late with
+    a lower id (its sequences allow it: the count then tells)."""
+    if now.identity != kept.identity or now.trades_epoch != kept.trades_epoch:
+        return None
+    if (now.version, now.token) != (kept.version, kept.token) and not went_through(session, kept.version, kept.token):
+        return None
+    fresh = _read_trades(session, after_id=max_id)
+    if not _ids_grow_in_commit_order(session) and count + len(fresh) != int(
+            session.scalar(select(func.count(Trade.id))) or 0):
+        return None
+    return fresh
+
+
 def data_version(session: Session) -> str:
     """What every cache derived from the database is keyed by: its identity and write version.
 

@@ -28,12 +28,12 @@ the funding account) and internal transfers between account types appear in no s
 unifies for history (the simulator does not record them either). So a connector's implied
 balance of an asset is compared with the sum of its account types (``lib.reconcile``).
 
-Use: ``balance_moves(session, connector_ids)`` gives every change (``MOVE_COLUMNS``), and
-``balances_at(moves, moments)`` the balance of each (connector, asset) at given times (one list
-for all, or per connector), with a sort, a cumulative sum and a binary search, so 200
-connectors over a year stay a few seconds. Amounts are summed in float64 (the database casts
-them), and reconciliation's tolerance covers the round-off; ``exact=True`` keeps ``Decimal``
-(the first sync's opening balances, balances at a past day).
+Use: ``balance_moves(session, connector_ids)`` gives every change (``MOVE_COLUMNS``): the
+fills' (``fill_moves``) and the others' (``other_moves``), so a caller that keeps the first
+can re-read only the second. ``lib.balance_index`` answers the balance of each (connector,
+asset) at any moment from them. Amounts are summed in float64 (the database casts them), and
+reconciliation's tolerance covers the round-off; ``exact=True`` keeps ``Decimal`` (the first
+sync's opening balances, balances at a past day).
 """
 
 from __future__ import annotations
@@ -61,8 +61,6 @@ MOVE_COLUMNS = ["connector_id", "asset", "timestamp", "change", "kind"]
 LEDGER_INCOME_TYPES = ("funding", "interest", "rebate", "cashback", "referral", "airdrop", "reward", "bonus")
 #: transfer statuses that never moved money
 DEAD_STATUSES = ("failed", "canceled")
-#: moments are int ms; a (connector, asset) key is shifted past them to search one sorted array
-_KEY_SHIFT = np.int64(1) << 42
 #: significant digits of exact sums: 24-digit amounts with room for any number of them
 EXACT_DIGITS = 60
 #: up to this many connectors, fills are read from SQL rather than the whole fill store
@@ -148,10 +146,6 @@ def fill_changes(fills: pd.DataFrame, exact: bool = False) -> list[pd.DataFrame]
     ]
 
 
-def _fill_moves(session: Session, ids: Sequence[int] | None, exact: bool) -> list[pd.DataFrame]:
-    return fill_changes(_fills(session, ids, exact), exact)
-
-
 def _transfers(session: Session, ids: Sequence[int] | None, exact: bool) -> pd.DataFrame:
     return _read(session, select(Transfer.connector_id, Transfer.transfer_id, Transfer.timestamp, Transfer.type,
                                  Transfer.currency, _amount(Transfer.amount, exact), _amount(Transfer.fee_cost, exact),
@@ -217,6 +211,46 @@ def _opening_moves(session: Session, ids: Sequence[int] | None, events: pd.DataF
     return [_frame(opening["connector_id"], opening["asset"], at, _numbers(opening["amount"], exact), "opening")]
 
 
+def _sorted(parts: list[pd.DataFrame], exact: bool) -> pd.DataFrame:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(MOVE_COLUMNS, (np.int64, object, np.int64,
+                                                                             float, object), strict=True)})
+    moves = pd.concat(parts, ignore_index=True)
+    moves = moves[moves["asset"].notna()].astype({"connector_id": np.int64, "timestamp": np.int64,
+                                                  "change": object if exact else float})
+    return moves.sort_values(["connector_id", "asset", "timestamp"], kind="stable", ignore_index=True)
+
+
+def fill_moves(fills: pd.DataFrame, exact: bool = False) -> pd.DataFrame:
+    """The fills' balance changes alone (``MOVE_COLUMNS``, sorted like ``balance_moves``);
+    ``fills`` as ``fill_changes`` takes them."""
+    with localcontext(prec=EXACT_DIGITS):
+        return _sorted(fill_changes(fills, exact), exact)
+
+
+def other_moves(session: Session, connector_ids: Sequence[int] | None, first_fills: pd.Series,
+                exact: bool = False) -> pd.DataFrame:
+    """Every balance change that is not a fill's (transfers, ledger income, opening balances),
+    sorted like ``balance_moves``; ``first_fills``: each connector's first fill move (ms), which
+    with these dates the opening balances (see the module's rule)."""
+    if connector_ids is not None and not connector_ids:
+        return _sorted([], exact)
+    with localcontext(prec=EXACT_DIGITS):  # exact sums of 24-digit amounts need more than 28 digits
+        events = [*_transfer_moves(_transfers(session, connector_ids, exact), exact),
+                  *_ledger_moves(session, connector_ids, exact)]
+    firsts = [pd.DataFrame({"connector_id": first_fills.index.to_numpy(np.int64),
+                            "timestamp": first_fills.to_numpy(np.int64)}), *events]
+    dated = pd.concat([f[["connector_id", "timestamp"]] for f in firsts if not f.empty], ignore_index=True) \
+        if any(not f.empty for f in firsts) else pd.DataFrame(columns=["connector_id", "timestamp"])
+    return _sorted([*events, *_opening_moves(session, connector_ids, dated, exact)], exact)
+
+
+def first_moves(moves: pd.DataFrame) -> pd.Series:
+    """Each connector's first move (ms), by connector id."""
+    return moves.groupby("connector_id")["timestamp"].min().astype(np.int64)
+
+
 def balance_moves(session: Session, connector_ids: Sequence[int] | None = None, exact: bool = False) -> pd.DataFrame:
     """Every balance change the stored history implies (``MOVE_COLUMNS``), sorted by connector,
     asset and time; ``connector_ids`` None means every connector (callers scope it first).
@@ -224,20 +258,14 @@ def balance_moves(session: Session, connector_ids: Sequence[int] | None = None, 
     ``change`` is float64 for vectorised work, or with ``exact`` the ``Decimal`` the amounts
     add up to digit for digit (slower: Python objects)."""
     if connector_ids is not None and not connector_ids:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(MOVE_COLUMNS, (np.int64, object, np.int64,
-                                                                                 float, object), strict=True)})
-    with localcontext(prec=EXACT_DIGITS):  # exact sums of 24-digit amounts need more than 28 digits
-        events = [*_fill_moves(session, connector_ids, exact),
-                  *_transfer_moves(_transfers(session, connector_ids, exact), exact),
-                  *_ledger_moves(session, connector_ids, exact)]
-    joined = pd.concat(events, ignore_index=True) if events else pd.DataFrame(columns=MOVE_COLUMNS)
-    parts = [p for p in (joined, *_opening_moves(session, connector_ids, joined, exact)) if not p.empty]
-    if not parts:
-        return balance_moves(session, [])
-    moves = pd.concat(parts, ignore_index=True)
-    moves = moves[moves["asset"].notna()].astype({"connector_id": np.int64, "timestamp": np.int64,
-                                                  "change": object if exact else float})
-    return moves.sort_values(["connector_id", "asset", "timestamp"], kind="stable", ignore_index=True)
+        return _sorted([], exact)
+    fills = fill_moves(_fills(session, connector_ids, exact), exact)
+    return balance_moves_of(fills, other_moves(session, connector_ids, first_moves(fills), exact), exact)
+
+
+def balance_moves_of(fills: pd.DataFrame, others: pd.DataFrame, exact: bool = False) -> pd.DataFrame:
+    """``fill_moves`` and ``other_moves`` together, as ``balance_moves`` gives them."""
+    return _sorted([fills, others], exact)
 
 
 def pending_transfers(session: Session, connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
@@ -259,44 +287,6 @@ def pending_transfers(session: Session, connector_ids: Sequence[int] | None = No
                          "asset": pending["currency"].to_numpy(object), "timestamp": pending["timestamp"].to_numpy(
                              np.int64), "type": pending["type"].to_numpy(object), "amount": amount,
                          "transfer_id": pending["transfer_id"].to_numpy(object)})
-
-
-def balances_at(moves: pd.DataFrame, moments: pd.DataFrame | Sequence[int] | np.ndarray) -> pd.DataFrame:
-    """The implied balance of every (connector, asset) of ``moves`` at each moment (int ms,
-    inclusive: a move at the moment counts).
-
-    ``moments`` is either one list of times for every connector, or a frame of
-    (``connector_id``, ``moment``) rows giving each connector its own. Returns
-    ``connector_id``, ``asset``, ``moment``, ``balance`` and ``turnover`` (the sum of |change|
-    so far, the scale of the float round-off in ``balance``), one row per key and moment;
-    before a key's first move its balance is 0.
-
-    Vectorised: one sort of the moves, one cumulative sum per key, one binary search of all
-    (key, moment) pairs in the sorted (key, time) array.
-    """
-    keys = moves[["connector_id", "asset"]].drop_duplicates(ignore_index=True)
-    if isinstance(moments, pd.DataFrame):
-        grid = keys.merge(moments[["connector_id", "moment"]].drop_duplicates(), on="connector_id")
-    else:
-        grid = keys.merge(pd.DataFrame({"moment": np.asarray(moments, dtype=np.int64)}), how="cross")
-    result = grid.assign(moment=grid["moment"].astype(np.int64), balance=0.0, turnover=0.0)
-    if result.empty:
-        return result
-    index = pd.MultiIndex.from_frame(keys)
-    move_code = index.get_indexer(pd.MultiIndex.from_frame(moves[["connector_id", "asset"]])).astype(np.int64)
-    order = np.lexsort((moves["timestamp"].to_numpy(np.int64), move_code))
-    code_sorted = move_code[order]
-    stamp = code_sorted * _KEY_SHIFT + moves["timestamp"].to_numpy(np.int64)[order]
-    change = moves["change"].to_numpy(float)[order]
-    by_key = pd.Series(change).groupby(code_sorted)
-    running = by_key.cumsum().to_numpy()
-    turnover = pd.Series(np.abs(change)).groupby(code_sorted).cumsum().to_numpy()
-    grid_code = index.get_indexer(pd.MultiIndex.from_frame(result[["connector_id", "asset"]])).astype(np.int64)
-    found = np.searchsorted(stamp, grid_code * _KEY_SHIFT + result["moment"].to_numpy(np.int64), side="right") - 1
-    hit = (found >= 0) & (code_sorted[np.clip(found, 0, None)] == grid_code)
-    result.loc[hit, "balance"] = running[found[hit]]
-    result.loc[hit, "turnover"] = turnover[found[hit]]
-    return result
 
 
 def totals(session: Session, connector_id: int) -> dict[str, Decimal]:

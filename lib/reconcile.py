@@ -36,8 +36,9 @@ import pandas as pd
 from sqlalchemy import Double, and_, cast, func, select
 from sqlalchemy.orm import Session
 
-from lib import prices, queries, rebuild, reports
+from lib import balance_index, prices, queries, rebuild, reports
 from lib.access import Viewer
+from lib.balance_index import BalanceIndex
 from lib.db import session_scope
 from lib.models import BalanceSnapshot, Trade
 from lib.pnl.ledger import settle_currency
@@ -95,18 +96,18 @@ def tolerance(turnover: T, reported: T) -> T:
     return UNITS_TOLERANCE + RELATIVE_TOLERANCE * (turnover + abs(reported))
 
 
-def _compare(moves: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
-    """Implied against reported at each snapshot moment of each connector: one row per
+def _compare(index: BalanceIndex, ids: list[int], snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Implied against reported at each snapshot moment of each connector of ``ids``: one row per
     (connector, asset, moment) for every asset the history or any snapshot names (an asset
     missing from a snapshot was reported as 0), with ``implied``, ``reported``, ``tolerance``,
     ``divergent`` and ``known`` (the asset has history). ``snapshots``: connector_id, moment,
     asset, total (one row per account type)."""
     keys = ["connector_id", "asset", "moment"]
     moments = snapshots[["connector_id", "moment"]].drop_duplicates()
-    history = moves[["connector_id", "asset"]].drop_duplicates()
+    history = index.keys(ids)
     assets = pd.concat([history, snapshots[["connector_id", "asset"]]]).drop_duplicates()
     grid = assets.merge(moments, on="connector_id")
-    implied = rebuild.balances_at(moves, moments).rename(columns={"balance": "implied"})
+    implied = index.at(moments, ids).rename(columns={"balance": "implied"})
     reported = snapshots.groupby(keys, as_index=False)["total"].sum()
     both = grid.merge(implied, on=keys, how="left").merge(reported, on=keys, how="left")
     known = pd.MultiIndex.from_frame(both[["connector_id", "asset"]]).isin(pd.MultiIndex.from_frame(history))
@@ -185,7 +186,7 @@ def _summarise(compared: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(status=status, difference=summary["reported"] - summary["implied"])
 
 
-def _refine(session: Session, moves: pd.DataFrame, summary: pd.DataFrame) -> pd.Series:
+def _refine(session: Session, index: BalanceIndex, summary: pd.DataFrame) -> pd.Series:
     """The first divergent snapshot of each unbalanced row, found among every snapshot of the
     day its daily comparison first diverged (after the last balanced daily snapshot)."""
     unbalanced = summary[summary["status"] == "unbalanced"]
@@ -200,7 +201,7 @@ def _refine(session: Session, moves: pd.DataFrame, summary: pd.DataFrame) -> pd.
     if detail.empty:
         return summary["first_divergence"]
     wanted = unbalanced[["connector_id", "asset", "first_divergence"]]
-    compared = _compare(moves[moves["connector_id"].isin(spans["connector_id"])], detail).merge(
+    compared = _compare(index, [int(c) for c in spans["connector_id"].unique()], detail).merge(
         wanted, on=["connector_id", "asset"])
     after = compared.join(unbalanced.set_index(["connector_id", "asset"])["last_ok"], on=["connector_id", "asset"])
     opened = np.maximum(after["last_ok"].fillna(after["first_divergence"] - 86_400_000),
@@ -237,12 +238,12 @@ class Facts:
     contracts: tuple[str, ...] = ()  # contract markets ("BTC/USDT:USDT") with fills lacking realised P&L
 
 
-def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, moves: pd.DataFrame, snapshots: pd.DataFrame,
-           contracts: pd.DataFrame) -> dict[int, Facts]:
-    """``Facts`` per connector, each frame read once."""
+def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, index: BalanceIndex, ids: list[int],
+           snapshots: pd.DataFrame, contracts: pd.DataFrame) -> dict[int, Facts]:
+    """``Facts`` per connector of ``ids``, each frame read once."""
     first_snapshot = snapshots.groupby("connector_id")["moment"].min()
-    events = moves[moves["kind"] != "opening"].groupby("connector_id")["timestamp"].min()
-    opening = set(moves.loc[(moves["kind"] == "opening") & (moves["change"] != 0), "connector_id"])
+    events = index.first_event[index.first_event.index.isin(ids)]
+    opening = index.opening & set(ids)
     unreadable: dict[int, list[tuple[str, str]]] = {}
     markets: dict[int, list[str]] = {}
     kept: dict[int, int] = {}
@@ -365,11 +366,11 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
                     if int(r.id) not in read]
         if snapshots.empty:
             return Reconciliation(pd.DataFrame(columns=ROW_COLUMNS), unsynced)
-        moves = rebuild.balance_moves(db, ids)
-        summary = _summarise(_compare(moves, snapshots))
-        summary["first_divergence"] = _refine(db, moves, summary)
+        index = balance_index.live(db)
+        summary = _summarise(_compare(index, ids, snapshots))
+        summary["first_divergence"] = _refine(db, index, summary)
         facts = _facts(queries.coverage(db, viewer, client_id, connector_id), rebuild.pending_transfers(db, ids),
-                       moves, snapshots, _contracts(db, ids))
+                       index, ids, snapshots, _contracts(db, ids))
         found = [causes(row, facts.get(int(row["connector_id"]), Facts())) if row["status"] == "unbalanced" else []
                  for _, row in summary.iterrows()]
         summary["cause"] = ["; ".join(text for _, text in pairs) for pairs in found]

@@ -24,13 +24,13 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lib import capabilities, exchanges, pnl, prices, queries, rebuild
 from lib.access import Viewer
 from lib.db import has_pending_writes, session_scope
-from lib.models import BalanceSnapshot, Connector, OpeningBalance, Trade, Transfer, utcnow
+from lib.models import BalanceSnapshot, Connector, OpeningBalance, Transfer, utcnow
 from lib.pnl import state as pnl_state
 from lib.pnl.period import Period, PeriodTotals, period_of, period_pnl
 from lib.pnl.result import DISPOSAL_COLUMNS, FLOW_COLUMNS, HOLDING_COLUMNS, PER_ASSET_COLUMNS
@@ -886,16 +886,12 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
              opening: pd.DataFrame, candles: pd.DataFrame, key: tuple[object, ...]) -> PnlReport | None:
     """``_live_report`` from a kept state, or None when it cannot continue (see there)."""
     owners = _owners(session)
-    same = (kept.trades_epoch == db.trades_epoch and kept.sources == sources and kept.owners == owners
-            and kept.moves.equals(moves)
+    same = (kept.sources == sources and kept.owners == owners and kept.moves.equals(moves)
             and kept.opening.equals(opening) and _candle_print(candles, kept.state.watermark) == kept.candles)
-    if not same or not ((kept.version, kept.token) == (db.version, db.token)
-                        or queries.went_through(session, kept.version, kept.token)):
+    made = queries.WriteState(db.identity, kept.version, kept.token, kept.trades_epoch)
+    raw = queries.fills_added_since(session, made, db, kept.max_id, kept.count) if same else None
+    if raw is None:
         return None
-    raw = queries._read_trades(session, after_id=kept.max_id)
-    if not queries._ids_grow_in_commit_order(session) and kept.count + len(raw) != int(
-            session.scalar(select(func.count(Trade.id))) or 0):
-        return None  # a fill committed late with a lower id (PostgreSQL, as the fill store checks)
     cash = usd_like()
     fresh = _scoped(raw, ids, owners)
     priced = prices.add_fill_usd(_with_sources(fresh, sources), candles, usd_like=cash).drop(columns="source") \

@@ -1,0 +1,209 @@
+"""Every (connector, asset) balance at any moment by binary search, kept live as syncs add fills.
+
+The equity curve, the value changes and reconciliation ask for the balances ``lib.rebuild``'s
+moves imply at many moments (every day of a year for every account, every daily snapshot). A
+``BalanceIndex`` holds the moves sorted by (connector, asset, time) with running sums, so a
+question is a binary search. Reading and sorting a million fills' moves takes seconds, and a
+sync that adds a few fills would make every page pay it again. So ``live(session)`` keeps one
+index per database in this process and, when only fills later than each of their connectors'
+history were added since, adds their moves to it (``BalanceIndex.extend``). Its balances are a
+rebuild's up to float round-off: the running sums continue from the kept ones where a rebuild
+sums again from the start (tests/test_balance_index.py). Anything else (a back-dated fill, an
+import, a new transfer, ledger entry or opening balance, a removed connector, another database)
+builds it again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from lib import queries, rebuild
+from lib.db import has_pending_writes
+from lib.settings import get_settings
+
+#: moments are int ms; a key's code is shifted past them to search one sorted array
+_KEY_SHIFT = np.int64(1) << 42
+#: ``BalanceIndex.at``: the balance of a (connector, asset) at a moment, and its turnover so far
+#: (the sum of |change|: the scale of the float round-off in the balance)
+AT_COLUMNS = ["connector_id", "asset", "moment", "balance", "turnover"]
+
+
+def _by_connector(values: pd.Series) -> pd.Series:
+    return values.astype(np.int64) if len(values) else pd.Series(dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class BalanceIndex:
+    """The moves of ``lib.rebuild`` as running balances, searchable by (connector, asset, moment)."""
+
+    connector: np.ndarray  # per key (its code is its position): the connector's id
+    asset: np.ndarray  # per key: the asset (object)
+    stamp: np.ndarray  # per move, sorted: key code << 42 | timestamp
+    running: np.ndarray  # per move: its key's balance after it
+    turnover: np.ndarray  # per move: its key's sum of |change| so far
+    first_move: pd.Series  # per connector id: its first move of any kind (ms)
+    first_event: pd.Series  # per connector id: its first fill, transfer or ledger move (ms)
+    last_move: pd.Series  # per connector id: its last move (ms)
+    opening: frozenset[int]  # connectors with a nonzero opening balance
+
+    @classmethod
+    def of(cls, moves: pd.DataFrame) -> BalanceIndex:
+        """The index of ``moves`` (``rebuild.MOVE_COLUMNS``, float changes)."""
+        code = moves.groupby(["connector_id", "asset"], sort=False).ngroup().to_numpy(np.int64)
+        keys = moves[["connector_id", "asset"]].drop_duplicates()
+        order = np.lexsort((moves["timestamp"].to_numpy(np.int64), code))
+        code_sorted = code[order]
+        change = moves["change"].to_numpy(float)[order]
+        events = moves[moves["kind"] != "opening"]
+        return cls(
+            connector=keys["connector_id"].to_numpy(np.int64), asset=keys["asset"].to_numpy(object),
+            stamp=code_sorted * _KEY_SHIFT + moves["timestamp"].to_numpy(np.int64)[order],
+            running=pd.Series(change).groupby(code_sorted).cumsum().to_numpy(float),
+            turnover=pd.Series(np.abs(change)).groupby(code_sorted).cumsum().to_numpy(float),
+            first_move=_by_connector(moves.groupby("connector_id")["timestamp"].min()),
+            first_event=_by_connector(events.groupby("connector_id")["timestamp"].min()),
+            last_move=_by_connector(moves.groupby("connector_id")["timestamp"].max()),
+            opening=frozenset(int(c) for c in moves.loc[(moves["kind"] == "opening") & (moves["change"] != 0),
+                                                        "connector_id"]))
+
+    def keys(self, connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """The (connector_id, asset) pairs with history, of ``connector_ids`` (None: all)."""
+        chosen = self._codes(connector_ids)
+        return pd.DataFrame({"connector_id": self.connector[chosen], "asset": self.asset[chosen]})
+
+    def _codes(self, connector_ids: Sequence[int] | None) -> np.ndarray:
+        every = np.arange(len(self.connector), dtype=np.int64)
+        return every if connector_ids is None else every[np.isin(self.connector, np.asarray(connector_ids,
+                                                                                             dtype=np.int64))]
+
+    def at(self, moments: pd.DataFrame | Sequence[int] | np.ndarray,
+           connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """The balance of every (connector, asset) of ``connector_ids`` (None: all) at each moment
+        (int ms, inclusive: a move at the moment counts), ``AT_COLUMNS``, one row per key and
+        moment; before a key's first move its balance is 0.
+
+        ``moments`` is one list of times for every connector, or a frame of (``connector_id``,
+        ``moment``) rows giving each connector its own."""
+        codes = self._codes(connector_ids)
+        if isinstance(moments, pd.DataFrame):
+            grid = pd.DataFrame({"code": codes, "connector_id": self.connector[codes]}).merge(
+                moments[["connector_id", "moment"]].drop_duplicates(), on="connector_id")
+            code, moment = grid["code"].to_numpy(np.int64), grid["moment"].to_numpy(np.int64)
+        else:
+            times = np.asarray(moments, dtype=np.int64)
+            code, moment = np.repeat(codes, len(times)), np.tile(times, len(codes))
+        found = np.searchsorted(self.stamp, code * _KEY_SHIFT + moment, side="right") - 1
+        safe = np.clip(found, 0, None)
+        hit = (found >= 0) & (self.stamp[safe] // _KEY_SHIFT == code) if len(self.stamp) else np.zeros(len(code),
+                                                                                                         bool)
+        return pd.DataFrame({
+            "connector_id": self.connector[code], "asset": self.asset[code], "moment": moment,
+            "balance": np.where(hit, self.running[safe], 0.0) if len(self.stamp) else np.zeros(len(code)),
+            "turnover": np.where(hit, self.turnover[safe], 0.0) if len(self.stamp) else np.zeros(len(code)),
+        })
+
+    def extend(self, moves: pd.DataFrame) -> BalanceIndex | None:
+        """This index with ``moves`` added, when each is later than every move of its connector
+        here (a sync's new fills); None otherwise (the caller builds the index again)."""
+        if moves.empty:
+            return self
+        connector = moves["connector_id"].to_numpy(np.int64)
+        timestamp = moves["timestamp"].to_numpy(np.int64)
+        if (timestamp <= self.last_move.reindex(connector).to_numpy(float)).any():  # NaN: a new connector
+            return None
+        known = {(int(c), a): n for n, (c, a) in enumerate(zip(self.connector, self.asset, strict=True))}
+        keys = list(zip(connector.tolist(), moves["asset"], strict=True))
+        fresh = list(dict.fromkeys(k for k in keys if k not in known))
+        known |= {k: len(self.connector) + n for n, k in enumerate(fresh)}
+        code = np.array([known[k] for k in keys], dtype=np.int64)
+        order = np.lexsort((timestamp, code))
+        code, stamp = code[order], code[order] * _KEY_SHIFT + timestamp[order]
+        change = moves["change"].to_numpy(float)[order]
+        at = np.searchsorted(self.stamp, stamp, side="right")  # after every move of the key: they are later
+        before = np.clip(at - 1, 0, None)
+        has = (at > 0) & (self.stamp[before] // _KEY_SHIFT == code) if len(self.stamp) else np.zeros(len(code), bool)
+        base = np.where(has, self.running[before], 0.0) if len(self.stamp) else np.zeros(len(code))
+        base_turnover = np.where(has, self.turnover[before], 0.0) if len(self.stamp) else np.zeros(len(code))
+        running = base + pd.Series(change).groupby(code).cumsum().to_numpy(float)
+        turnover = base_turnover + pd.Series(np.abs(change)).groupby(code).cumsum().to_numpy(float)
+        firsts = moves.groupby("connector_id")["timestamp"].min()
+        return BalanceIndex(
+            connector=np.concatenate([self.connector, np.array([c for c, _ in fresh], dtype=np.int64)]),
+            asset=np.concatenate([self.asset, np.array([a for _, a in fresh], dtype=object)]),
+            stamp=np.insert(self.stamp, at, stamp), running=np.insert(self.running, at, running),
+            turnover=np.insert(self.turnover, at, turnover),
+            first_move=_by_connector(self.first_move.combine(firsts, min, fill_value=np.iinfo(np.int64).max)),
+            first_event=_by_connector(self.first_event.combine(firsts, min, fill_value=np.iinfo(np.int64).max)),
+            last_move=_by_connector(self.last_move.combine(moves.groupby("connector_id")["timestamp"].max(), max,
+                                                           fill_value=-1)),
+            opening=self.opening)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A live index and what it was made from."""
+
+    index: BalanceIndex
+    made: queries.WriteState  # the database's write state its fills were read at
+    max_id: int
+    count: int  # fills read
+    first_fills: pd.Series  # per connector: its first fill move (ms), which dates opening balances
+    others: pd.DataFrame  # ``rebuild.other_moves`` as they were
+
+
+_KEPT: dict[tuple[str, str], _Kept] = {}
+#: databases kept per process (tests open many; a server has one)
+_KEPT_AT_MOST = 2
+_LOCK = threading.Lock()
+
+
+def _built(session: Session, made: queries.WriteState) -> _Kept:
+    fills = queries._stored_fills(session)
+    moves = rebuild.fill_moves(fills.sort_values("timestamp", kind="stable"))  # as ``queries.pnl_fills`` orders
+    first_fills = rebuild.first_moves(moves)
+    others = rebuild.other_moves(session, None, first_fills)
+    index = BalanceIndex.of(rebuild.balance_moves_of(moves, others))
+    return _Kept(index, made, int(fills["id"].max()) if len(fills) else 0, len(fills), first_fills, others)
+
+
+def _extended(session: Session, kept: _Kept, now: queries.WriteState) -> _Kept | None:
+    fresh = queries.fills_added_since(session, kept.made, now, kept.max_id, kept.count)
+    if fresh is None:
+        return None
+    moves = rebuild.fill_moves(fresh.sort_values("timestamp", kind="stable"))
+    first_fills = _by_connector(kept.first_fills.combine(rebuild.first_moves(moves), min,
+                                                         fill_value=np.iinfo(np.int64).max))
+    others = rebuild.other_moves(session, None, first_fills)
+    index = kept.index.extend(moves) if others.equals(kept.others) else None
+    if index is None:
+        return None
+    return _Kept(index, now, max(kept.max_id, int(fresh["id"].max()) if len(fresh) else 0), kept.count + len(fresh),
+                 first_fills, others)
+
+
+def live(session: Session) -> BalanceIndex:
+    """The index of every connector's moves as the database holds them now (scope it with
+    ``at``'s ``connector_ids``), continued from the kept one where only later fills came since."""
+    now = queries.write_state(session)
+    if now is None or has_pending_writes(session.connection()):  # no version names what is read here
+        return BalanceIndex.of(rebuild.balance_moves(session))
+    key = (get_settings().database_url, now.identity)
+    with _LOCK:
+        kept = _KEPT.get(key)
+    if kept is not None and kept.made == now:
+        return kept.index
+    made = _extended(session, kept, now) if kept is not None else None
+    made = made or _built(session, now)
+    if queries.write_state(session) == now:  # nothing committed while it was read: keep it
+        with _LOCK:
+            _KEPT.pop(key, None)
+            _KEPT[key] = made
+            while len(_KEPT) > _KEPT_AT_MOST:
+                _KEPT.pop(next(iter(_KEPT)))
+    return made.index
