@@ -26,7 +26,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from lib import audit, exchanges, queries, reconcile
+from lib import audit, exchanges, implied_totals, queries
 from lib.access import Role, Viewer
 from lib.connectors import connection_spec
 from lib.db import session_scope
@@ -188,14 +188,15 @@ async def _sync_job(job: Job, shared: Shared) -> ConnectorResult:
 
 
 def _reconciliation(result: ConnectorResult) -> tuple[str | None, int]:
-    """After a successful sync, whether its history explains its balances (``lib.reconcile``,
+    """After a successful sync, whether its history explains its balances (``lib.reconcile``'s
+    rule, from per-asset sums: ``lib.implied_totals``,
     in its own read-only unit of work); (None, 0) after a failed one, or when the check itself
     fails (logged: the sync's own result still counts)."""
     if not result.success:
         return None, 0
     try:
         with store.unit() as session:
-            return reconcile.connector_status(session, result.connector_id)
+            return implied_totals.connector_status(session, result.connector_id)
     except Exception:  # noqa: BLE001 - a faulty check must not lose the sync's result
         log.exception("reconciliation of connector %s failed", result.connector_id)
         return None, 0

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from lib import rebuild
+from lib import implied_totals
 from lib.db import session_scope
 from lib.models import (
     BalanceSnapshot,
@@ -369,9 +369,10 @@ def save_candles(exchange_id: str, source: str, symbol: str, timeframe: str,
 @batchable
 def explained_holdings(connector_id: int) -> dict[str, Decimal]:
     """What the stored history adds up to per asset, exactly, by reconciliation's rule
-    (``lib.rebuild``: fills, fees, credited deposits, withdrawals with their fees, ledger income)."""
+    (``lib.rebuild``: fills, fees, credited deposits, withdrawals with their fees, ledger income),
+    from per-asset sums (``lib.implied_totals``)."""
     with unit() as session:
-        return rebuild.totals(session, connector_id)
+        return implied_totals.exact_totals(session, connector_id)
 
 
 def unexplained(holdings: Mapping[str, float | Decimal],
