@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -152,25 +153,27 @@ def _snapshot_points(session: Session, viewer: Viewer, client_id: int | None, co
     if history.empty:
         return pd.DataFrame(columns=["time", "usd"])
     moments = ((history["taken_at"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).astype("int64")
-    held = _with_sources(history, sources).assign(moment=moments, balance=pd.to_numeric(
-        history["total"].astype(object)).astype(float))
+    held = _with_sources(history, sources).assign(moment=moments, balance=history["total"].astype(float))
     valued = _valued(held, series, None, {})
     per = valued.groupby(["taken_at", "connector_id"])["usd"].sum(min_count=1).unstack("connector_id")
     per = per.groupby(per.index.floor("h" if hourly else "D")).last().ffill()
     return per.sum(axis=1, min_count=1).rename("usd").rename_axis("time").reset_index()
 
 
-def _disagreements(points: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """Snapshot points from the first divergence reconciliation finds on, with the assets it names."""
-    rows = rows[rows["status"] == "unbalanced"]
-    if points.empty or rows.empty:
+def _disagreements(points: pd.DataFrame, rows: pd.DataFrame | None) -> pd.DataFrame:
+    """Snapshot points from the first divergence reconciliation finds on, with the assets it names
+    (``rows``: reconciliation's; None where there are no snapshots to reconcile)."""
+    if rows is not None:
+        rows = rows[(rows["status"] == "unbalanced") & rows["first_divergence"].notna()]
+    if points.empty or rows is None or rows.empty:
         return pd.DataFrame(columns=["time", "usd", "assets"])
-    marked = []
-    for point in points.itertuples(index=False):
-        found = rows[rows["first_divergence"].dt.floor("D") <= point.time]
-        if not found.empty:
-            marked.append({"time": point.time, "usd": point.usd,
-                           "assets": ", ".join(sorted(set(found["asset"].astype(str))))})
+    days = rows["first_divergence"].dt.floor("D").to_numpy()
+    order = np.argsort(days, kind="stable")
+    named = list(accumulate(rows["asset"].astype(str).to_numpy()[order], lambda seen, asset: seen | {asset},
+                            initial=frozenset()))  # the assets diverged by each row's day, in day order
+    counts = np.searchsorted(days[order], points["time"].to_numpy(), side="right")
+    marked = [{"time": time, "usd": usd, "assets": ", ".join(sorted(named[count]))}
+              for time, usd, count in zip(points["time"], points["usd"], counts, strict=True) if count]
     return pd.DataFrame(marked, columns=["time", "usd", "assets"])
 
 
@@ -202,8 +205,7 @@ def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int
         snapshots = _snapshot_points(session, viewer, client_id, connector_id, start, end, hourly, series, sources)
         if reconciled is None and not snapshots.empty:
             reconciled = reconcile.reconcile(viewer, client_id, connector_id, session=session).rows
-        disagreements = _disagreements(snapshots, reconciled if reconciled is not None else pd.DataFrame(
-            columns=["status"]))
+        disagreements = _disagreements(snapshots, reconciled)
         transfers = equity_transfers(session, viewer, client_id, connector_id, start, end, marks, series)
     times = pd.to_datetime(valued["moment"], unit="ms", utc=True)
     by_asset = valued.assign(time=times).groupby(["time", "asset"], as_index=False)["usd"].sum(min_count=1)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from lib.access import Viewer
 from lib.db import has_pending_writes
 from lib.models import (
+    Amount,
     BalanceSnapshot,
     Candle,
     Client,
@@ -89,8 +90,12 @@ def _within(column: ColumnElement[int], ids: list[int] | None) -> ColumnElement[
 
 
 def _read(session: Session, query: Select, columns: Sequence[str], exact: bool = False) -> pd.DataFrame:
-    """The rows as a frame. Amounts are floats for computation (P&L, valuation, charts); with
+    """The rows as a frame. Amounts are floats for computation (P&L, valuation, charts),
+    converted by the database (parsing a ``Decimal`` per value first took most of a read); with
     ``exact`` the ``Decimal`` each was stored as, for what is shown, exported or must foot."""
+    if not exact:
+        query = query.with_only_columns(*(cast(c, Double).label(c.key) if isinstance(c.type, Amount) else c
+                                          for c in query.selected_columns), maintain_column_froms=True)
     frame = pd.read_sql(query, session.connection(), coerce_float=not exact)
     return frame[list(columns)] if not frame.empty else pd.DataFrame(columns=list(columns))
 
@@ -218,7 +223,8 @@ def _bucket_of(session: Session, bucket: Bucket) -> ColumnElement[object]:
 def balance_history(session: Session, viewer: Viewer, client_id: int | None = None,
                     connector_id: int | None = None, since: datetime | None = None,
                     bucket: Bucket = "day") -> pd.DataFrame:
-    """Per connector, the last snapshot in each hour or day since ``since``, summed over account types.
+    """Per connector, the last snapshot in each hour or day since ``since``, summed over account
+    types, in float (the equity curve values and draws them; ``balances`` foots exactly).
 
     Syncs may snapshot every minute; bucketing in SQL keeps the equity curve to
     connectors x buckets x assets rows whatever the sync interval.
@@ -241,8 +247,8 @@ def balance_history(session: Session, viewer: Viewer, client_id: int | None = No
         .join(Connector, Connector.id == BalanceSnapshot.connector_id)
         .order_by(BalanceSnapshot.taken_at, BalanceSnapshot.connector_id, BalanceSnapshot.asset)
     )
-    frame = _read(session, query, HISTORY_COLUMNS, exact=True)
-    if not frame.empty:  # the account types' exact amounts summed in Python (see ``balances``)
+    frame = _read(session, query, HISTORY_COLUMNS)
+    if not frame.empty:  # the account types summed
         frame = frame.groupby(HISTORY_COLUMNS[:-1], sort=False, as_index=False)["total"].sum()
     return _utc(frame, "taken_at")
 

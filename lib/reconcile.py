@@ -25,11 +25,11 @@ float64) while staying far below any amount an exchange moves.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -280,7 +280,7 @@ def _known(value: object) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def causes(row: pd.Series, facts: Facts) -> list[tuple[str, str]]:
+def causes(row: Mapping[str, Any], facts: Facts) -> list[tuple[str, str]]:
     """The likely causes of one unbalanced row that the stored data can tell, as (key, sentence):
 
     - a transfer still pending whose amount (or all pending ones together) equals the
@@ -372,7 +372,7 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
         facts = _facts(queries.coverage(db, viewer, client_id, connector_id), rebuild.pending_transfers(db, ids),
                        index, ids, snapshots, _contracts(db, ids))
         found = [causes(row, facts.get(int(row["connector_id"]), Facts())) if row["status"] == "unbalanced" else []
-                 for _, row in summary.iterrows()]
+                 for row in summary.to_dict("records")]
         summary["cause"] = ["; ".join(text for _, text in pairs) for pairs in found]
         summary["causes"] = [tuple(pairs) for pairs in found]
         summary["difference_usd"] = _usd(db, viewer, summary, client_id, connector_id)
