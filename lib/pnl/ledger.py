@@ -116,13 +116,14 @@ def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _asset_codes(columns: list[pd.Series]) -> tuple[list[np.ndarray], list[str]]:
-    """Codes into one sorted asset list for several string columns (-1 where missing)."""
+    """Codes into one sorted asset list for several string columns (-1 where missing); int32, as the
+    events keep them (half the memory of int64 over a million fills)."""
     factorized = [pd.factorize(column) for column in columns]
     assets = sorted({str(a) for _, uniques in factorized for a in uniques})
     lookup = {a: i for i, a in enumerate(assets)}
     codes = []
     for column_codes, uniques in factorized:
-        remap = np.array([lookup[str(a)] for a in uniques] + [-1], dtype=np.int64)
+        remap = np.array([lookup[str(a)] for a in uniques] + [-1], dtype=np.int32)
         codes.append(remap[column_codes])  # code -1 picks the trailing -1
     return codes, assets
 
@@ -155,8 +156,8 @@ def processing_rank(timestamp: np.ndarray, order: np.ndarray, ids: pd.Series) ->
         id_rank = np.zeros(len(key), np.int64)
         id_rank[perm[tied]] = _id_order(ids.iloc[perm[tied]])
         perm = np.lexsort((id_rank, key))
-    rank = np.empty(len(key), np.int64)
-    rank[perm] = np.arange(len(key))
+    rank = np.empty(len(key), _index_dtype(len(key)))
+    rank[perm] = np.arange(len(key), dtype=rank.dtype)
     return rank
 
 
@@ -175,6 +176,17 @@ def date_opening_lots(opening: pd.DataFrame, fills: pd.DataFrame, transfers: pd.
     own = opening["timestamp"].astype(np.int64)
     earlier = (opening["amount"].astype(float) > 0) & before.notna() & (before < own)
     return opening.assign(timestamp=own.where(~earlier, before).astype(np.int64))
+
+
+def _index_dtype(n: int) -> type:
+    """The narrowest of int32/int64 that indexes n rows."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays end to end; the only one with rows as it is (no copy of a fills-only column)."""
+    filled = [a for a in arrays if len(a)]
+    return filled[0] if len(filled) == 1 else np.concatenate(arrays)
 
 
 def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -202,9 +214,9 @@ def _sides(side: pd.Series) -> np.ndarray:
 class _EventList:
     """Collects event columns piecewise (scalars or per-row arrays), then concatenates them."""
 
-    DTYPES = (np.int32, np.int8, np.int8, np.float64, np.float64, np.int64)  # asset, kind, label, units, value, source
-
-    def __init__(self) -> None:
+    def __init__(self, n_sources: int) -> None:
+        # asset, kind, label, units, value, source (int32 rows while they fit: half the memory)
+        self.dtypes = (np.int32, np.int8, np.int8, np.float64, np.float64, _index_dtype(n_sources))
         self.parts: list[list[np.ndarray]] = []
 
     def add(self, mask: np.ndarray, *columns: np.ndarray | float) -> None:
@@ -214,14 +226,23 @@ class _EventList:
         self.parts.append(
             [
                 np.full(len(rows), x, dtype) if np.ndim(x) == 0 else np.asarray(x)[rows].astype(dtype, copy=False)
-                for x, dtype in zip(columns, self.DTYPES, strict=True)
+                for x, dtype in zip(columns, self.dtypes, strict=True)
             ]
         )
 
     def columns(self) -> list[np.ndarray]:
-        """The six columns, then which ``add`` call made each event (one event per source per call)."""
-        columns = [np.concatenate([p[i] for p in self.parts]) for i in range(len(self.DTYPES))]
-        return [*columns, np.repeat(np.arange(len(self.parts)), [len(p[0]) for p in self.parts])]
+        """The six columns, then which ``add`` call made each event (one event per source per call).
+
+        Empties the list: each column's pieces are let go once joined, so the pieces and the
+        joined table are never all held at once."""
+        sizes = [len(p[0]) for p in self.parts]
+        columns = []
+        for i in range(len(self.dtypes)):
+            columns.append(np.concatenate([p[i] for p in self.parts]))
+            for p in self.parts:
+                p[i] = p[i][:0]
+        self.parts = []
+        return [*columns, np.repeat(np.arange(len(sizes), dtype=np.int16), sizes)]
 
 
 def _fill_events(
@@ -388,27 +409,27 @@ def build_ledger(
     if not kinds <= {"deposit", "withdrawal"}:
         raise ValueError(f"transfer type must be 'deposit' or 'withdrawal', got {sorted(map(str, kinds))}")
     deposit = (transfers["type"] == "deposit").to_numpy(bool)
-    source_id = pd.concat(
-        [
-            pd.Series(["opening"] * n_o, dtype="str"),
-            transfers["transfer_id"].astype("str"),
-            fills["trade_id"].astype("str"),
-        ],
+    trade_ids = fills["trade_id"].astype("str").reset_index(drop=True)
+    source_id = trade_ids if n_o + n_t == 0 else pd.concat(  # fills only: the ids as they are, no copy
+        [pd.Series(["opening"] * n_o, dtype="str"), transfers["transfer_id"].astype("str"), trade_ids],
         ignore_index=True,
     )
-    timestamp = np.concatenate([f["timestamp"].to_numpy(np.int64) for f in frames])
+    timestamp = _joined([f["timestamp"].to_numpy(np.int64) for f in frames])
     # Within a timestamp: deposits, then fills, then withdrawals (and negative opening rows).
-    order = np.concatenate([np.full(n_o, 2), np.where(deposit, 0, 2), np.ones(n_f, np.int64)])
+    order = np.concatenate([np.full(n_o, 2, np.int8), np.where(deposit, 0, 2).astype(np.int8), np.ones(n_f, np.int8)])
     sources = Sources(
         timestamp=timestamp,
-        connector=np.concatenate([f["connector_id"].to_numpy(np.int64) for f in frames]),
-        client=np.concatenate([f["client_id"].to_numpy(np.int64) for f in frames]),
+        connector=_joined([f["connector_id"].to_numpy(np.int64) for f in frames]),
+        client=_joined([f["client_id"].to_numpy(np.int64) for f in frames]),
         source_id=source_id,
         rank=processing_rank(timestamp, order, source_id),
     )
+    del order
 
-    events = _EventList()
-    idx_o, idx_t, idx_f = np.arange(n_o), n_o + np.arange(n_t), n_o + n_t + np.arange(n_f)
+    n = n_o + n_t + n_f
+    events = _EventList(n)
+    idx_o, idx_t, idx_f = (np.arange(lo, hi, dtype=_index_dtype(n)) for lo, hi in ((0, n_o), (n_o, n_o + n_t),
+                                                                                   (n_o + n_t, n)))
     lot_o, lot_t = ~is_cash[asset], ~is_cash[currency]
     open_lot = lot_o & (open_amount > 0)
     open_value = _valued(open_lot, open_amount, open_usd, "opening balance(s)", notes)
@@ -436,17 +457,17 @@ def _by_rank(rank: np.ndarray, source: np.ndarray, call: np.ndarray) -> np.ndarr
     earlier calls made: one pass per call over that call's events.
     """
     n = len(source)
-    counts = np.bincount(rank[source], minlength=len(rank))
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    seen = np.zeros(len(rank), np.int64)
-    place = np.empty(n, np.int64)
+    dtype = _index_dtype(max(n, len(rank)))
+    offsets = np.zeros(len(rank), dtype)  # events of the sources ranked before, then also those placed
+    np.cumsum(np.bincount(rank[source], minlength=len(rank))[:-1], out=offsets[1:])
+    place = np.empty(n, dtype)
     bounds = np.flatnonzero(np.r_[True, call[1:] != call[:-1], True]) if n else np.zeros(1, np.int64)
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         ranks = rank[source[lo:hi]]
-        place[lo:hi] = offsets[ranks] + seen[ranks]
-        seen[ranks] += 1
-    by_rank = np.empty(n, np.int64)
-    by_rank[place] = np.arange(n)
+        place[lo:hi] = offsets[ranks]
+        offsets[ranks] += 1
+    by_rank = np.empty(n, dtype)
+    by_rank[place] = np.arange(n, dtype=dtype)
     return by_rank
 
 
@@ -462,30 +483,29 @@ def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[
     if not keep.all():  # usually every event has units: no copies then
         asset, kind, label, units, value, source, call = (x[keep] for x in (asset, kind, label, units, value, source,
                                                                             call))
-    if pool == "connector":
-        pool_key = sources.connector[source]
-    elif pool == "client":  # one pool per client and asset: every client's own scope in one run
-        pool_key = sources.client[source]
-    else:
-        pool_key = np.full(len(source), SCOPE_POOL)
-    pool_code, _ = pd.factorize(pool_key)
-    seg_raw = pool_code.astype(np.int64) * (int(asset.max(initial=0)) + 1) + asset
+    if pool == "scope":
+        pool_key, pool_code = np.full(1, SCOPE_POOL), np.zeros(len(source), np.int8)
+    else:  # client pooling: one pool per client and asset, every client's own scope in one run
+        pool_code, pool_key = pd.factorize((sources.connector if pool == "connector" else sources.client)[source])
+    width = int(asset.max(initial=0)) + 1
+    narrow = len(pool_key) * width <= 1 << 16  # a radix sort on 16-bit keys
+    seg_raw = pool_code.astype(np.uint16 if narrow else np.int64) * (width if narrow else np.int64(width))
+    seg_raw += asset.astype(seg_raw.dtype)
+    del pool_code
     by_rank = _by_rank(sources.rank, source, call)
-    seg_key = seg_raw[by_rank]
-    order = by_rank[
-        np.argsort(seg_key.astype(np.uint16) if seg_key.max(initial=0) < 1 << 16 else seg_key, kind="stable")
-    ]
+    del call
+    order = by_rank[np.argsort(seg_raw[by_rank], kind="stable")]
+    del by_rank
     seg_raw = seg_raw[order]
     starts = np.flatnonzero(np.r_[True, seg_raw[1:] != seg_raw[:-1]]) if len(seg_raw) else np.zeros(0, np.int64)
-    first = order[starts]
-    return Events(
-        starts=starts,
-        seg_pool=np.asarray(pool_key)[first],
-        seg_asset=asset[first],
-        asset=asset[order],
-        kind=kind[order],
-        label=label[order],
-        units=units[order],
-        value=value[order],
-        source=source[order],
-    )
+    seg_pool = np.asarray(pool_key, np.int64)[seg_raw[starts] // width]
+    del seg_raw
+    # one column at a time, each unsorted one let go once sorted
+    asset = asset[order]
+    kind = kind[order]
+    label = label[order]
+    units = units[order]
+    value = value[order]
+    source = source[order]
+    return Events(starts=starts, seg_pool=seg_pool, seg_asset=asset[starts], asset=asset, kind=kind, label=label,
+                  units=units, value=value, source=source)

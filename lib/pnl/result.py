@@ -120,9 +120,13 @@ def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple
     labels = np.concatenate([ev.label[rows], conv.label[conv_rows]])
     # processing order; within one fill a trade row before its fee row (labels), and an event before
     # a realized row of the same label: one unique key, one sort
-    second = np.concatenate([np.zeros(len(rows), np.int64), np.ones(len(conv_rows), np.int64)])
-    key = (src.rank[source] * len(LABELS) + labels) * 2 + second
+    key = src.rank[source].astype(np.int64)
+    key *= len(LABELS)
+    key += labels
+    key *= 2
+    key[len(rows):] += 1
     order = np.argsort(key, kind="stable")
+    del key
     source = source[order]
 
     def column(events: np.ndarray, conversions: np.ndarray) -> np.ndarray:
@@ -131,21 +135,21 @@ def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple
     proceeds = column(ev.value, conv.proceeds)
     basis = column(matched.basis, conv.basis)
     codes = column(ev.asset, conv.asset)
-    return pd.DataFrame(
-        {
-            "timestamp": src.timestamp[source],
-            "connector_id": src.connector[source],
-            "client_id": src.client[source],
-            "asset": _str_array(ledger.assets, codes),
-            "units": column(ev.units, conv.units),
-            "proceeds": proceeds,
-            "basis": basis,
-            "gain": proceeds - basis,
-            "unmatched_units": column(matched.unmatched, np.zeros(len(conv.source))),
-            "kind": _str_array(LABELS, labels[order]),
-            "source_id": src.source_id.array.take(source),
-        }
-    ), codes
+    columns = {
+        "timestamp": src.timestamp[source],
+        "connector_id": src.connector[source],
+        "client_id": src.client[source],
+        "asset": _str_array(ledger.assets, codes),
+        "units": column(ev.units, conv.units),
+        "proceeds": proceeds,
+        "basis": basis,
+        "gain": proceeds - basis,
+        "unmatched_units": column(matched.unmatched, np.zeros(len(conv.source))),
+        "kind": _str_array(LABELS, labels[order]),
+        "source_id": src.source_id.array.take(source),
+    }
+    # copy=False: the fresh columns become the frame's own (no second copy stacked into blocks)
+    return pd.DataFrame(columns, copy=False), codes
 
 
 def _flows(ledger: Ledger, in_window: np.ndarray, client_of: dict[int, int]) -> pd.DataFrame:
