@@ -54,16 +54,19 @@ class BalanceIndex:
 
     @classmethod
     def of(cls, moves: pd.DataFrame) -> BalanceIndex:
-        """The index of ``moves`` (``rebuild.MOVE_COLUMNS``, float changes)."""
-        code = moves.groupby(["connector_id", "asset"], sort=False).ngroup().to_numpy(np.int64)
-        keys = moves[["connector_id", "asset"]].drop_duplicates()
-        order = np.lexsort((moves["timestamp"].to_numpy(np.int64), code))
+        """The index of ``moves`` (``rebuild.MOVE_COLUMNS``, float changes, in any order)."""
+        connector = moves["connector_id"].to_numpy(np.int64)
+        asset_code, assets = pd.factorize(moves["asset"])
+        code, pairs = pd.factorize(connector * max(len(assets), 1) + asset_code)
+        stamp = code.astype(np.int64) * _KEY_SHIFT + moves["timestamp"].to_numpy(np.int64)
+        order = np.argsort(stamp, kind="stable")
         code_sorted = code[order]
         change = moves["change"].to_numpy(float)[order]
         events = moves[moves["kind"] != "opening"]
         return cls(
-            connector=keys["connector_id"].to_numpy(np.int64), asset=keys["asset"].to_numpy(object),
-            stamp=code_sorted * _KEY_SHIFT + moves["timestamp"].to_numpy(np.int64)[order],
+            connector=np.asarray(pairs // max(len(assets), 1), dtype=np.int64),
+            asset=np.asarray(assets, dtype=object)[pairs % max(len(assets), 1)],
+            stamp=stamp[order],
             running=pd.Series(change).groupby(code_sorted).cumsum().to_numpy(float),
             turnover=pd.Series(np.abs(change)).groupby(code_sorted).cumsum().to_numpy(float),
             first_move=_by_connector(moves.groupby("connector_id")["timestamp"].min()),
@@ -165,10 +168,10 @@ _LOCK = threading.Lock()
 
 def _built(session: Session, made: queries.WriteState) -> _Kept:
     fills = queries._stored_fills(session)
-    moves = rebuild.fill_moves(fills.sort_values("timestamp", kind="stable"))  # as ``queries.pnl_fills`` orders
+    moves = rebuild.joined(rebuild.fill_changes(fills))
     first_fills = rebuild.first_moves(moves)
     others = rebuild.other_moves(session, None, first_fills)
-    index = BalanceIndex.of(rebuild.balance_moves_of(moves, others))
+    index = BalanceIndex.of(rebuild.joined([moves, others]))
     return _Kept(index, made, int(fills["id"].max()) if len(fills) else 0, len(fills), first_fills, others)
 
 
@@ -176,7 +179,7 @@ def _extended(session: Session, kept: _Kept, now: queries.WriteState) -> _Kept |
     fresh = queries.fills_added_since(session, kept.made, now, kept.max_id, kept.count)
     if fresh is None:
         return None
-    moves = rebuild.fill_moves(fresh.sort_values("timestamp", kind="stable"))
+    moves = rebuild.joined(rebuild.fill_changes(fresh))
     first_fills = _by_connector(kept.first_fills.combine(rebuild.first_moves(moves), min,
                                                          fill_value=np.iinfo(np.int64).max))
     others = rebuild.other_moves(session, None, first_fills)

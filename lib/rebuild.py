@@ -29,7 +29,7 @@ unifies for history (the simulator does not record them either). So a connector'
 balance of an asset is compared with the sum of its account types (``lib.reconcile``).
 
 Use: ``balance_moves(session, connector_ids)`` gives every change (``MOVE_COLUMNS``): the
-fills' (``fill_moves``) and the others' (``other_moves``), so a caller that keeps the first
+fills' (``fill_changes``) and the others' (``other_moves``), so a caller that keeps the first
 can re-read only the second. ``lib.balance_index`` answers the balance of each (connector,
 asset) at any moment from them. Amounts are summed in float64 (the database casts them), and
 reconciliation's tolerance covers the round-off; ``exact=True`` keeps ``Decimal`` (the first
@@ -102,7 +102,8 @@ def _numbers(values: pd.Series, exact: bool = False) -> np.ndarray:
 
 def _frame(connector: pd.Series, asset: pd.Series, timestamp: pd.Series, change: np.ndarray,
            kind: str) -> pd.DataFrame:
-    return pd.DataFrame({"connector_id": connector.to_numpy(np.int64), "asset": asset.to_numpy(object),
+    # the asset column's own array: a million codes converted to Python strings and back took a second
+    return pd.DataFrame({"connector_id": connector.to_numpy(np.int64), "asset": asset.array,
                          "timestamp": timestamp.to_numpy(np.int64), "change": change, "kind": kind})
 
 
@@ -211,22 +212,19 @@ def _opening_moves(session: Session, ids: Sequence[int] | None, events: pd.DataF
     return [_frame(opening["connector_id"], opening["asset"], at, _numbers(opening["amount"], exact), "opening")]
 
 
-def _sorted(parts: list[pd.DataFrame], exact: bool) -> pd.DataFrame:
+def joined(parts: Sequence[pd.DataFrame], exact: bool = False) -> pd.DataFrame:
+    """Frames of moves as one (``MOVE_COLUMNS``), in their order; moves of no asset left out."""
     parts = [p for p in parts if not p.empty]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(MOVE_COLUMNS, (np.int64, object, np.int64,
                                                                              float, object), strict=True)})
     moves = pd.concat(parts, ignore_index=True)
-    moves = moves[moves["asset"].notna()].astype({"connector_id": np.int64, "timestamp": np.int64,
-                                                  "change": object if exact else float})
-    return moves.sort_values(["connector_id", "asset", "timestamp"], kind="stable", ignore_index=True)
+    return moves[moves["asset"].notna()].astype({"connector_id": np.int64, "timestamp": np.int64,
+                                                 "change": object if exact else float})
 
 
-def fill_moves(fills: pd.DataFrame, exact: bool = False) -> pd.DataFrame:
-    """The fills' balance changes alone (``MOVE_COLUMNS``, sorted like ``balance_moves``);
-    ``fills`` as ``fill_changes`` takes them."""
-    with localcontext(prec=EXACT_DIGITS):
-        return _sorted(fill_changes(fills, exact), exact)
+def _sorted(parts: list[pd.DataFrame], exact: bool) -> pd.DataFrame:
+    return joined(parts, exact).sort_values(["connector_id", "asset", "timestamp"], kind="stable", ignore_index=True)
 
 
 def other_moves(session: Session, connector_ids: Sequence[int] | None, first_fills: pd.Series,
@@ -259,13 +257,9 @@ def balance_moves(session: Session, connector_ids: Sequence[int] | None = None, 
     add up to digit for digit (slower: Python objects)."""
     if connector_ids is not None and not connector_ids:
         return _sorted([], exact)
-    fills = fill_moves(_fills(session, connector_ids, exact), exact)
-    return balance_moves_of(fills, other_moves(session, connector_ids, first_moves(fills), exact), exact)
-
-
-def balance_moves_of(fills: pd.DataFrame, others: pd.DataFrame, exact: bool = False) -> pd.DataFrame:
-    """``fill_moves`` and ``other_moves`` together, as ``balance_moves`` gives them."""
-    return _sorted([fills, others], exact)
+    with localcontext(prec=EXACT_DIGITS):
+        fills = joined(fill_changes(_fills(session, connector_ids, exact), exact), exact)
+    return _sorted([fills, other_moves(session, connector_ids, first_moves(fills), exact)], exact)
 
 
 def pending_transfers(session: Session, connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
