@@ -735,17 +735,70 @@ def price_sources(session: Session, viewer: Viewer, client_id: int | None = None
 BRIDGE_ASSETS = frozenset({"BTC", "ETH"})
 
 
+@dataclass(frozen=True)
+class _FillAssets:
+    """Per connector, every asset its fills name, and the fills that was read from."""
+
+    made: WriteState
+    max_id: int
+    count: int
+    assets: dict[int, frozenset[str]]
+
+
+_FILL_ASSETS: dict[tuple[str, str], _FillAssets] = {}
+_FILL_ASSETS_LOCK = threading.Lock()
+
+
+def _named(frame: pd.DataFrame) -> dict[int, set[str]]:
+    named: dict[int, set[str]] = {}
+    for column in ("base", "quote", "fee_currency"):
+        for cid, asset in zip(frame["connector_id"], frame[column], strict=True):
+            if isinstance(asset, str) and asset:
+                named.setdefault(int(cid), set()).add(asset)
+    return named
+
+
+def _fill_assets(session: Session) -> dict[int, frozenset[str]]:
+    """Per connector: the base, quote and fee currency of its fills. Every page of every client
+    asks (``_market_scope``), and a million fills take a table scan each time; so it is kept per
+    database in this process and continued by the fills added since (``fills_added_since``)."""
+    now = write_state(session)
+    if now is None or has_pending_writes(session.connection()):
+        kept = None
+    else:
+        with _FILL_ASSETS_LOCK:
+            kept = _FILL_ASSETS.get((get_settings().database_url, now.identity))
+        if kept is not None and kept.made == now:
+            return kept.assets
+    fresh = None if kept is None or now is None else fills_added_since(session, kept.made, now, kept.max_id, kept.count)
+    if kept is not None and fresh is not None:
+        named = {cid: set(assets) for cid, assets in kept.assets.items()}
+        for cid, assets in _named(fresh).items():
+            named.setdefault(cid, set()).update(assets)
+        max_id, count = max(kept.max_id, int(fresh["id"].max()) if len(fresh) else 0), kept.count + len(fresh)
+    else:
+        distinct = select(Trade.connector_id, Trade.base, Trade.quote, Trade.fee_currency).distinct()
+        named = _named(pd.DataFrame(session.execute(distinct).all(), columns=["connector_id", "base", "quote",
+                                                                               "fee_currency"]))
+        max_id, count = session.execute(select(func.coalesce(func.max(Trade.id), 0), func.count(Trade.id))).one()
+    assets = {cid: frozenset(found) for cid, found in named.items()}
+    if now is not None and write_state(session) == now and not has_pending_writes(session.connection()):
+        with _FILL_ASSETS_LOCK:  # nothing committed while it was read: keep it (one database per server)
+            _FILL_ASSETS.clear()
+            _FILL_ASSETS[(get_settings().database_url, now.identity)] = _FillAssets(now, int(max_id), int(count),
+                                                                                    assets)
+    return assets
+
+
 def _assets_in_scope(session: Session, ids: list[int]) -> set[str]:
     """Every asset the scope's connectors hold, trade, pay fees in or transfer."""
     sources = [
         select(BalanceSnapshot.asset).where(BalanceSnapshot.connector_id.in_(ids)),
-        select(Trade.base).where(Trade.connector_id.in_(ids)),
-        select(Trade.quote).where(Trade.connector_id.in_(ids)),
-        select(Trade.fee_currency).where(Trade.connector_id.in_(ids)),
         select(Transfer.currency).where(Transfer.connector_id.in_(ids)),
         select(OpeningBalance.asset).where(OpeningBalance.connector_id.in_(ids)),
     ]
-    assets: set[str] = set()
+    traded = _fill_assets(session)
+    assets: set[str] = set().union(*(traded.get(cid, frozenset()) for cid in ids))
     for query in sources:
         assets.update(a for a in session.scalars(query.distinct()) if a)
     return assets

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from lib import queries, reports
 from lib.access import Role, Viewer
@@ -209,6 +209,28 @@ def test_client_viewer_lists_only_its_clients_and_market_data(seeded: Seeded) ->
         nobody = Viewer("nobody", Role.CLIENT, frozenset())
         assert queries.clients(session, nobody).empty
         assert queries.count_fills(session, nobody) == 0
+
+
+def test_market_data_follows_the_fills_a_scope_gains_and_loses(seeded: Seeded) -> None:
+    """The assets a scope trades are kept per database and continued by later fills: a new token's
+    pair appears for its client once it trades it, and goes when that fill is removed."""
+    viewer = seeded.viewer("client")
+    with session_scope() as session:
+        session.add(Ticker(exchange_id="binance", symbol="ZZZ/USDT", last=1.0, timestamp=ms("2024-04-01")))
+
+    def symbols() -> set[str]:
+        with session_scope() as session:
+            return set(queries.tickers(session, viewer)["symbol"])
+
+    assert "ZZZ/USDT" not in symbols()  # nobody trades it
+    with session_scope() as session:
+        session.add(Trade(connector_id=seeded.alpha_binance, trade_id="zzz", timestamp=ms("2024-05-01"),
+                          symbol="ZZZ/USDT", base="ZZZ", quote="USDT", side="buy", amount=1, price=1, cost=1))
+    assert "ZZZ/USDT" in symbols()
+    assert any("ZZZ" in kept.assets.get(seeded.alpha_binance, ()) for kept in queries._FILL_ASSETS.values())
+    with session_scope() as session:
+        session.execute(delete(Trade).where(Trade.trade_id == "zzz"))
+    assert "ZZZ/USDT" not in symbols()
 
 
 def test_latest_balances_take_the_newest_snapshot_and_as_of(seeded: Seeded) -> None:
