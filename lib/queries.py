@@ -776,11 +776,10 @@ def _fill_assets(session: Session) -> dict[int, frozenset[str]]:
         for cid, assets in _named(fresh).items():
             named.setdefault(cid, set()).update(assets)
         max_id, count = max(kept.max_id, int(fresh["id"].max()) if len(fresh) else 0), kept.count + len(fresh)
-    else:
-        distinct = select(Trade.connector_id, Trade.base, Trade.quote, Trade.fee_currency).distinct()
-        named = _named(pd.DataFrame(session.execute(distinct).all(), columns=["connector_id", "base", "quote",
-                                                                               "fee_currency"]))
-        max_id, count = session.execute(select(func.coalesce(func.max(Trade.id), 0), func.count(Trade.id))).one()
+    else:  # from the fill store: a DISTINCT over a million rows in SQL took seconds
+        fills = _stored_fills(session)
+        named = _named(fills[["connector_id", "base", "quote", "fee_currency"]].drop_duplicates())
+        max_id, count = int(fills["id"].max()) if len(fills) else 0, len(fills)
     assets = {cid: frozenset(found) for cid, found in named.items()}
     if now is not None and write_state(session) == now and not has_pending_writes(session.connection()):
         with _FILL_ASSETS_LOCK:  # nothing committed while it was read: keep it (one database per server)
