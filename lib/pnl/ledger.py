@@ -189,6 +189,24 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     return filled[0] if len(filled) == 1 else np.concatenate(arrays)
 
 
+def factorize_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of integer ids (codes in order of first appearance, the ids), for few distinct
+    ids over a narrow range, as connectors and clients are, through a lookup table: pandas' hash
+    table is sized for every row (~35 MB more at a million events). Anything else goes to pandas."""
+    if len(ids):
+        low, high = int(ids.min()), int(ids.max())
+        if high - low < 1 << 16:
+            offset = ids - low
+            present = np.flatnonzero(np.bincount(offset, minlength=high - low + 1))
+            if len(present) <= 64:
+                uniques = ids[np.sort([int(np.argmax(offset == value)) for value in present])]
+                table = np.full(high - low + 1, -1, np.intp)
+                table[uniques - low] = np.arange(len(uniques))
+                return table[offset], uniques
+    codes, uniques = pd.factorize(ids)
+    return codes, np.asarray(uniques)
+
+
 def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
     return frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -219,13 +237,16 @@ class _EventList:
         self.dtypes = (np.int32, np.int8, np.int8, np.float64, np.float64, _index_dtype(n_sources))
         self.parts: list[list[np.ndarray]] = []
 
-    def add(self, mask: np.ndarray, *columns: np.ndarray | float) -> None:
-        rows = np.flatnonzero(mask)
+    def add(self, mask: np.ndarray, *columns: np.ndarray | float, picked: bool = False) -> None:
+        """Events of the rows where ``mask``; with ``picked``, ``mask`` holds those rows' positions and
+        the array columns their values only (worked out on those rows alone: no full-length temporaries)."""
+        rows = mask if picked else np.flatnonzero(mask)
         if not len(rows) and self.parts:  # no events: a smaller table to sort in ``_sorted_events``
             return
         self.parts.append(
             [
-                np.full(len(rows), x, dtype) if np.ndim(x) == 0 else np.asarray(x)[rows].astype(dtype, copy=False)
+                np.full(len(rows), x, dtype) if np.ndim(x) == 0
+                else (np.asarray(x) if picked else np.asarray(x)[rows]).astype(dtype, copy=False)
                 for x, dtype in zip(columns, self.dtypes, strict=True)
             ]
         )
@@ -269,7 +290,8 @@ def _fill_events(
 
     # X, the value exchanged: exact on the cash side when there is one, else cost x USD(quote).
     quote_usd = np.where(is_cash[quote], 1.0, _num(fills, "quote_usd"))
-    x = np.where(contract, 0.0, np.where(g_cash, g, np.where(r_cash, r, cost * quote_usd)))
+    x = np.where(g_cash, g, np.where(r_cash, r, cost * quote_usd))
+    x[contract] = 0.0
     # V, the fee's value. A fee in a spot fill's own base or quote is priced by the fill itself,
     # which is exact at the fill's timestamp; the stored price (a daily candle) is the fallback.
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -291,9 +313,15 @@ def _fill_events(
     third = has_fee & ~in_g & ~in_r
     third_lot = third & ~fee_cash
     fee_lot = np.where(spot, third_lot, has_fee & ~fee_cash)  # a contract's fee is always a third asset
-    events.add(spot & ~g_cash, given, DISPOSE, TRADE, g + fee * in_g,
-               x + v * (in_g & ~r_cash) - v * (~in_g & r_cash), source)
-    events.add(spot & ~r_cash, received, ACQUIRE, TRADE, r - fee * in_r, x + v * ~in_r, source)
+    # the trade legs' figures worked out on their own rows only (most fills': no full-length temporaries)
+    rows = np.flatnonzero(spot & ~g_cash)
+    xg, vg, in_gg, r_cash_g = x[rows], v[rows], in_g[rows], r_cash[rows]
+    events.add(rows, given[rows], DISPOSE, TRADE, g[rows] + fee[rows] * in_gg,
+               xg + vg * (in_gg & ~r_cash_g) - vg * (~in_gg & r_cash_g), source[rows], picked=True)
+    del xg, vg, in_gg, r_cash_g
+    rows = np.flatnonzero(spot & ~r_cash)
+    events.add(rows, received[rows], ACQUIRE, TRADE, r[rows] - fee[rows] * in_r[rows],
+               x[rows] + v[rows] * ~in_r[rows], source[rows], picked=True)
     # P&L settled in a non-cash asset moves its lots, before the fee is paid (from a gain, say)
     settle_lot = contract & ~is_cash[np.maximum(settle, 0)]
     events.add(settle_lot & (pnl_units > 0), settle, ACQUIRE, CONTRACT, pnl_units, pnl_usd, source)
@@ -301,9 +329,9 @@ def _fill_events(
     events.add(fee_lot & (fee > 0), fee_cur, DISPOSE, FEE, fee, v, source)
     events.add(fee_lot & (fee < 0), fee_cur, ACQUIRE, FEE, -fee, -v, source)  # a rebate paid in F
 
-    cash_flow = np.where(
-        contract, pnl_units * ~settle_lot - v * fee_cash, r * r_cash - g * g_cash - v * fee_cash
-    )
+    cash_flow = r * r_cash - g * g_cash - v * fee_cash
+    rows = np.flatnonzero(contract)
+    cash_flow[rows] = pnl_units[rows] * ~settle_lot[rows] - v[rows] * fee_cash[rows]
     rows = np.flatnonzero((spot & g_cash & r_cash) | contract)  # few: pick them before any arithmetic
     c, gr, rr, vr, fr, in_gr, in_rr = (a[rows] for a in (contract, g, r, v, fee, in_g, in_r))
     conversions = Conversions(
@@ -333,8 +361,8 @@ def _contract_pnl(
     The settle currency is priced like the other amounts at the fill's time: cash at 1.0, else
     the fill's quote price when it settles in its quote, or the fee's when it settles in the fee
     currency (NaN otherwise: named as unvalued)."""
-    if not contract.any():
-        return np.zeros(len(fills)), np.zeros(len(fills))
+    if not contract.any():  # zeros that take no memory
+        return np.broadcast_to(0.0, len(fills)), np.broadcast_to(0.0, len(fills))
     reported = _num(fills, REALIZED_PNL) if REALIZED_PNL in fills.columns else np.full(len(fills), np.nan)
     missing = contract & np.isnan(reported)
     if missing.any():
@@ -400,7 +428,8 @@ def build_ledger(
             opening["asset"],
         ]
     )
-    settle_cur, symbol = np.append(settle_of, -1)[symbol_code], np.append(name_of, -1)[symbol_code]
+    none = np.full(1, -1, np.int32)  # for code -1 (int32 like the codes: half the memory)
+    settle_cur, symbol = np.append(settle_of, none)[symbol_code], np.append(name_of, none)[symbol_code]
     is_cash = np.array([a in usd_like for a in assets] + [False], bool)  # trailing entry for code -1
     n_o, n_t, n_f = len(opening), len(transfers), len(fills)
     frames = (opening, transfers, fills)
@@ -486,7 +515,7 @@ def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[
     if pool == "scope":
         pool_key, pool_code = np.full(1, SCOPE_POOL), np.zeros(len(source), np.int8)
     else:  # client pooling: one pool per client and asset, every client's own scope in one run
-        pool_code, pool_key = pd.factorize((sources.connector if pool == "connector" else sources.client)[source])
+        pool_code, pool_key = factorize_ids((sources.connector if pool == "connector" else sources.client)[source])
     width = int(asset.max(initial=0)) + 1
     narrow = len(pool_key) * width <= 1 << 16  # a radix sort on 16-bit keys
     seg_raw = pool_code.astype(np.uint16 if narrow else np.int64) * (width if narrow else np.int64(width))
