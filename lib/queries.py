@@ -445,6 +445,13 @@ def _save_store(path: Path, frame: pd.DataFrame, label: _StoreLabel) -> None:
             other.unlink(missing_ok=True)
 
 
+#: the fill store this process last read or wrote, with its label: loading a million fills from the
+#: file takes half a second, and several pages ask after each sync. One database per server process.
+#: Callers get this frame itself and must not change it in place (they filter, which copies).
+_STORE_READ: dict[Path, tuple[pd.DataFrame, _StoreLabel, tuple[int, int, int]]] = {}  # and ``_file_version``
+_STORE_LOCK = threading.Lock()
+
+
 def _ids_grow_in_commit_order(session: Session) -> bool:
     """SQLite: one writer at a time and AUTOINCREMENT ids that only grow, so a fill committed after
     the store was read has a higher id than any in it. Not PostgreSQL: a sequence hands out ids
@@ -472,18 +479,26 @@ def _stored_fills(session: Session) -> pd.DataFrame:
     - anything else (another database, a restored copy, a fill updated, a connector deleted,
       an unreadable file): rebuilt from the trades table.
     The file holds what the database holds, beside it, readable by its owner only; scope is
-    applied by the caller, never by the file.
+    applied by the caller, never by the file. The frame last read or written stays in memory
+    (``_STORE_READ``) while the file is unchanged.
     """
     state = write_state(session)
     if state is None or has_pending_writes(session.connection()):  # no version names what is read here
         return _read_trades(session)
     path = _store_path(state.identity)
-    stored = _load_store(path) if path.is_file() else None
+    with _STORE_LOCK:
+        held = _STORE_READ.get(path)
+    written = _file_version(path)
+    if held is not None and held[2] == written:  # the file as this process last saw it
+        stored: tuple[pd.DataFrame, _StoreLabel] | None = (held[0], held[1])
+    else:  # another process (the sync's worker) may have moved it on
+        stored = _load_store(path) if written is not None else None
     frame: pd.DataFrame | None = None
     if stored is not None:
         frame, label = stored
         if label.identity == state.identity and label.exact and (label.version, label.token) == (
                 state.version, state.token):
+            _remember(path, frame, label)
             return frame
         if (label.identity != state.identity or label.trades_epoch != state.trades_epoch
                 or not went_through(session, label.version, label.token)):
@@ -499,9 +514,29 @@ def _stored_fills(session: Session) -> pd.DataFrame:
         frame = _read_trades(session)
     after = write_state(session)
     max_id = int(frame["id"].max()) if len(frame) else 0
-    _save_store(path, frame, _StoreLabel(state.identity, state.version, state.token, state.trades_epoch,
-                                         len(frame), max_id, exact=after == state))
+    label = _StoreLabel(state.identity, state.version, state.token, state.trades_epoch, len(frame), max_id,
+                        exact=after == state)
+    _save_store(path, frame, label)
+    _remember(path, frame, label)
     return frame
+
+
+def _file_version(path: Path) -> tuple[int, int, int] | None:
+    """What tells one write of the file from another (it is replaced whole, never edited)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def _remember(path: Path, frame: pd.DataFrame, label: _StoreLabel) -> None:
+    written = _file_version(path)
+    if written is None:
+        return
+    with _STORE_LOCK:
+        _STORE_READ.clear()
+        _STORE_READ[path] = (frame, label, written)
 
 
 # --------------------------------------------------------------------------- transfers, orders, positions

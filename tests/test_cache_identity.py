@@ -217,6 +217,34 @@ def test_new_fills_are_read_incrementally_and_a_restore_is_not(seeded: Seeded, m
     assert files[0].stat().st_mode & 0o077 == 0
 
 
+def test_the_fill_store_is_kept_in_memory_while_its_file_is_unchanged(seeded: Seeded, monkeypatch) -> None:  # noqa: ANN001
+    """Pages after a sync share the frame this process last read; a file another process (the
+    sync's worker) rewrote since is read again, never shadowed by the frame in memory."""
+    loads: list[Path] = []
+    original = queries._load_store
+
+    def spy(path: Path):  # noqa: ANN202
+        loads.append(path)
+        return original(path)
+
+    monkeypatch.setattr(queries, "_load_store", spy)
+    with session_scope() as session:
+        first = queries._stored_fills(session)
+        assert queries._stored_fills(session) is first  # from memory: no file read
+    assert loads == []
+    store.save_history(seeded.alpha_binance, "trades", "trades:BTC/USDT",
+                       [_fill(seeded.alpha_binance, "mem-1", "sell", 0.1, 61000.0)], None, {})
+    with session_scope() as session:  # this process moves it on: appended in memory, file rewritten
+        assert "mem-1" in set(queries._stored_fills(session)["trade_id"])
+    assert loads == []
+    path, (frame, label, _) = next(iter(queries._STORE_READ.items()))
+    queries._STORE_READ[path] = (frame.iloc[:1], label, queries._file_version(path))  # as if read long ago
+    queries._save_store(path, frame, label)  # another process writes the file
+    with session_scope() as session:
+        assert len(queries._stored_fills(session)) == len(frame)  # the file, not the stale frame
+    assert loads == [path]
+
+
 # --------------------------------------------------------------------------- restored copy
 
 
