@@ -146,16 +146,19 @@ def _id_order(ids: pd.Series) -> np.ndarray:
 
 def processing_rank(timestamp: np.ndarray, order: np.ndarray, ids: pd.Series) -> np.ndarray:
     """Rank by (timestamp, order, id); ids are compared only where the rest ties."""
-    key = timestamp.astype(np.int64) * 4 + order
+    key = timestamp.astype(np.int64, copy=False) * 4
+    key += order
     perm = np.argsort(key, kind="stable")
-    same = key[perm][1:] == key[perm][:-1]
-    if same.any():
+    in_order = key[perm]
+    same = in_order[1:] == in_order[:-1]
+    del in_order
+    if same.any():  # reorder only the runs of tied keys, by id (a lexsort of every row costs ~40 ms a million)
         tied = np.zeros(len(key), bool)
         tied[1:] |= same
         tied[:-1] |= same
-        id_rank = np.zeros(len(key), np.int64)
-        id_rank[perm[tied]] = _id_order(ids.iloc[perm[tied]])
-        perm = np.lexsort((id_rank, key))
+        at = np.flatnonzero(tied)  # positions of the tied runs in key order
+        runs = perm[at]
+        perm[at] = runs[np.lexsort((_id_order(ids.iloc[runs]), key[runs]))]
     rank = np.empty(len(key), _index_dtype(len(key)))
     rank[perm] = np.arange(len(key), dtype=rank.dtype)
     return rank
@@ -221,12 +224,13 @@ def settle_currency(symbol: pd.Series) -> pd.Series:
 
 
 def _sides(side: pd.Series) -> np.ndarray:
-    """True for buys; anything but 'buy'/'sell' is an input error."""
-    codes, uniques = pd.factorize(side)
-    names = [str(u) for u in uniques]
-    if (codes < 0).any() or not set(names) <= {"buy", "sell"}:
-        raise ValueError(f"fill side must be 'buy' or 'sell', got {sorted(set(names) - {'buy', 'sell'})}")
-    return codes == names.index("buy") if "buy" in names else np.zeros(len(codes), bool)
+    """True for buys; anything but 'buy'/'sell' is an input error. Two comparisons (Arrow's, on a
+    ``str`` column) cost a third of a factorization's hashing of a million sides."""
+    buy = (side == "buy").to_numpy(bool, na_value=False)
+    if not (buy | (side == "sell").to_numpy(bool, na_value=False)).all():
+        names = {str(u) for u in pd.unique(side.dropna())}
+        raise ValueError(f"fill side must be 'buy' or 'sell', got {sorted(names - {'buy', 'sell'})}")
+    return buy
 
 
 class _EventList:

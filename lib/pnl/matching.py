@@ -96,7 +96,8 @@ def _fifo_segment(units: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.nd
     last = np.searchsorted(ends, hi, side="left")  # lot holding hi
     single = first == last
     starts_before = np.concatenate([[0.0], ends[:-1]])
-    basis = np.where(single, (hi - lo) * unit_cost[first], (ends[first] - lo) * unit_cost[first])
+    basis = np.where(single, hi, ends[first]) - lo  # the piece of the first lot taken, at its unit cost
+    basis *= unit_cost[first]
     basis += np.where(single, 0.0, (hi - starts_before[last]) * unit_cost[last])
     middle = ~single & (last > first + 1)
     if middle.any():
