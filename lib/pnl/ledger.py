@@ -329,9 +329,11 @@ def _fill_events(
     # P&L settled in a non-cash asset moves its lots, before the fee is paid (from a gain, say)
     settle_lot = contract & ~is_cash[np.maximum(settle, 0)]
     events.add(settle_lot & (pnl_units > 0), settle, ACQUIRE, CONTRACT, pnl_units, pnl_usd, source)
-    events.add(settle_lot & (pnl_units < 0), settle, DISPOSE, CONTRACT, -pnl_units, -pnl_usd, source)
+    rows = np.flatnonzero(settle_lot & (pnl_units < 0))  # negated on their rows only
+    events.add(rows, settle[rows], DISPOSE, CONTRACT, -pnl_units[rows], -pnl_usd[rows], source[rows], picked=True)
     events.add(fee_lot & (fee > 0), fee_cur, DISPOSE, FEE, fee, v, source)
-    events.add(fee_lot & (fee < 0), fee_cur, ACQUIRE, FEE, -fee, -v, source)  # a rebate paid in F
+    rows = np.flatnonzero(fee_lot & (fee < 0))  # a rebate paid in F
+    events.add(rows, fee_cur[rows], ACQUIRE, FEE, -fee[rows], -v[rows], source[rows], picked=True)
 
     cash_flow = r * r_cash - g * g_cash - v * fee_cash
     rows = np.flatnonzero(contract)
