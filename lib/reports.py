@@ -799,9 +799,10 @@ class _Live:
     fills: int
 
 
-#: kept states (a few scopes: each holds a result the size of its history)
+#: kept states (each holds a result the size of its scope's history)
 _LIVE: dict[tuple[object, ...], _Live] = {}
-_LIVE_KEPT = 4
+#: scopes kept: every client and all of them together (what ``lib.figures_ahead`` makes), and a few more
+_LIVE_KEPT = 32
 _LIVE_LOCK = threading.Lock()
 
 

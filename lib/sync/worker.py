@@ -3,7 +3,8 @@
 Used by ``python -m lib.cli worker`` (stops on SIGTERM) and by the dashboard's own
 background thread (``start_background_worker``). On SQLite one worker per database holds
 an exclusive file lock; on PostgreSQL any number may run, and the row leases of
-``lib.sync.lease`` keep them from syncing one connector twice. Once an hour the loop also makes
+``lib.sync.lease`` keep them from syncing one connector twice. After each pass that changed the
+data it makes the figures the dashboard opens on (``lib.figures_ahead``); once an hour it also makes
 the month-end statements of closed months, and revises those whose data changed (``keep_statements``).
 """
 
@@ -17,6 +18,7 @@ from typing import IO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from lib import figures_ahead
 from lib.access import SYSTEM
 from lib.db import describe_failure
 from lib.settings import get_settings
@@ -74,6 +76,7 @@ def _loop(interval: float, stop: threading.Event, handle: IO[str] | None) -> Non
     worker got it first, this one stops (``lease.WorkerLockBusy``), leaving SQLite to one worker.
     """
     statements_due = 0.0
+    figures_for: str | None = None  # the data version the landing views' figures were made for
     try:
         while not stop.is_set():
             handle = lease.keep_worker_lock(handle)
@@ -81,6 +84,8 @@ def _loop(interval: float, stop: threading.Event, handle: IO[str] | None) -> Non
             report = run_cycle(interval, stop)
             if report is not None and report.total:
                 log.info("synced %d connector(s): %d ok, %d failed", report.total, report.successful, report.failed)
+            if not stop.is_set():
+                figures_for = figures_ahead.keep(figures_for)
             if started >= statements_due and not stop.is_set():
                 keep_statements()
                 statements_due = started + STATEMENTS_EVERY

@@ -8,6 +8,7 @@ from streamlit.errors import StreamlitAPIException
 
 from lib.access import Role
 from lib.demo import DEMO_CLIENTS
+from lib.figures_ahead import OVERVIEW_DAYS
 from lib.ui import charts, loaders, scope, sync_widgets
 from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
@@ -15,7 +16,6 @@ from lib.ui.demo import load_demo_button
 from lib.ui.shell import current_scope
 
 #: the Overview's equity curve: the last this many days (the demo's whole history)
-EQUITY_DAYS = 90
 
 viewer = current_viewer()
 chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
@@ -81,7 +81,7 @@ if report.unpriced:
 
 with loaders.plain_errors("equity curve"):
     drawn = loaders.equity_curve(viewer, client_id, connector_id,
-                                 start=datetime.now(UTC).date() - timedelta(days=EQUITY_DAYS - 1))
+                                 start=datetime.now(UTC).date() - timedelta(days=OVERVIEW_DAYS - 1))
 if drawn.empty:
     st.info("No fills, transfers or opening balances synced yet, so there is no value over time to draw.")
 else:
@@ -89,7 +89,7 @@ else:
     value_tab.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
                            width="stretch")
     mix_tab.plotly_chart(charts.allocation_over_time(drawn.by_asset), width="stretch")
-    st.caption(f"Last {EQUITY_DAYS} days, rebuilt from the synced history (first event: "
+    st.caption(f"Last {OVERVIEW_DAYS} days, rebuilt from the synced history (first event: "
                f"{fmt.moment(drawn.first_event)}) and valued with daily candles; dots are balance snapshots, "
                "crosses snapshots the history does not explain. Any window: P&L page.")
     if not drawn.unpriced.empty:
