@@ -289,11 +289,12 @@ def _fill_events(
     has_fee = fee != 0
     given, received = np.where(buy, quote, base), np.where(buy, base, quote)
     g, r = np.where(buy, cost, amount), np.where(buy, amount, cost)
-    g_cash, r_cash = is_cash[given], is_cash[received]
+    quote_cash, base_cash = is_cash[quote], is_cash[base]
+    g_cash, r_cash = np.where(buy, quote_cash, base_cash), np.where(buy, base_cash, quote_cash)
     fee_cash = has_fee & is_cash[np.maximum(fee_cur, 0)]
 
     # X, the value exchanged: exact on the cash side when there is one, else cost x USD(quote).
-    quote_usd = np.where(is_cash[quote], 1.0, _num(fills, "quote_usd"))
+    quote_usd = np.where(quote_cash, 1.0, _num(fills, "quote_usd"))
     x = np.where(g_cash, g, np.where(r_cash, r, cost * quote_usd))
     x[contract] = 0.0
     # V, the fee's value. A fee in a spot fill's own base or quote is priced by the fill itself,
