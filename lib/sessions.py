@@ -168,6 +168,15 @@ def check(session: Session, session_id: int, *, touch: bool, now: datetime | Non
     return Status(row.user_id)
 
 
+def anyone_active(session: Session, now: datetime | None = None) -> bool:
+    """Whether some login is live and was used within the idle limit: someone may open a page soon."""
+    now = now or utcnow()
+    idle = timedelta(minutes=get_settings().session_idle_minutes)
+    return session.scalar(select(AuthSession.id).where(
+        AuthSession.ended_at.is_(None), AuthSession.expires_at > now, AuthSession.last_seen_at > now - idle)
+        .limit(1)) is not None
+
+
 def end(session: Session, session_id: int, reason: str, now: datetime | None = None) -> bool:
     """End one session; True when this call ended it (then its audit "logout" row is written)."""
     ended = session.execute(

@@ -1,14 +1,15 @@
-"""lib.figures_ahead: after the worker made them, the landing views open from the disk caches
-without computing anything, as an admin would open them; new data makes them again, and the
-same data does not."""
+"""lib.figures_ahead: after the worker made them, the landing view (every client together) opens
+from the disk caches without computing anything, as an admin opens it; new data makes them again,
+the same data or nobody logged in does not."""
 
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
-from lib import client_summary, equity, figures_ahead, reports
+from lib import equity, figures_ahead, reports, sessions
 from lib.db import session_scope
 from lib.models import Trade
 from lib.sync import worker
@@ -25,32 +26,39 @@ def _forbid_computing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> object:
         raise AssertionError("computed instead of read from the disk cache")
 
-    for module, name in ((reports, "pnl_report"), (equity, "value_changes"), (equity, "equity_curve"),
-                         (reports, "client_pnl"), (client_summary.activity, "volume_and_fees")):
-        monkeypatch.setattr(module, name, refuse)
+    for name in ("value_changes", "equity_curve"):
+        monkeypatch.setattr(equity, name, refuse)
+    monkeypatch.setattr(reports, "pnl_report", refuse)
 
 
-def test_the_landing_views_open_from_what_the_worker_made(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
-    made_for = figures_ahead.keep(None)
-    assert made_for is not None
+def _log_in(seeded: Seeded, role: str = "admin") -> None:
+    with session_scope() as session:
+        sessions.start(session, seeded.users[role], "password", "127.0.0.1")
+
+
+def test_the_landing_view_opens_from_what_the_worker_made(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    _log_in(seeded)
+    assert figures_ahead.keep(None) is not None
     admin = seeded.viewer("admin")
     with monkeypatch.context() as patch:
         _forbid_computing(patch)
-        for client_id in (None, seeded.alpha, seeded.beta):  # as the pages ask (lib.ui.loaders' arguments)
-            summary = reports.cached_pnl_summary(admin, client_id, None, "fifo", None, None, "scope")
-            assert summary.fills > 0
-            equity.cached_value_changes(admin, client_id, None)
-            equity.cached_equity_curve(admin, client_id, None, None, None, lambda: None)
-            start = figures_ahead.overview_start(equity.utcnow().date())
-            assert not equity.cached_equity_curve(admin, client_id, None, start, None, lambda: None).empty
-        table = client_summary.client_summary(admin)
-    assert set(table.rows["client"]) == {"Alpha", "Beta"}
+        # as the P&L page and the Overview ask (lib.ui.loaders' arguments)
+        summary = reports.cached_pnl_summary(admin, None, None, "fifo", None, None, "scope")
+        assert summary.fills > 0
+        assert equity.cached_value_changes(admin, None, None)["now"]["value"] > 0
+        assert not equity.cached_equity_curve(admin, None, None, None, None, lambda: None).empty
+        start = figures_ahead.overview_start(equity.utcnow().date())
+        assert not equity.cached_equity_curve(admin, None, None, start, None, lambda: None).empty
+        with pytest.raises(AssertionError, match="computed"):  # one client's scope: made on first view
+            reports.cached_pnl_summary(admin, seeded.alpha, None, "fifo", None, None, "scope")
 
 
 def test_they_are_made_again_only_when_the_data_changed(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[int] = []
     real = figures_ahead.make
     monkeypatch.setattr(figures_ahead, "make", lambda: made.append(1) or real())
+    assert figures_ahead.keep(None) is None and made == []  # nobody logged in: nothing to make
+    _log_in(seeded, "client")
     first = figures_ahead.keep(None)
     assert figures_ahead.keep(first) == first and len(made) == 1  # same data: nothing to do
     with session_scope() as session:
@@ -63,6 +71,7 @@ def test_they_are_made_again_only_when_the_data_changed(seeded: Seeded, monkeypa
 
 def test_a_failure_is_logged_and_leaves_the_version(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
+    _log_in(seeded)
     monkeypatch.setattr(figures_ahead, "make", lambda: 1 / 0)
     assert figures_ahead.keep("before") == "before"  # tried again after the next pass
     assert "figures ahead failed" in caplog.text
@@ -82,3 +91,14 @@ def test_the_worker_makes_them_after_each_pass(seeded: Seeded, monkeypatch: pyte
     monkeypatch.setattr(worker, "keep_statements", lambda: None)
     worker._loop(1.0, stop, None)
     assert versions == [None]
+
+
+def test_only_a_live_recent_login_counts_as_someone_active(seeded: Seeded) -> None:
+    with session_scope() as session:
+        row, _ = sessions.start(session, seeded.users["admin"], "password", "127.0.0.1",
+                                now=equity.utcnow() - timedelta(hours=3))  # idle far beyond the limit
+        assert not sessions.anyone_active(session)
+        row.last_seen_at = equity.utcnow()
+        assert sessions.anyone_active(session)
+        row.ended_at = equity.utcnow()  # logged out
+        assert not sessions.anyone_active(session)
