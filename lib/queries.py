@@ -793,35 +793,42 @@ def _named(frame: pd.DataFrame) -> dict[int, set[str]]:
     return named
 
 
-def _fill_assets(session: Session) -> dict[int, frozenset[str]]:
-    """Per connector: the base, quote and fee currency of its fills. Every page of every client
-    asks (``_market_scope``), and a million fills take a table scan each time; so it is kept per
-    database in this process and continued by the fills added since (``fills_added_since``)."""
+def _traded_in_sql(session: Session, ids: list[int]) -> set[str]:
+    """The connectors' fills' base, quote and fee currencies, asked of the database."""
+    assets: set[str] = set()
+    for column in (Trade.base, Trade.quote, Trade.fee_currency):
+        assets.update(a for a in session.scalars(select(column).where(Trade.connector_id.in_(ids)).distinct()) if a)
+    return assets
+
+
+def _traded(session: Session, ids: list[int]) -> set[str]:
+    """The base, quote and fee currencies of the connectors' fills. Every page of every client asks
+    (``_market_scope``), and a million fills take a table scan each time; so, per connector, they
+    are kept per database in this process and continued by the fills added since
+    (``fills_added_since``). Inside a transaction that wrote, the database is asked."""
     now = write_state(session)
     if now is None or has_pending_writes(session.connection()):
-        kept = None
-    else:
-        with _FILL_ASSETS_LOCK:
-            kept = _FILL_ASSETS.get((get_settings().database_url, now.identity))
-        if kept is not None and kept.made == now:
-            return kept.assets
-    fresh = None if kept is None or now is None else fills_added_since(session, kept.made, now, kept.max_id, kept.count)
-    if kept is not None and fresh is not None:
-        named = {cid: set(assets) for cid, assets in kept.assets.items()}
-        for cid, assets in _named(fresh).items():
-            named.setdefault(cid, set()).update(assets)
-        max_id, count = max(kept.max_id, int(fresh["id"].max()) if len(fresh) else 0), kept.count + len(fresh)
-    else:  # from the fill store: a DISTINCT over a million rows in SQL took seconds
-        fills = _stored_fills(session)
-        named = _named(fills[["connector_id", "base", "quote", "fee_currency"]].drop_duplicates())
-        max_id, count = int(fills["id"].max()) if len(fills) else 0, len(fills)
-    assets = {cid: frozenset(found) for cid, found in named.items()}
-    if now is not None and write_state(session) == now and not has_pending_writes(session.connection()):
-        with _FILL_ASSETS_LOCK:  # nothing committed while it was read: keep it (one database per server)
-            _FILL_ASSETS.clear()
-            _FILL_ASSETS[(get_settings().database_url, now.identity)] = _FillAssets(now, int(max_id), int(count),
-                                                                                    assets)
-    return assets
+        return _traded_in_sql(session, ids)
+    key = (get_settings().database_url, now.identity)
+    with _FILL_ASSETS_LOCK:
+        kept = _FILL_ASSETS.get(key)
+    if kept is None or kept.made != now:
+        fresh = None if kept is None else fills_added_since(session, kept.made, now, kept.max_id, kept.count)
+        if kept is not None and fresh is not None:
+            named = {cid: set(assets) for cid, assets in kept.assets.items()}
+            for cid, assets in _named(fresh).items():
+                named.setdefault(cid, set()).update(assets)
+            max_id, count = max(kept.max_id, int(fresh["id"].max()) if len(fresh) else 0), kept.count + len(fresh)
+        else:  # from the fill store: a DISTINCT over a million rows in SQL took seconds
+            fills = _stored_fills(session)
+            named = _named(fills[["connector_id", "base", "quote", "fee_currency"]].drop_duplicates())
+            max_id, count = int(fills["id"].max()) if len(fills) else 0, len(fills)
+        kept = _FillAssets(now, max_id, count, {cid: frozenset(found) for cid, found in named.items()})
+        if write_state(session) == now:  # nothing committed while it was read: keep it (one database per server)
+            with _FILL_ASSETS_LOCK:
+                _FILL_ASSETS.clear()
+                _FILL_ASSETS[key] = kept
+    return set().union(*(kept.assets.get(cid, frozenset()) for cid in ids))
 
 
 def _assets_in_scope(session: Session, ids: list[int]) -> set[str]:
@@ -831,8 +838,7 @@ def _assets_in_scope(session: Session, ids: list[int]) -> set[str]:
         select(Transfer.currency).where(Transfer.connector_id.in_(ids)),
         select(OpeningBalance.asset).where(OpeningBalance.connector_id.in_(ids)),
     ]
-    traded = _fill_assets(session)
-    assets: set[str] = set().union(*(traded.get(cid, frozenset()) for cid in ids))
+    assets = _traded(session, ids)
     for query in sources:
         assets.update(a for a in session.scalars(query.distinct()) if a)
     return assets
