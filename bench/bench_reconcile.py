@@ -54,7 +54,7 @@ def _timed(fn) -> tuple[float, object]:  # noqa: ANN001 - any callable
 def main() -> None:
     args = _args()
     url = migrated("bench-reconcile-", args.database_url)
-    from lib import rebuild, reconcile
+    from lib import implied_totals, rebuild, reconcile
     from lib.access import SYSTEM
     from lib.db import session_scope
 
@@ -65,7 +65,7 @@ def main() -> None:
     reconcile_s, result = _timed(lambda: reconcile.reconcile(SYSTEM))
     again_s, _ = _timed(lambda: reconcile.reconcile(SYSTEM))
     with session_scope(url) as session:
-        status_s, status = _timed(lambda: reconcile.connector_status(session, 1))
+        status_s, status = _timed(lambda: implied_totals.connector_status(session, 1))
     print(json.dumps({
         "database": url.split(":", 1)[0], "cpu_count": os.cpu_count(), "fills": args.fills,
         "connectors": args.connectors,

@@ -281,15 +281,3 @@ def pending_transfers(session: Session, connector_ids: Sequence[int] | None = No
                          "asset": pending["currency"].to_numpy(object), "timestamp": pending["timestamp"].to_numpy(
                              np.int64), "type": pending["type"].to_numpy(object), "amount": amount,
                          "transfer_id": pending["transfer_id"].to_numpy(object)})
-
-
-def totals(session: Session, connector_id: int) -> dict[str, Decimal]:
-    """What the whole stored history of one connector adds up to per asset, exactly, opening
-    balances left out: what the first sync compares with the exchange's holdings to book them
-    (so they follow the same rule as reconciliation)."""
-    moves = balance_moves(session, [connector_id], exact=True)
-    totals: dict[str, Decimal] = {}
-    with localcontext(prec=EXACT_DIGITS):
-        for asset, change in zip(moves["asset"], moves["change"], strict=True):
-            totals[str(asset)] = totals.get(str(asset), Decimal(0)) + change
-    return totals

@@ -388,35 +388,6 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
     return Reconciliation(rows[ROW_COLUMNS].reset_index(drop=True), unsynced)
 
 
-def connector_status(session: Session, connector_id: int) -> tuple[Status, int]:
-    """What a sync records for its connector: "unbalanced" with how many assets; else
-    "unknown" when nothing can be compared or a reported asset has no history at all; else
-    "balanced". Only the newest snapshot decides it, so this runs once per connector per sync
-    without the page's per-day comparison, USD values or causes."""
-    newest = session.scalar(select(func.max(BalanceSnapshot.taken_at)).where(
-        BalanceSnapshot.connector_id == connector_id))
-    if newest is None:
-        return "unknown", 0
-    reported: dict[str, float] = {}
-    for asset, total in session.execute(select(BalanceSnapshot.asset, cast(BalanceSnapshot.total, Double)).where(
-            BalanceSnapshot.connector_id == connector_id, BalanceSnapshot.taken_at == newest)):
-        reported[asset] = reported.get(asset, 0.0) + float(total or 0.0)
-    moves = rebuild.balance_moves(session, [connector_id])
-    upto = moves[moves["timestamp"] <= int(newest.timestamp() * 1000)]
-    implied = upto.groupby("asset")["change"].sum()
-    turnover = upto["change"].abs().groupby(upto["asset"]).sum()
-    known = set(moves["asset"])
-    unbalanced = unknown = 0
-    for asset in known | set(reported):
-        held = reported.get(asset, 0.0)
-        if abs(held - float(implied.get(asset, 0.0))) > tolerance(float(turnover.get(asset, 0.0)), held):
-            unbalanced += asset in known
-            unknown += asset not in known
-    if unbalanced:
-        return "unbalanced", unbalanced
-    return ("unknown", 0) if unknown or not (known | set(reported)) else ("balanced", 0)
-
-
 #: ``moves_around``: one balance change of the asset with the implied balance after it
 AROUND_COLUMNS = ["timestamp", "kind", "change", "balance"]
 

@@ -22,7 +22,7 @@ import streamlit as st
 from sqlalchemy import delete, func, select, update
 from streamlit.testing.v1 import AppTest
 
-from lib import rebuild, reconcile, reports
+from lib import implied_totals, rebuild, reconcile, reports
 from lib.access import SYSTEM, Role, Viewer
 from lib.cli import main
 from lib.db import session_scope
@@ -331,8 +331,8 @@ def test_causes_unknown_and_unread_accounts_on_the_seeded_portfolio(seeded: Seed
         taken = session.scalar(select(func.max(BalanceSnapshot.taken_at)).where(BalanceSnapshot.connector_id == gamma))
         session.add(BalanceSnapshot(connector_id=gamma, taken_at=taken, asset="AIR", free=7.0, used=0.0, total=7.0))
     with session_scope() as session:
-        assert reconcile.connector_status(session, gamma) == ("unknown", 0)
-        assert reconcile.connector_status(session, seeded.beta_okx) == ("unbalanced", 2)
+        assert implied_totals.connector_status(session, gamma) == ("unknown", 0)
+        assert implied_totals.connector_status(session, seeded.beta_okx) == ("unbalanced", 2)
     assert _statuses(reconcile.reconcile(SYSTEM, connector_id=gamma)) == {"USDT": "balanced", "AIR": "unknown"}
 
 
@@ -413,7 +413,7 @@ def _record_syncs() -> None:
         session.add(run)
         session.flush()
         for connector_id in session.scalars(select(Connector.id)):
-            status, unbalanced = reconcile.connector_status(session, connector_id)
+            status, unbalanced = implied_totals.connector_status(session, connector_id)
             session.add(SyncResult(run_id=run.id, connector_id=connector_id, success=True,
                                    reconciliation=status, unbalanced=unbalanced))
 
