@@ -6,11 +6,11 @@ moves imply at many moments (every day of a year for every account, every daily 
 question is a binary search. Reading and sorting a million fills' moves takes seconds, and a
 sync that adds a few fills would make every page pay it again. So ``live(session)`` keeps one
 index per database in this process and, when only fills later than each of their connectors'
-history were added since, adds their moves to it (``BalanceIndex.extend``). Its balances are a
-rebuild's up to float round-off: the running sums continue from the kept ones where a rebuild
-sums again from the start (tests/test_balance_index.py). Anything else (a back-dated fill, an
-import, a new transfer, ledger entry or opening balance, a removed connector, another database)
-builds it again.
+history were added since, adds their moves to it (``BalanceIndex.extend``). Each key's running
+sum adds one move after another (``_running``), so an extended index holds bit for bit what one
+built from all the moves holds, whatever the process's history (tests/test_balance_index.py).
+Anything else (a back-dated fill, an import, a new transfer, ledger entry or opening balance, a
+removed connector, another database) builds it again.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from lib.settings import get_settings
 
 #: moments are int ms; a key's code is shifted past them to search one sorted array
 _KEY_SHIFT = np.int64(1) << 42
+#: the times a move may have (ms): from 1970 to 2109, so the shift above keeps keys apart
+_TIMES = (0, int(_KEY_SHIFT) - 1)
 #: ``BalanceIndex.at``: the balance of a (connector, asset) at a moment, and its turnover so far
 #: (the sum of |change|: the scale of the float round-off in the balance)
 AT_COLUMNS = ["connector_id", "asset", "moment", "balance", "turnover"]
@@ -38,9 +40,34 @@ def _by_connector(values: pd.Series) -> pd.Series:
     return values.astype(np.int64) if len(values) else pd.Series(dtype=np.int64)
 
 
+def _in_range(timestamp: np.ndarray) -> np.ndarray:
+    """``timestamp`` when every time is ms from 1970 to 2109, else ValueError: packed with its
+    key's code, a time out of that range would read as another key's (another account's)."""
+    if len(timestamp) and (timestamp.min() < _TIMES[0] or timestamp.max() > _TIMES[1]):
+        raise ValueError("A stored time is outside 1970 to 2109 (milliseconds); balances over time cannot be "
+                         "rebuilt until it is corrected.")
+    return timestamp
+
+
+def _running(code: np.ndarray, change: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+    """Each key's running sum over ``change`` (grouped by ``code``, in order), one addition after
+    another from ``base`` (the key's sum so far; 0 when None), as ``np.cumsum`` adds: so the sums
+    an index is extended with equal those of one built at once."""
+    out = np.empty(len(change), dtype=float)
+    edges = np.flatnonzero(np.diff(code)) + 1
+    for low, high in zip(np.r_[0, edges].tolist(), np.r_[edges, len(change)].tolist(), strict=True):
+        if base is None:
+            np.cumsum(change[low:high], out=out[low:high])
+        else:
+            out[low:high] = np.cumsum(np.r_[base[low], change[low:high]])[1:]
+    return out
+
+
 @dataclass(frozen=True)
 class BalanceIndex:
-    """The moves of ``lib.rebuild`` as running balances, searchable by (connector, asset, moment)."""
+    """The moves of ``lib.rebuild`` as running balances, searchable by (connector, asset, moment):
+    grouped by key (a code per (connector, asset), in the order keys first appear), in time order
+    within each."""
 
     connector: np.ndarray  # per key (its code is its position): the connector's id
     asset: np.ndarray  # per key: the asset (object)
@@ -58,7 +85,7 @@ class BalanceIndex:
         connector = moves["connector_id"].to_numpy(np.int64)
         asset_code, assets = pd.factorize(moves["asset"])
         code, pairs = pd.factorize(connector * max(len(assets), 1) + asset_code)
-        stamp = code.astype(np.int64) * _KEY_SHIFT + moves["timestamp"].to_numpy(np.int64)
+        stamp = code.astype(np.int64) * _KEY_SHIFT + _in_range(moves["timestamp"].to_numpy(np.int64))
         order = np.argsort(stamp, kind="stable")
         code_sorted = code[order]
         change = moves["change"].to_numpy(float)[order]
@@ -67,8 +94,7 @@ class BalanceIndex:
             connector=np.asarray(pairs // max(len(assets), 1), dtype=np.int64),
             asset=np.asarray(assets, dtype=object)[pairs % max(len(assets), 1)],
             stamp=stamp[order],
-            running=pd.Series(change).groupby(code_sorted).cumsum().to_numpy(float),
-            turnover=pd.Series(np.abs(change)).groupby(code_sorted).cumsum().to_numpy(float),
+            running=_running(code_sorted, change), turnover=_running(code_sorted, np.abs(change)),
             first_move=_by_connector(moves.groupby("connector_id")["timestamp"].min()),
             first_event=_by_connector(events.groupby("connector_id")["timestamp"].min()),
             last_move=_by_connector(moves.groupby("connector_id")["timestamp"].max()),
@@ -117,7 +143,7 @@ class BalanceIndex:
         if moves.empty:
             return self
         connector = moves["connector_id"].to_numpy(np.int64)
-        timestamp = moves["timestamp"].to_numpy(np.int64)
+        timestamp = _in_range(moves["timestamp"].to_numpy(np.int64))
         if (timestamp <= self.last_move.reindex(connector).to_numpy(float)).any():  # NaN: a new connector
             return None
         known = {(int(c), a): n for n, (c, a) in enumerate(zip(self.connector, self.asset, strict=True))}
@@ -133,8 +159,7 @@ class BalanceIndex:
         has = (at > 0) & (self.stamp[before] // _KEY_SHIFT == code) if len(self.stamp) else np.zeros(len(code), bool)
         base = np.where(has, self.running[before], 0.0) if len(self.stamp) else np.zeros(len(code))
         base_turnover = np.where(has, self.turnover[before], 0.0) if len(self.stamp) else np.zeros(len(code))
-        running = base + pd.Series(change).groupby(code).cumsum().to_numpy(float)
-        turnover = base_turnover + pd.Series(np.abs(change)).groupby(code).cumsum().to_numpy(float)
+        running, turnover = _running(code, change, base), _running(code, np.abs(change), base_turnover)
         firsts = moves.groupby("connector_id")["timestamp"].min()
         return BalanceIndex(
             connector=np.concatenate([self.connector, np.array([c for c, _ in fresh], dtype=np.int64)]),
@@ -164,6 +189,7 @@ _KEPT: dict[tuple[str, str], _Kept] = {}
 #: databases kept per process (tests open many; a server has one)
 _KEPT_AT_MOST = 2
 _LOCK = threading.Lock()
+_BUILD_LOCK = threading.Lock()
 
 
 def _built(session: Session, made: queries.WriteState) -> _Kept:
@@ -197,16 +223,16 @@ def live(session: Session) -> BalanceIndex:
     if now is None or has_pending_writes(session.connection()):  # no version names what is read here
         return BalanceIndex.of(rebuild.balance_moves(session))
     key = (get_settings().database_url, now.identity)
-    with _LOCK:
-        kept = _KEPT.get(key)
-    if kept is not None and kept.made == now:
-        return kept.index
-    made = _extended(session, kept, now) if kept is not None else None
-    made = made or _built(session, now)
-    if queries.write_state(session) == now:  # nothing committed while it was read: keep it
+    with _BUILD_LOCK:  # one build at a time: two at once would each hold a million fills' moves
         with _LOCK:
-            _KEPT.pop(key, None)
-            _KEPT[key] = made
-            while len(_KEPT) > _KEPT_AT_MOST:
-                _KEPT.pop(next(iter(_KEPT)))
+            kept = _KEPT.get(key)
+        if kept is not None and kept.made == now:
+            return kept.index
+        made = (_extended(session, kept, now) if kept is not None else None) or _built(session, now)
+        if queries.write_state(session) == now:  # nothing committed while it was read: keep it
+            with _LOCK:
+                _KEPT.pop(key, None)
+                _KEPT[key] = made
+                while len(_KEPT) > _KEPT_AT_MOST:
+                    _KEPT.pop(next(iter(_KEPT)))
     return made.index

@@ -286,7 +286,8 @@ def balances_at(viewer: Viewer, client_id: int | None = None, at: datetime | Non
 
 
 _CODE_VERSION = code_version(Path(__file__), Path(rebuild.__file__), Path(balance_index.__file__),
-                             Path(reconcile.__file__), Path(prices.__file__), Path(reports.__file__))
+                             Path(reconcile.__file__), Path(prices.__file__), Path(reports.__file__),
+                             Path(queries.__file__))
 _MOMENTS = {"curve": ("time",), "by_asset": ("time",), "snapshots": ("time",), "disagreements": ("time",),
             "transfers": ("time",), "unpriced": ("first", "last")}
 

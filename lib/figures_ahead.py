@@ -2,7 +2,7 @@
 
 A page's first view after new data computes its figures (a million fills: seconds) unless the
 disk caches of ``lib.reports`` already hold them for the database's current write version. So
-after each pass that changed the data, while someone is logged in and active, the worker makes
+after each pass that changed the data, while an admin or analyst is logged in and active, the worker makes
 those of the view admins and analysts land on, every client together, with the pages' defaults:
 P&L over all history by FIFO with lots pooled across the scope, the value changes, the equity
 curve of the P&L page (all history) and of the Overview (its last ``OVERVIEW_DAYS``). The first
@@ -25,12 +25,12 @@ import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from lib import equity, queries, reconcile, reports, sessions
-from lib.access import SYSTEM
+from lib.access import SYSTEM, Role
 from lib.db import describe_failure, session_scope
 
 log = logging.getLogger(__name__)
 
-#: the Overview's equity curve: this many days up to today
+#: the Overview's equity curve: this many days up to today (the demo's whole history)
 OVERVIEW_DAYS = 90
 
 
@@ -58,7 +58,7 @@ def keep(after: str | None) -> str | None:
     try:
         with session_scope() as session:
             version = queries.data_version(session)
-            active = sessions.anyone_active(session)
+            active = sessions.anyone_active(session, (Role.ADMIN, Role.ANALYST))  # who opens every client
         if version == after or not active:
             return after
         make()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import threading
@@ -51,6 +52,8 @@ from lib.models import (
 )
 from lib.prices import price_source
 from lib.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 Bucket = Literal["hour", "day"]
 
@@ -516,7 +519,11 @@ def _stored_fills(session: Session) -> pd.DataFrame:
     max_id = int(frame["id"].max()) if len(frame) else 0
     label = _StoreLabel(state.identity, state.version, state.token, state.trades_epoch, len(frame), max_id,
                         exact=after == state)
-    _save_store(path, frame, label)
+    try:
+        _save_store(path, frame, label)
+    except OSError as error:  # a full or read-only data folder: the frame is right, only not kept
+        log.warning("the fill store could not be written to %s: %s", path.parent, error.strerror or error)
+        return frame
     _remember(path, frame, label)
     return frame
 
@@ -953,10 +960,30 @@ def fills_added_since(session: Session, kept: WriteState, now: WriteState, max_i
     if (now.version, now.token) != (kept.version, kept.token) and not went_through(session, kept.version, kept.token):
         return None
     fresh = _read_trades(session, after_id=max_id)
-    if not _ids_grow_in_commit_order(session) and count + len(fresh) != int(
-            session.scalar(select(func.count(Trade.id))) or 0):
+    if not _ids_grow_in_commit_order(session) and count + len(fresh) != _fill_count(session, now):
         return None
     return fresh
+
+
+#: the trades table's row count per write version (identity, version, token): each cache that
+#: continues on PostgreSQL checks it, and a million rows take a scan
+_COUNTS: dict[tuple[str, int, str], int] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
+def _fill_count(session: Session, now: WriteState) -> int:
+    """How many fills the database holds at write state ``now`` (the session's, with nothing
+    uncommitted: callers check), counted once per version."""
+    key = (now.identity, now.version, now.token)
+    with _COUNTS_LOCK:
+        found = _COUNTS.get(key)
+    if found is None:
+        found = int(session.scalar(select(func.count(Trade.id))) or 0)
+        if write_state(session) == now:
+            with _COUNTS_LOCK:
+                _COUNTS.clear()  # older versions are never asked again
+                _COUNTS[key] = found
+    return found
 
 
 def data_version(session: Session) -> str:

@@ -799,10 +799,9 @@ class _Live:
     fills: int
 
 
-#: kept states (each holds a result the size of its scope's history)
+#: kept states (a few scopes: each holds a result the size of its history)
 _LIVE: dict[tuple[object, ...], _Live] = {}
-#: scopes kept: every client and all of them together (what ``lib.figures_ahead`` makes), and a few more
-_LIVE_KEPT = 32
+_LIVE_KEPT = 4
 _LIVE_LOCK = threading.Lock()
 
 

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -168,13 +169,14 @@ def check(session: Session, session_id: int, *, touch: bool, now: datetime | Non
     return Status(row.user_id)
 
 
-def anyone_active(session: Session, now: datetime | None = None) -> bool:
-    """Whether some login is live and was used within the idle limit: someone may open a page soon."""
+def anyone_active(session: Session, roles: Sequence[str], now: datetime | None = None) -> bool:
+    """Whether a user of one of ``roles`` has a live login used within the idle limit: someone
+    who may open a page soon."""
     now = now or utcnow()
     idle = timedelta(minutes=get_settings().session_idle_minutes)
-    return session.scalar(select(AuthSession.id).where(
-        AuthSession.ended_at.is_(None), AuthSession.expires_at > now, AuthSession.last_seen_at > now - idle)
-        .limit(1)) is not None
+    return session.scalar(select(AuthSession.id).join(User, User.id == AuthSession.user_id).where(
+        User.role.in_(list(roles)), AuthSession.ended_at.is_(None), AuthSession.expires_at > now,
+        AuthSession.last_seen_at > now - idle).limit(1)) is not None
 
 
 def end(session: Session, session_id: int, reason: str, now: datetime | None = None) -> bool:

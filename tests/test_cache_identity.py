@@ -245,6 +245,18 @@ def test_the_fill_store_is_kept_in_memory_while_its_file_is_unchanged(seeded: Se
     assert loads == [path]
 
 
+def test_a_data_folder_that_cannot_be_written_leaves_the_fills_right(seeded: Seeded, monkeypatch,  # noqa: ANN001
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(queries, "_save_store", full)
+    with session_scope() as session:
+        count = session.scalar(select(func.count(Trade.id)))
+        assert len(queries._stored_fills(session)) == count
+    assert "No space left on device" in caplog.text
+
+
 # --------------------------------------------------------------------------- restored copy
 
 

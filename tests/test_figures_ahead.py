@@ -59,6 +59,8 @@ def test_they_are_made_again_only_when_the_data_changed(seeded: Seeded, monkeypa
     monkeypatch.setattr(figures_ahead, "make", lambda: made.append(1) or real())
     assert figures_ahead.keep(None) is None and made == []  # nobody logged in: nothing to make
     _log_in(seeded, "client")
+    assert figures_ahead.keep(None) is None and made == []  # a client user never opens every client
+    _log_in(seeded, "analyst")
     first = figures_ahead.keep(None)
     assert figures_ahead.keep(first) == first and len(made) == 1  # same data: nothing to do
     with session_scope() as session:
@@ -97,8 +99,9 @@ def test_only_a_live_recent_login_counts_as_someone_active(seeded: Seeded) -> No
     with session_scope() as session:
         row, _ = sessions.start(session, seeded.users["admin"], "password", "127.0.0.1",
                                 now=equity.utcnow() - timedelta(hours=3))  # idle far beyond the limit
-        assert not sessions.anyone_active(session)
+        assert not sessions.anyone_active(session, ["admin"])
         row.last_seen_at = equity.utcnow()
-        assert sessions.anyone_active(session)
+        assert sessions.anyone_active(session, ["admin"])
+        assert not sessions.anyone_active(session, ["analyst"])  # another role
         row.ended_at = equity.utcnow()  # logged out
-        assert not sessions.anyone_active(session)
+        assert not sessions.anyone_active(session, ["admin"])

@@ -15,8 +15,6 @@ from lib.ui.auth import current_viewer
 from lib.ui.demo import load_demo_button
 from lib.ui.shell import current_scope
 
-#: the Overview's equity curve: the last this many days (the demo's whole history)
-
 viewer = current_viewer()
 chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
 client_id, connector_id = chosen.client_id, chosen.connector_id
