@@ -1,9 +1,9 @@
 """One connector's implied balance per asset as sums, cheaply: what a sync needs of it.
 
 Every sync records whether the connector's history explains its newest balance snapshot
-(``connector_status``, the rule of ``lib.reconcile.connector_status``), and the first sync books
-opening balances for what the history does not explain (``exact_totals``, the figures of
-``lib.rebuild.totals``). Both are per-asset sums of the moves ``lib.rebuild`` defines, but
+(``connector_status``: the moves up to it against it, with reconciliation's tolerance), and the
+first sync books opening balances for what the history does not explain (``exact_totals``: every
+move added up, exactly). Both are per-asset sums of the moves ``lib.rebuild`` defines, but
 ``rebuild.balance_moves`` builds one row per move in pandas (Python ``Decimal`` objects when
 exact): tens of milliseconds per connector, for every connector of every run, on the sync's one
 database thread. Here the result is the same from a few rows:
@@ -170,9 +170,10 @@ def _other_moves(session: Session, connector_id: int, first_fill: int | None, ex
 # --- the sync's two uses ------------------------------------------------------------------
 
 def exact_totals(session: Session, connector_id: int) -> dict[str, Decimal]:
-    """What the whole stored history of one connector adds up to per asset, exactly: the figures
-    of ``lib.rebuild.totals`` (opening balances included, as there), which the first sync compares
-    with the exchange's holdings to book opening balances."""
+    """What the whole stored history of one connector adds up to per asset, exactly: every move of
+    ``rebuild.balance_moves`` added up (opening balances included), which the first sync compares
+    with the exchange's holdings to book opening balances (tests/test_implied_totals.py compares
+    it with that long way)."""
     totals: dict[str, Decimal] = {}
     with localcontext(prec=EXACT_DIGITS):  # exact sums of 24-digit amounts need more than 28 digits
         fills = list(_moves(fill_changes(_exact_fill_groups(session, connector_id), exact=True)))
@@ -204,9 +205,11 @@ def _implied(session: Session, connector_id: int, cut: int) -> dict[str, tuple[f
 
 
 def connector_status(session: Session, connector_id: int) -> tuple[Status, int]:
-    """What a sync records for its connector, as ``lib.reconcile.connector_status`` decides it:
-    "unbalanced" with how many assets; else "unknown" when nothing can be compared or a reported
-    asset has no history at all; else "balanced". Only the newest snapshot decides it."""
+    """What a sync records for its connector: "unbalanced" with how many assets; else "unknown"
+    when nothing can be compared or a reported asset has no history at all; else "balanced".
+    Only the newest snapshot decides it: the moves up to it against it, asset by asset, within
+    ``reconcile.tolerance`` (so this runs once per connector per sync without the page's per-day
+    comparison, USD values or causes)."""
     newest = session.scalar(select(func.max(BalanceSnapshot.taken_at)).where(
         BalanceSnapshot.connector_id == connector_id))
     if newest is None:
