@@ -2,7 +2,7 @@
 
 The equity curve, the value changes and reconciliation ask for the balances ``lib.rebuild``'s
 moves imply at many moments (every day of a year for every account, every daily snapshot). A
-``BalanceIndex`` holds the moves sorted by (connector, asset, time) with running sums, so a
+``BalanceIndex`` holds the moves grouped by (connector, asset), in time order, with running sums, so a
 question is a binary search. Reading and sorting a million fills' moves takes seconds, and a
 sync that adds a few fills would make every page pay it again. So ``live(session)`` keeps one
 index per database in this process and, when only fills later than each of their connectors'
@@ -31,9 +31,6 @@ from lib.settings import get_settings
 _KEY_SHIFT = np.int64(1) << 42
 #: the times a move may have (ms): from 1970 to 2109, so the shift above keeps keys apart
 _TIMES = (0, int(_KEY_SHIFT) - 1)
-#: ``BalanceIndex.at``: the balance of a (connector, asset) at a moment, and its turnover so far
-#: (the sum of |change|: the scale of the float round-off in the balance)
-AT_COLUMNS = ["connector_id", "asset", "moment", "balance", "turnover"]
 
 
 def _by_connector(values: pd.Series) -> pd.Series:
@@ -111,11 +108,21 @@ class BalanceIndex:
         return every if connector_ids is None else every[np.isin(self.connector, np.asarray(connector_ids,
                                                                                              dtype=np.int64))]
 
+    def _last(self, probe: np.ndarray, code: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """For each probe (its key's code << 42 | a time): ``values`` at the key's last move at or
+        before that time; 0 where the key has none."""
+        if not len(self.stamp):
+            return np.zeros(len(probe))
+        found = np.searchsorted(self.stamp, probe, side="right") - 1
+        safe = np.clip(found, 0, None)
+        return np.where((found >= 0) & (self.stamp[safe] // _KEY_SHIFT == code), values[safe], 0.0)
+
     def at(self, moments: pd.DataFrame | Sequence[int] | np.ndarray,
            connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """The balance of every (connector, asset) of ``connector_ids`` (None: all) at each moment
-        (int ms, inclusive: a move at the moment counts), ``AT_COLUMNS``, one row per key and
-        moment; before a key's first move its balance is 0.
+        (int ms, inclusive: a move at the moment counts): ``connector_id``, ``asset``, ``moment``,
+        ``balance`` and ``turnover`` (the sum of |change| so far: the scale of the float round-off
+        in the balance), one row per key and moment; before a key's first move both are 0.
 
         ``moments`` is one list of times for every connector, or a frame of (``connector_id``,
         ``moment``) rows giving each connector its own."""
@@ -127,14 +134,10 @@ class BalanceIndex:
         else:
             times = np.asarray(moments, dtype=np.int64)
             code, moment = np.repeat(codes, len(times)), np.tile(times, len(codes))
-        found = np.searchsorted(self.stamp, code * _KEY_SHIFT + moment, side="right") - 1
-        safe = np.clip(found, 0, None)
-        hit = (found >= 0) & (self.stamp[safe] // _KEY_SHIFT == code) if len(self.stamp) else np.zeros(len(code),
-                                                                                                         bool)
+        probe = code * _KEY_SHIFT + moment
         return pd.DataFrame({
             "connector_id": self.connector[code], "asset": self.asset[code], "moment": moment,
-            "balance": np.where(hit, self.running[safe], 0.0) if len(self.stamp) else np.zeros(len(code)),
-            "turnover": np.where(hit, self.turnover[safe], 0.0) if len(self.stamp) else np.zeros(len(code)),
+            "balance": self._last(probe, code, self.running), "turnover": self._last(probe, code, self.turnover),
         })
 
     def extend(self, moves: pd.DataFrame) -> BalanceIndex | None:
@@ -155,11 +158,8 @@ class BalanceIndex:
         code, stamp = code[order], code[order] * _KEY_SHIFT + timestamp[order]
         change = moves["change"].to_numpy(float)[order]
         at = np.searchsorted(self.stamp, stamp, side="right")  # after every move of the key: they are later
-        before = np.clip(at - 1, 0, None)
-        has = (at > 0) & (self.stamp[before] // _KEY_SHIFT == code) if len(self.stamp) else np.zeros(len(code), bool)
-        base = np.where(has, self.running[before], 0.0) if len(self.stamp) else np.zeros(len(code))
-        base_turnover = np.where(has, self.turnover[before], 0.0) if len(self.stamp) else np.zeros(len(code))
-        running, turnover = _running(code, change, base), _running(code, np.abs(change), base_turnover)
+        running = _running(code, change, self._last(stamp, code, self.running))
+        turnover = _running(code, np.abs(change), self._last(stamp, code, self.turnover))
         firsts = moves.groupby("connector_id")["timestamp"].min()
         return BalanceIndex(
             connector=np.concatenate([self.connector, np.array([c for c, _ in fresh], dtype=np.int64)]),

@@ -503,16 +503,9 @@ def _stored_fills(session: Session) -> pd.DataFrame:
                 state.version, state.token):
             _remember(path, frame, label)
             return frame
-        if (label.identity != state.identity or label.trades_epoch != state.trades_epoch
-                or not went_through(session, label.version, label.token)):
-            frame = None
-        else:
-            fresh = _read_trades(session, after_id=label.max_id)
-            if not _ids_grow_in_commit_order(session) and len(frame) + len(fresh) != int(
-                    session.scalar(select(func.count(Trade.id))) or 0):
-                frame = None
-            elif len(fresh):
-                frame = pd.concat([frame, fresh], ignore_index=True)
+        made = WriteState(label.identity, label.version, label.token, label.trades_epoch)
+        fresh = fills_added_since(session, made, state, label.max_id, len(frame))
+        frame = None if fresh is None else pd.concat([frame, fresh], ignore_index=True) if len(fresh) else frame
     if frame is None:
         frame = _read_trades(session)
     after = write_state(session)
