@@ -5,14 +5,15 @@ disk caches of ``lib.reports`` already hold them for the database's current writ
 after each pass that changed the data, while an admin or analyst is logged in and active, the worker makes
 those of the view admins and analysts land on, every client together, with the pages' defaults:
 P&L over all history by FIFO with lots pooled across the scope, the value changes, the equity
-curve of the P&L page (all history) and of the Overview (its last ``OVERVIEW_DAYS``). The first
-view then reads a small file. In the dashboard's own worker thread this also keeps the in-memory
+curve of the P&L page (all history) and of the Overview (its last ``OVERVIEW_DAYS``), and the
+Clients table over all history (which makes each client's value changes too). The first view then
+reads a small file. In the dashboard's own worker thread this also keeps the in-memory
 states (the P&L's, the balance index, the fill frame) in step.
 
-What it leaves to the first view, as before: one client's scope, other options and the Clients
-table. Each client's scope costs about as much again as all of them (a million fills over twenty
-clients: about 0.8 s each against 2.7 s for all together, after one new fill), and syncs run every
-minute; so the worker makes only the one view every admin opens.
+What it leaves to the first view: one client's scope and other options. Each client's P&L scope
+costs about as much again as all of them (a million fills over twenty clients: about 0.8 s each
+against 2.7 s for all together, after one new fill), and syncs run every minute; so the worker
+makes only the views every admin opens: the landing page and the Clients table.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from functools import cache
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
-from lib import equity, queries, reconcile, reports, sessions
+from lib import client_summary, equity, queries, reconcile, reports, sessions
 from lib.access import SYSTEM, Role
 from lib.db import describe_failure, session_scope
 
@@ -49,6 +50,7 @@ def make() -> None:
     equity.cached_value_changes(SYSTEM)
     equity.cached_equity_curve(SYSTEM, None, None, None, None, reconciled)
     equity.cached_equity_curve(SYSTEM, None, None, overview_start(datetime.now(UTC).date()), None, reconciled)
+    client_summary.client_summary(SYSTEM)  # the Clients page's defaults: all history, FIFO
 
 
 def keep(after: str | None) -> str | None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from lib import equity, figures_ahead, reports, sessions
+from lib import activity, client_summary, equity, figures_ahead, reports, sessions
 from lib.db import session_scope
 from lib.models import Trade
 from lib.sync import worker
@@ -29,6 +29,8 @@ def _forbid_computing(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("value_changes", "equity_curve"):
         monkeypatch.setattr(equity, name, refuse)
     monkeypatch.setattr(reports, "pnl_report", refuse)
+    monkeypatch.setattr(reports, "client_pnl", refuse)
+    monkeypatch.setattr(activity, "volume_and_fees", refuse)
 
 
 def _log_in(seeded: Seeded, role: str = "admin") -> None:
@@ -49,6 +51,9 @@ def test_the_landing_view_opens_from_what_the_worker_made(seeded: Seeded, monkey
         assert not equity.cached_equity_curve(admin, None, None, None, None, lambda: None).empty
         start = figures_ahead.overview_start(equity.utcnow().date())
         assert not equity.cached_equity_curve(admin, None, None, start, None, lambda: None).empty
+        clients = client_summary.client_summary(admin)  # the Clients page's defaults
+        assert len(clients.rows) == 2 and clients.total["fills"] > 0
+        assert equity.cached_value_changes(admin, seeded.alpha)["now"]["value"] > 0  # one client's Overview
         with pytest.raises(AssertionError, match="computed"):  # one client's scope: made on first view
             reports.cached_pnl_summary(admin, seeded.alpha, None, "fifo", None, None, "scope")
 
