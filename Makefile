@@ -22,9 +22,9 @@ run: $(VENV)/.installed
 	$(PY) -m lib.cli demo --resume
 	FORWARDED_ALLOW_IPS="$(FORWARDED_ALLOW_IPS)" $(PY) -m streamlit run serve.py --server.port $(PORT) --server.address $(ADDRESS)
 
-## test: the whole suite (SQLite, plus PostgreSQL and Chromium where available)
+## test: the whole suite (SQLite, plus PostgreSQL and Chromium where available), test files spread over 2 processes
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## demo: start the local exchange simulator and load demo clients into the database
 demo: $(VENV)/.installed
