@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -14,3 +15,21 @@ def test_top_holdings_leave_out_unpriced_assets() -> None:
                          "priced": [True, True, False, True]})
     bars = charts.top_holdings(rows).data[0]
     assert dict(zip(bars.y, bars.x, strict=True)) == {"ETH": 50.0, "BTC": 120.0}
+
+
+def test_a_figure_is_kept_for_the_same_data_and_made_again_for_new_data(monkeypatch) -> None:  # noqa: ANN001
+    import plotly.express as px
+    import streamlit as st
+
+    st.cache_data.clear()
+    built: list[int] = []
+    real = px.area
+    monkeypatch.setattr(px, "area", lambda *args, **kwargs: built.append(1) or real(*args, **kwargs))
+    by_asset = pd.DataFrame({"time": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True), "asset": ["BTC", "BTC"],
+                             "usd": [100.0, 110.0]})
+    first = charts.allocation_over_time(by_asset)
+    again = charts.allocation_over_time(by_asset.copy())
+    assert len(built) == 1 and again is not first  # a copy, never the shared one
+    assert json.loads(again.to_json())["data"] == json.loads(first.to_json())["data"]  # what the browser gets
+    moved = charts.allocation_over_time(by_asset.assign(usd=[100.0, 120.0]))
+    assert len(built) == 2 and list(moved.data[0].y) == [100.0, 120.0]

@@ -2,6 +2,10 @@
 
 Names and asset codes reach a figure only through ``format.chart_text``: plotly reads an HTML
 subset in labels, ticks and hover text.
+
+Each builder is kept by ``st.cache_data``, keyed by the content of its arguments: building a
+figure (plotly validates every property) took most of a warm rerun (the Overview's three charts
+about 0.2 s), while a kept one is a copy in milliseconds. New data is new content, so a new figure.
 """
 
 from __future__ import annotations
@@ -9,11 +13,14 @@ from __future__ import annotations
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+import streamlit as st
 
 from lib.ui.format import chart_text
 
 GAIN, LOSS = "#2e7d32", "#c62828"
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "hovermode": "x unified"}
+#: a figure per distinct data; a page draws a few, a handful of scopes and windows are in use
+_kept = st.cache_data(show_spinner=False, max_entries=64)
 
 
 def _frame(figure: go.Figure, title: str) -> go.Figure:
@@ -21,6 +28,7 @@ def _frame(figure: go.Figure, title: str) -> go.Figure:
     return figure
 
 
+@_kept
 def allocation(rows: pd.DataFrame, path: list[str], title: str = "Allocation") -> go.Figure:
     """Sunburst of priced USD value along ``path`` (e.g. client > exchange > asset)."""
     priced = rows[rows["usd"].notna() & (rows["usd"] > 0)]
@@ -30,6 +38,7 @@ def allocation(rows: pd.DataFrame, path: list[str], title: str = "Allocation") -
     return _frame(figure, title).update_layout(hovermode=None)
 
 
+@_kept
 def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
     """Horizontal bars of the largest priced holdings by asset."""
     priced = rows[rows["priced"]]  # an unpriced asset is not worth $0: it has no bar at all
@@ -41,6 +50,7 @@ def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
     return _frame(figure, f"Top {limit} holdings").update_layout(hovermode=None)
 
 
+@_kept
 def equity(curve: pd.DataFrame, transfers: pd.DataFrame, snapshots: pd.DataFrame | None = None,
            disagreements: pd.DataFrame | None = None) -> go.Figure:
     """Total value rebuilt from the history (a line from the first event), the balance snapshots
@@ -71,6 +81,7 @@ def equity(curve: pd.DataFrame, transfers: pd.DataFrame, snapshots: pd.DataFrame
     return _frame(figure, "Equity (rebuilt from history)")
 
 
+@_kept
 def allocation_over_time(by_asset: pd.DataFrame, limit: int = 8) -> go.Figure:
     """Stacked value per asset over time: the largest ``limit`` assets (by latest value), the rest as "other"."""
     latest = by_asset[by_asset["time"] == by_asset["time"].max()].groupby("asset")["usd"].sum()
@@ -131,6 +142,7 @@ def _money_axis(figure: go.Figure, values: pd.Series, axis: str = "y") -> None:
         update(tickprefix="$")
 
 
+@_kept
 def cumulative_realized(daily: pd.DataFrame) -> go.Figure:
     """Running sum of realized P&L by day."""
     running = daily["realized"].cumsum()
@@ -140,6 +152,7 @@ def cumulative_realized(daily: pd.DataFrame) -> go.Figure:
     return _frame(figure, "Cumulative realized P&L")
 
 
+@_kept
 def daily_pnl(daily: pd.DataFrame) -> go.Figure:
     """Realized P&L per day, green for gains and red for losses."""
     colours = [GAIN if value >= 0 else LOSS for value in daily["realized"]]
@@ -149,6 +162,7 @@ def daily_pnl(daily: pd.DataFrame) -> go.Figure:
     return _frame(figure, "Daily realized P&L")
 
 
+@_kept
 def volume_by_day(daily: pd.DataFrame) -> go.Figure:
     """Bought and sold USD volume per day, stacked (lib.activity ``by_day``)."""
     figure = go.Figure([
@@ -159,6 +173,7 @@ def volume_by_day(daily: pd.DataFrame) -> go.Figure:
     return _frame(figure, "Volume by day (USD)").update_layout(barmode="stack")
 
 
+@_kept
 def volume_bars(rows: pd.DataFrame, label: str, title: str) -> go.Figure:
     """Horizontal bars of USD volume per ``label`` (an exchange, a market), largest on top."""
     ordered = rows.dropna(subset=["volume_usd"]).sort_values("volume_usd")
