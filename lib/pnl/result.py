@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from lib.pnl.ledger import ACQUIRE, DEPOSIT, DISPOSE, LABELS, OPENING, WITHDRAW, Ledger, factorize_ids
+from lib.pnl.ledger import ACQUIRE, DEPOSIT, DISPOSE, LABELS, OPENING, WITHDRAW, Ledger, factorize_ids, first_seen
 from lib.pnl.matching import Matched
 
 DISPOSAL_COLUMNS = (
@@ -105,9 +105,10 @@ def mark(marks: Mapping[str, float], asset: str, usd_like: frozenset[str]) -> fl
 
 
 def _client_of(ledger: Ledger) -> dict[int, int]:
-    """Each connector's client (a connector belongs to one client)."""
-    pairs = pd.DataFrame({"c": ledger.sources.connector, "k": ledger.sources.client}).drop_duplicates("c")
-    return dict(zip(pairs["c"].tolist(), pairs["k"].tolist(), strict=True))
+    """Each connector's client (a connector belongs to one client), in order of first appearance."""
+    connector, client = ledger.sources.connector, ledger.sources.client
+    first = first_seen(connector, len(pd.unique(connector)))
+    return dict(zip(connector[first].tolist(), client[first].tolist(), strict=True))
 
 
 def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
