@@ -36,10 +36,11 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Double, Select, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, Double, and_, case, cast, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from lib.models import BalanceSnapshot, LedgerEntry, OpeningBalance, Trade, Transfer, to_decimal
+from lib.queries import driver_rows
 from lib.rebuild import DEAD_STATUSES, EXACT_DIGITS, LEDGER_INCOME_TYPES, fill_changes
 from lib.reconcile import Status, tolerance
 
@@ -63,15 +64,6 @@ def _amount(column: InstrumentedAttribute[Any], exact: bool) -> ColumnElement[An
     return column if exact else cast(column, Double)
 
 
-def _raw(session: Session, query: Select) -> list[tuple[Any, ...]]:
-    """The driver's plain rows (decimal text on SQLite, ``Decimal`` on PostgreSQL): no per-value
-    type processing, the amounts are converted once where they are summed."""
-    result = session.connection().execute(query)
-    try:
-        return result.cursor.fetchall()
-    finally:
-        result.close()
-
 
 def _moves(frames: Iterable[pd.DataFrame]) -> Iterator[Move]:
     """The moves of ``fill_changes`` frames that name an asset."""
@@ -89,7 +81,7 @@ def _exact_fill_groups(session: Session, connector_id: int) -> pd.DataFrame:
                    Trade.amount, Trade.cost, Trade.fee_cost, Trade.realized_pnl).where(
         Trade.connector_id == connector_id)
     groups: dict[tuple[Any, ...], list[Any]] = {}
-    for at, symbol, base, quote, side, fee_currency, amount, cost, fee, pnl in _raw(session, query):
+    for at, symbol, base, quote, side, fee_currency, amount, cost, fee, pnl in driver_rows(session, query):
         fee = _number(fee, True)
         key = (symbol, base, quote, side, fee_currency, (fee > 0) - (fee < 0), pnl is None)
         group = groups.get(key)
@@ -121,7 +113,7 @@ def _float_fill_groups(session: Session, connector_id: int, cut: int) -> pd.Data
              .where(Trade.connector_id == connector_id)
              .group_by(Trade.symbol, Trade.base, Trade.quote, Trade.side, Trade.fee_currency, fee_sign,
                        Trade.realized_pnl.is_(None), Trade.timestamp > cut))
-    rows = _raw(session, query)
+    rows = driver_rows(session, query)
     twice = [(half, at, symbol, base, quote, side, *sums[4 * half:4 * half + 3], fee_currency, sums[4 * half + 3])
              for half in (0, 1) for at, symbol, base, quote, side, fee_currency, *sums in rows]
     return pd.DataFrame.from_records(twice, columns=["connector_id", *FILL_COLUMNS])

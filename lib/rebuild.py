@@ -44,13 +44,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Double, Select, cast, func, select, true
+from sqlalchemy import ColumnElement, Double, cast, func, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from lib import queries
 from lib.access import SYSTEM
 from lib.models import BalanceSnapshot, LedgerEntry, OpeningBalance, Trade, Transfer, to_decimal
 from lib.pnl.ledger import settle_currency
+from lib.queries import driver_frame
 
 #: one signed change of one asset's balance: ``kind`` is opening, fill, fee, deposit,
 #: withdrawal or ledger
@@ -71,16 +72,6 @@ PENDING_COLUMNS = ["connector_id", "asset", "timestamp", "type", "amount", "tran
 def _within(column: ColumnElement[int], ids: Sequence[int] | None) -> ColumnElement[bool]:
     return true() if ids is None else column.in_(list(ids))
 
-
-def _read(session: Session, query: Select) -> pd.DataFrame:
-    """The driver's plain tuples (no per-value type processing: a million fills read in a
-    fraction of the time), as a frame named by the query's columns."""
-    result = session.connection().execute(query)
-    try:
-        rows = result.cursor.fetchall()
-    finally:
-        result.close()
-    return pd.DataFrame.from_records(rows, columns=list(query.selected_columns.keys()))
 
 
 def _amount(column: InstrumentedAttribute[Any], exact: bool) -> ColumnElement[Any]:
@@ -112,7 +103,7 @@ def _fills(session: Session, ids: Sequence[int] | None, exact: bool) -> pd.DataF
     P&L fill store (``queries.pnl_fills``: an Arrow file kept in step with the table), which
     loads a million fills in a fraction of the seconds SQL takes."""
     if exact or (ids is not None and len(ids) <= SQL_CONNECTORS):
-        return _read(session, select(Trade.connector_id, Trade.timestamp, Trade.symbol, Trade.base, Trade.quote,
+        return driver_frame(session, select(Trade.connector_id, Trade.timestamp, Trade.symbol, Trade.base, Trade.quote,
                                      Trade.side,
                                      _amount(Trade.amount, exact), _amount(Trade.cost, exact),
                                      _amount(Trade.fee_cost, exact), Trade.fee_currency,
@@ -148,7 +139,7 @@ def fill_changes(fills: pd.DataFrame, exact: bool = False) -> list[pd.DataFrame]
 
 
 def _transfers(session: Session, ids: Sequence[int] | None, exact: bool) -> pd.DataFrame:
-    return _read(session, select(Transfer.connector_id, Transfer.transfer_id, Transfer.timestamp, Transfer.type,
+    return driver_frame(session, select(Transfer.connector_id, Transfer.transfer_id, Transfer.timestamp, Transfer.type,
                                  Transfer.currency, _amount(Transfer.amount, exact), _amount(Transfer.fee_cost, exact),
                                  Transfer.fee_currency, Transfer.status)
                  .where(_within(Transfer.connector_id, ids)))
@@ -174,7 +165,7 @@ def _transfer_moves(transfers: pd.DataFrame, exact: bool) -> list[pd.DataFrame]:
 
 
 def _ledger_moves(session: Session, ids: Sequence[int] | None, exact: bool) -> list[pd.DataFrame]:
-    entries = _read(session, select(LedgerEntry.connector_id, LedgerEntry.timestamp, LedgerEntry.currency,
+    entries = driver_frame(session, select(LedgerEntry.connector_id, LedgerEntry.timestamp, LedgerEntry.currency,
                                     _amount(LedgerEntry.amount, exact), LedgerEntry.direction)
                     .where(_within(LedgerEntry.connector_id, ids),
                            func.lower(LedgerEntry.type).in_(LEDGER_INCOME_TYPES)))
@@ -191,12 +182,12 @@ def _ledger_moves(session: Session, ids: Sequence[int] | None, exact: bool) -> l
 def _opening_moves(session: Session, ids: Sequence[int] | None, events: pd.DataFrame,
                    exact: bool) -> list[pd.DataFrame]:
     """Opening balances at the start of each connector's history (see the module's rule)."""
-    opening = _read(session, select(OpeningBalance.connector_id, OpeningBalance.asset,
+    opening = driver_frame(session, select(OpeningBalance.connector_id, OpeningBalance.asset,
                                     _amount(OpeningBalance.amount, exact), OpeningBalance.timestamp)
                     .where(_within(OpeningBalance.connector_id, ids)))
     if opening.empty:
         return []
-    first_snapshot = _read(session, select(BalanceSnapshot.connector_id,
+    first_snapshot = driver_frame(session, select(BalanceSnapshot.connector_id,
                                            func.min(BalanceSnapshot.taken_at).label("taken_at"))
                            .where(_within(BalanceSnapshot.connector_id, ids))
                            .group_by(BalanceSnapshot.connector_id))

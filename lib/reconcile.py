@@ -137,12 +137,7 @@ def _daily_snapshots(session: Session, viewer: Viewer, client_id: int | None,
                     cast(BalanceSnapshot.total, Double))
              .join(last, and_(last.c.connector_id == BalanceSnapshot.connector_id,
                               last.c.taken_at == BalanceSnapshot.taken_at)))
-    result = session.connection().execute(query)
-    try:
-        rows = result.cursor.fetchall()
-    finally:
-        result.close()
-    found = pd.DataFrame.from_records(rows, columns=["connector_id", "taken_at", "asset", "total"])
+    found = queries.driver_frame(session, query)
     if found.empty:
         return pd.DataFrame(columns=columns)
     return pd.DataFrame({"connector_id": found["connector_id"].astype(np.int64), "moment": _ms(found["taken_at"]),
