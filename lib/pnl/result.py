@@ -130,7 +130,11 @@ def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple
     del key
     source = source[order]
 
+    picked = rows[order] if len(conv_rows) == 0 else None  # events only (usual): one gather per column
+
     def column(events: np.ndarray, conversions: np.ndarray) -> np.ndarray:
+        if picked is not None:
+            return events[picked]
         return np.concatenate([events[rows], conversions[conv_rows]])[order]
 
     proceeds = column(ev.value, conv.proceeds)
@@ -350,6 +354,9 @@ def build_result(
     mark_of = np.array([mark(marks, a, usd_like) for a in ledger.assets] + [math.nan])
     client_of = _client_of(ledger)
     segments = _segments(ledger, matched)
+    # holdings before the disposals: their event-length temporaries are let go before the
+    # disposals' million rows are made, so the two never add up in peak memory
+    holdings = _holdings(ledger, segments, pool, mark_of, client_of)
     disposals, disposal_codes = _disposals(ledger, matched, in_window)
     flows = _flows(ledger, in_window, client_of)
     per_asset = _per_asset(ledger, segments, matched, mark_of, disposals, flows, disposal_codes)
@@ -359,7 +366,7 @@ def build_result(
         method=method,
         pool=pool,
         per_asset=per_asset,
-        holdings=_holdings(ledger, segments, pool, mark_of, client_of),
+        holdings=holdings,
         disposals=disposals,
         flows=flows,
         totals=_totals(ledger, matched, in_window, per_asset, disposals, flows),
