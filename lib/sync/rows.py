@@ -172,6 +172,9 @@ def position_row(p: Mapping[str, Any]) -> dict[str, Any]:
 
 #: where ``ledger_key`` keeps an entry's digest in ccxt's (per-request, never shared) dict
 _LEDGER_KEY = "_lib_sync_entry_key"
+#: ``json.dumps(record, sort_keys=True, default=str)``'s encoder, made once: building it for every
+#: entry cost as much as the encoding itself
+_KEY_JSON = json.JSONEncoder(sort_keys=True, default=str)
 
 
 def ledger_key(entry: Mapping[str, Any]) -> str:
@@ -186,7 +189,7 @@ def ledger_key(entry: Mapping[str, Any]) -> str:
         return known
     record = entry.get("info") or {k: entry.get(k) for k in ("id", "currency", "direction", "type", "timestamp",
                                                                "amount", "account", "referenceId")}
-    key = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:40]
+    key = hashlib.sha256(_KEY_JSON.encode(record).encode()).hexdigest()[:40]
     if isinstance(entry, dict):  # the walk de-duplicates by it and the row stores it: digest once
         entry[_LEDGER_KEY] = key
     return key
