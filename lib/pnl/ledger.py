@@ -162,21 +162,24 @@ def processing_rank(timestamp: np.ndarray, order: np.ndarray, ids: pd.Series) ->
     """Rank by (timestamp, order, id); ids are compared only where the rest ties."""
     key = timestamp.astype(np.int64, copy=False) * 4
     key += order
-    # fills from an ORDER BY are in order already: one comparison pass instead of a sort and a gather
-    presorted = bool((key[1:] >= key[:-1]).all())
-    perm = np.arange(len(key)) if presorted else np.argsort(key, kind="stable")
-    in_order = key if presorted else key[perm]
+    # fills from an ORDER BY are in order already: one comparison pass, no sort, gather or scatter
+    perm = None if bool((key[1:] >= key[:-1]).all()) else np.argsort(key, kind="stable")  # None: identity
+    in_order = key if perm is None else key[perm]
     same = in_order[1:] == in_order[:-1]
     del in_order
+    dtype = _index_dtype(len(key))
+    if perm is None:
+        rank = np.arange(len(key), dtype=dtype)
+    else:
+        rank = np.empty(len(key), dtype)
+        rank[perm] = np.arange(len(key), dtype=dtype)
     if same.any():  # reorder only the runs of tied keys, by id (a lexsort of every row costs ~40 ms a million)
         tied = np.zeros(len(key), bool)
         tied[1:] |= same
         tied[:-1] |= same
         at = np.flatnonzero(tied)  # positions of the tied runs in key order
-        runs = perm[at]
-        perm[at] = runs[np.lexsort((_id_order(ids.iloc[runs]), key[runs]))]
-    rank = np.empty(len(key), _index_dtype(len(key)))
-    rank[perm] = np.arange(len(key), dtype=rank.dtype)
+        runs = at if perm is None else perm[at]  # their rows
+        rank[runs[np.lexsort((_id_order(ids.iloc[runs]), key[runs]))]] = at
     return rank
 
 
@@ -324,17 +327,24 @@ def _fill_events(
     fee_cash = has_fee & is_cash[np.maximum(fee_cur, 0)]
 
     # X, the value exchanged: exact on the cash side when there is one, else cost x USD(quote).
+    # The rules below are applied in place, the last one first, each overwriting where it holds: one
+    # full-length array per figure instead of a temporary per branch (these set the engine's peak).
     quote_usd = np.where(quote_cash, 1.0, _num(fills, "quote_usd"))
-    x = np.where(g_cash, g, np.where(r_cash, r, cost * quote_usd))
+    x = cost * quote_usd
+    np.copyto(x, r, where=r_cash)
+    np.copyto(x, g, where=g_cash)
     x[contract] = 0.0
     # V, the fee's value. A fee in a spot fill's own base or quote is priced by the fill itself,
     # which is exact at the fill's timestamp; the stored price (a daily candle) is the fallback.
+    fee_unit_usd = np.full(len(x), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        implied = np.where(fee_cur == base, x / amount, np.where(fee_cur == quote, x / cost, np.nan))
-        implied[~np.isfinite(implied) | contract] = np.nan
-        fee_unit_usd = np.where(fee_cash, 1.0, np.where(np.isnan(implied), _num(fills, "fee_usd"), implied))
-    v = np.where(has_fee, fee * fee_unit_usd, 0.0)
-    del implied, fee_unit_usd  # full-length temporaries let go as soon as spent: they set the peak
+        np.divide(x, cost, out=fee_unit_usd, where=fee_cur == quote)
+        np.divide(x, amount, out=fee_unit_usd, where=fee_cur == base)
+        fee_unit_usd[~np.isfinite(fee_unit_usd) | contract] = np.nan
+    np.copyto(fee_unit_usd, _num(fills, "fee_usd"), where=np.isnan(fee_unit_usd))
+    fee_unit_usd[fee_cash] = 1.0
+    v = np.multiply(fee, fee_unit_usd, out=fee_unit_usd)  # V, in the unit price's array
+    v[~has_fee] = 0.0
     pnl_units, pnl_usd = _contract_pnl(fills, contract, settle, quote, fee_cur, is_cash, quote_usd, notes)
     del quote_usd
     unvalued = np.isnan(x) | np.isnan(v) | np.isnan(pnl_usd)
@@ -359,7 +369,7 @@ def _fill_events(
     rows = np.flatnonzero(spot & ~r_cash)
     events.add(rows, received[rows], ACQUIRE, TRADE, r[rows] - fee[rows] * in_r[rows],
                x[rows] + v[rows] * ~in_r[rows], source[rows], picked=True)
-    del x
+    del x, received
     # P&L settled in a non-cash asset moves its lots, before the fee is paid (from a gain, say)
     settle_lot = contract & ~is_cash[np.maximum(settle, 0)]
     events.add(settle_lot & (pnl_units > 0), settle, ACQUIRE, CONTRACT, pnl_units, pnl_usd, source)
@@ -369,7 +379,9 @@ def _fill_events(
     rows = np.flatnonzero(fee_lot & (fee < 0))  # a rebate paid in F
     events.add(rows, fee_cur[rows], ACQUIRE, FEE, -fee[rows], -v[rows], source[rows], picked=True)
 
-    cash_flow = r * r_cash - g * g_cash - v * fee_cash
+    cash_flow = r * r_cash  # in place from here: one full-length temporary at a time
+    cash_flow -= g * g_cash
+    cash_flow -= v * fee_cash
     rows = np.flatnonzero(contract)
     cash_flow[rows] = pnl_units[rows] * ~settle_lot[rows] - v[rows] * fee_cash[rows]
     rows = np.flatnonzero((spot & g_cash & r_cash) | contract)  # few: pick them before any arithmetic

@@ -107,7 +107,7 @@ def mark(marks: Mapping[str, float], asset: str, usd_like: frozenset[str]) -> fl
 def _client_of(ledger: Ledger) -> dict[int, int]:
     """Each connector's client (a connector belongs to one client), in order of first appearance."""
     connector, client = ledger.sources.connector, ledger.sources.client
-    first = first_seen(connector, len(pd.unique(connector)))
+    first = first_seen(connector, len(factorize_ids(connector)[1]))  # no hash table sized for every row
     return dict(zip(connector[first].tolist(), client[first].tolist(), strict=True))
 
 
@@ -354,11 +354,11 @@ def build_result(
     mark_of = np.array([mark(marks, a, usd_like) for a in ledger.assets] + [math.nan])
     client_of = _client_of(ledger)
     segments = _segments(ledger, matched)
-    # holdings before the disposals: their event-length temporaries are let go before the
-    # disposals' million rows are made, so the two never add up in peak memory
+    # holdings and flows before the disposals: their event- and fill-length temporaries are let go
+    # before the disposals' million rows are made, so the two never add up in peak memory
     holdings = _holdings(ledger, segments, pool, mark_of, client_of)
-    disposals, disposal_codes = _disposals(ledger, matched, in_window)
     flows = _flows(ledger, in_window, client_of)
+    disposals, disposal_codes = _disposals(ledger, matched, in_window)
     per_asset = _per_asset(ledger, segments, matched, mark_of, disposals, flows, disposal_codes)
     unpriced = sorted(per_asset.loc[~per_asset["priced"], "asset"])
     unmatched = {a: float(q) for a, q in zip(per_asset["asset"], per_asset["unmatched_quantity"], strict=True) if q > 0}
