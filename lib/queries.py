@@ -786,26 +786,34 @@ BRIDGE_ASSETS = frozenset({"BTC", "ETH"})
 
 
 @dataclass(frozen=True)
-class _FillAssets:
-    """Per connector, every asset its fills name, and the fills that was read from."""
+class _FillNames:
+    """Per connector, what its fills name (every asset; the contract markets of fills that carry
+    no realised P&L), and the fills that was read from."""
 
     made: WriteState
     max_id: int
     count: int
     assets: dict[int, frozenset[str]]
+    unsettled: dict[int, frozenset[str]]
 
 
-_FILL_ASSETS: dict[tuple[str, str], _FillAssets] = {}
-_FILL_ASSETS_LOCK = threading.Lock()
+_FILL_NAMES: dict[tuple[str, str], _FillNames] = {}
+_FILL_NAMES_LOCK = threading.Lock()
 
 
-def _named(frame: pd.DataFrame) -> dict[int, set[str]]:
-    named: dict[int, set[str]] = {}
+def _named(frame: pd.DataFrame) -> tuple[dict[int, set[str]], dict[int, set[str]]]:
+    """(assets, unsettled contract symbols) per connector of fill store rows."""
+    assets: dict[int, set[str]] = {}
+    names = frame[["connector_id", "base", "quote", "fee_currency"]].drop_duplicates()
     for column in ("base", "quote", "fee_currency"):
-        for cid, asset in zip(frame["connector_id"], frame[column], strict=True):
+        for cid, asset in zip(names["connector_id"], names[column], strict=True):
             if isinstance(asset, str) and asset:
-                named.setdefault(int(cid), set()).add(asset)
-    return named
+                assets.setdefault(int(cid), set()).add(asset)
+    unsettled: dict[int, set[str]] = {}
+    contract = frame["symbol"].str.contains(":", regex=False, na=False) & frame["realized_pnl"].isna()
+    for cid, symbol in frame.loc[contract, ["connector_id", "symbol"]].drop_duplicates().itertuples(index=False):
+        unsettled.setdefault(int(cid), set()).add(str(symbol))
+    return assets, unsettled
 
 
 def _traded_in_sql(session: Session, ids: list[int]) -> set[str]:
@@ -816,34 +824,64 @@ def _traded_in_sql(session: Session, ids: list[int]) -> set[str]:
     return assets
 
 
-def _traded(session: Session, ids: list[int]) -> set[str]:
-    """The base, quote and fee currencies of the connectors' fills. Every page of every client asks
-    (``_market_scope``), and a million fills take a table scan each time; so, per connector, they
-    are kept per database in this process and continued by the fills added since
-    (``fills_added_since``). Inside a transaction that wrote, the database is asked."""
+def _unsettled_in_sql(session: Session, ids: list[int]) -> set[tuple[int, str]]:
+    """(connector, contract market) of the connectors' fills without realised P&L, asked of the database."""
+    query = (select(Trade.connector_id, Trade.symbol)
+             .where(Trade.connector_id.in_(ids), Trade.symbol.contains(":", autoescape=True),
+                    Trade.realized_pnl.is_(None)).distinct())
+    return {(int(cid), str(symbol)) for cid, symbol in session.execute(query)}
+
+
+def _fill_names(session: Session) -> _FillNames | None:
+    """What the fills name, per connector. Every page of every client asks (``_market_scope``),
+    and a million fills take a table scan each time; so it is kept per database in this process
+    and continued by the fills added since (``fills_added_since``). None inside a transaction that
+    wrote (no version names what it would read): the caller asks the database."""
     now = write_state(session)
     if now is None or has_pending_writes(session.connection()):
-        return _traded_in_sql(session, ids)
+        return None
     key = (get_settings().database_url, now.identity)
-    with _FILL_ASSETS_LOCK:
-        kept = _FILL_ASSETS.get(key)
-    if kept is None or kept.made != now:
-        fresh = None if kept is None else fills_added_since(session, kept.made, now, kept.max_id, kept.count)
-        if kept is not None and fresh is not None:
-            named = {cid: set(assets) for cid, assets in kept.assets.items()}
-            for cid, assets in _named(fresh).items():
-                named.setdefault(cid, set()).update(assets)
-            max_id, count = max(kept.max_id, int(fresh["id"].max()) if len(fresh) else 0), kept.count + len(fresh)
-        else:  # from the fill store: a DISTINCT over a million rows in SQL took seconds
-            fills = _stored_fills(session)
-            named = _named(fills[["connector_id", "base", "quote", "fee_currency"]].drop_duplicates())
-            max_id, count = int(fills["id"].max()) if len(fills) else 0, len(fills)
-        kept = _FillAssets(now, max_id, count, {cid: frozenset(found) for cid, found in named.items()})
-        if write_state(session) == now:  # nothing committed while it was read: keep it (one database per server)
-            with _FILL_ASSETS_LOCK:
-                _FILL_ASSETS.clear()
-                _FILL_ASSETS[key] = kept
+    with _FILL_NAMES_LOCK:
+        kept = _FILL_NAMES.get(key)
+    if kept is not None and kept.made == now:
+        return kept
+    fresh = None if kept is None else fills_added_since(session, kept.made, now, kept.max_id, kept.count)
+    if kept is not None and fresh is not None:
+        assets = {cid: set(found) for cid, found in kept.assets.items()}
+        unsettled = {cid: set(found) for cid, found in kept.unsettled.items()}
+        more_assets, more_unsettled = _named(fresh)
+        for into, more in ((assets, more_assets), (unsettled, more_unsettled)):
+            for cid, found in more.items():
+                into.setdefault(cid, set()).update(found)
+        max_id, count = max(kept.max_id, int(fresh["id"].max()) if len(fresh) else 0), kept.count + len(fresh)
+    else:  # from the fill store: a DISTINCT over a million rows in SQL took seconds
+        fills = _stored_fills(session)
+        assets, unsettled = _named(fills)
+        max_id, count = int(fills["id"].max()) if len(fills) else 0, len(fills)
+    kept = _FillNames(now, max_id, count, {cid: frozenset(found) for cid, found in assets.items()},
+                      {cid: frozenset(found) for cid, found in unsettled.items()})
+    if write_state(session) == now:  # nothing committed while it was read: keep it (one database per server)
+        with _FILL_NAMES_LOCK:
+            _FILL_NAMES.clear()
+            _FILL_NAMES[key] = kept
+    return kept
+
+
+def _traded(session: Session, ids: list[int]) -> set[str]:
+    """The base, quote and fee currencies of the connectors' fills (``_fill_names``)."""
+    kept = _fill_names(session)
+    if kept is None:
+        return _traded_in_sql(session, ids)
     return set().union(*(kept.assets.get(cid, frozenset()) for cid in ids))
+
+
+def unsettled_contracts(session: Session, ids: list[int]) -> pd.DataFrame:
+    """(connector_id, symbol) of every contract market ("BTC/USDT:USDT") where the connectors have
+    fills whose realised P&L the exchange did not report (``_fill_names``)."""
+    kept = _fill_names(session)
+    pairs = (_unsettled_in_sql(session, ids) if kept is None
+             else {(cid, symbol) for cid in ids for symbol in kept.unsettled.get(cid, frozenset())})
+    return pd.DataFrame(sorted(pairs), columns=["connector_id", "symbol"])
 
 
 def _assets_in_scope(session: Session, ids: list[int]) -> set[str]:

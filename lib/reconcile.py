@@ -40,7 +40,7 @@ from lib import balance_index, prices, queries, rebuild, reports
 from lib.access import Viewer
 from lib.balance_index import BalanceIndex
 from lib.db import session_scope
-from lib.models import BalanceSnapshot, Trade
+from lib.models import BalanceSnapshot
 from lib.pnl.ledger import settle_currency
 
 Status = Literal["balanced", "unbalanced", "unknown"]
@@ -264,10 +264,7 @@ def _facts(coverage: pd.DataFrame, pending: pd.DataFrame, index: BalanceIndex, i
 def _contracts(session: Session, ids: list[int]) -> pd.DataFrame:
     """(connector_id, symbol) of every contract market where the connectors have fills whose
     realised P&L the exchange did not report (the history cannot move the settle currency)."""
-    query = (select(Trade.connector_id, Trade.symbol)
-             .where(Trade.connector_id.in_(ids), Trade.symbol.contains(":", autoescape=True),
-                    Trade.realized_pnl.is_(None)).distinct())
-    found = pd.DataFrame(session.execute(query).all(), columns=["connector_id", "symbol"])
+    found = queries.unsettled_contracts(session, ids)
     return found[settle_currency(found["symbol"]).notna()]
 
 

@@ -227,10 +227,31 @@ def test_market_data_follows_the_fills_a_scope_gains_and_loses(seeded: Seeded) -
         session.add(Trade(connector_id=seeded.alpha_binance, trade_id="zzz", timestamp=ms("2024-05-01"),
                           symbol="ZZZ/USDT", base="ZZZ", quote="USDT", side="buy", amount=1, price=1, cost=1))
     assert "ZZZ/USDT" in symbols()
-    assert any("ZZZ" in kept.assets.get(seeded.alpha_binance, ()) for kept in queries._FILL_ASSETS.values())
+    assert any("ZZZ" in kept.assets.get(seeded.alpha_binance, ()) for kept in queries._FILL_NAMES.values())
     with session_scope() as session:
         session.execute(delete(Trade).where(Trade.trade_id == "zzz"))
     assert "ZZZ/USDT" not in symbols()
+
+
+
+def test_unsettled_contracts_are_kept_and_follow_later_fills(seeded: Seeded) -> None:
+    """Contract markets whose fills carry no realised P&L (reconciliation names them as a cause):
+    continued from the kept names by later fills, the same as the database's own answer."""
+    ids = [seeded.alpha_binance, seeded.beta_okx]
+
+    def unsettled() -> set[tuple[int, str]]:
+        with session_scope() as session:
+            found = queries.unsettled_contracts(session, ids)
+            assert set(map(tuple, found.itertuples(index=False))) == queries._unsettled_in_sql(session, ids)
+            return set(map(tuple, found.itertuples(index=False)))
+
+    before = unsettled()
+    with session_scope() as session:
+        for trade_id, pnl, symbol in (("perp-1", None, "BTC/USDT:USDT"), ("perp-2", 5, "ETH/USDT:USDT")):
+            session.add(Trade(connector_id=seeded.alpha_binance, trade_id=trade_id, timestamp=ms("2024-05-01"),
+                              symbol=symbol, base=symbol[:3], quote="USDT", side="buy", amount=1, price=1, cost=1,
+                              realized_pnl=pnl))
+    assert unsettled() == before | {(seeded.alpha_binance, "BTC/USDT:USDT")}  # ETH's reports its P&L
 
 
 def test_latest_balances_take_the_newest_snapshot_and_as_of(seeded: Seeded) -> None:
