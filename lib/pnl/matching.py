@@ -147,7 +147,11 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
     prev_after = np.r_[0.0, held_after[:-1]]
     shrink = np.divide(held_before, prev_after, out=np.zeros(len(lots)), where=(prev_after > 0) & ~new_run)
     opening_added = np.where(ev.label[lots] == OPENING, ev.units[lots], 0.0)
-    pool = affine_scan(shrink, np.column_stack([ev.value[lots], opening_added]))  # cost, opening units
+    if opening_added.any() or not np.isfinite(shrink).all():
+        pool = affine_scan(shrink, np.column_stack([ev.value[lots], opening_added]))  # cost, opening units
+    else:  # no opening lots (usual): that column would stay 0 through every pass, so scan the cost alone
+        pool = np.zeros((len(lots), 2))
+        pool[:, 0] = affine_scan(shrink, ev.value[lots])
     per_unit = np.divide(pool, held_after[:, None], out=np.zeros_like(pool), where=held_after[:, None] > 0)
 
     latest = np.cumsum(acq, dtype=np.int32 if len(lots) < 2**31 else np.int64)
