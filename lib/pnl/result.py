@@ -128,13 +128,13 @@ def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple
     key[len(rows):] += 1
     order = np.argsort(key, kind="stable")
     del key
-    source = source[order]
-
-    picked = rows[order] if len(conv_rows) == 0 else None  # events only (usual): one gather per column
+    source, labels = source[order], labels[order]
+    if len(conv_rows) == 0:  # events only (usual): one gather per column, and the sort's arrays let go
+        rows, order = rows[order], None
 
     def column(events: np.ndarray, conversions: np.ndarray) -> np.ndarray:
-        if picked is not None:
-            return events[picked]
+        if order is None:
+            return events[rows]
         return np.concatenate([events[rows], conversions[conv_rows]])[order]
 
     proceeds = column(ev.value, conv.proceeds)
@@ -150,7 +150,7 @@ def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple
         "basis": basis,
         "gain": proceeds - basis,
         "unmatched_units": column(matched.unmatched, np.zeros(len(conv.source))),
-        "kind": _str_array(LABELS, labels[order]),
+        "kind": _str_array(LABELS, labels),
         "source_id": src.source_id.array.take(source),
     }
     # copy=False: the fresh columns become the frame's own (no second copy stacked into blocks)
