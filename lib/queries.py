@@ -234,7 +234,7 @@ def balances(session: Session, viewer: Viewer, client_id: int | None = None, con
 HISTORY_COLUMNS = ["connector_id", "client_id", "exchange_id", "taken_at", "asset", "total"]
 
 
-def _bucket_of(session: Session, bucket: Bucket) -> ColumnElement[object]:
+def bucket_of(session: Session, bucket: Bucket) -> ColumnElement[object]:
     """A portable "hour/day of taken_at" (SQLite stores UTC text, PostgreSQL timestamptz)."""
     if session.get_bind().dialect.name == "sqlite":
         return func.substr(BalanceSnapshot.taken_at, 1, 13 if bucket == "hour" else 10)
@@ -253,13 +253,13 @@ def balance_history(session: Session, viewer: Viewer, client_id: int | None = No
     ids = connector_ids(session, viewer, client_id, connector_id)
     if ids == []:
         return _empty(HISTORY_COLUMNS)
-    bucket_of = _bucket_of(session, bucket)
+    hour_or_day = bucket_of(session, bucket)
     last = select(BalanceSnapshot.connector_id, func.max(BalanceSnapshot.taken_at).label("taken_at")).where(
         _within(BalanceSnapshot.connector_id, ids)
     )
     if since is not None:
         last = last.where(BalanceSnapshot.taken_at >= since)
-    last = last.group_by(BalanceSnapshot.connector_id, bucket_of).subquery()
+    last = last.group_by(BalanceSnapshot.connector_id, hour_or_day).subquery()
     query = (
         select(BalanceSnapshot.connector_id, Connector.client_id, Connector.exchange_id, BalanceSnapshot.taken_at,
                BalanceSnapshot.asset, cast(BalanceSnapshot.total, Double).label("total"))

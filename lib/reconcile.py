@@ -127,12 +127,10 @@ def _daily_snapshots(session: Session, viewer: Viewer, client_id: int | None,
     columns = ["connector_id", "moment", "asset", "total"]
     if ids == []:
         return pd.DataFrame(columns=columns)
-    day = (func.substr(BalanceSnapshot.taken_at, 1, 10) if session.get_bind().dialect.name == "sqlite"
-           else func.date_trunc("day", func.timezone("UTC", BalanceSnapshot.taken_at)))
     last = select(BalanceSnapshot.connector_id, func.max(BalanceSnapshot.taken_at).label("taken_at"))
     if ids is not None:
         last = last.where(BalanceSnapshot.connector_id.in_(ids))
-    last = last.group_by(BalanceSnapshot.connector_id, day).subquery()
+    last = last.group_by(BalanceSnapshot.connector_id, queries.bucket_of(session, "day")).subquery()
     query = (select(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset,
                     cast(BalanceSnapshot.total, Double))
              .join(last, and_(last.c.connector_id == BalanceSnapshot.connector_id,

@@ -48,6 +48,7 @@ class Settings:
     encryption_keys: tuple[str, ...] = field(repr=False)
     key_file: Path
     sync_interval_seconds: int
+    snapshot_detail_days: int
     session_idle_minutes: int
     session_max_hours: int
     session_secret: str = field(repr=False)
@@ -120,6 +121,7 @@ def get_settings() -> Settings:
         encryption_keys=tuple(k.strip() for k in raw_keys.split(",") if k.strip()),
         key_file=Path(values.get("ENCRYPTION_KEY_FILE", data_dir / "encryption.key")),
         sync_interval_seconds=_positive_int(values, "SYNC_INTERVAL_SECONDS", 60, MAX_INTERVAL_SECONDS),
+        snapshot_detail_days=_positive_int(values, "SNAPSHOT_DETAIL_DAYS", 7, 36_500),
         session_idle_minutes=_positive_int(values, "SESSION_IDLE_MINUTES", 30, 7 * 24 * 60),
         session_max_hours=_positive_int(values, "SESSION_MAX_HOURS", 12, 30 * 24),
         session_secret=(values.get("SESSION_SECRET") or "").strip(),

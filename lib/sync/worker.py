@@ -5,7 +5,8 @@ background thread (``start_background_worker``). On SQLite one worker per databa
 an exclusive file lock; on PostgreSQL any number may run, and the row leases of
 ``lib.sync.lease`` keep them from syncing one connector twice. After each pass that changed the
 data it makes the figures the dashboard opens on (``lib.figures_ahead``); once an hour it also makes
-the month-end statements of closed months, and revises those whose data changed (``keep_statements``).
+the month-end statements of closed months, and revises those whose data changed (``keep_statements``),
+and thins the balance snapshots older than ``SNAPSHOT_DETAIL_DAYS`` (``lib.snapshots``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import IO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from lib import figures_ahead
+from lib import figures_ahead, snapshots
 from lib.access import SYSTEM
 from lib.db import describe_failure
 from lib.settings import get_settings
@@ -29,8 +30,8 @@ from lib.vault import VaultError
 
 log = logging.getLogger(__name__)
 
-#: seconds between passes that make (or revise) month-end statements
-STATEMENTS_EVERY = 3600.0
+#: seconds between passes that make (or revise) month-end statements and thin old snapshots
+HOURLY = 3600.0
 
 
 def run_cycle(interval: float, stop: threading.Event) -> RunReport | None:
@@ -75,7 +76,7 @@ def _loop(interval: float, stop: threading.Event, handle: IO[str] | None) -> Non
     A lock file deleted with the database is locked again before the next cycle; when another
     worker got it first, this one stops (``lease.WorkerLockBusy``), leaving SQLite to one worker.
     """
-    statements_due = 0.0
+    hourly_due = 0.0
     figures_for: str | None = None  # the data version the landing views' figures were made for
     try:
         while not stop.is_set():
@@ -86,9 +87,10 @@ def _loop(interval: float, stop: threading.Event, handle: IO[str] | None) -> Non
                 log.info("synced %d connector(s): %d ok, %d failed", report.total, report.successful, report.failed)
             if not stop.is_set():
                 figures_for = figures_ahead.keep(figures_for)
-            if started >= statements_due and not stop.is_set():
+            if started >= hourly_due and not stop.is_set():
                 keep_statements()
-                statements_due = started + STATEMENTS_EVERY
+                snapshots.thin()
+                hourly_due = started + HOURLY
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
     finally:
         lease.release_worker_lock(handle)
