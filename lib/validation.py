@@ -36,6 +36,15 @@ def is_invisible(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch in _BLANK_LETTERS
 
 
+def has_invisible(text: str) -> bool:
+    """Whether any character of ``text`` ``is_invisible``. A printable string (``str.isprintable``:
+    no Cc, Cf, Zl or Zp character) without a blank letter has none, which is checked at C speed;
+    only the rest is looked at character by character."""
+    if text.isprintable() and _BLANK_LETTERS.isdisjoint(text):
+        return False
+    return any(is_invisible(ch) for ch in text)
+
+
 def clean_text(value: str | None, field: str, max_length: int) -> str:
     """Normalise (NFKC), trim and bound a name; refuse empty names and invisible characters.
 

@@ -289,6 +289,16 @@ def test_visible_writes_out_invisible_and_direction_characters() -> None:
     assert fmt.visible("Ünïcødé BTC") == "Ünïcødé BTC"
 
 
+def test_the_quick_check_for_invisible_characters_agrees_with_the_rule_on_every_code_point() -> None:
+    """``validation.has_invisible`` answers printable text at C speed; for every character, alone
+    and inside printable text, it must say what ``is_invisible`` says."""
+    from lib.validation import has_invisible, is_invisible
+
+    for point in range(0x110000):
+        ch = chr(point)
+        assert has_invisible(ch) == is_invisible(ch) == has_invisible(f"BTC{ch}USDT"), hex(point)
+
+
 def test_chart_text_escapes_plotly_html_and_mathjax() -> None:
     assert fmt.chart_text("<b>x</b> & $y$") == "&lt;b&gt;x&lt;/b&gt; &amp; &#36;y&#36;"
 

@@ -24,7 +24,7 @@ import streamlit as st
 
 from lib.models import decimal_text, to_decimal
 from lib.settings import get_settings
-from lib.validation import is_invisible
+from lib.validation import has_invisible, is_invisible
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -313,8 +313,11 @@ def visible(text: object) -> str:
     override reverse the text around it. Names typed here are refused with such characters
     (lib.validation.clean_text); older names and exchange data are shown this way.
     """
+    text = str(text)
+    if not has_invisible(text):  # the usual case, checked at C speed
+        return text
     return "".join((f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}") if is_invisible(ch) else ch
-                   for ch in str(text))
+                   for ch in text)
 
 
 def literal(text: object) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -72,6 +73,7 @@ def pick(container: object, key: str, label: str, names: dict[int, str], everyth
     return st.session_state[key] or None
 
 
+@lru_cache(maxsize=4096)  # a table repeats its clients, accounts and assets on every row and rerun
 def link(page: str, text: object, *, client: str | None = None, account: str | None = None,
          asset: str | None = None, **filters: str) -> str:
     """A relative URL to ``page`` in a scope (names as the pickers label them) and the page's own
