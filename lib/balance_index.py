@@ -108,14 +108,33 @@ class BalanceIndex:
         return every if connector_ids is None else every[np.isin(self.connector, np.asarray(connector_ids,
                                                                                              dtype=np.int64))]
 
-    def _last(self, probe: np.ndarray, code: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """For each probe (its key's code << 42 | a time): ``values`` at the key's last move at or
-        before that time; 0 where the key has none."""
+    def _found(self, probe: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """For each probe (its key's code << 42 | a time): the position of the key's last move at or
+        before that time; -1 where the key has none."""
         if not len(self.stamp):
-            return np.zeros(len(probe))
+            return np.full(len(probe), -1, dtype=np.int64)
         found = np.searchsorted(self.stamp, probe, side="right") - 1
         safe = np.clip(found, 0, None)
-        return np.where((found >= 0) & (self.stamp[safe] // _KEY_SHIFT == code), values[safe], 0.0)
+        return np.where((found >= 0) & (self.stamp[safe] // _KEY_SHIFT == code), found, -1)
+
+    @staticmethod
+    def _picked(found: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``values`` at the ``_found`` positions; 0 where there is none."""
+        return np.where(found >= 0, values[found], 0.0) if len(values) else np.zeros(len(found))
+
+    def _last(self, probe: np.ndarray, code: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``values`` at each probe's key's last move at or before its time (see ``_found``)."""
+        return self._picked(self._found(probe, code), values)
+
+    def grid(self, times: Sequence[int] | np.ndarray,
+             connector_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``at`` for one list of times as arrays (key code, moment, balance, turnover), one search
+        for both sums and no frame: a year of days for 200 accounts is 800,000 rows."""
+        codes = self._codes(connector_ids)
+        times = np.asarray(times, dtype=np.int64)
+        code, moment = np.repeat(codes, len(times)), np.tile(times, len(codes))
+        found = self._found(code * _KEY_SHIFT + moment, code)
+        return code, moment, self._picked(found, self.running), self._picked(found, self.turnover)
 
     def at(self, moments: pd.DataFrame | Sequence[int] | np.ndarray,
            connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
@@ -126,19 +145,17 @@ class BalanceIndex:
 
         ``moments`` is one list of times for every connector, or a frame of (``connector_id``,
         ``moment``) rows giving each connector its own."""
-        codes = self._codes(connector_ids)
         if isinstance(moments, pd.DataFrame):
-            grid = pd.DataFrame({"code": codes, "connector_id": self.connector[codes]}).merge(
+            codes = self._codes(connector_ids)
+            pairs = pd.DataFrame({"code": codes, "connector_id": self.connector[codes]}).merge(
                 moments[["connector_id", "moment"]].drop_duplicates(), on="connector_id")
-            code, moment = grid["code"].to_numpy(np.int64), grid["moment"].to_numpy(np.int64)
+            code, moment = pairs["code"].to_numpy(np.int64), pairs["moment"].to_numpy(np.int64)
+            found = self._found(code * _KEY_SHIFT + moment, code)
+            balance, turnover = self._picked(found, self.running), self._picked(found, self.turnover)
         else:
-            times = np.asarray(moments, dtype=np.int64)
-            code, moment = np.repeat(codes, len(times)), np.tile(times, len(codes))
-        probe = code * _KEY_SHIFT + moment
-        return pd.DataFrame({
-            "connector_id": self.connector[code], "asset": self.asset[code], "moment": moment,
-            "balance": self._last(probe, code, self.running), "turnover": self._last(probe, code, self.turnover),
-        })
+            code, moment, balance, turnover = self.grid(moments, connector_ids)
+        return pd.DataFrame({"connector_id": self.connector[code], "asset": self.asset[code], "moment": moment,
+                             "balance": balance, "turnover": turnover})
 
     def extend(self, moves: pd.DataFrame) -> BalanceIndex | None:
         """This index with ``moves`` added, when each is later than every move of its connector

@@ -180,3 +180,28 @@ def test_anything_but_later_fills_builds_it_again(seeded: Seeded, builds: list[i
             session.execute(delete(Connector).where(Connector.id == seeded.beta_okx))
     _assert_live_is_a_rebuild()
     assert len(builds) == 2
+
+
+def test_the_curves_balances_summed_per_price_source_equal_the_per_account_ones() -> None:
+    """lib.equity values the curve per (price source, asset, moment): the sum of the accounts'
+    balances there (each from its first move on, dust as 0) and how many held a nonzero one."""
+    from lib import equity
+
+    rng = np.random.default_rng(3)
+    moves = _moves(rng, 3000, connectors=(1, 2, 3, 4))
+    moves.loc[moves.sample(50, random_state=1).index, "change"] = 1e-13  # dust next to its turnover
+    index = BalanceIndex.of(moves)
+    first = index.first_move[index.first_move.index != 4] + 200  # account 4 out of scope; the others start late
+    history = equity._History(index, [1, 2, 3], first)
+    sources = {1: "binance@api.binance.com", 2: "binance@api.binance.com", 3: "okx@www.okx.com"}
+    moments = np.array([-5, 100, 250, 400, 700, 999, 2000], dtype=np.int64)
+    per_account = equity._rebuilt(history, moments, sources)
+    expected = (per_account.assign(holders=(per_account["balance"] != 0).astype(float))
+                .groupby(["source", "asset", "moment"], as_index=False)[["balance", "holders"]].sum())
+    summed = equity._held_by_source(history, moments, sources)
+    got = summed.sort_values(["source", "asset", "moment"], ignore_index=True)
+    cells = ["source", "asset", "moment"]
+    assert list(got[cells].itertuples(index=False)) == list(expected[cells].itertuples(index=False))
+    assert np.allclose(got["balance"], expected["balance"], rtol=1e-12, atol=1e-9)
+    assert (got["holders"].to_numpy() == expected["holders"].to_numpy()).all()
+    assert (got["moment"] >= 100).all() and 4 not in set(per_account["connector_id"])  # none before a first move
