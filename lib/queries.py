@@ -468,6 +468,8 @@ def _save_store(path: Path, frame: pd.DataFrame, label: _StoreLabel) -> None:
 #: Callers get this frame itself and must not change it in place (they filter, which copies).
 _STORE_READ: dict[Path, tuple[pd.DataFrame, _StoreLabel, tuple[int, int, int]]] = {}  # and ``_file_version``
 _STORE_LOCK = threading.Lock()
+#: one read or build of the store at a time: two first views at once would each read a million fills
+_STORE_BUILD_LOCK = threading.Lock()
 
 
 def _ids_grow_in_commit_order(session: Session) -> bool:
@@ -504,36 +506,37 @@ def _stored_fills(session: Session) -> pd.DataFrame:
     if state is None or has_pending_writes(session.connection()):  # no version names what is read here
         return _read_trades(session)
     path = _store_path(state.identity)
-    with _STORE_LOCK:
-        held = _STORE_READ.get(path)
-    written = _file_version(path)
-    if held is not None and held[2] == written:  # the file as this process last saw it
-        stored: tuple[pd.DataFrame, _StoreLabel] | None = (held[0], held[1])
-    else:  # another process (the sync's worker) may have moved it on
-        stored = _load_store(path) if written is not None else None
-    frame: pd.DataFrame | None = None
-    if stored is not None:
-        frame, label = stored
-        if label.identity == state.identity and label.exact and (label.version, label.token) == (
-                state.version, state.token):
-            _remember(path, frame, label)
+    with _STORE_BUILD_LOCK:
+        with _STORE_LOCK:
+            held = _STORE_READ.get(path)
+        written = _file_version(path)
+        if held is not None and held[2] == written:  # the file as this process last saw it
+            stored: tuple[pd.DataFrame, _StoreLabel] | None = (held[0], held[1])
+        else:  # another process (the sync's worker) may have moved it on
+            stored = _load_store(path) if written is not None else None
+        frame: pd.DataFrame | None = None
+        if stored is not None:
+            frame, label = stored
+            if label.identity == state.identity and label.exact and (label.version, label.token) == (
+                    state.version, state.token):
+                _remember(path, frame, label)
+                return frame
+            made = WriteState(label.identity, label.version, label.token, label.trades_epoch)
+            fresh = fills_added_since(session, made, state, label.max_id, len(frame))
+            frame = None if fresh is None else pd.concat([frame, fresh], ignore_index=True) if len(fresh) else frame
+        if frame is None:
+            frame = _read_trades(session)
+        after = write_state(session)
+        max_id = int(frame["id"].max()) if len(frame) else 0
+        label = _StoreLabel(state.identity, state.version, state.token, state.trades_epoch, len(frame), max_id,
+                            exact=after == state)
+        try:
+            _save_store(path, frame, label)
+        except OSError as error:  # a full or read-only data folder: the frame is right, only not kept
+            log.warning("the fill store could not be written to %s: %s", path.parent, error.strerror or error)
             return frame
-        made = WriteState(label.identity, label.version, label.token, label.trades_epoch)
-        fresh = fills_added_since(session, made, state, label.max_id, len(frame))
-        frame = None if fresh is None else pd.concat([frame, fresh], ignore_index=True) if len(fresh) else frame
-    if frame is None:
-        frame = _read_trades(session)
-    after = write_state(session)
-    max_id = int(frame["id"].max()) if len(frame) else 0
-    label = _StoreLabel(state.identity, state.version, state.token, state.trades_epoch, len(frame), max_id,
-                        exact=after == state)
-    try:
-        _save_store(path, frame, label)
-    except OSError as error:  # a full or read-only data folder: the frame is right, only not kept
-        log.warning("the fill store could not be written to %s: %s", path.parent, error.strerror or error)
+        _remember(path, frame, label)
         return frame
-    _remember(path, frame, label)
-    return frame
 
 
 def _file_version(path: Path) -> tuple[int, int, int] | None:

@@ -803,6 +803,8 @@ class _Live:
 _LIVE: dict[tuple[object, ...], _Live] = {}
 _LIVE_KEPT = 4
 _LIVE_LOCK = threading.Lock()
+#: one state made or continued at a time (the second view then continues the first's)
+_LIVE_BUILD_LOCK = threading.Lock()
 
 
 def _candle_print(candles: pd.DataFrame, upto: int) -> int:
@@ -847,28 +849,29 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
            tuple(sorted(cash)))
     read = _read_scope(session, viewer, client_id, connector_id)
     sources, moves, opening, candles = read.sources, read.moves, read.opening, read.candles
-    with _LIVE_LOCK:
-        kept = _LIVE.get(key)
-    if kept is not None:
-        report = _resumed(session, viewer, client_id, connector_id, kept, db, ids, sources, moves, opening, candles,
-                          key)
-        if report is not None:
-            return report
-    store = queries._stored_fills(session)
-    owners = _owners(session)
-    fills = _scoped(store, ids, owners)
-    several = len(set(sources.values())) > 1
-    fill_net = _fill_net(fills) if several else None
-    inputs = _pnl_inputs(session, viewer, client_id, connector_id, None, None, fills, fill_net=fill_net, read=read)
-    if inputs.empty:
-        return PnlReport(_empty_result(method, pool), inputs.marks, 0, None, None, _EMPTY_PERIOD)
-    result, state = pnl_state.start(inputs.fills, inputs.moves, inputs.opening, inputs.marks, method=method,
-                                    pool=pool, usd_like=cash)
-    dated = pnl.date_opening_lots(inputs.opening, inputs.fills, inputs.moves)
-    assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
-    _keep(key, _Live(state, db.version, db.token, db.trades_epoch, int(store["id"].max()) if len(store) else 0,
-                     len(store), sources, owners, moves, opening, _candle_print(candles, state.watermark),
-                     inputs.moves, dated, fill_net, assets, len(fills)))
+    with _LIVE_BUILD_LOCK:  # two first views at once would each build a million fills' state
+        with _LIVE_LOCK:
+            kept = _LIVE.get(key)
+        if kept is not None:
+            report = _resumed(session, viewer, client_id, connector_id, kept, db, ids, sources, moves, opening, candles,
+                              key)
+            if report is not None:
+                return report
+        store = queries._stored_fills(session)
+        owners = _owners(session)
+        fills = _scoped(store, ids, owners)
+        several = len(set(sources.values())) > 1
+        fill_net = _fill_net(fills) if several else None
+        inputs = _pnl_inputs(session, viewer, client_id, connector_id, None, None, fills, fill_net=fill_net, read=read)
+        if inputs.empty:
+            return PnlReport(_empty_result(method, pool), inputs.marks, 0, None, None, _EMPTY_PERIOD)
+        result, state = pnl_state.start(inputs.fills, inputs.moves, inputs.opening, inputs.marks, method=method,
+                                        pool=pool, usd_like=cash)
+        dated = pnl.date_opening_lots(inputs.opening, inputs.fills, inputs.moves)
+        assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
+        _keep(key, _Live(state, db.version, db.token, db.trades_epoch, int(store["id"].max()) if len(store) else 0,
+                         len(store), sources, owners, moves, opening, _candle_print(candles, state.watermark),
+                         inputs.moves, dated, fill_net, assets, len(fills)))
     period = period_of(result, None, inputs.moves, dated, start=None, end=None, usd_like=cash)
     return _report(inputs, method, None, None, pool, period, dated)
 

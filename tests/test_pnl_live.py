@@ -127,3 +127,44 @@ def test_a_connector_moved_to_another_client_recomputes(seeded: Seeded, starts: 
         seeded.alpha}
     reports._LIVE.clear()
     assert_same_report(report, reports.pnl_report(None, admin, pool="client"))
+
+
+def test_two_first_views_at_once_make_one_state_and_read_the_fills_once(seeded: Seeded, starts: list[int],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sessions opening P&L at the same moment on a fresh server: one builds the fill store and
+    the engine state while the other waits, then continues it (a million fills held twice would
+    double the peak memory)."""
+    import threading
+    import time
+
+    from lib import queries
+    from lib.access import SYSTEM
+
+    with queries._STORE_LOCK:
+        queries._STORE_READ.clear()
+    for stored in (queries.get_settings().data_dir / "cache").glob("*"):
+        stored.unlink()
+    reads: list[int] = []
+    real_read = queries._read_trades
+
+    def slow_read(session: object, after_id: int | None = None) -> pd.DataFrame:
+        if after_id is None:  # every fill (the other view then reads only those added since: none)
+            reads.append(1)
+            time.sleep(0.3)  # long enough for the other view to arrive while this one reads
+        return real_read(session, after_id)
+
+    monkeypatch.setattr(queries, "_read_trades", slow_read)
+    gate = threading.Barrier(2)
+    got: list[reports.PnlReport] = []
+
+    def view() -> None:
+        gate.wait()
+        got.append(reports.pnl_report(None, SYSTEM))
+
+    threads = [threading.Thread(target=view) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(got) == 2 and len(starts) == 1 and len(reads) == 1
+    assert_same_report(got[0], got[1])
