@@ -1,14 +1,15 @@
 """Benchmark lib.pnl.compute_pnl: seconds and peak RSS for 10k, 100k and 1M fills, FIFO and average cost.
 
-Each case runs in its own subprocess so its peak RSS (ru_maxrss) is its own; it includes
-the input frame. Memory freed while making the inputs is handed back before the engine starts
-(``release_freed_memory``), so ``engine_rss_mib`` counts all the engine's own pages. Fills span 50 assets, 4 connectors and a year, with USDT, USDC, BTC and
-ETH quotes and fees in the base, the quote and BNB; strings are pandas' default ``str``
-dtype, as a database read would give. Fills come in time order (as a query with ORDER BY
-returns them); the "shuffled" cases show the cost of unordered input; the "resume" cases time
-``lib.pnl.state.resume`` continuing a state of all fills but one with one later fill (what a sync's
-new fill costs the P&L; ``start_seconds`` is the full run that made the state). Wall seconds and
-CPU seconds are both reported: on a busy machine the wall time includes waiting.
+Each case runs in its own subprocess so its peak RSS (ru_maxrss) is its own; it includes the input
+frame. Memory freed while making the inputs is handed back before the engine starts
+(``release_freed_memory``), so ``engine_rss_mib`` counts all the engine's own pages. Fills span 50
+assets, 4 connectors and a year, with USDT, USDC, BTC and ETH quotes and fees in the base, the quote
+and BNB; strings are pandas' default ``str`` dtype, as a database read would give. Fills come in
+time order (as a query with ORDER BY returns them); the "shuffled" cases show the cost of unordered
+input; the "resume" cases time ``lib.pnl.state.resume`` continuing a state of all fills but one with
+one later fill (what a sync's new fill costs the P&L; ``start_seconds`` is the full run that made
+the state). Wall seconds and CPU seconds are both reported: on a busy machine the wall time includes
+waiting.
 
     .venv/bin/python bench/bench_pnl.py            # all cases, one JSON document
     .venv/bin/python bench/bench_pnl.py --case 1000000 fifo sorted
@@ -17,6 +18,7 @@ CPU seconds are both reported: on a busy machine the wall time includes waiting.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -120,10 +122,8 @@ def release_freed_memory() -> None:
     ``rss_mib_before_engine`` overstates the input, and the engine reuses those pages unseen, which
     understates ``engine_rss_mib`` by as much (it read 145 MB for an engine that needs ~260 MB)."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
     pa.default_memory_pool().release_unused()
 
 

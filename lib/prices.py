@@ -25,6 +25,7 @@ with a ``source`` column are priced that way (``add_fill_usd``, ``add_transfer_u
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -57,6 +58,22 @@ def price_source(exchange_id: str, api_url: str | None = None, sandbox: bool = F
     """
     source = f"{exchange_id}@{_api_host(api_url)}" if api_url else exchange_id
     return f"{source}#sandbox" if sandbox else source
+
+
+#: a price source inside text: the exchange id, then maybe "@host[:port]" and "#sandbox"
+_SOURCE_IN_TEXT = re.compile(r"\b([a-z0-9][a-z0-9_]*)(?:@([^\s,;()#]+))?(#sandbox)?")
+
+
+def source_words(text: str) -> str:
+    """Price sources in ``text`` (one, or a list such as "median of binance, okx@gw.example.com")
+    as people read them: ``binance`` stays, ``okx@gw.example.com`` reads "okx via
+    gw.example.com", ``binance#sandbox`` "binance sandbox". For what pages and notes show; the
+    data keeps ``price_source``'s form."""
+    def said(match: re.Match[str]) -> str:
+        exchange, host, sandbox = match.groups()
+        return exchange + (f" via {host}" if host else "") + (" sandbox" if sandbox else "")
+
+    return _SOURCE_IN_TEXT.sub(said, text)
 
 
 def _api_host(url: str) -> str:
@@ -203,7 +220,8 @@ def pooled_marks(
             continue
         result[asset] = float(np.nansum(price * units) / units[~np.isnan(price)].sum())
         if np.nanmax(price) - np.nanmin(price) > 1e-9 * np.nanmax(price):
-            parts = [f"{source} {_figure(p)}" + (f" from {o}" if o != source else "") + f" ({u:,.8g} {asset})"
+            parts = [f"{source_words(source)} {_figure(p)}" + (f" from {source_words(o)}" if o != source else "")
+                     + f" ({u:,.8g} {asset})"
                      for source, p, o, u in zip(here["source"], price, origin, units, strict=True)]
             notes.append(f"{asset} is priced per account from its own source: {'; '.join(parts)}; the P&L "
                          f"values it at their average weighted by units, {_figure(result[asset])}.")

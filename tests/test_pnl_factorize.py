@@ -34,7 +34,8 @@ def test_factorize_ids_matches_pandas(ids: np.ndarray) -> None:
     "column",
     [
         pd.Series(["ETH", None, "BTC", "ETH", ""], dtype="str"),  # Arrow-backed, a missing value
-        pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([["b", "a"], ["a", None, "c"]])), dtype="str"),  # 2 chunks
+        # two chunks
+        pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([["b", "a"], ["a", None, "c"]])), dtype="str"),
         pd.Series(["ETH", None, "BTC"], dtype=object),  # not Arrow: pandas
         pd.Series([], dtype="str"),
     ],

@@ -162,7 +162,7 @@ def test_pooled_marks_weight_each_sources_price_by_its_units_and_say_so() -> Non
     pooled, notes = pooled_marks(marks, held, ["BTC", "ETH", "SOL"])
     assert pooled["BTC"] == pytest.approx((48000.0 + 3 * 75000.0) / 4)  # okx holds none: no weight
     assert pooled["ETH"] == 2900.0 and "SOL" not in pooled
-    assert notes == ["BTC is priced per account from its own source: binance 48,000.00 (1 BTC); binance@gw:1 "
+    assert notes == ["BTC is priced per account from its own source: binance 48,000.00 (1 BTC); binance via gw:1 "
                      "75,000.00 (3 BTC); the P&L values it at their average weighted by units, 68,250.00."]
     nobody, _ = pooled_marks(marks, held.iloc[:0], ["BTC"])
     assert nobody["BTC"] == 48000.0  # held nowhere: the median over sources
@@ -183,3 +183,13 @@ def test_usd_at_sources_prices_each_row_from_its_own_candles() -> None:
     out = add_fill_usd(fills, candles)
     np.testing.assert_allclose(out["quote_usd"], [40000.0, 70000.0])
     np.testing.assert_allclose(out["fee_usd"], [np.nan, 3000.0])
+
+
+def test_price_sources_read_as_words() -> None:
+    from lib.prices import price_source, source_words
+
+    assert source_words(price_source("binance")) == "binance"
+    assert source_words(price_source("okx", "https://gw.example.com:8443/api")) == "okx via gw.example.com:8443"
+    assert source_words(price_source("binance", None, sandbox=True)) == "binance sandbox"
+    assert source_words("median of binance@127.0.0.1:8900, okx#sandbox") == \
+        "median of binance via 127.0.0.1:8900, okx sandbox"

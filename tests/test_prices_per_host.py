@@ -23,7 +23,7 @@ from lib import equity, reports
 from lib.access import SYSTEM, Role, Viewer
 from lib.db import session_scope
 from lib.models import BalanceSnapshot, Candle, Client, Connector, OpeningBalance, Ticker, utcnow
-from lib.prices import price_source
+from lib.prices import price_source, source_words
 from lib.simulator import Simulator, SimulatorConfig
 from lib.sync import markets, store, sync_connectors
 from lib.vault import load_vault
@@ -167,7 +167,7 @@ def test_pnl_marks_each_connectors_units_at_its_own_source(world: World, pool: s
     # pooled, every connector's BTC is still worth what its own source quotes
     assert btc["market_value"] == pytest.approx(sum(alone.values()), rel=1e-9)
     note = next(w for w in pooled.result.warnings if w.startswith("BTC is priced per account"))
-    assert all(source in note for source in world.sources.values())
+    assert all(source_words(source) in note for source in world.sources.values())
 
 
 def test_open_orders_compare_with_their_own_hosts_last_price(world: World) -> None:

@@ -9,6 +9,7 @@ cash, 8 for BTC), so they foot."""
 import pandas as pd
 import streamlit as st
 
+from lib import prices
 from lib.ui import format as fmt
 from lib.ui import loaders, scope
 from lib.ui.auth import current_viewer
@@ -71,7 +72,9 @@ table = pd.DataFrame({
     "Account type": rows["account_type"].map(fmt.visible), "Asset": scope.asset_links(rows["asset"], chosen),
     "Free": amounts["free"], "Used": amounts["used"], "Total": amounts["total"],
     "Price (USD)": fmt.floats(rows["price"]),
-    "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != ""), fmt.visible),  # cash: a dash
+    "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != "").map(prices.source_words,
+                                                                                     na_action="ignore"),
+                            fmt.visible),  # cash: a dash
     "USD value": fmt.floats(rows["usd"]),
     "As of": rows["taken_at"],
 })
