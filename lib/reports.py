@@ -106,8 +106,9 @@ def client_markets(session: Session, viewer: Viewer, client_ids: list[int],
     per client: with a million fills those took 16 of the Clients page's seconds."""
     tickers, candles = queries.tickers(session, viewer), queries.candles(session, viewer)
     bridges = queries.BRIDGE_ASSETS | frozenset(get_settings().usd_like)
+    names = fills[["client_id", "base", "quote", "fee_currency"]].drop_duplicates()  # not every fill's columns
     traded = {client: _distinct(group["base"], group["quote"], group["fee_currency"])
-              for client, group in fills.groupby("client_id")}
+              for client, group in names.groupby("client_id")}
     markets = {}
     for client in client_ids:
         ids = queries.connector_ids(session, viewer, client)
