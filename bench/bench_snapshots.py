@@ -9,8 +9,9 @@ snapshots (latest balances, the equity curve's daily buckets and hourly ones for
 reconciliation; the trades table is empty, so every asset is "unknown"), before and after the
 worker's ``snapshots.thin()``, which is timed twice for one moment: the first deletes everything
 older than ``SNAPSHOT_DETAIL_DAYS`` but the last moment of each hour and the first, the second
-finds nothing left to do (what each later hourly run costs, bar the hour that came of age). Latest balances and the daily history must be the same frames after as
-before (``same_after_thinning``).
+finds nothing left to do (what each later hourly run costs, bar the hour that came of age).
+Latest balances and the daily history must be the same frames after as before
+(``same_after_thinning``).
 
     .venv/bin/python bench/bench_snapshots.py [--connectors 20] [--days 30] [--interval-minutes 1]
         [--assets 5] [--database-url URL]
@@ -23,7 +24,6 @@ import io
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_pages import migrated  # noqa: E402 - after the path is set
+from bench.bench_reconcile import _timed  # noqa: E402
 
 ASSETS = ["BTC", "ETH", "USDT", "SOL", "BNB", "XRP", "ADA", "DOGE", "LINK", "AVAX"]
 #: SQLAlchemy's SQLite DATETIME text, which UtcDateTime writes (always with microseconds)
@@ -121,18 +122,12 @@ def _seed(url: str, args: argparse.Namespace) -> int:
                         count += 1
                     copy.write(buffer.getvalue())
         raw.commit()
-        if engine.dialect.name != "sqlite":
-            cursor.execute("ANALYZE")
-            raw.commit()
     finally:
         raw.close()
+    if engine.dialect.name != "sqlite":  # the planner's statistics, as autovacuum would leave them
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE balance_snapshots")
     return count
-
-
-def _timed(fn: Callable[[], object]) -> tuple[float, object]:
-    began = time.perf_counter()
-    value = fn()
-    return round(time.perf_counter() - began, 2), value
 
 
 def _row_count() -> int:
