@@ -3,7 +3,7 @@ UTC hour (and each account type's first); newer ones stay whole; what pages read
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 import pytest
@@ -86,3 +86,25 @@ def test_the_detail_kept_is_a_setting(seeded: Seeded, monkeypatch: pytest.Monkey
 
     get_settings.cache_clear()
     assert snapshots.thin(now) == 1  # :05 is the first, :25 the hour's last: :15 goes
+
+
+def test_a_later_run_thins_the_hours_that_came_of_age_since(seeded: Seeded) -> None:
+    """The next hourly run starts at the hour the last one reached; what it leaves is what a run
+    over everything would leave."""
+    now = utcnow().replace(second=0, microsecond=0)
+    connector = seeded.beta_okx
+    start = (now - timedelta(days=7, hours=5)).replace(minute=0)
+    with session_scope() as session:  # every 10 minutes from an hour's start, for 29 hours
+        session.add_all(BalanceSnapshot(connector_id=connector, taken_at=start + timedelta(minutes=10 * n),
+                                        asset="BTC", total=n + 1) for n in range(6 * 29))
+    first = snapshots.thin(now)
+    later = snapshots.thin(now + timedelta(hours=3))
+    assert first > 0 and later > 0  # the three hours that came of age were thinned too
+    kept = _moments(connector)[""]
+    old = [at for at in kept if at < now + timedelta(hours=3) - timedelta(days=7)]
+    hours = Counter(at.replace(minute=0) for at in old)
+    assert {count for hour, count in hours.items() if hour != min(old).replace(minute=0)} == {1}  # one an hour
+    whole_hours = [at for at in old if at < (now + timedelta(hours=3) - timedelta(days=7)).replace(minute=0)]
+    assert min(old) == start and all(at.minute == 50 for at in whole_hours if at != start)  # each hour's last
+    snapshots._THINNED.clear()
+    assert snapshots.thin(now + timedelta(hours=3)) == 0  # a run over everything finds nothing more
