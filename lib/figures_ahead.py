@@ -5,15 +5,16 @@ disk caches of ``lib.reports`` already hold them for the database's current writ
 after each pass that changed the data, while an admin or analyst is logged in and active, the worker makes
 those of the view admins and analysts land on, every client together, with the pages' defaults:
 P&L over all history by FIFO with lots pooled across the scope, the value changes, the equity
-curve of the P&L page (all history) and of the Overview (its last ``OVERVIEW_DAYS``), and the
-Clients table over all history (which makes each client's value changes too). The first view then
-reads a small file. In the dashboard's own worker thread this also keeps the in-memory
+curve of the P&L page (all history) and of the Overview (its last ``OVERVIEW_DAYS``), the
+reconciliation the curves mark snapshots from (the Reconciliation page's), and the Clients table
+over all history (which makes each client's value changes too). The first view then reads a
+small file. In the dashboard's own worker thread this also keeps the in-memory
 states (the P&L's, the balance index, the fill frame) in step.
 
 What it leaves to the first view: one client's scope and other options. Each client's P&L scope
 costs about as much again as all of them (a million fills over twenty clients: about 0.8 s each
 against 2.7 s for all together, after one new fill), and syncs run every minute; so the worker
-makes only the views every admin opens: the landing page and the Clients table.
+makes only the views every admin opens: the landing page, Reconciliation and the Clients table.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def make() -> None:
     """The landing view's figures for the data as it is now (every client together)."""
     @cache
     def reconciled() -> pd.DataFrame:
-        return reconcile.reconcile(SYSTEM).rows
+        return reconcile.cached_reconcile(SYSTEM).rows  # the Reconciliation page's too
 
     reports.cached_pnl_summary(SYSTEM)
     equity.cached_value_changes(SYSTEM)

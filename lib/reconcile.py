@@ -25,10 +25,12 @@ float64) while staying far below any amount an exchange moves.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -374,6 +376,31 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
         order=rows["status"].map(STATUS_ORDER), size=-rows["difference_usd"].abs().fillna(0.0))
     rows = rows.sort_values(["order", "size", "client", "exchange_id", "label", "asset"], kind="stable")
     return Reconciliation(rows[ROW_COLUMNS].reset_index(drop=True), unsynced)
+
+
+_CODE_VERSION = reports.code_version(Path(__file__), Path(balance_index.__file__), Path(rebuild.__file__),
+                                     Path(queries.__file__), Path(prices.__file__), Path(reports.__file__))
+
+
+def _dump(found: Reconciliation) -> str:
+    return json.dumps({"rows": reports.frame_to_json(found.rows), "unsynced": found.unsynced},
+                      default=reports.json_default)
+
+
+def _load(text: str) -> Reconciliation:
+    data = json.loads(text)
+    rows = reports.frame_from_json(data["rows"], ("taken_at", "first_divergence"))
+    rows["causes"] = [tuple(tuple(pair) for pair in pairs) for pairs in rows["causes"]]
+    return Reconciliation(rows, list(data["unsynced"]))
+
+
+def cached_reconcile(viewer: Viewer, client_id: int | None = None,
+                     connector_id: int | None = None) -> Reconciliation:
+    """``reconcile`` kept on disk like the P&L summary (``reports.disk_cached``: keyed by the scope's
+    connectors and the data version): every connector against a year of snapshots takes seconds,
+    and the worker makes the landing scope's ahead of the first view (``lib.figures_ahead``)."""
+    return reports.disk_cached("reconcile", viewer, client_id, connector_id, [], _CODE_VERSION,
+                               lambda: reconcile(viewer, client_id, connector_id), _dump, _load)
 
 
 #: ``moves_around``: one balance change of the asset with the implied balance after it

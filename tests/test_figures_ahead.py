@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from lib import activity, client_summary, equity, figures_ahead, reports, sessions
+from lib import activity, client_summary, equity, figures_ahead, reconcile, reports, sessions
 from lib.db import session_scope
 from lib.models import Trade
 from lib.sync import worker
@@ -31,6 +31,7 @@ def _forbid_computing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reports, "pnl_report", refuse)
     monkeypatch.setattr(reports, "client_pnl", refuse)
     monkeypatch.setattr(activity, "volume_and_fees", refuse)
+    monkeypatch.setattr(reconcile, "reconcile", refuse)
 
 
 def _log_in(seeded: Seeded, role: str = "admin") -> None:
@@ -54,6 +55,7 @@ def test_the_landing_view_opens_from_what_the_worker_made(seeded: Seeded, monkey
         clients = client_summary.client_summary(admin)  # the Clients page's defaults
         assert len(clients.rows) == 2 and clients.total["fills"] > 0
         assert equity.cached_value_changes(admin, seeded.alpha)["now"]["value"] > 0  # one client's Overview
+        assert not reconcile.cached_reconcile(admin).rows.empty  # the Reconciliation page
         with pytest.raises(AssertionError, match="computed"):  # one client's scope: made on first view
             reports.cached_pnl_summary(admin, seeded.alpha, None, "fifo", None, None, "scope")
 

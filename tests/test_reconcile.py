@@ -446,3 +446,19 @@ def test_overview_counts_unbalanced_accounts_and_trades_take_a_link(seeded: Seed
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Trades · Alpha › binance / main"
     assert "3 fill(s) match" in texts(at)
+
+
+def test_the_reconciliation_kept_on_disk_reads_back_as_computed(database_url: str) -> None:
+    """``cached_reconcile``: the second call reads the file the first wrote, with the same rows,
+    causes (as (kind, sentence) pairs) and moments."""
+    from tests.test_queries import seed_portfolio
+
+    seeded = seed_portfolio()
+    admin = seeded.viewer("admin")
+    computed = reconcile.reconcile(admin)
+    assert reconcile.cached_reconcile(admin) is not None  # written
+    read = reconcile.cached_reconcile(admin)
+    assert not computed.rows.empty and read.unsynced == computed.unsynced
+    pd.testing.assert_frame_equal(read.rows, computed.rows, check_dtype=False)
+    assert all(isinstance(pairs, tuple) and all(isinstance(pair, tuple) for pair in pairs)
+               for pairs in read.rows["causes"])

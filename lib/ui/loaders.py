@@ -379,7 +379,7 @@ def transfers(viewer: Viewer, client_id: int | None, connector_id: int | None, c
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _reconciliation(scope: Scope, client_id: int | None, key: tuple[str, str]) -> reconcile.Reconciliation:
-    return reconcile.reconcile(viewer_of(scope), client_id)
+    return reconcile.cached_reconcile(viewer_of(scope), client_id)
 
 
 def reconciliation(viewer: Viewer, client_id: int | None = None) -> reconcile.Reconciliation:
