@@ -152,7 +152,7 @@ def _snapshots_between(session: Session, spans: pd.DataFrame) -> pd.DataFrame:
                    BalanceSnapshot.taken_at > datetime.fromtimestamp(start / 1000, UTC),
                    BalanceSnapshot.taken_at <= datetime.fromtimestamp(end / 1000, UTC))
               for (start, end), group in spans.groupby(["start", "end"])]
-    query = select(BalanceSnapshot.id, BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset,
+    query = select(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset,
                    cast(BalanceSnapshot.total, Double).label("total")).where(or_(*inside))
     found = queries.driver_frame(session, query) if inside else pd.DataFrame()  # one query, not one per span
     if found.empty:

@@ -27,7 +27,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from lib import queries
 from lib.db import describe_failure, session_scope
 from lib.models import BalanceSnapshot, Connector, utcnow
-from lib.queries import bucket_of
 from lib.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -45,10 +44,10 @@ def thin_connector(connector_id: int, before: datetime, since: datetime | None =
         span = [BalanceSnapshot.connector_id == connector_id, BalanceSnapshot.taken_at < before]
         if since is not None:
             span.append(BalanceSnapshot.taken_at >= since)
+        hour = queries.bucket_of(session, "hour")
+        last = func.max(BalanceSnapshot.taken_at).over(partition_by=(BalanceSnapshot.account_type, hour))
         ranked = select(BalanceSnapshot.id, BalanceSnapshot.account_type, BalanceSnapshot.taken_at,
-                        func.max(BalanceSnapshot.taken_at).over(
-                            partition_by=(BalanceSnapshot.account_type, bucket_of(session, "hour"))).label("last")
-                        ).where(*span).subquery()
+                        last.label("last")).where(*span).subquery()
         first = (select(BalanceSnapshot.account_type, func.min(BalanceSnapshot.taken_at).label("first"))
                  .where(BalanceSnapshot.connector_id == connector_id).group_by(BalanceSnapshot.account_type)
                  .subquery())
@@ -63,7 +62,7 @@ _THINNED: dict[tuple[str, str], datetime] = {}
 
 
 def thin(now: datetime | None = None) -> int:
-    """``thin_connector`` for every account with snapshots older than ``SNAPSHOT_DETAIL_DAYS``;
+    """``thin_connector`` for every account, of snapshots older than ``SNAPSHOT_DETAIL_DAYS``;
     returns the rows deleted. Never raises (the worker's loop goes on): a failure is logged and
     the next hour tries again."""
     before = (now or utcnow()) - timedelta(days=get_settings().snapshot_detail_days)
