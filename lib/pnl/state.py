@@ -5,9 +5,11 @@ later than everything before. ``start`` runs the engine once and keeps, per pool
 the rest of history needs: the lots still open (FIFO: in queue order, the first one partly
 consumed; average cost: the pool as one lot, or two when part of it came from opening lots), the
 turnover so far (dust is relative to it), each connector's net units (where scope pools lie) and
-the result so far. ``resume`` feeds the state's lots back as acquisitions ahead of the new fills'
-events and runs the same matching over those few, so its figures are a full run's up to float
-round-off (tests/test_pnl_incremental.py). Pure: frames in, frames out; no database.
+the result so far. ``resume`` feeds the lots of the pools the new fills touch back as acquisitions
+ahead of their events and runs the same matching over those few; every other pool keeps its
+figures as they are (so one new fill costs milliseconds, not a pass over every open lot), and the
+figures are a full run's up to float round-off (tests/test_pnl_incremental.py). Pure: frames in,
+frames out; no database.
 
 ``resume`` declines (returns None; the caller runs ``start`` again) when it could not give a
 full run's figures:
@@ -39,7 +41,6 @@ from lib.pnl.result import (
     _disposals,
     _flows,
     _holdings,
-    _segments,
     _valued,
     _warnings,
     build_result,
@@ -48,7 +49,27 @@ from lib.pnl.result import (
 )
 from lib.prices import DEFAULT_USD_LIKE
 
-LOT_COLUMNS = ("pool", "asset", "units", "cost", "opening")
+
+@dataclass(frozen=True)
+class Pools:
+    """Per segment (one pool of one asset), sorted by (pool, asset): where its matching stands. Only
+    the segments new fills touch are matched again; the others keep these figures as they are."""
+
+    pool: np.ndarray  # int64: connector id, client id (client pooling) or SCOPE_POOL
+    asset: np.ndarray  # int64: code into PnlState.assets
+    quantity: np.ndarray  # units held (Matched.quantity)
+    cost: np.ndarray  # their cost basis (Matched.cost)
+    opening: np.ndarray  # of which units from opening lots (Matched.opening)
+    turnover: np.ndarray  # units acquired + disposed so far (dust is relative to it)
+    ghost: np.ndarray  # Matched.ghost
+    lot_start: np.ndarray  # int64, one more than segments: segment i's lots are [lot_start[i], lot_start[i + 1])
+    lot_units: np.ndarray  # lots still open in queue order (FIFO: the first one partly consumed; average
+    lot_cost: np.ndarray  # cost: the pool as one lot, or two when part of it came from opening lots)
+    lot_opening: np.ndarray  # bool: the lot came from opening lots
+
+    def keys(self, width: int) -> np.ndarray:
+        """One sortable integer per segment: (pool, asset) with ``width`` assets."""
+        return self.pool * width + self.asset
 
 
 @dataclass(frozen=True)
@@ -59,9 +80,9 @@ class PnlState:
     pool: str
     usd_like: frozenset[str]
     watermark: int  # timestamp (ms) of the last event processed
-    lots: pd.DataFrame  # LOT_COLUMNS, per (pool, asset) in queue order
-    turnover: pd.DataFrame  # pool, asset, units (acquired + disposed so far, for dust), ghost (Matched.ghost)
-    nets: pd.DataFrame  # connector_id, asset, units: net units on the ledger so far
+    assets: list[str]  # sorted: every asset seen so far (the codes of ``pools`` and ``nets``)
+    pools: Pools
+    nets: tuple[np.ndarray, np.ndarray]  # (sorted connector ids, net units each holds per asset code so far)
     client_of: dict[int, int]
     notes: list[str]  # the ledger's notes about the history so far
     result: PnlResult  # the figures so far (at the marks of the last run)
@@ -69,74 +90,53 @@ class PnlState:
     unanchored: frozenset[int]  # connectors with opening lots and no event yet: their first fill dates them
 
 
-def _carry(ev: Events, matched: Matched, assets: list[str], method: str) -> pd.DataFrame:
-    """The lots each segment still holds after its last event (LOT_COLUMNS)."""
-    n = len(ev.kind)
+def _carry(ev: Events, matched: Matched, method: str) -> tuple[np.ndarray, ...]:
+    """The lots each segment still holds after its last event: per segment how many, then per lot
+    units, cost and whether it came from opening lots (segment by segment, in queue order)."""
+    n, segments = len(ev.kind), len(ev.starts)
     if n == 0:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(LOT_COLUMNS, (np.int64, object, float, float, bool),
-                                                                   strict=True)})
-    lengths = np.diff(np.append(ev.starts, n))
-    seg_of = np.repeat(np.arange(len(ev.starts)), lengths)
+        return np.zeros(segments, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, bool)
     if method == "average":  # one pool per segment: its opening part and the rest, as two lots
         quantity, cost, opening = matched.quantity, matched.cost, matched.opening
         with np.errstate(divide="ignore", invalid="ignore"):
             opening_cost = np.where(quantity > 0, cost * opening / quantity, 0.0)
-        pool = np.concatenate([ev.seg_pool, ev.seg_pool])
-        frame = pd.DataFrame({
-            "pool": pool.astype(np.int64),
-            "asset": np.concatenate([ev.seg_asset, ev.seg_asset]),
-            "units": np.concatenate([opening, quantity - opening]),
-            "cost": np.concatenate([opening_cost, cost - opening_cost]),
-            "opening": np.repeat([True, False], len(quantity)),
-            "order": np.concatenate([np.arange(len(quantity)) * 2, np.arange(len(quantity)) * 2 + 1]),
-        })
-        frame = frame[frame["units"] > 0].sort_values("order", kind="stable").drop(columns="order")
-    else:
-        acq = ev.kind == ACQUIRE
-        units = np.where(acq, ev.units, 0.0)
-        ends = np.empty(n)
-        for lo, hi in zip(ev.starts.tolist(), np.append(ev.starts[1:], n).tolist(), strict=True):
-            np.cumsum(units[lo:hi], out=ends[lo:hi])
-        last = np.append(ev.starts[1:], n) - 1
-        consumed = (ends[last] - matched.quantity)[seg_of]  # queue position disposals have eaten to
-        left = np.minimum(units, np.clip(ends - consumed, 0.0, None))
-        keep = acq & (left > 0)
-        whole = left == units
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cost = np.where(whole, ev.value, left * ev.value / units)
-        frame = pd.DataFrame({
-            "pool": ev.seg_pool[seg_of][keep].astype(np.int64),
-            "asset": ev.seg_asset[seg_of][keep],
-            "units": left[keep],
-            "cost": cost[keep],
-            "opening": ev.label[keep] == OPENING,
-        })
-    frame["asset"] = np.asarray(assets, dtype=object)[frame["asset"].to_numpy(np.int64)] if len(frame) else []
-    return frame.reset_index(drop=True)[list(LOT_COLUMNS)]
+        units = np.column_stack([opening, quantity - opening]).ravel()
+        keep = units > 0
+        costs = np.column_stack([opening_cost, cost - opening_cost]).ravel()
+        return (keep.reshape(-1, 2).sum(axis=1).astype(np.int64), units[keep], costs[keep],
+                np.tile([True, False], segments)[keep])
+    lengths = np.diff(np.append(ev.starts, n))
+    seg_of = np.repeat(np.arange(segments), lengths)
+    acq = ev.kind == ACQUIRE
+    units = np.where(acq, ev.units, 0.0)
+    ends = np.empty(n)
+    for lo, hi in zip(ev.starts.tolist(), np.append(ev.starts[1:], n).tolist(), strict=True):
+        np.cumsum(units[lo:hi], out=ends[lo:hi])
+    last = np.append(ev.starts[1:], n) - 1
+    consumed = (ends[last] - matched.quantity)[seg_of]  # queue position disposals have eaten to
+    left = np.minimum(units, np.clip(ends - consumed, 0.0, None))
+    keep = np.flatnonzero(acq & (left > 0))
+    left, units, value = left[keep], units[keep], ev.value[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost = np.where(left == units, value, left * value / units)
+    return (np.bincount(seg_of[keep], minlength=segments).astype(np.int64), left, cost,
+            ev.label[keep] == OPENING)
 
 
-def _turnover(ev: Events, matched: Matched, assets: list[str], before: np.ndarray | None,
-              earlier: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per segment: units acquired and disposed so far and the dust rule's ghost units; segments
-    these events did not touch keep their rows from ``earlier``."""
-    n = len(ev.kind)
-    total = np.add.reduceat(ev.units, ev.starts) if n else np.zeros(0)
-    if before is not None:
-        total = total + before
-    frame = pd.DataFrame({"pool": ev.seg_pool.astype(np.int64),
-                          "asset": np.asarray(assets, dtype=object)[ev.seg_asset] if n else [],
-                          "units": total, "ghost": matched.ghost if n else np.zeros(0)})
-    if earlier is None or earlier.empty:
-        return frame
-    touched = pd.MultiIndex.from_frame(frame[["pool", "asset"]])
-    rest = earlier[~pd.MultiIndex.from_frame(earlier[["pool", "asset"]]).isin(touched)]
-    return pd.concat([rest, frame], ignore_index=True)
+def _ranges(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The positions [first[i], first[i] + counts[i]) for every i, end to end."""
+    ends = np.cumsum(counts)
+    return np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(first - (ends - counts), counts)
 
 
-def _nets_frame(connectors: np.ndarray, net: np.ndarray, assets: list[str]) -> pd.DataFrame:
-    rows, cols = np.nonzero(net)
-    return pd.DataFrame({"connector_id": connectors[rows].astype(np.int64),
-                         "asset": np.asarray(assets, dtype=object)[cols], "units": net[rows, cols]})
+def _sorted_pools(pool: np.ndarray, asset: np.ndarray, figures: list[np.ndarray], counts: np.ndarray,
+                  lots: list[np.ndarray], width: int) -> Pools:
+    """``Pools`` from segments in any order (``figures``: quantity, cost, opening, turnover, ghost) and
+    their lots segment by segment (``counts`` per segment; ``lots``: units, cost, opening)."""
+    order = np.argsort(pool * width + asset, kind="stable")
+    take = _ranges((np.cumsum(counts) - counts)[order], counts[order])
+    return Pools(pool[order], asset[order], *(f[order] for f in figures),
+                 np.concatenate([[0], np.cumsum(counts[order])]).astype(np.int64), *(column[take] for column in lots))
 
 
 def start(
@@ -155,14 +155,18 @@ def start(
     ledger = build_ledger(fills, transfers, opening, pool=pool, usd_like=usd_like, end=None)
     matched = match(ledger.events, method)
     result = build_result(ledger, matched, marks or {}, method=method, pool=pool, start=None, usd_like=usd_like)
-    stamps = ledger.sources.timestamp
+    ev, stamps = ledger.events, ledger.sources.timestamp
+    n = len(ev.kind)
+    counts, *lots = _carry(ev, matched, method)
+    figures = [matched.quantity, matched.cost, matched.opening, np.add.reduceat(ev.units, ev.starts) if n else
+               np.zeros(0), matched.ghost if n else np.zeros(0)]
     state = PnlState(
         method=method, pool=pool, usd_like=usd_like, watermark=int(stamps.max()) if len(stamps) else -(2**62),
-        lots=_carry(ledger.events, matched, ledger.assets, method),
-        turnover=_turnover(ledger.events, matched, ledger.assets, None),
-        nets=_nets_frame(*connector_nets(ledger), ledger.assets),
-        client_of=_client_of(ledger), notes=list(ledger.notes), result=result, fills=len(fills),
-        unanchored=_unanchored(fills, transfers, opening),
+        assets=list(ledger.assets),
+        pools=_sorted_pools(ev.seg_pool.astype(np.int64), ev.seg_asset.astype(np.int64), figures, counts, lots,
+                            len(ledger.assets)),
+        nets=_sorted_nets(*connector_nets(ledger)), client_of=_client_of(ledger), notes=list(ledger.notes),
+        result=result, fills=len(fills), unanchored=_unanchored(fills, transfers, opening),
     )
     return result, state
 
@@ -181,7 +185,10 @@ def _unanchored(fills: pd.DataFrame, transfers: pd.DataFrame | None, opening: pd
 def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | None = None
            ) -> tuple[PnlResult, PnlState] | None:
     """The state continued by ``fills`` (only fills new since it, any order), valued at ``marks``;
-    None when only a full run can give its figures (see the module docstring)."""
+    None when only a full run can give its figures (see the module docstring).
+
+    Only the segments the new fills touch are matched again (their open lots carried in ahead of
+    the new events); the rest of the state is kept as it is, so a few new fills cost milliseconds."""
     timestamps = fills["timestamp"].to_numpy(np.int64)
     if len(fills) and timestamps.min() <= state.watermark:
         return None
@@ -190,26 +197,26 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     new = build_ledger(fills, None, None, pool=state.pool, usd_like=state.usd_like, end=None)
     if new.notes:
         return None
-    lots = state.lots
-    assets = sorted(set(new.assets) | set(lots["asset"]) | set(state.turnover["asset"]) | set(state.nets["asset"])
-                    | set(state.result.per_asset["asset"].astype(str)))
-    code = {a: i for i, a in enumerate(assets)}
-    remap = np.array([code[a] for a in new.assets] + [-1], np.int64)
-    ledger, turnover, ghost = _merged(state, new, assets, remap)
+    assets, pools, nets = state.assets, state.pools, state.nets
+    if not set(new.assets) <= set(assets):  # assets never seen before: the state's codes move
+        assets = sorted(set(assets) | set(new.assets))
+        moved = np.searchsorted(np.asarray(assets, dtype=object), np.asarray(state.assets, dtype=object))
+        pools = replace(pools, asset=moved[pools.asset])
+        nets = (nets[0], _widened(nets[1], moved, len(assets)))
+    remap = np.array([assets.index(a) for a in new.assets] + [-1], np.int64)
+    ledger, touched, before, ghost = _merged(new, pools, assets, remap, state.watermark)
     carried = ledger.events.source == len(ledger.sources.rank) - 1
-    matched = match(ledger.events, state.method, turnover, ghost, carried)
+    matched = match(ledger.events, state.method, before, ghost, carried)
+    pools = _updated(pools, ledger.events, matched, touched, before, state.method, len(assets))
     client_of = state.client_of | _client_of(new)
     everything = np.ones(len(ledger.sources.rank), bool)
     disposals, _ = _disposals(ledger, matched, everything)
     flows = _flows(ledger, everything, client_of)
-    segments = _segments(ledger, matched)
-    nets = _add_nets(state.nets, _nets_frame(*connector_nets(ledger), assets))
+    segments = pd.DataFrame({"pool": pools.pool, "asset": pools.asset, "quantity": pools.quantity,
+                             "cost_basis": pools.cost, "opening_quantity": pools.opening})
+    nets = _add_nets(nets, connector_nets(new), remap)
     mark_of = np.array([mark(marks or {}, a, state.usd_like) for a in assets] + [math.nan])
-    connectors = np.sort(nets["connector_id"].unique())
-    matrix = np.zeros((len(connectors), len(assets)))
-    matrix[np.searchsorted(connectors, nets["connector_id"].to_numpy()), _codes(assets, nets["asset"])] = (
-        nets["units"].to_numpy(float))
-    holdings = _holdings(ledger, segments, state.pool, mark_of, client_of, (connectors, matrix))
+    holdings = _holdings(ledger, segments, state.pool, mark_of, client_of, nets)
     prior = state.result
     all_disposals = pd.concat([prior.disposals, disposals], ignore_index=True) if len(disposals) else prior.disposals
     all_flows = _sum_flows(prior.flows, flows)
@@ -233,51 +240,60 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
         flows=all_flows, totals=totals, unpriced_assets=unpriced, unmatched=unmatched,
         warnings=_warnings(replace(ledger, notes=state.notes), unpriced, unmatched),
     )
-    later = PnlState(
-        method=state.method, pool=state.pool, usd_like=state.usd_like,
-        watermark=int(timestamps.max()) if len(fills) else state.watermark,
-        lots=_carry(ledger.events, matched, assets, state.method),
-        turnover=_turnover(ledger.events, matched, assets, turnover, state.turnover), nets=nets,
-        client_of=client_of, notes=state.notes,
-        result=result, fills=state.fills + len(fills),
+    later = replace(
+        state, watermark=int(timestamps.max()) if len(fills) else state.watermark, assets=assets, pools=pools,
+        nets=nets, client_of=client_of, result=result, fills=state.fills + len(fills),
         unanchored=state.unanchored - set(fills["connector_id"].astype(int)),
     )
     return result, later
 
 
-def _merged(state: PnlState, new: Ledger, assets: list[str], remap: np.ndarray
-            ) -> tuple[Ledger, np.ndarray, np.ndarray]:
-    """The new fills' ledger with the state's lots as acquisitions ahead of each segment's events;
-    per segment, its turnover before these events (less the carried units, counted again) and ghost."""
-    ev, lots = new.events, state.lots
-    n_new = len(ev.kind)
+def _merged(new: Ledger, pools: Pools, assets: list[str], remap: np.ndarray, watermark: int
+            ) -> tuple[Ledger, np.ndarray, np.ndarray, np.ndarray]:
+    """The new fills' ledger (asset codes remapped to ``assets``), each segment's open lots from
+    ``pools`` carried in as acquisitions ahead of its events, segments in (pool, asset) order. With
+    it: the places in ``pools`` of the segments it touches, and per segment its turnover before these
+    events less the units carried in (which the matching counts again) and its ghost units."""
+    ev = new.events
+    n_new, width = len(ev.kind), len(assets)
+    seg_asset = remap[ev.seg_asset]
+    keys = ev.seg_pool.astype(np.int64) * width + seg_asset
+    rank = np.argsort(keys, kind="stable")  # each new segment's place in the merged order
+    keys = keys[rank]
+    old = pools.keys(width)
+    at = np.searchsorted(old, keys)
+    found = at < len(old)
+    found[found] = old[at[found]] == keys[found]
+    at = at[found]  # the touched segments' places in ``pools``
+    first, counts = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
+    first[found] = pools.lot_start[at]
+    counts[found] = pools.lot_start[at + 1] - first[found]
+    lots = _ranges(first, counts)
+    lengths = np.diff(np.append(ev.starts, n_new))
+    place = np.empty(len(rank), np.int64)
+    place[rank] = np.arange(len(rank))
+    # carried lots first in each segment (they come first here), then its events in their order
+    order = np.argsort(np.concatenate([np.repeat(np.arange(len(keys)), counts), np.repeat(place, lengths)]),
+                       kind="stable")
+    sizes = counts + lengths[rank]
+    starts = (np.cumsum(sizes) - sizes).astype(np.int64)
     sentinel = len(new.sources.rank)  # the carried lots' source: no fill
-    pool_new = np.repeat(ev.seg_pool, np.diff(np.append(ev.starts, n_new))).astype(np.int64)
-    lot_asset = _codes(assets, lots["asset"])
-    pool = np.concatenate([lots["pool"].to_numpy(np.int64), pool_new])
-    asset = np.concatenate([lot_asset, remap[ev.asset]])
-    pool_code, _ = pd.factorize(pool)
-    seg = pool_code.astype(np.int64) * len(assets) + asset
-    order = np.argsort(seg, kind="stable")  # carried lots first (they come first), each part in its own order
-    seg = seg[order]
-    starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]]) if len(seg) else np.zeros(0, np.int64)
-    n_lots = len(lots)
 
-    def joined(carried: np.ndarray, fresh: np.ndarray, dtype: type) -> np.ndarray:
-        return np.concatenate([carried.astype(dtype), fresh.astype(dtype)])[order]
+    def joined(carried: np.ndarray | int, fresh: np.ndarray, dtype: type) -> np.ndarray:
+        carried = np.broadcast_to(np.asarray(carried, dtype), len(lots))
+        return np.concatenate([carried, fresh.astype(dtype)])[order]
 
-    label = np.where(lots["opening"].to_numpy(bool), OPENING, TRADE)
     events = Events(
-        starts=starts, seg_pool=pool[order][starts] if len(seg) else np.zeros(0, np.int64),
-        seg_asset=asset[order][starts] if len(seg) else np.zeros(0, np.int64),
-        asset=asset[order], kind=joined(np.full(n_lots, ACQUIRE), ev.kind, np.int8),
-        label=joined(label, ev.label, np.int8), units=joined(lots["units"].to_numpy(float), ev.units, np.float64),
-        value=joined(lots["cost"].to_numpy(float), ev.value, np.float64),
-        source=joined(np.full(n_lots, sentinel), ev.source, np.int64),
+        starts=starts, seg_pool=ev.seg_pool.astype(np.int64)[rank], seg_asset=seg_asset[rank],
+        asset=np.repeat(seg_asset[rank], sizes), kind=joined(ACQUIRE, ev.kind, np.int8),
+        label=joined(np.where(pools.lot_opening[lots], OPENING, TRADE), ev.label, np.int8),
+        units=joined(pools.lot_units[lots], ev.units, np.float64), value=joined(pools.lot_cost[lots], ev.value,
+                                                                                np.float64),
+        source=joined(sentinel, ev.source, np.int64),
     )
     src = new.sources
     sources = Sources(
-        timestamp=np.append(src.timestamp, state.watermark), connector=np.append(src.connector, -1),
+        timestamp=np.append(src.timestamp, watermark), connector=np.append(src.connector, -1),
         client=np.append(src.client, -1),
         source_id=pd.concat([src.source_id, pd.Series(["carried"], dtype="str")], ignore_index=True),
         rank=np.append(src.rank, -1),
@@ -285,26 +301,63 @@ def _merged(state: PnlState, new: Ledger, assets: list[str], remap: np.ndarray
     fills = replace(new.fills, base=remap[new.fills.base])
     conversions = replace(new.conversions, asset=remap[new.conversions.asset])
     ledger = Ledger(assets, sources, events, fills, conversions, [])
-    # turnover before these events, per merged segment, less the units carried in (counted again)
-    before = state.turnover.set_index(["pool", "asset"])
-    carried = lots.groupby(["pool", "asset"])["units"].sum()
-    keys = pd.MultiIndex.from_arrays([events.seg_pool.astype(np.int64),
-                                      np.asarray(assets, dtype=object)[events.seg_asset] if len(seg) else []])
-    turnover = (before["units"].reindex(keys, fill_value=0.0).to_numpy()
-                - carried.reindex(keys, fill_value=0.0).to_numpy())
-    return ledger, turnover, before["ghost"].reindex(keys, fill_value=0.0).to_numpy()
+    carried_units = np.bincount(np.repeat(np.arange(len(keys)), counts), weights=pools.lot_units[lots],
+                                minlength=len(keys))
+    before, ghost = np.zeros(len(keys)), np.zeros(len(keys))
+    before[found] = pools.turnover[at] - carried_units[found]
+    ghost[found] = pools.ghost[at]
+    return ledger, at, before, ghost
 
 
-def _codes(assets: list[str], names: pd.Series) -> np.ndarray:
-    """Positions of ``names`` in the sorted ``assets`` (one lookup per distinct name, not per row)."""
-    return pd.Index(assets).get_indexer(names.astype(object)).astype(np.int64)
+def _updated(pools: Pools, ev: Events, matched: Matched, touched: np.ndarray, before: np.ndarray, method: str,
+             width: int) -> Pools:
+    """``pools`` with the segments these events matched again (``touched``: their places in ``pools``)
+    replaced, and the new ones added."""
+    if len(ev.starts) == 0:
+        return pools
+    keep = np.ones(len(pools.pool), bool)
+    keep[touched] = False
+    counts, *lots = _carry(ev, matched, method)
+    old_counts = np.diff(pools.lot_start)[keep]
+    figures = [np.concatenate([old[keep], fresh]) for old, fresh in (
+        (pools.quantity, matched.quantity), (pools.cost, matched.cost), (pools.opening, matched.opening),
+        (pools.turnover, np.add.reduceat(ev.units, ev.starts) + before), (pools.ghost, matched.ghost))]
+    spans = np.concatenate([pools.lot_start[:-1][keep], len(pools.lot_units) + np.cumsum(counts) - counts])
+    all_counts = np.concatenate([old_counts, counts])
+    pool = np.concatenate([pools.pool[keep], ev.seg_pool.astype(np.int64)])
+    asset = np.concatenate([pools.asset[keep], ev.seg_asset.astype(np.int64)])
+    order = np.argsort(pool * width + asset, kind="stable")
+    take = _ranges(spans[order], all_counts[order])
+    columns = [np.concatenate([old, fresh])[take] for old, fresh in zip(
+        (pools.lot_units, pools.lot_cost, pools.lot_opening), lots, strict=True)]
+    return Pools(pool[order], asset[order], *(f[order] for f in figures),
+                 np.concatenate([[0], np.cumsum(all_counts[order])]).astype(np.int64), *columns)
 
 
-def _add_nets(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
-    """Net units per connector and asset, the carried lots (connector -1) left out."""
-    after = after[after["connector_id"] != -1]
-    both = pd.concat([before, after], ignore_index=True)
-    return both.groupby(["connector_id", "asset"], as_index=False, sort=True)["units"].sum()
+def _sorted_nets(connectors: np.ndarray, net: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(connectors)
+    return connectors[order], net[order]
+
+
+def _widened(net: np.ndarray, moved: np.ndarray, width: int) -> np.ndarray:
+    """Net units per connector with the asset codes ``moved`` to a list of ``width`` assets."""
+    wide = np.zeros((len(net), width))
+    wide[:, moved] = net
+    return wide
+
+
+def _add_nets(before: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray], remap: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Net units per connector and asset so far: ``before`` plus the new ledger's (``remap``ped codes)."""
+    connectors, net = before
+    ids, more = new
+    if len(ids) == 0:
+        return before
+    every = np.union1d(connectors, ids)
+    total = np.zeros((len(every), net.shape[1]))
+    total[np.searchsorted(every, connectors)] = net
+    total[np.ix_(np.searchsorted(every, ids), remap[: more.shape[1]])] += more
+    return every, total
 
 
 def _sum_flows(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
@@ -337,4 +390,4 @@ def _per_asset(segments: pd.DataFrame, assets: list[str], mark_of: np.ndarray, p
     return frame.reset_index()[list(PER_ASSET_COLUMNS)]
 
 
-__all__ = ["LABELS", "LOT_COLUMNS", "PnlState", "resume", "start"]
+__all__ = ["LABELS", "PnlState", "Pools", "resume", "start"]
