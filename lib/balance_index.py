@@ -99,9 +99,17 @@ class BalanceIndex:
                                                         "connector_id"]))
 
     def keys(self, connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
-        """The (connector_id, asset) pairs with history, of ``connector_ids`` (None: all)."""
+        """The (connector_id, asset) pairs with history, of ``connector_ids`` (None: all), with each
+        one's ``code`` (what ``balances`` asks by)."""
         chosen = self._codes(connector_ids)
-        return pd.DataFrame({"connector_id": self.connector[chosen], "asset": self.asset[chosen]})
+        return pd.DataFrame({"connector_id": self.connector[chosen], "asset": self.asset[chosen], "code": chosen})
+
+    def balances(self, code: np.ndarray, moment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(balance, turnover) of each key ``code`` (from ``keys``; -1: a key without history, 0 and
+        0) at each ``moment`` (int ms, inclusive), as ``at`` gives them, with no frame built."""
+        code = np.asarray(code, dtype=np.int64)
+        found = np.where(code >= 0, self._found(code * _KEY_SHIFT + np.asarray(moment, dtype=np.int64), code), -1)
+        return self._picked(found, self.running), self._picked(found, self.turnover)
 
     def _codes(self, connector_ids: Sequence[int] | None) -> np.ndarray:
         every = np.arange(len(self.connector), dtype=np.int64)
