@@ -205,7 +205,8 @@ def connector_nets(ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scope_locations(ledger: Ledger, segments: pd.DataFrame, pool: str, client_of: dict[int, int],
-                     nets: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+                     nets: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split each scope-pooled (or client-pooled) asset over connectors pro rata to the units each holds.
 
     A connector's units are its net flows (acquired minus disposed, from trades, fees,
@@ -213,6 +214,7 @@ def _scope_locations(ledger: Ledger, segments: pd.DataFrame, pool: str, client_o
     are split by the same shares; when no connector holds a positive net the pool gets one
     row with no connector. Under client pooling only the pool's client's connectors share it.
     ``nets`` (``connector_nets``) may be given when they were kept from earlier events.
+    Returns per row its segment, its share, its connector and whether it has none, by segment.
     """
     connectors, net = connector_nets(ledger) if nets is None else nets
     held = np.clip(net, 0.0, None)
@@ -228,45 +230,59 @@ def _scope_locations(ledger: Ledger, segments: pd.DataFrame, pool: str, client_o
     alone = np.flatnonzero(~(total > 0))  # no connector holds it: one row, no connector
     seg = np.concatenate([seg, alone])
     share = np.concatenate([share, np.ones(len(alone))])
-    ids = pd.array(np.concatenate([np.asarray(connectors, np.int64)[where], np.zeros(len(alone), np.int64)]),
-                   dtype="Int64")
-    ids[len(where):] = pd.NA
+    ids = np.concatenate([np.asarray(connectors, np.int64)[where], np.zeros(len(alone), np.int64)])
+    none = np.arange(len(ids)) >= len(where)
     order = np.argsort(seg, kind="stable")
-    seg, share, ids = seg[order], share[order], ids[order]
-
-    def split(name: str) -> np.ndarray:
-        return segments[name].to_numpy(np.float64)[seg] * share
-
-    return pd.DataFrame({"connector_id": ids, "asset": asset[seg], "quantity": split("quantity"),
-                         "cost_basis": split("cost_basis"), "opening_quantity": split("opening_quantity"),
-                         "pool": pools[seg]})
+    return seg[order], share[order], ids[order], none[order]
 
 
-def _valued(frame: pd.DataFrame, assets: list[str], mark_of: np.ndarray) -> pd.DataFrame:
-    """Add market value and unrealized; an asset with units and no mark gets NaN, never 0."""
-    mark = mark_of[frame["asset"].to_numpy(np.int64)]
-    quantity = frame["quantity"].to_numpy(np.float64)
-    frame["priced"] = (quantity == 0) | ~np.isnan(mark)
-    frame["market_value"] = np.where(quantity == 0, 0.0, quantity * mark)
-    frame["unrealized"] = frame["market_value"] - frame["cost_basis"]
-    frame["asset"] = _str_array(assets, frame["asset"].to_numpy(np.int64))
-    return frame
+def _valued(asset: np.ndarray, quantity: np.ndarray, cost: np.ndarray, assets: list[str], mark_of: np.ndarray
+            ) -> dict[str, object]:
+    """Name, market value and unrealized of rows of asset codes, quantities and cost bases (a frame's
+    columns); an asset with units and no mark gets NaN, never 0."""
+    mark = mark_of[asset]
+    market_value = np.where(quantity == 0, 0.0, quantity * mark)
+    return {"asset": _str_array(assets, asset), "quantity": quantity, "cost_basis": cost, "market_value": market_value,
+            "unrealized": market_value - cost, "priced": (quantity == 0) | ~np.isnan(mark)}
+
+
+def _clients(connector: np.ndarray, none: np.ndarray, client_of: dict[int, int]) -> pd.arrays.IntegerArray:
+    """Each row's client by its connector (missing where it has no connector or an unknown one)."""
+    ids = np.fromiter(client_of.keys(), np.int64, len(client_of))
+    owners = np.fromiter(client_of.values(), np.int64, len(client_of))
+    order = np.argsort(ids)
+    at = np.minimum(np.searchsorted(ids, connector, sorter=order), max(len(ids) - 1, 0))
+    at = order[at] if len(ids) else at
+    known = ~none & (ids[at] == connector) if len(ids) else np.zeros(len(connector), bool)
+    return pd.arrays.IntegerArray(np.where(known, owners[at] if len(ids) else 0, 0), ~known)
 
 
 def _holdings(
     ledger: Ledger, segments: pd.DataFrame, pool: str, mark_of: np.ndarray, client_of: dict[int, int],
     nets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
+    """HOLDING_COLUMNS: each pool's holding where its units lie, one frame made from arrays."""
+    figures = ("quantity", "cost_basis", "opening_quantity")
     if pool == "connector":
-        located = segments.rename(columns={"pool": "connector_id"})
-        located["connector_id"] = located["connector_id"].astype("Int64")
+        seg = np.arange(len(segments))
+        connector, none = segments["pool"].to_numpy(np.int64), np.zeros(len(segments), bool)
+        located = {name: segments[name].to_numpy(np.float64) for name in figures}
     else:
-        located = _scope_locations(ledger, segments, pool, client_of, nets)
-    located = located[(located["quantity"] != 0) | (located["cost_basis"] != 0)].copy()
-    located["client_id"] = located["connector_id"].map(client_of).astype("Int64")
+        seg, share, connector, none = _scope_locations(ledger, segments, pool, client_of, nets)
+        located = {name: segments[name].to_numpy(np.float64)[seg] * share for name in figures}
+    keep = np.flatnonzero((located["quantity"] != 0) | (located["cost_basis"] != 0))
+    seg, connector, none = seg[keep], connector[keep], none[keep]
+    located = {name: column[keep] for name, column in located.items()}
     if pool == "client":  # a client's pool with no connector holding it still is that client's
-        located["client_id"] = located["pool"].astype("Int64")
-    return _valued(located, ledger.assets, mark_of)[list(HOLDING_COLUMNS)].reset_index(drop=True)
+        client = pd.arrays.IntegerArray(segments["pool"].to_numpy(np.int64)[seg], np.zeros(len(seg), bool))
+    else:
+        client = _clients(connector, none, client_of)
+    return pd.DataFrame({
+        "connector_id": pd.arrays.IntegerArray(np.where(none, 0, connector), none), "client_id": client,
+        **_valued(segments["asset"].to_numpy(np.int64)[seg], located["quantity"], located["cost_basis"],
+                  ledger.assets, mark_of),
+        "opening_quantity": located["opening_quantity"],
+    })
 
 
 def _per_asset(
@@ -280,20 +296,31 @@ def _per_asset(
 ) -> pd.DataFrame:
     """One row per asset with holdings, realized P&L or fees (cash assets: quantity 0)."""
     held = segments.groupby("asset")[["quantity", "cost_basis", "opening_quantity"]].sum()
-    lookup = {a: i for i, a in enumerate(ledger.assets)}
-    realized = np.bincount(disposal_codes, weights=disposals["gain"].to_numpy(float), minlength=len(ledger.assets))
-    disposed = np.flatnonzero(np.bincount(disposal_codes, minlength=len(ledger.assets)))
-    codes = sorted(set(held.index) | set(disposed.tolist()) | {lookup[a] for a in flows["asset"].unique()})
-    frame = _valued(held.reindex(codes, fill_value=0.0).rename_axis("asset").reset_index(), ledger.assets, mark_of)
-    frame = frame.set_index("asset")
-    # reindex: assigning a Series to an empty frame would adopt the Series' rows
-    frame["realized"] = pd.Series(realized, index=ledger.assets).reindex(frame.index)
-    frame["fees"] = flows.groupby("asset")["fees"].sum().reindex(frame.index)
-    frame["unmatched_quantity"] = pd.Series(
-        np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=len(ledger.assets)), index=ledger.assets
-    ).reindex(frame.index)
-    frame = frame.fillna({"realized": 0.0, "fees": 0.0, "unmatched_quantity": 0.0})
-    return frame.reset_index()[list(PER_ASSET_COLUMNS)]
+    width = len(ledger.assets)
+    names = pd.Index(ledger.assets)
+    realized = np.bincount(disposal_codes, weights=disposals["gain"].to_numpy(float), minlength=width)
+    named = np.bincount(disposal_codes, minlength=width) > 0
+    named[held.index.to_numpy(np.int64)] = True
+    fees = flows.groupby("asset")["fees"].sum()
+    named[names.get_indexer(fees.index)] = True
+    codes = np.flatnonzero(named)
+    held = held.reindex(codes, fill_value=0.0)
+    unmatched = np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=width)
+    return per_asset_frame(codes, held, realized[codes], fees.reindex(names[codes]).to_numpy(np.float64),
+                           unmatched[codes], ledger.assets, mark_of)
+
+
+def per_asset_frame(codes: np.ndarray, held: pd.DataFrame, realized: np.ndarray, fees: np.ndarray,
+                    unmatched: np.ndarray, assets: list[str], mark_of: np.ndarray) -> pd.DataFrame:
+    """PER_ASSET_COLUMNS from per-asset figures (``held``: quantity, cost basis and opening units);
+    a missing (NaN) realized, fee or unmatched figure counts 0."""
+    quantity = held["quantity"].to_numpy(np.float64)
+    frame = _valued(codes, quantity, held["cost_basis"].to_numpy(np.float64), assets, mark_of)
+    frame.update(realized=np.nan_to_num(realized, nan=0.0, posinf=np.inf, neginf=-np.inf),
+                 fees=np.nan_to_num(fees, nan=0.0, posinf=np.inf, neginf=-np.inf),
+                 unmatched_quantity=np.nan_to_num(unmatched, nan=0.0, posinf=np.inf, neginf=-np.inf),
+                 opening_quantity=held["opening_quantity"].to_numpy(np.float64))
+    return pd.DataFrame({name: frame[name] for name in PER_ASSET_COLUMNS})
 
 
 def _totals(

@@ -34,18 +34,17 @@ import pandas as pd
 from lib.pnl.ledger import ACQUIRE, LABELS, OPENING, TRADE, Events, Ledger, Sources, build_ledger
 from lib.pnl.matching import Matched, Method, match
 from lib.pnl.result import (
-    PER_ASSET_COLUMNS,
     PnlResult,
     Totals,
     _client_of,
     _disposals,
     _flows,
     _holdings,
-    _valued,
     _warnings,
     build_result,
     connector_nets,
     mark,
+    per_asset_frame,
 )
 from lib.prices import DEFAULT_USD_LIKE
 
@@ -210,7 +209,7 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     pools = _updated(pools, ledger.events, matched, touched, before, state.method, len(assets))
     client_of = state.client_of | _client_of(new)
     everything = np.ones(len(ledger.sources.rank), bool)
-    disposals, _ = _disposals(ledger, matched, everything)
+    disposals, disposal_codes = _disposals(ledger, matched, everything)
     flows = _flows(ledger, everything, client_of)
     segments = pd.DataFrame({"pool": pools.pool, "asset": pools.asset, "quantity": pools.quantity,
                              "cost_basis": pools.cost, "opening_quantity": pools.opening})
@@ -219,10 +218,10 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     holdings = _holdings(ledger, segments, state.pool, mark_of, client_of, nets)
     prior = state.result
     all_disposals = pd.concat([prior.disposals, disposals], ignore_index=True) if len(disposals) else prior.disposals
-    all_flows = _sum_flows(prior.flows, flows)
-    unmatched_new = pd.Series(np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=len(assets)),
-                              index=assets)
-    per_asset = _per_asset(segments, assets, mark_of, prior.per_asset, disposals, flows, unmatched_new)
+    all_flows = _sum_flows(prior.flows, flows, assets)
+    unmatched_new = np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=len(assets))
+    per_asset = _per_asset(segments, assets, mark_of, prior.per_asset, disposal_codes,
+                           disposals["gain"].to_numpy(np.float64), flows, unmatched_new)
     unpriced = sorted(per_asset.loc[~per_asset["priced"], "asset"])
     unmatched = {a: float(q) for a, q in zip(per_asset["asset"], per_asset["unmatched_quantity"], strict=True) if q > 0}
     priced = per_asset["priced"].to_numpy(bool)
@@ -360,34 +359,51 @@ def _add_nets(before: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.n
     return every, total
 
 
-def _sum_flows(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+def _sum_flows(before: pd.DataFrame, after: pd.DataFrame, assets: list[str]) -> pd.DataFrame:
+    """Fees and cash flow so far per (connector, asset): ``before``'s rows with ``after``'s added, and
+    ``after``'s new pairs appended (both have one row per pair)."""
     if after.empty:
         return before
-    both = pd.concat([before, after], ignore_index=True)
-    return both.groupby(["connector_id", "client_id", "asset"], as_index=False, sort=False)[
-        ["fees", "net_cash_flow"]].sum()
+    names = pd.Index(assets)
+    width = len(assets)
+    old = before["connector_id"].to_numpy(np.int64) * width + names.get_indexer(before["asset"])
+    new = after["connector_id"].to_numpy(np.int64) * width + names.get_indexer(after["asset"])
+    order = np.argsort(old)
+    at = np.minimum(np.searchsorted(old, new, sorter=order), max(len(old) - 1, 0))
+    at = order[at] if len(old) else at
+    known = (old[at] == new) if len(old) else np.zeros(len(new), bool)
+    summed = {}
+    for column in ("fees", "net_cash_flow"):
+        total = before[column].to_numpy(np.float64).copy()
+        total[at[known]] += after[column].to_numpy(np.float64)[known]
+        summed[column] = total
+    frame = before.assign(**summed)
+    return pd.concat([frame, after[~known]], ignore_index=True) if not known.all() else frame
 
 
 def _per_asset(segments: pd.DataFrame, assets: list[str], mark_of: np.ndarray, prior: pd.DataFrame,
-               disposals: pd.DataFrame, flows: pd.DataFrame, unmatched: pd.Series) -> pd.DataFrame:
-    """``result._per_asset`` for all history: holdings now, realized, fees and unmatched so far."""
+               disposal_codes: np.ndarray, gains: np.ndarray, flows: pd.DataFrame, unmatched: np.ndarray
+               ) -> pd.DataFrame:
+    """``result._per_asset`` for all history: holdings now; realized (the new gains added one by one in
+    disposal order, as a full run's sum goes), fees and unmatched so far."""
+    width = len(assets)
+    names = pd.Index(assets)
     held = segments.groupby("asset")[["quantity", "cost_basis", "opening_quantity"]].sum()
-    prior = prior.set_index(prior["asset"].astype(str))
-    named = set(prior.index) | set(disposals["asset"].astype(str)) | set(flows["asset"].astype(str))
-    code = {a: i for i, a in enumerate(assets)}
-    codes = sorted(set(held.index) | {code[a] for a in named} | set(np.flatnonzero(unmatched.to_numpy() > 0)))
-    frame = _valued(held.reindex(codes, fill_value=0.0).rename_axis("asset").reset_index(), assets, mark_of)
-    frame = frame.set_index("asset")
-    index = frame.index.astype(str)
-
-    def summed(before: str, new: pd.Series) -> np.ndarray:
-        old = prior[before].reindex(index).fillna(0.0).to_numpy(float) if before in prior else 0.0
-        return old + new.reindex(index).fillna(0.0).to_numpy(float)
-
-    frame["realized"] = summed("realized", disposals.groupby(disposals["asset"].astype(str))["gain"].sum())
-    frame["fees"] = summed("fees", flows.groupby(flows["asset"].astype(str))["fees"].sum())
-    frame["unmatched_quantity"] = summed("unmatched_quantity", unmatched)
-    return frame.reset_index()[list(PER_ASSET_COLUMNS)]
+    before = names.get_indexer(prior["asset"])
+    flow_codes = names.get_indexer(flows["asset"])
+    totals = {}
+    for column in ("realized", "fees", "unmatched_quantity"):
+        totals[column] = np.zeros(width)
+        totals[column][before] = prior[column].to_numpy(np.float64)
+    np.add.at(totals["realized"], disposal_codes, gains)
+    totals["fees"] += np.bincount(flow_codes, weights=flows["fees"].to_numpy(np.float64), minlength=width)
+    totals["unmatched_quantity"] += unmatched
+    named = unmatched > 0
+    for codes in (held.index.to_numpy(np.int64), before, disposal_codes, flow_codes):
+        named[codes] = True
+    codes = np.flatnonzero(named)
+    return per_asset_frame(codes, held.reindex(codes, fill_value=0.0), *(total[codes] for total in totals.values()),
+                           assets, mark_of)
 
 
 __all__ = ["LABELS", "PnlState", "Pools", "resume", "start"]
