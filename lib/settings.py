@@ -21,6 +21,8 @@ DEFAULT_USD_LIKE = ("USD", "USDT", "USDC", "FDUSD", "DAI", "TUSD", "BUSD")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: the longest sync interval (a day): longer ones overflow timers and mean "never"
 MAX_INTERVAL_SECONDS = 86_400
+#: the most sync processes (SYNC_PROCESSES): each holds its own interpreter (~150 MB) and connections
+MAX_SYNC_PROCESSES = 64
 
 
 #: loggers kept at WARNING whatever LOG_LEVEL says: at DEBUG they print request URLs and
@@ -48,6 +50,7 @@ class Settings:
     encryption_keys: tuple[str, ...] = field(repr=False)
     key_file: Path
     sync_interval_seconds: int
+    sync_processes: int
     snapshot_detail_days: int
     session_idle_minutes: int
     session_max_hours: int
@@ -121,6 +124,8 @@ def get_settings() -> Settings:
         encryption_keys=tuple(k.strip() for k in raw_keys.split(",") if k.strip()),
         key_file=Path(values.get("ENCRYPTION_KEY_FILE", data_dir / "encryption.key")),
         sync_interval_seconds=_positive_int(values, "SYNC_INTERVAL_SECONDS", 60, MAX_INTERVAL_SECONDS),
+        sync_processes=_positive_int(values, "SYNC_PROCESSES", min(os.cpu_count() or 1, MAX_SYNC_PROCESSES),
+                                      MAX_SYNC_PROCESSES),
         snapshot_detail_days=_positive_int(values, "SNAPSHOT_DETAIL_DAYS", 7, 36_500),
         session_idle_minutes=_positive_int(values, "SESSION_IDLE_MINUTES", 30, 7 * 24 * 60),
         session_max_hours=_positive_int(values, "SESSION_MAX_HOURS", 12, 30 * 24),

@@ -11,6 +11,9 @@ ENCRYPTION_KEYS lack the key they were encrypted with), not the connector's: the
 the log say so, and the connector is neither leased nor changed, so a process with the
 right keys still syncs it. A run that loses its database releases its leases when it can;
 when it cannot, they run out within one sync interval (``lib.sync.lease.duration``).
+
+A run of many connectors syncs them in SYNC_PROCESSES child processes (``lib.sync.processes``:
+one process uses one core); everything else above happens here, the same either way.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,7 +37,7 @@ from lib.db import session_scope
 from lib.exchanges import UnsupportedExchange
 from lib.models import Connector, SyncResult, SyncRun, utcnow
 from lib.settings import get_settings
-from lib.sync import lease, store
+from lib.sync import lease, processes, store
 from lib.sync.connector import ConnectorSync, Counts, Db, Job, Shared
 from lib.vault import VaultError, load_vault
 
@@ -185,6 +189,16 @@ async def _sync_job(job: Job, shared: Shared) -> ConnectorResult:
         error=_describe(error) if error is not None else None,
         attention=error is not None and (exchanges.needs_attention(error) or job.problem is not None),
     )
+
+
+async def _in_child(pool: processes.Pool, job: Job) -> ConnectorResult:
+    """``_sync_job`` in one of the run's child processes, which decrypts the credentials itself; a
+    child that died leaves its connectors this plain error. Named as this run selected it."""
+    try:
+        result = await pool.sync(job.connector_id)
+    except processes.ChildDied as error:
+        return ConnectorResult(job.connector_id, job.client, job.exchange_id, job.label, False, error=str(error))
+    return replace(result, client=job.client, exchange=job.exchange_id, label=job.label)
 
 
 def _reconciliation(result: ConnectorResult) -> tuple[str | None, int]:
@@ -344,8 +358,14 @@ class _Run:
             for result in unreadable:
                 self._done(result)
             gate = asyncio.Semaphore(max(1, concurrency))
-            shared = Shared(db=self.db, cash=self.cash, timeout_ms=self.timeout_ms)
-            await asyncio.gather(*(self._one(job, gate, shared, run_id) for job in jobs))
+            size = processes.processes_for(len(jobs), concurrency, get_settings().sync_processes)
+            if size > 1:
+                async with processes.Pool(size, self.cash, self.timeout_ms) as pool:
+                    await asyncio.gather(*(self._one(job, gate, partial(_in_child, pool), run_id) for job in jobs))
+            else:
+                shared = Shared(db=self.db, cash=self.cash, timeout_ms=self.timeout_ms)
+                await asyncio.gather(*(self._one(job, gate, partial(_sync_job, shared=shared), run_id)
+                                       for job in jobs))
         finally:
             renewer.cancel()
             await self._release(self.pending)
@@ -358,7 +378,8 @@ class _Run:
         if self.on_progress is not None:
             self.on_progress(len(self.results), self.total, result)
 
-    async def _one(self, job: Job, gate: asyncio.Semaphore, shared: Shared, run_id: int) -> None:
+    async def _one(self, job: Job, gate: asyncio.Semaphore, sync: Callable[[Job], Awaitable[ConnectorResult]],
+                   run_id: int) -> None:
         async with gate:
             if self.stop is not None and self.stop.is_set():
                 result = ConnectorResult(job.connector_id, job.client, job.exchange_id, job.label, False,
@@ -366,7 +387,7 @@ class _Run:
                 await self._release({job.connector_id})
             else:
                 attempted_at = utcnow()
-                result = await _sync_job(job, shared)
+                result = await sync(job)
                 try:
                     await self.db(_record, run_id, self.owner, result, attempted_at)
                 except SQLAlchemyError as error:  # the database went away: say so, keep the others going

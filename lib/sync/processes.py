@@ -1,0 +1,246 @@
+"""One run's connectors synced by child processes, so a large first sync uses every core.
+
+Two hundred connectors fetching at once make a sync CPU-bound (ccxt parses every row in
+Python), and one process tops out at one core (the GIL). The run itself stays in the parent
+(``lib.sync.runner``): it selects and leases the connectors, keeps the concurrency gate and the
+stop check, records every result, releases the leases and finishes the run exactly as
+in-process. Only syncing a connector (``runner._sync_job``) moves: ``Pool`` starts
+SYNC_PROCESSES children and hands each connector to the one with the fewest in hand.
+
+A child is told connector ids only. It reads the connector and decrypts its credentials
+itself (plaintext keys never cross a pipe), syncs it with its own database thread (``Db``, so
+its windows commit as in-process: each with its cursor) and market cache, and sends back the
+``ConnectorResult``. A child that dies fails every connector it had in hand with
+``DIED_MESSAGE``; what it committed before is whole and the next sync resumes after it. A
+child whose parent is gone exits at once: nobody would record its results.
+
+Children start with "spawn" (a fresh interpreter with the parent's environment, hence the same
+settings and database; never a fork of a process holding threads and connections), which costs
+about 2 s of CPU each (imports). ``processes_for`` therefore keeps a run in-process below
+``MIN_CONNECTORS_PER_PROCESS`` connectors per child: a run of a few connectors (a save, a
+retry, the tests, which patch code in their own process) gains nothing from more cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+from lib.db import session_scope
+from lib.models import Connector
+from lib.settings import configure_logging, get_settings
+from lib.sync.connector import Db, Job, Shared
+from lib.vault import Vault, load_vault
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from lib.sync.runner import ConnectorResult
+
+log = logging.getLogger(__name__)
+
+#: connectors per child at least: a child costs ~2 s of CPU to start, a first sync ~0.3 s per
+#: connector and an incremental one ~0.05 s, so a child below this spends as much starting as
+#: syncing; runs of fewer than twice this stay in-process
+MIN_CONNECTORS_PER_PROCESS = 16
+#: how long a child may take to finish after the run told it to, before it is terminated
+CLOSE_SECONDS = 30.0
+DIED_MESSAGE = ("The sync process syncing this connector stopped unexpectedly ({how}); what it had committed is "
+                "kept and the next sync resumes from there.")
+
+
+class ChildDied(RuntimeError):
+    """The child syncing a connector stopped before sending its result; the message says so plainly."""
+
+
+def processes_for(connectors: int, concurrency: int, configured: int) -> int:
+    """How many children sync ``connectors`` (1: in-process): at most SYNC_PROCESSES, at most the
+    concurrency (one at a time is in-process), and each with ``MIN_CONNECTORS_PER_PROCESS``."""
+    return max(1, min(configured, concurrency, connectors // MIN_CONNECTORS_PER_PROCESS))
+
+
+@dataclass
+class _Child:
+    """One child process, its end of the pipe and the results it owes (connector id -> future)."""
+
+    process: BaseProcess
+    pipe: Connection
+    owed: dict[int, asyncio.Future[ConnectorResult]] = field(default_factory=dict)
+    alive: bool = True
+
+
+class Pool:
+    """``size`` children for one run; ``sync(connector_id)`` awaits that connector's result."""
+
+    def __init__(self, size: int, cash: frozenset[str], timeout_ms: int) -> None:
+        self.size, self.cash, self.timeout_ms = size, cash, timeout_ms
+        self._children: list[_Child] = []
+        self._readers: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._death: ChildDied | None = None  # how the last child that ended went
+
+    async def __aenter__(self) -> Pool:
+        self._loop = asyncio.get_running_loop()
+        context = multiprocessing.get_context("spawn")
+        try:
+            for number in range(self.size):
+                mine, theirs = context.Pipe()
+                process = context.Process(target=child_main, args=(theirs, self.cash, self.timeout_ms),
+                                          name=f"sync-{number + 1}", daemon=True)
+                process.start()
+                theirs.close()
+                child = _Child(process, mine)
+                self._children.append(child)
+                reader = threading.Thread(target=self._read, args=(child,), name=f"sync-{number + 1}-reader",
+                                          daemon=True)
+                reader.start()
+                self._readers.append(reader)
+        except BaseException:
+            await self._stop(gracefully=False)
+            raise
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        await self._stop(gracefully=kind is None)
+
+    async def sync(self, connector_id: int) -> ConnectorResult:
+        """The child with the fewest connectors in hand syncs this one; raises ``ChildDied``."""
+        alive = [c for c in self._children if c.alive]
+        if not alive:  # the last one's end is this connector's too
+            raise ChildDied(str(self._death))
+        child = min(alive, key=lambda c: len(c.owed))
+        future: asyncio.Future[ConnectorResult] = asyncio.get_running_loop().create_future()
+        child.owed[connector_id] = future
+        with suppress(OSError):  # it died since: its reader fails what it owed, this one included
+            child.pipe.send(connector_id)
+        return await future
+
+    def _read(self, child: _Child) -> None:
+        """Deliver the child's results until its pipe ends; then fail whatever it still owed."""
+        while True:
+            try:
+                connector_id, result = child.pipe.recv()
+            except (EOFError, OSError):
+                break
+            self._call(self._deliver, child, connector_id, result, None)
+        child.process.join(CLOSE_SECONDS)
+        code = child.process.exitcode
+        how = f"exit code {code}" if code is not None and code >= 0 else f"signal {-code}" if code else "no exit code"
+        with_error = ChildDied(DIED_MESSAGE.format(how=how))
+        self._call(self._died, child, with_error)
+
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
+        """Run ``fn`` in the run's event loop; a loop closed meanwhile has nobody waiting."""
+        with suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(fn, *args)  # type: ignore[union-attr]
+
+    def _deliver(self, child: _Child, connector_id: int, result: ConnectorResult | None,
+                 error: BaseException | None) -> None:
+        future = child.owed.pop(connector_id, None)
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def _died(self, child: _Child, error: ChildDied) -> None:
+        child.alive, self._death = False, error
+        if child.owed:
+            log.warning("sync process %s stopped with %d connector(s) in hand: %s", child.process.name,
+                        len(child.owed), error)
+        for connector_id in list(child.owed):
+            self._deliver(child, connector_id, None, error)
+
+    async def _stop(self, *, gracefully: bool) -> None:
+        """Tell every child to finish (or terminate it when the run failed) and wait for it."""
+        for child in self._children:
+            if gracefully and child.alive:
+                with suppress(OSError):  # it died since: its reader saw that
+                    child.pipe.send(None)
+            else:
+                child.process.terminate()
+        for child, reader in zip(self._children, self._readers, strict=False):
+            await asyncio.to_thread(reader.join, CLOSE_SECONDS)
+            if child.process.is_alive():
+                log.warning("sync process %s did not stop within %g s; terminating it", child.process.name,
+                            CLOSE_SECONDS)
+                child.process.terminate()
+                await asyncio.to_thread(child.process.join, CLOSE_SECONDS)
+            child.pipe.close()
+
+
+# --- the child ----------------------------------------------------------------------------
+
+def child_main(pipe: Connection, cash: frozenset[str], timeout_ms: int) -> None:
+    """A child's whole life: sync the connector ids it is sent until told to stop (None)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    configure_logging(get_settings().log_level, "%(levelname)s:%(processName)s:%(name)s:%(message)s")
+    asyncio.run(_serve(pipe, cash, timeout_ms))
+
+
+async def _serve(pipe: Connection, cash: frozenset[str], timeout_ms: int) -> None:
+    loop = asyncio.get_running_loop()
+    incoming: asyncio.Queue[int | None] = asyncio.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                message = pipe.recv()
+            except (EOFError, OSError):  # the parent is gone: nobody would record a result
+                os._exit(1)
+            loop.call_soon_threadsafe(incoming.put_nowait, message)
+            if message is None:
+                return
+
+    threading.Thread(target=read, name="sync-pipe", daemon=True).start()
+    db = Db()
+    shared = Shared(db=db, cash=cash, timeout_ms=timeout_ms)
+    vault = load_vault()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(connector_id: int) -> None:
+        result = await _sync_one(connector_id, vault, shared)
+        try:
+            pipe.send((connector_id, result))
+        except OSError:
+            os._exit(1)
+
+    try:
+        while (connector_id := await incoming.get()) is not None:
+            task = asyncio.create_task(one(connector_id))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+    finally:
+        db.close()
+        pipe.close()
+
+
+async def _sync_one(connector_id: int, vault: Vault, shared: Shared) -> ConnectorResult:
+    """``runner._sync_job`` of the connector as stored now; any failure, reading it included, is
+    its result (described as in-process, never a traceback)."""
+    from lib.sync.runner import ConnectorResult, _describe, _job, _sync_job  # here: the runner imports this module
+
+    def load() -> Job | None:
+        with session_scope() as session:
+            connector = session.get(Connector, connector_id)
+            return None if connector is None else _job(connector, vault)
+
+    try:
+        job = await shared.db(load)
+        if job is None:
+            return ConnectorResult(connector_id, "", "", "", False, error=f"No connector with id {connector_id}.")
+        return await _sync_job(job, shared)
+    except Exception as error:  # noqa: BLE001 - every failure becomes a result
+        log.info("sync of connector %s failed: %s", connector_id, type(error).__name__)
+        return ConnectorResult(connector_id, "", "", "", False, error=_describe(error))
