@@ -25,6 +25,7 @@ full run's figures:
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -34,6 +35,7 @@ import pandas as pd
 from lib.pnl.ledger import ACQUIRE, LABELS, OPENING, TRADE, Events, Ledger, Sources, build_ledger
 from lib.pnl.matching import Matched, Method, match
 from lib.pnl.result import (
+    DISPOSAL_COLUMNS,
     PnlResult,
     Totals,
     _client_of,
@@ -87,6 +89,62 @@ class PnlState:
     result: PnlResult  # the figures so far (at the marks of the last run)
     fills: int  # fills processed
     unanchored: frozenset[int]  # connectors with opening lots and no event yet: their first fill dates them
+    rows: DisposalRows  # where ``result.disposals``' number columns lie, with room for later rows
+
+
+#: the disposals' number columns (the rest are Arrow text, which joins without a copy)
+NUMBERS = ("timestamp", "connector_id", "client_id", "units", "proceeds", "basis", "gain", "unmatched_units")
+
+
+class DisposalRows:
+    """The disposals' number columns with room after their last row, shared by a state and the states
+    resumed from it: a resume writes its new rows after the last ones and its frame views the first
+    rows, so one new disposal does not copy a million. The views are read-only, so no frame handed out
+    can change another's rows; only a state ending at the last row written appends in place (resuming
+    an older state again moves to fresh room)."""
+
+    def __init__(self, frame: pd.DataFrame, more: int) -> None:
+        """Room for ``frame``'s rows, ``more`` and an eighth again (so moves are rare)."""
+        self._lock = threading.Lock()
+        self.rows = len(frame)
+        size = self.rows + more + max((self.rows + more) // 8, 1024)
+        self.columns: dict[str, np.ndarray] = {}
+        for name in NUMBERS:
+            self.columns[name] = np.empty(size, frame[name].dtype)
+            self.columns[name][: self.rows] = frame[name].to_numpy()
+
+    def claim(self, rows: int, more: int) -> bool:
+        """Whether ``more`` rows fit after ``rows`` and those are the last rows written: then they are
+        the caller's to write (and the last rows written)."""
+        with self._lock:
+            if rows != self.rows or rows + more > len(self.columns[NUMBERS[0]]):
+                return False
+            self.rows = rows + more
+            return True
+
+    def frame(self, text: pd.DataFrame, rows: int) -> pd.DataFrame:
+        """DISPOSAL_COLUMNS: the first ``rows`` number rows (read-only views) and ``text``'s columns."""
+        columns = {}
+        for name in DISPOSAL_COLUMNS:
+            if name in self.columns:
+                columns[name] = self.columns[name][:rows]
+                columns[name].flags.writeable = False
+            else:
+                columns[name] = text[name].array
+        return pd.DataFrame(columns, copy=False)
+
+
+def _with_disposals(prior: pd.DataFrame, rows: DisposalRows, new: pd.DataFrame) -> tuple[pd.DataFrame, DisposalRows]:
+    """``prior``'s disposals followed by ``new``'s, written in ``rows``' room (or fresh room)."""
+    n, more = len(prior), len(new)
+    if not rows.claim(n, more):
+        rows = DisposalRows(prior, more)
+        rows.claim(n, more)
+    for name in NUMBERS:
+        rows.columns[name][n : n + more] = new[name].to_numpy()
+    text = pd.DataFrame({name: pd.concat([prior[name], new[name]], ignore_index=True) for name in DISPOSAL_COLUMNS
+                         if name not in rows.columns}, copy=False)
+    return rows.frame(text, n + more), rows
 
 
 def _carry(ev: Events, matched: Matched, method: str) -> tuple[np.ndarray, ...]:
@@ -159,13 +217,15 @@ def start(
     counts, *lots = _carry(ev, matched, method)
     figures = [matched.quantity, matched.cost, matched.opening, np.add.reduceat(ev.units, ev.starts) if n else
                np.zeros(0), matched.ghost if n else np.zeros(0)]
+    rows = DisposalRows(result.disposals, 0)
+    result = replace(result, disposals=rows.frame(result.disposals, rows.rows))  # its rows in ``rows``' room
     state = PnlState(
         method=method, pool=pool, usd_like=usd_like, watermark=int(stamps.max()) if len(stamps) else -(2**62),
         assets=list(ledger.assets),
         pools=_sorted_pools(ev.seg_pool.astype(np.int64), ev.seg_asset.astype(np.int64), figures, counts, lots,
                             len(ledger.assets)),
         nets=_sorted_nets(*connector_nets(ledger)), client_of=_client_of(ledger), notes=list(ledger.notes),
-        result=result, fills=len(fills), unanchored=_unanchored(fills, transfers, opening),
+        result=result, fills=len(fills), unanchored=_unanchored(fills, transfers, opening), rows=rows,
     )
     return result, state
 
@@ -217,7 +277,8 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     mark_of = np.array([mark(marks or {}, a, state.usd_like) for a in assets] + [math.nan])
     holdings = _holdings(ledger, segments, state.pool, mark_of, client_of, nets)
     prior = state.result
-    all_disposals = pd.concat([prior.disposals, disposals], ignore_index=True) if len(disposals) else prior.disposals
+    all_disposals, rows = (_with_disposals(prior.disposals, state.rows, disposals) if len(disposals) else
+                           (prior.disposals, state.rows))
     all_flows = _sum_flows(prior.flows, flows, assets)
     unmatched_new = np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=len(assets))
     per_asset = _per_asset(segments, assets, mark_of, prior.per_asset, disposal_codes,
@@ -241,7 +302,7 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     )
     later = replace(
         state, watermark=int(timestamps.max()) if len(fills) else state.watermark, assets=assets, pools=pools,
-        nets=nets, client_of=client_of, result=result, fills=state.fills + len(fills),
+        nets=nets, client_of=client_of, result=result, fills=state.fills + len(fills), rows=rows,
         unanchored=state.unanchored - set(fills["connector_id"].astype(int)),
     )
     return result, later
@@ -326,9 +387,15 @@ def _updated(pools: Pools, ev: Events, matched: Matched, touched: np.ndarray, be
     pool = np.concatenate([pools.pool[keep], ev.seg_pool.astype(np.int64)])
     asset = np.concatenate([pools.asset[keep], ev.seg_asset.astype(np.int64)])
     order = np.argsort(pool * width + asset, kind="stable")
-    take = _ranges(spans[order], all_counts[order])
-    columns = [np.concatenate([old, fresh])[take] for old, fresh in zip(
-        (pools.lot_units, pools.lot_cost, pools.lot_opening), lots, strict=True)]
+    first, size, split = spans[order], all_counts[order], len(pools.lot_units)
+    # runs of segments whose lots lie end to end in one of the two arrays: a few slices, not a gather
+    breaks = np.flatnonzero((first[1:] != first[:-1] + size[:-1]) | (first[1:] == split)) + 1
+    bounds = np.concatenate([[0], breaks, [len(first)]]).tolist()
+    pieces = [(int(first[lo]), int(first[hi - 1] + size[hi - 1])) for lo, hi in zip(bounds[:-1], bounds[1:],
+                                                                                    strict=True)]
+    columns = [np.concatenate([old[0:0], *(old[lo:hi] if lo < split else fresh[lo - split:hi - split]
+                                           for lo, hi in pieces)])
+               for old, fresh in zip((pools.lot_units, pools.lot_cost, pools.lot_opening), lots, strict=True)]
     return Pools(pool[order], asset[order], *(f[order] for f in figures),
                  np.concatenate([[0], np.cumsum(all_counts[order])]).astype(np.int64), *columns)
 
@@ -406,4 +473,4 @@ def _per_asset(segments: pd.DataFrame, assets: list[str], mark_of: np.ndarray, p
                            assets, mark_of)
 
 
-__all__ = ["LABELS", "PnlState", "Pools", "resume", "start"]
+__all__ = ["LABELS", "DisposalRows", "PnlState", "Pools", "resume", "start"]
