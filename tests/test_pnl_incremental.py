@@ -192,3 +192,55 @@ def test_units_below_the_dust_of_a_long_history_resume_as_a_full_run_counts_them
         result, state = more
         # 4e6 USD went through: the full run's own round-off is ~1e-5 USD; missing the ghost is 30 USD
         assert_same(result, compute_pnl(fills.iloc[: step + 1], marks=marks, method=method), scale=100.0)
+
+
+@pytest.mark.parametrize("method", ["fifo", "average"])
+def test_one_state_resumed_twice_gives_each_branch_its_own_figures(method: str) -> None:
+    """Resumed states share the room after their disposals' last row: the second branch from one
+    state must move to fresh room, and neither branch's frame changes the other's rows."""
+    ledger = valued(random_ledger(8, 400))
+    history, later = split(ledger, 150_000)
+    assert len(later) > 20
+    later = later.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    stamps = later["timestamp"].to_numpy()
+    cut = int(np.searchsorted(stamps, stamps[len(later) // 2]))
+    first, second = later.iloc[:cut], later.iloc[cut:]
+    _, state = start(history.fills, history.transfers, history.opening, history.marks, method=method)
+    one = resume(state, first, history.marks)
+    assert one is not None
+    kept = one[0].disposals.copy()
+    two = resume(state, second, history.marks)  # the same state again, with other fills
+    assert two is not None
+    pd.testing.assert_frame_equal(one[0].disposals, kept)
+    assert_same(one[0], full(history, [first], method, "scope"))
+    assert_same(two[0], full(history, [second], method, "scope"))
+    kept_two = two[0].disposals.copy()
+    more = resume(one[1], second, history.marks)  # the first branch continues in the room after its rows
+    assert more is not None
+    pd.testing.assert_frame_equal(one[0].disposals, kept)
+    pd.testing.assert_frame_equal(two[0].disposals, kept_two)
+    assert_same(more[0], full(history, [first, second], method, "scope"))
+    with pytest.raises(ValueError, match="read-only"):  # a frame handed out cannot change another's rows
+        more[0].disposals.loc[0, "gain"] = 0.0
+
+
+@pytest.mark.parametrize("pool", ["scope", "connector"])
+@pytest.mark.parametrize("method", ["fifo", "average"])
+def test_a_new_fill_of_an_asset_never_seen_resumes_as_a_full_run(method: str, pool: str) -> None:
+    """ETH sorts between BTC and USDT: the state's asset codes move, its untouched pools keep their figures."""
+    rows = [fill("1", 1000, "BTC/USDT", "buy", 2.0, 30000.0, connector=1),
+            fill("2", 2000, "BTC/USDT", "buy", 1.0, 31000.0, fee=0.001, fee_currency="BTC", fee_usd=31000.0,
+                 connector=2),
+            fill("3", 3000, "BTC/USDT", "sell", 1.5, 32000.0, connector=1),
+            fill("4", 4000, "ETH/BTC", "buy", 10.0, 0.05, quote_usd=33000.0, connector=2),
+            fill("5", 5000, "ETH/USDT", "sell", 4.0, 1700.0, connector=1),
+            fill("6", 6000, "BTC/USDT", "sell", 0.2, 34000.0, connector=2)]
+    fills = frame(rows)
+    marks = {"BTC": 35000.0, "ETH": 1800.0}
+    _, state = start(fills.iloc[:3], marks=marks, method=method, pool=pool)
+    for step in range(3, len(fills)):
+        more = resume(state, fills.iloc[[step]], marks)
+        assert more is not None
+        result, state = more
+        assert_same(result, compute_pnl(fills.iloc[: step + 1], marks=marks, method=method, pool=pool))
+    assert state.assets == ["BTC", "ETH", "USDT"]
