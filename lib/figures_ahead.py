@@ -6,15 +6,17 @@ after each pass that changed the data, while an admin or analyst is logged in an
 those of the view admins and analysts land on, every client together, with the pages' defaults:
 P&L over all history by FIFO with lots pooled across the scope, the value changes, the equity
 curve of the P&L page (all history) and of the Overview (its last ``OVERVIEW_DAYS``), the
-reconciliation the curves mark snapshots from (the Reconciliation page's), and the Clients table
-over all history (which makes each client's value changes too). The first view then reads a
-small file. In the dashboard's own worker thread this also keeps the in-memory
+reconciliation the curves mark snapshots from (the Reconciliation page's), the Clients table
+over all history (which makes each client's value changes too), the Trades page's totals (every
+fill) and the Activity page's report (its ``activity.DEFAULT_WINDOW``). The first view then reads
+a small file. In the dashboard's own worker thread this also keeps the in-memory
 states (the P&L's, the balance index, the fill frame) in step.
 
 What it leaves to the first view: one client's scope and other options. Each client's P&L scope
 costs about as much again as all of them (a million fills over twenty clients: about 0.8 s each
 against 2.7 s for all together, after one new fill), and syncs run every minute; so the worker
-makes only the views every admin opens: the landing page, Reconciliation and the Clients table.
+makes only the views every admin opens: the landing page, Reconciliation, the Clients table,
+Trades and Activity.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from functools import cache
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
-from lib import client_summary, equity, queries, reconcile, reports, sessions
+from lib import activity, client_summary, equity, queries, reconcile, reports, sessions
 from lib.access import SYSTEM, Role
 from lib.db import describe_failure, session_scope
 
@@ -47,11 +49,14 @@ def make() -> None:
     def reconciled() -> pd.DataFrame:
         return reconcile.cached_reconcile(SYSTEM).rows  # the Reconciliation page's too
 
+    today = datetime.now(UTC).date()
     reports.cached_pnl_summary(SYSTEM)
     equity.cached_value_changes(SYSTEM)
     equity.cached_equity_curve(SYSTEM, None, None, None, None, reconciled)
-    equity.cached_equity_curve(SYSTEM, None, None, overview_start(datetime.now(UTC).date()), None, reconciled)
+    equity.cached_equity_curve(SYSTEM, None, None, overview_start(today), None, reconciled)
     client_summary.client_summary(SYSTEM)  # the Clients page's defaults: all history, FIFO
+    activity.cached_fill_totals(SYSTEM)  # the Trades page's cards: every fill
+    activity.cached_activity_report(SYSTEM, *activity.day_bounds(*reports.window_days(activity.DEFAULT_WINDOW, today)))
 
 
 def keep(after: str | None) -> str | None:

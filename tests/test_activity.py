@@ -88,6 +88,35 @@ def test_period_counts_only_its_fills_and_orders(seeded: Seeded) -> None:
         report(seeded, start="2024-03-01", end="2024-02-01")
 
 
+def test_the_kept_report_and_totals_are_the_computed_ones_until_new_data(seeded: Seeded,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the pages read from disk (made by the worker or a first view) is the report itself: every
+    frame with its dtypes, the exact amounts as ``Decimal``; a new fill makes it again."""
+    admin = seeded.viewer("admin")
+    with session_scope() as session:
+        computed = activity.activity_report(session, admin, None, None, seeded.alpha)
+        totals = activity.fill_totals(session, admin, None, None, seeded.alpha, None, None, "sell")
+    activity.cached_activity_report(admin, None, None, seeded.alpha)
+    activity.cached_fill_totals(admin, None, None, seeded.alpha, None, None, "sell")
+    with monkeypatch.context() as patch:  # a second read computes nothing
+        patch.setattr(activity, "activity_report", lambda *a, **k: pytest.fail("computed again"))
+        patch.setattr(activity, "fill_totals", lambda *a, **k: pytest.fail("computed again"))
+        kept = activity.cached_activity_report(admin, None, None, seeded.alpha)
+        assert activity.cached_fill_totals(admin, None, None, seeded.alpha, None, None, "sell") == totals
+    for name in activity._REPORT_FRAMES:
+        pd.testing.assert_frame_equal(getattr(kept, name), getattr(computed, name), check_exact=True)
+    for name in ("fills", "orders", "volume_usd", "fees_usd", "average_fill_usd", "unpriced_quotes", "unpriced_fees"):
+        assert getattr(kept, name) == getattr(computed, name), name
+    assert isinstance(kept.volume_usd, Decimal) and kept.volume_usd == VOLUME
+    assert [type(a) for a in kept.fees["amount"]] == [Decimal] * len(kept.fees)
+    with session_scope() as session:
+        session.add(Trade(connector_id=seeded.alpha_binance, trade_id="N1", timestamp=ms("2024-02-07"),
+                          symbol="BTC/USDT", base="BTC", quote="USDT", side="sell", taker_or_maker="maker",
+                          amount="0.01", price="50000", cost="500", fee_cost="0.5", fee_currency="USDT"))
+    assert activity.cached_activity_report(admin, None, None, seeded.alpha).volume_usd == VOLUME + 500
+    assert activity.cached_fill_totals(admin, None, None, seeded.alpha, None, None, "sell").fills == totals.fills + 1
+
+
 def test_client_role_sees_only_its_client(seeded: Seeded) -> None:
     own = report(seeded, role="client")
     assert own.volume_usd == VOLUME

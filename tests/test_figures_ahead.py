@@ -31,6 +31,8 @@ def _forbid_computing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reports, "pnl_report", refuse)
     monkeypatch.setattr(reports, "client_pnl", refuse)
     monkeypatch.setattr(activity, "volume_and_fees", refuse)
+    monkeypatch.setattr(activity, "fill_totals", refuse)
+    monkeypatch.setattr(activity, "activity_report", refuse)
     monkeypatch.setattr(reconcile, "reconcile", refuse)
 
 
@@ -56,6 +58,11 @@ def test_the_landing_view_opens_from_what_the_worker_made(seeded: Seeded, monkey
         assert len(clients.rows) == 2 and clients.total["fills"] > 0
         assert equity.cached_value_changes(admin, seeded.alpha)["now"]["value"] > 0  # one client's Overview
         assert not reconcile.cached_reconcile(admin).rows.empty  # the Reconciliation page
+        assert activity.cached_fill_totals(admin).fills > 0  # the Trades page's cards
+        window = reports.window_days(activity.DEFAULT_WINDOW, equity.utcnow().date())
+        assert activity.cached_activity_report(admin, *activity.day_bounds(*window)).fills == 0  # Activity's default
+        with pytest.raises(AssertionError, match="computed"):  # another period: made on first view
+            activity.cached_activity_report(admin, None, None)
         with pytest.raises(AssertionError, match="computed"):  # one client's scope: made on first view
             reports.cached_pnl_summary(admin, seeded.alpha, None, "fifo", None, None, "scope")
 

@@ -229,18 +229,11 @@ def fills_csv(viewer: Viewer, *, client_id: int | None = None, connector_id: int
     return build
 
 
-def _day_bounds(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
-    """UTC days (both included) as [start, end) moments."""
-    return (None if start is None else datetime.combine(start, time(), tzinfo=UTC),
-            None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC))
-
-
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=100)
 def _fill_totals(scope: Scope, filters: tuple[object, ...], key: tuple[str, str]) -> activity.FillTotals:
     client_id, connector_id, symbol, side, start, end = filters
-    with session_scope() as session:
-        return activity.fill_totals(session, viewer_of(scope), *_day_bounds(start, end), client_id, connector_id,
-                                    symbol, side)
+    return activity.cached_fill_totals(viewer_of(scope), *activity.day_bounds(start, end), client_id, connector_id,
+                                       symbol, side)
 
 
 def fill_totals(viewer: Viewer, *, client_id: int | None = None, connector_id: int | None = None,
@@ -259,9 +252,8 @@ def notional_usd(viewer: Viewer, rows: pd.DataFrame, client_id: int | None = Non
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=100)
 def _activity(scope: Scope, client_id: int | None, connector_id: int | None, start: date | None, end: date | None,
               key: tuple[str, str]) -> activity.ActivityReport:
-    with session_scope() as session:
-        return activity.activity_report(session, viewer_of(scope), *_day_bounds(start, end), client_id,
-                                        connector_id)
+    return activity.cached_activity_report(viewer_of(scope), *activity.day_bounds(start, end), client_id,
+                                           connector_id)
 
 
 def activity_report(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,

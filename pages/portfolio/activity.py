@@ -5,6 +5,7 @@ exchange, the buy/sell split, maker share, fees by currency and in USD, fill and
 import pandas as pd
 import streamlit as st
 
+from lib import activity
 from lib.ui import charts, loaders, scope
 from lib.ui import format as fmt
 from lib.ui import period as period_controls
@@ -26,7 +27,7 @@ if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
 
-start, end = period_controls.period_picker(st.columns([3, 2])[0], "activity", default="Last 30 days")
+start, end = period_controls.period_picker(st.columns([3, 2])[0], "activity", default=activity.DEFAULT_WINDOW)
 period = period_controls.period_text(start, end)
 
 with loaders.plain_errors("trading activity"), st.spinner("Adding up the fills…"):
