@@ -5,10 +5,13 @@ Prints one JSON object. The scale part (the simulator's default dialects, Binanc
 alternating): wall time of one connector alone (the first account;
 ``single_connector_s_by_dialect``: the first account of each dialect), of the first full sync
 of all of them, of a second (incremental) sync, requests per connector, fills fetched again on
-the second sync, peak RSS, and the sequential baseline (concurrency 1); the ratios (all / one,
-sequential / all) next to issue 17's targets (``targets``); CPU seconds of this process
-(``resource.getrusage``: user + system, every thread) per phase and per connector, the
-simulator process's own CPU, and the machine's core count (``cpu_count``). The per-dialect part
+the second sync, peak RSS (this process, and the largest sync child process), and the sequential
+baseline (concurrency 1); the ratios (all / one, sequential / all) next to issue 17's targets
+(``targets``); CPU seconds of the sync (``resource.getrusage``: user + system, every thread, of
+this process and of the sync's child processes, ``lib.sync.processes``) per phase and per
+connector, the simulator process's own CPU, the machine's core count (``cpu_count``) and the
+processes the first full sync uses (``sync_processes``; ``--processes`` sets SYNC_PROCESSES, 1:
+in-process; the incremental sync stays in-process, ``lib.sync.processes.processes_for``). The per-dialect part
 (``per_dialect``): a few accounts of each of ``--dialects`` with the simulator's hard cases
 (``scenarios``: quiet gaps, same-millisecond bursts, fills on UTC midnights), one first
 sync, and per connector the history requests made next to the minimum (see
@@ -24,6 +27,7 @@ against the sync. Each phase starts from an empty SQLite database and cold marke
 
     .venv/bin/python bench/bench_sync.py [--connectors 200] [--fills 1000] [--latency-ms 100]
         [--baseline-subset 0]   # 0: measure the baseline fully
+        [--processes N]   # SYNC_PROCESSES (default: the setting's, the core count)
         [--scale-dialects binance,okx,bybit]   # the scale part's dialects (default binance,okx)
         [--dialects binance,okx,cryptocom,bybit] [--dialect-accounts 2]   # 0: skip that part
 """
@@ -122,22 +126,31 @@ def _add_connectors(accounts: list) -> list[int]:  # noqa: ANN001
                 for account_id, dialect, api_url, credentials, _ in accounts]
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process (user + system, every thread), from ``resource.getrusage``."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU time (user + system, every thread) of this process, or of its children waited for
+    (``RUSAGE_CHILDREN``: the sync's child processes once the run has joined them; the
+    simulator's once stopped), from ``resource.getrusage``."""
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
+#: CPU seconds of the sync's child processes so far (to tell the simulator's apart)
+_sync_children_cpu = [0.0]
+
+
 def _timed_sync(**options: object) -> tuple[float, object, float]:
-    """(wall seconds, report, CPU seconds of this process) of one sync run."""
+    """(wall seconds, report, CPU seconds of this process and the run's child processes) of one run."""
     from lib.access import SYSTEM
     from lib.sync import sync_connectors
 
-    started, cpu = time.perf_counter(), _cpu_seconds()
+    started, cpu, children = time.perf_counter(), _cpu_seconds(), _cpu_seconds(resource.RUSAGE_CHILDREN)
     report = sync_connectors(SYSTEM, trigger="cli", **options)
     elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
-    print(f"  sync of {len(report.results)} connector(s): {elapsed:.1f} s wall, {cpu:.1f} s CPU", file=sys.stderr)
-    return elapsed, report, cpu
+    children = _cpu_seconds(resource.RUSAGE_CHILDREN) - children
+    _sync_children_cpu[0] += children
+    print(f"  sync of {len(report.results)} connector(s): {elapsed:.1f} s wall, {cpu + children:.1f} s CPU "
+          f"({children:.1f} s in child processes)", file=sys.stderr)
+    return elapsed, report, cpu + children
 
 
 def minimum_requests(rules: Any, stamps: Sequence[int], now: int) -> int:  # noqa: ANN401 - StreamRules
@@ -305,7 +318,11 @@ def main() -> None:
                         help="comma-separated dialects of the per-dialect part (default: all four)")
     parser.add_argument("--dialect-accounts", type=int, default=2,
                         help="accounts per dialect in the per-dialect part (0: skip it)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="SYNC_PROCESSES: child processes of a large run (1: in-process)")
     args = parser.parse_args()
+    if args.processes is not None:
+        os.environ["SYNC_PROCESSES"] = str(args.processes)
 
     root = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     from cryptography.fernet import Fernet
@@ -315,10 +332,13 @@ def main() -> None:
     import logging
 
     logging.disable(logging.WARNING)
+    from lib.settings import get_settings
     from lib.sync import DEFAULT_CONCURRENCY
     from lib.sync import rows as rows_module
+    from lib.sync.processes import processes_for
 
     concurrency = args.concurrency or DEFAULT_CONCURRENCY
+    sync_processes = processes_for(args.connectors, 0, concurrency, get_settings().sync_processes)
     scale = {"dialects": list(args.scale_dialects)} if args.scale_dialects else {}
     server, pipe, accounts = _start_simulator(
         {"seed": 3, "accounts": args.connectors, "days": 90, "fills_per_account": args.fills,
@@ -346,6 +366,7 @@ def main() -> None:
         _fresh_database(root, "full")
         _add_connectors(accounts)
         first_s, first, first_cpu = _timed_sync(concurrency=concurrency)
+        child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the simulator is not joined yet
         fetched[0] = 0
         second_s, second, second_cpu = _timed_sync(concurrency=concurrency)
         refetched = fetched[0]
@@ -356,16 +377,16 @@ def main() -> None:
         sequential_s, sequential, _ = _timed_sync(concurrency=1)
     finally:
         _stop_simulator(server, pipe)
-    # the simulator (joined by now) is this process's only child: what serving the scale part cost
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    simulator_cpu = children.ru_utime + children.ru_stime
+    # the simulator (joined by now) is this process's only child besides the sync's: what serving
+    # the scale part cost
+    simulator_cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - _sync_children_cpu[0]
     dialects = per_dialect(args, root, concurrency) if args.dialect_accounts > 0 else {}
     requests_second = [r.requests for r in second.results]
     baseline_s = sequential_s * args.connectors / subset
     all_vs_one, speedup = first_s / single_s, baseline_s / first_s
     print(json.dumps({
         "connectors": args.connectors, "fills_per_connector": args.fills, "latency_ms": args.latency_ms,
-        "concurrency": concurrency, "cpu_count": os.cpu_count(),
+        "concurrency": concurrency, "cpu_count": os.cpu_count(), "sync_processes": sync_processes,
         "scale_dialects": sorted({dialect for _, dialect, _, _, _ in accounts}),
         "single_connector_s": round(single_s, 2),
         "first_full_sync_s": round(first_s, 2),
@@ -379,6 +400,7 @@ def main() -> None:
         "second_sync_fills_fetched": refetched,
         "second_sync_new_fills": sum(r.new_trades for r in second.results),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb_largest_sync_process": round(child_rss / 1024, 1) if sync_processes > 1 else None,
         "sequential_baseline_s": round(baseline_s, 2),
         "sequential_baseline_measured_on": subset,
         "sequential_baseline_extrapolated": subset != args.connectors,

@@ -1,8 +1,8 @@
 """A run spread over child processes (``lib.sync.processes``) against the simulator over real HTTP.
 
 The simulator serves from a thread of this process; the children reach it like any exchange.
-``MIN_CONNECTORS_PER_PROCESS`` is lowered (the parent decides how many children a run gets) so a
-few connectors make a multi-process run.
+``MIN_CPU_PER_PROCESS_S`` is lowered (the parent decides how many children a run gets) so a few
+connectors make a multi-process run.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def two_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs of two connectors or more go to two children."""
     monkeypatch.setenv("SYNC_PROCESSES", "2")
     get_settings.cache_clear()
-    monkeypatch.setattr(processes, "MIN_CONNECTORS_PER_PROCESS", 1)
+    monkeypatch.setattr(processes, "MIN_CPU_PER_PROCESS_S", 0.01)
 
 
 def _stored(connector_id: int) -> dict[str, list[tuple]]:
@@ -114,7 +114,7 @@ def test_children_store_the_same_rows_and_report_as_in_process(
     monkeypatch.setattr(Connection, "send", recording_send)
     monkeypatch.setenv("SYNC_PROCESSES", "2")
     get_settings.cache_clear()
-    monkeypatch.setattr(processes, "MIN_CONNECTORS_PER_PROCESS", 1)
+    monkeypatch.setattr(processes, "MIN_CPU_PER_PROCESS_S", 0.01)
     spread = add_connectors(sim)  # the same client name, accounts and labels
     progress: list[tuple[int, int]] = []
     in_children = sync_connectors(SYSTEM, on_progress=lambda done, total, _: progress.append((done, total)))
@@ -189,13 +189,14 @@ def test_a_child_that_dies_fails_its_connectors_plainly_and_the_next_sync_comple
     assert all(differences(sim, account, connector_id) == [] for account, connector_id in ids.items())
 
 
-@pytest.mark.parametrize(("connectors", "concurrency", "configured", "expected"), [
-    (200, 256, 2, 2), (200, 256, 8, 8), (31, 256, 2, 1), (32, 256, 2, 2), (200, 1, 2, 1), (200, 256, 1, 1),
-    (0, 256, 2, 1),
+@pytest.mark.parametrize(("first", "later", "concurrency", "configured", "expected"), [
+    (200, 0, 256, 2, 2), (200, 0, 256, 8, 8), (200, 0, 1, 2, 1), (200, 0, 256, 1, 1), (0, 0, 256, 2, 1),
+    (16, 0, 256, 2, 1), (34, 0, 256, 2, 2),  # a child's expected work is at least MIN_CPU_PER_PROCESS_S
+    (0, 200, 256, 2, 1), (5, 100, 256, 2, 1), (40, 200, 256, 2, 2),  # incremental runs cost little CPU
 ])
-def test_processes_for_keeps_small_and_sequential_runs_in_process(connectors: int, concurrency: int,
-                                                                   configured: int, expected: int) -> None:
-    assert processes.processes_for(connectors, concurrency, configured) == expected
+def test_processes_for_spreads_large_first_syncs_only(first: int, later: int, concurrency: int, configured: int,
+                                                      expected: int) -> None:
+    assert processes.processes_for(first, later, concurrency, configured) == expected
 
 
 def test_sync_processes_setting_is_checked(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,9 +16,12 @@ child whose parent is gone exits at once: nobody would record its results.
 
 Children start with "spawn" (a fresh interpreter with the parent's environment, hence the same
 settings and database; never a fork of a process holding threads and connections), which costs
-about 2 s of CPU each (imports). ``processes_for`` therefore keeps a run in-process below
-``MIN_CONNECTORS_PER_PROCESS`` connectors per child: a run of a few connectors (a save, a
-retry, the tests, which patch code in their own process) gains nothing from more cores.
+about 2.2 s of CPU each (imports). ``processes_for`` therefore gives a run children only when its
+connectors' expected CPU (``FIRST_SYNC_CPU_S`` each first sync, ``LATER_SYNC_CPU_S`` each later
+one: bench/bench_sync.py's figures) gives each child ``MIN_CPU_PER_PROCESS_S``: a first sync of
+dozens of connectors is spread; the worker's incremental runs (200 connectors: ~8 s of CPU, and
+children would add 2 x 2.2 s) and runs of a few connectors (a save, a retry, the tests, which
+patch code in their own process) stay in-process.
 """
 
 from __future__ import annotations
@@ -48,10 +51,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: connectors per child at least: a child costs ~2 s of CPU to start, a first sync ~0.3 s per
-#: connector and an incremental one ~0.05 s, so a child below this spends as much starting as
-#: syncing; runs of fewer than twice this stay in-process
-MIN_CONNECTORS_PER_PROCESS = 16
+#: CPU seconds one connector's sync takes in this process (bench/bench_sync.py, 2026-12-05: 0.30
+#: for a first sync of 1,000 fills, 0.04 for a later one with nothing new)
+FIRST_SYNC_CPU_S = 0.3
+LATER_SYNC_CPU_S = 0.04
+#: expected CPU seconds per child at least: twice what starting one costs (~2.2 s of imports), so a
+#: child spends at most a third of its time starting
+MIN_CPU_PER_PROCESS_S = 5.0
 #: how long a child may take to finish after the run told it to, before it is terminated
 CLOSE_SECONDS = 30.0
 DIED_MESSAGE = ("The sync process syncing this connector stopped unexpectedly ({how}); what it had committed is "
@@ -62,10 +68,11 @@ class ChildDied(RuntimeError):
     """The child syncing a connector stopped before sending its result; the message says so plainly."""
 
 
-def processes_for(connectors: int, concurrency: int, configured: int) -> int:
-    """How many children sync ``connectors`` (1: in-process): at most SYNC_PROCESSES, at most the
-    concurrency (one at a time is in-process), and each with ``MIN_CONNECTORS_PER_PROCESS``."""
-    return max(1, min(configured, concurrency, connectors // MIN_CONNECTORS_PER_PROCESS))
+def processes_for(first_syncs: int, later_syncs: int, concurrency: int, configured: int) -> int:
+    """How many children sync a run (1: in-process): at most SYNC_PROCESSES, at most the
+    concurrency (one at a time is in-process), each with ``MIN_CPU_PER_PROCESS_S`` of expected work."""
+    work = first_syncs * FIRST_SYNC_CPU_S + later_syncs * LATER_SYNC_CPU_S
+    return max(1, min(configured, concurrency, int(work // MIN_CPU_PER_PROCESS_S)))
 
 
 @dataclass

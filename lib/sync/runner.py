@@ -358,7 +358,8 @@ class _Run:
             for result in unreadable:
                 self._done(result)
             gate = asyncio.Semaphore(max(1, concurrency))
-            size = processes.processes_for(len(jobs), concurrency, get_settings().sync_processes)
+            first = sum(j.first_sync for j in jobs)
+            size = processes.processes_for(first, len(jobs) - first, concurrency, get_settings().sync_processes)
             if size > 1:
                 async with processes.Pool(size, self.cash, self.timeout_ms) as pool:
                     await asyncio.gather(*(self._one(job, gate, partial(_in_child, pool), run_id) for job in jobs))
