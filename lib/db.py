@@ -29,6 +29,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, delete, event, exc, insert, make_url, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lib.models import DatabaseState, DatabaseVersion
+from lib.models import BalanceSnapshot, DatabaseState, DatabaseVersion
 from lib.settings import PROJECT_ROOT, get_settings
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines repeat on every start
@@ -124,12 +125,12 @@ UNVERSIONED_TABLES = frozenset({"users", "user_clients", "auth_sessions", "login
 #: columns no page derives a figure from: an UPDATE setting only these leaves the version as it
 #: is (the sync's leases, taken and renewed many times a run, keep ``updated_at`` as it was)
 UNVERSIONED_COLUMNS = {"connectors": frozenset({"lease_owner", "lease_until", "updated_at"})}
-#: deleting a row of these deletes fills with it (ON DELETE CASCADE)
+#: deleting a row of these deletes fills and balance snapshots with it (ON DELETE CASCADE)
 _FILL_OWNERS = frozenset({"connectors", "clients"})
 #: write versions whose token is kept (``DatabaseVersion``); older ones are pruned every ``_PRUNE_EVERY``
 VERSIONS_KEPT = 100_000
 _PRUNE_EVERY = 1_000
-#: ``Connection.info`` key: the transaction wrote versioned data (value: it may have changed fills)
+#: ``Connection.info`` key: the transaction wrote versioned data (value: ``Rewrites``)
 _PENDING = "lib.db.write_pending"
 
 _DML = re.compile(
@@ -142,35 +143,52 @@ _ASSIGNED = re.compile(r'(?:^|,)\s*"?(\w+)"?\s*=')
 _CTE_WRITE = re.compile(r"\)\s*(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
 
-@lru_cache(maxsize=2048)
-def classify_write(statement: str) -> tuple[bool, bool]:
-    """(bumps the write version, may change or remove fills already stored) for one SQL statement.
+@dataclass(frozen=True)
+class Rewrites:
+    """What one SQL statement does to what caches build upon: ``writes`` versioned data (bumps the
+    write version), may change or remove ``fills`` already stored, may change or remove
+    ``snapshots`` (balance snapshots) already stored. Adding rows rewrites nothing."""
 
-    Plain inserts into trades only add fills; an update, a delete, an upsert or a REPLACE of
-    trades, and a delete of the connectors or clients that own fills, may change or remove them.
-    A statement whose target is not parsed (a CTE that writes, MERGE) counts as both.
+    writes: bool
+    fills: bool = False
+    snapshots: bool = False
+
+    def __or__(self, other: Rewrites) -> Rewrites:
+        return Rewrites(self.writes or other.writes, self.fills or other.fills, self.snapshots or other.snapshots)
+
+
+_READS = Rewrites(False)
+
+
+@lru_cache(maxsize=2048)
+def classify_write(statement: str) -> Rewrites:
+    """What one SQL statement does (``Rewrites``).
+
+    Plain inserts into trades or balance snapshots only add rows; an update, a delete, an upsert
+    or a REPLACE of them, and a delete of the connectors or clients that own them, may change or
+    remove some. A statement whose target is not parsed (a CTE that writes, MERGE) counts as all.
     """
     head = statement.lstrip()[:8].upper()
     if not head.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE", "TRUNCATE", "WITH", "MERGE")):
-        return False, False
+        return _READS
     match = _DML.match(statement)
     if match is None:
         writes = head.startswith("MERGE") or bool(_CTE_WRITE.search(statement))
-        return writes, writes
+        return Rewrites(writes, writes, writes)
     table = match["table"].lower()
     if table in UNVERSIONED_TABLES:
-        return False, False
+        return _READS
     verb = match["verb"].split()[0].upper()
     if verb == "UPDATE" and table in UNVERSIONED_COLUMNS:
         assigned = _SET.search(statement)
         # every "name =" at the start of an assignment; a value's own text can only add names
         if assigned is not None and set(_ASSIGNED.findall(assigned[1])) <= UNVERSIONED_COLUMNS[table]:
-            return False, False
+            return _READS
     replaces = verb in ("REPLACE", "UPDATE", "DELETE", "TRUNCATE") or (match["conflict"] or "").upper() == "REPLACE" \
         or (verb == "INSERT" and bool(_UPSERT.search(statement)))
-    if table == "trades":
-        return True, replaces
-    return True, table in _FILL_OWNERS and replaces and verb != "UPDATE"
+    owner = table in _FILL_OWNERS and replaces and verb != "UPDATE"
+    return Rewrites(True, (table == "trades" and replaces) or owner,
+                    (table == BalanceSnapshot.__tablename__ and replaces) or owner)
 
 
 def _has_state_table(connection: Connection) -> bool:
@@ -183,24 +201,26 @@ def _has_state_table(connection: Connection) -> bool:
     return bool(connection.execute(query, {"name": DatabaseState.__tablename__}).scalar())
 
 
-def bump_version(connection: Connection, rewrites_trades: bool = False) -> int | None:
+def bump_version(connection: Connection, rewrites: Rewrites = _READS) -> int | None:
     """Advance the write version in ``connection``'s transaction: version + 1 and a new random
-    token (and a new trades epoch when fills may have changed); the token is kept per version
-    (``DatabaseVersion``). A database that lost its row gets a new identity. Returns the new
-    version, None for a database migrated before 0009."""
+    token (and a new trades or snapshots epoch when fills or balance snapshots may have changed);
+    the token is kept per version (``DatabaseVersion``). A database that lost its row gets a new
+    identity. Returns the new version, None for a database migrated before 0009."""
     if not _has_state_table(connection):
         return None
     token = secrets.token_hex(16)
     values: dict[str, Any] = {"version": DatabaseState.version + 1, "token": token}
-    if rewrites_trades:
+    if rewrites.fills:
         values["trades_epoch"] = token
+    if rewrites.snapshots:
+        values["snapshots_epoch"] = token
     version = connection.execute(update(DatabaseState).where(DatabaseState.id == 1).values(values)
                                  .returning(DatabaseState.version)).scalar_one_or_none()
     if version is None:
         version = 0
         connection.execute(delete(DatabaseVersion))
         connection.execute(insert(DatabaseState).values(id=1, identity=str(uuid.uuid4()), version=version,
-                                                        token=token, trades_epoch=token))
+                                                        token=token, trades_epoch=token, snapshots_epoch=token))
     connection.execute(insert(DatabaseVersion).values(version=version, token=token))
     if version % _PRUNE_EVERY == 0:
         connection.execute(delete(DatabaseVersion).where(DatabaseVersion.version <= version - VERSIONS_KEPT))
@@ -218,15 +238,15 @@ def _track_writes(engine: Engine) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def note(connection, _cursor, statement, _parameters, _context, _executemany) -> None:  # noqa: ANN001
-        writes, rewrites = classify_write(statement)
-        if writes:
-            connection.info[_PENDING] = rewrites or connection.info.get(_PENDING, False)
+        found = classify_write(statement)
+        if found.writes:
+            connection.info[_PENDING] = found | connection.info.get(_PENDING, found)
 
     @event.listens_for(engine, "commit")
     def bump(connection: Connection) -> None:
         rewrites = connection.info.pop(_PENDING, None)
         if rewrites is not None:
-            bump_version(connection, rewrites_trades=rewrites)
+            bump_version(connection, rewrites)
 
     @event.listens_for(engine, "rollback")
     def forget(connection: Connection) -> None:
@@ -304,14 +324,14 @@ def migrate(url: str | None = None) -> None:
     """Bring the schema to the newest revision; safe to call on every start.
 
     A migration may rewrite stored data (0007 turned every amount into an exact decimal), so an
-    upgrade that changed the revision bumps the write version as a write of fills would.
+    upgrade that changed the revision bumps the write version as a rewrite of fills and snapshots would.
     """
     engine = get_engine(url or get_settings().database_url)  # creates the SQLite folder and a 0600 file
     before = _revision(engine)
     command.upgrade(alembic_config(url), "head")
     if _revision(engine) != before:
         with engine.begin() as connection:
-            bump_version(connection, rewrites_trades=True)
+            bump_version(connection, Rewrites(True, fills=True, snapshots=True))
 
 
 def check_schema(url: str | None = None) -> None:

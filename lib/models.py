@@ -623,6 +623,8 @@ class DatabaseState(Base):
     reaches an old ``version`` again, never with the ``token`` a cache saw. ``trades_epoch`` is
     drawn anew only by a write that may change or remove fills already stored (an update or delete
     of trades, a deleted connector or client): while it stands, fills have only been added.
+    ``snapshots_epoch`` likewise for balance snapshots (an update or delete of them, as thinning
+    does, or a deleted connector or client).
     """
 
     __tablename__ = "database_state"
@@ -633,6 +635,7 @@ class DatabaseState(Base):
     version: Mapped[int] = mapped_column(BigInteger)
     token: Mapped[str] = mapped_column(String(32))
     trades_epoch: Mapped[str] = mapped_column(String(32))
+    snapshots_epoch: Mapped[str] = mapped_column(String(32))
 
 
 class DatabaseVersion(Base):

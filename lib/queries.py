@@ -472,7 +472,7 @@ _STORE_LOCK = threading.Lock()
 _STORE_BUILD_LOCK = threading.Lock()
 
 
-def _ids_grow_in_commit_order(session: Session) -> bool:
+def ids_grow_in_commit_order(session: Session) -> bool:
     """SQLite: one writer at a time and AUTOINCREMENT ids that only grow, so a fill committed after
     the store was read has a higher id than any in it. Not PostgreSQL: a sequence hands out ids
     before commit, so a fill committed late may have a lower id (the count then tells)."""
@@ -981,12 +981,14 @@ class WriteState:
     version: int
     token: str
     trades_epoch: str
+    snapshots_epoch: str = ""
 
 
 def write_state(session: Session) -> WriteState | None:
     """One row read; None for a database without its state row (see ``data_version``)."""
     row = session.execute(select(DatabaseState.identity, DatabaseState.version, DatabaseState.token,
-                                 DatabaseState.trades_epoch).where(DatabaseState.id == 1)).one_or_none()
+                                 DatabaseState.trades_epoch, DatabaseState.snapshots_epoch)
+                         .where(DatabaseState.id == 1)).one_or_none()
     return None if row is None else WriteState(*row)
 
 
@@ -1009,7 +1011,7 @@ def fills_added_since(session: Session, kept: WriteState, now: WriteState, max_i
     if (now.version, now.token) != (kept.version, kept.token) and not went_through(session, kept.version, kept.token):
         return None
     fresh = _read_trades(session, after_id=max_id)
-    if not _ids_grow_in_commit_order(session) and count + len(fresh) != _fill_count(session, now):
+    if not ids_grow_in_commit_order(session) and count + len(fresh) != _fill_count(session, now):
         return None
     return fresh
 

@@ -35,10 +35,10 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Double, and_, cast, func, or_, select
+from sqlalchemy import Double, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
-from lib import balance_index, prices, queries, rebuild, reports
+from lib import balance_index, daily_snapshots, prices, queries, rebuild, reports
 from lib.access import Viewer
 from lib.balance_index import BalanceIndex
 from lib.db import session_scope
@@ -86,11 +86,6 @@ def _session(session: Session | None) -> Iterator[Session]:
     else:
         with session_scope() as own:
             yield own
-
-
-def _ms(moments: pd.Series) -> np.ndarray:
-    taken = pd.to_datetime(moments, utc=True)
-    return ((taken - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64)
 
 
 def tolerance(turnover: T, reported: T) -> T:
@@ -149,31 +144,6 @@ def _compare(index: BalanceIndex, ids: list[int], snapshots: pd.DataFrame) -> pd
         "tolerance": allowed, "divergent": np.abs(reported - implied) > allowed})
 
 
-def _daily_snapshots(session: Session, viewer: Viewer, client_id: int | None,
-                     connector_id: int | None) -> pd.DataFrame:
-    """The last snapshot of each UTC day of each connector in scope (one row per account type):
-    ``connector_id``, ``moment`` (ms), ``asset``, ``total`` (float, cast by the database; the
-    driver's plain tuples, as ``lib.rebuild`` reads them: a year of 200 connectors in about a
-    second where typed rows took several)."""
-    ids = queries.connector_ids(session, viewer, client_id, connector_id)
-    columns = ["connector_id", "moment", "asset", "total"]
-    if ids == []:
-        return pd.DataFrame(columns=columns)
-    last = select(BalanceSnapshot.connector_id, func.max(BalanceSnapshot.taken_at).label("taken_at"))
-    if ids is not None:
-        last = last.where(BalanceSnapshot.connector_id.in_(ids))
-    last = last.group_by(BalanceSnapshot.connector_id, queries.bucket_of(session, "day")).subquery()
-    query = (select(BalanceSnapshot.connector_id, BalanceSnapshot.taken_at, BalanceSnapshot.asset,
-                    cast(BalanceSnapshot.total, Double))
-             .join(last, and_(last.c.connector_id == BalanceSnapshot.connector_id,
-                              last.c.taken_at == BalanceSnapshot.taken_at)))
-    found = queries.driver_frame(session, query)
-    if found.empty:
-        return pd.DataFrame(columns=columns)
-    return pd.DataFrame({"connector_id": found["connector_id"].astype(np.int64), "moment": _ms(found["taken_at"]),
-                         "asset": found["asset"], "total": found["total"].astype(float).fillna(0.0)})
-
-
 def _snapshots_between(session: Session, spans: pd.DataFrame) -> pd.DataFrame:
     """Every snapshot of each connector in its spans (after ``start``, up to ``end``, ms), in one
     query; the account types are summed by ``_compare`` (exact amounts are never summed in SQL:
@@ -187,7 +157,8 @@ def _snapshots_between(session: Session, spans: pd.DataFrame) -> pd.DataFrame:
     found = queries.driver_frame(session, query) if inside else pd.DataFrame()  # one query, not one per span
     if found.empty:
         return pd.DataFrame(columns=["connector_id", "moment", "asset", "total"])
-    return pd.DataFrame({"connector_id": found["connector_id"].astype(np.int64), "moment": _ms(found["taken_at"]),
+    return pd.DataFrame({"connector_id": found["connector_id"].astype(np.int64),
+                         "moment": daily_snapshots.moments_ms(found["taken_at"]),
                          "asset": found["asset"], "total": found["total"].astype(float)})
 
 
@@ -369,25 +340,14 @@ def _usd(session: Session, viewer: Viewer, rows: pd.DataFrame, client_id: int | 
     return rows["difference"].to_numpy(float) * price
 
 
-def _account_types(session: Session, ids: list[int]) -> dict[tuple[int, str], str]:
-    """Per (connector, asset): the account types that ever reported it ("default, funding"); a
-    dict, looked up once per row (a MultiIndex lookup per row took tens of milliseconds)."""
-    query = (select(BalanceSnapshot.connector_id, BalanceSnapshot.asset, BalanceSnapshot.account_type)
-             .where(BalanceSnapshot.connector_id.in_(ids)).distinct())
-    found = pd.read_sql(query, session.connection())
-    if found.empty:
-        return {}
-    named = found.assign(account_type=found["account_type"].replace("", "default"))
-    return named.groupby(["connector_id", "asset"])["account_type"].agg(lambda t: ", ".join(sorted(t))).to_dict()
-
-
 def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
               session: Session | None = None) -> Reconciliation:
     """Every (connector, asset) in the viewer's scope: status, difference, first divergence, cause."""
     with _session(session) as db:
         connectors = queries.connectors(db, viewer, client_id, connector_id)
         ids = [int(i) for i in connectors["id"]]
-        snapshots = _daily_snapshots(db, viewer, client_id, connector_id)
+        daily = daily_snapshots.daily(db)
+        snapshots = daily.rows[daily.rows["connector_id"].isin(ids)]
         read = set(snapshots["connector_id"])
         unsynced = [f"{r.client} · {r.exchange_id} / {r.label}" for r in connectors.itertuples()
                     if int(r.id) not in read]
@@ -403,9 +363,9 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
         summary["cause"] = ["; ".join(text for _, text in pairs) for pairs in found]
         summary["causes"] = [tuple(pairs) for pairs in found]
         summary["difference_usd"] = _usd(db, viewer, summary, client_id, connector_id)
-        types = _account_types(db, ids)
     names = connectors.set_index("id")[["client_id", "client", "exchange_id", "label"]]
     rows = summary.join(names, on="connector_id")
+    types = daily.account_types
     rows = rows.assign(
         account_types=[types.get((c, a), "") for c, a in zip(rows["connector_id"], rows["asset"], strict=True)],
         taken_at=pd.to_datetime(rows["moment"], unit="ms", utc=True),

@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 
 from lib import audit, clients, connectors, imports, queries, reports
 from lib.access import SYSTEM
-from lib.db import classify_write, dispose_engines, migrate, session_scope
+from lib.db import Rewrites, classify_write, dispose_engines, migrate, session_scope
 from lib.models import Client, Connector, DatabaseState, Position, Trade, utcnow
 from lib.settings import get_settings
 from lib.simulator import Simulator, SimulatorConfig
@@ -172,19 +172,22 @@ def test_uncommitted_writes_key_nothing_shared(seeded: Seeded) -> None:
 
 
 @pytest.mark.parametrize(("sql", "expected"), [
-    ("SELECT max(id) FROM trades", (False, False)),
-    ("INSERT INTO trades (id) VALUES (1) ON CONFLICT (connector_id, symbol, trade_id) DO NOTHING", (True, False)),
+    ("SELECT max(id) FROM trades", Rewrites(False)),
+    ("INSERT INTO trades (id) VALUES (1) ON CONFLICT (connector_id, symbol, trade_id) DO NOTHING", Rewrites(True)),
     ("INSERT INTO trades (id) VALUES (1) ON CONFLICT (connector_id, symbol, trade_id) DO UPDATE SET id = 2",
-     (True, True)),
-    ("INSERT OR REPLACE INTO trades (id) VALUES (1)", (True, True)),
-    ('DELETE FROM "clients" WHERE id = 1', (True, True)),
-    ("UPDATE connectors SET label = 'x'", (True, False)),
-    ("UPDATE connectors SET lease_until = ?, updated_at = connectors.updated_at WHERE id = ?", (False, False)),
-    ("INSERT INTO audit_log (actor) VALUES ('x')", (False, False)),
-    ("WITH gone AS (SELECT 1) DELETE FROM orders", (True, True)),
-    ("WITH t AS (SELECT last_update FROM order_history) SELECT * FROM t", (False, False)),
+     Rewrites(True, fills=True)),
+    ("INSERT OR REPLACE INTO trades (id) VALUES (1)", Rewrites(True, fills=True)),
+    ('DELETE FROM "clients" WHERE id = 1', Rewrites(True, fills=True, snapshots=True)),
+    ("UPDATE connectors SET label = 'x'", Rewrites(True)),
+    ("UPDATE connectors SET lease_until = ?, updated_at = connectors.updated_at WHERE id = ?", Rewrites(False)),
+    ("INSERT INTO audit_log (actor) VALUES ('x')", Rewrites(False)),
+    ("INSERT INTO balance_snapshots (id) VALUES (1)", Rewrites(True)),
+    ("DELETE FROM balance_snapshots WHERE id IN (1, 2)", Rewrites(True, snapshots=True)),
+    ("UPDATE balance_snapshots SET total = '2' WHERE id = 1", Rewrites(True, snapshots=True)),
+    ("WITH gone AS (SELECT 1) DELETE FROM orders", Rewrites(True, fills=True, snapshots=True)),
+    ("WITH t AS (SELECT last_update FROM order_history) SELECT * FROM t", Rewrites(False)),
 ])
-def test_statements_are_classified(sql: str, expected: tuple[bool, bool]) -> None:
+def test_statements_are_classified(sql: str, expected: Rewrites) -> None:
     assert classify_write(sql) == expected
 
 
