@@ -109,7 +109,7 @@ from lib.pnl.result import (
     PER_ASSET_COLUMNS,
     PnlResult,
     Totals,
-    build_result,
+    assemble,
     by_client,
     by_connector,
     summarise,
@@ -155,5 +155,6 @@ def compute_pnl(
     if pool not in ("scope", "connector", "client"):
         raise ValueError(f"pool must be 'scope', 'connector' or 'client', got {pool!r}")
     ledger = build_ledger(fills, transfers, opening, pool=pool, usd_like=usd_like, end=end)
-    matched = match(ledger.events, method)
-    return build_result(ledger, matched, marks or {}, method=method, pool=pool, start=start, usd_like=usd_like)
+    run = [ledger, match(ledger.events, method)]
+    del ledger  # ``assemble`` then holds the only references and lets the events go as it gathers them
+    return assemble(run, marks or {}, method=method, pool=pool, start=start, usd_like=usd_like)

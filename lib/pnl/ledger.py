@@ -73,6 +73,8 @@ class Events:
     units: np.ndarray  # > 0
     value: np.ndarray  # USD basis of an acquisition, proceeds of a disposal, 0 for a withdrawal
     source: np.ndarray  # row in Sources
+    #: positions in processing order (source rank, then each source's events as made); None: not kept
+    processing: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -579,8 +581,13 @@ def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[
     del pool_code
     by_rank = _by_rank(sources.rank, source, call)
     del call
-    order = by_rank[np.argsort(seg_raw[by_rank], kind="stable")]
+    processing = np.argsort(seg_raw[by_rank], kind="stable")  # for now: processing position by sorted position
+    order = by_rank[processing]
     del by_rank
+    by_sorted = processing
+    processing = np.empty(len(order), _index_dtype(len(order)))
+    processing[by_sorted] = np.arange(len(order), dtype=processing.dtype)  # sorted position by processing position
+    del by_sorted
     seg_raw = seg_raw[order]
     starts = np.flatnonzero(np.r_[True, seg_raw[1:] != seg_raw[:-1]]) if len(seg_raw) else np.zeros(0, np.int64)
     seg_pool = np.asarray(pool_key, np.int64)[seg_raw[starts] // width]
@@ -593,4 +600,4 @@ def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[
     value = value[order]
     source = source[order]
     return Events(starts=starts, seg_pool=seg_pool, seg_asset=asset[starts], asset=asset, kind=kind, label=label,
-                  units=units, value=value, source=source)
+                  units=units, value=value, source=source, processing=processing)

@@ -51,9 +51,10 @@ def _spans(starts: np.ndarray, n: int) -> zip:
     return zip(starts.tolist(), np.append(starts[1:], n).tolist(), strict=True)
 
 
-def _accumulate(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Segmented ``ufunc.accumulate`` (cumsum, running max), exact within each segment."""
-    out = np.empty_like(x)
+def _accumulate(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Segmented ``ufunc.accumulate`` (cumsum, running max), exact within each segment; ``out=x`` runs
+    in place (each element is read before it is written: no copy is made)."""
+    out = np.empty_like(x) if out is None else out
     for lo, hi in _spans(starts, len(x)):
         ufunc.accumulate(x[lo:hi], axis=0, out=out[lo:hi])
     return out
@@ -143,7 +144,11 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
     new_run = np.r_[True, lot_seg[1:] != lot_seg[:-1]]
     del lot_seg
     held_after = held[lots]
-    held_before = _previous(held, ev.starts)[lots]
+    at_start = np.zeros(n, bool)
+    at_start[ev.starts] = True
+    held_before = held[np.maximum(lots - 1, 0)]  # each lot's previous event's (0 at a segment's start)
+    held_before[at_start[lots]] = 0.0
+    del at_start
     prev_after = np.r_[0.0, held_after[:-1]]
     shrink = np.divide(held_before, prev_after, out=np.zeros(len(lots)), where=(prev_after > 0) & ~new_run)
     opening_added = np.where(ev.label[lots] == OPENING, ev.units[lots], 0.0)
@@ -158,7 +163,9 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
     latest -= 1  # each event's latest acquisition (global lot index), if in its segment
     has_lot = latest >= np.repeat(first_lot.astype(latest.dtype), lengths)
     np.maximum(latest, 0, out=latest)
-    basis = np.where(~acq & has_lot, matched * per_unit[latest, 0], 0.0)
+    basis = per_unit[latest, 0]  # in place from here: one full-length array, not three
+    basis *= matched
+    basis[acq | ~has_lot] = 0.0
     end_lot, end_has = latest[last], has_lot[last]
     cost = np.where(end_has, held[last] * per_unit[end_lot, 0], 0.0)
     opening = np.where(end_has, held[last] * per_unit[end_lot, 1], 0.0)
@@ -183,8 +190,10 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost:
         return Matched(empty, empty, empty, empty, empty)
     # The arithmetic runs in place where it can: a million fills' events make each array ~13 MB.
     acq = ev.kind == ACQUIRE
-    cum_acquired = _accumulate(np.add, np.where(acq, ev.units, 0.0), ev.starts)
-    cum_disposed = _accumulate(np.add, np.where(acq, 0.0, ev.units), ev.starts)
+    cum_acquired = np.where(acq, ev.units, 0.0)
+    _accumulate(np.add, cum_acquired, ev.starts, out=cum_acquired)
+    cum_disposed = np.where(acq, 0.0, ev.units)
+    _accumulate(np.add, cum_disposed, ev.starts, out=cum_disposed)
     lengths = np.diff(np.append(ev.starts, n))
     last = np.append(ev.starts[1:], n) - 1
     dust = cum_acquired + cum_disposed
@@ -195,26 +204,28 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost:
     shortfall = cum_disposed - cum_acquired
     shortfall -= extra
     np.maximum(shortfall, 0.0, out=shortfall)
-    shortfall = _accumulate(np.maximum, shortfall, ev.starts)
-    held = cum_acquired - cum_disposed
+    _accumulate(np.maximum, shortfall, ev.starts, out=shortfall)
+    held = np.subtract(cum_acquired, cum_disposed, out=cum_disposed)  # in the spent array
     del cum_disposed
     held += shortfall
     held += extra
     true_held = held[last]
     held[(held <= dust) & (True if carried is None else ~carried)] = 0.0
     pos = cum_acquired - held
-    pos = _accumulate(np.maximum, pos, ev.starts)
+    _accumulate(np.maximum, pos, ev.starts, out=pos)
     np.maximum(pos, 0.0, out=pos)
     np.subtract(cum_acquired, pos, out=held)
     unmatched = shortfall
     unmatched -= _previous(shortfall, ev.starts)
     unmatched[unmatched <= dust] = 0.0
     del dust
+    quantity = held[last]
     if method == "fifo":
+        del held  # FIFO needs only the queue positions from here
         basis, cost, opening = _fifo(ev, pos, cum_acquired)
     else:
         del cum_acquired
         pos -= _previous(pos, ev.starts)
         basis, cost, opening = _average(ev, held, pos, last)
-    return Matched(basis=basis, unmatched=unmatched, quantity=held[last], cost=cost, opening=opening,
-                   ghost=true_held - held[last])
+    return Matched(basis=basis, unmatched=unmatched, quantity=quantity, cost=cost, opening=opening,
+                   ghost=true_held - quantity)

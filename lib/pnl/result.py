@@ -10,7 +10,20 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from lib.pnl.ledger import ACQUIRE, DEPOSIT, DISPOSE, LABELS, OPENING, WITHDRAW, Ledger, factorize_ids, first_seen
+from lib.pnl.ledger import (
+    ACQUIRE,
+    CONTRACT,
+    DEPOSIT,
+    DISPOSE,
+    LABELS,
+    OPENING,
+    WITHDRAW,
+    Conversions,
+    Ledger,
+    Sources,
+    factorize_ids,
+    first_seen,
+)
 from lib.pnl.matching import Matched
 
 DISPOSAL_COLUMNS = (
@@ -111,50 +124,79 @@ def _client_of(ledger: Ledger) -> dict[int, int]:
     return dict(zip(connector[first].tolist(), client[first].tolist(), strict=True))
 
 
-def _disposals(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """Realized rows (trades, third-asset fees, cash conversions) inside the window, in processing
-    order, and each row's asset code (sums by asset without grouping a million strings)."""
-    ev, src, conv = ledger.events, ledger.sources, ledger.conversions
-    rows = np.flatnonzero((ev.kind == DISPOSE) & in_window[ev.source])
-    conv_rows = np.flatnonzero(in_window[conv.source])
-    source = np.concatenate([ev.source[rows], conv.source[conv_rows]])
-    labels = np.concatenate([ev.label[rows], conv.label[conv_rows]])
-    # processing order; within one fill a trade row before its fee row (labels), and an event before
-    # a realized row of the same label: one unique key, one sort
-    key = src.rank[source].astype(np.int64)
-    key *= len(LABELS)
-    key += labels
-    key *= 2
-    key[len(rows):] += 1
-    order = np.argsort(key, kind="stable")
-    del key
-    source, labels = source[order], labels[order]
-    if len(conv_rows) == 0:  # events only (usual): one gather per column, and the sort's arrays let go
-        rows, order = rows[order], None
+def event_columns(ledger: Ledger, matched: Matched) -> dict[str, np.ndarray | None]:
+    """What ``_disposals`` reads of the events and their matching, by name (it lets each go once used)."""
+    ev = ledger.events
+    return {"kind": ev.kind, "label": ev.label, "processing": ev.processing, "source": ev.source, "value": ev.value,
+            "units": ev.units, "asset": ev.asset, "basis": matched.basis, "unmatched": matched.unmatched}
 
-    def column(events: np.ndarray, conversions: np.ndarray) -> np.ndarray:
+
+def _disposals(columns: dict[str, np.ndarray | None], src: Sources, conv: Conversions, assets: list[str],
+               in_window: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Realized rows (trades, third-asset fees, cash conversions) inside the window, in processing
+    order, and each row's asset code (sums by asset without grouping a million strings).
+
+    ``columns`` (``event_columns``) is emptied: each event column is let go once its rows are
+    gathered, so when nothing else holds them the events and the disposals are never all in memory."""
+    kind, label, processing, event_source = (columns.pop(name) for name in ("kind", "label", "processing", "source"))
+    dispose = kind == DISPOSE
+    del kind
+    conv_rows = np.flatnonzero(in_window[conv.source])
+    everything = bool(in_window.all())
+    order: np.ndarray | None = None
+    if processing is not None and len(conv_rows) == 0 and not (dispose & (label == CONTRACT)).any():
+        # events only (usual), and no contract row that label order would put after its fill's fee row:
+        # each fill's rows as the ledger made them (trade, then fee) are in label order, so the
+        # ledger's processing order is the order wanted, with no sort
+        rows = processing[dispose[processing]]
+        del dispose, processing
+        if not everything:
+            rows = rows[in_window[event_source[rows]]]
+        source, labels = event_source[rows], label[rows]
+    else:
+        del processing
+        rows = np.flatnonzero(dispose & in_window[event_source])
+        del dispose
+        source = np.concatenate([event_source[rows], conv.source[conv_rows]])
+        labels = np.concatenate([label[rows], conv.label[conv_rows]])
+        # processing order; within one fill a trade row before its fee row (labels), and an event before
+        # a realized row of the same label: one unique key, one sort
+        key = src.rank[source].astype(np.int64)
+        key *= len(LABELS)
+        key += labels
+        key *= 2
+        key[len(rows):] += 1
+        order = np.argsort(key, kind="stable")
+        del key
+        source, labels = source[order], labels[order]
+        if len(conv_rows) == 0:  # events only: one gather per column, and the sort's arrays let go
+            rows, order = rows[order], None
+    del event_source, label
+
+    def column(name: str, conversions: np.ndarray) -> np.ndarray:
+        events = columns.pop(name)
         if order is None:
             return events[rows]
         return np.concatenate([events[rows], conversions[conv_rows]])[order]
 
-    proceeds = column(ev.value, conv.proceeds)
-    basis = column(matched.basis, conv.basis)
-    codes = column(ev.asset, conv.asset)
-    columns = {
+    proceeds = column("value", conv.proceeds)
+    basis = column("basis", conv.basis)
+    codes = column("asset", conv.asset)
+    gathered = {
         "timestamp": src.timestamp[source],
         "connector_id": src.connector[source],
         "client_id": src.client[source],
-        "asset": _str_array(ledger.assets, codes),
-        "units": column(ev.units, conv.units),
+        "asset": _str_array(assets, codes),
+        "units": column("units", conv.units),
         "proceeds": proceeds,
         "basis": basis,
         "gain": proceeds - basis,
-        "unmatched_units": column(matched.unmatched, np.zeros(len(conv.source))),
+        "unmatched_units": column("unmatched", np.zeros(len(conv.source))),
         "kind": _str_array(LABELS, labels),
         "source_id": src.source_id.array.take(source),
     }
     # copy=False: the fresh columns become the frame's own (no second copy stacked into blocks)
-    return pd.DataFrame(columns, copy=False), codes
+    return pd.DataFrame(gathered, copy=False), codes
 
 
 def _flows(ledger: Ledger, in_window: np.ndarray, client_of: dict[int, int]) -> pd.DataFrame:
@@ -285,10 +327,17 @@ def _holdings(
     })
 
 
+def _unmatched(ledger: Ledger, matched: Matched) -> np.ndarray:
+    """Units disposed or withdrawn with no lot behind them, per asset code."""
+    short = np.flatnonzero(matched.unmatched)  # few: the same sums as over every event (the rest add 0)
+    return np.bincount(ledger.events.asset[short], weights=matched.unmatched[short],
+                       minlength=len(ledger.assets)).astype(np.float64, copy=False)  # no rows: bincount gives ints
+
+
 def _per_asset(
-    ledger: Ledger,
+    assets: list[str],
     segments: pd.DataFrame,
-    matched: Matched,
+    unmatched: np.ndarray,
     mark_of: np.ndarray,
     disposals: pd.DataFrame,
     flows: pd.DataFrame,
@@ -296,8 +345,8 @@ def _per_asset(
 ) -> pd.DataFrame:
     """One row per asset with holdings, realized P&L or fees (cash assets: quantity 0)."""
     held = segments.groupby("asset")[["quantity", "cost_basis", "opening_quantity"]].sum()
-    width = len(ledger.assets)
-    names = pd.Index(ledger.assets)
+    width = len(assets)
+    names = pd.Index(assets)
     realized = np.bincount(disposal_codes, weights=disposals["gain"].to_numpy(float), minlength=width)
     named = np.bincount(disposal_codes, minlength=width) > 0
     named[held.index.to_numpy(np.int64)] = True
@@ -305,9 +354,8 @@ def _per_asset(
     named[names.get_indexer(fees.index)] = True
     codes = np.flatnonzero(named)
     held = held.reindex(codes, fill_value=0.0)
-    unmatched = np.bincount(ledger.events.asset, weights=matched.unmatched, minlength=width)
     return per_asset_frame(codes, held, realized[codes], fees.reindex(names[codes]).to_numpy(np.float64),
-                           unmatched[codes], ledger.assets, mark_of)
+                           unmatched[codes], assets, mark_of)
 
 
 def per_asset_frame(codes: np.ndarray, held: pd.DataFrame, realized: np.ndarray, fees: np.ndarray,
@@ -323,19 +371,18 @@ def per_asset_frame(codes: np.ndarray, held: pd.DataFrame, realized: np.ndarray,
     return pd.DataFrame({name: frame[name] for name in PER_ASSET_COLUMNS})
 
 
-def _totals(
-    ledger: Ledger,
-    matched: Matched,
-    in_window: np.ndarray,
-    per_asset: pd.DataFrame,
-    disposals: pd.DataFrame,
-    flows: pd.DataFrame,
-) -> Totals:
+def _moved(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple[float, float]:
+    """Basis the window's deposits and opening lots brought in, and the basis its withdrawals took out."""
     ev = ledger.events
-    window = in_window[ev.source]
+    window = True if in_window.all() else in_window[ev.source]
     brought_in = (ev.kind == ACQUIRE) & ((ev.label == DEPOSIT) | (ev.label == OPENING)) & window
     taken_out = (ev.kind == WITHDRAW) & window
-    withdrawn = float(matched.basis[taken_out].sum())
+    return float(ev.value[brought_in].sum()), float(matched.basis[taken_out].sum())
+
+
+def _totals(moved: tuple[float, float], per_asset: pd.DataFrame, disposals: pd.DataFrame, flows: pd.DataFrame
+            ) -> Totals:
+    brought_in, withdrawn = moved
     priced = per_asset["priced"].to_numpy(bool)
     realized, unrealized = float(disposals["gain"].sum()), float(per_asset.loc[priced, "unrealized"].sum())
     return Totals(
@@ -345,14 +392,14 @@ def _totals(
         net=realized + unrealized,
         market_value=float(per_asset.loc[priced, "market_value"].sum()),
         net_cash_flow=float(flows["net_cash_flow"].sum()),
-        transfer_basis=float(ev.value[brought_in].sum()) - withdrawn,
+        transfer_basis=brought_in - withdrawn,
         unpriced_cost_basis=float(per_asset.loc[~priced, "cost_basis"].sum()),
         withdrawn_basis=withdrawn,
     )
 
 
-def _warnings(ledger: Ledger, unpriced: list[str], unmatched: dict[str, float]) -> list[str]:
-    words = list(ledger.notes)
+def _warnings(notes: list[str], unpriced: list[str], unmatched: dict[str, float]) -> list[str]:
+    words = list(notes)
     if unpriced:
         words.append(
             f"No current price for {', '.join(unpriced)}: these holdings have no market value "
@@ -377,6 +424,24 @@ def build_result(
     usd_like: frozenset[str],
 ) -> PnlResult:
     """Frames, totals and warnings from matched events; ``start`` limits realized, fees and cash flow."""
+    return assemble([ledger, matched], marks, method=method, pool=pool, start=start, usd_like=usd_like)
+
+
+def assemble(
+    run: list,
+    marks: Mapping[str, float],
+    *,
+    method: str,
+    pool: str,
+    start: int | None,
+    usd_like: frozenset[str],
+) -> PnlResult:
+    """``build_result`` of ``run`` (``[ledger, matched]``), which it empties and spends: once holdings,
+    flows and the events' sums are made it keeps only the event columns the disposals need, each let go
+    once gathered. A caller that keeps no other reference (``compute_pnl``) then never holds the events
+    and the disposals' million rows at once."""
+    ledger, matched = run
+    run.clear()
     in_window = ledger.sources.timestamp >= start if start is not None else np.ones(len(ledger.sources.rank), bool)
     mark_of = np.array([mark(marks, a, usd_like) for a in ledger.assets] + [math.nan])
     client_of = _client_of(ledger)
@@ -385,8 +450,12 @@ def build_result(
     # before the disposals' million rows are made, so the two never add up in peak memory
     holdings = _holdings(ledger, segments, pool, mark_of, client_of)
     flows = _flows(ledger, in_window, client_of)
-    disposals, disposal_codes = _disposals(ledger, matched, in_window)
-    per_asset = _per_asset(ledger, segments, matched, mark_of, disposals, flows, disposal_codes)
+    unmatched_by_asset, moved = _unmatched(ledger, matched), _moved(ledger, matched, in_window)
+    assets, notes, sources, conversions = ledger.assets, ledger.notes, ledger.sources, ledger.conversions
+    columns = event_columns(ledger, matched)
+    del ledger, matched
+    disposals, disposal_codes = _disposals(columns, sources, conversions, assets, in_window)
+    per_asset = _per_asset(assets, segments, unmatched_by_asset, mark_of, disposals, flows, disposal_codes)
     unpriced = sorted(per_asset.loc[~per_asset["priced"], "asset"])
     unmatched = {a: float(q) for a, q in zip(per_asset["asset"], per_asset["unmatched_quantity"], strict=True) if q > 0}
     return PnlResult(
@@ -396,10 +465,10 @@ def build_result(
         holdings=holdings,
         disposals=disposals,
         flows=flows,
-        totals=_totals(ledger, matched, in_window, per_asset, disposals, flows),
+        totals=_totals(moved, per_asset, disposals, flows),
         unpriced_assets=unpriced,
         unmatched=unmatched,
-        warnings=_warnings(ledger, unpriced, unmatched),
+        warnings=_warnings(notes, unpriced, unmatched),
     )
 
 

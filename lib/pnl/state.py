@@ -45,6 +45,7 @@ from lib.pnl.result import (
     _warnings,
     build_result,
     connector_nets,
+    event_columns,
     mark,
     per_asset_frame,
 )
@@ -269,7 +270,8 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     pools = _updated(pools, ledger.events, matched, touched, before, state.method, len(assets))
     client_of = state.client_of | _client_of(new)
     everything = np.ones(len(ledger.sources.rank), bool)
-    disposals, disposal_codes = _disposals(ledger, matched, everything)
+    disposals, disposal_codes = _disposals(event_columns(ledger, matched), ledger.sources, ledger.conversions, assets,
+                                           everything)
     flows = _flows(ledger, everything, client_of)
     segments = pd.DataFrame({"pool": pools.pool, "asset": pools.asset, "quantity": pools.quantity,
                              "cost_basis": pools.cost, "opening_quantity": pools.opening})
@@ -298,7 +300,7 @@ def resume(state: PnlState, fills: pd.DataFrame, marks: Mapping[str, float] | No
     result = PnlResult(
         method=state.method, pool=state.pool, per_asset=per_asset, holdings=holdings, disposals=all_disposals,
         flows=all_flows, totals=totals, unpriced_assets=unpriced, unmatched=unmatched,
-        warnings=_warnings(replace(ledger, notes=state.notes), unpriced, unmatched),
+        warnings=_warnings(state.notes, unpriced, unmatched),
     )
     later = replace(
         state, watermark=int(timestamps.max()) if len(fills) else state.watermark, assets=assets, pools=pools,
