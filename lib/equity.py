@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import balance_index, prices, queries, rebuild, reconcile, reports
+from lib import balance_index, daily_snapshots, prices, queries, rebuild, reconcile, reports
 from lib.access import Viewer
 from lib.balance_index import BalanceIndex
 from lib.models import utcnow
@@ -173,13 +173,29 @@ def _unpriced(valued: pd.DataFrame) -> pd.DataFrame:
                          "last": pd.to_datetime(named["max"], unit="ms", utc=True)})
 
 
+def _daily_history(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None,
+                   since: datetime) -> pd.DataFrame:
+    """``queries.balance_history`` by day, from the kept daily snapshots (``lib.daily_snapshots``):
+    after a sync it reads the rows the sync added, not every snapshot grouped again."""
+    ids = queries.connector_ids(session, viewer, client_id, connector_id)
+    rows = daily_snapshots.daily(session).rows
+    keep = rows["moment"].to_numpy(np.int64) >= int(since.timestamp() * 1000)
+    if ids is not None:
+        keep &= rows["connector_id"].isin(ids).to_numpy()
+    summed = rows[keep].groupby(["moment", "connector_id", "asset"], as_index=False)["total"].sum()  # account types
+    owners = queries.connectors(session, viewer, client_id, connector_id).set_index("id")[["client_id", "exchange_id"]]
+    taken = pd.to_datetime(summed["moment"], unit="ms", utc=True)
+    summed = summed.join(owners, on="connector_id").assign(taken_at=taken)
+    return summed.astype({"client_id": np.int64})[queries.HISTORY_COLUMNS]
+
+
 def _snapshot_points(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None,
                      start: datetime, end: datetime, hourly: bool, series: dict[str, prices.Series],
                      sources: dict[int, str]) -> pd.DataFrame:
     """Per day (hour): the snapshots' value, each connector's last snapshot carried forward, valued
     with the same candles as the rebuilt line (time = the snapshot's bucket end)."""
-    history = queries.balance_history(session, viewer, client_id, connector_id, since=start,
-                                      bucket="hour" if hourly else "day")
+    history = queries.balance_history(session, viewer, client_id, connector_id, since=start, bucket="hour") \
+        if hourly else _daily_history(session, viewer, client_id, connector_id, start)
     history = history[history["taken_at"] <= pd.Timestamp(end)]
     if history.empty:
         return pd.DataFrame(columns=["time", "usd"])
