@@ -8,8 +8,8 @@ and BNB; strings are pandas' default ``str`` dtype, as a database read would giv
 time order (as a query with ORDER BY returns them); the "shuffled" cases show the cost of unordered
 input; the "resume" cases time ``lib.pnl.state.resume`` continuing a state of all fills but one with
 one later fill (what a sync's new fill costs the P&L; ``start_seconds`` is the full run that made
-the state). Wall seconds and CPU seconds are both reported: on a busy machine the wall time includes
-waiting.
+the state), then 20 more one at a time, sells and buys in turn (``next_seconds_median``/``_max``).
+Wall seconds and CPU seconds are both reported: on a busy machine the wall time includes waiting.
 
     .venv/bin/python bench/bench_pnl.py            # all cases, one JSON document
     .venv/bin/python bench/bench_pnl.py --case 1000000 fifo sorted
@@ -142,20 +142,31 @@ def run_case(n: int, method: str, order: str) -> dict:
     rss_before = rss_now_mib()
     began, began_cpu = time.perf_counter(), time.process_time()
     if order == "resume":
-        result, _ = pnl_state.resume(state, new, marks)
+        result, state = pnl_state.resume(state, new, marks)
     else:
         result = compute_pnl(fills, marks=marks, method=method)
     seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+    peak = peak_rss_mib()
+    if order == "resume":  # then one fill at a time as a sync brings them, sells and buys in turn
+        later = []
+        for step in range(20):
+            one = new.assign(timestamp=int(new["timestamp"].iloc[0]) + 1 + step, trade_id=f"later-{step}",
+                             side="sell" if step % 2 == 0 else "buy")
+            began = time.perf_counter()
+            _, state = pnl_state.resume(state, one, marks)
+            later.append(time.perf_counter() - began)
+        extra["next_seconds_median"] = round(float(np.median(later)), 4)
+        extra["next_seconds_max"] = round(max(later), 4)
     return {
         "fills": n,
         "method": method,
         "order": order,
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "peak_rss_mib": round(peak, 1),
         "peak_rss_mib_after_inputs": round(rss_inputs, 1),
         "rss_mib_before_engine": round(rss_before, 1),
-        "engine_rss_mib": round(peak_rss_mib() - rss_before, 1),  # peak minus what was resident at the call
+        "engine_rss_mib": round(peak - rss_before, 1),  # peak minus what was resident at the call
         "disposals": len(result.disposals),
         "assets": len(result.per_asset),
         "realized_usd": round(result.totals.realized, 2),
