@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,8 +106,14 @@ class PnlResult:
     warnings: list[str]
 
 
+@functools.lru_cache(maxsize=64)
+def _names(names: tuple[str, ...]) -> pd.api.extensions.ExtensionArray:
+    """The names as a ``str`` array, made once per list (a resumed run names its few rows five times)."""
+    return pd.array(list(names), dtype="str")
+
+
 def _str_array(names: list[str] | tuple[str, ...], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    return pd.array(list(names), dtype="str").take(codes)
+    return _names(tuple(names)).take(codes)
 
 
 def mark(marks: Mapping[str, float], asset: str, usd_like: frozenset[str]) -> float:

@@ -123,7 +123,7 @@ class DisposalRows:
             self.rows = rows + more
             return True
 
-    def frame(self, text: pd.DataFrame, rows: int) -> pd.DataFrame:
+    def frame(self, text: Mapping[str, object], rows: int) -> pd.DataFrame:
         """DISPOSAL_COLUMNS: the first ``rows`` number rows (read-only views) and ``text``'s columns."""
         columns = {}
         for name in DISPOSAL_COLUMNS:
@@ -131,7 +131,7 @@ class DisposalRows:
                 columns[name] = self.columns[name][:rows]
                 columns[name].flags.writeable = False
             else:
-                columns[name] = text[name].array
+                columns[name] = pd.array(text[name])
         return pd.DataFrame(columns, copy=False)
 
 
@@ -143,8 +143,8 @@ def _with_disposals(prior: pd.DataFrame, rows: DisposalRows, new: pd.DataFrame) 
         rows.claim(n, more)
     for name in NUMBERS:
         rows.columns[name][n : n + more] = new[name].to_numpy()
-    text = pd.DataFrame({name: pd.concat([prior[name], new[name]], ignore_index=True) for name in DISPOSAL_COLUMNS
-                         if name not in rows.columns}, copy=False)
+    text = {name: prior[name].array._concat_same_type([prior[name].array, new[name].array])  # Arrow: no copy
+            for name in DISPOSAL_COLUMNS if name not in rows.columns}
     return rows.frame(text, n + more), rows
 
 
@@ -450,6 +450,21 @@ def _sum_flows(before: pd.DataFrame, after: pd.DataFrame, assets: list[str]) -> 
     return pd.concat([frame, after[~known]], ignore_index=True) if not known.all() else frame
 
 
+def _held(segments: pd.DataFrame) -> pd.DataFrame:
+    """Quantity, cost basis and opening units per asset code: the pools' sums as pandas' groupby gives
+    them (one pool per asset, as under scope pooling: its figures, -0.0 and NaN as a sum gives 0.0)."""
+    figures = ["quantity", "cost_basis", "opening_quantity"]
+    asset = segments["asset"].to_numpy(np.int64)
+    if len(asset) and not (np.diff(asset) > 0).all():  # several pools of one asset, or out of order
+        return segments.groupby("asset")[figures].sum()
+    columns = {}
+    for name in figures:
+        value = segments[name].to_numpy(np.float64) + 0.0
+        value[np.isnan(value)] = 0.0
+        columns[name] = value
+    return pd.DataFrame(columns, index=pd.Index(asset, name="asset"))
+
+
 def _per_asset(segments: pd.DataFrame, assets: list[str], mark_of: np.ndarray, prior: pd.DataFrame,
                disposal_codes: np.ndarray, gains: np.ndarray, flows: pd.DataFrame, unmatched: np.ndarray
                ) -> pd.DataFrame:
@@ -457,7 +472,7 @@ def _per_asset(segments: pd.DataFrame, assets: list[str], mark_of: np.ndarray, p
     disposal order, as a full run's sum goes), fees and unmatched so far."""
     width = len(assets)
     names = pd.Index(assets)
-    held = segments.groupby("asset")[["quantity", "cost_basis", "opening_quantity"]].sum()
+    held = _held(segments)
     before = names.get_indexer(prior["asset"])
     flow_codes = names.get_indexer(flows["asset"])
     totals = {}
