@@ -151,24 +151,31 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
     del at_start
     prev_after = np.r_[0.0, held_after[:-1]]
     shrink = np.divide(held_before, prev_after, out=np.zeros(len(lots)), where=(prev_after > 0) & ~new_run)
-    opening_added = np.where(ev.label[lots] == OPENING, ev.units[lots], 0.0)
-    if opening_added.any() or not np.isfinite(shrink).all():
-        pool = affine_scan(shrink, np.column_stack([ev.value[lots], opening_added]))  # cost, opening units
+    del held_before, prev_after, new_run
+    opening_lot = ev.label[lots] == OPENING
+    pool_opening: np.ndarray | None = None
+    if opening_lot.any() or not np.isfinite(shrink).all():
+        pool = affine_scan(shrink, np.column_stack([ev.value[lots], np.where(opening_lot, ev.units[lots], 0.0)]))
+        pool_cost, pool_opening = pool[:, 0], pool[:, 1]  # cost, opening units
     else:  # no opening lots (usual): that column would stay 0 through every pass, so scan the cost alone
-        pool = np.zeros((len(lots), 2))
-        pool[:, 0] = affine_scan(shrink, ev.value[lots])
-    per_unit = np.divide(pool, held_after[:, None], out=np.zeros_like(pool), where=held_after[:, None] > 0)
+        pool_cost = affine_scan(shrink, ev.value[lots])
+    del shrink, opening_lot
+    positive = held_after > 0
+    cost_per_unit = np.divide(pool_cost, held_after, out=np.zeros(len(lots)), where=positive)
+    opening_per_unit = None if pool_opening is None else np.divide(pool_opening, held_after, out=np.zeros(len(lots)),
+                                                                   where=positive)
+    del pool_cost, pool_opening, held_after, positive
 
     latest = np.cumsum(acq, dtype=np.int32 if len(lots) < 2**31 else np.int64)
     latest -= 1  # each event's latest acquisition (global lot index), if in its segment
     has_lot = latest >= np.repeat(first_lot.astype(latest.dtype), lengths)
     np.maximum(latest, 0, out=latest)
-    basis = per_unit[latest, 0]  # in place from here: one full-length array, not three
+    basis = cost_per_unit[latest]  # in place from here: one full-length array, not three
     basis *= matched
     basis[acq | ~has_lot] = 0.0
     end_lot, end_has = latest[last], has_lot[last]
-    cost = np.where(end_has, held[last] * per_unit[end_lot, 0], 0.0)
-    opening = np.where(end_has, held[last] * per_unit[end_lot, 1], 0.0)
+    cost = np.where(end_has, held[last] * cost_per_unit[end_lot], 0.0)
+    opening = np.where(end_has, held[last] * (0.0 if opening_per_unit is None else opening_per_unit[end_lot]), 0.0)
     return basis, cost, opening
 
 
