@@ -244,3 +244,23 @@ def test_a_new_fill_of_an_asset_never_seen_resumes_as_a_full_run(method: str, po
         result, state = more
         assert_same(result, compute_pnl(fills.iloc[: step + 1], marks=marks, method=method, pool=pool))
     assert state.assets == ["BTC", "ETH", "USDT"]
+
+
+@pytest.mark.parametrize("pool", ["scope", "connector", "client"])
+@pytest.mark.parametrize("method", ["fifo", "average"])
+def test_fills_with_no_lot_events_or_contract_rows_resume_as_a_full_run(method: str, pool: str) -> None:
+    """A cash-to-cash fill makes no lot event (nothing is matched again); a contract fill makes a realized
+    row the disposals sort among the events; a third-asset fee and a new connector touch new pools."""
+    rows = [fill("1", 1000, "BTC/USDT", "buy", 2.0, 30000.0),
+            fill("2", 2000, "USDC/USDT", "buy", 100.0, 1.001, fee=0.1, fee_currency="USDT"),
+            fill("3", 3000, "BTC/USDT", "sell", 0.5, 31000.0, fee=0.0001, fee_currency="BNB", fee_usd=300.0),
+            fill("4", 4000, "BTC/USDT:USDT", "buy", 1.0, 32000.0, fee=1.0, fee_currency="USDT"),
+            fill("5", 5000, "BTC/USDT", "sell", 0.5, 33000.0, connector=2, client=2)]
+    fills = frame(rows).assign(realized_pnl=[math.nan, math.nan, math.nan, 12.5, math.nan])
+    marks = {"BTC": 35000.0, "BNB": 310.0}
+    _, state = start(fills.iloc[:1], marks=marks, method=method, pool=pool)
+    for step in range(1, len(fills)):
+        more = resume(state, fills.iloc[[step]], marks)
+        assert more is not None
+        result, state = more
+        assert_same(result, compute_pnl(fills.iloc[: step + 1], marks=marks, method=method, pool=pool))
