@@ -15,7 +15,6 @@ removed connector, another database) builds it again.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from lib import queries, rebuild
 from lib.db import has_pending_writes
-from lib.settings import get_settings
+from lib.kept import PerDatabase
 
 #: moments are int ms; a key's code is shifted past them to search one sorted array
 _KEY_SHIFT = np.int64(1) << 42
@@ -210,11 +209,7 @@ class _Kept:
     others: pd.DataFrame  # ``rebuild.other_moves`` as they were
 
 
-_KEPT: dict[tuple[str, str], _Kept] = {}
-#: databases kept per process (tests open many; a server has one)
-_KEPT_AT_MOST = 2
-_LOCK = threading.Lock()
-_BUILD_LOCK = threading.Lock()
+_KEPT: PerDatabase[_Kept] = PerDatabase()
 
 
 def _built(session: Session, made: queries.WriteState) -> _Kept:
@@ -247,17 +242,4 @@ def live(session: Session) -> BalanceIndex:
     now = queries.write_state(session)
     if now is None or has_pending_writes(session.connection()):  # no version names what is read here
         return BalanceIndex.of(rebuild.balance_moves(session))
-    key = (get_settings().database_url, now.identity)
-    with _BUILD_LOCK:  # one build at a time: two at once would each hold a million fills' moves
-        with _LOCK:
-            kept = _KEPT.get(key)
-        if kept is not None and kept.made == now:
-            return kept.index
-        made = (_extended(session, kept, now) if kept is not None else None) or _built(session, now)
-        if queries.write_state(session) == now:  # nothing committed while it was read: keep it
-            with _LOCK:
-                _KEPT.pop(key, None)
-                _KEPT[key] = made
-                while len(_KEPT) > _KEPT_AT_MOST:
-                    _KEPT.pop(next(iter(_KEPT)))
-    return made.index
+    return _KEPT.get(session, now, _built, _extended).index

@@ -16,7 +16,6 @@ with a higher id, the table must also hold exactly the kept rows plus those read
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -27,8 +26,8 @@ from sqlalchemy.orm import Session
 
 from lib import queries
 from lib.db import has_pending_writes
+from lib.kept import PerDatabase
 from lib.models import BalanceSnapshot
-from lib.settings import get_settings
 
 COLUMNS = ["connector_id", "moment", "asset", "total"]
 _DAY_MS = 86_400_000
@@ -101,10 +100,7 @@ class _Kept:
     max_id: int
 
 
-_KEPT: dict[tuple[str, str], _Kept] = {}
-_KEPT_AT_MOST = 2  # databases per process (tests open many; a server has one)
-_LOCK = threading.Lock()
-_BUILD_LOCK = threading.Lock()
+_KEPT: PerDatabase[_Kept] = PerDatabase()
 
 
 def _everything(session: Session) -> tuple[DailySnapshots, dict[tuple[int, str], frozenset[str]]]:
@@ -150,17 +146,4 @@ def daily(session: Session) -> DailySnapshots:
     now = queries.write_state(session)
     if now is None or has_pending_writes(session.connection()):  # no version names what is read here
         return _everything(session)[0]
-    key = (get_settings().database_url, now.identity)
-    with _BUILD_LOCK:
-        with _LOCK:
-            kept = _KEPT.get(key)
-        if kept is not None and kept.made == now:
-            return kept.found
-        made = (_continued(session, kept, now) if kept is not None else None) or _read_all(session, now)
-        if queries.write_state(session) == now:  # nothing committed while it was read: keep it
-            with _LOCK:
-                _KEPT.pop(key, None)
-                _KEPT[key] = made
-                while len(_KEPT) > _KEPT_AT_MOST:
-                    _KEPT.pop(next(iter(_KEPT)))
-    return made.found
+    return _KEPT.get(session, now, _read_all, _continued).found

@@ -1,0 +1,60 @@
+"""What a database's rows make (an index, a frame), kept in this process and carried forward.
+
+Reading a million fills or a year of snapshots takes about a second; a sync adds a few rows.
+So ``PerDatabase`` keeps one value per database (URL and identity) with the write state it was
+made at: asked again at the same state it is returned as it is; at a later one ``continued``
+carries it forward from the rows added since, or says it cannot (None) and ``built`` makes it
+anew. A value is kept only when nothing was committed while it was read, so the state it
+names is exactly what it holds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from sqlalchemy.orm import Session
+
+from lib import queries
+from lib.settings import get_settings
+
+
+class Made(Protocol):
+    @property
+    def made(self) -> queries.WriteState: ...
+
+
+T = TypeVar("T", bound=Made)
+
+
+class PerDatabase(Generic[T]):
+    """One value per database; at most ``at_most`` databases (tests open many; a server has one)."""
+
+    def __init__(self, at_most: int = 2) -> None:
+        self._values: dict[tuple[str, str], T] = {}
+        self._at_most = at_most
+        self._lock = threading.Lock()
+        self._build_lock = threading.Lock()  # one build at a time: two at once would each hold a copy
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+    def get(self, session: Session, now: queries.WriteState, built: Callable[[Session, queries.WriteState], T],
+            continued: Callable[[Session, T, queries.WriteState], T | None]) -> T:
+        """The value for the database at write state ``now`` (the session's, nothing uncommitted)."""
+        key = (get_settings().database_url, now.identity)
+        with self._build_lock:
+            with self._lock:
+                kept = self._values.get(key)
+            if kept is not None and kept.made == now:
+                return kept
+            made = (continued(session, kept, now) if kept is not None else None) or built(session, now)
+            if queries.write_state(session) == now:  # nothing committed while it was read: keep it
+                with self._lock:
+                    self._values.pop(key, None)
+                    self._values[key] = made
+                    while len(self._values) > self._at_most:
+                        self._values.pop(next(iter(self._values)))
+        return made
