@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Iterator
@@ -104,14 +105,20 @@ def test_children_store_the_same_rows_and_report_as_in_process(
     with session_scope() as session:
         delete_client(session, SYSTEM, session.get(Connector, next(iter(alone.values()))).client_id)
 
-    sent: list[object] = []
-    original_send = Connection.send
+    passed: list[object] = []  # every message this process sent to or received from a child
+    original_send, original_recv = Connection.send, Connection.recv
 
     def recording_send(self: Connection, message: object) -> None:
-        sent.append(message)
+        passed.append(message)
         original_send(self, message)
 
+    def recording_recv(self: Connection) -> object:
+        message = original_recv(self)
+        passed.append(message)
+        return message
+
     monkeypatch.setattr(Connection, "send", recording_send)
+    monkeypatch.setattr(Connection, "recv", recording_recv)
     monkeypatch.setenv("SYNC_PROCESSES", "2")
     get_settings.cache_clear()
     monkeypatch.setattr(processes, "MIN_CPU_PER_PROCESS_S", 0.01)
@@ -119,9 +126,12 @@ def test_children_store_the_same_rows_and_report_as_in_process(
     progress: list[tuple[int, int]] = []
     in_children = sync_connectors(SYSTEM, on_progress=lambda done, total, _: progress.append((done, total)))
 
-    # two children took part and were told connector ids only: no credentials crossed a pipe
-    assert sorted(m for m in sent if m is not None) == sorted(spread.values())
-    assert sent.count(None) == 2
+    # two children took part, were told connector ids, and no credentials crossed a pipe
+    assert sorted(m[1] for m in passed if m is not None and m[0] == "sync") == sorted(spread.values())
+    assert passed.count(None) == 2
+    assert any(m[0] == "db" for m in passed if m is not None)  # the children's writes ran here
+    secrets = [value for account in sim.accounts for value in account.credentials().values()]
+    assert not [s for s in secrets for m in passed if s.encode() in pickle.dumps(m)]
     assert not multiprocessing.active_children()
     assert in_children.successful == in_process.successful == len(sim.accounts)
     assert progress == [(n, len(spread)) for n in range(1, len(spread) + 1)]

@@ -195,7 +195,7 @@ async def _in_child(pool: processes.Pool, job: Job) -> ConnectorResult:
     """``_sync_job`` in one of the run's child processes, which decrypts the credentials itself; a
     child that died leaves its connectors this plain error. Named as this run selected it."""
     try:
-        result = await pool.sync(job.connector_id)
+        result = await pool.sync(job.connector_id, job.exchange_id)
     except processes.ChildDied as error:
         return ConnectorResult(job.connector_id, job.client, job.exchange_id, job.label, False, error=str(error))
     return replace(result, client=job.client, exchange=job.exchange_id, label=job.label)
@@ -361,7 +361,7 @@ class _Run:
             first = sum(j.first_sync for j in jobs)
             size = processes.processes_for(first, len(jobs) - first, concurrency, get_settings().sync_processes)
             if size > 1:
-                async with processes.Pool(size, self.cash, self.timeout_ms) as pool:
+                async with processes.Pool(size, self.db, self.cash, self.timeout_ms) as pool:
                     await asyncio.gather(*(self._one(job, gate, partial(_in_child, pool), run_id) for job in jobs))
             else:
                 shared = Shared(db=self.db, cash=self.cash, timeout_ms=self.timeout_ms)
