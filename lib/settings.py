@@ -21,7 +21,7 @@ DEFAULT_USD_LIKE = ("USD", "USDT", "USDC", "FDUSD", "DAI", "TUSD", "BUSD")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: the longest sync interval (a day): longer ones overflow timers and mean "never"
 MAX_INTERVAL_SECONDS = 86_400
-#: the most sync processes (SYNC_PROCESSES): each holds its own interpreter (~150 MB) and connections
+#: the most sync processes (SYNC_PROCESSES): each holds its own interpreter, connections and rows in flight
 MAX_SYNC_PROCESSES = 64
 
 

@@ -12,9 +12,9 @@ A child is told connector ids only. It reads the connector and decrypts its cred
 itself (plaintext keys never cross a pipe), syncs it with its own market cache, and sends back
 the ``ConnectorResult``. Its database calls (``lib.sync.store``'s, the same calls with the same
 arguments) run in the parent's database thread (``Db``): SQLite keeps one writer for the whole
-run, and the parent's group commits span every child. (Children writing themselves were slower
-than one process: each waited on the others' write lock, 200 connectors took 57 s with two
-children and 73 s with three.) A child that dies fails every connector it had in hand with
+run, and the parent's group commits span every child. (Children writing themselves gained
+nothing: each waited on the others' write lock, and 200 connectors took 57 s with two children,
+73 s with three, 46 s now.) A child that dies fails every connector it had in hand with
 ``DIED_MESSAGE``; the calls it had sent still commit whole (a window with its cursor), and the
 next sync resumes after them. A child whose parent is gone exits at once: nobody would record
 its results.
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: CPU seconds one connector's sync takes in this process (bench/bench_sync.py, 2026-12-05: 0.30
+#: CPU seconds one connector's sync takes in one process (bench/bench_sync.py, 2026-12-05: 0.30
 #: for a first sync of 1,000 fills, 0.04 for a later one with nothing new)
 FIRST_SYNC_CPU_S = 0.3
 LATER_SYNC_CPU_S = 0.04
@@ -96,7 +96,8 @@ class _Child:
 
 
 class Pool:
-    """``size`` children for one run; ``sync(connector_id)`` awaits that connector's result."""
+    """``size`` children for one run; ``sync(connector_id, exchange_id)`` awaits that connector's
+    result, and the children's database calls run in the run's ``db``."""
 
     def __init__(self, size: int, db: Db, cash: frozenset[str], timeout_ms: int) -> None:
         self.size, self.db, self.cash, self.timeout_ms = size, db, cash, timeout_ms
