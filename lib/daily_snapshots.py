@@ -29,7 +29,6 @@ from lib.db import has_pending_writes
 from lib.kept import PerDatabase
 from lib.models import BalanceSnapshot
 
-COLUMNS = ["connector_id", "moment", "asset", "total"]
 _DAY_MS = 86_400_000
 
 
