@@ -7,13 +7,15 @@ connectors make a multi-process run.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,8 +95,21 @@ def _run(report_run_id: int | None) -> tuple:
         return run.total, run.successful, run.failed, run.finished_at is not None
 
 
+def _sync_children() -> list[int]:
+    """The pids of this process's sync children (``python -m lib.sync.child``), from /proc."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat, command = Path(f"/proc/{entry}/stat").read_text(), Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"lib.sync.child" in command:
+            found.append(int(entry))
+    return found
+
+
 def test_children_store_the_same_rows_and_report_as_in_process(
-        database_url: str, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        database_url: str, sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # in-process first; an API key is stored once, so its client then goes before the children's run
     monkeypatch.setenv("SYNC_PROCESSES", "1")
     get_settings.cache_clear()
@@ -122,6 +137,12 @@ def test_children_store_the_same_rows_and_report_as_in_process(
     monkeypatch.setenv("SYNC_PROCESSES", "2")
     get_settings.cache_clear()
     monkeypatch.setattr(processes, "MIN_CPU_PER_PROCESS_S", 0.01)
+    # in the dashboard, __main__ is the page Streamlit ran last: a child must never run it again
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a child ran the parent\'s __main__')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", main)
     spread = add_connectors(sim)  # the same client name, accounts and labels
     progress: list[tuple[int, int]] = []
     in_children = sync_connectors(SYSTEM, on_progress=lambda done, total, _: progress.append((done, total)))
@@ -132,7 +153,7 @@ def test_children_store_the_same_rows_and_report_as_in_process(
     assert any(m[0] == "db" for m in passed if m is not None)  # the children's writes ran here
     secrets = [value for account in sim.accounts for value in account.credentials().values()]
     assert not [s for s in secrets for m in passed if s.encode() in pickle.dumps(m)]
-    assert not multiprocessing.active_children()
+    assert not _sync_children()
     assert in_children.successful == in_process.successful == len(sim.accounts)
     assert progress == [(n, len(spread)) for n in range(1, len(spread) + 1)]
     assert [r.connector_id for r in in_children.results] == sorted(spread.values())
@@ -169,10 +190,9 @@ def _kill_children_when_started(stop: threading.Event) -> None:
     """SIGKILL every sync child of this process as soon as it exists, until told to stop."""
     killed: set[int] = set()
     while not stop.wait(0.01):
-        for child in multiprocessing.active_children():
-            if child.name.startswith("sync-") and child.pid and child.pid not in killed:
-                os.kill(child.pid, signal.SIGKILL)
-                killed.add(child.pid)
+        for pid in set(_sync_children()) - killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
 
 
 def test_a_child_that_dies_fails_its_connectors_plainly_and_the_next_sync_completes(

@@ -19,9 +19,11 @@ nothing: each waited on the others' write lock, and 200 connectors took 57 s wit
 next sync resumes after them. A child whose parent is gone exits at once: nobody would record
 its results.
 
-Children start with "spawn" (a fresh interpreter with the parent's environment, hence the same
-settings and database; never a fork of a process holding threads and connections), which costs
-about 2.2 s of CPU each (imports). ``processes_for`` therefore gives a run children only when its
+A child is a fresh interpreter running ``child_main`` (``python -m lib.sync.child``) with the
+parent's environment, hence the same settings and database, talking over a socket pair: never a
+fork of a process holding threads and connections, and not multiprocessing's "spawn", which runs
+the parent's ``__main__`` again in the child (in the dashboard that is the page Streamlit ran
+last). Starting one costs about 2.2 s of CPU (imports). ``processes_for`` therefore gives a run children only when its
 connectors' expected CPU (``FIRST_SYNC_CPU_S`` each first sync, ``LATER_SYNC_CPU_S`` each later
 one: bench/bench_sync.py's figures) gives each child ``MIN_CPU_PER_PROCESS_S``: a first sync of
 dozens of connectors is spread; the worker's incremental runs (200 connectors: ~8 s of CPU, and
@@ -33,11 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
-import multiprocessing
 import os
 import pickle
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -49,13 +54,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lib.db import session_scope
 from lib.models import Connector
-from lib.settings import configure_logging, get_settings
+from lib.settings import PROJECT_ROOT, configure_logging, get_settings
 from lib.sync.connector import Db, Job, Shared
 from lib.vault import Vault, load_vault
 
 if TYPE_CHECKING:
-    from multiprocessing.process import BaseProcess
-
     from lib.sync.runner import ConnectorResult
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,8 @@ def processes_for(first_syncs: int, later_syncs: int, concurrency: int, configur
 class _Child:
     """One child process, its end of the pipe and the results it owes (connector id -> future)."""
 
-    process: BaseProcess
+    process: subprocess.Popen[bytes]
+    name: str
     pipe: Connection
     owed: dict[int, asyncio.Future[ConnectorResult]] = field(default_factory=dict)
     exchanges: dict[int, str] = field(default_factory=dict)  # connector id -> exchange id, of those owed
@@ -109,17 +113,16 @@ class Pool:
 
     async def __aenter__(self) -> Pool:
         self._loop = asyncio.get_running_loop()
-        context = multiprocessing.get_context("spawn")
         try:
             for number in range(self.size):
-                mine, theirs = context.Pipe()
-                process = context.Process(target=child_main, args=(theirs, self.cash, self.timeout_ms),
-                                          name=f"sync-{number + 1}", daemon=True)
-                process.start()
-                theirs.close()
-                child = _Child(process, mine)
+                mine, theirs = socket.socketpair()
+                with theirs:
+                    process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+                        [sys.executable, "-m", "lib.sync.child", str(theirs.fileno()), json.dumps(sorted(self.cash)),
+                         str(self.timeout_ms)], pass_fds=(theirs.fileno(),), cwd=PROJECT_ROOT)
+                child = _Child(process, f"sync-{number + 1}", Connection(mine.detach()))
                 self._children.append(child)
-                reader = threading.Thread(target=self._read, args=(child,), name=f"sync-{number + 1}-reader",
+                reader = threading.Thread(target=self._read, args=(child,), name=f"{child.name}-reader",
                                           daemon=True)
                 reader.start()
                 self._readers.append(reader)
@@ -158,8 +161,9 @@ class Pool:
                 self._call(self._start_call, child, *message[1:])
             else:
                 self._call(self._deliver, child, message[1], message[2], None)
-        child.process.join(CLOSE_SECONDS)
-        code = child.process.exitcode
+        with suppress(subprocess.TimeoutExpired):
+            child.process.wait(CLOSE_SECONDS)
+        code = child.process.returncode
         how = f"exit code {code}" if code is not None and code >= 0 else f"signal {-code}" if code else "no exit code"
         with_error = ChildDied(DIED_MESSAGE.format(how=how))
         self._call(self._died, child, with_error)
@@ -198,7 +202,7 @@ class Pool:
     def _died(self, child: _Child, error: ChildDied) -> None:
         child.alive, self._death = False, error
         if child.owed:
-            log.warning("sync process %s stopped with %d connector(s) in hand: %s", child.process.name,
+            log.warning("sync process %s stopped with %d connector(s) in hand: %s", child.name,
                         len(child.owed), error)
         for connector_id in list(child.owed):
             self._deliver(child, connector_id, None, error)
@@ -213,11 +217,11 @@ class Pool:
                 child.process.terminate()
         for child, reader in zip(self._children, self._readers, strict=False):
             await asyncio.to_thread(reader.join, CLOSE_SECONDS)
-            if child.process.is_alive():
-                log.warning("sync process %s did not stop within %g s; terminating it", child.process.name,
-                            CLOSE_SECONDS)
+            if child.process.poll() is None:
+                log.warning("sync process %s did not stop within %g s; terminating it", child.name, CLOSE_SECONDS)
                 child.process.terminate()
-                await asyncio.to_thread(child.process.join, CLOSE_SECONDS)
+                with suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(child.process.wait, CLOSE_SECONDS)
             child.pipe.close()
         await asyncio.gather(*self._calls, return_exceptions=True)  # those of a child that died
 
