@@ -28,6 +28,19 @@ def close(a: float, b: float, scale: float = 1.0) -> bool:
     return abs(a - b) <= 1e-6 * max(abs(a), abs(b), scale)
 
 
+def resumed_fill_by_fill(fills: pd.DataFrame, first: int, marks: dict[str, float], method: str,
+                         pool: str = "scope", scale: float = 1.0) -> PnlState:
+    """Start on the first ``first`` fills, resume with each later one, each result the same as a full
+    run over the fills so far (``assert_same``); returns the last state."""
+    _, state = start(fills.iloc[:first], marks=marks, method=method, pool=pool)
+    for step in range(first, len(fills)):
+        more = resume(state, fills.iloc[[step]], marks)
+        assert more is not None
+        result, state = more
+        assert_same(result, compute_pnl(fills.iloc[: step + 1], marks=marks, method=method, pool=pool), scale)
+    return state
+
+
 def assert_same(got: PnlResult, want: PnlResult, scale: float = 1.0) -> None:
     """Equal to 1e-6 relative, or absolute 1e-6 x ``scale`` (USD figures of a long history carry
     round-off of its size)."""
@@ -185,13 +198,8 @@ def test_units_below_the_dust_of_a_long_history_resume_as_a_full_run_counts_them
     rows += [fill("20", 20_000, "BTC/USDT", "sell", 0.0007, 60000.0)]
     fills = frame(rows)
     marks = {"BTC": 60000.0}
-    _, state = start(fills.iloc[:2], marks=marks, method=method)
-    for step in range(2, len(fills)):
-        more = resume(state, fills.iloc[[step]], marks)
-        assert more is not None
-        result, state = more
-        # 4e6 USD went through: the full run's own round-off is ~1e-5 USD; missing the ghost is 30 USD
-        assert_same(result, compute_pnl(fills.iloc[: step + 1], marks=marks, method=method), scale=100.0)
+    # 4e6 USD went through: the full run's own round-off is ~1e-5 USD; missing the ghost is 30 USD
+    resumed_fill_by_fill(fills, 2, marks, method, scale=100.0)
 
 
 @pytest.mark.parametrize("method", ["fifo", "average"])
@@ -237,13 +245,7 @@ def test_a_new_fill_of_an_asset_never_seen_resumes_as_a_full_run(method: str, po
             fill("6", 6000, "BTC/USDT", "sell", 0.2, 34000.0, connector=2)]
     fills = frame(rows)
     marks = {"BTC": 35000.0, "ETH": 1800.0}
-    _, state = start(fills.iloc[:3], marks=marks, method=method, pool=pool)
-    for step in range(3, len(fills)):
-        more = resume(state, fills.iloc[[step]], marks)
-        assert more is not None
-        result, state = more
-        assert_same(result, compute_pnl(fills.iloc[: step + 1], marks=marks, method=method, pool=pool))
-    assert state.assets == ["BTC", "ETH", "USDT"]
+    assert resumed_fill_by_fill(fills, 3, marks, method, pool).assets == ["BTC", "ETH", "USDT"]
 
 
 @pytest.mark.parametrize("pool", ["scope", "connector", "client"])
@@ -258,9 +260,4 @@ def test_fills_with_no_lot_events_or_contract_rows_resume_as_a_full_run(method: 
             fill("5", 5000, "BTC/USDT", "sell", 0.5, 33000.0, connector=2, client=2)]
     fills = frame(rows).assign(realized_pnl=[math.nan, math.nan, math.nan, 12.5, math.nan])
     marks = {"BTC": 35000.0, "BNB": 310.0}
-    _, state = start(fills.iloc[:1], marks=marks, method=method, pool=pool)
-    for step in range(1, len(fills)):
-        more = resume(state, fills.iloc[[step]], marks)
-        assert more is not None
-        result, state = more
-        assert_same(result, compute_pnl(fills.iloc[: step + 1], marks=marks, method=method, pool=pool))
+    resumed_fill_by_fill(fills, 1, marks, method, pool)
