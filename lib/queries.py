@@ -29,6 +29,7 @@ from pyarrow import feather
 from sqlalchemy import ColumnElement, Double, Select, and_, cast, func, literal, select, true
 from sqlalchemy.orm import Session
 
+from lib import bulk_read
 from lib.access import Viewer
 from lib.db import has_pending_writes
 from lib.models import (
@@ -434,9 +435,21 @@ class _StoreLabel:
     exact: bool
 
 
+#: how the fill store's columns travel in a bulk SQLite read (``lib.bulk_read``)
+_STORE_KINDS: dict[str, bulk_read.Kind] = {
+    c: "int" if c in ("id", "connector_id", "timestamp") else "float" if c in _FLOAT_COLUMNS else "text"
+    for c in _STORE_COLUMNS}
+
+
 def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
-    # lib.pnl computes in float64: the exact amounts (NUMERIC, or text on SQLite) become doubles
-    # in the database, at the frame boundary (a million Decimals to floats in Python take ~4 s)
+    """The fill store's rows after ``after_id`` (every row when None), by id.
+
+    lib.pnl computes in float64: the exact amounts (NUMERIC, or text on SQLite) become doubles
+    in the database, at the frame boundary (a million Decimals to floats in Python take ~4 s).
+    SQLite hands the rows over as CSV text (``lib.bulk_read``: a million fills 2.9 s against
+    5.4 s row by row, the same values)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return bulk_read.sqlite_columns(session, Trade.__table__, _STORE_KINDS, after_id)
     query = select(*(cast(getattr(Trade, c), Double).label(c) if c in _FLOAT_COLUMNS else getattr(Trade, c)
                      for c in _STORE_COLUMNS))
     if after_id is not None:

@@ -1,0 +1,88 @@
+"""The fill store's bulk read (lib.bulk_read on SQLite) gives what a row-by-row read gives.
+
+Awkward values on purpose: text with the CSV's own quote, commas, newlines, the word NULL,
+an empty string, non-ASCII; NULL text and NULL amounts; amounts whose decimal text SQLite
+turns into a double that a correctly rounded parse would not give; ids with gaps wider than
+a chunk. Compared with the driver's rows of ``CAST(... AS REAL)`` value for value.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Double, cast, insert, select
+
+from lib import bulk_read, queries
+from lib.db import session_scope
+from lib.models import Trade
+from tests.test_queries import Seeded, seed_portfolio
+
+AWKWARD_TEXT = ["it's", 'say "hi"', "a,b", "two\nlines", "NULL", "", "Ünïcødé ✓", "'", "''", "\\"]
+AWKWARD_AMOUNTS = ["0.000000000000000001", "123456789012345678.123456789", "42.609612877863", "-17.25",
+                   "0", "1E+3", "0.1", "18451.2486826541", "3.3333333333333333333333", "1e-30"]
+
+
+def _reference(after_id: int | None) -> pd.DataFrame:
+    """Row by row, through the driver: the read this replaces."""
+    query = select(*(cast(getattr(Trade, c), Double).label(c) if c in queries._FLOAT_COLUMNS else getattr(Trade, c)
+                     for c in queries._STORE_COLUMNS)).order_by(Trade.id)
+    if after_id is not None:
+        query = query.where(Trade.id > after_id)
+    with session_scope() as session:
+        return pd.DataFrame.from_records(queries.driver_rows(session, query), columns=queries._STORE_COLUMNS)
+
+
+def _assert_same(found: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(found.columns) == list(expected.columns)
+    assert len(found) == len(expected)
+    for name, kind in queries._STORE_KINDS.items():
+        got, want = found[name], expected[name]
+        if kind == "float":
+            got_values, want_values = got.to_numpy(float), want.astype(float).to_numpy()
+            assert np.array_equal(got_values, want_values, equal_nan=True), name  # bit for bit, NaN for NULL
+            assert got.dtype == np.float64
+        elif kind == "int":
+            assert got.dtype == np.int64 and np.array_equal(got.to_numpy(), want.to_numpy()), name
+        else:
+            assert [None if pd.isna(v) else v for v in got] == [None if pd.isna(v) else v for v in want], name
+
+
+@pytest.fixture
+def awkward(sqlite_url: str) -> Seeded:
+    seeded = seed_portfolio()
+    rows = []
+    for n, (text, amount) in enumerate(zip(AWKWARD_TEXT, AWKWARD_AMOUNTS, strict=True)):
+        rows.append({"id": 1000 + n * 7, "connector_id": seeded.alpha_binance, "trade_id": f"{text}-{n}",
+                     "timestamp": 1_700_000_000_000 + n, "symbol": f"{text}/USDT", "base": text, "quote": "USDT",
+                     "side": "buy", "amount": Decimal(amount), "price": Decimal(AWKWARD_AMOUNTS[-1 - n]),
+                     "cost": Decimal(amount) * 3, "fee_cost": Decimal(amount) / 7,
+                     "fee_currency": None if n % 3 == 0 else text,
+                     "realized_pnl": None if n % 2 else Decimal(AWKWARD_AMOUNTS[(n + 3) % 10])})
+    with session_scope() as session:
+        session.execute(insert(Trade), rows)
+    return seeded
+
+
+@pytest.mark.parametrize("chunk", [bulk_read.CHUNK_IDS, 3])  # 3: many chunks, some of them empty
+def test_the_bulk_read_equals_the_row_by_row_read(awkward: Seeded, monkeypatch: pytest.MonkeyPatch,
+                                                   chunk: int) -> None:
+    monkeypatch.setattr(bulk_read, "CHUNK_IDS", chunk)
+    with session_scope() as session:
+        everything = queries._read_trades(session)
+        later = queries._read_trades(session, after_id=1010)
+        none = queries._read_trades(session, after_id=10**9)
+    _assert_same(everything, _reference(None))
+    _assert_same(later, _reference(1010))
+    assert later["id"].min() > 1010
+    assert none.empty and list(none.columns) == queries._STORE_COLUMNS
+    assert everything["trade_id"].str.contains("\n").any()  # the awkward rows did travel
+
+
+def test_an_empty_table_reads_as_typed_empty_columns(sqlite_url: str) -> None:
+    with session_scope() as session:
+        frame = queries._read_trades(session)
+    assert frame.empty and list(frame.columns) == queries._STORE_COLUMNS
+    assert frame["amount"].dtype == np.float64 and frame["id"].dtype == np.int64
