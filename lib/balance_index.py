@@ -10,7 +10,9 @@ history were added since, adds their moves to it (``BalanceIndex.extend``). Each
 sum adds one move after another (``_running``), so an extended index holds bit for bit what one
 built from all the moves holds, whatever the process's history (tests/test_balance_index.py).
 Anything else (a back-dated fill, an import, a new transfer, ledger entry or opening balance, a
-removed connector, another database) builds it again.
+removed connector, another database) builds it again. Each connector's moves carry a revision
+(``lib.kept.revision``), new for the connectors an extension adds moves to and for every one of
+a build, so what is derived per connector is redone only for those.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from lib import queries, rebuild
 from lib.db import has_pending_writes
-from lib.kept import PerDatabase
+from lib.kept import PerDatabase, revised
 
 #: moments are int ms; a key's code is shifted past them to search one sorted array
 _KEY_SHIFT = np.int64(1) << 42
@@ -74,6 +76,7 @@ class BalanceIndex:
     first_event: pd.Series  # per connector id: its first fill, transfer or ledger move (ms)
     last_move: pd.Series  # per connector id: its last move (ms)
     opening: frozenset[int]  # connectors with a nonzero opening balance
+    revisions: dict[int, int]  # per connector id with moves: the revision of its moves (``lib.kept``)
 
     @classmethod
     def of(cls, moves: pd.DataFrame) -> BalanceIndex:
@@ -95,7 +98,8 @@ class BalanceIndex:
             first_event=_by_connector(events.groupby("connector_id")["timestamp"].min()),
             last_move=_by_connector(moves.groupby("connector_id")["timestamp"].max()),
             opening=frozenset(int(c) for c in moves.loc[(moves["kind"] == "opening") & (moves["change"] != 0),
-                                                        "connector_id"]))
+                                                        "connector_id"]),
+            revisions=revised({}, np.unique(connector).tolist()))
 
     def keys(self, connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """The (connector_id, asset) pairs with history, of ``connector_ids`` (None: all), with each
@@ -194,7 +198,7 @@ class BalanceIndex:
             first_event=_by_connector(self.first_event.combine(firsts, min, fill_value=np.iinfo(np.int64).max)),
             last_move=_by_connector(self.last_move.combine(moves.groupby("connector_id")["timestamp"].max(), max,
                                                            fill_value=-1)),
-            opening=self.opening)
+            opening=self.opening, revisions=revised(self.revisions, np.unique(connector).tolist()))
 
 
 @dataclass(frozen=True)

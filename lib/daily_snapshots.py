@@ -11,7 +11,9 @@ It continues only when the database went through the write version it was read a
 restored older copy) and no snapshot was changed or removed since (the snapshots epoch, which a
 deleted connector and thinning move too: ``lib.snapshots`` deletes rows once an hour, and the
 first view after it reads everything again); on PostgreSQL, where a row may commit later than one
-with a higher id, the table must also hold exactly the kept rows plus those read since.
+with a higher id, the table must also hold exactly the kept rows plus those read since. Each
+connector's rows carry a revision (``lib.kept.revision``), new for the connectors a sync's rows
+were added to and for every one of a full read, so reconciliation redoes only those.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from lib import queries
 from lib.db import has_pending_writes
-from lib.kept import PerDatabase
+from lib.kept import PerDatabase, revised
 from lib.models import BalanceSnapshot
 
 _DAY_MS = 86_400_000
@@ -36,10 +38,12 @@ _DAY_MS = 86_400_000
 class DailySnapshots:
     """``rows``: connector_id, moment (ms), asset, total (float; one row per account type) of each
     connector's last snapshot of each UTC day; ``account_types``: per (connector, asset), the
-    account types that ever reported it ("default, funding")."""
+    account types that ever reported it ("default, funding"); ``revisions``: per connector with
+    rows, the revision of its rows (``lib.kept``)."""
 
     rows: pd.DataFrame
     account_types: dict[tuple[int, str], str]
+    revisions: dict[int, int]
 
 
 def moments_ms(moments: pd.Series) -> np.ndarray:
@@ -104,7 +108,8 @@ _KEPT: PerDatabase[_Kept] = PerDatabase()
 
 def _everything(session: Session) -> tuple[DailySnapshots, dict[tuple[int, str], frozenset[str]]]:
     types = _type_sets(session)
-    return DailySnapshots(_daily_rows(session), _named(types)), types
+    rows = _daily_rows(session)
+    return DailySnapshots(rows, _named(types), revised({}, rows["connector_id"].unique().tolist())), types
 
 
 def _read_all(session: Session, made: queries.WriteState) -> _Kept:
@@ -136,7 +141,8 @@ def _continued(session: Session, kept: _Kept, now: queries.WriteState) -> _Kept 
     types = dict(kept.types)
     for key, names in _type_sets(session, kept.max_id).items():
         types[key] = types.get(key, frozenset()) | names
-    return _Kept(DailySnapshots(rows, _named(types)), types, now, count, int(added["id"].max()))
+    return _Kept(DailySnapshots(rows, _named(types), revised(kept.found.revisions, touched)), types, now, count,
+                 int(added["id"].max()))
 
 
 def daily(session: Session) -> DailySnapshots:

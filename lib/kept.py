@@ -6,18 +6,39 @@ made at: asked again at the same state it is returned as it is; at a later one `
 carries it forward from the rows added since, or says it cannot (None) and ``built`` makes it
 anew. A value is kept only when nothing was committed while it was read, so the state it
 names is exactly what it holds.
+
+What is derived from such a value per connector (reconciliation's comparisons, the equity
+curve's balances) is kept too and redone only for the connectors whose rows changed: each value
+names every connector's rows with a ``revision``, a number this process never hands out twice,
+so a connector whose revision is the one a derived figure was made from holds the same rows.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
 from lib import queries
 from lib.settings import get_settings
+
+_REVISIONS = itertools.count(1)
+_REVISIONS_LOCK = threading.Lock()
+
+
+def revision() -> int:
+    """A number never handed out before in this process: what a connector's rows are named by."""
+    with _REVISIONS_LOCK:
+        return next(_REVISIONS)
+
+
+def revised(revisions: dict[int, int], connectors: Iterable[int]) -> dict[int, int]:
+    """``revisions`` with one new revision for ``connectors`` (whose rows changed)."""
+    changed = revision()
+    return revisions | dict.fromkeys((int(c) for c in connectors), changed)
 
 
 class Made(Protocol):

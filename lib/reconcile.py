@@ -26,10 +26,12 @@ float64) while staying far below any amount an exchange moves.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -41,9 +43,11 @@ from sqlalchemy.orm import Session
 from lib import balance_index, daily_snapshots, prices, queries, rebuild, reports
 from lib.access import Viewer
 from lib.balance_index import BalanceIndex
-from lib.db import session_scope
+from lib.daily_snapshots import DailySnapshots
+from lib.db import has_pending_writes, session_scope
 from lib.models import BalanceSnapshot
 from lib.pnl.ledger import settle_currency
+from lib.settings import get_settings
 
 Status = Literal["balanced", "unbalanced", "unknown"]
 T = TypeVar("T", float, pd.Series)
@@ -216,8 +220,68 @@ def _refine(session: Session, index: BalanceIndex, summary: pd.DataFrame) -> pd.
     return refined.fillna(summary["first_divergence"])
 
 
+def _summary(session: Session, index: BalanceIndex, ids: list[int], snapshots: pd.DataFrame) -> pd.DataFrame:
+    """``_summarise``'s rows of the connectors of ``snapshots``, their first divergence refined."""
+    summary = _summarise(_compare(index, ids, snapshots))
+    summary["first_divergence"] = _refine(session, index, summary)
+    return summary
+
+
+@dataclass(frozen=True)
+class _Compared:
+    """``_summary``'s rows of the connectors compared so far (by connector, then asset), and per
+    connector the revisions of its moves and daily snapshots they were made from."""
+
+    rows: pd.DataFrame
+    made_from: dict[int, tuple[int | None, int | None]]
+
+
+#: per database (URL and identity): a server has one, tests open many
+_COMPARED: dict[tuple[str, str], _Compared] = {}
+_COMPARED_AT_MOST = 2
+_COMPARED_LOCK = threading.Lock()
+
+
+def _compared(session: Session, index: BalanceIndex, daily: DailySnapshots, snapshots: pd.DataFrame) -> pd.DataFrame:
+    """``_summary`` of every connector of ``snapshots`` (those in scope, ``daily``'s rows), kept per
+    database: a connector's rows depend on its own moves and snapshots only, so after a sync they
+    are redone for the connectors whose moves (``index``) or daily snapshots changed revision, and
+    taken as they were for the others (a year of 200 accounts compares 800,000 rows in ~0.3 s)."""
+    read = sorted(int(c) for c in snapshots["connector_id"].unique())
+    now = queries.write_state(session)
+    if now is None or has_pending_writes(session.connection()):  # no version names what is read here
+        return _summary(session, index, read, snapshots)
+    key = (get_settings().database_url, now.identity)
+    made_from = {c: (index.revisions.get(c), daily.revisions.get(c)) for c in read}
+    with _COMPARED_LOCK:
+        kept = _COMPARED.get(key)
+    held = kept.made_from if kept is not None else {}
+    redo = [c for c in read if held.get(c) != made_from[c]]
+    parts = [] if kept is None else [kept.rows[~kept.rows["connector_id"].isin(redo)]] if redo else [kept.rows]
+    if redo:
+        parts.append(_summary(session, index, redo, snapshots[snapshots["connector_id"].isin(redo)]))
+    parts = [part for part in parts if len(part)]  # every connector of ``snapshots`` has rows: one is not empty
+    rows = parts[0] if len(parts) == 1 else pd.concat(parts).sort_values("connector_id", kind="stable")
+    rows = rows.reset_index(drop=True)
+    if redo and queries.write_state(session) == now:  # nothing committed while it was read: keep it
+        with _COMPARED_LOCK:
+            _COMPARED.pop(key, None)
+            _COMPARED[key] = _Compared(rows, held | made_from)
+            while len(_COMPARED) > _COMPARED_AT_MOST:
+                _COMPARED.pop(next(iter(_COMPARED)))
+    if not set(held) <= set(read):  # kept rows of connectors out of scope
+        rows = rows[rows["connector_id"].isin(read)].reset_index(drop=True)
+    return rows.copy(deep=False)  # the caller adds columns: the kept frame stays as it is
+
+
 def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+    return _date_of(ms // 86_400_000)
+
+
+@cache
+def _date_of(day: int) -> str:
+    """The UTC date of day ``day`` since 1970 (formatted once: every unbalanced row names its days)."""
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 def _amount(value: float) -> str:
@@ -348,18 +412,19 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
         ids = [int(i) for i in connectors["id"]]
         daily = daily_snapshots.daily(db)
         snapshots = daily.rows[daily.rows["connector_id"].isin(ids)]
-        read = set(snapshots["connector_id"])
+        read = set(snapshots["connector_id"].unique().tolist())
         unsynced = [f"{r.client} · {r.exchange_id} / {r.label}" for r in connectors.itertuples()
                     if int(r.id) not in read]
         if snapshots.empty:
             return Reconciliation(pd.DataFrame(columns=ROW_COLUMNS), unsynced)
         index = balance_index.live(db)
-        summary = _summarise(_compare(index, ids, snapshots))
-        summary["first_divergence"] = _refine(db, index, summary)
+        summary = _compared(db, index, daily, snapshots)
         facts = _facts(queries.coverage(db, viewer, client_id, connector_id), rebuild.pending_transfers(db, ids),
                        index, ids, snapshots, _contracts(db, ids))
-        found = [causes(row, facts.get(int(row["connector_id"]), Facts())) if row["status"] == "unbalanced" else []
-                 for row in summary.to_dict("records")]
+        unbalanced = np.flatnonzero((summary["status"] == "unbalanced").to_numpy())
+        found: list[list[tuple[str, str]]] = [[] for _ in range(len(summary))]
+        for at, row in zip(unbalanced.tolist(), summary.iloc[unbalanced].to_dict("records"), strict=True):
+            found[at] = causes(row, facts.get(int(row["connector_id"]), Facts()))
         summary["cause"] = ["; ".join(text for _, text in pairs) for pairs in found]
         summary["causes"] = [tuple(pairs) for pairs in found]
         summary["difference_usd"] = _usd(db, viewer, summary, client_id, connector_id)
