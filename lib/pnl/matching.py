@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from lib.pnl.arrays import kept
 from lib.pnl.ledger import ACQUIRE, OPENING, Events
 
 Method = Literal["fifo", "average"]
@@ -60,6 +61,15 @@ def _accumulate(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray, out: np.ndar
     return out
 
 
+def _running_max(x: np.ndarray, starts: np.ndarray) -> None:
+    """Segmented running maximum, in place; a segment already in order (queue positions, as a rule)
+    is left as it is: one comparison pass instead of the running maximum's sequential one."""
+    for lo, hi in _spans(starts, len(x)):
+        part = x[lo:hi]
+        if not (part[1:] >= part[:-1]).all():
+            np.maximum.accumulate(part, out=part)
+
+
 def _previous(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Value at the previous event of the same segment (0 before the first)."""
     prev = np.empty_like(x)
@@ -85,21 +95,41 @@ def affine_scan(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return x
 
 
-def _fifo_segment(units: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Basis of taking queue positions (lo, hi] from lots with these units and costs.
+def _lots_at(ends: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each (lo, hi]: the lot holding ``lo`` (ends <= lo, counted) and the lot holding ``hi``
+    (ends < hi), as ``searchsorted`` right and left would give them.
+
+    A disposal's range starts where the one before it ended, so the bounds in turn (lo as the least
+    float above it, which counts the same ends) never decrease: then each lot end is looked up among
+    the bounds instead (fewer look-ups, in a shorter array) and counted into place."""
+    bounds = np.empty(2 * len(lo))
+    bounds[0::2] = np.nextafter(lo, np.inf)
+    bounds[1::2] = hi
+    if len(bounds) <= len(ends) or not (bounds[1:] >= bounds[:-1]).all():
+        return np.searchsorted(ends, lo, side="right"), np.searchsorted(ends, hi, side="left")
+    counts = np.bincount(np.searchsorted(bounds, ends, side="right"), minlength=len(bounds) + 1)
+    below = np.cumsum(counts[:-1])  # per bound: lot ends below it
+    return below[0::2], below[1::2]
+
+
+def _taken(ends: np.ndarray, unit_cost: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Basis of taking queue positions (lo, hi] from lots with these cumulative units (``ends``), unit
+    costs and costs.
 
     The two end pieces are priced at their lot's unit cost and whole lots in between are
     summed with ``reduceat``, so the error is relative to the disposal, not to history.
     """
-    ends = np.cumsum(units)
-    unit_cost = cost / units
-    first = np.minimum(np.searchsorted(ends, lo, side="right"), len(units) - 1)  # lot holding lo
-    last = np.searchsorted(ends, hi, side="left")  # lot holding hi
+    first, last = _lots_at(ends, lo, hi)
+    np.minimum(first, len(ends) - 1, out=first)  # lot holding lo
     single = first == last
-    starts_before = np.concatenate([[0.0], ends[:-1]])
-    basis = np.where(single, hi, ends[first]) - lo  # the piece of the first lot taken, at its unit cost
+    # the piece of the first lot taken, at its unit cost: up to hi when one lot holds the range (then
+    # its end is not below hi), else up to that lot's end (then below hi)
+    basis = np.minimum(hi, ends[first])
+    basis -= lo
     basis *= unit_cost[first]
-    basis += np.where(single, 0.0, (hi - starts_before[last]) * unit_cost[last])
+    piece = hi - np.concatenate([[0.0], ends[:-1]])[last]  # from where the last lot starts
+    piece *= unit_cost[last]
+    basis += kept(~single, piece)
     middle = ~single & (last > first + 1)
     if middle.any():
         bounds = np.column_stack([first[middle] + 1, last[middle]]).ravel()
@@ -110,7 +140,8 @@ def _fifo_segment(units: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.nd
 def _fifo(ev: Events, pos: np.ndarray, cum_acquired: np.ndarray) -> tuple[np.ndarray, ...]:
     acq = ev.kind == ACQUIRE
     before = _previous(pos, ev.starts)
-    taking = ~acq & (pos > before)
+    taking = pos > before
+    taking &= ~acq
     basis = np.zeros(len(pos))
     remaining = np.zeros(len(ev.starts))
     opening = np.zeros(len(ev.starts))
@@ -119,13 +150,17 @@ def _fifo(ev: Events, pos: np.ndarray, cum_acquired: np.ndarray) -> tuple[np.nda
         if len(lots) == 0:
             continue
         units, cost = ev.units[lots], ev.value[lots]
+        ends = np.cumsum(units)
+        unit_cost = cost / units
         rows = lo + np.flatnonzero(taking[lo:hi])
-        basis[rows] = _fifo_segment(units, cost, before[rows], pos[rows])
+        basis[rows] = _taken(ends, unit_cost, cost, before[rows], pos[rows])
         consumed, acquired = pos[hi - 1 : hi], cum_acquired[lots[-1:]]
-        remaining[seg] = _fifo_segment(units, cost, consumed, acquired)[0] if consumed[0] < acquired[0] else 0.0
-        ends = np.cumsum(units)  # each lot's units left = its part of the queue past the consumed position
-        left = np.clip(ends - np.maximum(ends - units, consumed[0]), 0.0, None)
-        opening[seg] = left[ev.label[lots] == OPENING].sum()
+        if consumed[0] < acquired[0]:
+            remaining[seg] = _taken(ends, unit_cost, cost, consumed, acquired)[0]
+        from_opening = ev.label[lots] == OPENING
+        if from_opening.any():  # each lot's units left = its part of the queue past the consumed position
+            left = np.clip(ends - np.maximum(ends - units, consumed[0]), 0.0, None)
+            opening[seg] = left[from_opening].sum()
     return basis, remaining, opening
 
 
@@ -197,9 +232,9 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost:
         return Matched(empty, empty, empty, empty, empty)
     # The arithmetic runs in place where it can: a million fills' events make each array ~13 MB.
     acq = ev.kind == ACQUIRE
-    cum_acquired = np.where(acq, ev.units, 0.0)
+    cum_acquired = kept(acq, ev.units)
     _accumulate(np.add, cum_acquired, ev.starts, out=cum_acquired)
-    cum_disposed = np.where(acq, 0.0, ev.units)
+    cum_disposed = kept(~acq, ev.units)
     _accumulate(np.add, cum_disposed, ev.starts, out=cum_disposed)
     lengths = np.diff(np.append(ev.starts, n))
     last = np.append(ev.starts[1:], n) - 1
@@ -207,19 +242,26 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost:
     dust *= DUST
     if turnover is not None:
         dust += DUST * np.repeat(turnover, lengths)
-    extra = 0.0 if ghost is None else np.repeat(ghost, lengths)
     shortfall = cum_disposed - cum_acquired
-    shortfall -= extra
+    extra = None if ghost is None else np.repeat(ghost, lengths)
+    if extra is not None:  # no ghost units: nothing to take off or add back (held is never -0.0)
+        shortfall -= extra
     np.maximum(shortfall, 0.0, out=shortfall)
-    _accumulate(np.maximum, shortfall, ev.starts, out=shortfall)
+    _running_max(shortfall, ev.starts)
     held = np.subtract(cum_acquired, cum_disposed, out=cum_disposed)  # in the spent array
     del cum_disposed
     held += shortfall
-    held += extra
+    if extra is not None:
+        held += extra
+    del extra
     true_held = held[last]
-    held[(held <= dust) & (True if carried is None else ~carried)] = 0.0
+    dusty = held <= dust
+    if carried is not None:
+        dusty &= ~carried
+    held[dusty] = 0.0
+    del dusty
     pos = cum_acquired - held
-    _accumulate(np.maximum, pos, ev.starts, out=pos)
+    _running_max(pos, ev.starts)
     np.maximum(pos, 0.0, out=pos)
     np.subtract(cum_acquired, pos, out=held)
     unmatched = shortfall
