@@ -1,12 +1,17 @@
-"""A large SQLite read as columns: SQLite writes each range of rows as CSV text, pyarrow parses it.
+"""A large read as columns: the database writes the rows as CSV text, pyarrow parses it.
 
-Reading a million fills through the sqlite3 module builds some 14 million Python objects, one
-per value, then a frame from them. Here SQLite itself renders every row of an id range as one
-CSV line (``printf``) and joins the range into one text (``group_concat``), so Python receives
-one object per ``CHUNK_IDS`` rows, and pyarrow's CSV reader (C++) turns the text into typed
-columns.
+Reading a million fills through the driver builds some 14 million Python objects, one per
+value, then a frame from them. Here the database renders the rows as CSV and pyarrow's CSV
+reader (C++) turns the text into typed columns, so Python handles a few large texts instead.
 
-How each value travels, so that the frame holds what the row-by-row read gives, value for value:
+PostgreSQL: ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` in the session's transaction; floats
+are the query's ``double precision`` casts, which PostgreSQL writes in their shortest form that
+reads back as the same double (``extra_float_digits`` 1, the default since version 12), and a
+NULL is an empty unquoted field while an empty text is quoted.
+
+SQLite has no COPY: it renders every row of an id range as one CSV line (``printf``) and joins
+the range into one text (``group_concat``), so Python receives one object per ``CHUNK_IDS`` rows.
+How each value travels there, so that the frame holds what the row-by-row read gives, value for value:
 - integers: ``%d``;
 - text: ``%Q``, SQL-quoted (``'it''s'``), a NULL as a bare ``NULL``; the parser takes ``'`` as
   its quote character with doubling, keeps newlines inside quotes, and turns only a bare NULL
@@ -34,6 +39,7 @@ Kind = Literal["int", "text", "float"]
 CHUNK_IDS = 50_000
 
 _ARROW: dict[Kind, pa.DataType] = {"int": pa.int64(), "text": pa.string(), "float": pa.float64()}
+#: SQLite's %Q quotes text the SQL way
 _PARSE = csv.ParseOptions(quote_char="'", double_quote=True, newlines_in_values=True)
 
 
@@ -47,10 +53,38 @@ def _field(column: Column[Any], kind: Kind) -> tuple[str, Any]:
     return "%s", func.iif(column.is_(None), literal("NULL"), func.printf(directive, value))
 
 
-def sqlite_columns(session: Session, table: Table, columns: dict[str, Kind],
-                   after_id: int | None = None) -> pd.DataFrame:
+def table_columns(session: Session, table: Table, columns: dict[str, Kind],
+                  after_id: int | None = None) -> pd.DataFrame:
     """Every row of ``table`` (with an integer ``id`` key) after ``after_id``, ordered by id, as a
-    frame of ``columns`` typed by kind: int64, str, float64. In the session's connection."""
+    frame of ``columns`` typed by kind: int64, str, float64. Read in the session's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _postgresql(session, table, columns, after_id)
+    return _sqlite(session, table, columns, after_id)
+
+
+def _frame(text: bytes, columns: dict[str, Kind], parse: csv.ParseOptions, null: str) -> pd.DataFrame:
+    """The CSV ``text`` as a frame of ``columns``; ``null`` unquoted is NULL, quoted it is text."""
+    if not text:
+        return pd.DataFrame({n: pd.Series(dtype=_ARROW[k].to_pandas_dtype()) for n, k in columns.items()})
+    convert = csv.ConvertOptions(column_types={n: _ARROW[k] for n, k in columns.items()}, null_values=[null],
+                                 strings_can_be_null=True, quoted_strings_can_be_null=False)
+    return csv.read_csv(pa.py_buffer(text), read_options=csv.ReadOptions(column_names=list(columns)),
+                        parse_options=parse, convert_options=convert).to_pandas()
+
+
+def _postgresql(session: Session, table: Table, columns: dict[str, Kind], after_id: int | None) -> pd.DataFrame:
+    query = select(*(cast(table.c[n], Double) if k == "float" else table.c[n] for n, k in columns.items()))
+    if after_id is not None:
+        query = query.where(table.c.id > int(after_id))
+    sql = str(query.order_by(table.c.id).compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
+    parts: list[bytes] = []
+    driver = session.connection().connection.driver_connection  # psycopg, in this transaction
+    with driver.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
+        parts.extend(bytes(part) for part in copy)
+    return _frame(b"".join(parts), columns, csv.ParseOptions(newlines_in_values=True), "")
+
+
+def _sqlite(session: Session, table: Table, columns: dict[str, Kind], after_id: int | None) -> pd.DataFrame:
     fields = [_field(table.c[name], kind) for name, kind in columns.items()]
     line = func.printf(",".join(f for f, _ in fields), *(a for _, a in fields))
     connection = session.connection()
@@ -63,12 +97,4 @@ def sqlite_columns(session: Session, table: Table, columns: dict[str, Kind],
             text = connection.execute(chunk.where(table.c.id >= start, table.c.id < start + CHUNK_IDS)).scalar()
             if text:
                 texts.append(text)
-    names = list(columns)
-    if not texts:
-        return pd.DataFrame({n: pd.Series(dtype=_ARROW[k].to_pandas_dtype()) for n, k in columns.items()})
-    parsed = csv.read_csv(pa.py_buffer(b"\n".join(texts)), read_options=csv.ReadOptions(column_names=names),
-                          parse_options=_PARSE,
-                          convert_options=csv.ConvertOptions(column_types={n: _ARROW[k] for n, k in columns.items()},
-                                                             null_values=["NULL"], strings_can_be_null=True,
-                                                             quoted_strings_can_be_null=False))
-    return parsed.to_pandas()
+    return _frame(b"\n".join(texts), columns, _PARSE, "NULL")

@@ -1,4 +1,5 @@
-"""The fill store's bulk read (lib.bulk_read on SQLite) gives what a row-by-row read gives.
+"""The fill store's bulk read (lib.bulk_read: COPY on PostgreSQL, printf on SQLite) gives what a
+row-by-row read gives.
 
 Awkward values on purpose: text with the CSV's own quote, commas, newlines, the word NULL,
 an empty string, non-ASCII; NULL text and NULL amounts; amounts whose decimal text SQLite
@@ -51,7 +52,7 @@ def _assert_same(found: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 
 @pytest.fixture
-def awkward(sqlite_url: str) -> Seeded:
+def awkward(database_url: str) -> Seeded:
     seeded = seed_portfolio()
     rows = []
     for n, (text, amount) in enumerate(zip(AWKWARD_TEXT, AWKWARD_AMOUNTS, strict=True)):
@@ -81,7 +82,7 @@ def test_the_bulk_read_equals_the_row_by_row_read(awkward: Seeded, monkeypatch: 
     assert everything["trade_id"].str.contains("\n").any()  # the awkward rows did travel
 
 
-def test_an_empty_table_reads_as_typed_empty_columns(sqlite_url: str) -> None:
+def test_an_empty_table_reads_as_typed_empty_columns(database_url: str) -> None:
     with session_scope() as session:
         frame = queries._read_trades(session)
     assert frame.empty and list(frame.columns) == queries._STORE_COLUMNS
