@@ -6,8 +6,9 @@ reader (C++) turns the text into typed columns, so Python handles a few large te
 
 PostgreSQL: ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` in the session's transaction; floats
 are the query's ``double precision`` casts, which PostgreSQL writes in their shortest form that
-reads back as the same double (``extra_float_digits`` 1, the default since version 12), and a
-NULL is an empty unquoted field while an empty text is quoted.
+reads back as the same double (any ``extra_float_digits`` above 0 since version 12; set for the
+transaction, as a server may be configured with fewer), and a NULL is an empty unquoted field
+while an empty text is quoted.
 
 SQLite has no COPY: it renders every row of an id range as one CSV line (``printf``) and joins
 the range into one text (``group_concat``), so Python receives one object per ``CHUNK_IDS`` rows.
@@ -79,8 +80,10 @@ def _postgresql(session: Session, table: Table, columns: dict[str, Kind], after_
     sql = str(query.order_by(table.c.id).compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
     parts: list[bytes] = []
     driver = session.connection().connection.driver_connection  # psycopg, in this transaction
-    with driver.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
-        parts.extend(bytes(part) for part in copy)
+    with driver.cursor() as cursor:
+        cursor.execute("SET LOCAL extra_float_digits = 3")  # exact floats even where a server set fewer
+        with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
+            parts.extend(bytes(part) for part in copy)
     return _frame(b"".join(parts), columns, csv.ParseOptions(newlines_in_values=True), "")
 
 

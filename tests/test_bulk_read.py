@@ -14,7 +14,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Double, cast, insert, select
+from sqlalchemy import Double, cast, insert, select, text
 
 from lib import bulk_read, queries
 from lib.db import session_scope
@@ -55,12 +55,12 @@ def _assert_same(found: pd.DataFrame, expected: pd.DataFrame) -> None:
 def awkward(database_url: str) -> Seeded:
     seeded = seed_portfolio()
     rows = []
-    for n, (text, amount) in enumerate(zip(AWKWARD_TEXT, AWKWARD_AMOUNTS, strict=True)):
-        rows.append({"id": 1000 + n * 7, "connector_id": seeded.alpha_binance, "trade_id": f"{text}-{n}",
-                     "timestamp": 1_700_000_000_000 + n, "symbol": f"{text}/USDT", "base": text, "quote": "USDT",
+    for n, (word, amount) in enumerate(zip(AWKWARD_TEXT, AWKWARD_AMOUNTS, strict=True)):
+        rows.append({"id": 1000 + n * 7, "connector_id": seeded.alpha_binance, "trade_id": f"{word}-{n}",
+                     "timestamp": 1_700_000_000_000 + n, "symbol": f"{word}/USDT", "base": word, "quote": "USDT",
                      "side": "buy", "amount": Decimal(amount), "price": Decimal(AWKWARD_AMOUNTS[-1 - n]),
                      "cost": Decimal(amount) * 3, "fee_cost": Decimal(amount) / 7,
-                     "fee_currency": None if n % 3 == 0 else text,
+                     "fee_currency": None if n % 3 == 0 else word,
                      "realized_pnl": None if n % 2 else Decimal(AWKWARD_AMOUNTS[(n + 3) % 10])})
     with session_scope() as session:
         session.execute(insert(Trade), rows)
@@ -87,3 +87,13 @@ def test_an_empty_table_reads_as_typed_empty_columns(database_url: str) -> None:
         frame = queries._read_trades(session)
     assert frame.empty and list(frame.columns) == queries._STORE_COLUMNS
     assert frame["amount"].dtype == np.float64 and frame["id"].dtype == np.int64
+
+
+def test_postgresql_floats_stay_exact_where_the_server_writes_fewer_digits(awkward: Seeded,
+                                                                            database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("extra_float_digits is PostgreSQL's")
+    with session_scope() as session:
+        session.execute(text("SET LOCAL extra_float_digits = 0"))  # 15 significant digits, as before PostgreSQL 12
+        frame = queries._read_trades(session)
+    _assert_same(frame, _reference(None))
