@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import threading
@@ -97,6 +98,55 @@ def _untraded_assets(session: Session, ids: list[int]) -> set[str]:
     return assets
 
 
+def _traded_names(fills: pd.DataFrame) -> dict[int, frozenset[str]]:
+    """Per client, the assets its fills name (base, quote, fee currency; ``_distinct``'s rule) from
+    the distinct name rows, not every fill's columns."""
+    names = fills[["client_id", "base", "quote", "fee_currency"]].drop_duplicates()
+    return {int(client): frozenset(_distinct(group["base"], group["quote"], group["fee_currency"]))
+            for client, group in names.groupby("client_id")}
+
+
+@dataclass(frozen=True)
+class _ClientRead:
+    """One client's scope as its figures read it: price sources, transfers and opening lots as
+    queried, and what its market scope takes besides the assets its fills name."""
+
+    sources: dict[int, str]
+    moves: pd.DataFrame
+    opening: pd.DataFrame
+    exchanges: frozenset[str]
+    untraded: frozenset[str]  # ``_untraded_assets``
+
+    def scope(self, traded: frozenset[str]) -> tuple[frozenset[str], frozenset[str], frozenset[str]] | None:
+        """(exchanges, sources, assets) of ``queries._market_scope`` for a client whose fills name
+        ``traded``; None without connectors (no market data)."""
+        if not self.sources:
+            return None
+        bridges = queries.BRIDGE_ASSETS | frozenset(get_settings().usd_like)
+        return self.exchanges, frozenset(self.sources.values()), traded | self.untraded | bridges
+
+
+def _client_read(session: Session, viewer: Viewer, client_id: int) -> _ClientRead:
+    ids = queries.connector_ids(session, viewer, client_id)
+    found = queries._sources_of(session, ids) if ids else {}
+    sources = {cid: source for cid, (_, source) in found.items()}
+    return _ClientRead(sources, queries.transfers(session, viewer, client_id),
+                       queries.opening_balances(session, viewer, client_id), frozenset(e for e, _ in found.values()),
+                       frozenset(_untraded_assets(session, ids) if ids else ()))
+
+
+def _own_candles(market: Market, sources: dict[int, str]) -> pd.DataFrame:
+    """The market's candles of the scope's own price sources (not a deleted connector's host)."""
+    return market.candles[market.candles["source"].isin(set(sources.values()))]
+
+
+def _market(tickers: pd.DataFrame, candles: pd.DataFrame,
+            scope: tuple[frozenset[str], frozenset[str], frozenset[str]] | None) -> Market:
+    if scope is None:
+        return Market(tickers.iloc[:0], candles.iloc[:0])
+    return Market(_in_market_scope(tickers, *scope), _in_market_scope(candles, *scope))
+
+
 def client_markets(session: Session, viewer: Viewer, client_ids: list[int],
                    fills: pd.DataFrame) -> dict[int, Market]:
     """Each client's ``Market`` from one read of tickers and candles, filtered by the rule of
@@ -105,21 +155,9 @@ def client_markets(session: Session, viewer: Viewer, client_ids: list[int],
     the viewer's scope, ``queries.pnl_fills``), not from three DISTINCT scans of the trades table
     per client: with a million fills those took 16 of the Clients page's seconds."""
     tickers, candles = queries.tickers(session, viewer), queries.candles(session, viewer)
-    bridges = queries.BRIDGE_ASSETS | frozenset(get_settings().usd_like)
-    names = fills[["client_id", "base", "quote", "fee_currency"]].drop_duplicates()  # not every fill's columns
-    traded = {client: _distinct(group["base"], group["quote"], group["fee_currency"])
-              for client, group in names.groupby("client_id")}
-    markets = {}
-    for client in client_ids:
-        ids = queries.connector_ids(session, viewer, client)
-        if not ids:
-            markets[client] = Market(tickers.iloc[:0], candles.iloc[:0])
-            continue
-        found = queries._sources_of(session, ids).values()
-        scope = ({e for e, _ in found}, {source for _, source in found},
-                 set(traded.get(client, [])) | _untraded_assets(session, ids) | bridges)
-        markets[client] = Market(_in_market_scope(tickers, *scope), _in_market_scope(candles, *scope))
-    return markets
+    traded = _traded_names(fills)
+    return {client: _market(tickers, candles, _client_read(session, viewer, client).scope(
+        traded.get(client, frozenset()))) for client in client_ids}
 
 
 def _in_market_scope(frame: pd.DataFrame, exchange_ids: set[str], sources: set[str], assets: set[str]) -> pd.DataFrame:
@@ -958,53 +996,188 @@ def client_pnl(viewer: Viewer, client_ids: list[int], method: Method = "fifo", s
 
     Each client's frames are priced and marked from its own scope (its price sources, candles and
     holdings' weights), exactly as its own report does; the lots are pooled per client, never across
-    clients; each client's holdings are valued at its own marks.
+    clients; each client's holdings are valued at its own marks. All history (no window) keeps each
+    client's lots and recomputes only the clients whose fills changed (``_clients_live``).
     """
     if start is not None and end is not None and start >= end:
         raise ValueError("The window's start must be before its end.")
-    cash = usd_like()
     with session_scope() as session:
+        if start is None and end is None:
+            live = _clients_live(session, viewer, client_ids, method)
+            if live is not None:
+                return live
         every = queries.pnl_fills(session, viewer)
-        markets = client_markets(session, viewer, client_ids, every)
         if end is not None:
             every = every[every["timestamp"].to_numpy() < _ms(end)]
-        # grouped by client in one take (each client's rows keep their time order), then sliced
-        every = every.take(np.argsort(every["client_id"].to_numpy(), kind="stable")).reset_index(drop=True)
-        owner = every["client_id"].to_numpy()
-        inputs = {
-            client: _pnl_inputs(session, viewer, client, None, start, end,
-                                every.iloc[np.searchsorted(owner, client):np.searchsorted(owner, client, "right")]
-                                .reset_index(drop=True), markets[client])
-            for client in client_ids
-        }
-    zero = ClientPnl(0.0, 0.0, 0.0, 0.0, 0.0, [])
-    found = {client: one for client, one in inputs.items() if not one.empty}
-    if not found:
-        return dict.fromkeys(client_ids, zero)
+        reads = {client: _client_read(session, viewer, client) for client in client_ids}
+        runs = _client_runs(session, viewer, every, reads, queries.tickers(session, viewer),
+                            queries.candles(session, viewer), method, start, end)
+    return {client: runs[client].figures(*runs[client].marks) if client in runs else _ZERO for client in client_ids}
 
-    def joined(part: Callable[[_PnlInputs], pd.DataFrame]) -> pd.DataFrame:
-        return pd.concat([part(one) for one in found.values()], ignore_index=True)
 
-    # no sort by time across clients: pools never mix clients, and each client's rows are in its own order
-    period = period_pnl(joined(lambda one: one.fills), joined(lambda one: one.moves),
-                        joined(lambda one: one.opening), {}, {}, start=_ms(start), end=_ms(end), method=method,
-                        pool="client", usd_like=cash)
-    realized = period.window.disposals.groupby("client_id")["gain"].sum()
-    figures = {}
-    for client in client_ids:
-        if client not in found:
-            figures[client] = zero
+_ZERO = ClientPnl(0.0, 0.0, 0.0, 0.0, 0.0, [])
+
+
+def _by_client(fills: pd.DataFrame, client_ids: list[int]) -> dict[int, pd.DataFrame]:
+    """Each client's fills, in their order: grouped by client in one take (a stable sort), then sliced."""
+    fills = fills.take(np.argsort(fills["client_id"].to_numpy(), kind="stable")).reset_index(drop=True)
+    owner = fills["client_id"].to_numpy()
+    return {client: fills.iloc[np.searchsorted(owner, client):np.searchsorted(owner, client, "right")]
+            .reset_index(drop=True) for client in client_ids}
+
+
+@dataclass(frozen=True)
+class _ClientRun:
+    """One client's part of an engine run pooled per client: realized in the window, its holdings at
+    the window's end and start (its rows of the run's, in their order), the marks they were valued at,
+    and what its marks are found from (the assets its fills name; with several price sources its
+    fills' net units per connector, the marks' weights)."""
+
+    realized: float
+    holdings: pd.DataFrame
+    at_start: pd.DataFrame | None
+    marks: tuple[dict[str, float], dict[str, float]]  # at the window's end, at its start
+    traded: frozenset[str]
+    fill_net: pd.DataFrame | None
+
+    def figures(self, marks: dict[str, float], marks_start: dict[str, float]) -> ClientPnl:
+        """The client's ``ClientPnl`` with its holdings valued at these marks."""
+        cash = usd_like()
+        end_value, unpriced = _unrealized(self.holdings, marks, cash)
+        start_value = 0.0 if self.at_start is None else _unrealized(self.at_start, marks_start, cash)[0]
+        return ClientPnl(self.realized, start_value, end_value, end_value - start_value,
+                         self.realized + end_value - start_value, unpriced)
+
+
+def _client_runs(session: Session, viewer: Viewer, fills: pd.DataFrame, reads: dict[int, _ClientRead],
+                 tickers: pd.DataFrame, candles: pd.DataFrame, method: Method, start: datetime | None,
+                 end: datetime | None) -> dict[int, _ClientRun]:
+    """The clients of ``reads`` with anything in scope (``fills``: theirs, up to the window's end), each
+    priced and marked from its own scope and run by the engine on its own, lots pooled per client: a
+    client's figures depend on its own history only, the same whichever clients run with it (a run
+    over several clients rounds some of a client's holdings differently as the others change), and
+    only one client's priced frames are in memory at a time."""
+    cash = usd_like()
+    traded = _traded_names(fills)
+    runs = {}
+    for client, own in _by_client(fills, list(reads)).items():
+        read, names = reads[client], traded.get(client, frozenset())
+        market = _market(tickers, candles, read.scope(names))
+        fill_net = _fill_net(own) if len(set(read.sources.values())) > 1 else None
+        one = _pnl_inputs(session, viewer, client, None, start, end, own, market, fill_net,
+                          _Read(read.sources, read.moves, read.opening, _own_candles(market, read.sources)))
+        if one.empty:
             continue
-        end_value, unpriced = _unrealized(period.window.holdings[period.window.holdings["client_id"] == client],
-                                          found[client].marks, cash)
-        start_value = 0.0
-        if period.at_start is not None:
-            held = period.at_start.holdings
-            start_value, _ = _unrealized(held[held["client_id"] == client], found[client].marks_start, cash)
-        gain = float(realized.get(client, 0.0))
-        figures[client] = ClientPnl(gain, start_value, end_value, end_value - start_value,
-                                    gain + end_value - start_value, unpriced)
-    return figures
+        period = period_pnl(one.fills, one.moves, one.opening, {}, {}, start=_ms(start), end=_ms(end), method=method,
+                            pool="client", usd_like=cash)
+        runs[client] = _ClientRun(math.fsum(period.window.disposals["gain"].to_numpy(np.float64)),
+                                  period.window.holdings, None if period.at_start is None else period.at_start.holdings,
+                                  (one.marks, one.marks_start), names, fill_net)
+    return runs
+
+
+@dataclass(frozen=True)
+class _ClientsLive:
+    """The Clients table's all-history figures per client and what they were made from (see
+    ``_clients_live``)."""
+
+    made: queries.WriteState  # the database's write state they are for
+    max_id: int  # they cover the trades table's rows with ids up to this, ``count`` of them
+    count: int
+    owners: dict[int, int]
+    latest: int  # the latest fill they cover (ms)
+    watermark: int  # the latest fill, transfer or opening lot they cover (ms)
+    candles: int  # ``_candle_print`` of the viewer's candles at or before ``watermark``
+    reads: dict[int, _ClientRead]
+    runs: dict[int, _ClientRun]  # the clients with anything in scope
+
+
+#: the Clients table's kept figures (small: realized and the open holdings per client), one table
+_CLIENTS: dict[tuple[object, ...], _ClientsLive] = {}
+_CLIENTS_LOCK = threading.Lock()
+#: one table made at a time (a second view then continues the first's)
+_CLIENTS_BUILD_LOCK = threading.Lock()
+
+
+def _clients_live(session: Session, viewer: Viewer, client_ids: list[int],
+                  method: Method) -> dict[int, ClientPnl] | None:
+    """``client_pnl`` over all history, with only the clients whose fills changed run again: every
+    other client keeps its realized P&L and its open lots from the last run, valued at its marks now.
+    None where nothing can be kept (a database without a write version, or uncommitted writes): the
+    caller computes as always.
+
+    A client's figures depend on its own fills, transfers, opening lots, price sources and market
+    data only (its pools hold nothing else), so they are the full run's, bit for bit. The kept ones
+    are used when the database went through their version with only fills inserted since
+    (``queries.fills_added_since``), each connector has the same client, every client's price
+    sources, transfers, opening lots and market scope are as they were, and the candles at or before
+    the latest event they cover are unchanged; else every client runs again. A client with a new
+    fill, later or back-dated, runs again in full (one client's history: a twentieth of the fills).
+    """
+    db = queries.write_state(session)
+    if db is None or has_pending_writes(session.connection()):
+        return None
+    ids = queries.connector_ids(session, viewer)
+    key = (get_settings().database_url, db.identity, None if ids is None else tuple(ids), tuple(client_ids), method,
+           tuple(sorted(usd_like())))
+    tickers, candles = queries.tickers(session, viewer), queries.candles(session, viewer)
+    reads = {client: _client_read(session, viewer, client) for client in client_ids}
+    owners = _owners(session)
+    with _CLIENTS_BUILD_LOCK:
+        with _CLIENTS_LOCK:
+            kept = _CLIENTS.get(key)
+        raw = None
+        if (kept is not None and kept.owners == owners and _candle_print(candles, kept.watermark) == kept.candles
+                and all(_same_read(read, kept.reads[client]) for client, read in reads.items())):
+            raw = queries.fills_added_since(session, kept.made, db, kept.max_id, kept.count)
+        store = queries._stored_fills(session) if raw is None or len(raw) else raw
+        if kept is None or raw is None:  # every client runs
+            again, runs, max_id, count, latest, new = list(client_ids), {}, 0, 0, -(2**62), store
+        else:  # the clients of the new fills run; the others are valued at their marks now
+            again = sorted({owners[int(c)] for c in raw["connector_id"].unique()} & set(client_ids))
+            runs = {client: replace(run, marks=(_marks_now(session, viewer, client, reads[client], run, tickers,
+                                                           candles), {}))
+                    for client, run in kept.runs.items() if client not in again}
+            max_id, count, latest, new = kept.max_id, kept.count, kept.latest, raw
+        if again:
+            mine = {cid for cid, owner in owners.items() if owner in set(again)}
+            fills = _scoped(store, sorted(mine if ids is None else mine & set(ids)), owners)
+            runs |= _client_runs(session, viewer, fills, {client: reads[client] for client in again}, tickers, candles,
+                                 method, None, None)
+        if len(new):  # the fills these figures cover now
+            max_id, count, latest = max(max_id, int(new["id"].max())), count + len(new), max(latest, int(
+                new["timestamp"].max()))
+        watermark = max([latest, *(int(frame["timestamp"].max()) for read in reads.values()
+                                   for frame in (read.moves, read.opening) if len(frame))])
+        _keep_clients(key, _ClientsLive(db, max_id, count, owners, latest, watermark,
+                                        _candle_print(candles, watermark), reads, runs))
+    return {client: runs[client].figures(*runs[client].marks) if client in runs else _ZERO for client in client_ids}
+
+
+def _same_read(now: _ClientRead, kept: _ClientRead) -> bool:
+    return (now.sources == kept.sources and now.exchanges == kept.exchanges and now.untraded == kept.untraded
+            and now.moves.equals(kept.moves) and now.opening.equals(kept.opening))
+
+
+def _marks_now(session: Session, viewer: Viewer, client_id: int, read: _ClientRead, run: _ClientRun,
+               tickers: pd.DataFrame, candles: pd.DataFrame) -> dict[str, float]:
+    """A kept client's marks from the market now, found as ``_pnl_inputs`` finds them for all history."""
+    cash, sources = usd_like(), read.sources
+    market = _market(tickers, candles, read.scope(run.traded))
+    assets = sorted(run.traded | set(_distinct(read.moves["currency"], read.opening["asset"])))
+    if run.fill_net is not None:
+        held = _units_held(read.moves.iloc[:0], as_balance_moves(_with_sources(read.moves, sources)),
+                           _with_sources(read.opening, sources), sources, run.fill_net)
+    else:  # one source prices everything: no weights to find
+        held = pd.DataFrame({"source": next(iter(sources.values()), ""), "asset": assets, "units": 1.0})
+    source_marks = _marks_at(session, viewer, held, client_id, None, None, _own_candles(market, sources), market)
+    return prices.pooled_marks(source_marks, held, assets, usd_like=cash)[0]
+
+
+def _keep_clients(key: tuple[object, ...], live: _ClientsLive) -> None:
+    with _CLIENTS_LOCK:
+        _CLIENTS.clear()
+        _CLIENTS[key] = live
 
 
 #: lib.pnl's note for lots it had to book at 0 cost basis; it counts them but names no asset.
