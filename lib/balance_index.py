@@ -104,7 +104,7 @@ class BalanceIndex:
     def keys(self, connector_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """The (connector_id, asset) pairs with history, of ``connector_ids`` (None: all), with each
         one's ``code`` (what ``balances`` asks by)."""
-        chosen = self._codes(connector_ids)
+        chosen = self.codes(connector_ids)
         return pd.DataFrame({"connector_id": self.connector[chosen], "asset": self.asset[chosen], "code": chosen})
 
     def balances(self, code: np.ndarray, moment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +114,8 @@ class BalanceIndex:
         found = np.where(code >= 0, self._found(code * _KEY_SHIFT + np.asarray(moment, dtype=np.int64), code), -1)
         return self._picked(found, self.running), self._picked(found, self.turnover)
 
-    def _codes(self, connector_ids: Sequence[int] | None) -> np.ndarray:
+    def codes(self, connector_ids: Sequence[int] | None = None) -> np.ndarray:
+        """The codes of the keys of ``connector_ids`` (None: all), in code order."""
         every = np.arange(len(self.connector), dtype=np.int64)
         return every if connector_ids is None else every[np.isin(self.connector, np.asarray(connector_ids,
                                                                                              dtype=np.int64))]
@@ -141,7 +142,7 @@ class BalanceIndex:
              connector_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``at`` for one list of times as arrays (key code, moment, balance, turnover), one search
         for both sums and no frame: a year of days for 200 accounts is 800,000 rows."""
-        codes = self._codes(connector_ids)
+        codes = self.codes(connector_ids)
         times = np.asarray(times, dtype=np.int64)
         code, moment = np.repeat(codes, len(times)), np.tile(times, len(codes))
         found = self._found(code * _KEY_SHIFT + moment, code)
@@ -157,7 +158,7 @@ class BalanceIndex:
         ``moments`` is one list of times for every connector, or a frame of (``connector_id``,
         ``moment``) rows giving each connector its own."""
         if isinstance(moments, pd.DataFrame):
-            codes = self._codes(connector_ids)
+            codes = self.codes(connector_ids)
             pairs = pd.DataFrame({"code": codes, "connector_id": self.connector[codes]}).merge(
                 moments[["connector_id", "moment"]].drop_duplicates(), on="connector_id")
             code, moment = pairs["code"].to_numpy(np.int64), pairs["moment"].to_numpy(np.int64)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
@@ -41,6 +41,34 @@ def revised(revisions: dict[int, int], connectors: Iterable[int]) -> dict[int, i
     return revisions | dict.fromkeys((int(c) for c in connectors), changed)
 
 
+V = TypeVar("V")
+
+
+class Recent(Generic[V]):
+    """A few derived values by key (a database's URL and identity first), the newest kept: what is
+    kept per connector beside ``PerDatabase``'s values (tests open many databases; a server has one)."""
+
+    def __init__(self, at_most: int = 2) -> None:
+        self._values: dict[Hashable, V] = {}
+        self._at_most = at_most
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> V | None:
+        with self._lock:
+            return self._values.get(key)
+
+    def put(self, key: Hashable, value: V) -> None:
+        with self._lock:
+            self._values.pop(key, None)
+            self._values[key] = value
+            while len(self._values) > self._at_most:
+                self._values.pop(next(iter(self._values)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
 class Made(Protocol):
     @property
     def made(self) -> queries.WriteState: ...
@@ -49,33 +77,30 @@ class Made(Protocol):
 T = TypeVar("T", bound=Made)
 
 
+def database_key(now: queries.WriteState) -> tuple[str, str]:
+    """What values are kept by: the database's URL and identity."""
+    return get_settings().database_url, now.identity
+
+
 class PerDatabase(Generic[T]):
     """One value per database; at most ``at_most`` databases (tests open many; a server has one)."""
 
     def __init__(self, at_most: int = 2) -> None:
-        self._values: dict[tuple[str, str], T] = {}
-        self._at_most = at_most
-        self._lock = threading.Lock()
+        self._values: Recent[T] = Recent(at_most)
         self._build_lock = threading.Lock()  # one build at a time: two at once would each hold a copy
 
     def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
+        self._values.clear()
 
     def get(self, session: Session, now: queries.WriteState, built: Callable[[Session, queries.WriteState], T],
             continued: Callable[[Session, T, queries.WriteState], T | None]) -> T:
         """The value for the database at write state ``now`` (the session's, nothing uncommitted)."""
-        key = (get_settings().database_url, now.identity)
+        key = database_key(now)
         with self._build_lock:
-            with self._lock:
-                kept = self._values.get(key)
+            kept = self._values.get(key)
             if kept is not None and kept.made == now:
                 return kept
             made = (continued(session, kept, now) if kept is not None else None) or built(session, now)
             if queries.write_state(session) == now:  # nothing committed while it was read: keep it
-                with self._lock:
-                    self._values.pop(key, None)
-                    self._values[key] = made
-                    while len(self._values) > self._at_most:
-                        self._values.pop(next(iter(self._values)))
+                self._values.put(key, made)
         return made

@@ -26,7 +26,6 @@ float64) while staying far below any amount an exchange moves.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,9 +44,9 @@ from lib.access import Viewer
 from lib.balance_index import BalanceIndex
 from lib.daily_snapshots import DailySnapshots
 from lib.db import has_pending_writes, session_scope
+from lib.kept import Recent, database_key
 from lib.models import BalanceSnapshot
 from lib.pnl.ledger import settle_currency
-from lib.settings import get_settings
 
 Status = Literal["balanced", "unbalanced", "unknown"]
 T = TypeVar("T", float, pd.Series)
@@ -236,10 +235,7 @@ class _Compared:
     made_from: dict[int, tuple[int | None, int | None]]
 
 
-#: per database (URL and identity): a server has one, tests open many
-_COMPARED: dict[tuple[str, str], _Compared] = {}
-_COMPARED_AT_MOST = 2
-_COMPARED_LOCK = threading.Lock()
+_COMPARED: Recent[_Compared] = Recent()  # per database (``kept.database_key``)
 
 
 def _compared(session: Session, index: BalanceIndex, daily: DailySnapshots, snapshots: pd.DataFrame) -> pd.DataFrame:
@@ -251,10 +247,9 @@ def _compared(session: Session, index: BalanceIndex, daily: DailySnapshots, snap
     now = queries.write_state(session)
     if now is None or has_pending_writes(session.connection()):  # no version names what is read here
         return _summary(session, index, read, snapshots)
-    key = (get_settings().database_url, now.identity)
+    key = database_key(now)
     made_from = {c: (index.revisions.get(c), daily.revisions.get(c)) for c in read}
-    with _COMPARED_LOCK:
-        kept = _COMPARED.get(key)
+    kept = _COMPARED.get(key)
     held = kept.made_from if kept is not None else {}
     redo = [c for c in read if held.get(c) != made_from[c]]
     parts = [] if kept is None else [kept.rows[~kept.rows["connector_id"].isin(redo)]] if redo else [kept.rows]
@@ -264,11 +259,7 @@ def _compared(session: Session, index: BalanceIndex, daily: DailySnapshots, snap
     rows = parts[0] if len(parts) == 1 else pd.concat(parts).sort_values("connector_id", kind="stable")
     rows = rows.reset_index(drop=True)
     if redo and queries.write_state(session) == now:  # nothing committed while it was read: keep it
-        with _COMPARED_LOCK:
-            _COMPARED.pop(key, None)
-            _COMPARED[key] = _Compared(rows, held | made_from)
-            while len(_COMPARED) > _COMPARED_AT_MOST:
-                _COMPARED.pop(next(iter(_COMPARED)))
+        _COMPARED.put(key, _Compared(rows, held | made_from))
     if not set(held) <= set(read):  # kept rows of connectors out of scope
         rows = rows[rows["connector_id"].isin(read)].reset_index(drop=True)
     return rows.copy(deep=False)  # the caller adds columns: the kept frame stays as it is
@@ -339,6 +330,10 @@ def _contracts(session: Session, ids: list[int]) -> pd.DataFrame:
 
 def _known(value: object) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
+
+
+#: the fields of a row ``causes`` reads
+_CAUSE_FIELDS = ("connector_id", "asset", "difference", "tolerance", "first_divergence", "last_ok")
 
 
 def causes(row: Mapping[str, Any], facts: Facts) -> list[tuple[str, str]]:
@@ -423,7 +418,10 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
                        index, ids, snapshots, _contracts(db, ids))
         unbalanced = np.flatnonzero((summary["status"] == "unbalanced").to_numpy())
         found: list[list[tuple[str, str]]] = [[] for _ in range(len(summary))]
-        for at, row in zip(unbalanced.tolist(), summary.iloc[unbalanced].to_dict("records"), strict=True):
+        told = summary.iloc[unbalanced]  # what ``causes`` reads of a row, as plain values
+        values = zip(*(told[name].tolist() for name in _CAUSE_FIELDS), strict=True)
+        for at, value in zip(unbalanced.tolist(), values, strict=True):
+            row = dict(zip(_CAUSE_FIELDS, value, strict=True))
             found[at] = causes(row, facts.get(int(row["connector_id"]), Facts()))
         summary["cause"] = ["; ".join(text for _, text in pairs) for pairs in found]
         summary["causes"] = [tuple(pairs) for pairs in found]
