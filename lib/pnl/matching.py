@@ -137,11 +137,10 @@ def _taken(ends: np.ndarray, unit_cost: np.ndarray, cost: np.ndarray, lo: np.nda
     return basis
 
 
-def _fifo(ev: Events, pos: np.ndarray, cum_acquired: np.ndarray) -> tuple[np.ndarray, ...]:
+def _fifo(ev: Events, pos: np.ndarray, acquired: np.ndarray) -> tuple[np.ndarray, ...]:
+    """FIFO: each disposal's basis (its queue positions' lots), and per segment the remaining basis and
+    units from opening lots, from the queue positions and the units each segment acquired."""
     acq = ev.kind == ACQUIRE
-    before = _previous(pos, ev.starts)
-    taking = pos > before
-    taking &= ~acq
     basis = np.zeros(len(pos))
     remaining = np.zeros(len(ev.starts))
     opening = np.zeros(len(ev.starts))
@@ -152,11 +151,15 @@ def _fifo(ev: Events, pos: np.ndarray, cum_acquired: np.ndarray) -> tuple[np.nda
         units, cost = ev.units[lots], ev.value[lots]
         ends = np.cumsum(units)
         unit_cost = cost / units
-        rows = lo + np.flatnonzero(taking[lo:hi])
-        basis[rows] = _taken(ends, unit_cost, cost, before[rows], pos[rows])
-        consumed, acquired = pos[hi - 1 : hi], cum_acquired[lots[-1:]]
-        if consumed[0] < acquired[0]:
-            remaining[seg] = _taken(ends, unit_cost, cost, consumed, acquired)[0]
+        at = pos[lo:hi]
+        before = np.concatenate([[0.0], at[:-1]])  # the segment's queue position before each event
+        taking = at > before
+        taking &= ~acq[lo:hi]
+        rows = np.flatnonzero(taking)
+        basis[lo + rows] = _taken(ends, unit_cost, cost, before[rows], at[rows])
+        consumed, total = at[-1:], acquired[seg : seg + 1]
+        if consumed[0] < total[0]:
+            remaining[seg] = _taken(ends, unit_cost, cost, consumed, total)[0]
         from_opening = ev.label[lots] == OPENING
         if from_opening.any():  # each lot's units left = its part of the queue past the consumed position
             left = np.clip(ends - np.maximum(ends - units, consumed[0]), 0.0, None)
@@ -260,20 +263,25 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost:
         dusty &= ~carried
     held[dusty] = 0.0
     del dusty
-    pos = cum_acquired - held
+    pos = np.subtract(cum_acquired, held, out=held)  # in the spent array again
+    del held
     _running_max(pos, ev.starts)
     np.maximum(pos, 0.0, out=pos)
-    np.subtract(cum_acquired, pos, out=held)
+    if method == "fifo":  # FIFO needs only the queue positions and each segment's units acquired from here
+        acquired = cum_acquired[last]  # (the disposals after a segment's last lot add +0.0 to it)
+        del cum_acquired
+        quantity = acquired - pos[last]
+    else:
+        held = np.subtract(cum_acquired, pos, out=cum_acquired)
+        del cum_acquired
+        quantity = held[last]
     unmatched = shortfall
     unmatched -= _previous(shortfall, ev.starts)
     unmatched[unmatched <= dust] = 0.0
     del dust
-    quantity = held[last]
     if method == "fifo":
-        del held  # FIFO needs only the queue positions from here
-        basis, cost, opening = _fifo(ev, pos, cum_acquired)
+        basis, cost, opening = _fifo(ev, pos, acquired)
     else:
-        del cum_acquired
         pos -= _previous(pos, ev.starts)
         basis, cost, opening = _average(ev, held, pos, last)
     return Matched(basis=basis, unmatched=unmatched, quantity=quantity, cost=cost, opening=opening,
