@@ -1,0 +1,156 @@
+"""Reconciliation and the equity curve kept per connector (lib.reconcile._compared, lib.equity._grid
+and _daily_values): after each kind of change the kept-and-continued figures equal a fresh
+computation with nothing kept, frame for frame and bit for bit, for every client together and
+for one client; a sync's later fills or new snapshots redo only their connector, anything else
+(a back-dated fill, a changed snapshot, a removed connector) redoes every one, and a new candle
+values again only the connectors of its price source. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from sqlalchemy import delete, select
+
+from lib import balance_index, daily_snapshots, equity, reconcile
+from lib.access import Viewer
+from lib.db import session_scope
+from lib.kept import PerDatabase, Recent
+from lib.models import BalanceSnapshot, Candle, Connector, Trade, to_decimal, utcnow
+from tests.test_queries import Seeded, ms, seed_portfolio
+
+#: (module, name) of everything kept per database that these figures are made from
+HOLDERS = [(balance_index, "_KEPT"), (daily_snapshots, "_KEPT"), (reconcile, "_COMPARED"), (equity, "_GRIDS"),
+           (equity, "_VALUES")]
+FRAMES = ("curve", "by_asset", "snapshots", "disagreements", "transfers", "unpriced")
+
+
+@pytest.fixture
+def seeded(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Seeded:
+    for module, name in HOLDERS:
+        getattr(module, name).clear()
+    now = utcnow()
+    monkeypatch.setattr(equity, "utcnow", lambda: now)  # the curve's last point: the same for both runs
+    return seed_portfolio()
+
+
+@pytest.fixture
+def redone(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[set[int]]]:
+    """The connectors each comparison (reconcile) and each snapshot valuation (equity) was made for."""
+    made: dict[str, list[set[int]]] = {"compared": [], "valued": []}
+    summary, values_of = reconcile._summary, equity._values_of
+
+    def compared(session: object, index: object, ids: list[int], snapshots: pd.DataFrame) -> pd.DataFrame:
+        made["compared"].append(set(ids))
+        return summary(session, index, ids, snapshots)  # type: ignore[arg-type]
+
+    def valued(rows: pd.DataFrame, *args: object) -> pd.DataFrame:
+        made["valued"].append(set(rows["connector_id"].unique().tolist()))
+        return values_of(rows, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconcile, "_summary", compared)
+    monkeypatch.setattr(equity, "_values_of", valued)
+    return made
+
+
+def _figures(viewer: Viewer, client_id: int | None) -> tuple[reconcile.Reconciliation, equity.EquityCurve]:
+    found = reconcile.reconcile(viewer, client_id)
+    return found, equity.equity_curve(viewer, client_id, reconciled=found.rows)
+
+
+@contextmanager
+def _nothing_kept(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every holder empty for the time of a fresh computation, the kept values back after it."""
+    with monkeypatch.context() as patched:
+        for module, name in HOLDERS:
+            patched.setattr(module, name, PerDatabase() if isinstance(getattr(module, name), PerDatabase) else Recent())
+        yield
+
+
+def _assert_kept_is_fresh(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
+                          redone: dict[str, list[set[int]]]) -> dict[str, set[int]]:
+    """Kept figures (every client, then Alpha alone) against fresh ones; returns the connectors the
+    kept run redid."""
+    admin = seeded.viewer("admin")
+    for made in redone.values():
+        made.clear()
+    kept = [_figures(admin, client) for client in (None, seeded.alpha)]
+    did = {what: set().union(*made) for what, made in redone.items()}
+    for (found, drawn), client in zip(kept, (None, seeded.alpha), strict=True):
+        with _nothing_kept(monkeypatch):
+            fresh, fresh_drawn = _figures(admin, client)
+        pd.testing.assert_frame_equal(found.rows, fresh.rows, check_exact=True)
+        assert found.unsynced == fresh.unsynced
+        for name in FRAMES:
+            pd.testing.assert_frame_equal(getattr(drawn, name), getattr(fresh_drawn, name), check_exact=True, obj=name)
+        assert drawn.first_event == fresh_drawn.first_event
+    return did
+
+
+def _fill(connector_id: int, trade_id: str, day: str) -> None:
+    with session_scope() as session:
+        session.add(Trade(connector_id=connector_id, trade_id=trade_id, timestamp=ms(day), symbol="BTC/USDT",
+                          base="BTC", quote="USDT", side="buy", amount=0.1, price=60000.0, cost=6000.0, fee_cost=6.0,
+                          fee_currency="USDT"))
+
+
+def _snapshot(connector_id: int, holdings: dict[str, float]) -> None:
+    with session_scope() as session:
+        session.add_all([BalanceSnapshot(connector_id=connector_id, taken_at=utcnow() - timedelta(minutes=5),
+                                         asset=asset, free=total, used=0.0, total=total)
+                         for asset, total in holdings.items()])
+
+
+def test_a_syncs_rows_redo_only_their_connector(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
+                                               redone: dict[str, list[set[int]]]) -> None:
+    both = {seeded.alpha_binance, seeded.beta_okx}
+    assert _assert_kept_is_fresh(seeded, monkeypatch, redone) == {"compared": both, "valued": both}
+    grid = next(iter(equity._GRIDS._values.values()))
+    _fill(seeded.alpha_binance, "later-1", "2024-04-02")  # later than all: the index continues
+    assert _assert_kept_is_fresh(seeded, monkeypatch, redone) == {"compared": {seeded.alpha_binance}, "valued": set()}
+    again = next(iter(equity._GRIDS._values.values()))
+    assert again.made_from[seeded.beta_okx] == grid.made_from[seeded.beta_okx]  # Beta's balances as they were
+    assert again.made_from[seeded.alpha_binance] != grid.made_from[seeded.alpha_binance]
+    _snapshot(seeded.beta_okx, {"XYZ": 31.0, "USDT": 480.0})
+    assert _assert_kept_is_fresh(seeded, monkeypatch, redone) == {"compared": {seeded.beta_okx},
+                                                                  "valued": {seeded.beta_okx}}
+    _fill(seeded.beta_okx, "later-2", "2024-04-03")
+    _snapshot(seeded.alpha_binance, {"BTC": 0.7, "USDT": 900.0})
+    assert _assert_kept_is_fresh(seeded, monkeypatch, redone) == {"compared": both, "valued": {seeded.alpha_binance}}
+    assert _assert_kept_is_fresh(seeded, monkeypatch, redone) == {"compared": set(), "valued": set()}  # unchanged
+
+
+def test_a_new_candle_values_again_the_connectors_of_its_source(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
+                                                                redone: dict[str, list[set[int]]]) -> None:
+    _assert_kept_is_fresh(seeded, monkeypatch, redone)
+    with session_scope() as session:
+        session.add(Candle(exchange_id="binance", symbol="BTC/USDT", timeframe="1d",
+                           timestamp=int(utcnow().timestamp() * 1000) // 86_400_000 * 86_400_000 - 86_400_000,
+                           open=70000.0, high=70000.0, low=70000.0, close=70000.0, volume=1.0))
+    assert _assert_kept_is_fresh(seeded, monkeypatch, redone) == {"compared": set(), "valued": {seeded.alpha_binance}}
+
+
+@pytest.mark.parametrize("change", ["backdated fill", "changed snapshot", "removed connector"])
+def test_anything_but_added_rows_redoes_every_connector(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
+                                                        redone: dict[str, list[set[int]]], change: str) -> None:
+    _assert_kept_is_fresh(seeded, monkeypatch, redone)
+    with session_scope() as session:
+        if change == "backdated fill":
+            session.add(Trade(connector_id=seeded.beta_okx, trade_id="old", timestamp=ms("2023-06-01"),
+                              symbol="XYZ/USDT", base="XYZ", quote="USDT", side="buy", amount=5.0, price=2.0,
+                              cost=10.0))
+        elif change == "changed snapshot":
+            newest = session.scalar(select(BalanceSnapshot).where(BalanceSnapshot.connector_id == seeded.beta_okx)
+                                    .order_by(BalanceSnapshot.taken_at.desc()).limit(1))
+            newest.total = to_decimal(newest.total) + 1
+        else:
+            session.execute(delete(Connector).where(Connector.id == seeded.beta_okx))
+    did = _assert_kept_is_fresh(seeded, monkeypatch, redone)
+    if change == "removed connector":
+        assert did["compared"] == {seeded.alpha_binance}  # the index was built again: Alpha's moves too
+        assert seeded.beta_okx not in set(reconcile.reconcile(seeded.viewer("admin")).rows["connector_id"])
+    else:
+        assert did["compared"] == {seeded.alpha_binance, seeded.beta_okx}
