@@ -3,10 +3,11 @@ fees, accounts, reconciliation and freshness, and a total row; for admins and an
 
 The P&L columns are each client's own period P&L (what ``reports.pnl_report`` gives for that
 client, lots pooled across the client's accounts, as the P&L page shows with that client picked).
-They come from one engine run over every client with lots pooled per client (``reports.client_pnl``,
-``lib.pnl``'s ``pool='client'``): never across clients, each client's fills priced and its holdings
-marked from its own scope; one run per client read the million fills twenty times. They are kept
-on disk like the page's figures, so a restart or a cache clear reads them instead of recomputing.
+They come from ``reports.client_pnl``: the fills read once, each client's priced and its holdings
+marked from its own scope and run by the engine on their own, lots pooled per client (``lib.pnl``'s
+``pool='client'``), never across clients. Over all history each client's figures stay in memory,
+and after a sync's new fills only their clients run again. They are kept on disk like the page's
+figures, so a restart or a cache clear reads them instead of recomputing.
 Value changes are each client's own (``equity.cached_value_changes``, the Overview's file). Traded
 volume and fees are one pass over the window's fills for all clients (``lib.activity``).
 """
