@@ -1000,13 +1000,13 @@ def _unrealized(holdings: pd.DataFrame, marks: dict[str, float], cash: frozenset
 
 def client_pnl(viewer: Viewer, client_ids: list[int], method: Method = "fifo", start: datetime | None = None,
                end: datetime | None = None) -> dict[int, ClientPnl]:
-    """Every client's own period P&L in one engine run (``pool='client'``): the same figures as one
-    ``pnl_report`` per client, with the fills read once.
+    """Every client's own period P&L (``pool='client'``): the same figures as one ``pnl_report`` per
+    client, with the fills and market data read once.
 
     Each client's frames are priced and marked from its own scope (its price sources, candles and
-    holdings' weights), exactly as its own report does; the lots are pooled per client, never across
-    clients; each client's holdings are valued at its own marks. All history (no window) keeps each
-    client's lots and recomputes only the clients whose fills changed (``_clients_live``).
+    holdings' weights), exactly as its own report does, and run by the engine on their own
+    (``_client_runs``); each client's holdings are valued at its own marks. All history (no window)
+    keeps each client's figures and runs again only the clients whose fills changed (``_clients_live``).
     """
     if start is not None and end is not None and start >= end:
         raise ValueError("The window's start must be before its end.")
