@@ -61,6 +61,16 @@ def _running(code: np.ndarray, change: np.ndarray, base: np.ndarray | None = Non
     return out
 
 
+def _inserted(values: np.ndarray, at: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``np.insert(values, at, new)`` for ``at`` in ascending order, as the slices between joined:
+    np.insert marks every position of a million-long array (~5 ms each) for a sync's few moves."""
+    edges = np.r_[0, at, len(values)]
+    pieces = [values[edges[0]:edges[1]]]
+    for n in range(len(at)):
+        pieces += [new[n:n + 1], values[edges[n + 1]:edges[n + 2]]]
+    return np.concatenate(pieces)
+
+
 @dataclass(frozen=True)
 class BalanceIndex:
     """The moves of ``lib.rebuild`` as running balances, searchable by (connector, asset, moment):
@@ -178,7 +188,9 @@ class BalanceIndex:
         timestamp = _in_range(moves["timestamp"].to_numpy(np.int64))
         if (timestamp <= self.last_move.reindex(connector).to_numpy(float)).any():  # NaN: a new connector
             return None
-        known = {(int(c), a): n for n, (c, a) in enumerate(zip(self.connector, self.asset, strict=True))}
+        touched = np.flatnonzero(np.isin(self.connector, connector))  # the keys of these connectors only
+        known = {(int(c), a): int(n) for n, c, a in zip(touched, self.connector[touched], self.asset[touched],
+                                                        strict=True)}
         keys = list(zip(connector.tolist(), moves["asset"], strict=True))
         fresh = list(dict.fromkeys(k for k in keys if k not in known))
         known |= {k: len(self.connector) + n for n, k in enumerate(fresh)}
@@ -193,8 +205,8 @@ class BalanceIndex:
         return BalanceIndex(
             connector=np.concatenate([self.connector, np.array([c for c, _ in fresh], dtype=np.int64)]),
             asset=np.concatenate([self.asset, np.array([a for _, a in fresh], dtype=object)]),
-            stamp=np.insert(self.stamp, at, stamp), running=np.insert(self.running, at, running),
-            turnover=np.insert(self.turnover, at, turnover),
+            stamp=_inserted(self.stamp, at, stamp), running=_inserted(self.running, at, running),
+            turnover=_inserted(self.turnover, at, turnover),
             first_move=_by_connector(self.first_move.combine(firsts, min, fill_value=np.iinfo(np.int64).max)),
             first_event=_by_connector(self.first_event.combine(firsts, min, fill_value=np.iinfo(np.int64).max)),
             last_move=_by_connector(self.last_move.combine(moves.groupby("connector_id")["timestamp"].max(), max,
