@@ -61,6 +61,13 @@ class Sources:
     source_id: pd.Series  # trade id, transfer id, or "opening"
     rank: np.ndarray  # position in processing order
 
+    @functools.cached_property
+    def connector_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``factorize_ids`` of the connectors, in the narrowest integers that hold the codes: made once
+        for the several sums by connector, which then gather small codes instead of int64 ids."""
+        codes, ids = factorize_ids(self.connector)
+        return codes.astype(_index_dtype(len(ids)) if len(ids) > 127 else np.int8), ids
+
 
 @dataclass(frozen=True)
 class Events:
@@ -246,6 +253,19 @@ def factorize_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 return table[offset], uniques
     codes, uniques = pd.factorize(ids)
     return codes, np.asarray(uniques)
+
+
+def factorize_rows(factorized: tuple[np.ndarray, np.ndarray], rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``factorize_ids(ids[rows])`` from ``factorized`` (``factorize_ids(ids)``, codes in any integer
+    dtype): the same codes and ids, in order of first appearance among ``rows``, without hashing or
+    gathering the ids themselves. ``rows`` None: every row."""
+    codes, ids = factorized
+    picked = codes if rows is None else codes[rows]
+    distinct = np.count_nonzero(np.bincount(picked, minlength=len(ids)))
+    seen = picked[first_seen(picked, distinct)] if len(picked) else np.zeros(0, np.intp)
+    table = np.full(len(ids), -1, np.intp)
+    table[seen] = np.arange(len(seen))
+    return table[picked], np.asarray(ids)[seen]
 
 
 def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -584,7 +604,8 @@ def _sorted_events(events: _EventList, sources: Sources, pool: str, notes: list[
     if pool == "scope":
         pool_key, pool_code = np.full(1, SCOPE_POOL), np.zeros(len(source), np.int8)
     else:  # client pooling: one pool per client and asset, every client's own scope in one run
-        pool_code, pool_key = factorize_ids((sources.connector if pool == "connector" else sources.client)[source])
+        pool_code, pool_key = (factorize_rows(sources.connector_codes, source) if pool == "connector" else
+                               factorize_ids(sources.client[source]))
     width = int(asset.max(initial=0)) + 1
     narrow = len(pool_key) * width <= 1 << 16  # a radix sort on 16-bit keys
     seg_raw = pool_code.astype(np.uint16 if narrow else np.int64) * (width if narrow else np.int64(width))

@@ -210,7 +210,7 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
     np.maximum(latest, 0, out=latest)
     basis = cost_per_unit[latest]  # in place from here: one full-length array, not three
     basis *= matched
-    basis[acq | ~has_lot] = 0.0
+    kept(has_lot & ~acq, basis, inplace=True)  # 0 for acquisitions and disposals with no lot
     end_lot, end_has = latest[last], has_lot[last]
     cost = np.where(end_has, held[last] * cost_per_unit[end_lot], 0.0)
     opening = np.where(end_has, held[last] * (0.0 if opening_per_unit is None else opening_per_unit[end_lot]), 0.0)
@@ -261,7 +261,7 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost:
     dusty = held <= dust
     if carried is not None:
         dusty &= ~carried
-    held[dusty] = 0.0
+    kept(~dusty, held, inplace=True)  # held[dusty] = 0.0
     del dusty
     pos = np.subtract(cum_acquired, held, out=held)  # in the spent array again
     del held
@@ -277,7 +277,7 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost:
         quantity = held[last]
     unmatched = shortfall
     unmatched -= _previous(shortfall, ev.starts)
-    unmatched[unmatched <= dust] = 0.0
+    kept(~(unmatched <= dust), unmatched, inplace=True)  # unmatched[unmatched <= dust] = 0.0
     del dust
     if method == "fifo":
         basis, cost, opening = _fifo(ev, pos, acquired)
