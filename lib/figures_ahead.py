@@ -54,8 +54,9 @@ def make() -> None:
     equity.cached_value_changes(SYSTEM)
     equity.cached_equity_curve(SYSTEM, None, None, None, None, reconciled)
     equity.cached_equity_curve(SYSTEM, None, None, overview_start(today), None, reconciled)
-    client_summary.client_summary(SYSTEM)  # the Clients page's defaults: all history, FIFO
-    activity.cached_fill_totals(SYSTEM)  # the Trades page's cards: every fill
+    with activity.sharing_priced_fills():  # both value every fill
+        client_summary.client_summary(SYSTEM)  # the Clients page's defaults: all history, FIFO
+        activity.cached_fill_totals(SYSTEM)  # the Trades page's cards: every fill
     activity.cached_activity_report(SYSTEM, *activity.day_bounds(*reports.window_days(activity.DEFAULT_WINDOW, today)))
 
 
