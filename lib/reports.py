@@ -1306,8 +1306,10 @@ def disk_cached(kind: str, viewer: Viewer, client_id: int | None, connector_id: 
     ``options``, ``queries.data_version`` (any new fill, snapshot, transfer or ticker makes a
     new key), the cash list and ``code`` (the version of the code that computes them). So a
     page's cold load after a restart or a cache clear reads a small file instead of
-    recomputing a million fills; the first view after new data computes once. Files are
-    plain JSON (never pickle), 0600, beside the database.
+    recomputing a million fills; the first view after new data computes once. A value is
+    written only when the data version is still the key's after computing it (a sync that
+    committed meanwhile may be in it). Files are plain JSON (never pickle), 0600, beside the
+    database.
     """
     with session_scope() as session:
         ids = queries.connector_ids(session, viewer, client_id, connector_id)
@@ -1323,8 +1325,11 @@ def disk_cached(kind: str, viewer: Viewer, client_id: int | None, connector_id: 
         except (OSError, ValueError, KeyError, TypeError):  # torn or foreign file: recompute
             path.unlink(missing_ok=True)
     value = compute()
+    with session_scope() as session:
+        if queries.data_version(session) != version:  # written to while computing: not this version's figures
+            return value
     folder.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # two threads may write one key
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(dump(value))
