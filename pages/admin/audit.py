@@ -6,7 +6,7 @@ from lib.access import Role
 from lib.models import utcnow
 from lib.ui import period, user_admin
 from lib.ui.auth import current_viewer
-from lib.ui.format import csv_bytes, visible
+from lib.ui.format import csv_download, visible
 from lib.ui.shell import require_role
 
 viewer = current_viewer()
@@ -24,6 +24,6 @@ frame = user_admin.audit_frame(viewer, chosen_actions, actor, start, end)
 st.caption(f"{len(frame)} event(s), newest first.")
 st.dataframe(user_admin.audit_table(frame), hide_index=True, width="stretch")
 st.download_button(
-    "Download CSV", csv_bytes(frame), file_name=f"audit-{today.isoformat()}.csv",
+    "Download CSV", csv_download(frame), file_name=f"audit-{today.isoformat()}.csv",
     mime="text/csv", icon=":material/download:", disabled=frame.empty,
 )

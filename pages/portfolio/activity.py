@@ -82,7 +82,7 @@ market_links = [scope.link("trades", m, client=chosen.client, account=chosen.acc
 st.dataframe(market_table.assign(Market=market_links), hide_index=True, width="stretch",
              column_config={"Market": scope.link_column("Market", "This market's fills on Trades."),
                             "Fills": USD("Fills", format="localized"), **money_columns})
-st.download_button("Download CSV", fmt.csv_bytes(market_table.assign(Period=period)),
+st.download_button("Download CSV", fmt.csv_download(market_table.assign(Period=period)),
                    file_name="activity_by_market.csv", mime="text/csv", icon=":material/download:",
                    help="Per market and exchange; an empty USD cell means unpriced.")
 
@@ -107,5 +107,5 @@ with right:
         "Currency": scope.link_column("Currency", "This asset in this scope."),
         "Amount": USD("Amount", format="%.8g"), "Fills": USD("Fills", format="localized"),
         "USD": USD("USD", format="dollar", help="Empty: no USD price for that currency.")})
-    st.download_button("Download fees CSV", fmt.csv_bytes(fees.assign(period=period)), file_name="activity_fees.csv",
+    st.download_button("Download fees CSV", fmt.csv_download(fees.assign(period=period)), file_name="activity_fees.csv",
                        mime="text/csv", icon=":material/download:", help="Amounts exactly as the exchanges sent them.")

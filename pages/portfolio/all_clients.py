@@ -100,6 +100,6 @@ stated = pd.concat([rows.drop(columns="client_id").assign(row="client"), pd.Data
                    ignore_index=True)
 stated = stated.assign(method=method, window_start=start.isoformat() if start else "",
                        window_end=end.isoformat() if end else "")
-st.download_button("Download CSV", fmt.csv_bytes(stated), file_name="clients.csv", mime="text/csv",
+st.download_button("Download CSV", fmt.csv_download(stated), file_name="clients.csv", mime="text/csv",
                    icon=":material/download:", help="One row per client and a total row (column row), USD "
                    "amounts exact; the method and period (UTC days, both included; empty: all history) on every row.")

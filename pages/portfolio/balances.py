@@ -89,7 +89,7 @@ st.dataframe(
                    **fmt.number_columns("Price (USD)"), "USD value": fmt.number_column("USD value", format="dollar")},
 )
 st.download_button(
-    "Download CSV", fmt.csv_bytes(rows.drop(columns=["client_id", "connector_id"])),
+    "Download CSV", fmt.csv_download(rows.drop(columns=["client_id", "connector_id"])),
     file_name="balances.csv", mime="text/csv", icon=":material/download:",
     help="Numbers as stored; an empty price / usd cell means unpriced.",
 )

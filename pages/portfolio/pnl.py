@@ -169,7 +169,7 @@ st.dataframe(
 words = "all accounts of the selected client(s)" if connector_id is None else chosen.words()
 stated = reports.stated_pnl(assets, words, METHODS[summary.method], summary.pool, start, end)
 st.download_button(
-    "Download CSV", fmt.csv_bytes(stated), file_name=f"pnl_{summary.method}.csv", mime="text/csv",
+    "Download CSV", fmt.csv_download(stated), file_name=f"pnl_{summary.method}.csv", mime="text/csv",
     icon=":material/download:", help="Per-asset figures in USD with the scope, method, pool and window (UTC days, "
     "both included; empty: all history) on every row; empty market value / unrealized means unpriced.",
 )
