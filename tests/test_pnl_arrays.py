@@ -1,14 +1,19 @@
-"""lib.pnl.arrays' bit picks give np.where's bits exactly (NaN, infinities and signed zeros too), and
-FIFO's lookup of lot ends among the disposals' bounds gives searchsorted's answers."""
+"""lib.pnl.arrays' bit picks give np.where's bits exactly (NaN, infinities and signed zeros too),
+FIFO's lookup of lot ends among the disposals' bounds gives searchsorted's answers, and sides read
+from Arrow's buffers are the values' own."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lib.pnl.arrays import kept, negated, select
+from lib.pnl.ledger import _sides
 from lib.pnl.matching import _lots_at
 
 FLOATS = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, float("nan"), -float("nan")])
@@ -63,3 +68,20 @@ def test_lot_ends_among_bounds_match_searchsorted(units: list[float], steps: lis
     first, last = _lots_at(ends, lo, hi)
     assert (first == np.searchsorted(ends, lo, side="right")).all()
     assert (last == np.searchsorted(ends, hi, side="left")).all()
+
+
+@settings(max_examples=200)
+@given(st.lists(st.sampled_from(["buy", "sell", "buy", "sell", "Buy", "buyer", "sel", "bu", "", None]), max_size=12),
+       st.integers(0, 3), st.booleans())
+def test_sides_from_arrow_buffers_match_the_values(values: list, cut: int, chunked: bool) -> None:
+    """Values at the very end of the data buffer, sliced and chunked columns, and anything but
+    'buy'/'sell' refused, as the plain comparison does."""
+    text = pa.array(values, pa.large_string()).slice(min(cut, len(values)))
+    array = pa.chunked_array([text, text]) if chunked else text
+    column = pd.Series(pd.arrays.ArrowStringArray(array), dtype="str")
+    as_text = column.tolist()
+    if all(v in ("buy", "sell") for v in as_text):
+        assert _sides(column).tolist() == [v == "buy" for v in as_text]
+    else:
+        with pytest.raises(ValueError, match="fill side"):
+            _sides(column)
