@@ -7,8 +7,12 @@ process: the rebuilt balance moves alone (its first call also writes the P&L fil
 whole reconciliation as the page and the CLI run it (every connector and asset against every
 daily snapshot, with USD values and causes) twice (the page caches its result; the second run
 is what a page shows after a cache clear with the fill store in step), once more after one new
-fill later than all (what the first view after a sync costs: the balance index continues), and
-the status a sync records for one connector.
+fill later than all (what the first view after a sync costs: the balance index continues, and
+only that connector is compared again), and the status a sync records for one connector.
+Then five more later fills, one at a time: after each, the reconciliation and the P&L page's
+equity curve (all history, marked from that reconciliation), medians in ms of wall clock and
+of the thread's CPU; and whether what was kept and continued equals a computation with nothing
+kept, frame for frame and bit for bit (``kept_equals_fresh``).
 
     .venv/bin/python bench/bench_reconcile.py [--fills 1000000] [--connectors 200] [--database-url URL]
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -52,6 +57,55 @@ def _timed(fn) -> tuple[float, object]:  # noqa: ANN001 - any callable
     return round(time.perf_counter() - began, 2), value
 
 
+def _after_later_fills(rounds: int) -> dict[str, object]:
+    """After each of ``rounds`` later fills: the reconciliation and the equity curve (ms, wall and
+    CPU, medians); then the kept figures against a computation with nothing kept (the same now)."""
+    from unittest import mock
+
+    import pandas as pd
+
+    from lib import balance_index, daily_snapshots, equity, reconcile
+    from lib.access import SYSTEM
+    from lib.kept import PerDatabase, Recent
+    from lib.models import utcnow
+
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, fn):  # noqa: ANN001, ANN202 - any callable
+        wall, cpu = time.perf_counter(), time.thread_time()
+        value = fn()
+        times.setdefault(f"{name}_ms", []).append((time.perf_counter() - wall) * 1000)
+        times.setdefault(f"{name}_cpu_ms", []).append((time.thread_time() - cpu) * 1000)
+        return value
+
+    for n in range(rounds):
+        _add_fill(f"bench-reconcile-later-{n}", int(time.time() * 1000))
+        found = timed("reconcile", lambda: reconcile.reconcile(SYSTEM))
+        timed("equity_curve", lambda: equity.equity_curve(SYSTEM, reconciled=found.rows))  # noqa: B023
+    _add_fill("bench-reconcile-compared", int(time.time() * 1000))  # compared continued, as after a sync
+    now = utcnow()
+    with mock.patch.object(equity, "utcnow", lambda: now):
+        kept = reconcile.reconcile(SYSTEM)
+        kept_curve = equity.equity_curve(SYSTEM, reconciled=kept.rows)
+        with mock.patch.multiple(balance_index, _KEPT=PerDatabase()), \
+                mock.patch.multiple(daily_snapshots, _KEPT=PerDatabase()), \
+                mock.patch.multiple(reconcile, _COMPARED=Recent()), \
+                mock.patch.multiple(equity, _GRIDS=Recent(), _VALUES=Recent()):  # nothing kept
+            fresh = reconcile.reconcile(SYSTEM)
+            fresh_curve = equity.equity_curve(SYSTEM, reconciled=fresh.rows)
+    pairs = [(kept.rows, fresh.rows)] + [(getattr(kept_curve, name), getattr(fresh_curve, name))
+                                         for name in ("curve", "by_asset", "snapshots", "disagreements", "transfers",
+                                                      "unpriced")]
+    same = kept.unsynced == fresh.unsynced and kept_curve.first_event == fresh_curve.first_event
+    for one, other in pairs:
+        try:
+            pd.testing.assert_frame_equal(one, other, check_exact=True)
+        except AssertionError:
+            same = False
+    return {"later_fills": rounds, **{name: round(statistics.median(values)) for name, values in times.items()},
+            "kept_equals_fresh": same}
+
+
 def main() -> None:
     args = _args()
     url = migrated("bench-reconcile-", args.database_url)
@@ -69,6 +123,7 @@ def main() -> None:
     after_fill_s, _ = _timed(lambda: reconcile.reconcile(SYSTEM))
     with session_scope(url) as session:
         status_s, status = _timed(lambda: implied_totals.connector_status(session, 1))
+    later = _after_later_fills(5)
     print(json.dumps({
         "database": url.split(":", 1)[0], "cpu_count": os.cpu_count(), "fills": args.fills,
         "connectors": args.connectors,
@@ -77,7 +132,8 @@ def main() -> None:
         "balance_moves_s": moves_s, "reconcile_all_s": reconcile_s, "reconcile_all_again_s": again_s,
         "reconcile_all_after_one_new_fill_s": after_fill_s,
         "connector_status_s": status_s,
-        "connector_status": status, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "connector_status": status, "after_each_later_fill": later,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }, indent=2))
 
 
