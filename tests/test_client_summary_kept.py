@@ -65,12 +65,12 @@ def _figures(got: dict[int, reports.ClientPnl]) -> dict[int, dict[str, object]]:
     return {client: asdict(one) for client, one in got.items()}
 
 
-def _full(client_ids: list[int]) -> dict[int, dict[str, object]]:
+def _full(client_ids: list[int], method: reports.Method = "fifo") -> dict[int, dict[str, object]]:
     """A full recompute: nothing kept (what is kept is put back, so the next view continues it)."""
     kept = dict(reports._CLIENTS)
     reports._CLIENTS.clear()
     try:
-        return _figures(reports.client_pnl(ADMIN, client_ids))
+        return _figures(reports.client_pnl(ADMIN, client_ids, method))
     finally:
         reports._CLIENTS.clear()
         reports._CLIENTS.update(kept)
@@ -95,11 +95,13 @@ def _add(*rows: object) -> None:
         session.add_all(rows)
 
 
+@pytest.mark.parametrize("method", ["fifo", "average"])
 def test_a_new_fill_runs_its_client_only_and_every_figure_is_a_full_recomputes(table: dict[str, int],
-                                                                                ran: list[list[int]]) -> None:
+                                                                                ran: list[list[int]],
+                                                                                method: reports.Method) -> None:
     ids, rng = _ids(table), np.random.default_rng(3)
-    first = _figures(reports.client_pnl(ADMIN, ids))
-    assert ran == [ids] and first == _full(ids)
+    first = _figures(reports.client_pnl(ADMIN, ids, method))
+    assert ran == [ids] and first == _full(ids, method)
     assert first[table["gamma"]] == asdict(reports._ZERO)
     steps = [  # (what is added, the clients that run again)
         (_fill(table["alpha_okx"], "later-a", ms("2024-03-01"), rng), [table["alpha"]]),
@@ -110,9 +112,9 @@ def test_a_new_fill_runs_its_client_only_and_every_figure_is_a_full_recomputes(t
     for row, again in steps:
         ran.clear()
         _add(row)
-        got = _figures(reports.client_pnl(ADMIN, ids))
+        got = _figures(reports.client_pnl(ADMIN, ids, method))
         assert ran == [again]
-        assert got == _full(ids)  # every digit
+        assert got == _full(ids, method)  # every digit
     assert got[table["gamma"]] != asdict(reports._ZERO)
     assert got[table["alpha"]] != first[table["alpha"]] and got[table["beta"]] != first[table["beta"]]
 
