@@ -2,7 +2,7 @@
 (summarised in the README's "P&L rules" and docs/PNL-CHOICES.md).
 
 Pure: pandas frames in, a ``PnlResult`` out; no Streamlit, database or ccxt. Vectorised
-(numpy), so a million fills take about a second (bench/bench_pnl.py).
+(numpy), so a million fills take about half a second (bench/bench_pnl.py).
 
 Input frames
 ============

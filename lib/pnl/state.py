@@ -1,6 +1,6 @@
 """Resumable P&L: the engine's state after the last processed event, continued by later fills.
 
-A full run over a million fills takes about a second; a sync adds a few fills at a time, all
+A full run over a million fills takes about half a second; a sync adds a few fills at a time, all
 later than everything before. ``start`` runs the engine once and keeps, per pool and asset, what
 the rest of history needs: the lots still open (FIFO: in queue order, the first one partly
 consumed; average cost: the pool as one lot, or two when part of it came from opening lots), the
