@@ -382,9 +382,12 @@ def volume_and_fees(session: Session, viewer: Viewer, start: datetime | None, en
     names = dict(zip(clients["id"].astype("int64"), clients["name"], strict=True))
     grouped = fills.groupby("client_id", sort=True)
     table = pd.DataFrame({"fills": grouped.size(), "volume_usd": grouped["usd"].sum(),
-                          "fees_usd": grouped["fee_usd"].sum(),
-                          "unpriced": grouped[["quote", "fee_currency", "usd", "fee_usd"]].apply(
-                              lambda group: ", ".join(_left_out(group)))}).reset_index()
+                          "fees_usd": grouped["fee_usd"].sum()}).reset_index()
+    # named from the few unvalued rows, not from every client's rows
+    unvalued = fills.loc[fills["usd"].isna() | fills["fee_usd"].isna(), ["client_id", "quote", "fee_currency", "usd",
+                                                                         "fee_usd"]]
+    left_out = {client: ", ".join(_left_out(group)) for client, group in unvalued.groupby("client_id")}
+    table["unpriced"] = [left_out.get(client, "") for client in table["client_id"]]
     table["client"] = table["client_id"].map(names)
     return table.astype({"client_id": "int64", "fills": "int64"})[VOLUME_COLUMNS].sort_values(
         "client", ignore_index=True)
