@@ -86,6 +86,20 @@ def test_an_index_extended_with_later_moves_equals_one_built_from_all() -> None:
     assert extended.opening == whole.opening
 
 
+def test_an_extension_renews_the_revisions_of_its_connectors_only() -> None:
+    """What is derived per connector (lib.reconcile, lib.equity) is redone where the revision moved."""
+    rng = np.random.default_rng(13)
+    old = BalanceIndex.of(_moves(rng, 100))
+    assert set(old.revisions) == {1, 2, 3}
+    extended = old.extend(_moves(rng, 10, start=2000, connectors=(1, 4)))
+    assert extended is not None
+    assert extended.revisions[2] == old.revisions[2] and extended.revisions[3] == old.revisions[3]
+    assert extended.revisions[1] != old.revisions[1] and 4 in extended.revisions
+    assert old.extend(_moves(rng, 0)) is old
+    rebuilt = BalanceIndex.of(_moves(rng, 100))  # a build: every connector's revision is new
+    assert not set(rebuilt.revisions.values()) & (set(old.revisions.values()) | set(extended.revisions.values()))
+
+
 def test_a_time_that_would_read_as_another_accounts_is_refused() -> None:
     moves = pd.DataFrame({"connector_id": [1], "asset": ["BTC"], "timestamp": [1 << 42], "change": [1.0],
                           "kind": ["fill"]})

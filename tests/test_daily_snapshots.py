@@ -75,6 +75,20 @@ def test_new_snapshots_continue_the_kept_days(seeded: Seeded, reads: list[int]) 
     assert len(reads) == 1
 
 
+def test_added_snapshots_renew_the_revision_of_their_connector_only(seeded: Seeded) -> None:
+    """What is derived per connector (lib.reconcile, lib.equity) is redone where the revision moved."""
+    before = _assert_kept_is_a_fresh_read().revisions
+    _snapshot(seeded.beta_okx, utcnow(), {"XYZ": 31.0})
+    after = _assert_kept_is_a_fresh_read().revisions
+    assert after[seeded.alpha_binance] == before[seeded.alpha_binance]
+    assert after[seeded.beta_okx] != before[seeded.beta_okx]
+    with session_scope() as session:  # thinning: everything is read again, every revision is new
+        oldest = session.scalar(select(BalanceSnapshot.id).order_by(BalanceSnapshot.taken_at).limit(1))
+        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.id == oldest))
+    again = _assert_kept_is_a_fresh_read().revisions
+    assert not set(again.values()) & set(after.values())
+
+
 @pytest.mark.parametrize("change", ["snapshot thinned", "snapshot changed", "connector removed"])
 def test_anything_but_added_snapshots_reads_everything_again(seeded: Seeded, reads: list[int], change: str) -> None:
     _assert_kept_is_a_fresh_read()
