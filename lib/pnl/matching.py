@@ -101,9 +101,11 @@ def _lots_at(ends: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarr
 
     A disposal's range starts where the one before it ended, so the bounds in turn (lo as the least
     float above it, which counts the same ends) never decrease: then each lot end is looked up among
-    the bounds instead (fewer look-ups, in a shorter array) and counted into place."""
+    the bounds instead (fewer look-ups, in a shorter array) and counted into place. Queue positions
+    are not negative, so the float above is the next bit pattern (a fifth of ``np.nextafter``'s time;
+    a NaN or infinity breaks the order and takes the searches)."""
     bounds = np.empty(2 * len(lo))
-    bounds[0::2] = np.nextafter(lo, np.inf)
+    bounds[0::2] = (lo.view(np.int64) + 1).view(np.float64)
     bounds[1::2] = hi
     if len(bounds) <= len(ends) or not (bounds[1:] >= bounds[:-1]).all():
         return np.searchsorted(ends, lo, side="right"), np.searchsorted(ends, hi, side="left")
@@ -112,9 +114,10 @@ def _lots_at(ends: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarr
     return below[0::2], below[1::2]
 
 
-def _taken(ends: np.ndarray, unit_cost: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Basis of taking queue positions (lo, hi] from lots with these cumulative units (``ends``), unit
-    costs and costs.
+def _taken(ends: np.ndarray, starts: np.ndarray, unit_cost: np.ndarray, cost: np.ndarray, lo: np.ndarray,
+           hi: np.ndarray) -> np.ndarray:
+    """Basis of taking queue positions (lo, hi] from lots with these cumulative units at their ends and
+    starts, unit costs and costs.
 
     The two end pieces are priced at their lot's unit cost and whole lots in between are
     summed with ``reduceat``, so the error is relative to the disposal, not to history.
@@ -127,7 +130,7 @@ def _taken(ends: np.ndarray, unit_cost: np.ndarray, cost: np.ndarray, lo: np.nda
     basis = np.minimum(hi, ends[first])
     basis -= lo
     basis *= unit_cost[first]
-    piece = hi - np.concatenate([[0.0], ends[:-1]])[last]  # from where the last lot starts
+    piece = hi - starts[last]  # from where the last lot starts
     piece *= unit_cost[last]
     basis += kept(~single, piece)
     middle = ~single & (last > first + 1)
@@ -150,16 +153,17 @@ def _fifo(ev: Events, pos: np.ndarray, acquired: np.ndarray) -> tuple[np.ndarray
             continue
         units, cost = ev.units[lots], ev.value[lots]
         ends = np.cumsum(units)
+        starts = np.concatenate([[0.0], ends[:-1]])
         unit_cost = cost / units
         at = pos[lo:hi]
         before = np.concatenate([[0.0], at[:-1]])  # the segment's queue position before each event
         taking = at > before
         taking &= ~acq[lo:hi]
         rows = np.flatnonzero(taking)
-        basis[lo + rows] = _taken(ends, unit_cost, cost, before[rows], at[rows])
+        basis[lo + rows] = _taken(ends, starts, unit_cost, cost, before[rows], at[rows])
         consumed, total = at[-1:], acquired[seg : seg + 1]
         if consumed[0] < total[0]:
-            remaining[seg] = _taken(ends, unit_cost, cost, consumed, total)[0]
+            remaining[seg] = _taken(ends, starts, unit_cost, cost, consumed, total)[0]
         from_opening = ev.label[lots] == OPENING
         if from_opening.any():  # each lot's units left = its part of the queue past the consumed position
             left = np.clip(ends - np.maximum(ends - units, consumed[0]), 0.0, None)

@@ -361,7 +361,8 @@ def _per_asset(
     width = len(assets)
     names = pd.Index(assets)
     realized = np.bincount(disposal_codes, weights=disposals["gain"].to_numpy(float), minlength=width)
-    named = np.bincount(disposal_codes, minlength=width) > 0
+    named = np.zeros(width, bool)
+    named[disposal_codes] = True
     named[held.index.to_numpy(np.int64)] = True
     fees = flows.groupby("asset")["fees"].sum()
     named[names.get_indexer(fees.index)] = True
@@ -387,10 +388,13 @@ def per_asset_frame(codes: np.ndarray, held: pd.DataFrame, realized: np.ndarray,
 def _moved(ledger: Ledger, matched: Matched, in_window: np.ndarray) -> tuple[float, float]:
     """Basis the window's deposits and opening lots brought in, and the basis its withdrawals took out."""
     ev = ledger.events
-    window = True if in_window.all() else in_window[ev.source]
-    brought_in = (ev.kind == ACQUIRE) & ((ev.label == DEPOSIT) | (ev.label == OPENING)) & window
-    taken_out = (ev.kind == WITHDRAW) & window
-    return float(ev.value[brought_in].sum()), float(matched.basis[taken_out].sum())
+    kind, label = ev.kind, ev.label
+    rows = np.flatnonzero((label == DEPOSIT) | (label == OPENING) | (kind == WITHDRAW))  # few: the rest add 0
+    kind, label = kind[rows], label[rows]
+    window = True if in_window.all() else in_window[ev.source[rows]]
+    brought_in = (kind == ACQUIRE) & ((label == DEPOSIT) | (label == OPENING)) & window
+    taken_out = (kind == WITHDRAW) & window
+    return float(ev.value[rows[brought_in]].sum()), float(matched.basis[rows[taken_out]].sum())
 
 
 def _totals(moved: tuple[float, float], per_asset: pd.DataFrame, disposals: pd.DataFrame, flows: pd.DataFrame
