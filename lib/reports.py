@@ -1248,6 +1248,22 @@ def summarize(report: PnlReport) -> PnlSummary:
 
 #: files of each kind kept on disk (newest first); older ones are deleted.
 SUMMARY_FILES_KEPT = 200
+#: set in a thread that computes figures anew (``computing_anew``)
+_ANEW = threading.local()
+
+
+@contextmanager
+def computing_anew() -> Iterator[None]:
+    """Within (this thread): ``disk_cached`` computes even where its file exists, and writes it
+    again. The worker's first pass after a start uses it, so that the in-memory states behind
+    the figures (the P&L's, the balance index, the daily snapshots, the kept comparisons and
+    client figures) exist in its process and the next sync's figures continue them, instead
+    of all of them being computed while someone waits for the first figures after new data."""
+    _ANEW.on = True
+    try:
+        yield
+    finally:
+        _ANEW.on = False
 
 
 def code_version(*paths: Path) -> str:
@@ -1319,7 +1335,7 @@ def disk_cached(kind: str, viewer: Viewer, client_id: int | None, connector_id: 
                       sorted(settings.usd_like), code], default=json_default)
     folder = settings.data_dir / "cache"
     path = folder / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
-    if path.is_file():
+    if path.is_file() and not getattr(_ANEW, "on", False):
         try:
             return load(path.read_text())
         except (OSError, ValueError, KeyError, TypeError):  # torn or foreign file: recompute

@@ -85,6 +85,27 @@ def test_they_are_made_again_only_when_the_data_changed(seeded: Seeded, monkeypa
     assert second != first and len(made) == 2
 
 
+def test_a_process_first_pass_computes_anew_so_its_states_exist(seeded: Seeded,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a start the files are there (made by the previous process), but the states the next
+    pass would continue are not: the first pass computes, later ones read the files."""
+    _log_in(seeded)
+    figures_ahead.keep(None)  # the previous process: every file made
+    computed: list[str] = []
+    for module, name in ((reports, "pnl_report"), (reports, "client_pnl"), (reconcile, "reconcile"),
+                         (equity, "equity_curve")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, real=real, name=name, **k: computed.append(name) or real(*a, **k))
+    with monkeypatch.context() as patch:
+        patch.setattr(reports, "_LIVE", {})  # a new process: nothing kept in memory
+        version = figures_ahead.keep(None)
+    assert {"pnl_report", "client_pnl", "reconcile", "equity_curve"} <= set(computed)
+    computed.clear()
+    figures_ahead.make()  # a later pass at the same data (as after the files' version): read, not computed
+    assert computed == []
+    assert figures_ahead.keep(version) == version and computed == []
+
+
 def test_a_failure_is_logged_and_leaves_the_version(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     _log_in(seeded)
