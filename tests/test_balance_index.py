@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from lib import balance_index, rebuild
 from lib.balance_index import BalanceIndex
 from lib.db import session_scope
-from lib.models import Connector, Trade, Transfer
+from lib.models import BalanceSnapshot, Connector, Trade, Transfer, to_decimal
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 ASSETS = ["BTC", "ETH", "USDT"]
@@ -179,9 +179,9 @@ def _btc_now(connector_id: int) -> float:
     return float(moves.loc[moves["asset"] == "BTC", "change"].sum())
 
 
-@pytest.mark.parametrize("change", ["backdated fill", "transfer", "connector removed"])
-def test_anything_but_later_fills_builds_it_again(seeded: Seeded, builds: list[int], change: str) -> None:
-    _assert_live_is_a_rebuild()
+def apply_change(seeded: Seeded, change: str) -> None:
+    """One change that is more than a sync's added rows: a back-dated fill, a new transfer, a changed
+    snapshot or a removed connector (Beta's)."""
     with session_scope() as session:
         if change == "backdated fill":
             session.add(Trade(connector_id=seeded.alpha_binance, trade_id="old", timestamp=ms("2023-06-01"),
@@ -190,8 +190,18 @@ def test_anything_but_later_fills_builds_it_again(seeded: Seeded, builds: list[i
         elif change == "transfer":
             session.add(Transfer(connector_id=seeded.alpha_binance, transfer_id="dep-new", timestamp=ms("2024-05-01"),
                                  type="deposit", currency="ETH", amount=2, status="ok"))
+        elif change == "changed snapshot":
+            newest = session.scalar(select(BalanceSnapshot).where(BalanceSnapshot.connector_id == seeded.beta_okx)
+                                    .order_by(BalanceSnapshot.taken_at.desc()).limit(1))
+            newest.total = to_decimal(newest.total) + 1
         else:
             session.execute(delete(Connector).where(Connector.id == seeded.beta_okx))
+
+
+@pytest.mark.parametrize("change", ["backdated fill", "transfer", "connector removed"])
+def test_anything_but_later_fills_builds_it_again(seeded: Seeded, builds: list[int], change: str) -> None:
+    _assert_live_is_a_rebuild()
+    apply_change(seeded, change)
     _assert_live_is_a_rebuild()
     assert len(builds) == 2
 

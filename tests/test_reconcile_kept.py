@@ -13,13 +13,13 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from sqlalchemy import delete, select
 
 from lib import balance_index, daily_snapshots, equity, reconcile
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.kept import PerDatabase, Recent
-from lib.models import BalanceSnapshot, Candle, Connector, Trade, to_decimal, utcnow
+from lib.models import BalanceSnapshot, Candle, Trade, utcnow
+from tests.test_balance_index import apply_change
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 #: (module, name) of everything kept per database that these figures are made from
@@ -133,23 +133,13 @@ def test_a_new_candle_values_again_the_connectors_of_its_source(seeded: Seeded, 
     assert _assert_kept_is_fresh(seeded, monkeypatch, redone) == {"compared": set(), "valued": {seeded.alpha_binance}}
 
 
-@pytest.mark.parametrize("change", ["backdated fill", "changed snapshot", "removed connector"])
+@pytest.mark.parametrize("change", ["backdated fill", "changed snapshot", "connector removed"])
 def test_anything_but_added_rows_redoes_every_connector(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
                                                         redone: dict[str, list[set[int]]], change: str) -> None:
     _assert_kept_is_fresh(seeded, monkeypatch, redone)
-    with session_scope() as session:
-        if change == "backdated fill":
-            session.add(Trade(connector_id=seeded.beta_okx, trade_id="old", timestamp=ms("2023-06-01"),
-                              symbol="XYZ/USDT", base="XYZ", quote="USDT", side="buy", amount=5.0, price=2.0,
-                              cost=10.0))
-        elif change == "changed snapshot":
-            newest = session.scalar(select(BalanceSnapshot).where(BalanceSnapshot.connector_id == seeded.beta_okx)
-                                    .order_by(BalanceSnapshot.taken_at.desc()).limit(1))
-            newest.total = to_decimal(newest.total) + 1
-        else:
-            session.execute(delete(Connector).where(Connector.id == seeded.beta_okx))
+    apply_change(seeded, change)
     did = _assert_kept_is_fresh(seeded, monkeypatch, redone)
-    if change == "removed connector":
+    if change == "connector removed":
         assert did["compared"] == {seeded.alpha_binance}  # the index was built again: Alpha's moves too
         assert seeded.beta_okx not in set(reconcile.reconcile(seeded.viewer("admin")).rows["connector_id"])
     else:
