@@ -406,7 +406,7 @@ _STORE_COLUMNS = ["id", *(c for c in PNL_FILL_COLUMNS if c != "client_id")]
 _FLOAT_COLUMNS = ("amount", "price", "cost", "fee_cost", "realized_pnl")
 #: the Arrow schema metadata key of the fill store's JSON label (``_StoreLabel``)
 _LABEL_KEY = b"fill_store"
-_STORE_FORMAT = 2
+_STORE_FORMAT = 3  # 3: SQLite amounts as the nearest doubles (lib.bulk_read), as PostgreSQL's
 
 
 def _url_key() -> str:
