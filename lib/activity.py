@@ -31,7 +31,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib import prices, queries, reports
+from lib import bulk_read, prices, queries, reports
 from lib.access import Viewer
 from lib.db import has_pending_writes, session_scope
 from lib.models import Client, Connector, Trade, to_decimal
@@ -396,7 +396,8 @@ def volume_and_fees(session: Session, viewer: Viewer, start: datetime | None, en
 # --------------------------------------------------------------------------- kept on disk
 
 
-_CODE_VERSION = reports.code_version(Path(__file__), Path(prices.__file__), Path(queries.__file__))
+_CODE_VERSION = reports.code_version(Path(__file__), Path(prices.__file__), Path(queries.__file__),
+                                     Path(bulk_read.__file__))
 
 
 def day_bounds(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:

@@ -58,7 +58,8 @@ def _field(column: Column[Any], kind: Kind) -> tuple[str, Any]:
 def table_columns(session: Session, table: Table, columns: dict[str, Kind],
                   after_id: int | None = None) -> pd.DataFrame:
     """Every row of ``table`` (with an integer ``id`` key) after ``after_id``, ordered by id, as a
-    frame of ``columns`` typed by kind: int64, str, float64. Read in the session's transaction."""
+    frame of ``columns`` typed by kind: int64, str, float64. Read in one statement on the session's
+    connection (so in its transaction, where it has one, and seeing its uncommitted writes)."""
     if session.get_bind().dialect.name == "postgresql":
         return _postgresql(session, table, columns, after_id)
     return _sqlite(session, table, columns, after_id)
@@ -96,15 +97,24 @@ def _postgresql(session: Session, table: Table, columns: dict[str, Kind], after_
 
 
 def _sqlite(session: Session, table: Table, columns: dict[str, Kind], after_id: int | None) -> pd.DataFrame:
+    """One statement (so one read snapshot, though the driver opens no transaction for a SELECT):
+    a recursive CTE numbers the id ranges, and each range's lines are joined in a subquery."""
     fields = [_field(table.c[name], kind) for name, kind in columns.items()]
     line = func.printf(",".join(f for f, _ in fields), *(a for _, a in fields))
     connection = session.connection()
     low, high = connection.execute(select(func.min(table.c.id), func.max(table.c.id))
                                    .where(table.c.id > (after_id if after_id is not None else -1))).one()
-    texts: list[bytes] = []
-    if low is not None:
-        chunk = select(cast(func.group_concat(line, literal("\n")), LargeBinary))
-        for start in range(low, high + 1, CHUNK_IDS):
-            texts.append(connection.execute(chunk.where(table.c.id >= start, table.c.id < start + CHUNK_IDS))
-                         .scalar())
-    return _frame(texts, columns, _PARSE, "NULL")
+    if low is None:
+        return _frame([], columns, _PARSE, "NULL")
+    starts = select(literal(int(low)).label("start")).cte("chunks", recursive=True)
+    starts = starts.union_all(select((starts.c.start + CHUNK_IDS).label("start"))
+                              .where(starts.c.start + CHUNK_IDS <= int(high)))
+    lines = (select(cast(func.group_concat(line, literal("\n")), LargeBinary))
+             .where(table.c.id >= starts.c.start, table.c.id < starts.c.start + CHUNK_IDS).scalar_subquery())
+    rows = connection.execute(select(starts.c.start, lines)).all()  # no ORDER BY: SQLite would copy every text
+    texts = [text for _, text in sorted(rows, key=lambda row: row[0])]  # into a temporary b-tree to sort them
+    frame = _frame(texts, columns, _PARSE, "NULL")
+    ids = frame["id"].to_numpy()
+    if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():  # group_concat's order is not promised
+        frame = frame.sort_values("id", ignore_index=True)
+    return frame

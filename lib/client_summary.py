@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import activity, equity, queries, reports
+from lib import activity, bulk_read, equity, pnl, prices, queries, reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
 from lib.settings import get_settings
@@ -66,7 +66,9 @@ def _accounts(session: Session, viewer: Viewer) -> pd.DataFrame:
     }).rename_axis("client_id").reset_index().astype({"client_id": np.int64})
 
 
-_CODE_VERSION = reports.code_version(Path(__file__), Path(activity.__file__), Path(reports.__file__))
+_CODE_VERSION = reports.code_version(Path(__file__), Path(activity.__file__), Path(reports.__file__),
+                                     *Path(pnl.__file__).parent.glob("*.py"), Path(prices.__file__),
+                                     Path(queries.__file__), Path(bulk_read.__file__))
 
 
 def _volume(viewer: Viewer, start: datetime | None, end: datetime | None) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import balance_index, daily_snapshots, prices, queries, rebuild, reconcile, reports
+from lib import balance_index, bulk_read, daily_snapshots, prices, queries, rebuild, reconcile, reports
 from lib.access import Viewer
 from lib.balance_index import BalanceIndex
 from lib.db import has_pending_writes
@@ -447,7 +447,7 @@ def balances_at(viewer: Viewer, client_id: int | None = None, at: datetime | Non
 
 _CODE_VERSION = code_version(Path(__file__), Path(rebuild.__file__), Path(balance_index.__file__),
                              Path(reconcile.__file__), Path(prices.__file__), Path(reports.__file__),
-                             Path(queries.__file__))
+                             Path(queries.__file__), Path(bulk_read.__file__))
 _MOMENTS = {"curve": ("time",), "by_asset": ("time",), "snapshots": ("time",), "disagreements": ("time",),
             "transfers": ("time",), "unpriced": ("first", "last")}
 

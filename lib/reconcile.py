@@ -39,7 +39,7 @@ import pandas as pd
 from sqlalchemy import Double, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
-from lib import balance_index, daily_snapshots, prices, queries, rebuild, reports
+from lib import balance_index, bulk_read, daily_snapshots, prices, queries, rebuild, reports
 from lib.access import Viewer
 from lib.balance_index import BalanceIndex
 from lib.daily_snapshots import DailySnapshots
@@ -439,7 +439,8 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
 
 
 _CODE_VERSION = reports.code_version(Path(__file__), Path(balance_index.__file__), Path(rebuild.__file__),
-                                     Path(queries.__file__), Path(prices.__file__), Path(reports.__file__))
+                                     Path(queries.__file__), Path(bulk_read.__file__), Path(prices.__file__),
+                                     Path(reports.__file__))
 
 
 def _dump(found: Reconciliation) -> str:

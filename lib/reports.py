@@ -28,7 +28,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib import capabilities, exchanges, pnl, prices, queries, rebuild
+from lib import bulk_read, capabilities, exchanges, pnl, prices, queries, rebuild
 from lib.access import Viewer
 from lib.db import has_pending_writes, session_scope
 from lib.models import BalanceSnapshot, Connector, OpeningBalance, Transfer, utcnow
@@ -60,11 +60,6 @@ def _session(session_or_url: SessionOrUrl) -> Iterator[Session]:
 
 def _ms(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
-
-
-def _epoch_ms(moments: pd.Series) -> pd.Series:
-    """Aware datetimes -> int ms, whatever pandas' datetime resolution."""
-    return ((moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).astype("int64")
 
 
 def usd_like() -> frozenset[str]:
@@ -932,6 +927,12 @@ def _keep(key: tuple[object, ...], live: _Live) -> None:
             _LIVE.pop(next(iter(_LIVE)))
 
 
+def _owned(fills: pd.DataFrame, owners: dict[int, int]) -> bool:
+    """Whether every connector of ``fills`` is one of ``owners`` (read before them): an account a
+    sync added since, with its first fills, makes a kept state start again rather than continue."""
+    return set(fills["connector_id"].unique().tolist()) <= set(owners)
+
+
 def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None, kept: _Live,
              db: queries.WriteState, ids: list[int] | None, sources: dict[int, str], moves: pd.DataFrame,
              opening: pd.DataFrame, candles: pd.DataFrame, key: tuple[object, ...]) -> PnlReport | None:
@@ -941,7 +942,7 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
             and kept.opening.equals(opening) and _candle_print(candles, kept.state.watermark) == kept.candles)
     made = queries.WriteState(db.identity, kept.version, kept.token, kept.trades_epoch)
     raw = queries.fills_added_since(session, made, db, kept.max_id, kept.count) if same else None
-    if raw is None:
+    if raw is None or not _owned(raw, owners):
         return None
     cash = usd_like()
     fresh = _scoped(raw, ids, owners)
@@ -1139,6 +1140,7 @@ def _clients_live(session: Session, viewer: Viewer, client_ids: list[int],
         if (kept is not None and kept.owners == owners and _candle_print(candles.frame, kept.watermark) == kept.candles
                 and all(_same_read(read, kept.reads[client]) for client, read in reads.items())):
             raw = queries.fills_added_since(session, kept.made, db, kept.max_id, kept.count)
+            raw = raw if raw is None or _owned(raw, owners) else None
         store = queries._stored_fills(session) if raw is None or len(raw) else raw
         if kept is None or raw is None:  # every client runs
             again, runs, max_id, count, latest, new = list(client_ids), {}, 0, 0, -(2**62), store
@@ -1259,11 +1261,12 @@ def computing_anew() -> Iterator[None]:
     the figures (the P&L's, the balance index, the daily snapshots, the kept comparisons and
     client figures) exist in its process and the next sync's figures continue them, instead
     of all of them being computed while someone waits for the first figures after new data."""
+    before = getattr(_ANEW, "on", False)
     _ANEW.on = True
     try:
         yield
     finally:
-        _ANEW.on = False
+        _ANEW.on = before
 
 
 def code_version(*paths: Path) -> str:
@@ -1271,7 +1274,9 @@ def code_version(*paths: Path) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(paths))).hexdigest()[:16]
 
 
-_CODE_VERSION = code_version(*Path(pnl.__file__).parent.glob("*.py"), Path(prices.__file__), Path(__file__))
+#: the engine, the prices, this module and the fill store's reads (the doubles the engine is given)
+_CODE_VERSION = code_version(*Path(pnl.__file__).parent.glob("*.py"), Path(prices.__file__), Path(__file__),
+                             Path(queries.__file__), Path(bulk_read.__file__))
 
 
 def json_default(value: object) -> object:

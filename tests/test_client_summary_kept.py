@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from lib import reports
+from lib import queries, reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
 from lib.models import Candle, Client, Connector, Ticker, Trade, Transfer
@@ -157,3 +157,41 @@ def test_a_clients_figures_do_not_depend_on_the_other_clients_shown(table: dict[
     for client in _ids(table):
         reports._CLIENTS.clear()
         assert _figures(reports.client_pnl(ADMIN, [client])) == {client: every[client]}
+
+
+def _an_account_added_meanwhile(table: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next ``fills_added_since`` first commits, as a sync would, a new account of Gamma with its
+    first fill: after the kept figures read the connectors' owners, before they read the new fills."""
+    real = queries.fills_added_since
+    done: list[bool] = []
+
+    def with_a_sync_meanwhile(*args: object, **kwargs: object) -> object:
+        if not done:
+            done.append(True)
+            with session_scope() as other:
+                account = _connector(other.get(Client, table["gamma"]), "binance")
+                other.add(account)
+                other.flush()
+                other.add(_fill(account.id, "new-account-1", ms("2024-03-01"), np.random.default_rng(1)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "fills_added_since", with_a_sync_meanwhile)
+
+
+def test_an_account_added_while_kept_figures_continue_starts_them_again(table: dict[str, int],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _ids(table)
+    reports.client_pnl(ADMIN, ids)  # kept
+    _an_account_added_meanwhile(table, monkeypatch)
+    reports.client_pnl(ADMIN, ids)  # no KeyError: the new account's client is not in the kept owners
+    assert _figures(reports.client_pnl(ADMIN, ids)) == _full(ids)
+
+
+def test_an_account_added_while_the_pnl_state_continues_starts_it_again(table: dict[str, int],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    reports.pnl_report(None, ADMIN)  # the kept engine state
+    _an_account_added_meanwhile(table, monkeypatch)
+    reports.pnl_report(None, ADMIN)  # computed again, not continued without the new account's owner
+    shown = reports.window_totals(reports.pnl_report(None, ADMIN))
+    reports._LIVE.clear()
+    assert shown == reports.window_totals(reports.pnl_report(None, ADMIN))
