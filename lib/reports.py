@@ -976,7 +976,8 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
 
 @dataclass(frozen=True)
 class ClientPnl:
-    """One client's period P&L figures, as ``window_totals(pnl_report(..., client_id))`` gives them."""
+    """One client's period P&L figures, as ``window_totals(pnl_report(..., client_id))`` gives them (the
+    unrealized of a client whose holdings are priced from several hosts may differ in the last bits)."""
 
     realized: float
     unrealized_start: float

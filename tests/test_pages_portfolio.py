@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 
 import pandas as pd
@@ -98,6 +98,19 @@ def test_overview_figures_scope_and_unpriced_notice(seeded: Seeded) -> None:
     assert len(everyone.get("plotly_chart")) == 4  # equity and allocation over time, allocation, top holdings
     assert "rebuilt from the synced history (first event: 2023-12-31 00:00 UTC)" in texts(alpha_only)
     assert "Connector health" in texts(everyone)
+
+
+def test_the_balances_csv_is_built_when_clicked_from_the_rows_shown(seeded: Seeded,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[Callable[[], bytes]] = []
+    real = fmt.csv_download
+    monkeypatch.setattr(fmt, "csv_download", lambda frame: served.append(real(frame)) or served[-1])
+    at = open_page("balances", seeded.users["admin"])
+    widget(at.multiselect, "Asset").select("BTC")
+    at.run()
+    assert at.get("download_button")[0].proto.deferred_file_id  # no bytes sent with the page
+    lines = served[-1]().decode().splitlines()  # what a click gets
+    assert lines[0].startswith("client,") and len(lines) == 2 and ",BTC," in lines[1]
 
 
 def test_balances_filters_change_the_value(seeded: Seeded) -> None:
