@@ -429,7 +429,7 @@ def _frame_data(frame: pd.DataFrame) -> dict[str, Any]:
 def _frame_of(data: dict[str, Any]) -> pd.DataFrame:
     """The frame of ``_frame_data`` with its dtypes; an object column holds ``Decimal`` (the fees'
     amounts: stored as their text, read back exactly)."""
-    frame = pd.DataFrame(data["data"], columns=data["columns"])
+    frame = reports.frame_from_json(data)
     for column, dtype in data["dtypes"].items():
         if dtype.startswith("datetime64"):
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").astype(dtype)

@@ -1291,13 +1291,15 @@ def json_default(value: object) -> object:
 
 
 def frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
-    """A frame as plain JSON data (``frame_from_json`` reads it back)."""
-    return frame.to_dict(orient="split", index=False)
+    """A frame as plain JSON data, column by column (``frame_from_json`` reads it back): each
+    column's ``tolist`` makes its Python values at once, where ``to_dict`` boxed them one cell at a
+    time (most of writing the reconciliation's file: 2,200 rows)."""
+    return {"columns": list(frame.columns), "values": [frame.iloc[:, at].tolist() for at in range(frame.shape[1])]}
 
 
 def frame_from_json(data: dict[str, Any], moments: tuple[str, ...] = ()) -> pd.DataFrame:
     """The frame of ``frame_to_json``, with the ``moments`` columns as UTC datetimes again."""
-    frame = pd.DataFrame(data["data"], columns=data["columns"])
+    frame = pd.DataFrame(list(zip(*data["values"], strict=True)), columns=data["columns"])  # as rows: the same dtypes
     for column in moments:
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     return frame
