@@ -154,10 +154,11 @@ def cumulative_realized(daily: pd.DataFrame) -> go.Figure:
 
 @_kept
 def daily_pnl(daily: pd.DataFrame) -> go.Figure:
-    """Realized P&L per day, green for gains and red for losses."""
-    colours = [GAIN if value >= 0 else LOSS for value in daily["realized"]]
-    figure = go.Figure(go.Bar(x=daily["date"], y=daily["realized"], marker_color=colours, name="Realized",
-                              hovertemplate="%{y:$,.2f}"))
+    """Realized P&L per day, green for gains and red for losses (a 0/1 number per bar on a two-colour
+    scale: plotly checks a list of colour names one by one, a year of days took tens of milliseconds)."""
+    gains = (daily["realized"] >= 0).astype(int).to_numpy()
+    figure = go.Figure(go.Bar(x=daily["date"], y=daily["realized"], name="Realized", hovertemplate="%{y:$,.2f}",
+                              marker={"color": gains, "colorscale": [[0, LOSS], [1, GAIN]], "cmin": 0, "cmax": 1}))
     _money_axis(figure, daily["realized"])
     return _frame(figure, "Daily realized P&L")
 
