@@ -58,8 +58,9 @@ def _field(column: Column[Any], kind: Kind) -> tuple[str, Any]:
 def table_columns(session: Session, table: Table, columns: dict[str, Kind],
                   after_id: int | None = None) -> pd.DataFrame:
     """Every row of ``table`` (with an integer ``id`` key) after ``after_id``, ordered by id, as a
-    frame of ``columns`` typed by kind: int64, str, float64. Read in one statement on the session's
-    connection (so in its transaction, where it has one, and seeing its uncommitted writes)."""
+    frame of ``columns`` typed by kind: int64, str, float64. The rows come from one statement on the
+    session's connection (on SQLite a first one finds the id bounds: a row committed after it lies
+    beyond them), so in its transaction where it has one, seeing its uncommitted writes."""
     if session.get_bind().dialect.name == "postgresql":
         return _postgresql(session, table, columns, after_id)
     return _sqlite(session, table, columns, after_id)
