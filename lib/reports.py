@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from lib import bulk_read, capabilities, exchanges, pnl, prices, queries, rebuild
 from lib.access import Viewer
 from lib.db import has_pending_writes, session_scope
+from lib.kept import Recent
 from lib.models import BalanceSnapshot, Connector, OpeningBalance, Transfer, utcnow
 from lib.pnl import state as pnl_state
 from lib.pnl.period import Period, PeriodTotals, period_of, period_pnl
@@ -843,9 +844,7 @@ class _Live:
 
 
 #: kept states (a few scopes: each holds a result the size of its history)
-_LIVE: dict[tuple[object, ...], _Live] = {}
-_LIVE_KEPT = 4
-_LIVE_LOCK = threading.Lock()
+_LIVE: Recent[_Live] = Recent(at_most=4)
 #: one state made or continued at a time (the second view then continues the first's)
 _LIVE_BUILD_LOCK = threading.Lock()
 
@@ -893,8 +892,7 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
     read = _read_scope(session, viewer, client_id, connector_id)
     sources, moves, opening, candles = read.sources, read.moves, read.opening, read.candles
     with _LIVE_BUILD_LOCK:  # two first views at once would each build a million fills' state
-        with _LIVE_LOCK:
-            kept = _LIVE.get(key)
+        kept = _LIVE.get(key)
         if kept is not None:
             report = _resumed(session, viewer, client_id, connector_id, kept, db, ids, sources, moves, opening, candles,
                               key)
@@ -912,19 +910,11 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
                                         pool=pool, usd_like=cash)
         dated = pnl.date_opening_lots(inputs.opening, inputs.fills, inputs.moves)
         assets = _distinct(fills["base"], fills["quote"], fills["fee_currency"], moves["currency"], opening["asset"])
-        _keep(key, _Live(state, db.version, db.token, db.trades_epoch, int(store["id"].max()) if len(store) else 0,
+        _LIVE.put(key, _Live(state, db.version, db.token, db.trades_epoch, int(store["id"].max()) if len(store) else 0,
                          len(store), sources, owners, moves, opening, _candle_print(candles, state.watermark),
                          inputs.moves, dated, fill_net, assets, len(fills)))
     period = period_of(result, None, inputs.moves, dated, start=None, end=None, usd_like=cash)
     return _report(inputs, method, None, None, pool, period, dated)
-
-
-def _keep(key: tuple[object, ...], live: _Live) -> None:
-    with _LIVE_LOCK:
-        _LIVE.pop(key, None)
-        _LIVE[key] = live
-        while len(_LIVE) > _LIVE_KEPT:
-            _LIVE.pop(next(iter(_LIVE)))
 
 
 def _owned(fills: pd.DataFrame, owners: dict[int, int]) -> bool:
@@ -968,7 +958,7 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
     live = replace(kept, state=state, version=db.version, token=db.token, max_id=max(kept.max_id, int(
         raw["id"].max()) if len(raw) else 0), count=kept.count + len(raw),
                    candles=_candle_print(candles, state.watermark), fill_net=fill_net, assets=assets, fills=count)
-    _keep(key, live)
+    _LIVE.put(key, live)
     inputs = _PnlInputs(priced, kept.priced_moves, kept.dated_opening, marks, {}, price_notes, count)
     period = period_of(result, None, kept.priced_moves, kept.dated_opening, start=None, end=None, usd_like=cash)
     return _report(inputs, kept.state.method, None, None, kept.state.pool, period, kept.dated_opening)
@@ -1104,8 +1094,7 @@ class _ClientsLive:
 
 
 #: the Clients table's kept figures (small: realized and the open holdings per client), one table
-_CLIENTS: dict[tuple[object, ...], _ClientsLive] = {}
-_CLIENTS_LOCK = threading.Lock()
+_CLIENTS: Recent[_ClientsLive] = Recent(at_most=1)
 #: one table made at a time (a second view then continues the first's)
 _CLIENTS_BUILD_LOCK = threading.Lock()
 
@@ -1135,8 +1124,7 @@ def _clients_live(session: Session, viewer: Viewer, client_ids: list[int],
     reads = {client: _client_read(session, viewer, client) for client in client_ids}
     owners = _owners(session)
     with _CLIENTS_BUILD_LOCK:
-        with _CLIENTS_LOCK:
-            kept = _CLIENTS.get(key)
+        kept = _CLIENTS.get(key)
         raw = None
         if (kept is not None and kept.owners == owners and _candle_print(candles.frame, kept.watermark) == kept.candles
                 and all(_same_read(read, kept.reads[client]) for client, read in reads.items())):
@@ -1161,7 +1149,7 @@ def _clients_live(session: Session, viewer: Viewer, client_ids: list[int],
                 new["timestamp"].max()))
         watermark = max([latest, *(int(frame["timestamp"].max()) for read in reads.values()
                                    for frame in (read.moves, read.opening) if len(frame))])
-        _keep_clients(key, _ClientsLive(db, max_id, count, owners, latest, watermark,
+        _CLIENTS.put(key, _ClientsLive(db, max_id, count, owners, latest, watermark,
                                         _candle_print(candles.frame, watermark), reads, runs))
     return {client: runs[client].figures(*runs[client].marks) if client in runs else _ZERO for client in client_ids}
 
@@ -1184,12 +1172,6 @@ def _marks_now(session: Session, viewer: Viewer, client_id: int, read: _ClientRe
         held = pd.DataFrame({"source": next(iter(sources.values()), ""), "asset": assets, "units": 1.0})
     source_marks = _marks_at(session, viewer, held, client_id, None, None, _own_candles(market, sources), market)
     return prices.pooled_marks(source_marks, held, assets, usd_like=cash)[0]
-
-
-def _keep_clients(key: tuple[object, ...], live: _ClientsLive) -> None:
-    with _CLIENTS_LOCK:
-        _CLIENTS.clear()
-        _CLIENTS[key] = live
 
 
 #: lib.pnl's note for lots it had to book at 0 cost basis; it counts them but names no asset.

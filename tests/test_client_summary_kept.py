@@ -14,6 +14,7 @@ from sqlalchemy import update
 from lib import queries, reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
+from lib.kept import Recent
 from lib.models import Candle, Client, Connector, Ticker, Trade, Transfer
 from tests.test_queries import _connector, ms
 
@@ -67,13 +68,12 @@ def _figures(got: dict[int, reports.ClientPnl]) -> dict[int, dict[str, object]]:
 
 def _full(client_ids: list[int], method: reports.Method = "fifo") -> dict[int, dict[str, object]]:
     """A full recompute: nothing kept (what is kept is put back, so the next view continues it)."""
-    kept = dict(reports._CLIENTS)
-    reports._CLIENTS.clear()
+    kept = reports._CLIENTS
+    reports._CLIENTS = Recent(at_most=1)
     try:
         return _figures(reports.client_pnl(ADMIN, client_ids, method))
     finally:
-        reports._CLIENTS.clear()
-        reports._CLIENTS.update(kept)
+        reports._CLIENTS = kept
 
 
 @pytest.fixture

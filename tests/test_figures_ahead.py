@@ -11,6 +11,7 @@ import pytest
 
 from lib import activity, client_summary, equity, figures_ahead, reconcile, reports, sessions
 from lib.db import session_scope
+from lib.kept import Recent
 from lib.models import Trade
 from lib.sync import worker
 from tests.test_queries import Seeded, ms, seed_portfolio
@@ -97,7 +98,7 @@ def test_a_process_first_pass_computes_anew_so_its_states_exist(seeded: Seeded,
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, real=real, name=name, **k: computed.append(name) or real(*a, **k))
     with monkeypatch.context() as patch:
-        patch.setattr(reports, "_LIVE", {})  # a new process: nothing kept in memory
+        patch.setattr(reports, "_LIVE", Recent())  # a new process: nothing kept in memory
         version = figures_ahead.keep(None)
     assert {"pnl_report", "client_pnl", "reconcile", "equity_curve"} <= set(computed)
     computed.clear()
