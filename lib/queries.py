@@ -933,12 +933,17 @@ def _market_scope(session: Session, viewer: Viewer, client_id: int | None,
     return sorted({e for e, _ in found}), sorted({s for _, s in found}), allowed
 
 
+def pair_assets(symbols: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(base, quote) of each market symbol (``symbols`` not empty); derivatives: BASE/QUOTE:SETTLE."""
+    parts = symbols.astype(str).str.partition("/")
+    return parts[0], parts[2].str.partition(":")[0]
+
+
 def _only_pairs_of(frame: pd.DataFrame, assets: set[str]) -> pd.DataFrame:
     if frame.empty:
         return frame
-    parts = frame["symbol"].astype(str).str.partition("/")
-    quote = parts[2].str.partition(":")[0]  # derivatives: BASE/QUOTE:SETTLE
-    return frame[parts[0].isin(assets) & quote.isin(assets)].reset_index(drop=True)
+    base, quote = pair_assets(frame["symbol"])
+    return frame[base.isin(assets) & quote.isin(assets)].reset_index(drop=True)
 
 
 TICKER_COLUMNS = ["exchange_id", "source", "symbol", "last", "bid", "ask", "timestamp", "fetched_at"]

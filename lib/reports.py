@@ -139,8 +139,8 @@ def _own_candles(market: Market, sources: dict[int, str]) -> pd.DataFrame:
 @dataclass(frozen=True)
 class _Listed:
     """Tickers or candles as read for the viewer, each row's pair split once into base and quote
-    (``queries._only_pairs_of``' rule): every client's filter then compares arrays, where splitting
-    the symbols again per client took half a second for twenty clients."""
+    (``queries.pair_assets``, as ``queries._only_pairs_of``): every client's filter then compares
+    arrays, where splitting the symbols again per client took half a second for twenty clients."""
 
     frame: pd.DataFrame
     base: pd.Series
@@ -150,8 +150,7 @@ class _Listed:
     def of(cls, frame: pd.DataFrame) -> _Listed:
         if frame.empty:  # no symbol to split (partition gives no columns)
             return cls(frame, pd.Series(dtype=object), pd.Series(dtype=object))
-        parts = frame["symbol"].astype(str).str.partition("/")
-        return cls(frame, parts[0], parts[2].str.partition(":")[0])  # derivatives: BASE/QUOTE:SETTLE
+        return cls(frame, *queries.pair_assets(frame["symbol"]))
 
     def scoped(self, exchange_ids: frozenset[str], sources: frozenset[str], assets: frozenset[str]) -> pd.DataFrame:
         """The rows a scope may read (``queries._market_scope``'s rule): its exchanges and price
