@@ -10,11 +10,17 @@ nothing else competes), logs in as an admin and opens every portfolio page from 
 - ``warm``: the median of three more visits, switching away and back each time.
 
 A visit is timed from the click on the page's link to a settled page: Streamlit's run over
-(``data-test-script-state=notRunning``, status widget hidden), every plotly chart drawn and
-every data grid's first cell attached. Prints one JSON object with the machine's core count.
+(``data-test-script-state=notRunning``, status widget hidden), every visible plotly chart's
+``.main-svg`` and every visible data grid's first cell attached. The page measures it itself
+(VISIT_JS: performance.now() at the click and when a check after each DOM mutation and each
+frame first finds all of that), so no round trip between this process and the browser is in
+the figure. ``--breakdown`` adds, for each page's median warm visit, the websocket messages
+that came in (count, bytes, when the first and the last arrived: the server's run and the
+transfer) and the renderer's main-thread time by kind (CDP Performance metrics). Prints one
+JSON object with the machine's core count.
 
     .venv/bin/python bench/bench_browser.py [--fills 1000000] [--connectors 200] [--clients 20]
-        [--database-url URL] [--pages overview,balances,...] [--after-worker]
+        [--database-url URL] [--pages overview,balances,...] [--after-worker] [--breakdown]
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ import os
 import secrets
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -59,6 +64,9 @@ def _args() -> argparse.Namespace:
                         help="before the server starts, do what a running deployment has done after its last "
                              "sync: the fill store refreshed (lib.sync) and the landing view's figures made "
                              "(lib.figures_ahead)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also split each page's median warm visit: websocket messages in (count, bytes, "
+                             "when the first and last came) and the renderer's main-thread time (CDP metrics)")
     return parser.parse_args()
 
 
@@ -87,8 +95,68 @@ def _start_server(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the dashboard did not start within 120 s")
 
 
+#: Runs in the page: clicks the given link and resolves, once the page has settled,
+#: with the milliseconds between the click and that moment by the page's own clock
+#: (performance.now()), and the websocket messages seen since the click. Settled: a rerun was
+#: seen (script state other than notRunning), the state is notRunning again, the status widget
+#: is hidden, and in the main area every visible plotly chart has its .main-svg and every
+#: visible data grid its first gridcell. Checked after each DOM mutation and each frame, so the
+#: figure is the page's time, not that of round trips between this process and the browser.
+VISIT_JS = """(link) => new Promise((resolve) => {
+  const app = document.querySelector("[data-testid='stApp']");
+  const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+  const log = window.__wsLog || [];
+  const from = log.length;
+  let ran = false, done = false;
+  const settled = () => {
+    if (app.getAttribute("data-test-script-state") !== "notRunning") { ran = true; return false; }
+    if (!ran) return false;
+    const status = document.querySelector("[data-testid='stStatusWidget']");
+    if (status && shown(status)) return false;
+    const main = document.querySelector("[data-testid='stMain']");
+    for (const chart of main.querySelectorAll(".js-plotly-plot"))
+      if (shown(chart) && !chart.querySelector(".main-svg")) return false;
+    for (const grid of main.querySelectorAll("[data-testid='stDataFrame']"))
+      if (shown(grid) && !grid.querySelector("[role='gridcell']")) return false;
+    return true;
+  };
+  const check = () => {
+    if (done || !settled()) return;
+    done = true;
+    const ms = performance.now() - began;
+    observer.disconnect();
+    resolve({ms, messages: log.slice(from).map(([t, bytes, way]) => [t - began, bytes, way])});
+  };
+  const observer = new MutationObserver(check);
+  observer.observe(document.body, {subtree: true, childList: true, attributes: true});
+  const frame = () => { if (!done) { check(); requestAnimationFrame(frame); } };
+  const began = performance.now();
+  link.click();
+  requestAnimationFrame(frame);
+})"""
+#: Added to the page before Streamlit's code with --breakdown: notes when each websocket message
+#: arrives or leaves and its size, to split a visit into waiting on the server and the browser's work.
+WS_LOG_JS = """window.__wsLog = [];
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (e) => window.__wsLog.push(
+      [performance.now(), e.data.byteLength ?? e.data.size ?? e.data.length, "in"]));
+  }
+  send(data) {
+    window.__wsLog.push([performance.now(), data.byteLength ?? data.size ?? data.length, "out"]);
+    super.send(data);
+  }
+};"""
+#: CDP Performance.getMetrics counters (seconds of the renderer's main thread) a breakdown reports
+BUSY = {"ScriptDuration": "script_ms", "LayoutDuration": "layout_ms", "RecalcStyleDuration": "style_ms",
+        "TaskDuration": "main_thread_ms"}
+
+
 def _settle(page: object) -> None:
-    page.wait_for_timeout(100)  # let the click's rerun request reach the server
+    """Waits for a settled page after a login or the first load (not timed)."""
+    page.wait_for_timeout(100)  # let the rerun request reach the server
     page.locator(SETTLED).wait_for(timeout=600_000)
     page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=600_000)
     main = page.locator("[data-testid='stMain']")
@@ -98,13 +166,26 @@ def _settle(page: object) -> None:
         grid.locator("[role='gridcell']").first.wait_for(state="attached")
 
 
-def _visit(page: object, title: str) -> float:
-    """Milliseconds from the click on ``title``'s link to a settled page."""
+def _busy(cdp: object) -> dict[str, float]:
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return {key: metrics[name] * 1000 for name, key in BUSY.items()}
+
+
+def _visit(page: object, title: str, cdp: object | None = None) -> tuple[float, dict[str, object]]:
+    """Milliseconds from the click on ``title``'s link to a settled page, by the page's clock; with
+    a CDP session also where the time went (websocket messages and main-thread work)."""
+    before = _busy(cdp) if cdp else {}
     link = page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=title, exact=True)
-    began = time.perf_counter()
-    link.click()
-    _settle(page)
-    return (time.perf_counter() - began) * 1000 - 100  # the fixed wait in _settle is not the page's
+    seen = page.evaluate(VISIT_JS, link.element_handle())
+    if cdp is None:
+        return seen["ms"], {}
+    after = _busy(cdp)
+    came = [(t, size) for t, size, way in seen["messages"] if way == "in"]
+    split: dict[str, object] = {"messages_in": len(came), "bytes_in": sum(size for _, size in came)}
+    if came:
+        split |= {"first_message_ms": round(came[0][0]), "last_message_ms": round(came[-1][0]),
+                  "after_last_message_ms": round(seen["ms"] - came[-1][0])}
+    return seen["ms"], split | {key: round(after[key] - before[key]) for key in BUSY.values()}
 
 
 def _as_after_worker() -> float:
@@ -147,6 +228,11 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            cdp = None
+            if args.breakdown:
+                page.add_init_script(WS_LOG_JS)
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Performance.enable")
             page.set_default_timeout(600_000)
             page.goto(f"http://127.0.0.1:{port}")
             _settle(page)
@@ -155,13 +241,16 @@ def main() -> None:
             page.get_by_role("button", name="Log in").click()
             _settle(page)
             for title, name in wanted.items():
-                results[name] = {"first_ms": round(_visit(page, title))}
+                results[name] = {"first_ms": round(_visit(page, title)[0])}
             for title, name in wanted.items():
                 warm = []
                 for _ in range(3):
                     _visit(page, "Sync" if title != "Sync" else "Overview")
-                    warm.append(_visit(page, title))
-                results[name]["warm_ms"] = round(statistics.median(warm))
+                    warm.append(_visit(page, title, cdp))
+                warm.sort(key=lambda visit: visit[0])
+                results[name] |= {"warm_ms": round(warm[1][0]), "warm_range_ms": [round(warm[0][0]), round(warm[2][0])]}
+                if cdp:
+                    results[name]["warm_split"] = warm[1][1]
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -171,8 +260,9 @@ def main() -> None:
         "fills": args.fills, "connectors": args.connectors, "clients": args.clients,
         "seed_seconds": round(seeded_s, 1), "after_worker_seconds": prepared_s,
         "method": "headless Chromium against serve.py (worker off), admin over all clients; click on the "
-                  "sidebar link to a settled page (run over, charts and grids drawn), ms. first = first visit "
-                  "after the server started; warm = median of 3 later visits. after_worker_seconds: the time "
+                  "sidebar link to a settled page (run over, charts and grids drawn), ms, timed inside the page "
+                  "(performance.now()). first = first visit after the server started; warm = median of 3 later "
+                  "visits, warm_range = their lowest and highest. after_worker_seconds: the time "
                   "the fill store refresh and the figures ahead took before the server started (null: not done).",
         "targets": {"warm_ms": 150, "first_ms": 1500},
         "pages": results,
