@@ -3,6 +3,7 @@ install gets the welcome, a client user sees only its client, and no exception i
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -218,6 +219,28 @@ def test_new_install_shows_the_welcome(database_url: str) -> None:
     for name in PAGES[1:]:
         empty = open_page(name, ids[0])
         assert empty.info and not empty.error
+
+
+def test_spare_collector_freezes_survivors_until_they_regrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects alive at a run's start leave the post-run collection's view; once they grew by
+    REGROWTH since the last full collection they are given back, so old cycles are still freed."""
+    monkeypatch.setattr(shell, "_frozen_at_full", [0])
+    gc.unfreeze()
+    try:
+        shell.spare_collector()
+        base = gc.get_freeze_count()
+        assert base > 0
+        assert shell._frozen_at_full == [base]  # noqa: SLF001 - the state the rule reads
+        grown = [[] for _ in range(int(base * shell.REGROWTH) + 100)]  # containers the collector tracks
+        shell.spare_collector()
+        assert gc.get_freeze_count() >= base + len(grown)
+        shell.spare_collector()  # grown past REGROWTH: everything is in view again
+        assert gc.get_freeze_count() == 0
+        assert shell._frozen_at_full == [0]  # noqa: SLF001
+        shell.spare_collector()
+        assert shell._frozen_at_full == [gc.get_freeze_count()]  # noqa: SLF001 - a new baseline
+    finally:
+        gc.unfreeze()
 
 
 def test_welcome_links_to_the_clients_page_inside_the_app(database_url: str) -> None:
