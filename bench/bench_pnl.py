@@ -6,7 +6,8 @@ frame. Memory freed while making the inputs is handed back before the engine sta
 is then reset to what is resident (``reset_peak_rss``): ``peak_rss_mib`` is the engine run's peak
 (imports, the input frame and the engine), not the generator's (``peak_rss_mib_after_inputs``). Fills span 50
 assets, 4 connectors and a year, with USDT, USDC, BTC and ETH quotes and fees in the base, the quote
-and BNB; strings are pandas' default ``str`` dtype, as a database read would give. Fills come in
+and BNB; text is what the fill store gives (``lib.queries.pnl_fills``): trade ids pandas' default ``str``
+dtype, the few-valued columns (symbol, base, quote, side, fee currency) categorical. Fills come in
 time order (as a query with ORDER BY returns them); the "shuffled" cases show the cost of unordered
 input; the "resume" cases time ``lib.pnl.state.resume`` continuing a state of all fills but one with
 one later fill (what a sync's new fill costs the P&L; ``start_seconds`` is the full run that made
@@ -54,10 +55,11 @@ def _text(values: pa.Array) -> pd.api.extensions.ExtensionArray:
     return pd.array(pd.arrays.ArrowStringArray(values), dtype="str")
 
 
-def _coded(codes: np.ndarray, names: list[str] | np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """``names[codes]`` as a ``str`` column."""
+def _coded(codes: np.ndarray, names: list[str] | np.ndarray) -> pd.Series:
+    """``names[codes]`` as the fill store hands its few-valued text columns out (``lib.queries``):
+    categorical, of the values present, in order of first appearance."""
     labels = pa.array([str(name) for name in names], pa.large_string())
-    return _text(pc.take(labels, pa.array(np.asarray(codes, np.int64))))
+    return pc.dictionary_encode(pc.take(labels, pa.array(np.asarray(codes, np.int64)))).to_pandas()
 
 
 def synthetic_fills(n: int, seed: int = 7) -> tuple[pd.DataFrame, dict[str, float]]:

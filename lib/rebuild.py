@@ -91,10 +91,19 @@ def _numbers(values: pd.Series, exact: bool = False) -> np.ndarray:
     return pd.to_numeric(values.astype(object).where(values.notna(), 0), errors="coerce").fillna(0.0).to_numpy(float)
 
 
+def _text(column: pd.Series) -> pd.api.extensions.ExtensionArray:
+    """A text column's own array; a categorical one (the fill store's) as the ``str`` array of its values,
+    taken from its few categories by code (no Python string per row), so the moves of several such
+    columns, each with its own categories, join as one ``str`` column and not as Python objects."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return column.array
+    return pd.array(column.cat.categories.array, dtype="str").take(column.cat.codes.to_numpy(), allow_fill=True)
+
+
 def _frame(connector: pd.Series, asset: pd.Series, timestamp: pd.Series, change: np.ndarray,
            kind: str) -> pd.DataFrame:
     # the asset column's own array: a million codes converted to Python strings and back took a second
-    return pd.DataFrame({"connector_id": connector.to_numpy(np.int64), "asset": asset.array,
+    return pd.DataFrame({"connector_id": connector.to_numpy(np.int64), "asset": _text(asset),
                          "timestamp": timestamp.to_numpy(np.int64), "change": change, "kind": kind})
 
 

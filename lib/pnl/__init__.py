@@ -16,6 +16,8 @@ transfers  connector_id, client_id, transfer_id:str, timestamp:int64, type:'depo
            currency:str, amount:float, usd:float (price of currency at that time, NaN if unknown)
 opening    connector_id, client_id, timestamp:int64, asset:str, amount:float, usd:float
 marks      {asset: current USD price}; an asset missing here is unpriced
+Text columns may be categorical (the fill store's ``symbol``, ``base``, ``quote``, ``side`` and
+``fee_currency`` are): their codes are used as they are, with the same results as strings.
 ``lib.prices`` fills ``quote_usd``, ``fee_usd`` and ``usd`` from candles.
 
 Choices where PNL.md is silent (for the README)

@@ -10,6 +10,7 @@ of its realised P&L less its fee, and its settle currency moves by that P&L (see
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -133,9 +134,15 @@ def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _factorize_text(column: pd.Series) -> tuple[np.ndarray, list]:
-    """``pd.factorize`` of a text column (codes, -1 where missing; the distinct values). An Arrow-backed
-    column goes straight through Arrow's dictionary encoding, whose int32 indices are the codes:
-    pandas widens them to int64 on the way (a million rows: ~4 ms and 12 MB more)."""
+    """``pd.factorize`` of a text column (codes, -1 where missing; the distinct values). A categorical
+    column (the fill store's) gives its own small codes, with None for a category no row holds (so
+    no asset comes from a value that is not there); an Arrow-backed column goes straight through
+    Arrow's dictionary encoding, whose int32 indices are the codes: pandas widens them to int64 on
+    the way (a million rows: ~4 ms and 12 MB more)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        counts = np.bincount(codes.view(f"u{codes.itemsize}"), minlength=len(column.cat.categories))  # -1: the top
+        return codes, [c if n else None for c, n in zip(column.cat.categories, counts.tolist(), strict=False)]
     if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
         text = pa.array(column.array)  # a chunked array when pandas holds several chunks
         encoded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
@@ -145,14 +152,14 @@ def _factorize_text(column: pd.Series) -> tuple[np.ndarray, list]:
 
 
 def _asset_codes(columns: list[pd.Series]) -> tuple[list[np.ndarray], list[str]]:
-    """Codes into one sorted asset list for several string columns (-1 where missing); int32, as the
-    events keep them (half the memory of int64 over a million fills)."""
+    """Codes into one sorted asset list for several string columns (-1 where missing); int16 while the
+    assets fit (``_code_dtype``), as the events keep them (a quarter of int64's memory over a million fills)."""
     factorized = [_factorize_text(column) for column in columns]
-    assets = sorted({str(a) for _, uniques in factorized for a in uniques})
+    assets = sorted({str(a) for _, uniques in factorized for a in uniques if a is not None})
     lookup = {a: i for i, a in enumerate(assets)}
     codes = []
     for column_codes, uniques in factorized:
-        remap = np.array([lookup[str(a)] for a in uniques] + [-1], dtype=np.int32)
+        remap = np.array([-1 if a is None else lookup[str(a)] for a in uniques] + [-1], dtype=_code_dtype(len(assets)))
         codes.append(remap[column_codes])  # code -1 picks the trailing -1
     return codes, assets
 
@@ -215,6 +222,11 @@ def date_opening_lots(opening: pd.DataFrame, fills: pd.DataFrame, transfers: pd.
     return opening.assign(timestamp=own.where(~earlier, before).astype(np.int64))
 
 
+def _code_dtype(n: int) -> type:
+    """The narrowest of int16/int32 that holds n asset codes and -1."""
+    return np.int16 if n < 2**15 else np.int32
+
+
 def _index_dtype(n: int) -> type:
     """The narrowest of int32/int64 that indexes n rows."""
     return np.int32 if n < 2**31 else np.int64
@@ -269,7 +281,14 @@ def factorize_rows(factorized: tuple[np.ndarray, np.ndarray], rows: np.ndarray |
 
 
 def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    """A column as float64, NaN where missing: a float64 column's own values, read-only (a copy, as
+    ``na_value`` makes, would be 8 MB more for each of five columns of a million fills), else a copy."""
+    values = frame[column]
+    if values.dtype == np.float64:
+        own = values.to_numpy().view()
+        own.flags.writeable = False
+        return own
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def settle_currency(symbol: pd.Series) -> pd.Series:
@@ -312,7 +331,12 @@ def _arrow_buys(chunk: pa.Array) -> np.ndarray | None:
 def _sides(side: pd.Series) -> np.ndarray:
     """True for buys; anything but 'buy'/'sell' is an input error. A ``str`` column is read from its
     Arrow buffers (``_arrow_buys``); other columns by two comparisons."""
-    if isinstance(side.dtype, pd.StringDtype) and side.dtype.storage == "pyarrow":
+    if isinstance(side.dtype, pd.CategoricalDtype):  # by its few categories, then one gather of the codes
+        names = [str(c) for c in side.cat.categories]
+        codes = side.cat.codes.to_numpy()
+        if set(names) <= {"buy", "sell"} and (not len(codes) or codes.min() >= 0):
+            return np.array([n == "buy" for n in names] + [False])[codes]
+    elif isinstance(side.dtype, pd.StringDtype) and side.dtype.storage == "pyarrow":
         text = pa.array(side.array)
         chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
         buys = [_arrow_buys(chunk) for chunk in chunks]
@@ -328,9 +352,9 @@ def _sides(side: pd.Series) -> np.ndarray:
 class _EventList:
     """Collects event columns piecewise (scalars or per-row arrays), then concatenates them."""
 
-    def __init__(self, n_sources: int) -> None:
-        # asset, kind, label, units, value, source (int32 rows while they fit: half the memory)
-        self.dtypes = (np.int32, np.int8, np.int8, np.float64, np.float64, _index_dtype(n_sources))
+    def __init__(self, n_sources: int, n_assets: int) -> None:
+        # asset, kind, label, units, value, source (narrow codes and int32 rows while they fit)
+        self.dtypes = (_code_dtype(n_assets), np.int8, np.int8, np.float64, np.float64, _index_dtype(n_sources))
         self.parts: list[list[np.ndarray]] = []
 
     def add(self, mask: np.ndarray, *columns: np.ndarray | float, picked: bool = False) -> None:
@@ -362,6 +386,37 @@ class _EventList:
         return [*columns, np.repeat(np.arange(len(sizes), dtype=np.int16), sizes)]
 
 
+#: fills per pass of PNL.md's table (``_fill_events``): its two dozen fill-length temporaries then
+#: take a quarter million rows each, not a million (~60 MB less at the peak of a million fills)
+FILL_CHUNK = 1 << 18
+
+
+@dataclass
+class _Unvalued:
+    """What the notes name of fills without a USD value or a reported contract P&L, gathered chunk by chunk."""
+
+    fills: int = 0
+    ids: list[str] = dataclasses.field(default_factory=list)  # the first five
+    contracts: int = 0
+    contract_ids: list[str] = dataclasses.field(default_factory=list)  # the first five
+    symbols: set[str] = dataclasses.field(default_factory=set)
+
+    def notes(self) -> list[str]:
+        words = []
+        if self.contracts:
+            words.append(
+                f"{self.contracts} contract fill(s) carry no realised P&L from the exchange "
+                f"({', '.join(sorted(self.symbols))}), e.g. trade ids {', '.join(map(str, self.contract_ids))}: "
+                "only their fees are counted, so realized P&L is incomplete by their unknown P&L."
+            )
+        if self.fills:
+            words.append(
+                f"{self.fills} fill(s) could not be valued in USD (no price for the quote, fee or settle "
+                f"currency), e.g. trade ids {', '.join(map(str, self.ids))}; their missing values count as 0."
+            )
+        return words
+
+
 def _fill_events(
     fills: pd.DataFrame,
     codes: dict[str, np.ndarray],
@@ -370,7 +425,35 @@ def _fill_events(
     events: _EventList,
     notes: list[str],
 ) -> tuple[Fills, Conversions]:
-    """Apply PNL.md's table to every spot fill at once, and the contract rule to contract fills."""
+    """Apply PNL.md's table to every spot fill, and the contract rule to contract fills, ``FILL_CHUNK``
+    fills at a time (the same figures, events and notes as all at once)."""
+    n = len(fills)
+    fee_usd, cash_flow = np.empty(n), np.empty(n)
+    base = np.empty(n, codes["base"].dtype)
+    unvalued = _Unvalued()
+    conversions = []
+    for lo in range(0, max(n, 1), FILL_CHUNK):
+        hi = min(lo + FILL_CHUNK, n)
+        conversions.append(_fill_chunk(fills.iloc[lo:hi], {k: c[lo:hi] for k, c in codes.items()}, is_cash,
+                                       source[lo:hi], events, unvalued,
+                                       (base[lo:hi], fee_usd[lo:hi], cash_flow[lo:hi])))
+    notes += unvalued.notes()
+    joined = Conversions(*(np.concatenate([getattr(c, f.name) for c in conversions])
+                           for f in dataclasses.fields(Conversions)))
+    return Fills(source=source, base=base, fee_usd=fee_usd, cash_flow=cash_flow), joined
+
+
+def _fill_chunk(
+    fills: pd.DataFrame,
+    codes: dict[str, np.ndarray],
+    is_cash: np.ndarray,
+    source: np.ndarray,
+    events: _EventList,
+    unvalued: _Unvalued,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> Conversions:
+    """``_fill_events`` of some fills: their events added, their base (a contract's symbol), fee value and
+    cash flow written in ``out``, their unvalued fills tallied; returns their conversion rows."""
     base, quote, fee_cur, settle, symbol = (codes[k] for k in ("base", "quote", "fee", "settle", "symbol"))
     contract = settle >= 0
     spot = ~contract
@@ -411,14 +494,11 @@ def _fill_events(
     fee_unit_usd = select(fee_cash, np.ones(len(x)), fee_unit_usd)
     v = np.multiply(fee, fee_unit_usd, out=fee_unit_usd)  # V, in the unit price's array
     v = kept(has_fee, v)
-    pnl_units, pnl_usd = _contract_pnl(fills, contract, settle, quote, fee_cur, is_cash, notes)
-    unvalued = np.isnan(x) | np.isnan(v) | np.isnan(pnl_usd)
-    if unvalued.any():
-        ids = fills["trade_id"].to_numpy()[unvalued][:5]
-        notes.append(
-            f"{int(unvalued.sum())} fill(s) could not be valued in USD (no price for the quote, fee or settle "
-            f"currency), e.g. trade ids {', '.join(map(str, ids))}; their missing values count as 0."
-        )
+    pnl_units, pnl_usd = _contract_pnl(fills, contract, settle, quote, fee_cur, is_cash, unvalued)
+    nan = np.isnan(x) | np.isnan(v) | np.isnan(pnl_usd)
+    if nan.any():
+        unvalued.fills += int(nan.sum())
+        unvalued.ids += fills["trade_id"].to_numpy()[nan][:5 - len(unvalued.ids)].tolist()
         x, v, pnl_usd = np.nan_to_num(x), np.nan_to_num(v), np.nan_to_num(pnl_usd)
 
     in_g, in_r = has_fee & (fee_cur == given), has_fee & (fee_cur == received)
@@ -459,8 +539,11 @@ def _fill_events(
         basis=np.where(c, vr, gr + vr * (in_gr | (third[rows] & fee_cash[rows]))),
         label=np.where(c, CONTRACT, CONVERSION).astype(np.int8),
     )
-    fills_base = np.where(contract, symbol, base) if contract.any() else base
-    return Fills(source=source, base=fills_base, fee_usd=v, cash_flow=cash_flow), conversions
+    base_out, fee_out, flow_out = out
+    base_out[:] = np.where(contract, symbol, base) if contract.any() else base
+    fee_out[:] = v
+    flow_out[:] = cash_flow
+    return conversions
 
 
 def _contract_pnl(
@@ -470,10 +553,10 @@ def _contract_pnl(
     quote: np.ndarray,
     fee_cur: np.ndarray,
     is_cash: np.ndarray,
-    notes: list[str],
+    unvalued: _Unvalued,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each contract fill's realised P&L in settle units and in USD (0 elsewhere); a contract fill
-    whose exchange reported none is named in the notes (its P&L is unknown, not 0).
+    whose exchange reported none is tallied for the notes (its P&L is unknown, not 0).
 
     The settle currency is priced like the other amounts at the fill's time: cash at 1.0, else
     the fill's quote price when it settles in its quote, or the fee's when it settles in the fee
@@ -483,13 +566,9 @@ def _contract_pnl(
     reported = _num(fills, REALIZED_PNL) if REALIZED_PNL in fills.columns else np.full(len(fills), np.nan)
     missing = contract & np.isnan(reported)
     if missing.any():
-        symbols = sorted({str(s) for s in fills["symbol"].to_numpy()[missing]})
-        ids = fills["trade_id"].to_numpy()[missing][:5]
-        notes.append(
-            f"{int(missing.sum())} contract fill(s) carry no realised P&L from the exchange ({', '.join(symbols)}), "
-            f"e.g. trade ids {', '.join(map(str, ids))}: only their fees are counted, so realized P&L is "
-            "incomplete by their unknown P&L."
-        )
+        unvalued.contracts += int(missing.sum())
+        unvalued.symbols |= {str(s) for s in fills["symbol"].to_numpy()[missing]}
+        unvalued.contract_ids += fills["trade_id"].to_numpy()[missing][:5 - len(unvalued.contract_ids)].tolist()
     units = np.where(contract & ~missing, reported, 0.0)
     settle_usd = np.where(
         is_cash[np.maximum(settle, 0)],
@@ -546,11 +625,11 @@ def build_ledger(
             opening["asset"],
         ]
     )
-    none = np.full(1, -1, np.int32)  # for code -1 (int32 like the codes: half the memory)
+    none = np.full(1, -1, base.dtype)  # for code -1 (as narrow as the codes)
     if (settle_of >= 0).any():
         settle_cur, symbol = np.append(settle_of, none)[symbol_code], np.append(name_of, none)[symbol_code]
     else:  # no contract symbol (usual): no settle currency or contract name on any fill
-        settle_cur = symbol = np.full(len(symbol_code), -1, np.int32)
+        settle_cur = symbol = np.full(len(symbol_code), -1, base.dtype)
     is_cash = np.array([a in usd_like for a in assets] + [False], bool)  # trailing entry for code -1
     n_o, n_t, n_f = len(opening), len(transfers), len(fills)
     frames = (opening, transfers, fills)
@@ -577,7 +656,7 @@ def build_ledger(
     del order
 
     n = n_o + n_t + n_f
-    events = _EventList(n)
+    events = _EventList(n, len(assets))
     idx_o, idx_t, idx_f = (np.arange(lo, hi, dtype=_index_dtype(n)) for lo, hi in ((0, n_o), (n_o, n_o + n_t),
                                                                                    (n_o + n_t, n)))
     lot_o, lot_t = ~is_cash[asset], ~is_cash[currency]
@@ -611,7 +690,8 @@ def _by_rank(rank: np.ndarray, source: np.ndarray, call: np.ndarray) -> np.ndarr
     n = len(source)
     dtype = _index_dtype(max(n, len(rank)))
     ranks = rank[source]
-    if np.count_nonzero(ranks[1:] < ranks[:-1]) < 64:  # sources in order (sorted input): a few sorted runs,
+    calls = int(call[-1]) + 1 if n else 0  # each call's events are one run when the sources are in order
+    if np.count_nonzero(ranks[1:] < ranks[:-1]) < 64 + calls:  # sources in order (sorted input): a few sorted runs,
         return np.argsort(ranks, kind="stable").astype(dtype, copy=False)  # which a merge sort joins
     del ranks
     offsets = np.zeros(len(rank), dtype)  # events of the sources ranked before, then also those placed

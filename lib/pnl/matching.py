@@ -86,11 +86,26 @@ def affine_scan(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     zero multiplier (a segment start) or the array start. With ``alpha`` in [0, 1] and
     ``beta`` >= 0 all terms are non-negative, so there is no cancellation.
     """
-    a, x = alpha.astype(np.float64), beta.astype(np.float64)
-    step = 1
-    while step < len(a) and a[step:].any():
-        x[step:] += a[step:].reshape((-1,) + (1,) * (x.ndim - 1)) * x[:-step]
-        a[step:] *= a[:-step]
+    return _affine_scan(alpha.astype(np.float64), beta.astype(np.float64))
+
+
+def _affine_scan(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``affine_scan`` of float64 ``alpha`` and ``beta`` in their own arrays (both are overwritten; the
+    result is ``x``): two copies fewer where the caller's arrays are its own temporaries. A 1-D ``x``
+    passes through one scratch array (each pass's product, then the multipliers it composes with)
+    instead of two fresh temporaries a pass."""
+    n, step = len(a), 1
+    scratch = np.empty(n) if x.ndim == 1 else None
+    while step < n and a[step:].any():
+        if scratch is None:
+            x[step:] += a[step:].reshape((-1,) + (1,) * (x.ndim - 1)) * x[:-step]
+            a[step:] *= a[:-step]
+        else:
+            part = scratch[: n - step]
+            np.multiply(a[step:], x[:-step], out=part)
+            x[step:] += part
+            np.copyto(part, a[:-step])  # the multipliers before this pass: ``a`` is overwritten in place
+            a[step:] *= part
         step *= 2
     return x
 
@@ -197,10 +212,10 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
     opening_lot = ev.label[lots] == OPENING
     pool_opening: np.ndarray | None = None
     if opening_lot.any() or not np.isfinite(shrink).all():
-        pool = affine_scan(shrink, np.column_stack([ev.value[lots], np.where(opening_lot, ev.units[lots], 0.0)]))
+        pool = _affine_scan(shrink, np.column_stack([ev.value[lots], np.where(opening_lot, ev.units[lots], 0.0)]))
         pool_cost, pool_opening = pool[:, 0], pool[:, 1]  # cost, opening units
     else:  # no opening lots (usual): that column would stay 0 through every pass, so scan the cost alone
-        pool_cost = affine_scan(shrink, ev.value[lots])
+        pool_cost = _affine_scan(shrink, ev.value[lots])  # shrink and the gathered values: its own
     del shrink, opening_lot
     positive = held_after > 0
     cost_per_unit = np.divide(pool_cost, held_after, out=np.zeros(len(lots)), where=positive)

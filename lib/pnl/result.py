@@ -10,6 +10,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lib.pnl.arrays import negated
 from lib.pnl.ledger import (
@@ -113,8 +115,18 @@ def _names(names: tuple[str, ...]) -> pd.api.extensions.ExtensionArray:
     return pd.array(list(names), dtype="str")
 
 
+def _taken(text: pd.api.extensions.ExtensionArray, rows: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``text.take(rows)`` for a ``str`` array and rows in range, its Arrow buffers from the C allocator
+    (``malloc``), which reuses the pages the engine's freed arrays leave: pyarrow's own pool takes fresh
+    pages (a million disposals' three text columns: ~35 MB more at the peak)."""
+    if not isinstance(text, pd.arrays.ArrowStringArray):
+        return text.take(rows)
+    taken = pc.take(pa.array(text), pa.array(rows), memory_pool=pa.system_memory_pool())
+    return pd.arrays.ArrowStringArray(taken, dtype=text.dtype)
+
+
 def _str_array(names: list[str] | tuple[str, ...], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    return _names(tuple(names)).take(codes)
+    return _taken(_names(tuple(names)), codes)
 
 
 def mark(marks: Mapping[str, float], asset: str, usd_like: frozenset[str]) -> float:
@@ -201,7 +213,7 @@ def _disposals(columns: dict[str, np.ndarray | None], src: Sources, conv: Conver
         "gain": proceeds - basis,
         "unmatched_units": column("unmatched", np.zeros(len(conv.source))),
         "kind": _str_array(LABELS, labels),
-        "source_id": src.source_id.array.take(source),
+        "source_id": _taken(src.source_id.array, source),
     }
     # copy=False: the fresh columns become the frame's own (no second copy stacked into blocks)
     return pd.DataFrame(gathered, copy=False), codes
