@@ -70,12 +70,15 @@ def _running_max(x: np.ndarray, starts: np.ndarray) -> None:
             np.maximum.accumulate(part, out=part)
 
 
-def _previous(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Value at the previous event of the same segment (0 before the first)."""
-    prev = np.empty_like(x)
-    prev[1:] = x[:-1]
-    prev[starts] = 0.0
-    return prev
+def _less_previous(x: np.ndarray, starts: np.ndarray, block: int = 1 << 16) -> None:
+    """Each value less the one at the previous event of the same segment (less 0 at a segment's first),
+    in place: from the end a block at a time, each block less a copy of the block one place before it
+    (not yet changed), so no full-length temporary is made."""
+    first = x[starts]  # a copy: a segment's first value stays
+    for hi in range(len(x), 1, -block):
+        lo = max(hi - block, 1)
+        x[lo:hi] -= x[lo - 1 : hi - 1].copy()
+    x[starts] = first
 
 
 def affine_scan(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -189,13 +192,13 @@ def _fifo(ev: Events, pos: np.ndarray, acquired: np.ndarray) -> tuple[np.ndarray
 def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
     """Average cost. The unit cost changes only at acquisitions, so the recurrence runs over them:
     ``C_m = C_{m-1} * (held before m / held after m-1) + b_m``; disposals take ``matched x C_m / held_m``.
+    ``matched`` is spent: the basis is written in its array.
     """
     n = len(held)
     acq = ev.kind == ACQUIRE
     lots = np.flatnonzero(acq)
     if len(lots) == 0:
         return np.zeros(n), np.zeros(len(last)), np.zeros(len(last))
-    lengths = np.diff(np.append(ev.starts, n))
     first_lot = np.searchsorted(lots, ev.starts)  # per segment: lots before it (its first lot's index)
     lot_seg = np.searchsorted(ev.starts, lots, side="right") - 1
     new_run = np.r_[True, lot_seg[1:] != lot_seg[:-1]]
@@ -225,10 +228,14 @@ def _average(ev: Events, held: np.ndarray, matched: np.ndarray, last: np.ndarray
 
     latest = np.cumsum(acq, dtype=np.int32 if len(lots) < 2**31 else np.int64)
     latest -= 1  # each event's latest acquisition (global lot index), if in its segment
-    has_lot = latest >= np.repeat(first_lot.astype(latest.dtype), lengths)
+    has_lot = np.empty(n, bool)
+    for segment, (lo, hi) in enumerate(_spans(ev.starts, n)):
+        np.greater_equal(latest[lo:hi], first_lot[segment], out=has_lot[lo:hi])
     np.maximum(latest, 0, out=latest)
-    basis = cost_per_unit[latest]  # in place from here: one full-length array, not three
-    basis *= matched
+    basis = matched  # spent here: each event's basis is written over its matched units, a block at a time
+    for lo in range(0, n, 1 << 16):
+        part = basis[lo : lo + (1 << 16)]
+        np.multiply(cost_per_unit[latest[lo : lo + (1 << 16)]], part, out=part)
     kept(has_lot & ~acq, basis, inplace=True)  # 0 for acquisitions and disposals with no lot
     end_lot, end_has = latest[last], has_lot[last]
     cost = np.where(end_has, held[last] * cost_per_unit[end_lot], 0.0)
@@ -295,13 +302,13 @@ def match(ev: Events, method: Method, turnover: np.ndarray | None = None, ghost:
         del cum_acquired
         quantity = held[last]
     unmatched = shortfall
-    unmatched -= _previous(shortfall, ev.starts)
+    _less_previous(unmatched, ev.starts)
     kept(~(unmatched <= dust), unmatched, inplace=True)  # unmatched[unmatched <= dust] = 0.0
     del dust
     if method == "fifo":
         basis, cost, opening = _fifo(ev, pos, acquired)
     else:
-        pos -= _previous(pos, ev.starts)
+        _less_previous(pos, ev.starts)
         basis, cost, opening = _average(ev, held, pos, last)
     return Matched(basis=basis, unmatched=unmatched, quantity=quantity, cost=cost, opening=opening,
                    ghost=true_held - quantity)
