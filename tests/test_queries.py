@@ -345,6 +345,35 @@ def test_fill_store_follows_new_and_deleted_fills(seeded: Seeded) -> None:
     assert len(rebuilt) == 7 and set(rebuilt["client_id"]) == {seeded.alpha}
 
 
+def _texts(column: pd.Series) -> list[str | None]:
+    return [None if pd.isna(value) else str(value) for value in column]
+
+
+def test_fill_store_text_stays_categorical_through_an_append_and_a_reload(seeded: Seeded) -> None:
+    """The store's few-valued text columns are categorical when built, when a fill with values none had
+    is appended (the categories' union, not Python strings) and when read back from its file, and hold
+    what the trades table holds."""
+    admin = seeded.viewer("admin")
+    with session_scope() as session:
+        built = queries.pnl_fills(session, admin)
+        session.add(Trade(connector_id=seeded.beta_okx, trade_id="new-asset", timestamp=ms("2024-05-01"),
+                          symbol="QQQ/EUR", base="QQQ", quote="EUR", side="sell", amount=1.0, price=3.0, cost=3.0,
+                          fee_cost=0.1, fee_currency="FEE"))
+    with session_scope() as session:
+        appended = queries.pnl_fills(session, admin)
+        queries._STORE_READ.clear()
+        reloaded = queries.pnl_fills(session, admin)
+        table = queries._read_trades(session).sort_values("trade_id", ignore_index=True)
+    for frame in (built, appended, reloaded):
+        assert all(isinstance(frame[name].dtype, pd.CategoricalDtype) for name in queries._CATEGORY_COLUMNS)
+    for frame in (appended, reloaded):
+        frame = frame.sort_values("trade_id", ignore_index=True)
+        assert list(frame["trade_id"]) == list(table["trade_id"])
+        for name in queries._CATEGORY_COLUMNS:
+            assert _texts(frame[name]) == _texts(table[name])
+    assert appended["base"].cat.categories.tolist()[-1] == "QQQ"  # the store's categories first, then the new
+
+
 def test_fill_store_is_not_fooled_by_a_delete_then_as_many_inserts(seeded: Seeded) -> None:
     """Same count, and ids that would be reused without AUTOINCREMENT: the store must notice."""
     admin = seeded.viewer("admin")
