@@ -141,8 +141,10 @@ def _factorize_text(column: pd.Series) -> tuple[np.ndarray, list]:
     the way (a million rows: ~4 ms and 12 MB more)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         codes = column.cat.codes.to_numpy()
-        counts = np.bincount(codes.view(f"u{codes.itemsize}"), minlength=len(column.cat.categories))  # -1: the top
-        return codes, [c if n else None for c, n in zip(column.cat.categories, counts.tolist(), strict=False)]
+        present = np.zeros(len(column.cat.categories) + 1, bool)
+        present[codes] = True  # code -1 (missing) marks the spare last entry; no row-length temporary
+        seen = present[:-1].tolist()
+        return codes, [c if there else None for c, there in zip(column.cat.categories, seen, strict=True)]
     if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
         text = pa.array(column.array)  # a chunked array when pandas holds several chunks
         encoded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
