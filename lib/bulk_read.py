@@ -13,7 +13,7 @@ while an empty text is quoted.
 SQLite has no COPY: it renders every row of an id range as one CSV line (``printf``) and joins
 the range into one text (``group_concat``), so Python receives one object per ``CHUNK_IDS`` rows:
 - integers: ``%d``;
-- text: ``%Q``, SQL-quoted (``'it''s'``), a NULL as a bare ``NULL``; the parser takes ``'`` as
+- text (categorical text too): ``%Q``, SQL-quoted (``'it''s'``), a NULL as a bare ``NULL``; the parser takes ``'`` as
   its quote character with doubling, keeps newlines inside quotes, and turns only a bare NULL
   into null (a quoted 'NULL' stays text);
 - amounts: the decimal text as stored (``lib.models.Amount``), which pyarrow turns into the
@@ -33,19 +33,21 @@ from pyarrow import csv
 from sqlalchemy import Column, Double, LargeBinary, Table, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
-#: how a column travels (see the module's docstring)
-Kind = Literal["int", "text", "float"]
+#: how a column travels (see the module's docstring); "category": text of few distinct values, parsed
+#: straight into Arrow dictionaries and handed out categorical (no string per row on the way)
+Kind = Literal["int", "text", "float", "category"]
 #: rows per ``group_concat``: one text of a few megabytes
 CHUNK_IDS = 50_000
 
-_ARROW: dict[Kind, pa.DataType] = {"int": pa.int64(), "text": pa.string(), "float": pa.float64()}
+_ARROW: dict[Kind, pa.DataType] = {"int": pa.int64(), "text": pa.string(), "float": pa.float64(),
+                                   "category": pa.dictionary(pa.int32(), pa.string())}
 #: SQLite's %Q quotes text the SQL way
 _PARSE = csv.ParseOptions(quote_char="'", double_quote=True, newlines_in_values=True)
 
 
 def _field(column: Column[Any], kind: Kind) -> tuple[str, Any]:
     """The printf directive and argument that write ``column`` as ``kind``."""
-    if kind == "text":
+    if kind in ("text", "category"):
         return "%Q", column
     if kind == "float":  # the decimal text as stored; a number (no writer of this code stores one) as 17 digits
         return "%s", case((func.typeof(column) == "text", column), (column.is_(None), literal("NULL")),
@@ -58,9 +60,10 @@ def _field(column: Column[Any], kind: Kind) -> tuple[str, Any]:
 def table_columns(session: Session, table: Table, columns: dict[str, Kind],
                   after_id: int | None = None) -> pd.DataFrame:
     """Every row of ``table`` (with an integer ``id`` key) after ``after_id``, ordered by id, as a
-    frame of ``columns`` typed by kind: int64, str, float64. The rows come from one statement on the
-    session's connection (on SQLite a first one finds the id bounds: a row committed after it lies
-    beyond them), so in its transaction where it has one, seeing its uncommitted writes."""
+    frame of ``columns`` typed by kind: int64, str, float64, categorical (``str`` categories). The
+    rows come from one statement on the session's connection (on SQLite a first one finds the id
+    bounds: a row committed after it lies beyond them), so in its transaction where it has one,
+    seeing its uncommitted writes."""
     if session.get_bind().dialect.name == "postgresql":
         return _postgresql(session, table, columns, after_id)
     return _sqlite(session, table, columns, after_id)
@@ -73,7 +76,8 @@ def _frame(texts: list[bytes], columns: dict[str, Kind], parse: csv.ParseOptions
     texts of 50,000 rows against 1.0 s as one)."""
     texts = [text for text in texts if text]
     if not texts:
-        return pd.DataFrame({n: pd.Series(dtype=_ARROW[k].to_pandas_dtype()) for n, k in columns.items()})
+        return pd.DataFrame({n: pd.Series(dtype=pd.CategoricalDtype(pd.Index([], dtype="str")) if k == "category"
+                                          else _ARROW[k].to_pandas_dtype()) for n, k in columns.items()})
     read = csv.ReadOptions(column_names=list(columns))
     convert = csv.ConvertOptions(column_types={n: _ARROW[k] for n, k in columns.items()}, null_values=[null],
                                  strings_can_be_null=True, quoted_strings_can_be_null=False)

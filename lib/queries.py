@@ -25,7 +25,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyarrow import feather
 from sqlalchemy import ColumnElement, Double, Select, and_, cast, func, literal, select, true
 from sqlalchemy.orm import Session
@@ -408,8 +407,8 @@ _FLOAT_COLUMNS = ("amount", "price", "cost", "fee_cost", "realized_pnl")
 #: the Arrow schema metadata key of the fill store's JSON label (``_StoreLabel``)
 _LABEL_KEY = b"fill_store"
 _STORE_FORMAT = 4  # 3: SQLite amounts as the nearest doubles (lib.bulk_read), as PostgreSQL's; 4: categoricals
-#: the fill store's text columns of few distinct values (markets, assets, sides), held as categoricals
-#: (``_categorized``): a million fills' five take ~5 MB so against ~60 MB as strings
+#: the fill store's text columns of few distinct values (markets, assets, sides), read and held as
+#: categoricals (``lib.bulk_read``): a million fills' five take ~5 MB so against ~60 MB as strings
 _CATEGORY_COLUMNS = ("symbol", "base", "quote", "side", "fee_currency")
 
 
@@ -441,8 +440,8 @@ class _StoreLabel:
 
 #: how the fill store's columns travel in a bulk SQLite read (``lib.bulk_read``)
 _STORE_KINDS: dict[str, bulk_read.Kind] = {
-    c: "int" if c in ("id", "connector_id", "timestamp") else "float" if c in _FLOAT_COLUMNS else "text"
-    for c in _STORE_COLUMNS}
+    c: "int" if c in ("id", "connector_id", "timestamp") else "float" if c in _FLOAT_COLUMNS
+    else "category" if c in _CATEGORY_COLUMNS else "text" for c in _STORE_COLUMNS}
 
 
 def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
@@ -455,29 +454,10 @@ def _read_trades(session: Session, after_id: int | None = None) -> pd.DataFrame:
     return bulk_read.table_columns(session, Trade.__table__, _STORE_KINDS, after_id)
 
 
-def _categorized(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (rows as ``_read_trades`` gives them) with ``_CATEGORY_COLUMNS`` categorical: categories
-    the values present (``str``), in order of first appearance, missing values as missing. Arrow's
-    dictionary encoding of the Arrow-backed strings: no Python string per row."""
-    columns = {}
-    for name in _CATEGORY_COLUMNS:
-        column = frame[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            continue
-        if not len(frame):
-            columns[name] = column.astype(pd.CategoricalDtype(pd.Index([], dtype="str")))
-            continue
-        text = pa.array(column.array, pa.large_string())
-        encoded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
-        columns[name] = encoded.to_pandas().set_axis(frame.index)
-    return frame.assign(**columns) if columns else frame
-
-
 def _appended(frame: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
     """The store's ``frame`` followed by ``fresh`` rows (``_read_trades``'), its columns still categorical:
     each takes the union of both categories (the store's first, so its codes stay), as ``pd.concat``
     of categoricals with other categories would make a million Python strings of them."""
-    fresh = _categorized(fresh)
     frame, fresh = frame.copy(deep=False), fresh.copy(deep=False)
     for name in _CATEGORY_COLUMNS:
         held, more = frame[name].cat.categories, fresh[name].cat.categories
@@ -557,7 +537,7 @@ def _stored_fills(session: Session) -> pd.DataFrame:
     """
     state = write_state(session)
     if state is None or has_pending_writes(session.connection()):  # no version names what is read here
-        return _categorized(_read_trades(session))
+        return _read_trades(session)
     path = _store_path(state.identity)
     with _STORE_BUILD_LOCK:
         with _STORE_LOCK:
@@ -578,7 +558,7 @@ def _stored_fills(session: Session) -> pd.DataFrame:
             fresh = fills_added_since(session, made, state, label.max_id, len(frame))
             frame = None if fresh is None else _appended(frame, fresh) if len(fresh) else frame
         if frame is None:
-            frame = _categorized(_read_trades(session))
+            frame = _read_trades(session)
         after = write_state(session)
         max_id = int(frame["id"].max()) if len(frame) else 0
         label = _StoreLabel(state.identity, state.version, state.token, state.trades_epoch, len(frame), max_id,
