@@ -49,6 +49,8 @@ from lib.reports import (
     frame_from_json,
     frame_to_json,
     json_default,
+    scope_candles,
+    scope_series,
     usd_like,
 )
 
@@ -152,14 +154,16 @@ _GRIDS: Recent[_Grid] = Recent(at_most=3)  # per database and list of day ends (
 
 
 def _grid(database: tuple[str, str] | None, index: BalanceIndex, times: np.ndarray,
-          ids: list[int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``index.grid(times, ids)``, the same numbers; every time but the last (the day ends) kept per
-    database (``database``: ``kept.database_key``, None: nothing kept) and list of day ends, and read
-    again only for the keys of connectors whose moves changed revision (a sync's); the last (now)
-    read for every key. A year of days of 200 accounts is 800,000 searches, ~35 ms."""
+          ids: list[int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``index.grid(times, ids)``, the same numbers, as (key codes, balances, turnovers) with one row
+    per key and one column per time; every time but the last (the day ends) kept per database
+    (``database``: ``kept.database_key``, None: nothing kept) and list of day ends, and read again
+    only for the keys of connectors whose moves changed revision (a sync's); the last (now) read
+    for every key. A year of days of 200 accounts is 800,000 searches, ~35 ms."""
     codes = index.codes(ids)
     if database is None or len(times) < 2 or not len(codes):
-        return index.grid(times, ids)
+        _, _, balance, turnover = index.grid(times, ids)  # key after key, each key's times in order
+        return codes, balance.reshape(len(codes), len(times)), turnover.reshape(len(codes), len(times))
     days = times[:-1]
     key = (*database, days.tobytes())
     kept = _GRIDS.get(key)
@@ -179,10 +183,10 @@ def _grid(database: tuple[str, str] | None, index: BalanceIndex, times: np.ndarr
         balance[redo], turnover[redo] = (values.reshape(len(redo), len(days)) for values in found)
         grid = _Grid(balance, turnover, made | {c: index.revisions[c] for c in stale})
         _GRIDS.put(key, grid)
-    now_balance, now_turnover = index.balances(codes, np.full(len(codes), times[-1], dtype=np.int64))
-    balance = np.column_stack([grid.balance[codes], now_balance])
-    turnover = np.column_stack([grid.turnover[codes], now_turnover])
-    return np.repeat(codes, len(times)), np.tile(times, len(codes)), balance.ravel(), turnover.ravel()
+    balance, turnover = np.empty((len(codes), len(times))), np.empty((len(codes), len(times)))
+    balance[:, :-1], turnover[:, :-1] = grid.balance[codes], grid.turnover[codes]
+    balance[:, -1], turnover[:, -1] = index.balances(codes, np.full(len(codes), times[-1], dtype=np.int64))
+    return codes, balance, turnover
 
 
 def _held_by_source(history: _History, moments: np.ndarray, sources: dict[int, str],
@@ -192,29 +196,43 @@ def _held_by_source(history: _History, moments: np.ndarray, sources: dict[int, s
     a nonzero balance then), for every (source, asset) and moment some connector counts at (from
     its first move on). A (source, asset) has one price per moment, so the curve is the same; a
     year of days for 200 accounts is valued as 8,000 rows instead of 800,000. ``database``: see
-    ``_grid``."""
+    ``_grid``.
+
+    Each (source, asset)'s keys are added row after row in key order (the j-th key of every group
+    at once), a key before its first move adding an exact 0: per cell the running sum a bincount
+    over every (key, moment) makes, bit for bit, without an index per key and moment (numpy's
+    reductions down the rows may sum in pairs: not the same bits)."""
     index = history.index
     columns = ["source", "asset", "moment", "balance", "holders"]
     times = np.asarray(moments, dtype=np.int64)
-    code, moment, balance, turnover = _grid(database, index, times, history.ids)
-    if not len(code):
+    codes, balance, turnover = _grid(database, index, times, history.ids)
+    if not len(codes):
         return pd.DataFrame({c: pd.Series(dtype=object if c in ("source", "asset") else float) for c in columns})
     key_source = pd.Series(index.connector).map(sources).fillna("").to_numpy(object)
     group, pairs = pd.MultiIndex.from_arrays([key_source, index.asset]).factorize()
     key_first = history.first.reindex(index.connector).to_numpy(float)  # NaN: not in scope
-    counted = moment >= key_first[code]
-    balance = np.where(np.abs(balance) > DUST * turnover, balance, 0.0)[counted]
-    slot = np.tile(np.arange(len(times)), len(code) // len(times))[counted]
-    cell = group[code[counted]] * len(times) + slot
-    size = len(pairs) * len(times)
-    present = np.bincount(cell, minlength=size) > 0
-    where = np.flatnonzero(present)
+    counted = times[None, :] >= key_first[codes][:, None]
+    balance = np.where(counted & (np.abs(balance) > DUST * turnover), balance, 0.0)
+    order = np.argsort(group[codes], kind="stable")  # each group's keys together, in key order
+    grouped = group[codes][order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    shape = (len(starts), len(times))
+    sums, holders, present = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=bool)
+    for rank in range(int(sizes.max())):
+        groups = np.flatnonzero(sizes > rank)
+        rows = order[starts[groups] + rank]
+        sums[groups] += balance[rows]
+        holders[groups] += balance[rows] != 0
+        present[groups] |= counted[rows]
+    row, slot = np.nonzero(present)
+    named = grouped[starts][row]
     return pd.DataFrame({
-        "source": pairs.get_level_values(0).to_numpy(object)[where // len(times)],
-        "asset": pairs.get_level_values(1).to_numpy(object)[where // len(times)],
-        "moment": times[where % len(times)],
-        "balance": np.bincount(cell, weights=balance, minlength=size)[where],
-        "holders": np.bincount(cell, weights=balance != 0, minlength=size)[where],
+        "source": pairs.get_level_values(0).to_numpy(object)[named],
+        "asset": pairs.get_level_values(1).to_numpy(object)[named],
+        "moment": times[slot],
+        "balance": sums[row, slot],
+        "holders": holders[row, slot],
     })
 
 
@@ -344,7 +362,7 @@ def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int
     (default now), snapshots over it and the transfers inside it.
 
     ``reconciled``: the scope's ``lib.reconcile`` rows when the caller already has them (the
-    pages' cached reconciliation), else reconciled here.
+    worker's), else the scope's ``reconcile.divergences`` (the same values of the columns read).
     """
     now = utcnow()
     end = end or now
@@ -359,12 +377,15 @@ def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int
         held = _held_by_source(history, moments, sources, _database(session))
         marks = current_marks(session, viewer, _pairs(held), client_id, connector_id) if end >= now else {}
         # every candle up to the end: a point is valued "as of", like the P&L's marks at a window's edges
-        series = prices.source_series(queries.candles(session, viewer, client_id, connector_id, end_ms=_ms(end)))
+        candles = scope_candles(session, viewer, client_id, connector_id)  # the P&L's read, at this version
+        before = candles["timestamp"].to_numpy(np.int64) < _ms(end)
+        series = (scope_series(session, viewer, client_id, connector_id) if before.all()
+                  else prices.source_series(candles[before]))
         valued = _valued(held, series, _ms(now) if end >= now else None, marks)
         hourly = end - start <= HOURLY_UP_TO
         snapshots = _snapshot_points(session, viewer, client_id, connector_id, start, end, hourly, series, sources)
         if reconciled is None and not snapshots.empty:
-            reconciled = reconcile.reconcile(viewer, client_id, connector_id, session=session).rows
+            reconciled = reconcile.divergences(viewer, client_id, connector_id, session=session)
         disagreements = _disagreements(snapshots, reconciled)
         transfers = equity_transfers(session, viewer, client_id, connector_id, start, end, marks, series)
     times = pd.to_datetime(valued["moment"], unit="ms", utc=True)
@@ -465,12 +486,14 @@ def _load_curve(text: str) -> EquityCurve:
 
 
 def cached_equity_curve(viewer: Viewer, client_id: int | None, connector_id: int | None, start: datetime | None,
-                        end: datetime | None, reconciled: Callable[[], pd.DataFrame]) -> EquityCurve:
+                        end: datetime | None, reconciled: Callable[[], pd.DataFrame] | None = None) -> EquityCurve:
     """``equity_curve`` kept on disk like the P&L summary (``reports.disk_cached``): rebuilding a
     million fills' balances takes seconds, a restart or cache clear should not redo it for the
-    same data. ``reconciled`` gives the scope's reconciliation rows when it must be computed."""
+    same data. ``reconciled`` gives the scope's reconciliation rows when it must be computed (the
+    worker has them); without it ``equity_curve`` reads the divergences alone."""
     return disk_cached("equity", viewer, client_id, connector_id, [start, end], _CODE_VERSION,
-                       lambda: equity_curve(viewer, client_id, connector_id, start, end, reconciled=reconciled()),
+                       lambda: equity_curve(viewer, client_id, connector_id, start, end,
+                                            reconciled=None if reconciled is None else reconciled()),
                        _dump_curve, _load_curve)
 
 

@@ -68,6 +68,11 @@ class Recent(Generic[V]):
         with self._lock:
             self._values.clear()
 
+    def values(self) -> list[V]:
+        """The values kept, oldest first."""
+        with self._lock:
+            return list(self._values.values())
+
 
 class Made(Protocol):
     @property

@@ -438,6 +438,28 @@ def reconcile(viewer: Viewer, client_id: int | None = None, connector_id: int | 
     return Reconciliation(rows[ROW_COLUMNS].reset_index(drop=True), unsynced)
 
 
+#: ``divergences``' columns: what the equity curve marks on its snapshot points
+DIVERGENCE_COLUMNS = ["connector_id", "asset", "status", "first_divergence"]
+
+
+def divergences(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
+                session: Session | None = None) -> pd.DataFrame:
+    """``reconcile``'s rows of the scope as the equity curve reads them (``DIVERGENCE_COLUMNS``: the
+    same values), without what it does not draw: the causes, the USD differences at current marks,
+    the names and the order. After a sync this is the kept comparisons (``_compared``), a few
+    milliseconds, where ``reconcile`` reads coverage, pending transfers, contracts and tickers."""
+    with _session(session) as db:
+        ids = queries.connector_ids(db, viewer, client_id, connector_id)
+        daily = daily_snapshots.daily(db)
+        snapshots = daily.rows if ids is None else daily.rows[daily.rows["connector_id"].isin(ids)]
+        if snapshots.empty:
+            return pd.DataFrame(columns=DIVERGENCE_COLUMNS)
+        summary = _compared(db, balance_index.live(db), daily, snapshots)
+    return pd.DataFrame({"connector_id": summary["connector_id"], "asset": summary["asset"],
+                         "status": summary["status"],
+                         "first_divergence": pd.to_datetime(summary["first_divergence"], unit="ms", utc=True)})
+
+
 _CODE_VERSION = reports.code_version(Path(__file__), Path(balance_index.__file__), Path(rebuild.__file__),
                                      Path(queries.__file__), Path(bulk_read.__file__), Path(prices.__file__),
                                      Path(reports.__file__))

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from lib import bulk_read, capabilities, exchanges, pnl, prices, queries, rebuild
 from lib.access import Viewer
 from lib.db import has_pending_writes, session_scope
-from lib.kept import Recent
+from lib.kept import Recent, database_key
 from lib.models import BalanceSnapshot, Connector, OpeningBalance, Transfer, utcnow
 from lib.pnl import state as pnl_state
 from lib.pnl.period import Period, PeriodTotals, period_of, period_pnl
@@ -170,6 +170,60 @@ def _market(tickers: _Listed, candles: _Listed,
     return Market(tickers.scoped(*scope), candles.scoped(*scope))
 
 
+#: market data read at one write version, per scope: the P&L and the equity curve of one page run
+#: (and the tickers of both their marks) read the same rows once
+_MARKET_READS: Recent[object] = Recent(at_most=12)
+
+
+def _read_once(kind: str, session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None,
+               read: Callable[[], T]) -> T:
+    """``read()`` (the scope's ``queries.candles`` or ``queries.tickers``, or what is made of them),
+    kept by the database, its write version and the scope: asked again at the same version it is
+    the same value, at any other it is read again (so never stale). Nothing kept where no write
+    version names what the session reads, or when a commit came while it was read. Callers must
+    not change the value."""
+    now = queries.write_state(session)
+    if now is None or has_pending_writes(session.connection()):
+        return read()
+    key = (kind, *database_key(now), now.version, now.token, viewer, client_id, connector_id, usd_like())
+    found = _MARKET_READS.get(key)
+    if found is None:
+        found = read()
+        if queries.write_state(session) == now:
+            _MARKET_READS.put(key, found)
+    return cast(T, found)  # kept under its kind's key: a ``read()`` value
+
+
+def scope_candles(session: Session, viewer: Viewer, client_id: int | None = None,
+                  connector_id: int | None = None) -> pd.DataFrame:
+    """``queries.candles`` of the scope, every one (no end), read once per write version (``_read_once``)."""
+    return _read_once("candles", session, viewer, client_id, connector_id,
+                      lambda: queries.candles(session, viewer, client_id, connector_id))
+
+
+def scope_series(session: Session, viewer: Viewer, client_id: int | None = None,
+                 connector_id: int | None = None) -> dict[str, prices.Series]:
+    """``prices.source_series(scope_candles(...))``, made once per write version (``_read_once``): a
+    year of daily candles is ~6 ms to index, which the P&L's new fills, its marks and the equity
+    curve of one page run each did again."""
+    return _read_once("series", session, viewer, client_id, connector_id,
+                      lambda: prices.source_series(scope_candles(session, viewer, client_id, connector_id)))
+
+
+def own_series(series: dict[str, prices.Series], sources: dict[int, str]) -> dict[str, prices.Series]:
+    """``series`` of the scope's own price sources only: ``source_series`` of the candles of those
+    sources (each source's series is made from its own rows alone)."""
+    own = set(sources.values())
+    return {source: table for source, table in series.items() if source in own}
+
+
+def scope_tickers(session: Session, viewer: Viewer, client_id: int | None = None,
+                  connector_id: int | None = None) -> pd.DataFrame:
+    """``queries.tickers`` of the scope, read once per write version (``_read_once``)."""
+    return _read_once("tickers", session, viewer, client_id, connector_id,
+                      lambda: queries.tickers(session, viewer, client_id, connector_id))
+
+
 def current_marks(session: Session, viewer: Viewer, held: pd.DataFrame, client_id: int | None = None,
                   connector_id: int | None = None, market: Market | None = None) -> prices.SourceMarks:
     """USD per price source and asset now, for the scope's sources (``queries.price_sources``).
@@ -181,15 +235,15 @@ def current_marks(session: Session, viewer: Viewer, held: pd.DataFrame, client_i
     """
     cash = usd_like()
     sources = set(queries.price_sources(session, viewer, client_id, connector_id).values())
-    tickers = market.tickers if market is not None else queries.tickers(session, viewer, client_id, connector_id)
+    tickers = market.tickers if market is not None else scope_tickers(session, viewer, client_id, connector_id)
     tickers = tickers[tickers["source"].isin(sources) & tickers["last"].notna()]
     assets = _distinct(held["asset"])
     marks = {source: {} for source in sources} | prices.marks_by_source(tickers, assets, usd_like=cash)
     lacking = {a for source, a in zip(held["source"], held["asset"], strict=True)
                if a not in cash and a not in marks.get(source, {})}
     if lacking:
-        series = prices.source_series(market.candles if market is not None
-                                      else queries.candles(session, viewer, client_id, connector_id))
+        series = (prices.source_series(market.candles) if market is not None
+                  else scope_series(session, viewer, client_id, connector_id))
         for source in sources & set(series):
             need = sorted(lacking - set(marks[source]))
             now = np.full(len(need), _ms(utcnow()), dtype=np.int64)
@@ -723,7 +777,7 @@ class _Read:
 
 def _read_scope(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None) -> _Read:
     sources = queries.price_sources(session, viewer, client_id, connector_id)
-    candles = queries.candles(session, viewer, client_id, connector_id)
+    candles = scope_candles(session, viewer, client_id, connector_id)
     return _Read(sources, queries.transfers(session, viewer, client_id, connector_id),
                  queries.opening_balances(session, viewer, client_id, connector_id),
                  candles[candles["source"].isin(set(sources.values()))])  # not a deleted connector's host
@@ -935,7 +989,9 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
         return None
     cash = usd_like()
     fresh = _scoped(raw, ids, owners)
-    priced = prices.add_fill_usd(_with_sources(fresh, sources), candles, usd_like=cash).drop(columns="source") \
+    table = own_series(scope_series(session, viewer, client_id, connector_id), sources)  # ``candles``' series
+    priced = prices.add_fill_usd(_with_sources(fresh, sources), candles, usd_like=cash, table=table).drop(
+        columns="source") \
         if len(fresh) else fresh.assign(quote_usd=pd.Series(dtype=float), fee_usd=pd.Series(dtype=float))
     fill_net = kept.fill_net
     if fill_net is not None and len(fresh):
@@ -1218,11 +1274,58 @@ def window_totals(report: PnlReport) -> dict[str, float]:
     return totals
 
 
+def _daily_sums(disposals: pd.DataFrame) -> pd.DataFrame:
+    """Realized gains per UTC day (``date``, ``realized``), each day the sum of its own disposals."""
+    days = pd.to_datetime(disposals["timestamp"], unit="ms", utc=True).dt.floor("D")
+    return disposals.groupby(days)["gain"].sum().rename("realized").rename_axis("date").reset_index()
+
+
+@dataclass(frozen=True)
+class _Daily:
+    """``_daily_sums`` of some disposals, with their times and gains (copies) to know them again."""
+
+    timestamps: np.ndarray  # in time order (pandas sums an unordered day's rows in another order)
+    gains: np.ndarray  # as int64 bit patterns: compared bit for bit, NaN included
+    daily: pd.DataFrame
+
+
+#: the daily realized of the last few P&L results (a kept P&L state's disposals grow at the end)
+_DAILY: Recent[_Daily] = Recent(at_most=4)
+_DAY_MS = 86_400_000
+
+
+def _daily_realized(disposals: pd.DataFrame) -> pd.DataFrame:
+    """``_daily_sums(disposals)``; where the disposals are in time order and begin with the rows of
+    kept ones, bit for bit (a resumed P&L state's: its new disposals follow the earlier), only the
+    days of the rows after them are summed again, from every row of those days in their order:
+    each day's sum is of its own rows in order, so the figures are a full sum's. Half a million
+    disposals take ~20 ms in full. Disposals out of time order, or with a NaN gain, are summed in
+    full and not kept (pandas then sums every day's rows in another order)."""
+    timestamps = disposals["timestamp"].to_numpy()
+    values = disposals["gain"].to_numpy(np.float64)
+    if timestamps.dtype != np.int64 or (np.diff(timestamps) < 0).any() or np.isnan(values).any():
+        return _daily_sums(disposals)
+    gains = values.view(np.int64)
+    kept = max((k for k in _DAILY.values() if 0 < len(k.timestamps) <= len(timestamps)
+                and np.array_equal(k.timestamps, timestamps[:len(k.timestamps)])
+                and np.array_equal(k.gains, gains[:len(k.gains)])), key=lambda k: len(k.timestamps), default=None)
+    if kept is not None and len(kept.timestamps) == len(timestamps):
+        return kept.daily.copy(deep=False)  # the caller's frame: the kept one stays as it is
+    if kept is None:
+        daily = _daily_sums(disposals)
+    else:
+        day = timestamps // _DAY_MS
+        touched = np.unique(day[len(kept.timestamps):])
+        again = _daily_sums(disposals[np.isin(day, touched)])
+        earlier = kept.daily[~kept.daily["date"].isin(again["date"])]
+        daily = pd.concat([earlier, again]).sort_values("date", kind="stable", ignore_index=True)
+    _DAILY.put(len(timestamps), _Daily(timestamps.copy(), gains.copy(), daily))
+    return daily.copy(deep=False)
+
+
 def summarize(report: PnlReport) -> PnlSummary:
     result = report.result
-    disposals = result.disposals
-    days = pd.to_datetime(disposals["timestamp"], unit="ms", utc=True).dt.floor("D")
-    daily = disposals.groupby(days)["gain"].sum().rename("realized").rename_axis("date").reset_index()
+    daily = _daily_realized(result.disposals)
     return PnlSummary(
         method=result.method, pool=result.pool, totals=window_totals(report), per_asset=result.per_asset,
         daily=daily, unpriced=list(result.unpriced_assets), unmatched=dict(result.unmatched),
@@ -1271,11 +1374,26 @@ def json_default(value: object) -> object:
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
+def _iso_utc(column: pd.Series) -> list[object] | None:
+    """The ``isoformat`` text of each moment of a UTC column, made from the whole column at once
+    (boxing every value as a Timestamp and formatting it one by one was half of writing the equity
+    curve's file); None for another column, or one with a missing or sub-microsecond moment."""
+    if not isinstance(column.dtype, pd.DatetimeTZDtype) or str(column.dtype.tz) != "UTC" or column.isna().any():
+        return None
+    ns = column.dt.tz_convert(None).to_numpy("datetime64[ns]")
+    if (ns.view(np.int64) % 1000).any():
+        return None
+    text = np.datetime_as_string(ns.astype("datetime64[us]"), unit="us").tolist()
+    whole = ((ns.view(np.int64) // 1000) % 1_000_000 == 0).tolist()
+    return [f"{t[:19]}+00:00" if w else f"{t}+00:00" for t, w in zip(text, whole, strict=True)]
+
+
 def frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
     """A frame as plain JSON data, column by column (``frame_from_json`` reads it back): each
     column's ``tolist`` makes its Python values at once, where ``to_dict`` boxed them one cell at a
-    time (most of writing the reconciliation's file: 2,200 rows)."""
-    return {"columns": list(frame.columns), "values": [frame.iloc[:, at].tolist() for at in range(frame.shape[1])]}
+    time (most of writing the reconciliation's file: 2,200 rows); UTC moments as their text."""
+    columns = [frame.iloc[:, at] for at in range(frame.shape[1])]
+    return {"columns": list(frame.columns), "values": [_iso_utc(c) or c.tolist() for c in columns]}
 
 
 def frame_from_json(data: dict[str, Any], moments: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from lib import balance_index, daily_snapshots, equity, reconcile
+from lib import balance_index, daily_snapshots, equity, reconcile, reports
 from lib.access import Viewer
 from lib.db import session_scope
 from lib.kept import PerDatabase, Recent
@@ -24,7 +24,7 @@ from tests.test_queries import Seeded, ms, seed_portfolio
 
 #: (module, name) of everything kept per database that these figures are made from
 HOLDERS = [(balance_index, "_KEPT"), (daily_snapshots, "_KEPT"), (reconcile, "_COMPARED"), (equity, "_GRIDS"),
-           (equity, "_VALUES")]
+           (equity, "_VALUES"), (reports, "_MARKET_READS")]
 FRAMES = ("curve", "by_asset", "snapshots", "disagreements", "transfers", "unpriced")
 
 
@@ -80,6 +80,7 @@ def _assert_kept_is_fresh(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
     kept = [_figures(admin, client) for client in (None, seeded.alpha)]
     did = {what: set().union(*made) for what, made in redone.items()}
     for (found, drawn), client in zip(kept, (None, seeded.alpha), strict=True):
+        _assert_divergences_read_alike(admin, client, found, drawn)
         with _nothing_kept(monkeypatch):
             fresh, fresh_drawn = _figures(admin, client)
         pd.testing.assert_frame_equal(found.rows, fresh.rows, check_exact=True)
@@ -88,6 +89,28 @@ def _assert_kept_is_fresh(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
             pd.testing.assert_frame_equal(getattr(drawn, name), getattr(fresh_drawn, name), check_exact=True, obj=name)
         assert drawn.first_event == fresh_drawn.first_event
     return did
+
+
+def _assert_divergences_read_alike(viewer: Viewer, client_id: int | None, found: reconcile.Reconciliation,
+                                   drawn: equity.EquityCurve) -> None:
+    """``reconcile.divergences`` holds the reconciliation rows' values of its columns, and the curve
+    drawn from them (the pages') is the curve drawn from the whole reconciliation (the worker's)."""
+    light = reconcile.divergences(viewer, client_id)
+    columns = reconcile.DIVERGENCE_COLUMNS
+    order = ["connector_id", "asset"]
+    pd.testing.assert_frame_equal(light.sort_values(order, ignore_index=True),
+                                  found.rows[columns].sort_values(order, ignore_index=True), check_exact=True)
+    alone = equity.equity_curve(viewer, client_id)
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(getattr(alone, name), getattr(drawn, name), check_exact=True, obj=name)
+
+
+def test_divergences_mark_the_curve_as_the_reconciliation_does(seeded: Seeded) -> None:
+    """The seeded history leaves snapshots it does not explain: the curve marks them either way."""
+    admin = seeded.viewer("admin")
+    found, drawn = _figures(admin, None)
+    assert (found.rows["status"] == "unbalanced").any() and not drawn.disagreements.empty
+    _assert_divergences_read_alike(admin, None, found, drawn)
 
 
 def _fill(connector_id: int, trade_id: str, day: str) -> None:

@@ -160,11 +160,7 @@ def _equity(scope: Scope, client_id: int | None, connector_id: int | None, start
             key: tuple[str, str]) -> equity.EquityCurve:
     start_at = None if start is None else datetime.combine(start, time(), tzinfo=UTC)
     end_at = None if end is None else datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    def reconciled() -> pd.DataFrame:  # cached: the Overview's count reads the same
-        rows = _reconciliation(scope, client_id, key).rows
-        return rows if connector_id is None else rows[rows["connector_id"] == connector_id]
-
-    return equity.cached_equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at, reconciled)
+    return equity.cached_equity_curve(viewer_of(scope), client_id, connector_id, start_at, end_at)
 
 
 def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None,
