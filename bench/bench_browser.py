@@ -13,11 +13,11 @@ A visit is timed from the click on the page's link to a settled page: Streamlit'
 (``data-test-script-state=notRunning``, status widget hidden), every visible plotly chart's
 ``.main-svg`` and every visible data grid's first cell attached. The page measures it itself
 (VISIT_JS: performance.now() at the click and when a check after each DOM mutation and each
-frame first finds all of that), so no round trip between this process and the browser is in
-the figure. ``--breakdown`` adds, for each page's median warm visit, the websocket messages
-that came in (count, bytes, when the first and the last arrived: the server's run and the
-transfer) and the renderer's main-thread time by kind (CDP Performance metrics). Prints one
-JSON object with the machine's core count.
+frame first finds all of that, once the server's message that the run finished has come), so
+no round trip between this process and the browser is in the figure. ``--breakdown`` adds, for
+each page's median warm visit, the websocket messages that came in (count, bytes, when the
+first and the last arrived: the server's run and the transfer) and the renderer's main-thread
+time by kind (CDP Performance metrics). Prints one JSON object with the machine's core count.
 
     .venv/bin/python bench/bench_browser.py [--fills 1000000] [--connectors 200] [--clients 20]
         [--database-url URL] [--pages overview,balances,...] [--after-worker] [--breakdown]
@@ -95,22 +95,23 @@ def _start_server(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the dashboard did not start within 120 s")
 
 
-#: Runs in the page: clicks the given link and resolves, once the page has settled,
-#: with the milliseconds between the click and that moment by the page's own clock
-#: (performance.now()), and the websocket messages seen since the click. Settled: a rerun was
-#: seen (script state other than notRunning), the state is notRunning again, the status widget
-#: is hidden, and in the main area every visible plotly chart has its .main-svg and every
-#: visible data grid its first gridcell. Checked after each DOM mutation and each frame, so the
-#: figure is the page's time, not that of round trips between this process and the browser.
+#: Runs in the page: clicks the given link and resolves, once the page has settled, with the
+#: milliseconds between the click and that moment by the page's own clock (performance.now()),
+#: and the websocket messages seen since the click. Settled: the server's message that the run
+#: finished has come (WS_LOG_JS notes it; the script-state attribute alone can miss a short run,
+#: as React may draw "running" and "notRunning" in one go), the script state is notRunning, the
+#: status widget is hidden, and in the main area every visible plotly chart has its .main-svg and
+#: every visible data grid its first gridcell. Checked after each DOM mutation and each frame, so
+#: the figure is the page's time, not that of round trips between this process and the browser.
 VISIT_JS = """(link) => new Promise((resolve) => {
   const app = document.querySelector("[data-testid='stApp']");
   const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
-  const log = window.__wsLog || [];
+  const log = window.__wsLog;
   const from = log.length;
-  let ran = false, done = false;
+  let done = false;
   const settled = () => {
-    if (app.getAttribute("data-test-script-state") !== "notRunning") { ran = true; return false; }
-    if (!ran) return false;
+    if (!log.slice(from).some(([, , way]) => way === "finished")) return false;
+    if (app.getAttribute("data-test-script-state") !== "notRunning") return false;
     const status = document.querySelector("[data-testid='stStatusWidget']");
     if (status && shown(status)) return false;
     const main = document.querySelector("[data-testid='stMain']");
@@ -134,15 +135,37 @@ VISIT_JS = """(link) => new Promise((resolve) => {
   link.click();
   requestAnimationFrame(frame);
 })"""
-#: Added to the page before Streamlit's code with --breakdown: notes when each websocket message
-#: arrives or leaves and its size, to split a visit into waiting on the server and the browser's work.
+#: Added to the page before Streamlit's code: notes when each websocket message arrives or leaves
+#: and its size. A message whose top-level fields hold script_finished = FINISHED_SUCCESSFULLY
+#: (ForwardMsg field 6, varint 0) ends a run and is noted as "finished".
 WS_LOG_JS = """window.__wsLog = [];
+const varint = (bytes, at) => {
+  let value = 0, shift = 0, byte;
+  do { byte = bytes[at++]; value += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80);
+  return [value, at];
+};
+const runFinished = (bytes) => {
+  for (let at = 0; at < bytes.length;) {
+    let key, value;
+    [key, at] = varint(bytes, at);
+    const wire = key & 7;
+    if (wire === 0) { [value, at] = varint(bytes, at); if (key >> 3 === 6) return value === 0; }
+    else if (wire === 2) { [value, at] = varint(bytes, at); at += value; }
+    else if (wire === 1) at += 8;
+    else if (wire === 5) at += 4;
+    else return false;
+  }
+  return false;
+};
 const NativeWebSocket = window.WebSocket;
 window.WebSocket = class extends NativeWebSocket {
   constructor(...args) {
     super(...args);
-    this.addEventListener("message", (e) => window.__wsLog.push(
-      [performance.now(), e.data.byteLength ?? e.data.size ?? e.data.length, "in"]));
+    this.addEventListener("message", (e) => {
+      const bytes = e.data instanceof ArrayBuffer ? new Uint8Array(e.data) : null;
+      window.__wsLog.push([performance.now(), bytes ? bytes.length : e.data.length,
+                           bytes && runFinished(bytes) ? "finished" : "in"]);
+    });
   }
   send(data) {
     window.__wsLog.push([performance.now(), data.byteLength ?? data.size ?? data.length, "out"]);
@@ -180,7 +203,7 @@ def _visit(page: object, title: str, cdp: object | None = None) -> tuple[float, 
     if cdp is None:
         return seen["ms"], {}
     after = _busy(cdp)
-    came = [(t, size) for t, size, way in seen["messages"] if way == "in"]
+    came = [(t, size) for t, size, way in seen["messages"] if way != "out"]
     split: dict[str, object] = {"messages_in": len(came), "bytes_in": sum(size for _, size in came)}
     if came:
         split |= {"first_message_ms": round(came[0][0]), "last_message_ms": round(came[-1][0]),
@@ -228,9 +251,9 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.add_init_script(WS_LOG_JS)
             cdp = None
             if args.breakdown:
-                page.add_init_script(WS_LOG_JS)
                 cdp = page.context.new_cdp_session(page)
                 cdp.send("Performance.enable")
             page.set_default_timeout(600_000)
