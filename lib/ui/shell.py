@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import streamlit as st
 
 from lib.access import Role, Viewer
@@ -36,33 +34,8 @@ PAGES: list[tuple[str, str, str, str, tuple[Role, ...]]] = [
 ]
 
 
-#: frozen objects may grow by this share before a run's collection looks at all of them again
-#: (CPython's own rule for its oldest generation)
-REGROWTH = 0.25
-_frozen_at_full = [0]  # the freeze count after the last full collection; 0: none yet
-
-
-def spare_collector() -> None:
-    """Keep the collection Streamlit makes after every run (runner.postScriptGC: gc.collect(2)) to
-    what the run made. Over a large book's caches (~400,000 tracked objects) a full collection took
-    250-400 ms after the page was drawn, holding the GIL, so the browser waited that long for the
-    run's end. Objects alive when a run starts survived the previous run's collection, so they are
-    frozen out of its view (gc.freeze); once they grew by REGROWTH since the last full collection
-    they are given back (gc.unfreeze), so cycles among them that became garbage are still freed."""
-    frozen = gc.get_freeze_count()
-    if _frozen_at_full[0] and frozen > _frozen_at_full[0] * (1 + REGROWTH):
-        gc.unfreeze()  # this run's collection is a full one
-        _frozen_at_full[0] = 0
-        return
-    gc.freeze()
-    if not _frozen_at_full[0]:
-        _frozen_at_full[0] = gc.get_freeze_count()
-
-
 def bootstrap() -> None:
-    """Migrate once, open the vault; a broken configuration stops with a clear message. First,
-    spare_collector: this runs at the start of every run."""
-    spare_collector()
+    """Migrate once, open the vault; a broken configuration stops with a clear message."""
     try:
         context.ready_database()
     except Exception as error:  # noqa: BLE001 - shown to the operator, not a traceback
