@@ -8,8 +8,6 @@ from decimal import Decimal
 
 import pandas as pd
 import pyarrow as pa
-import pytest
-from pandas.io.formats.style import Styler
 from streamlit.testing.v1 import AppTest
 
 from lib import reports
@@ -111,32 +109,3 @@ def period_custom() -> str:
     from lib.ui import period
 
     return period.CUSTOM
-
-
-def _marshalled(styler: object) -> bytes:
-    """What st.dataframe sends for ``styler`` (its Arrow data with the display texts)."""
-    from streamlit.elements.lib.pandas_styler_utils import marshall_styler
-    from streamlit.proto.Dataframe_pb2 import Dataframe
-
-    styler.set_uuid("grid")
-    proto = Dataframe().arrow_data
-    marshall_styler(proto, styler, "grid")
-    return proto.SerializeToString()
-
-
-def test_the_short_translate_sends_what_the_stock_styler_sends(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``grid_translate`` gives Streamlit byte for byte the stock Styler's result."""
-    frame = pd.DataFrame({
-        "Asset": ["USDT", "BTC", None, "<b>x</b>", ""],
-        "Amount": [Decimal("10.00"), Decimal("9.50000000"), Decimal("123456.123456789012345678"), None, Decimal(0)],
-        "Fee": [0.25, 0.1, float("nan"), 3.0, -1e-9], "USD": [10.0, 9.0, None, 100.0, 1e12],
-        "Count": [1, 2, 3, 4, 5], "Flag": [True, False, True, True, False],
-        "At": pd.to_datetime(["2024-01-01 00:00:00", None, "2024-03-01 12:00:01", "2024-01-02 00:00:00",
-                              "2025-05-05 23:59:59"], utc=True),
-    })
-    units = pd.Series(["USDT", "BNB", None, "<b>x</b>", ""])
-    shown = {"Amount": fmt.exact, "Fee": fmt.quantity, "USD": fmt.signed_money}
-    fast = [_marshalled(fmt.table(frame, shown, units={"Fee": units})), _marshalled(fmt.table(frame, {}))]
-    assert fmt.table(frame, shown)._translate.__func__ is fmt.grid_translate  # noqa: SLF001 - the short path
-    monkeypatch.setattr(fmt, "grid_translate", Styler._translate)  # noqa: SLF001 - the stock path
-    assert fast == [_marshalled(fmt.table(frame, shown, units={"Fee": units})), _marshalled(fmt.table(frame, {}))]

@@ -17,18 +17,18 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import Enum
 from functools import partial
-from types import MethodType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
-from pandas.io.formats.style import Styler
 
 from lib.models import decimal_text, to_decimal
 from lib.settings import get_settings
 from lib.validation import has_invisible, is_invisible
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 UNPRICED = "unpriced"
 MISSING = "—"
@@ -236,35 +236,6 @@ def floats(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values.map(lambda v: None if blank(v) else v), errors="coerce").astype(float)
 
 
-def grid_translate(styler: Styler, sparse_index: bool, sparse_cols: bool, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """``styler._translate`` for a Styler that only formats, at a small part of the stock cost.
-
-    Streamlit reads a Styler through ``_translate``, which in pandas builds an HTML description of
-    every cell (classes, attributes, ids): ~0.5 s for 2,200 rows of 12 columns, on every run; of
-    each cell Streamlit then keeps its display text where it differs from ``str`` of the value.
-    This gives just that: each cell's text from the Styler's own display function (exactly what
-    pandas shows), listed only where it differs from ``str`` of the value. Anything beyond formats
-    (styles, hidden rows or columns, trimming) takes the stock path. (Set on the instance: Streamlit
-    recognises a Styler by its exact class.)"""
-    render = (pd.get_option("styler.render.max_elements"), pd.get_option("styler.render.max_rows"),
-              pd.get_option("styler.render.max_columns"))
-    if (args or kwargs or styler.ctx or styler.table_styles or styler.hidden_rows or styler.hidden_columns
-            or styler.cell_context or styler.concatenated or not styler.cell_ids or render[1:] != (None, None)
-            or styler.data.size > render[0]):
-        return Styler._translate(styler, sparse_index, sparse_cols, *args, **kwargs)  # noqa: SLF001 - stock
-    plain = styler.data.astype(str).to_numpy()
-    row, col = styler.css["row"], styler.css["col"]
-    body = []
-    for r, values in enumerate(styler.data.itertuples(index=False, name=None)):
-        cells = []
-        for c, value in enumerate(values):
-            display = styler._display_funcs[(r, c)](value)  # noqa: SLF001 - the Styler's own formats
-            if (str(display.value) if isinstance(display, Enum) else str(display)) != plain[r, c]:
-                cells.append({"id": f"{row}{r}_{col}{c}", "display_value": display})
-        body.append(cells)
-    return {"uuid": styler.uuid, "table_styles": [], "caption": styler.caption, "body": body, "cellstyle": []}
-
-
 def table(frame: pd.DataFrame, shown: Mapping[str, Callable[[Any], str]],
           units: Mapping[str, pd.Series] | None = None) -> Styler:
     """``frame`` for st.dataframe with the number columns of ``shown`` displayed by their formatter
@@ -275,7 +246,6 @@ def table(frame: pd.DataFrame, shown: Mapping[str, Callable[[Any], str]],
     st.dataframe for missing values (see the section comment above for why a Styler).
     """
     styler = frame.style
-    styler._translate = MethodType(grid_translate, styler)  # noqa: SLF001 - see grid_translate
     for column, formatter in shown.items():
         styler = styler.format(formatter, subset=[column], na_rep=MISSING)
         unit = (units or {}).get(column)
