@@ -12,7 +12,9 @@ only that connector is compared again), and the status a sync records for one co
 Then five more later fills, one at a time: after each, the reconciliation and the P&L page's
 equity curve (all history, marked from that reconciliation), medians in ms of wall clock and
 of the thread's CPU; and whether what was kept and continued equals a computation with nothing
-kept, frame for frame and bit for bit (``kept_equals_fresh``).
+kept, frame for frame and bit for bit (``kept_equals_fresh``). The same after each of three sync
+passes: a new snapshot for every connector (its newest one's balances, taken now: later than all,
+the same day's or a new day's) and one later fill.
 
     .venv/bin/python bench/bench_reconcile.py [--fills 1000000] [--connectors 200] [--database-url URL]
 """
@@ -24,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,9 +60,10 @@ def _timed(fn) -> tuple[float, object]:  # noqa: ANN001 - any callable
     return round(time.perf_counter() - began, 2), value
 
 
-def _after_later_fills(rounds: int) -> dict[str, object]:
-    """After each of ``rounds`` later fills: the reconciliation and the equity curve (ms, wall and
-    CPU, medians); then the kept figures against a computation with nothing kept (the same now)."""
+def _after_each(rounds: int, change: Callable[[int], None], name: str) -> dict[str, object]:
+    """After each of ``rounds`` changes (``change(n)``): the reconciliation and the equity curve (ms,
+    wall and CPU, medians); then the kept figures against a computation with nothing kept (the same
+    now) after one more."""
     from unittest import mock
 
     import pandas as pd
@@ -79,10 +83,10 @@ def _after_later_fills(rounds: int) -> dict[str, object]:
         return value
 
     for n in range(rounds):
-        _add_fill(f"bench-reconcile-later-{n}", int(time.time() * 1000))
+        change(n)
         found = timed("reconcile", lambda: reconcile.reconcile(SYSTEM))
         timed("equity_curve", lambda: equity.equity_curve(SYSTEM, reconciled=found.rows))  # noqa: B023
-    _add_fill("bench-reconcile-compared", int(time.time() * 1000))  # compared continued, as after a sync
+    change(rounds)  # compared continued, as after a sync
     now = utcnow()
     with mock.patch.object(equity, "utcnow", lambda: now):
         kept = reconcile.reconcile(SYSTEM)
@@ -102,8 +106,35 @@ def _after_later_fills(rounds: int) -> dict[str, object]:
             pd.testing.assert_frame_equal(one, other, check_exact=True)
         except AssertionError:
             same = False
-    return {"later_fills": rounds, **{name: round(statistics.median(values)) for name, values in times.items()},
+    return {name: rounds, **{what: round(statistics.median(values)) for what, values in times.items()},
             "kept_equals_fresh": same}
+
+
+def _later_fill(n: int) -> None:
+    _add_fill(f"bench-reconcile-later-{n}", int(time.time() * 1000))
+
+
+def _sync_pass(n: int) -> None:
+    """What a scheduled sync pass writes: every connector's balances again (its newest snapshot's
+    rows, taken now) and one later fill."""
+    from sqlalchemy import and_, func, insert, select
+
+    from lib.db import session_scope
+    from lib.models import BalanceSnapshot, utcnow
+
+    with session_scope() as session:
+        newest = (select(BalanceSnapshot.connector_id, func.max(BalanceSnapshot.taken_at).label("taken_at"))
+                  .group_by(BalanceSnapshot.connector_id).subquery())
+        found = session.execute(select(BalanceSnapshot.connector_id, BalanceSnapshot.asset,
+                                       BalanceSnapshot.account_type, BalanceSnapshot.free, BalanceSnapshot.used,
+                                       BalanceSnapshot.total)
+                                .join(newest, and_(newest.c.connector_id == BalanceSnapshot.connector_id,
+                                                   newest.c.taken_at == BalanceSnapshot.taken_at))).all()
+        now = utcnow()
+        session.execute(insert(BalanceSnapshot), [{"connector_id": c, "taken_at": now, "asset": asset,
+                                                   "account_type": kind, "free": free, "used": used, "total": total}
+                                                  for c, asset, kind, free, used, total in found])
+    _add_fill(f"bench-reconcile-pass-{n}", int(time.time() * 1000))
 
 
 def main() -> None:
@@ -123,7 +154,8 @@ def main() -> None:
     after_fill_s, _ = _timed(lambda: reconcile.reconcile(SYSTEM))
     with session_scope(url) as session:
         status_s, status = _timed(lambda: implied_totals.connector_status(session, 1))
-    later = _after_later_fills(5)
+    later = _after_each(5, _later_fill, "later_fills")
+    passes = _after_each(3, _sync_pass, "sync_passes")
     print(json.dumps({
         "database": url.split(":", 1)[0], "cpu_count": os.cpu_count(), "fills": args.fills,
         "connectors": args.connectors,
@@ -133,6 +165,7 @@ def main() -> None:
         "reconcile_all_after_one_new_fill_s": after_fill_s,
         "connector_status_s": status_s,
         "connector_status": status, "after_each_later_fill": later,
+        "after_a_sync_pass_new_snapshot_per_connector_and_one_later_fill": passes,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }, indent=2))
 

@@ -25,6 +25,7 @@ float64) while staying far below any amount an exchange moves.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -165,28 +166,69 @@ def _snapshots_between(session: Session, spans: pd.DataFrame) -> pd.DataFrame:
                          "asset": found["asset"], "total": found["total"].astype(float)})
 
 
+def _runs(moment: np.ndarray, ok_at: np.ndarray, first: np.ndarray,
+          end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per run of comparisons [first, end) in moment order: how many, the moment of the last
+    balanced one (``ok_at``: its position, -1: none; NaN) and the moment after it, where the
+    divergence lasting to the run's end opened (its first moment when none was balanced; NaN when
+    the last one is balanced or the run is empty)."""
+    last_ok = np.where(ok_at >= 0, moment[np.maximum(ok_at, 0)], np.nan)
+    after = np.where(ok_at >= 0, ok_at + 1, first)
+    opened = np.where(after < end, moment[np.clip(after, 0, max(len(moment) - 1, 0))], np.nan)
+    return end - first, last_ok, opened
+
+
+def _then(earlier: tuple[np.ndarray, np.ndarray, np.ndarray], later: tuple[np.ndarray, np.ndarray, np.ndarray],
+          later_first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_runs`` of two runs one after the other, from each one's (``later_first``: the later run's
+    first moment): what ``_runs`` gives of them joined."""
+    n, last_ok, opened = earlier
+    more, later_ok, later_opened = later
+    own_ok = (more > 0) & ~np.isnan(later_ok)
+    carried = np.where((n > 0) & ~np.isnan(opened), opened, later_first)
+    return (n + more, np.where(own_ok, later_ok, last_ok),
+            np.where(more == 0, opened, np.where(own_ok, later_opened, carried)))
+
+
+#: what ``_summary`` adds for continuing a connector's rows (``_continued``), dropped before they leave
+_STATE = ["_before", "_before_last_ok", "_before_opened", "_previous", "_opened"]
+
+
+def _rows_of(compared: pd.DataFrame, last: np.ndarray, runs: tuple[np.ndarray, np.ndarray, np.ndarray],
+             before: tuple[np.ndarray, np.ndarray, np.ndarray], previous: np.ndarray) -> pd.DataFrame:
+    """The summary rows: each key's newest comparison (at ``last``) with its status, the number of
+    snapshots compared and the first moment of the lasting divergence (``runs``: of every moment;
+    ``before``: of every moment but the newest, and ``previous``, the moment before it: kept to
+    continue the key when later snapshots come)."""
+    summary = compared.iloc[last].drop(columns="key").reset_index(drop=True)
+    summary = summary.assign(snapshots=runs[0], first_divergence=runs[2], last_ok=runs[1])
+    # no history and nothing reported now: nothing is left to explain
+    status = np.where(~summary["divergent"], "balanced", np.where(summary["known"], "unbalanced", "unknown"))
+    return summary.assign(status=status, difference=summary["reported"] - summary["implied"], _before=before[0],
+                          _before_last_ok=before[1], _before_opened=before[2], _previous=previous,
+                          _opened=runs[2])
+
+
 def _summarise(compared: pd.DataFrame) -> pd.DataFrame:
     """Per (connector, asset): the newest comparison, the status, how many snapshots were
     compared, and the first moment of the divergence that lasts until the newest one (the moment
-    after the last balanced one). ``compared``: ``_compare``'s rows, in its order."""
+    after the last balanced one), with ``_STATE``. ``compared``: ``_compare``'s rows, in its order."""
     key = compared["key"].to_numpy()
     if not len(key):
-        return compared.assign(snapshots=0, first_divergence=np.nan, last_ok=np.nan, status="",
-                               difference=0.0).drop(columns="key")
+        return compared.assign(snapshots=0, first_divergence=np.nan, last_ok=np.nan, status="", difference=0.0,
+                               **dict.fromkeys(_STATE, np.nan)).drop(columns="key")
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     last = np.r_[first[1:], len(key)] - 1
     moment = compared["moment"].to_numpy(np.int64)
     divergent = compared["divergent"].to_numpy(bool)
-    last_ok = np.maximum.reduceat(np.where(divergent, -1, np.arange(len(key))), first)
-    opened = np.where(last_ok < 0, first, last_ok + 1)  # every later moment of the key diverges
-    summary = compared.iloc[last].drop(columns="key").reset_index(drop=True)
-    summary = summary.assign(
-        snapshots=last - first + 1,
-        first_divergence=np.where(opened <= last, moment[np.minimum(opened, last)], np.nan),
-        last_ok=np.where(last_ok >= 0, moment[last_ok], np.nan))
-    # no history and nothing reported now: nothing is left to explain
-    status = np.where(~summary["divergent"], "balanced", np.where(summary["known"], "unbalanced", "unknown"))
-    return summary.assign(status=status, difference=summary["reported"] - summary["implied"])
+    position = np.arange(len(key))
+    ok_at = np.maximum.reduceat(np.where(divergent, -1, position), first)
+    is_last = np.zeros(len(key), dtype=bool)
+    is_last[last] = True
+    ok_before = np.maximum.reduceat(np.where(divergent | is_last, -1, position), first)
+    previous = np.where(last > first, moment[np.maximum(last - 1, 0)], np.nan)
+    return _rows_of(compared, last, _runs(moment, ok_at, first, last + 1), _runs(moment, ok_before, first, last),
+                    previous)
 
 
 def _refine(session: Session, index: BalanceIndex, summary: pd.DataFrame) -> pd.Series:
@@ -228,41 +270,198 @@ def _summary(session: Session, index: BalanceIndex, ids: list[int], snapshots: p
 
 @dataclass(frozen=True)
 class _Compared:
-    """``_summary``'s rows of the connectors compared so far (by connector, then asset), and per
-    connector the revisions of its moves and daily snapshots they were made from."""
+    """``_summary``'s rows of the connectors compared so far (by connector, then asset, with
+    ``_STATE``), and per connector the revisions of its moves and daily snapshots they were made
+    from and ``_moves_read``'s (last move, digest) of its moves then."""
 
     rows: pd.DataFrame
     made_from: dict[int, tuple[int | None, int | None]]
+    moves: dict[int, tuple[int | None, bytes]]
 
 
 _COMPARED: Recent[_Compared] = Recent()  # per database (``kept.database_key``)
+
+
+def _moves_read(index: BalanceIndex, upto: dict[int, int | None]) -> dict[int, tuple[bytes, float]]:
+    """Per connector of ``upto``: a digest of its moves at or before its time there (None: none)
+    as ``index`` holds them (each key's asset, times, balances and turnovers), and the time of its
+    first move after it (inf: none). Equal digests: the same moves up to that time, so the same
+    balances at every moment before the first later move."""
+    keys = index.keys(list(upto)).sort_values(["connector_id", "asset"], kind="stable")
+    code = keys["code"].to_numpy(np.int64)
+    until = np.array([-1 if upto[c] is None else upto[c] for c in keys["connector_id"].tolist()], dtype=np.int64)
+    shift = balance_index._KEY_SHIFT
+    low = np.searchsorted(index.stamp, code * shift, side="left")
+    high = np.searchsorted(index.stamp, code * shift + until, side="right")
+    later = np.minimum(high, max(len(index.stamp) - 1, 0))
+    has_later = (high < len(index.stamp)) & (index.stamp[later] // shift == code) if len(index.stamp) else high < 0
+    after = np.where(has_later, index.stamp[later] % shift if len(index.stamp) else 0, np.inf)
+    digests = {c: hashlib.blake2b(digest_size=32) for c in upto}
+    firsts = dict.fromkeys(upto, np.inf)
+    for connector, asset, lo, hi, next_at in zip(keys["connector_id"].tolist(), keys["asset"].tolist(), low.tolist(),
+                                                 high.tolist(), after.tolist(), strict=True):
+        digest = digests[connector]
+        digest.update(f"{asset}\0{hi - lo}\0".encode())
+        for values in (index.stamp, index.running, index.turnover):
+            digest.update(values[lo:hi].tobytes())
+        firsts[connector] = min(firsts[connector], next_at)
+    return {c: (digests[c].digest(), firsts[c]) for c in upto}
+
+
+def _moves_kept(index: BalanceIndex, ids: list[int]) -> dict[int, tuple[int | None, bytes]]:
+    """``_Compared.moves`` of ``ids``: each connector's last move now and the digest of its moves."""
+    last = {c: (int(index.last_move[c]) if c in index.last_move.index else None) for c in ids}
+    return {c: (last[c], digest) for c, (digest, _) in _moves_read(index, last).items()}
+
+
+def _same(one: np.ndarray, other: np.ndarray) -> np.ndarray:
+    return (one == other) | (np.isnan(one) & np.isnan(other))
+
+
+def _differ(one: pd.DataFrame, other: pd.DataFrame) -> set[int]:
+    """The connectors whose (connector_id, asset) pairs in ``one`` and ``other`` are not the same."""
+    pairs = [set(zip(frame["connector_id"].tolist(), frame["asset"].tolist(), strict=True)) for frame in (one, other)]
+    return {c for c, _ in pairs[0] ^ pairs[1]}
+
+
+def _continued(session: Session, index: BalanceIndex, daily: DailySnapshots, snapshots: pd.DataFrame,
+               kept: _Compared, changed: list[int]) -> tuple[pd.DataFrame, list[int]]:
+    """The rows of the ``changed`` connectors that can be continued from the kept ones, and those
+    that cannot (to redo whole). A connector continues when what changed is verifiably later than
+    the moments it keeps: its daily snapshots grew from the kept revision after a moment
+    (``DailySnapshots.grown``), its moves up to the kept last move are those compared then (digest)
+    and the first later move is after them, and its assets (with and without history) are the
+    kept ones. The kept moments before the first changed time stay (all, or all but the newest
+    when that day's last snapshot moved); only the later ones are compared, each key's runs joined
+    to the kept ones (``_then``): the same rows a whole comparison gives."""
+    rows = kept.rows[kept.rows["connector_id"].isin(changed)]
+    connectors = rows["connector_id"].tolist()
+    newest = dict(zip(connectors, rows["moment"].tolist(), strict=True))  # every key of a connector: its moments
+    before = dict(zip(connectors, rows["_previous"].tolist(), strict=True))
+    redo: list[int] = []
+    cut: dict[int, float] = {}
+    check: dict[int, int | None] = {}
+    for c in changed:
+        if c not in kept.made_from or c not in newest:
+            redo.append(c)
+            continue
+        held_moves, held_daily = kept.made_from[c]
+        now_moves, now_daily = index.revisions.get(c), daily.revisions.get(c)
+        cut[c] = np.inf
+        if now_daily != held_daily:
+            since = dict(daily.grown.get(c, ())).get(held_daily) if held_daily is not None else None
+            if since is None:
+                redo.append(c)
+                continue
+            cut[c] = since
+        if now_moves != held_moves:
+            check[c] = kept.moves[c][0]
+    for c, (digest, first_after) in _moves_read(index, check).items():
+        if digest != kept.moves[c][1]:
+            redo.append(c)
+        else:
+            cut[c] = min(cut[c], first_after)
+    history = index.keys([c for c in cut if c not in redo])
+    held_known = rows[rows["known"]]
+    known_differ = _differ(history, held_known)
+    whole: dict[int, bool] = {}
+    for c in [c for c in cut if c not in redo]:
+        if c in known_differ:
+            redo.append(c)
+        elif newest[c] < cut[c]:
+            whole[c] = True
+        elif not np.isnan(before[c]) and before[c] < cut[c]:
+            whole[c] = False
+        else:
+            redo.append(c)
+    kept_until = {c: int(newest[c]) if w else int(before[c]) for c, w in whole.items()}
+    ids = sorted(kept_until)
+    later = snapshots[snapshots["connector_id"].isin(ids)]
+    later = later[later["moment"].to_numpy(np.int64) > later["connector_id"].map(kept_until).to_numpy(np.int64)]
+    growing = set(later["connector_id"].tolist())
+    same = [c for c in ids if c not in growing and whole[c]]  # nothing later: the kept rows stand
+    redo += [c for c in ids if c not in growing and not whole[c]]
+    unchanged = rows[rows["connector_id"].isin(same)]
+    if not growing:
+        return unchanged, redo
+    compared = _compare(index, sorted(growing), later)
+    differ = _differ(compared.drop_duplicates("key"), rows[rows["connector_id"].isin(growing)])
+    redo += sorted(differ)
+    compared = compared[~compared["connector_id"].isin(list(differ))]
+    if compared.empty:
+        return unchanged, redo
+    key = compared["key"].to_numpy()
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    last = np.r_[first[1:], len(key)] - 1
+    moment = compared["moment"].to_numpy(np.int64)
+    divergent = compared["divergent"].to_numpy(bool)
+    position = np.arange(len(key))
+    is_last = np.zeros(len(key), dtype=bool)
+    is_last[last] = True
+    held = compared.iloc[first][["connector_id", "asset"]].merge(rows, on=["connector_id", "asset"], how="left")
+    connector = held["connector_id"].to_numpy(np.int64)
+    taken = np.array([whole[c] for c in connector.tolist()], dtype=bool)
+    kept_runs = (held["_before"].to_numpy(np.int64), held["_before_last_ok"].to_numpy(float),
+                 held["_before_opened"].to_numpy(float))
+    newest_moment = held["moment"].to_numpy(np.int64)
+    newest_ok = ~held["divergent"].to_numpy(bool)
+    with_newest = _then(kept_runs, (np.ones(len(held), dtype=np.int64), np.where(newest_ok, newest_moment, np.nan),
+                                    np.where(newest_ok, np.nan, newest_moment)), newest_moment)
+    base = tuple(np.where(taken, one, other) for one, other in zip(with_newest, kept_runs, strict=True))
+    later_first = moment[first]
+    runs = _then(base, _runs(moment, np.maximum.reduceat(np.where(divergent, -1, position), first), first, last + 1),
+                 later_first)
+    runs_before = _then(base, _runs(moment, np.maximum.reduceat(np.where(divergent | is_last, -1, position), first),
+                                    first, last), later_first)
+    until = np.array([kept_until[c] for c in connector.tolist()], dtype=float)
+    previous = np.where(last > first, moment[np.maximum(last - 1, 0)], until)
+    found = _rows_of(compared, last, runs, runs_before, previous)
+    limit = np.array([cut[c] for c in connector.tolist()], dtype=float)
+    opened = found["_opened"].to_numpy(float)
+    reuse = ((found["status"] == "unbalanced").to_numpy() & (held["status"] == "unbalanced").to_numpy()
+             & _same(opened, held["_opened"].to_numpy(float))
+             & _same(found["last_ok"].to_numpy(float), held["last_ok"].to_numpy(float)) & (opened < limit))
+    # the refinement reads snapshots and moves up to the divergence's first daily moment: kept when that stands
+    refined = found["first_divergence"].to_numpy(float).copy()
+    refined[reuse] = held["first_divergence"].to_numpy(float)[reuse]
+    if (~reuse).any():
+        refined[~reuse] = _refine(session, index, found[~reuse].reset_index(drop=True)).to_numpy(float)
+    found["first_divergence"] = refined
+    return pd.concat([unchanged, found]), redo
 
 
 def _compared(session: Session, index: BalanceIndex, daily: DailySnapshots, snapshots: pd.DataFrame) -> pd.DataFrame:
     """``_summary`` of every connector of ``snapshots`` (those in scope, ``daily``'s rows), kept per
     database: a connector's rows depend on its own moves and snapshots only, so after a sync they
     are redone for the connectors whose moves (``index``) or daily snapshots changed revision, and
-    taken as they were for the others (a year of 200 accounts compares 800,000 rows in ~0.3 s)."""
+    taken as they were for the others (a year of 200 accounts compares 800,000 rows in ~0.3 s);
+    where only later snapshots and moves came, from the first changed day on (``_continued``)."""
     read = sorted(int(c) for c in snapshots["connector_id"].unique())
     now = queries.write_state(session)
     if now is None or has_pending_writes(session.connection()):  # no version names what is read here
-        return _summary(session, index, read, snapshots)
+        return _summary(session, index, read, snapshots).drop(columns=_STATE)
     key = database_key(now)
     made_from = {c: (index.revisions.get(c), daily.revisions.get(c)) for c in read}
     kept = _COMPARED.get(key)
     held = kept.made_from if kept is not None else {}
-    redo = [c for c in read if held.get(c) != made_from[c]]
-    parts = [] if kept is None else [kept.rows[~kept.rows["connector_id"].isin(redo)]] if redo else [kept.rows]
+    changed = [c for c in read if held.get(c) != made_from[c]]
+    parts = [] if kept is None else [kept.rows[~kept.rows["connector_id"].isin(changed)]] if changed else [kept.rows]
+    redo = changed
+    if changed and kept is not None:
+        continued, redo = _continued(session, index, daily, snapshots, kept, changed)
+        parts.append(continued)
     if redo:
         parts.append(_summary(session, index, redo, snapshots[snapshots["connector_id"].isin(redo)]))
     parts = [part for part in parts if len(part)]  # every connector of ``snapshots`` has rows: one is not empty
     rows = parts[0] if len(parts) == 1 else pd.concat(parts).sort_values("connector_id", kind="stable")
     rows = rows.reset_index(drop=True)
-    if redo and queries.write_state(session) == now:  # nothing committed while it was read: keep it
-        _COMPARED.put(key, _Compared(rows, held | made_from))
+    if changed and queries.write_state(session) == now:  # nothing committed while it was read: keep it
+        moves = kept.moves if kept is not None else {}
+        fresh = [c for c in changed if held.get(c, (None,))[0] != made_from[c][0] or c in redo]
+        _COMPARED.put(key, _Compared(rows, held | made_from, moves | _moves_kept(index, fresh)))
     if not set(held) <= set(read):  # kept rows of connectors out of scope
         rows = rows[rows["connector_id"].isin(read)].reset_index(drop=True)
-    return rows.copy(deep=False)  # the caller adds columns: the kept frame stays as it is
+    return rows.drop(columns=_STATE)  # the caller adds columns: the kept frame stays as it is
 
 
 def _day(ms: int) -> str:
