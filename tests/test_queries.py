@@ -424,3 +424,55 @@ def test_balances_sum_account_types_per_asset(seeded: Seeded) -> None:
     assert dict(zip(btc["account_type"], btc["total"], strict=True)) == {"": Decimal("0.563335"),
                                                                          "funding": Decimal("0.4")}
     assert list(split.columns) == queries.BALANCE_ACCOUNT_COLUMNS
+
+
+def _later_fill(connector_id: int, trade_id: str) -> Trade:
+    return Trade(connector_id=connector_id, trade_id=trade_id, timestamp=ms("2024-05-01"), symbol="BTC/USDT",
+                 base="BTC", quote="USDT", side="buy", amount=1.0, price=1.0, cost=1.0)
+
+
+def test_fills_added_since_are_read_once_per_state_and_never_kept_across_a_commit(
+        seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fill store, the balance index and the kept P&L each ask after a sync; one read serves them
+    all, but only one read at the write state asked about, with nothing committed meanwhile."""
+    with session_scope() as session:
+        made = queries.write_state(session)
+        max_id, count = session.scalar(select(func.max(Trade.id))), session.scalar(select(func.count(Trade.id)))
+        session.add(_later_fill(seeded.alpha_binance, "first"))
+    assert made is not None and max_id is not None and count is not None
+    reads: list[int | None] = []
+    real = queries._read_trades
+
+    def counted(session: object, after_id: int | None = None) -> pd.DataFrame:
+        reads.append(after_id)
+        return real(session, after_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queries, "_read_trades", counted)
+    with session_scope() as session:
+        now = queries.write_state(session)
+        assert now is not None
+        once = queries.fills_added_since(session, made, now, max_id, count)
+        again = queries.fills_added_since(session, made, now, max_id, count)
+        assert once is again and once is not None and once["trade_id"].tolist() == ["first"]
+        assert len(reads) == 1
+        session.add(_later_fill(seeded.alpha_binance, "own"))  # uncommitted: this session reads its own fills
+        session.flush()
+        own = queries.fills_added_since(session, made, now, max_id, count)  # None on PostgreSQL: the count differs
+        assert own is None or own["trade_id"].tolist() == ["first", "own"]
+        session.rollback()
+
+    def with_a_commit_meanwhile(session: object, after_id: int | None = None) -> pd.DataFrame:
+        with session_scope() as other:
+            other.add(_later_fill(seeded.alpha_binance, f"meanwhile-{len(reads)}"))
+        return counted(session, after_id)
+
+    monkeypatch.setattr(queries, "_read_trades", with_a_commit_meanwhile)
+    queries._ADDED.clear()  # as kept above for this state
+    with session_scope() as session:
+        now = queries.write_state(session)
+        assert now is not None
+        first = queries.fills_added_since(session, made, now, max_id, count)
+        second = queries.fills_added_since(session, made, now, max_id, count)
+    assert len(reads) == 4  # read again: what was read across a commit is not kept
+    if first is not None:  # SQLite (on PostgreSQL the count tells a fill committed meanwhile: None)
+        assert "meanwhile-2" in first["trade_id"].tolist() and second is not None and second is not first
