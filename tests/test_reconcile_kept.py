@@ -189,6 +189,16 @@ def test_a_sync_pass_continues_every_connector_from_its_kept_days(two_days: Seed
     for name, connector in (("alpha_binance", seeded.alpha_binance), ("beta_okx", seeded.beta_okx)):
         _snapshot_at(connector, now - timedelta(minutes=59), HOLDINGS[name] | changed[name])  # same day, later
     _later_fill(seeded.alpha_binance, "pass-1", now - timedelta(minutes=58))
+    valued: list[int] = []
+    values_of = equity._values_of
+    with monkeypatch.context() as patched:
+        patched.setattr(equity, "_values_of", lambda rows, *args: valued.extend(rows["moment"].tolist()) or
+                        values_of(rows, *args))
+        for made in redone.values():
+            made.clear()
+        _figures(seeded.viewer("admin"), None)
+    assert redone["compared"] == [] and valued  # the snapshots valued again: the pass's day's alone
+    assert min(valued) >= int((now - timedelta(minutes=59)).timestamp() * 1000) // 86_400_000 * 86_400_000
     assert _assert_kept_is_fresh(seeded, monkeypatch, redone)["compared"] == set()
     for name, connector in (("alpha_binance", seeded.alpha_binance), ("beta_okx", seeded.beta_okx)):
         _snapshot_at(connector, now + timedelta(days=1), HOLDINGS[name])  # a new day
