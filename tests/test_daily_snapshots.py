@@ -89,6 +89,29 @@ def test_added_snapshots_renew_the_revision_of_their_connector_only(seeded: Seed
     assert not set(again.values()) & set(after.values())
 
 
+def test_continued_rows_name_what_they_grew_from(seeded: Seeded) -> None:
+    """``grown``: per connector, each earlier revision its rows grew from and the first day re-read
+    since it (the earliest over later additions); a full read names none."""
+    first = _assert_kept_is_a_fresh_read()
+    assert first.grown == {}
+    now = utcnow()
+    _snapshot(seeded.beta_okx, now + timedelta(days=2), {"XYZ": 31.0})
+    second = _assert_kept_is_a_fresh_read()
+    day = 86_400_000
+    later = int((now + timedelta(days=2)).timestamp() * 1000) // day * day
+    assert second.grown == {seeded.beta_okx: ((first.revisions[seeded.beta_okx], later),)}
+    _snapshot(seeded.beta_okx, now + timedelta(days=1), {"XYZ": 32.0})  # before the last one: an earlier day
+    _snapshot(seeded.alpha_binance, now + timedelta(days=3), {"BTC": 0.6})
+    third = _assert_kept_is_a_fresh_read()
+    assert third.grown == {seeded.beta_okx: ((second.revisions[seeded.beta_okx], later - day),
+                                             (first.revisions[seeded.beta_okx], later - day)),
+                           seeded.alpha_binance: ((first.revisions[seeded.alpha_binance], later + day),)}
+    with session_scope() as session:  # thinning: everything read again
+        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.connector_id == seeded.beta_okx,
+                                                      BalanceSnapshot.taken_at < now))
+    assert _assert_kept_is_a_fresh_read().grown == {}
+
+
 @pytest.mark.parametrize("change", ["snapshot thinned", "snapshot changed", "connector removed"])
 def test_anything_but_added_snapshots_reads_everything_again(seeded: Seeded, reads: list[int], change: str) -> None:
     _assert_kept_is_a_fresh_read()
