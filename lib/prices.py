@@ -340,12 +340,12 @@ def _table(candles: pd.DataFrame, frame: pd.DataFrame) -> Series | dict[str, Ser
 
 
 def add_fill_usd(
-    fills: pd.DataFrame, candles: pd.DataFrame, *, usd_like: frozenset[str] = DEFAULT_USD_LIKE,
-    table: Series | dict[str, Series] | None = None,
+    fills: pd.DataFrame, candles: pd.DataFrame | Series | dict[str, Series], *,
+    usd_like: frozenset[str] = DEFAULT_USD_LIKE,
 ) -> pd.DataFrame:
-    """Copy of ``fills`` with ``quote_usd`` and ``fee_usd`` (NaN when no fee or no price). ``table``:
-    ``candles`` indexed as ``_table`` indexes them, when the caller has it already."""
-    table = _table(candles, fills) if table is None else table
+    """Copy of ``fills`` with ``quote_usd`` and ``fee_usd`` (NaN when no fee or no price). ``candles``:
+    their rows, or already indexed as ``_table`` indexes them (``source_series``) when the caller has that."""
+    table = _table(candles, fills) if isinstance(candles, pd.DataFrame) else candles
     out = fills.copy()
     out["quote_usd"] = _usd(table, out, out["quote"], usd_like)
     has_fee = out["fee_currency"].notna() & (out["fee_cost"].fillna(0) != 0)

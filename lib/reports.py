@@ -180,8 +180,9 @@ def _read_once(kind: str, session: Session, viewer: Viewer, client_id: int | Non
     """``read()`` (the scope's ``queries.candles`` or ``queries.tickers``, or what is made of them),
     kept by the database, its write version and the scope: asked again at the same version it is
     the same value, at any other it is read again (so never stale). Nothing kept where no write
-    version names what the session reads, or when a commit came while it was read. Callers must
-    not change the value."""
+    version names what the session reads, or when a commit came while it was read. Every caller
+    shares the value: a frame is handed out as a shallow copy (copy-on-write keeps a caller's change
+    its own), and ``scope_series`` makes its arrays read-only."""
     now = queries.write_state(session)
     if now is None or has_pending_writes(session.connection()):
         return read()
@@ -191,6 +192,8 @@ def _read_once(kind: str, session: Session, viewer: Viewer, client_id: int | Non
         found = read()
         if queries.write_state(session) == now:
             _MARKET_READS.put(key, found)
+    if isinstance(found, pd.DataFrame):
+        found = found.copy(deep=False)
     return cast(T, found)  # kept under its kind's key: a ``read()`` value
 
 
@@ -207,7 +210,18 @@ def scope_series(session: Session, viewer: Viewer, client_id: int | None = None,
     year of daily candles is ~6 ms to index, which the P&L's new fills, its marks and the equity
     curve of one page run each did again."""
     return _read_once("series", session, viewer, client_id, connector_id,
-                      lambda: prices.source_series(scope_candles(session, viewer, client_id, connector_id)))
+                      lambda: _read_only(prices.source_series(scope_candles(session, viewer, client_id,
+                                                                            connector_id))))
+
+
+def _read_only(series: dict[str, prices.Series]) -> dict[str, prices.Series]:
+    """``series`` with every array made read-only: shared by every caller of ``scope_series``, so a
+    write into one would change the others' prices (it raises instead)."""
+    for table in series.values():
+        for arrays in table.values():
+            for array in arrays:
+                array.flags.writeable = False
+    return series
 
 
 def own_series(series: dict[str, prices.Series], sources: dict[int, str]) -> dict[str, prices.Series]:
@@ -990,8 +1004,7 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
     cash = usd_like()
     fresh = _scoped(raw, ids, owners)
     table = own_series(scope_series(session, viewer, client_id, connector_id), sources)  # ``candles``' series
-    priced = prices.add_fill_usd(_with_sources(fresh, sources), candles, usd_like=cash, table=table).drop(
-        columns="source") \
+    priced = prices.add_fill_usd(_with_sources(fresh, sources), table, usd_like=cash).drop(columns="source") \
         if len(fresh) else fresh.assign(quote_usd=pd.Series(dtype=float), fee_usd=pd.Series(dtype=float))
     fill_net = kept.fill_net
     if fill_net is not None and len(fresh):
@@ -1380,11 +1393,12 @@ def _iso_utc(column: pd.Series) -> list[object] | None:
     curve's file); None for another column, or one with a missing or sub-microsecond moment."""
     if not isinstance(column.dtype, pd.DatetimeTZDtype) or str(column.dtype.tz) != "UTC" or column.isna().any():
         return None
-    ns = column.dt.tz_convert(None).to_numpy("datetime64[ns]")
-    if (ns.view(np.int64) % 1000).any():
+    naive = column.dt.tz_convert(None).to_numpy()  # in the column's own unit: nanoseconds end in 2262
+    if np.datetime_data(naive.dtype)[0] == "ns" and (naive.view(np.int64) % 1000).any():
         return None
-    text = np.datetime_as_string(ns.astype("datetime64[us]"), unit="us").tolist()
-    whole = ((ns.view(np.int64) // 1000) % 1_000_000 == 0).tolist()
+    micro = naive.astype("datetime64[us]")
+    text = np.datetime_as_string(micro, unit="us").tolist()
+    whole = (micro.view(np.int64) % 1_000_000 == 0).tolist()
     return [f"{t[:19]}+00:00" if w else f"{t}+00:00" for t, w in zip(text, whole, strict=True)]
 
 

@@ -35,3 +35,13 @@ def test_moments_written_as_isoformat_and_read_back() -> None:
             frame[column].astype("int64") if column in ("time", "nanos") else frame[column])
     empty = frame.iloc[:0]
     assert json.dumps(reports.frame_to_json(empty), default=reports.json_default) == _one_by_one(empty)
+
+
+def test_moments_past_2262_keep_their_year() -> None:
+    """Nanoseconds end in 2262: a later moment is written from its own unit, never wrapped."""
+    moments = np.array(["9999-12-31T23:59:59", "2300-01-01T00:00:00.250"], "datetime64[us]")
+    late = pd.Series(moments).dt.tz_localize("UTC")
+    frame = pd.DataFrame({"time": late})
+    written = reports.frame_to_json(frame)["values"][0]
+    assert written == ["9999-12-31T23:59:59+00:00", "2300-01-01T00:00:00.250000+00:00"]
+    assert json.dumps(reports.frame_to_json(frame), default=reports.json_default) == _one_by_one(frame)

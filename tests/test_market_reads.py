@@ -20,6 +20,16 @@ def seeded(database_url: str) -> Seeded:
     return seed_portfolio()
 
 
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the market queries run, in order."""
+    ran: list[str] = []
+    for name in ("candles", "tickers"):
+        original = getattr(queries, name)
+        monkeypatch.setattr(queries, name, lambda *a, _o=original, _n=name, **k: ran.append(_n) or _o(*a, **k))
+    return ran
+
+
 def _candle(close: float, exchange_id: str = "binance") -> Candle:
     day = int(utcnow().timestamp() * 1000) // 86_400_000 * 86_400_000
     return Candle(exchange_id=exchange_id, symbol="BTC/USDT", timeframe="1d", timestamp=day, open=close, high=close,
@@ -39,14 +49,30 @@ def _assert_as_queried(seeded: Seeded, found: tuple[pd.DataFrame, pd.DataFrame],
         pd.testing.assert_frame_equal(found[1], queries.tickers(session, admin, client_id), check_exact=True)
 
 
-def test_one_read_per_version_and_scope(seeded: Seeded) -> None:
+def test_one_read_per_version_and_scope(seeded: Seeded, reads: list[str]) -> None:
     first = _read(seeded)
-    _assert_as_queried(seeded, first)
+    assert reads == ["candles", "tickers"]
     again = _read(seeded)
-    assert again[0] is first[0] and again[1] is first[1]  # the same version: read once
+    assert reads == ["candles", "tickers"]  # the same version: read once
+    for kept, shown in zip(first, again, strict=True):
+        pd.testing.assert_frame_equal(shown, kept, check_exact=True)
     alpha = _read(seeded, seeded.alpha)
-    assert alpha[0] is not first[0]  # another scope: its own rows
+    assert reads == ["candles", "tickers"] * 2  # another scope: its own rows
+    _assert_as_queried(seeded, first)
     _assert_as_queried(seeded, alpha, seeded.alpha)
+
+
+def test_callers_cannot_change_what_the_others_get(seeded: Seeded) -> None:
+    candles, _ = _read(seeded)
+    before = candles.copy()
+    candles.loc[:, "close"] = -1.0  # a caller's own change
+    pd.testing.assert_frame_equal(_read(seeded)[0], before, check_exact=True)
+    admin = seeded.viewer("admin")
+    with session_scope() as session:
+        series = reports.scope_series(session, admin)
+    times, closes = next(iter(next(iter(series.values())).values()))
+    with pytest.raises(ValueError, match="read-only"):
+        closes[0] = -1.0
 
 
 def test_a_commit_reads_again(seeded: Seeded) -> None:
@@ -54,7 +80,7 @@ def test_a_commit_reads_again(seeded: Seeded) -> None:
     with session_scope() as session:
         session.add(_candle(123456.0))
     after = _read(seeded)
-    assert after[0] is not before[0] and len(after[0]) == len(before[0]) + 1
+    assert len(after[0]) == len(before[0]) + 1
     assert 123456.0 in after[0]["close"].tolist()
     _assert_as_queried(seeded, after)
     with session_scope() as session:
@@ -65,7 +91,7 @@ def test_a_commit_reads_again(seeded: Seeded) -> None:
     _assert_as_queried(seeded, later)
 
 
-def test_uncommitted_writes_are_read_and_not_kept(seeded: Seeded) -> None:
+def test_uncommitted_writes_are_read_and_not_kept(seeded: Seeded, reads: list[str]) -> None:
     admin = seeded.viewer("admin")
     before = _read(seeded)
     with session_scope() as session:
@@ -74,7 +100,9 @@ def test_uncommitted_writes_are_read_and_not_kept(seeded: Seeded) -> None:
         inside = reports.scope_candles(session, admin)
         assert 777.0 in inside["close"].tolist()
         session.rollback()
-    assert _read(seeded)[0] is before[0]  # nothing committed: the version's rows as they were
+    assert reads == ["candles", "tickers", "candles"]  # inside the transaction: read, not kept
+    pd.testing.assert_frame_equal(_read(seeded)[0], before[0], check_exact=True)
+    assert reads == ["candles", "tickers", "candles"]  # nothing committed: the version's rows as they were
 
 
 def _assert_same_series(found: dict, expected: dict) -> None:
@@ -94,7 +122,7 @@ def test_series_as_indexed_from_the_rows_and_renewed_with_them(seeded: Seeded) -
         candles = queries.candles(session, admin)
         series = reports.scope_series(session, admin)
         sources = queries.price_sources(session, admin, seeded.alpha)
-        assert reports.scope_series(session, admin) is series
+        assert reports.scope_series(session, admin) is series  # one dict, its arrays read-only
     assert len(series) == 2 and len(set(sources.values())) == 1  # two sources; Alpha's is one of them
     _assert_same_series(series, prices.source_series(candles))
     own = candles[candles["source"].isin(set(sources.values()))]

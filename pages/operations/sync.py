@@ -54,7 +54,10 @@ st.subheader("Connectors")
 rows = sync_widgets.freshness(viewer, client_id)  # read again: a sync above cleared the cache
 # one element, a paragraph per connector (spaced as separate elements are): 200 connectors drawn as
 # 200 elements cost the browser ~200 ms on every visit
-st.markdown("\n\n".join(sync_widgets.connector_line(row) for row in rows))
+if rows:
+    st.markdown("\n\n".join(sync_widgets.connector_line(row) for row in rows))
+else:
+    st.caption("No exchange connectors yet.")
 failing = [r.connector_id for r in rows if r.level == "failed"]
 if failing and can_force_sync(viewer):
     st.button(f"Retry the {len(failing)} failing connector(s)", key="sync_retry", icon=":material/replay:",
