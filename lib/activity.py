@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib import bulk_read, prices, queries, reports
+from lib import prices, queries, reports
 from lib.access import Viewer
 from lib.db import has_pending_writes, session_scope
 from lib.models import Client, Connector, Trade, to_decimal
@@ -396,10 +395,6 @@ def volume_and_fees(session: Session, viewer: Viewer, start: datetime | None, en
 # --------------------------------------------------------------------------- kept on disk
 
 
-_CODE_VERSION = reports.code_version(Path(__file__), Path(prices.__file__), Path(queries.__file__),
-                                     Path(bulk_read.__file__))
-
-
 def day_bounds(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
     """UTC days (both included, as the pages pick them) as [start, end) moments; None: open."""
     return (None if start is None else datetime.combine(start, time(), tzinfo=UTC),
@@ -418,7 +413,7 @@ def cached_fill_totals(viewer: Viewer, start: datetime | None = None, end: datet
             return fill_totals(session, viewer, start, end, client_id, connector_id, symbol, side)
 
     return reports.disk_cached("fill-totals", viewer, client_id, connector_id, [symbol, side, start, end],
-                               _CODE_VERSION, compute, lambda totals: json.dumps(asdict(totals)),
+                               reports.CODE_VERSION, compute, lambda totals: json.dumps(asdict(totals)),
                                lambda text: FillTotals(**json.loads(text)))
 
 
@@ -466,8 +461,8 @@ def cached_activity_report(viewer: Viewer, start: datetime | None, end: datetime
         with session_scope() as session:
             return activity_report(session, viewer, start, end, client_id, connector_id)
 
-    return reports.disk_cached("activity", viewer, client_id, connector_id, [start, end], _CODE_VERSION, compute,
-                               _dump_report, _load_report)
+    return reports.disk_cached("activity", viewer, client_id, connector_id, [start, end], reports.CODE_VERSION,
+                               compute, _dump_report, _load_report)
 
 
 def notional_usd(session: Session, viewer: Viewer, fills: pd.DataFrame, client_id: int | None = None) -> pd.Series:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import activity, bulk_read, equity, pnl, prices, queries, reports
+from lib import activity, equity, queries, reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
 from lib.settings import get_settings
@@ -66,18 +65,13 @@ def _accounts(session: Session, viewer: Viewer) -> pd.DataFrame:
     }).rename_axis("client_id").reset_index().astype({"client_id": np.int64})
 
 
-_CODE_VERSION = reports.code_version(Path(__file__), Path(activity.__file__), Path(reports.__file__),
-                                     *Path(pnl.__file__).parent.glob("*.py"), Path(prices.__file__),
-                                     Path(queries.__file__), Path(bulk_read.__file__))
-
-
 def _volume(viewer: Viewer, start: datetime | None, end: datetime | None) -> pd.DataFrame:
     """``activity.volume_and_fees`` per client, kept on disk like the P&L (it values every fill)."""
     def compute() -> pd.DataFrame:
         with session_scope() as session:
             return activity.volume_and_fees(session, viewer, start, end)
 
-    frame = reports.disk_cached("clients-volume", viewer, None, None, [start, end], _CODE_VERSION, compute,
+    frame = reports.disk_cached("clients-volume", viewer, None, None, [start, end], reports.CODE_VERSION, compute,
                                 lambda f: json.dumps(reports.frame_to_json(f), default=reports.json_default),
                                 lambda text: reports.frame_from_json(json.loads(text)))
     return frame.rename(columns={"unpriced": "unpriced_activity"}).drop(columns="client").astype(
@@ -95,9 +89,9 @@ def _load_pnl(text: str) -> dict[int, reports.ClientPnl]:
 def _pnl(viewer: Viewer, client_ids: list[int], start: datetime | None, end: datetime | None,
          method: reports.Method) -> dict[int, reports.ClientPnl]:
     """``reports.client_pnl``, kept on disk (plain JSON) like the P&L page's figures."""
-    return reports.disk_cached("clients-pnl", viewer, None, None, [method, start, end, client_ids], _CODE_VERSION,
-                               lambda: reports.client_pnl(viewer, client_ids, method, start, end), _dump_pnl,
-                               _load_pnl)
+    return reports.disk_cached("clients-pnl", viewer, None, None, [method, start, end, client_ids],
+                               reports.CODE_VERSION, lambda: reports.client_pnl(viewer, client_ids, method, start, end),
+                               _dump_pnl, _load_pnl)
 
 
 def _change(changes: dict[str, dict[str, object]], window: str) -> float | None:

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 from itertools import accumulate
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from lib import balance_index, bulk_read, daily_snapshots, prices, queries, rebuild, reconcile, reports
+from lib import balance_index, daily_snapshots, prices, queries, rebuild, reconcile
 from lib.access import Viewer
 from lib.balance_index import BalanceIndex
 from lib.db import has_pending_writes
@@ -37,12 +36,12 @@ from lib.models import utcnow
 from lib.reports import (
     BALANCE_REPORT_COLUMNS,
     CHANGE_WINDOWS,
+    CODE_VERSION,
     BalancesReport,
     SessionOrUrl,
     _ms,
     _session,
     _with_sources,
-    code_version,
     current_marks,
     disk_cached,
     equity_transfers,
@@ -475,9 +474,6 @@ def balances_at(viewer: Viewer, client_id: int | None = None, at: datetime | Non
     return BalancesReport(rows, unpriced, float(rows["usd"].sum(skipna=True)))
 
 
-_CODE_VERSION = code_version(Path(__file__), Path(rebuild.__file__), Path(balance_index.__file__),
-                             Path(reconcile.__file__), Path(prices.__file__), Path(reports.__file__),
-                             Path(queries.__file__), Path(bulk_read.__file__))
 _MOMENTS = {"curve": ("time",), "by_asset": ("time",), "snapshots": ("time",), "disagreements": ("time",),
             "transfers": ("time",), "unpriced": ("first", "last")}
 
@@ -500,7 +496,7 @@ def cached_equity_curve(viewer: Viewer, client_id: int | None, connector_id: int
     million fills' balances takes seconds, a restart or cache clear should not redo it for the
     same data. ``reconciled`` gives the scope's reconciliation rows when it must be computed (the
     worker has them); without it ``equity_curve`` reads the divergences alone."""
-    return disk_cached("equity", viewer, client_id, connector_id, [start, end], _CODE_VERSION,
+    return disk_cached("equity", viewer, client_id, connector_id, [start, end], CODE_VERSION,
                        lambda: equity_curve(viewer, client_id, connector_id, start, end,
                                             reconciled=None if reconciled is None else reconciled()),
                        _dump_curve, _load_curve)
@@ -510,5 +506,5 @@ def cached_value_changes(viewer: Viewer, client_id: int | None = None,
                          connector_id: int | None = None) -> dict[str, dict[str, object]]:
     """``value_changes`` kept on disk (``reports.disk_cached``), per hour: "24 h ago" moves on."""
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    return disk_cached("changes", viewer, client_id, connector_id, [hour], _CODE_VERSION,
+    return disk_cached("changes", viewer, client_id, connector_id, [hour], CODE_VERSION,
                        lambda: value_changes(viewer, client_id, connector_id=connector_id), json.dumps, json.loads)

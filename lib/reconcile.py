@@ -32,7 +32,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -40,7 +39,7 @@ import pandas as pd
 from sqlalchemy import Double, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
-from lib import balance_index, bulk_read, daily_snapshots, prices, queries, rebuild, reports
+from lib import balance_index, daily_snapshots, prices, queries, rebuild, reports
 from lib.access import Viewer
 from lib.balance_index import BalanceIndex
 from lib.daily_snapshots import DailySnapshots
@@ -659,11 +658,6 @@ def divergences(viewer: Viewer, client_id: int | None = None, connector_id: int 
                          "first_divergence": pd.to_datetime(summary["first_divergence"], unit="ms", utc=True)})
 
 
-_CODE_VERSION = reports.code_version(Path(__file__), Path(balance_index.__file__), Path(rebuild.__file__),
-                                     Path(queries.__file__), Path(bulk_read.__file__), Path(prices.__file__),
-                                     Path(reports.__file__))
-
-
 def _dump(found: Reconciliation) -> str:
     return json.dumps({"rows": reports.frame_to_json(found.rows), "unsynced": found.unsynced},
                       default=reports.json_default)
@@ -681,7 +675,7 @@ def cached_reconcile(viewer: Viewer, client_id: int | None = None,
     """``reconcile`` kept on disk like the P&L summary (``reports.disk_cached``: keyed by the scope's
     connectors and the data version): every connector against a year of snapshots takes seconds,
     and the worker makes the landing scope's ahead of the first view (``lib.figures_ahead``)."""
-    return reports.disk_cached("reconcile", viewer, client_id, connector_id, [], _CODE_VERSION,
+    return reports.disk_cached("reconcile", viewer, client_id, connector_id, [], reports.CODE_VERSION,
                                lambda: reconcile(viewer, client_id, connector_id), _dump, _load)
 
 

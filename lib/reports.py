@@ -28,7 +28,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib import bulk_read, capabilities, exchanges, pnl, prices, queries, rebuild
+from lib import capabilities, exchanges, pnl, prices, queries, rebuild
 from lib.access import Viewer
 from lib.db import has_pending_writes, session_scope
 from lib.kept import Recent, database_key
@@ -1367,14 +1367,16 @@ def computing_anew() -> Iterator[None]:
         _ANEW.on = before
 
 
-def code_version(*paths: Path) -> str:
-    """A hash of the code that computes some figures: a file saved by other code is not reused."""
-    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(paths))).hexdigest()[:16]
+def code_version(package: Path) -> str:
+    """A hash of every module of ``package`` (``lib``): a file written by other code is not reused.
+    Every module rather than a list per figure: a list misses the next module a computation starts
+    to call, and its stale file would be served until the next write."""
+    return hashlib.sha256(b"".join(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes()
+                                   for path in sorted(package.rglob("*.py")))).hexdigest()[:16]
 
 
-#: the engine, the prices, this module and the fill store's reads (the doubles the engine is given)
-_CODE_VERSION = code_version(*Path(pnl.__file__).parent.glob("*.py"), Path(prices.__file__), Path(__file__),
-                             Path(queries.__file__), Path(bulk_read.__file__))
+#: the code that wrote a file kept on disk (``disk_cached``)
+CODE_VERSION = code_version(Path(__file__).parent)
 
 
 def json_default(value: object) -> object:
@@ -1483,6 +1485,6 @@ def cached_pnl_summary(viewer: Viewer, client_id: int | None = None, connector_i
                        pool: Pool = "scope") -> PnlSummary:
     """``summarize(pnl_report(...))``, kept on disk (``disk_cached``)."""
     return disk_cached(
-        "pnl", viewer, client_id, connector_id, [method, pool, start, end], _CODE_VERSION,
+        "pnl", viewer, client_id, connector_id, [method, pool, start, end], CODE_VERSION,
         lambda: summarize(pnl_report(None, viewer, client_id, connector_id, method, start, end, pool)),
         _dump_summary, _load_summary)

@@ -4,6 +4,8 @@ holds figures of another version than its key's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lib import reports
 from lib.access import Role, Viewer
 from lib.db import session_scope
@@ -43,3 +45,19 @@ def test_a_value_computed_across_a_write_is_not_kept(database_url: str) -> None:
     assert _files() == []
     assert _cached(lambda: "fresh") == "fresh"  # the version now: computed again, and kept
     assert len(_files()) == 1
+
+
+def test_the_code_version_moves_with_any_module_of_the_package(tmp_path: Path) -> None:
+    """Files on disk are keyed by every module of lib, so a change to a helper a figure calls (not
+    only to the modules a list would name) makes them computed again."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("A = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("B = 1\n")
+    first = reports.code_version(tmp_path)
+    assert reports.code_version(tmp_path) == first
+    (tmp_path / "sub" / "b.py").write_text("B = 2\n")
+    second = reports.code_version(tmp_path)
+    assert second != first
+    (tmp_path / "c.py").write_text("")
+    assert reports.code_version(tmp_path) != second
+    assert reports.code_version(Path(reports.__file__).parent) == reports.CODE_VERSION
