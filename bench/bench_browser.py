@@ -10,8 +10,8 @@ nothing else competes), logs in as an admin and opens every portfolio page from 
 - ``warm``: the median of three more visits, switching away and back each time.
 
 A visit is timed from the click on the page's link to a settled page: Streamlit's run over
-(``data-test-script-state=notRunning``, status widget hidden), every visible plotly chart's
-``.main-svg`` and every visible data grid's first cell attached. The page measures it itself
+(``data-test-script-state=notRunning``, status widget hidden), no placeholder skeleton left,
+every visible plotly chart's ``.main-svg`` and every visible data grid's first cell attached. The page measures it itself
 (VISIT_JS: performance.now() at the click and when a check after each DOM mutation and each
 frame first finds all of that, once the server's message that the run finished has come), so
 no round trip between this process and the browser is in the figure. ``--breakdown`` adds, for
@@ -100,29 +100,37 @@ def _start_server(port: int) -> subprocess.Popen[bytes]:
 #: and the websocket messages seen since the click. Settled: the server's message that the run
 #: finished has come (WS_LOG_JS notes it; the script-state attribute alone can miss a short run,
 #: as React may draw "running" and "notRunning" in one go), the script state is notRunning, the
-#: status widget is hidden, and in the main area every visible plotly chart has its .main-svg and
-#: every visible data grid its first gridcell. Checked after each DOM mutation and each frame, so
-#: the figure is the page's time, not that of round trips between this process and the browser.
-VISIT_JS = """(link) => new Promise((resolve) => {
+#: status widget is hidden, and in the main area no element is still a placeholder skeleton, every
+#: visible plotly chart has its .main-svg and every visible data grid its first gridcell. Checked
+#: after each DOM mutation and each frame, so the figure is the page's time, not that of round trips
+#: between this process and the browser. A script that fails to compile, or a page not settled
+#: within 600 s, rejects (the benchmark stops with that message rather than waiting for ever).
+VISIT_JS = """(link) => new Promise((resolve, reject) => {
   const app = document.querySelector("[data-testid='stApp']");
   const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
   const log = window.__wsLog;
   const from = log.length;
   let done = false;
   const settled = () => {
-    if (!log.slice(from).some(([, , way]) => way === "finished")) return false;
+    const ways = log.slice(from).map(([, , way]) => way);
+    if (ways.includes("compile error")) throw new Error("the page's script did not compile");
+    if (!ways.includes("finished")) return false;
     if (app.getAttribute("data-test-script-state") !== "notRunning") return false;
     const status = document.querySelector("[data-testid='stStatusWidget']");
     if (status && shown(status)) return false;
     const main = document.querySelector("[data-testid='stMain']");
+    for (const skeleton of main.querySelectorAll("[data-testid='stSkeleton']"))
+      if (shown(skeleton)) return false;
     for (const chart of main.querySelectorAll(".js-plotly-plot"))
       if (shown(chart) && !chart.querySelector(".main-svg")) return false;
     for (const grid of main.querySelectorAll("[data-testid='stDataFrame']"))
       if (shown(grid) && !grid.querySelector("[role='gridcell']")) return false;
     return true;
   };
+  const stop = (error) => { done = true; observer.disconnect(); reject(error); };
   const check = () => {
-    if (done || !settled()) return;
+    if (done) return;
+    try { if (!settled()) return; } catch (error) { stop(error); return; }
     done = true;
     const ms = performance.now() - began;
     observer.disconnect();
@@ -132,30 +140,35 @@ VISIT_JS = """(link) => new Promise((resolve) => {
   observer.observe(document.body, {subtree: true, childList: true, attributes: true});
   const frame = () => { if (!done) { check(); requestAnimationFrame(frame); } };
   const began = performance.now();
+  setTimeout(() => { if (!done) stop(new Error("the page did not settle within 600 s")); }, 600000);
   link.click();
   requestAnimationFrame(frame);
 })"""
 #: Added to the page before Streamlit's code: notes when each websocket message arrives or leaves
-#: and its size. A message whose top-level fields hold script_finished = FINISHED_SUCCESSFULLY
-#: (ForwardMsg field 6, varint 0) ends a run and is noted as "finished".
+#: and its size. A message whose top-level fields hold script_finished (ForwardMsg field 6) ends a
+#: run: FINISHED_SUCCESSFULLY (0) is noted as "finished", FINISHED_WITH_COMPILE_ERROR (1) as
+#: "compile error" (2, a run stopped for a rerun, and 3, a fragment's run, end no page's run).
 WS_LOG_JS = """window.__wsLog = [];
 const varint = (bytes, at) => {
   let value = 0, shift = 0, byte;
   do { byte = bytes[at++]; value += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80);
   return [value, at];
 };
-const runFinished = (bytes) => {
+const runEnd = (bytes) => {
   for (let at = 0; at < bytes.length;) {
     let key, value;
     [key, at] = varint(bytes, at);
     const wire = key & 7;
-    if (wire === 0) { [value, at] = varint(bytes, at); if (key >> 3 === 6) return value === 0; }
+    if (wire === 0) {
+      [value, at] = varint(bytes, at);
+      if (key >> 3 === 6) return value === 0 ? "finished" : value === 1 ? "compile error" : "in";
+    }
     else if (wire === 2) { [value, at] = varint(bytes, at); at += value; }
     else if (wire === 1) at += 8;
     else if (wire === 5) at += 4;
-    else return false;
+    else return "in";
   }
-  return false;
+  return "in";
 };
 const NativeWebSocket = window.WebSocket;
 window.WebSocket = class extends NativeWebSocket {
@@ -163,8 +176,7 @@ window.WebSocket = class extends NativeWebSocket {
     super(...args);
     this.addEventListener("message", (e) => {
       const bytes = e.data instanceof ArrayBuffer ? new Uint8Array(e.data) : null;
-      window.__wsLog.push([performance.now(), bytes ? bytes.length : e.data.length,
-                           bytes && runFinished(bytes) ? "finished" : "in"]);
+      window.__wsLog.push([performance.now(), bytes ? bytes.length : e.data.length, bytes ? runEnd(bytes) : "in"]);
     });
   }
   send(data) {
