@@ -11,13 +11,14 @@ nothing else competes), logs in as an admin and opens every portfolio page from 
 
 A visit is timed from the click on the page's link to a settled page: Streamlit's run over
 (``data-test-script-state=notRunning``, status widget hidden), no placeholder skeleton left,
-every visible plotly chart's ``.main-svg`` and every visible data grid's first cell attached. The page measures it itself
-(VISIT_JS: performance.now() at the click and when a check after each DOM mutation and each
-frame first finds all of that, once the server's message that the run finished has come), so
-no round trip between this process and the browser is in the figure. ``--breakdown`` adds, for
-each page's median warm visit, the websocket messages that came in (count, bytes, when the
-first and the last arrived: the server's run and the transfer) and the renderer's main-thread
-time by kind (CDP Performance metrics). Prints one JSON object with the machine's core count.
+every visible plotly chart's ``.main-svg`` and every visible data grid's first cell attached.
+The page measures it itself (VISIT_JS: performance.now() at the click and when a check after
+each DOM mutation and each frame first finds all of that, once the server's message that the
+run finished has come), so no round trip between this process and the browser is in the
+figure. ``--breakdown`` adds, for each page's median warm visit, the websocket messages that
+came in (count, bytes, when the first and the last arrived: the server's run and the transfer)
+and the renderer's main-thread time by kind (CDP Performance metrics). Prints one JSON object
+with the machine's core count and the server's resident memory after the first and the warm visits.
 
     .venv/bin/python bench/bench_browser.py [--fills 1000000] [--connectors 200] [--clients 20]
         [--database-url URL] [--pages overview,balances,...] [--after-worker] [--breakdown]
@@ -223,6 +224,14 @@ def _visit(page: object, title: str, cdp: object | None = None) -> tuple[float, 
     return seen["ms"], split | {key: round(after[key] - before[key]) for key in BUSY.values()}
 
 
+def _rss_mb(pid: int) -> float:
+    """The process's resident memory now (Linux ``/proc``), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def _as_after_worker() -> float:
     """The fill store refreshed as the sync leaves it and the landing view's figures made as the
     worker makes them while someone is logged in; returns the seconds it took."""
@@ -259,6 +268,7 @@ def main() -> None:
     server = _start_server(port)
     wanted = {title: name for title, name in PAGES.items() if name in args.pages.split(",")}
     results: dict[str, dict[str, object]] = {}
+    rss: dict[str, float] = {}
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -277,6 +287,7 @@ def main() -> None:
             _settle(page)
             for title, name in wanted.items():
                 results[name] = {"first_ms": round(_visit(page, title)[0])}
+            rss["after_first_visits"] = _rss_mb(server.pid)
             for title, name in wanted.items():
                 warm = []
                 for _ in range(3):
@@ -286,6 +297,7 @@ def main() -> None:
                 results[name] |= {"warm_ms": round(warm[1][0]), "warm_range_ms": [round(warm[0][0]), round(warm[2][0])]}
                 if cdp:
                     results[name]["warm_split"] = warm[1][1]
+            rss["after_warm_visits"] = _rss_mb(server.pid)
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -298,9 +310,12 @@ def main() -> None:
                   "sidebar link to a settled page (run over, charts and grids drawn), ms, timed inside the page "
                   "(performance.now()). first = first visit after the server started; warm = median of 3 later "
                   "visits, warm_range = their lowest and highest. after_worker_seconds: the time "
-                  "the fill store refresh and the figures ahead took before the server started (null: not done).",
+                  "the fill store refresh and the figures ahead took before the server started (null: not done). "
+                  "server_rss_mb: the server process's resident memory after the first visits and after the "
+                  "warm ones (six more visits per page).",
         "targets": {"warm_ms": 150, "first_ms": 1500},
         "pages": results,
+        "server_rss_mb": rss,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }, indent=2))
 
