@@ -13,19 +13,10 @@ Anything else (a back-dated fill, an import, a new transfer, ledger entry or ope
 removed connector, another database) builds it again. Each connector's moves carry a revision
 (``lib.kept.revision``), new for the connectors an extension adds moves to and for every one of
 a build, so what is derived per connector is redone only for those.
-
-An extension writes its three arrays (a million fills make three million moves: 72 MB) into
-buffers of indexes no longer used, where it can (``_buffer``): new memory is mapped page by page
-as it is first written, and copying into it took 11-18 ms, 17-141 ms once the other pages had
-run in the process, against 10-11 ms into mapped pages (the P&L page after a new fill, 1M fills).
-A build leaves one such set ready (``_spare``), so the first sync after it finds one too.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,70 +62,13 @@ def _running(code: np.ndarray, change: np.ndarray, base: np.ndarray | None = Non
 
 
 def _inserted(values: np.ndarray, at: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """``np.insert(values, at, new)`` for ``at`` in ascending order, written slice by slice into a
-    ``_buffer``: np.insert marks every position of a million-long array (~5 ms each) for a sync's
-    few moves."""
-    out = _buffer(values.dtype, len(values) + len(new))
-    edges = np.r_[0, at, len(values)].tolist()
-    for n in range(len(edges) - 1):  # the n-th slice of ``values`` goes n places on, new[n] after it
-        out[edges[n] + n:edges[n + 1] + n] = values[edges[n]:edges[n + 1]]
-        if n < len(new):
-            out[edges[n + 1] + n] = new[n]
-    return out
-
-
-#: owner arrays of the buffers of indexes no longer referred to (``_released``), for ``_buffer``
-_POOL: list[np.ndarray] = []
-_POOL_LOCK = threading.Lock()
-#: one index's three arrays: the set the next extension writes (another is in use), so memory is bounded
-_POOL_AT_MOST = 3
-#: ``sys.getrefcount`` of a pooled array no one else refers to: the pool's list, ``_buffer``'s name, the call's argument
-_UNSHARED = 3
-
-
-def _room(size: int) -> int:
-    """A new buffer's length for ``size`` moves: room for the moves of many later syncs."""
-    return size + max(size >> 8, 4096)
-
-
-def _buffer(dtype: np.dtype, size: int) -> np.ndarray:
-    """An array of ``size`` to write: the front of a pooled buffer of ``dtype`` big enough that
-    nothing but the pool refers to (no index, no view of one: numpy views refer to the array owning
-    their memory, so its reference count tells), else of a new one with ``_room``."""
-    if getattr(sys, "_is_gil_enabled", lambda: True)():  # reference counts tell only with the GIL
-        with _POOL_LOCK:
-            for n in range(len(_POOL)):
-                spare = _POOL[n]
-                if spare.dtype == dtype and len(spare) >= size and sys.getrefcount(spare) == _UNSHARED:
-                    del _POOL[n]
-                    return spare[:size]
-    return np.empty(_room(size), dtype)[:size]
-
-
-def _released(owners: list[np.ndarray]) -> None:
-    """Pool the buffers of an index gone (``weakref.finalize``); dropped when the pool is busy (a
-    collection may run this while ``_buffer`` holds the lock)."""
-    if _POOL_LOCK.acquire(blocking=False):
-        try:
-            _POOL.extend(owners)
-            del _POOL[:-_POOL_AT_MOST]
-        finally:
-            _POOL_LOCK.release()
-
-
-def _pooled(index: BalanceIndex) -> BalanceIndex:
-    """``index``, whose arrays are ``_buffer``'s, with its buffers pooled once it is gone."""
-    weakref.finalize(index, _released, [a.base for a in (index.stamp, index.running, index.turnover)])
-    return index
-
-
-def _spare(size: int) -> None:
-    """Pool a set of buffers for ``size`` moves with their pages mapped (written once), so an
-    extension of an index just built has one too."""
-    owners = [np.empty(_room(size), dtype) for dtype in (np.dtype(np.int64), np.dtype(float), np.dtype(float))]
-    for owner in owners:
-        owner.fill(0)
-    _released(owners)
+    """``np.insert(values, at, new)`` for ``at`` in ascending order, as the slices between joined:
+    np.insert marks every position of a million-long array (~5 ms each) for a sync's few moves."""
+    edges = np.r_[0, at, len(values)]
+    pieces = [values[edges[0]:edges[1]]]
+    for n in range(len(at)):
+        pieces += [new[n:n + 1], values[edges[n + 1]:edges[n + 2]]]
+    return np.concatenate(pieces)
 
 
 @dataclass(frozen=True)
@@ -268,7 +202,7 @@ class BalanceIndex:
         running = _running(code, change, self._last(stamp, code, self.running))
         turnover = _running(code, np.abs(change), self._last(stamp, code, self.turnover))
         firsts = moves.groupby("connector_id")["timestamp"].min()
-        return _pooled(BalanceIndex(
+        return BalanceIndex(
             connector=np.concatenate([self.connector, np.array([c for c, _ in fresh], dtype=np.int64)]),
             asset=np.concatenate([self.asset, np.array([a for _, a in fresh], dtype=object)]),
             stamp=_inserted(self.stamp, at, stamp), running=_inserted(self.running, at, running),
@@ -277,7 +211,7 @@ class BalanceIndex:
             first_event=_by_connector(self.first_event.combine(firsts, min, fill_value=np.iinfo(np.int64).max)),
             last_move=_by_connector(self.last_move.combine(moves.groupby("connector_id")["timestamp"].max(), max,
                                                            fill_value=-1)),
-            opening=self.opening, revisions=revised(self.revisions, np.unique(connector).tolist())))
+            opening=self.opening, revisions=revised(self.revisions, np.unique(connector).tolist()))
 
 
 @dataclass(frozen=True)
@@ -301,7 +235,6 @@ def _built(session: Session, made: queries.WriteState) -> _Kept:
     first_fills = rebuild.first_moves(moves)
     others = rebuild.other_moves(session, None, first_fills)
     index = BalanceIndex.of(rebuild.joined([moves, others]))
-    _spare(len(index.stamp))
     return _Kept(index, made, int(fills["id"].max()) if len(fills) else 0, len(fills), first_fills, others)
 
 

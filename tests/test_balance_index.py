@@ -5,8 +5,6 @@ PostgreSQL (the two ways the fill store sees new fills)."""
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,55 +117,6 @@ def test_a_move_not_later_than_its_connectors_history_is_refused() -> None:
     assert index.extend(same) is None
     assert index.extend(same.assign(timestamp=last + 1)) is not None
     assert index.extend(same.iloc[:0]) is index
-
-
-def _arrays(index: BalanceIndex) -> tuple[np.ndarray, ...]:
-    return index.connector, index.asset, index.stamp, index.running, index.turnover
-
-
-def test_extensions_written_into_pooled_buffers_equal_a_build_and_leave_arrays_still_read_alone() -> None:
-    """An extension writes into the buffers of an index gone (lib.balance_index._buffer), never into
-    one some array still refers to; extended again and again, it holds what one build holds."""
-    gc.collect()
-    balance_index._POOL.clear()
-    rng = np.random.default_rng(17)
-    parts = [_moves(rng, 300)]
-    index = BalanceIndex.of(parts[0])
-    balance_index._spare(len(index.stamp))
-    read = None
-    reused = 0
-    for step in range(6):
-        parts.append(_moves(rng, 5, start=2000 + 1000 * step, connectors=(1, 3)).assign(kind="fill"))
-        pooled = {id(a) for a in balance_index._POOL}
-        if step == 2:  # a view of the index about to go, read on meanwhile
-            read = index.running[:50]
-            kept = read.copy()
-        extended = index.extend(parts[-1])
-        assert extended is not None
-        reused += extended.stamp.base is not None and id(extended.stamp.base) in pooled
-        index = extended
-        gc.collect()
-        if read is not None:
-            assert not np.shares_memory(index.running, read)
-            np.testing.assert_array_equal(read, kept)
-    assert reused >= 3  # the pool was written into, not only new buffers
-    whole = BalanceIndex.of(pd.concat(parts, ignore_index=True))
-    for mine, built in zip(_arrays(index), _arrays(whole), strict=True):
-        np.testing.assert_array_equal(mine, built)
-        assert mine.dtype == built.dtype
-
-
-def test_a_buffer_is_pooled_only_once_its_index_is_gone() -> None:
-    gc.collect()
-    balance_index._POOL.clear()
-    rng = np.random.default_rng(19)
-    index = BalanceIndex.of(_moves(rng, 50)).extend(_moves(rng, 3, start=2000, connectors=(1,)))
-    assert index is not None
-    owners = [index.stamp.base, index.running.base, index.turnover.base]
-    assert not any(o is p for o in owners for p in balance_index._POOL)
-    del index
-    gc.collect()
-    assert [id(p) for p in balance_index._POOL] == [id(o) for o in owners]
 
 
 # --------------------------------------------------------------------------- the live index
