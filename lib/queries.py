@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -392,12 +392,22 @@ def pnl_fills(session: Session, viewer: Viewer, client_id: int | None = None, co
     ids = connector_ids(session, viewer, client_id, connector_id)
     if ids == []:
         return _empty(PNL_FILL_COLUMNS)
-    frame = _stored_fills(session)
-    keep = np.ones(len(frame), dtype=bool) if ids is None else frame["connector_id"].isin(ids).to_numpy()
-    if end_ms is not None:
-        keep = keep & (frame["timestamp"].to_numpy() < end_ms)
-    frame = frame[keep]
     owners = {cid: owner for cid, owner in session.execute(select(Connector.id, Connector.client_id))}
+    return scoped_fills(_stored_fills(session), ids, owners, end_ms)
+
+
+def scoped_fills(store: pd.DataFrame, ids: list[int] | None, owners: Mapping[int, int],
+                 end_ms: int | None = None) -> pd.DataFrame:
+    """The fill store's rows of connectors ``ids`` (every one when None) before ``end_ms``, in the
+    frame lib.pnl expects, by timestamp. Its categorical text columns keep only the categories of
+    their own rows: a frame narrowed to one client must not carry other clients' names in its dtype."""
+    keep = np.ones(len(store), dtype=bool) if ids is None else store["connector_id"].isin(ids).to_numpy()
+    if end_ms is not None:
+        keep = keep & (store["timestamp"].to_numpy() < end_ms)
+    frame = store[keep]
+    if not keep.all():
+        frame = frame.assign(**{column: frame[column].cat.remove_unused_categories() for column in frame.columns
+                                if isinstance(frame[column].dtype, pd.CategoricalDtype)})
     frame.insert(1, "client_id", frame["connector_id"].map(owners).astype("int64"))
     return frame.sort_values("timestamp", kind="stable", ignore_index=True)[PNL_FILL_COLUMNS]
 

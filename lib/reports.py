@@ -927,14 +927,6 @@ def _owners(session: Session) -> dict[int, int]:
     return {cid: owner for cid, owner in session.execute(select(Connector.id, Connector.client_id))}
 
 
-def _scoped(frame: pd.DataFrame, ids: list[int] | None, owners: dict[int, int]) -> pd.DataFrame:
-    """Fill store rows narrowed to the scope in lib.pnl's frame, as ``queries.pnl_fills`` does."""
-    keep = np.ones(len(frame), dtype=bool) if ids is None else frame["connector_id"].isin(ids).to_numpy()
-    frame = frame[keep]
-    frame.insert(1, "client_id", frame["connector_id"].map(owners).astype("int64"))
-    return frame.sort_values("timestamp", kind="stable", ignore_index=True)[queries.PNL_FILL_COLUMNS]
-
-
 def _live_report(session: Session, viewer: Viewer, client_id: int | None, connector_id: int | None, method: Method,
                  pool: Pool) -> PnlReport | None:
     """All history's P&L (no window), continued from a kept state when only later fills came since
@@ -967,7 +959,7 @@ def _live_report(session: Session, viewer: Viewer, client_id: int | None, connec
                 return report
         store = queries._stored_fills(session)
         owners = _owners(session)
-        fills = _scoped(store, ids, owners)
+        fills = queries.scoped_fills(store, ids, owners)
         several = len(set(sources.values())) > 1
         fill_net = _fill_net(fills) if several else None
         inputs = _pnl_inputs(session, viewer, client_id, connector_id, None, None, fills, fill_net=fill_net, read=read)
@@ -1002,7 +994,7 @@ def _resumed(session: Session, viewer: Viewer, client_id: int | None, connector_
     if raw is None or not _owned(raw, owners):
         return None
     cash = usd_like()
-    fresh = _scoped(raw, ids, owners)
+    fresh = queries.scoped_fills(raw, ids, owners)
     table = own_series(scope_series(session, viewer, client_id, connector_id), sources)  # ``candles``' series
     priced = prices.add_fill_usd(_with_sources(fresh, sources), table, usd_like=cash).drop(columns="source") \
         if len(fresh) else fresh.assign(quote_usd=pd.Series(dtype=float), fee_usd=pd.Series(dtype=float))
@@ -1209,7 +1201,7 @@ def _clients_live(session: Session, viewer: Viewer, client_ids: list[int],
             max_id, count, latest, new = kept.max_id, kept.count, kept.latest, raw
         if again:
             mine = {cid for cid, owner in owners.items() if owner in set(again)}
-            fills = _scoped(store, sorted(mine if ids is None else mine & set(ids)), owners)
+            fills = queries.scoped_fills(store, sorted(mine if ids is None else mine & set(ids)), owners)
             runs |= _client_runs(session, viewer, fills, {client: reads[client] for client in again}, tickers, candles,
                                  method, None, None)
         if len(new):  # the fills these figures cover now

@@ -476,3 +476,20 @@ def test_fills_added_since_are_read_once_per_state_and_never_kept_across_a_commi
     assert len(reads) == 4  # read again: what was read across a commit is not kept
     if first is not None:  # SQLite (on PostgreSQL the count tells a fill committed meanwhile: None)
         assert "meanwhile-2" in first["trade_id"].tolist() and second is not None and second is not first
+
+
+def test_a_scoped_fill_frame_carries_no_other_clients_names(database_url: str) -> None:
+    """The fill store's text columns are categorical over every fill of the database; a frame
+    narrowed to one client keeps only its own rows' categories, so nothing of another client's
+    travels in its dtype (or in anything made from it)."""
+    seeded = seed_portfolio()
+    with session_scope() as session:
+        every = queries.pnl_fills(session, seeded.viewer("admin"))
+        alpha = queries.pnl_fills(session, seeded.viewer("client"))
+        before = queries.pnl_fills(session, seeded.viewer("admin"), end_ms=int(every["timestamp"].min()) + 1)
+    categorical = [c for c in every.columns if isinstance(every[c].dtype, pd.CategoricalDtype)]
+    assert "base" in categorical and set(alpha["connector_id"]) == {seeded.alpha_binance}
+    assert set(every["base"]) > set(alpha["base"])  # Beta trades a base Alpha does not: the check can fail
+    for frame in (alpha, before):
+        for column in categorical:
+            assert set(frame[column].cat.categories) == set(frame[column].dropna()), column
