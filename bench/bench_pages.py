@@ -299,7 +299,9 @@ def main() -> None:
     seeded_s = time.perf_counter() - began
     import plotly.express  # noqa: F401 - imported once per server process, not per page load
 
-    from lib.ui import charts, loaders  # noqa: F401
+    from lib.ui import charts, loaders, server  # noqa: F401
+
+    server.freeze_startup_objects()  # what serve.py's lifespan does at start (AppTest runs no lifespan)
 
     pages = {name: _time_page(name, admin_id)
              for name in ("pnl", "trades", "overview", "balances", "orders", "activity", "all_clients")}

@@ -293,3 +293,19 @@ def test_make_run_listens_on_loopback_unless_told() -> None:
     assert 'FORWARDED_ALLOW_IPS=""' in run_line()  # no proxy believed unless configured
     assert "--server.address 0.0.0.0" in run_line("ADDRESS=0.0.0.0")
     assert "--server.address 10.0.0.5" in run_line(STREAMLIT_SERVER_ADDRESS="10.0.0.5")
+
+
+def test_the_start_up_objects_leave_the_collectors_view() -> None:
+    """serve.py's lifespan imports what the pages use and freezes what exists then: a full garbage
+    collection no longer walks every class and function of ccxt, pandas and Streamlit."""
+    import gc
+
+    from lib.ui import server
+
+    gc.unfreeze()
+    try:
+        server.freeze_startup_objects()
+        assert all(module in sys.modules for module in server.STARTUP_MODULES)
+        assert gc.get_freeze_count() > 100_000  # ccxt's classes alone hold most of them
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as before
