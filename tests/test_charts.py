@@ -33,3 +33,20 @@ def test_a_figure_is_kept_for_the_same_data_and_made_again_for_new_data(monkeypa
     assert json.loads(again.to_json())["data"] == json.loads(first.to_json())["data"]  # what the browser gets
     moved = charts.allocation_over_time(by_asset.assign(usd=[100.0, 120.0]))
     assert len(built) == 2 and list(moved.data[0].y) == [100.0, 120.0]
+
+
+def test_daily_bars_are_green_for_gains_and_red_for_losses_in_what_the_browser_gets() -> None:
+    daily = pd.DataFrame({"date": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
+                          "realized": [5.0, -2.0, 0.0]})
+    figure = charts.daily_pnl(daily)
+    sent = json.loads(figure.to_json())
+    drawn = {}
+    for trace, built in zip(sent["data"], figure.data, strict=True):
+        colour = trace["marker"]["color"]
+        assert isinstance(colour, str)  # plotly.js reads a typed array of numbers here as no colour: black bars
+        for day, value in zip(map(str, built.x), built.y, strict=True):
+            assert day not in drawn  # one bar per day
+            drawn[day] = (value, colour)
+    assert {day[:10]: bar for day, bar in drawn.items()} == {
+        "2024-01-01": (5.0, charts.GAIN), "2024-01-02": (-2.0, charts.LOSS), "2024-01-03": (0.0, charts.GAIN)}
+    assert sent["layout"]["barmode"] == "relative"  # a day's one bar sits on its date, not half-width beside it

@@ -154,13 +154,20 @@ def cumulative_realized(daily: pd.DataFrame) -> go.Figure:
 
 @_kept
 def daily_pnl(daily: pd.DataFrame) -> go.Figure:
-    """Realized P&L per day, green for gains and red for losses (a 0/1 number per bar on a two-colour
-    scale: plotly checks a list of colour names one by one, a year of days took tens of milliseconds)."""
-    gains = (daily["realized"] >= 0).astype(int).to_numpy()
-    figure = go.Figure(go.Bar(x=daily["date"], y=daily["realized"], name="Realized", hovertemplate="%{y:$,.2f}",
-                              marker={"color": gains, "colorscale": [[0, LOSS], [1, GAIN]], "cmin": 0, "cmax": 1}))
+    """Realized P&L per day: gain days green, loss days red, as two single-colour traces.
+
+    Not one trace with a colour per bar: a list of colour names is checked one by one by plotly
+    (tens of milliseconds for a year of days), and a 0/1 array on a colour scale reaches plotly.js
+    as a typed array it does not read as colours: every bar black, with a console trace per bar.
+    """
+    gain = daily["realized"] >= 0
+    figure = go.Figure([
+        go.Bar(x=daily.loc[rows, "date"], y=daily.loc[rows, "realized"], name=name, marker_color=colour,
+               hovertemplate="%{y:$,.2f}", showlegend=False)
+        for rows, name, colour in ((gain, "Gain", GAIN), (~gain, "Loss", LOSS))
+    ])
     _money_axis(figure, daily["realized"])
-    return _frame(figure, "Daily realized P&L")
+    return _frame(figure, "Daily realized P&L").update_layout(barmode="relative")
 
 
 @_kept
