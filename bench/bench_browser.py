@@ -11,7 +11,10 @@ nothing else competes), logs in as an admin and opens every portfolio page from 
 
 A visit is timed from the click on the page's link to a settled page: Streamlit's run over
 (``data-test-script-state=notRunning``, status widget hidden), no placeholder skeleton left,
-every visible plotly chart's ``.main-svg`` and every visible data grid's first cell attached.
+every visible plotly chart's ``.main-svg`` attached and every visible data grid's canvas painted
+through its first row (a pixel there drawn: the grid paints its cells on a canvas; the
+screen-reader table beside it is rebuilt 200 ms after the grid last changed, so it is not what
+a user sees).
 The page measures it itself (VISIT_JS: performance.now() at the click and when a check after
 each DOM mutation and each frame first finds all of that, once the server's message that the
 run finished has come), so no round trip between this process and the browser is in the
@@ -102,11 +105,23 @@ def _start_server(port: int) -> subprocess.Popen[bytes]:
 #: finished has come (WS_LOG_JS notes it; the script-state attribute alone can miss a short run,
 #: as React may draw "running" and "notRunning" in one go), the script state is notRunning, the
 #: status widget is hidden, and in the main area no element is still a placeholder skeleton, every
-#: visible plotly chart has its .main-svg and every visible data grid its first gridcell. Checked
+#: visible plotly chart has its .main-svg and every visible data grid's canvas is painted through
+#: its first row (GRID_PAINTED_JS; the grid's screen-reader cells come 200 ms later by design). Checked
 #: after each DOM mutation and each frame, so the figure is the page's time, not that of round trips
 #: between this process and the browser. A script that fails to compile, or a page not settled
 #: within 600 s, rejects (the benchmark stops with that message rather than waiting for ever).
+#: True once a data grid (Streamlit's glide grid) has painted its canvas through the first body
+#: row: the pixel 4 px in, 52 px down (header ~35 px, rows ~35 px) is no longer the blank canvas's
+#: transparent one. Glide draws header, background and visible cells in one pass.
+GRID_PAINTED_JS = """(grid) => {
+  const canvas = grid.querySelector("canvas[data-testid='data-grid-canvas']");
+  if (!canvas || canvas.width === 0 || canvas.height === 0) return false;
+  const ratio = window.devicePixelRatio || 1;
+  const y = Math.min(canvas.height - 1, Math.round(52 * ratio));
+  return canvas.getContext("2d").getImageData(Math.round(4 * ratio), y, 1, 1).data[3] > 0;
+}"""
 VISIT_JS = """(link) => new Promise((resolve, reject) => {
+  const painted = """ + GRID_PAINTED_JS + """;
   const app = document.querySelector("[data-testid='stApp']");
   const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
   const log = window.__wsLog;
@@ -125,7 +140,7 @@ VISIT_JS = """(link) => new Promise((resolve, reject) => {
     for (const chart of main.querySelectorAll(".js-plotly-plot"))
       if (shown(chart) && !chart.querySelector(".main-svg")) return false;
     for (const grid of main.querySelectorAll("[data-testid='stDataFrame']"))
-      if (shown(grid) && !grid.querySelector("[role='gridcell']")) return false;
+      if (shown(grid) && !painted(grid)) return false;
     return true;
   };
   const stop = (error) => { done = true; observer.disconnect(); reject(error); };
@@ -199,7 +214,8 @@ def _settle(page: object) -> None:
     for chart in main.locator(".js-plotly-plot:visible").all():
         chart.locator(".main-svg").first.wait_for(state="attached")
     for grid in main.locator("[data-testid='stDataFrame']:visible").all():
-        grid.locator("[role='gridcell']").first.wait_for(state="attached")
+        grid.locator("canvas[data-testid='data-grid-canvas']").wait_for(state="attached")
+        page.wait_for_function(GRID_PAINTED_JS, arg=grid.element_handle(), timeout=600_000)
 
 
 def _busy(cdp: object) -> dict[str, float]:
