@@ -292,15 +292,37 @@ def test_order_history_csv_is_filtered_and_scoped(history: History) -> None:
 # --------------------------------------------------------------------------- coverage
 
 
+PICKER = "Markets walked: connector"
+
+
+def coverage_table(at: AppTest) -> pd.DataFrame:
+    """The Sync page's one coverage table: a row per connector and data kind."""
+    return next(frame.value for frame in at.dataframe if "Account" in frame.value.columns)
+
+
 def coverage_of(at: AppTest, name: str) -> tuple[pd.DataFrame, str]:
-    expander = next(e for e in at.expander if _plain(e.label).startswith(name))
-    frame = expander.dataframe[0].value.set_index("Data") if expander.dataframe else pd.DataFrame()
-    return frame, _plain("\n".join(c.value for c in expander.caption))
+    """A connector's rows of the coverage table, and its markets walked once picked below it."""
+    table = coverage_table(at)
+    frame = table[table["Account"] == name].drop(columns="Account").set_index("Data")
+    picker = widget(at.selectbox, PICKER)
+    if name not in picker.options:  # only connectors with coverage are offered
+        return frame, ""
+    picker.select_index(picker.options.index(name))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    details = [_plain(c.value) for c in at.caption if _plain(c.value).startswith("Markets walked for")]
+    return frame, "\n".join(details)
 
 
 def test_sync_page_shows_coverage_per_connector_and_kind(history: History) -> None:
     seeded = history.seeded
     at = open_page("pages/operations/sync.py", seeded.users["admin"])
+    accounts = list(dict.fromkeys(coverage_table(at)["Account"]))  # in the table's order
+    failed = list(dict.fromkeys(coverage_table(at).query("Failed != '—'")["Account"]))
+    assert failed == ["Alpha · binance / main", "Beta · okx / main"]
+    assert accounts[:2] == failed and "Alpha · cryptocom / main" in accounts[2:]  # failed windows first
+    assert "2 connectors have failed windows: they are listed first" in "\n".join(w.value for w in at.warning)
+    assert widget(at.selectbox, PICKER).value == seeded.alpha_binance  # the first with failed windows
     binance, markets = coverage_of(at, "Alpha · binance / main")
     fills = binance.loc["Fills"]
     assert fills["Oldest kept by the exchange"] == "whole history (paged by id)"
@@ -312,7 +334,8 @@ def test_sync_page_shows_coverage_per_connector_and_kind(history: History) -> No
     assert binance.loc["Deposits", "Oldest kept by the exchange"] == "unknown"
     assert binance.loc["Deposits", "Last complete walk"] == "2026-12-04 12:00 UTC"
     assert list(binance.index) == ["Fills", "Deposits", "Balances: default account", "Balances: funding account"]
-    okx, _ = coverage_of(at, "Beta · okx / main")
+    okx, okx_markets = coverage_of(at, "Beta · okx / main")
+    assert okx_markets == ""  # okx reads fills without a symbol: no markets walked
     assert list(okx.index) == ["Fills", "Order history", "Canceled orders", "Balances: default account",
                                "Balances: funding account"]
     assert okx.loc["Canceled orders", "Fetched (UTC)"] == "2026-09-05 – 2026-12-04"
@@ -322,15 +345,14 @@ def test_sync_page_shows_coverage_per_connector_and_kind(history: History) -> No
     assert okx.loc["Balances: funding account", "Failed"] == OKX_REFUSAL
     assert okx.loc["Balances: default account", "Failed"] == "—"
     assert okx.loc["Balances: funding account", "Last complete walk"] == "not yet"
-    assert [e for e in at.expander if "failed windows" in e.label]
     cryptocom, _ = coverage_of(at, "Alpha · cryptocom / main")
     assert cryptocom.loc["Fills", "Oldest kept by the exchange"] == "2026-06-07"
 
     client = open_page("pages/operations/sync.py", seeded.users["client"])
-    labels = [_plain(e.label) for e in client.expander]
-    assert any(label.startswith("Alpha · binance / main") for label in labels)
-    assert not any("Beta" in label or "okx" in label for label in labels)
-    assert OKX_REFUSAL not in repr(client._tree)
+    accounts = set(coverage_table(client)["Account"]) | set(widget(client.selectbox, PICKER).options)
+    assert "Alpha · binance / main" in accounts
+    assert not any("Beta" in account or "okx" in account for account in accounts)
+    assert OKX_REFUSAL not in repr(client._tree) and OKX_REFUSAL not in coverage_table(client).to_csv()
 
 
 def test_connector_details_show_coverage_and_markets(history: History) -> None:
@@ -397,7 +419,9 @@ def test_history_text_from_data_is_shown_literally(hostile_history: Hostile, pat
     name = f"{HOSTILE} · binance / {HOSTILE}"
     if path.endswith("sync.py"):
         assert fmt.literal(f"Markets walked for fills (1): {LINK}/USDT") in shown
-        assert fmt.literal(name) + " — failed windows" in shown
+        assert fmt.visible(name) in set(coverage_table(at)["Account"])  # a table cell is text, never markup
+        assert widget(at.selectbox, PICKER).options[0] == fmt.visible(name)  # its failed window first
+        assert "1 connector has failed windows" in shown
     if path.endswith("balances.py"):
         account = COLOUR.capitalize()
         assert fmt.literal(f"{name}: {account} account not readable with this key: {HOSTILE}") in shown

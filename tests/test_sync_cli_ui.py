@@ -6,6 +6,7 @@ import json
 import secrets
 from collections.abc import Iterator
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
@@ -108,10 +109,10 @@ def page_text(at: AppTest) -> str:
                      for e in getattr(at, kind))
 
 
-def coverage_details(at: AppTest, account: SimAccount):  # noqa: ANN201 - an AppTest expander
-    """The Sync page's coverage expander of a simulated account's connector (labelled literally)."""
-    name = f"Acme · {account.dialect} / {account.id}"
-    return next(e for e in at.expander if e.label.replace("\\", "").startswith(name))
+def coverage_details(at: AppTest, account: SimAccount) -> pd.DataFrame:
+    """A simulated account's connector's rows of the Sync page's coverage table, by data kind."""
+    table = next(frame.value for frame in at.dataframe if "Account" in frame.value.columns)
+    return table[table["Account"] == f"Acme · {account.dialect} / {account.id}"].set_index("Data")
 
 
 def test_sync_page_force_sync_and_retry(database_url: str, sim: Simulator) -> None:
@@ -128,13 +129,13 @@ def test_sync_page_force_sync_and_retry(database_url: str, sim: Simulator) -> No
     assert "needs attention: Authentication failed" in text and "synced just now" in text
     assert [b.label for b in at.button].count("Retry the 1 failing connector(s)") == 1
     # the synced connector's coverage, from the walk that just ran; the revoked one fetched nothing
-    synced = coverage_details(at, sim.accounts[1])
-    kinds = synced.dataframe[0].value.set_index("Data")
+    kinds = coverage_details(at, sim.accounts[1])
     assert {"Fills", "Order history", "Balances: default account"} <= set(kinds.index)
     assert kinds.loc["Fills", "Last complete walk"].endswith(" UTC")
     assert " – " in kinds.loc["Fills", "Fetched (UTC)"]
     revoked = coverage_details(at, sim.accounts[0])
-    assert "Nothing fetched yet" in revoked.caption[0].value
+    assert list(revoked.index) == ["Nothing fetched yet"]  # kept, not dropped
+    assert revoked.loc["Nothing fetched yet", "Fetched (UTC)"] == "the first sync fills this in"
     with session_scope() as session:
         assert session.scalar(select(AuditEvent).where(AuditEvent.action == "sync.forced"))
         assert session.get(Connector, ids[sim.accounts[1].id]).status == "ok"
