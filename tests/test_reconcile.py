@@ -406,6 +406,28 @@ def test_reconciliation_page_for_each_role(seeded: Seeded, role: str, fresh_cach
     assert not at.exception
 
 
+def test_reconciliation_table_is_kept_per_viewer_and_drawn_again_after_a_write(seeded: Seeded,
+                                                                               fresh_cache: None) -> None:
+    def implied(at: AppTest, client: str, asset: str) -> float:
+        table = at.dataframe[0].value
+        rows = table[(table["Client"].str.extract(scope._SHOWN.pattern)[0] == client)
+                     & (table["Asset"].str.extract(scope._SHOWN.pattern)[0] == asset)]
+        return float(rows["Implied by history"].iloc[0])
+
+    admin = open_page("pages/portfolio/reconciliation.py", seeded.users["admin"])
+    widget(admin.toggle, "Show balanced rows").set_value(True).run()
+    before = implied(admin, "Beta", "XYZ")
+    client = open_page("pages/portfolio/reconciliation.py", seeded.users["client"])  # the same process's cache
+    assert set(client.dataframe[0].value["Client"].str.extract(scope._SHOWN.pattern)[0]) == {"Alpha"}
+    with session_scope() as session:  # a fill before the snapshots: a new write version, a new implied balance
+        session.add(Trade(connector_id=seeded.beta_okx, trade_id="B-later",
+                          timestamp=int(datetime(2024, 2, 10, tzinfo=UTC).timestamp() * 1000),
+                          symbol="XYZ/USDT", base="XYZ", quote="USDT", side="buy", amount=5.0, price=2.0, cost=10.0))
+    admin.run()
+    assert implied(admin, "Beta", "XYZ") == before + 5.0  # the kept table is not shown after the write
+    assert not admin.exception and not client.exception
+
+
 def _record_syncs() -> None:
     """A successful sync result per connector with its reconciliation, as the runner records it."""
     with session_scope() as session:

@@ -59,6 +59,18 @@ def _key() -> tuple[str, str]:
     return _db_key(), _version()
 
 
+def data_key() -> tuple[str, str]:
+    """The database's identity and write version, for a page's own ``st.cache_data`` key.
+
+    A page keeps a drawing of static elements (a large table, a chart without selection) with
+    ``st.cache_data`` keyed by the viewer's scope, its picks and this: on a hit Streamlit replays
+    the elements it recorded, so a warm visit skips rebuilding the frame and the pandas Styler's
+    per-cell text (Reconciliation's 2,200 rows: most of its run). Nothing that changes with the
+    clock may be drawn inside such a function.
+    """
+    return _key()
+
+
 @contextmanager
 def plain_errors(what: str) -> Iterator[None]:
     """Around a page's loads: a failure becomes one plain sentence and stops the page.

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from lib.access import Viewer
 from lib.reconcile import Reconciliation
 from lib.ui import format as fmt
 from lib.ui import loaders, scope
@@ -35,9 +36,46 @@ COLUMNS = {
     "Asset": scope.link_column("Asset", "This asset in this scope: holdings, P&L, markets, transfers."),
 }
 
+
+def scoped(viewer: Viewer, chosen: scope.Scope) -> Reconciliation:
+    """The scope's reconciliation: the client's (or every visible client's), narrowed to the account picked."""
+    result = loaders.reconciliation(viewer, chosen.client_id)
+    if chosen.connector_id is None:
+        return result
+    return Reconciliation(result.rows[result.rows["connector_id"] == chosen.connector_id].reset_index(drop=True),
+                          [n for n in result.unsynced if fmt.visible(n) == f"{chosen.client} · {chosen.account}"])
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_rows(viewer_scope: loaders.Scope, chosen: scope.Scope, show_balanced: bool, key: tuple[str, str]) -> None:
+    """The rows table, kept per scope, toggle and database version (``loaders.data_key``): a warm
+    visit replays it rather than formatting thousands of cells again."""
+    rows = scoped(loaders.viewer_of(viewer_scope), chosen).rows
+    shown = rows if show_balanced else rows[rows["status"] != "balanced"]
+    if shown.empty:
+        st.info("Nothing to show with these settings.")
+        return
+    st.dataframe(fmt.table(pd.DataFrame({
+        "Status": shown["status"].map(STATUS_LABELS),
+        "Client": scope.client_links(shown),
+        "Account": scope.account_links(shown, shown["exchange_id"] + " / " + shown["label"]),
+        "Asset": scope.asset_links(shown["asset"], chosen),
+        "Account types": fmt.text(shown["account_types"].where(shown["account_types"] != ""), fmt.visible),
+        "Reported": fmt.floats(shown["reported"]),
+        "Implied by history": fmt.floats(shown["implied"]),
+        "Difference": fmt.floats(shown["difference"].where(shown["status"] != "unknown")),
+        "Difference (USD)": fmt.floats(shown["difference_usd"].where(shown["status"] != "unknown")),
+        "First divergence": pd.to_datetime(shown["first_divergence"], utc=True),
+        "Newest snapshot": shown["taken_at"],
+        "Cause": [fmt.visible(cause) if cause else ("no history of this asset" if status == "unknown" else "")
+                  for status, cause in zip(shown["status"], shown["cause"], strict=True)],
+    }), {**dict.fromkeys(["Reported", "Implied by history", "Difference"], fmt.quantity),
+         "Difference (USD)": fmt.signed_money}), hide_index=True, width="stretch", placeholder=fmt.MISSING,
+        column_config=COLUMNS)
+
+
 viewer = current_viewer()
 chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
-client_id, connector_id = chosen.client_id, chosen.connector_id
 
 scope.title("Reconciliation", chosen)
 st.caption("For each account and asset: the balance the stored history implies (opening balance + fills − fees "
@@ -46,10 +84,7 @@ st.caption("For each account and asset: the balance the stored history implies (
            "0.00000001 units.")
 
 with loaders.plain_errors("reconciliation"):
-    result = loaders.reconciliation(viewer, client_id)
-if connector_id is not None:  # one account: its rows, and whether it was read at all
-    result = Reconciliation(result.rows[result.rows["connector_id"] == connector_id].reset_index(drop=True),
-                            [n for n in result.unsynced if fmt.visible(n) == f"{chosen.client} · {chosen.account}"])
+    result = scoped(viewer, chosen)
 
 for name in result.unsynced:
     st.info(fmt.literal(f"{name}: no balance has been read yet, so there is nothing to reconcile."),
@@ -69,27 +104,8 @@ if unbalanced == 0 and unknown == 0:
     st.success("The stored history explains every reported balance in this scope.", icon=":material/check_circle:")
 
 show_balanced = st.toggle("Show balanced rows", value=unbalanced + unknown == 0)
-shown = rows if show_balanced else rows[rows["status"] != "balanced"]
-if shown.empty:
-    st.info("Nothing to show with these settings.")
-else:
-    st.dataframe(fmt.table(pd.DataFrame({
-        "Status": shown["status"].map(STATUS_LABELS),
-        "Client": scope.client_links(shown),
-        "Account": scope.account_links(shown, shown["exchange_id"] + " / " + shown["label"]),
-        "Asset": scope.asset_links(shown["asset"], chosen),
-        "Account types": fmt.text(shown["account_types"].where(shown["account_types"] != ""), fmt.visible),
-        "Reported": fmt.floats(shown["reported"]),
-        "Implied by history": fmt.floats(shown["implied"]),
-        "Difference": fmt.floats(shown["difference"].where(shown["status"] != "unknown")),
-        "Difference (USD)": fmt.floats(shown["difference_usd"].where(shown["status"] != "unknown")),
-        "First divergence": pd.to_datetime(shown["first_divergence"], utc=True),
-        "Newest snapshot": shown["taken_at"],
-        "Cause": [fmt.visible(cause) if cause else ("no history of this asset" if status == "unknown" else "")
-                  for status, cause in zip(shown["status"], shown["cause"], strict=True)],
-    }), {**dict.fromkeys(["Reported", "Implied by history", "Difference"], fmt.quantity),
-         "Difference (USD)": fmt.signed_money}), hide_index=True, width="stretch", placeholder=fmt.MISSING,
-        column_config=COLUMNS)
+with loaders.plain_errors("reconciliation"):
+    draw_rows(loaders.scope_of(viewer), chosen, show_balanced, loaders.data_key())
 
 findings = rows[rows["status"] == "unbalanced"]
 if findings.empty:
