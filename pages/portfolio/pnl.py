@@ -5,6 +5,8 @@ window, the period figures of lib.pnl.period (opening and closing value, flows, 
 """
 
 
+from datetime import date
+
 import pandas as pd
 import streamlit as st
 
@@ -15,6 +17,8 @@ from lib.ui.auth import current_viewer
 from lib.ui.shell import current_scope
 
 METHODS = {"fifo": "FIFO", "average": "Average cost"}
+USD_COLUMNS = {"Cost basis": "cost_basis", "Market value": "market_value", "Realized": "realized",
+               "Unrealized": "unrealized", "Fees": "fees"}
 
 
 def identity_line(totals: dict[str, float]) -> str:
@@ -29,6 +33,88 @@ def identity_line(totals: dict[str, float]) -> str:
         line += (" − change in the cost basis of unpriced holdings "
                  f"{fmt.money(totals['unpriced_basis_change'], signed=True)}")
     return line + f" (difference {fmt.money(totals['identity_gap'], signed=True)})."
+
+
+def pnl_of(viewer_scope: loaders.Scope, chosen: scope.Scope, method: str, start: date | None, end: date | None,
+           pool: str) -> reports.PnlSummary:
+    """The scope's P&L as the page shows it (the loader's, kept per scope and database version)."""
+    return loaders.pnl(loaders.viewer_of(viewer_scope), chosen.client_id, chosen.connector_id, method, start, end,
+                       pool)
+
+
+# The drawings below are kept with st.cache_data per viewer, scope, picks and database version
+# (loaders.data_key): a warm visit replays their elements rather than building figures, frames
+# and the Styler's text again. Nothing in them depends on the clock.
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_realized(viewer_scope: loaders.Scope, chosen: scope.Scope, method: str, start: date | None, end: date | None,
+                  pool: str, key: tuple[str, str]) -> None:
+    """Cumulative and daily realized P&L in the window."""
+    daily = pnl_of(viewer_scope, chosen, method, start, end, pool).daily
+    if daily.empty:
+        st.info("No disposals in this window, so no realized P&L to chart.")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(charts.cumulative_realized(daily), width="stretch")
+    right.plotly_chart(charts.daily_pnl(daily), width="stretch")
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_equity(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | None, end: date | None,
+                key: tuple[str, str]) -> None:
+    """The equity curve over the window, its unpriced assets and the window's transfers."""
+    drawn = loaders.equity_curve(loaders.viewer_of(viewer_scope), chosen.client_id, chosen.connector_id, start, end)
+    if drawn.curve["time"].nunique() < 2:  # one point: a line would say nothing
+        st.info("No history in this window for an equity curve (it starts at the first fill, transfer or opening "
+                "balance" + (f", {fmt.moment(drawn.first_event)}" if drawn.first_event is not None else "") + ").")
+    else:
+        st.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
+                        width="stretch")
+        st.caption("Rebuilt from the synced history and valued with daily candles; dots are balance snapshots, "
+                   "crosses snapshots the history does not explain (see Reconciliation).")
+    if not drawn.unpriced.empty:
+        st.warning("No candle to value " + ", ".join(
+            f"{fmt.literal(r.asset)} ({r.first:%Y-%m-%d} to {r.last:%Y-%m-%d})" for r in drawn.unpriced.itertuples())
+            + "; left out of the curve on those days.", icon=":material/help:")
+    moves = drawn.transfers
+    if not moves.empty:
+        listed = moves.sort_values("time", ascending=False)
+        with st.expander(f"Deposits & withdrawals in this window ({len(listed):,})"):
+            st.dataframe(
+                pd.DataFrame({
+                    "Time": listed["time"], "Type": listed["type"], "Asset": listed["currency"].map(fmt.visible),
+                    "Amount": listed["amount"].astype(float), "USD value": listed["usd"],
+                }),
+                hide_index=True, width="stretch", placeholder=fmt.MISSING,
+                column_config={"Time": fmt.datetime_column("Time"),
+                               "Amount": st.column_config.NumberColumn("Amount", format="%.8f"),
+                               "USD value": st.column_config.NumberColumn("USD value", format="dollar")},
+            )
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_per_asset(viewer_scope: loaders.Scope, chosen: scope.Scope, method: str, start: date | None, end: date | None,
+                   pool: str, key: tuple[str, str]) -> None:
+    """The per-asset table: quantity, cost basis, market value, realized, unrealized, fees."""
+    assets = pnl_of(viewer_scope, chosen, method, start, end, pool).per_asset.sort_values(
+        "market_value", ascending=False, na_position="last")
+    priced = assets["priced"].astype(bool)
+    st.dataframe(
+        pd.DataFrame({
+            "Asset": scope.asset_links(assets["asset"], chosen), "Quantity": assets["quantity"],
+            **{label: assets[column].where(priced) if column in ("market_value", "unrealized") else assets[column]
+               for label, column in USD_COLUMNS.items()},
+            "Unmatched": assets["unmatched_quantity"].where(assets["unmatched_quantity"] != 0),
+        }),
+        hide_index=True, width="stretch", placeholder=fmt.MISSING,
+        column_config={"Asset": scope.link_column("Asset", "This asset in this scope: holdings, markets, transfers."),
+                       "Quantity": st.column_config.NumberColumn("Quantity", format="%.8f"),
+                       "Unmatched": st.column_config.NumberColumn("Unmatched", format="%.8f", help="Units sold or "
+                                                                  "withdrawn beyond the lots held (missing history)."),
+                       **{label: st.column_config.NumberColumn(label, format="dollar", help="—: unpriced."
+                                                               if label in ("Market value", "Unrealized") else None)
+                          for label in USD_COLUMNS}},
+    )
 
 
 viewer = current_viewer()
@@ -108,64 +194,19 @@ with loaders.plain_errors("history notes"):
 for note in notes.opening:  # cost basis of these lots is the first sync's price, not what was paid
     st.info(fmt.literal(note), icon=":material/history:")
 
-if summary.daily.empty:
-    st.info("No disposals in this window, so no realized P&L to chart.")
-else:
-    left, right = st.columns(2)
-    left.plotly_chart(charts.cumulative_realized(summary.daily), width="stretch")
-    right.plotly_chart(charts.daily_pnl(summary.daily), width="stretch")
+kept = loaders.scope_of(viewer), chosen  # with the picks and the database version: the kept drawings' key
+data_key = loaders.data_key()
+with loaders.plain_errors("P&L charts"):
+    draw_realized(*kept, method, start, end, pool, data_key)
 
 st.subheader("Equity")
 with loaders.plain_errors("equity curve"):
-    drawn = loaders.equity_curve(viewer, client_id, connector_id, start, end)
-if drawn.curve["time"].nunique() < 2:  # one point: a line would say nothing
-    st.info("No history in this window for an equity curve (it starts at the first fill, transfer or opening "
-            "balance" + (f", {fmt.moment(drawn.first_event)}" if drawn.first_event is not None else "") + ").")
-else:
-    st.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
-                    width="stretch")
-    st.caption("Rebuilt from the synced history and valued with daily candles; dots are balance snapshots, "
-               "crosses snapshots the history does not explain (see Reconciliation).")
-if not drawn.unpriced.empty:
-    st.warning("No candle to value " + ", ".join(
-        f"{fmt.literal(r.asset)} ({r.first:%Y-%m-%d} to {r.last:%Y-%m-%d})" for r in drawn.unpriced.itertuples())
-        + "; left out of the curve on those days.", icon=":material/help:")
-moves = drawn.transfers
-if not moves.empty:
-    listed = moves.sort_values("time", ascending=False)
-    with st.expander(f"Deposits & withdrawals in this window ({len(listed):,})"):
-        st.dataframe(
-            pd.DataFrame({
-                "Time": listed["time"], "Type": listed["type"], "Asset": listed["currency"].map(fmt.visible),
-                "Amount": listed["amount"].astype(float), "USD value": listed["usd"],
-            }),
-            hide_index=True, width="stretch", placeholder=fmt.MISSING,
-            column_config={"Time": fmt.datetime_column("Time"),
-                           "Amount": st.column_config.NumberColumn("Amount", format="%.8f"),
-                           "USD value": st.column_config.NumberColumn("USD value", format="dollar")},
-        )
+    draw_equity(*kept, start, end, data_key)
 
 st.subheader("Per asset")
+with loaders.plain_errors("per-asset P&L"):
+    draw_per_asset(*kept, method, start, end, pool, data_key)
 assets = summary.per_asset.sort_values("market_value", ascending=False, na_position="last")
-priced = assets["priced"].astype(bool)
-USD_COLUMNS = {"Cost basis": "cost_basis", "Market value": "market_value", "Realized": "realized",
-               "Unrealized": "unrealized", "Fees": "fees"}
-st.dataframe(
-    pd.DataFrame({
-        "Asset": scope.asset_links(assets["asset"], chosen), "Quantity": assets["quantity"],
-        **{label: assets[column].where(priced) if column in ("market_value", "unrealized") else assets[column]
-           for label, column in USD_COLUMNS.items()},
-        "Unmatched": assets["unmatched_quantity"].where(assets["unmatched_quantity"] != 0),
-    }),
-    hide_index=True, width="stretch", placeholder=fmt.MISSING,
-    column_config={"Asset": scope.link_column("Asset", "This asset in this scope: holdings, markets, transfers."),
-                   "Quantity": st.column_config.NumberColumn("Quantity", format="%.8f"),
-                   "Unmatched": st.column_config.NumberColumn("Unmatched", format="%.8f", help="Units sold or "
-                                                              "withdrawn beyond the lots held (missing history)."),
-                   **{label: st.column_config.NumberColumn(label, format="dollar", help="—: unpriced."
-                                                           if label in ("Market value", "Unrealized") else None)
-                      for label in USD_COLUMNS}},
-)
 words = "all accounts of the selected client(s)" if connector_id is None else chosen.words()
 stated = reports.stated_pnl(assets, words, METHODS[summary.method], summary.pool, start, end)
 st.download_button(
