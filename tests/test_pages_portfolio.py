@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from lib import reports
 from lib.db import session_scope
-from lib.models import User
+from lib.models import BalanceSnapshot, User, utcnow
 from lib.settings import PROJECT_ROOT
 from lib.ui import charts, scope, shell
 from lib.ui import format as fmt
@@ -130,6 +130,26 @@ def test_balances_filters_change_the_value(seeded: Seeded) -> None:
     assert metric(at, "Value (filtered)") == "$500.00"
     assert set(at.dataframe[0].value["Client"].str.extract(scope._SHOWN.pattern)[0]) == {"Beta"}
     assert at.title[0].value == "Balances · Beta › okx / main"  # the account brings its client along
+
+
+def test_balances_table_is_kept_per_viewer_and_drawn_again_after_a_write(seeded: Seeded) -> None:
+    def total(at: AppTest, client: str, asset: str) -> float:
+        table = at.dataframe[0].value
+        rows = table[(table["Client"].str.extract(scope._SHOWN.pattern)[0] == client)
+                     & (table["Asset"].str.extract(scope._SHOWN.pattern)[0] == asset)]
+        return float(rows["Total"].iloc[0])
+
+    admin = open_page("balances", seeded.users["admin"])
+    assert total(admin, "Beta", "XYZ") == 30.0
+    client = open_page("balances", seeded.users["client"])  # the same process's cache
+    assert set(client.dataframe[0].value["Client"].str.extract(scope._SHOWN.pattern)[0]) == {"Alpha"}
+    taken_at = utcnow()
+    with session_scope() as session:  # a newer snapshot: a new write version, a new balance
+        session.add_all(BalanceSnapshot(connector_id=seeded.beta_okx, taken_at=taken_at, asset=asset, free=amount,
+                                        used=0.0, total=amount) for asset, amount in (("XYZ", 45.0), ("USDT", 500.0)))
+    admin.run()
+    assert total(admin, "Beta", "XYZ") == 45.0  # the kept table is not shown after the write
+    assert not admin.exception and not client.exception
 
 
 def test_trades_filters_and_paging(seeded: Seeded) -> None:
