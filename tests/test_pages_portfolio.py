@@ -17,12 +17,12 @@ from streamlit.testing.v1 import AppTest
 
 from lib import reports
 from lib.db import session_scope
-from lib.models import BalanceSnapshot, User, utcnow
+from lib.models import BalanceSnapshot, Trade, User, utcnow
 from lib.settings import PROJECT_ROOT
 from lib.ui import charts, scope, shell
 from lib.ui import format as fmt
 from tests import table_cells
-from tests.test_queries import Seeded, seed_portfolio
+from tests.test_queries import Seeded, ms, seed_portfolio
 
 PAGES = ["overview", "balances", "trades", "orders", "pnl"]
 
@@ -171,6 +171,19 @@ def test_trades_filters_and_paging(seeded: Seeded) -> None:
     widget(at.selectbox, "Rows per page").select(50)
     at.run()
     assert not at.exception
+
+
+def test_trades_table_is_kept_per_viewer_and_drawn_again_after_a_write(seeded: Seeded) -> None:
+    admin = open_page("trades", seeded.users["admin"])
+    assert {"T7", "B2"} <= set(admin.dataframe[0].value["Trade ID"])
+    client = open_page("trades", seeded.users["client"])  # the same process's cache
+    assert set(client.dataframe[0].value["Trade ID"]) == {f"T{n}" for n in range(1, 8)}  # Alpha's alone
+    with session_scope() as session:  # a newer fill: a new write version, a new first row
+        session.add(Trade(connector_id=seeded.beta_okx, trade_id="B-later", timestamp=ms("2024-04-01"),
+                          symbol="XYZ/USDT", base="XYZ", quote="USDT", side="buy", amount=5.0, price=2.0, cost=10.0))
+    admin.run()
+    assert admin.dataframe[0].value["Trade ID"].iloc[0] == "B-later"  # the kept table is not shown after the write
+    assert not admin.exception and not client.exception
 
 
 def test_orders_and_positions(seeded: Seeded) -> None:

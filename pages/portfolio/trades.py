@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from lib.access import Viewer
 from lib.ui import format as fmt
 from lib.ui import loaders, period, scope
 from lib.ui.auth import current_viewer
@@ -31,6 +32,38 @@ TRADE_COLUMNS = {
     "Trade ID": st.column_config.TextColumn("Trade ID", width=70, help="The exchange's id of this fill"),
     "Order ID": st.column_config.TextColumn("Order ID", width=70, help="The exchange's id of the order it filled"),
 }
+
+
+def fills_page(viewer: Viewer, filters: dict[str, object], page_number: int,
+               page_size: int) -> tuple[pd.DataFrame, int]:
+    """Page ``page_number`` (from 1) of the fills the filters match, newest first, and how many match."""
+    return loaders.fills(viewer, **filters, page=max(page_number - 1, 0), page_size=page_size)
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_fills(viewer_scope: loaders.Scope, filters: dict[str, object], page_number: int, page_size: int,
+               one_client: bool, key: tuple[str, str]) -> None:
+    """The page of fills, kept per scope, filters, page and database version (``loaders.data_key``):
+    a warm visit replays it rather than pricing its fills and writing every digit again."""
+    viewer = loaders.viewer_of(viewer_scope)
+    rows = fills_page(viewer, filters, page_number, page_size)[0]
+    notional = loaders.notional_usd(viewer, rows, filters["client_id"])
+    table = pd.DataFrame({
+        "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": scope.client_links(rows),
+        "Account": scope.account_links(rows, rows["exchange_id"] + " / " + rows["label"]),
+        "Symbol": rows["symbol"].map(fmt.visible),
+        "Side": rows["side"], "Amount": fmt.amounts(rows["amount"]), "Price": fmt.amounts(rows["price"]),
+        "Fee": fmt.amounts(rows["fee_cost"]),
+        "USD notional": fmt.floats(notional),
+        "M/T": fmt.text(rows["taker_or_maker"]), "Trade ID": fmt.text(rows["trade_id"]),
+        "Order ID": fmt.text(rows["order_id"]),
+    })
+    if one_client:  # its name on every row says nothing
+        table = table.drop(columns="Client")
+    shown = fmt.table(table, dict.fromkeys(["Amount", "Price", "Fee"], fmt.significant),
+                      units={"Fee": rows["fee_currency"]})  # "0.1 USDT"; the cell sorts by the number
+    st.dataframe(shown, hide_index=True, width="stretch", placeholder=fmt.MISSING, column_config=TRADE_COLUMNS)
+
 
 viewer = current_viewer()
 chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
@@ -62,15 +95,13 @@ if st.session_state.get("trades_filters") != filters:  # new filters start again
 page_size = st.session_state.get("trades_page_size", PAGE_SIZES[1])
 page_number = st.session_state.get("trades_page", 1)
 with loaders.plain_errors("trades"):
-    rows, total = loaders.fills(viewer, **filters, page=max(page_number - 1, 0), page_size=page_size)
+    total = fills_page(viewer, filters, page_number, page_size)[1]
     pages = max(math.ceil(total / page_size), 1)
     if page_number > pages:  # filters shrank the result: go back to the last page
         st.session_state["trades_page"] = page_number = pages
-        rows, total = loaders.fills(viewer, **filters, page=pages - 1, page_size=page_size)
 
 with loaders.plain_errors("trade totals"):
     totals = loaders.fill_totals(viewer, **filters)
-    notional = loaders.notional_usd(viewer, rows, client_id)
 cards = st.columns(3)
 cards[0].metric("Fills", f"{totals.fills:,}", help="Every fill these filters match, on all pages.")
 cards[1].metric("Volume (USD)", fmt.money(float(totals.volume_usd)),
@@ -80,24 +111,12 @@ if totals.unpriced:
     st.warning("No USD price for " + ", ".join(map(fmt.literal, totals.unpriced)) + ": left out of the USD totals.",
                icon=":material/help:")
 st.caption(f"{total:,} fill(s) match; page {page_number} of {pages:,}, newest first.")
-if rows.empty:
+if total == 0:
     st.info("No fills match these filters.")
 else:
-    table = pd.DataFrame({
-        "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": scope.client_links(rows),
-        "Account": scope.account_links(rows, rows["exchange_id"] + " / " + rows["label"]),
-        "Symbol": rows["symbol"].map(fmt.visible),
-        "Side": rows["side"], "Amount": fmt.amounts(rows["amount"]), "Price": fmt.amounts(rows["price"]),
-        "Fee": fmt.amounts(rows["fee_cost"]),
-        "USD notional": fmt.floats(notional),
-        "M/T": fmt.text(rows["taker_or_maker"]), "Trade ID": fmt.text(rows["trade_id"]),
-        "Order ID": fmt.text(rows["order_id"]),
-    })
-    if connectors["client"].nunique() < 2:  # one client in scope: its name on every row says nothing
-        table = table.drop(columns="Client")
-    shown = fmt.table(table, dict.fromkeys(["Amount", "Price", "Fee"], fmt.significant),
-                      units={"Fee": rows["fee_currency"]})  # "0.1 USDT"; the cell sorts by the number
-    st.dataframe(shown, hide_index=True, width="stretch", placeholder=fmt.MISSING, column_config=TRADE_COLUMNS)
+    with loaders.plain_errors("trades"):
+        draw_fills(loaders.scope_of(viewer), filters, page_number, page_size, connectors["client"].nunique() < 2,
+                   loaders.data_key())
 
 left, middle, right = st.columns([1, 1, 2])
 left.number_input("Page", min_value=1, max_value=pages, step=1, key="trades_page")
