@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from lib import reports
 from lib.db import session_scope
@@ -22,7 +23,7 @@ from lib.settings import PROJECT_ROOT
 from lib.ui import charts, scope, shell
 from lib.ui import format as fmt
 from tests import table_cells
-from tests.test_queries import Seeded, ms, seed_portfolio
+from tests.test_queries import Seeded, add_funding_btc, ms, seed_portfolio
 
 PAGES = ["overview", "balances", "trades", "orders", "pnl"]
 
@@ -96,9 +97,45 @@ def test_overview_figures_scope_and_unpriced_notice(seeded: Seeded) -> None:
     # the changes come from the history (2024): numbers, never "—"; nothing moved and there is no
     # recent candle, so each past value is today's marks on the same quantities
     assert [metric(alpha_only, f"Change {w}") for w in ("24h", "7d", "30d")] == ["$0.00"] * 3
-    assert len(everyone.get("plotly_chart")) == 4  # equity and allocation over time, allocation, top holdings
+    assert len(everyone.get("plotly_chart")) == 3  # the open tab's equity, allocation, top holdings
     assert "rebuilt from the synced history (first event: 2023-12-31 00:00 UTC)" in texts(alpha_only)
     assert "Connector health" in texts(everyone)
+
+
+def chart_titles(at: AppTest | Block) -> list[str]:
+    """The title of each plotly chart on the page (or in one of its blocks, a tab), in page order."""
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+
+
+def test_overview_draws_the_open_tabs_chart_alone(seeded: Seeded) -> None:
+    equity, mix = "Equity (rebuilt from history)", "Allocation over time (rebuilt from history)"
+    at = open_page("overview", seeded.users["admin"])
+    assert [(tab.label, chart_titles(tab)) for tab in at.tabs] == [("Equity", [equity]), ("Allocation over time", [])]
+    at.session_state["overview_value_tab"] = "Allocation over time"  # as a click on that tab
+    at.run()
+    assert [(tab.label, chart_titles(tab)) for tab in at.tabs] == [("Equity", []), ("Allocation over time", [mix])]
+    assert equity not in chart_titles(at) and not at.exception
+
+
+def test_overview_drawings_are_kept_per_viewer_and_drawn_again_after_a_write(seeded: Seeded) -> None:
+    def quantity(at: AppTest, asset: str) -> float:
+        numbers = table_cells.numbers(at.dataframe[0])
+        return float(numbers.set_index(table_cells.linked(numbers["Asset"])).loc[asset, "Quantity"])
+
+    def sunburst_labels(at: AppTest) -> set[str]:
+        spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Allocation by" in c.proto.spec)
+        return set(spec["data"][0]["labels"])
+
+    admin = open_page("overview", seeded.users["admin"])
+    before = quantity(admin, "BTC")
+    assert "XYZ" in set(table_cells.linked(admin.dataframe[0].value["Asset"])) and "Beta" in sunburst_labels(admin)
+    client = open_page("overview", seeded.users["client"])  # the same process's cache, the same sidebar picks
+    assert "XYZ" not in set(table_cells.linked(client.dataframe[0].value["Asset"]))  # Beta's asset
+    assert "Beta" not in sunburst_labels(client)
+    add_funding_btc(seeded, 0.4)  # a new write version, more BTC
+    admin.run()
+    assert quantity(admin, "BTC") == pytest.approx(before + 0.4)  # the kept table is not shown after the write
+    assert not admin.exception and not client.exception
 
 
 def test_the_balances_csv_is_built_when_clicked_from_the_rows_shown(seeded: Seeded,

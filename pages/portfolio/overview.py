@@ -1,12 +1,13 @@
 """Overview: total value and its change, allocation, top holdings, connector health."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from lib.access import Role
+from lib import equity, reports
+from lib.access import Role, Viewer
 from lib.demo import DEMO_CLIENTS
 from lib.figures_ahead import OVERVIEW_DAYS
 from lib.ui import charts, loaders, scope, sync_widgets
@@ -14,6 +15,60 @@ from lib.ui import format as fmt
 from lib.ui.auth import current_viewer
 from lib.ui.demo import load_demo_button
 from lib.ui.shell import current_scope
+
+#: the tabs over the last OVERVIEW_DAYS; only the open one's chart is drawn (the browser draws a hidden one too)
+VALUE_TABS = ("Equity", "Allocation over time")
+
+
+def holdings(viewer: Viewer, chosen: scope.Scope) -> reports.BalancesReport:
+    """The scope's latest holdings: the cards, the top-holdings bars and the kept drawings read the same."""
+    return loaders.balances(viewer, chosen.client_id, connector_id=chosen.connector_id)
+
+
+def value_over_time(viewer: Viewer, chosen: scope.Scope, start: date) -> equity.EquityCurve:
+    """The scope's value rebuilt from its history, from ``start`` (a UTC day) on."""
+    return loaders.equity_curve(viewer, chosen.client_id, chosen.connector_id, start=start)
+
+
+# Kept drawings (lib.ui.loaders.data_key): a warm visit replays the recorded chart or table instead
+# of loading the frames and building a plotly figure and its JSON again. Nothing here reads the clock.
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_value_tab(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date, tab: str,
+                   key: tuple[str, str]) -> None:
+    """The open tab's chart (one of VALUE_TABS), kept per scope, first day, tab and database version."""
+    drawn = value_over_time(loaders.viewer_of(viewer_scope), chosen, start)
+    st.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements)
+                    if tab == VALUE_TABS[0] else charts.allocation_over_time(drawn.by_asset), width="stretch")
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_allocation(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple[str, str]) -> None:
+    """The allocation sunburst, kept per scope and database version."""
+    rows = holdings(loaders.viewer_of(viewer_scope), chosen).rows
+    path = ["client", "exchange_id", "asset"] if chosen.client_id is None else ["exchange_id", "label", "asset"]
+    st.plotly_chart(charts.allocation(rows, path, "Allocation by client, exchange and asset"), width="stretch")
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_top_holdings(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple[str, str]) -> None:
+    """The ten largest holdings as a table, kept per scope and database version."""
+    report = holdings(loaders.viewer_of(viewer_scope), chosen)
+    top = report.rows.groupby("asset", as_index=False).agg(quantity=("total", "sum"), usd=("usd", "sum"),
+                                                           priced=("priced", "all"))
+    top["usd"] = top["usd"].where(top["priced"])
+    top = top.sort_values("usd", ascending=False, na_position="last").head(10)
+    top["share"] = top["usd"] / report.total_usd if report.total_usd else None
+    table = pd.DataFrame({"Asset": scope.asset_links(top["asset"], chosen),
+                          "Quantity": fmt.amount_columns(top, ["quantity"])["quantity"],
+                          "USD value": fmt.floats(top["usd"]), "Share": fmt.floats(top["share"])})
+    st.dataframe(
+        fmt.table(table, {"Quantity": fmt.exact, "Share": fmt.plain_percent}),
+        hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a value or share can be missing
+        column_config={**fmt.fitted_columns(table, {"Quantity": fmt.exact}), **fmt.number_columns("Share"),
+                       "Asset": scope.link_column("Asset", "This asset in this scope."),
+                       "USD value": fmt.number_column("USD value", format="dollar")},
+    )
+
 
 viewer = current_viewer()
 chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
@@ -55,7 +110,7 @@ if clients.empty or connectors.empty:
     st.stop()
 
 with loaders.plain_errors("balances"):
-    report = loaders.balances(viewer, client_id, connector_id=connector_id)
+    report = holdings(viewer, chosen)
     changes = loaders.value_changes(viewer, client_id, connector_id)
 
 columns = st.columns(4)
@@ -77,16 +132,17 @@ if report.unpriced:
     st.warning("Unpriced (no ticker or candle to value them; left out of the totals): "
                + ", ".join(map(fmt.literal, report.unpriced)), icon=":material/help:")
 
+viewer_scope, version = loaders.scope_of(viewer), loaders.data_key()
+start = datetime.now(UTC).date() - timedelta(days=OVERVIEW_DAYS - 1)
 with loaders.plain_errors("equity curve"):
-    drawn = loaders.equity_curve(viewer, client_id, connector_id,
-                                 start=datetime.now(UTC).date() - timedelta(days=OVERVIEW_DAYS - 1))
+    drawn = value_over_time(viewer, chosen, start)
 if drawn.empty:
     st.info("No fills, transfers or opening balances synced yet, so there is no value over time to draw.")
 else:
-    value_tab, mix_tab = st.tabs(["Equity", "Allocation over time"])
-    value_tab.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
-                           width="stretch")
-    mix_tab.plotly_chart(charts.allocation_over_time(drawn.by_asset), width="stretch")
+    for tab, label in zip(st.tabs(VALUE_TABS, key="overview_value_tab", on_change="rerun"), VALUE_TABS, strict=True):
+        if tab.open:
+            with tab, loaders.plain_errors("equity curve"):
+                draw_value_tab(viewer_scope, chosen, start, label, version)
     st.caption(f"Last {OVERVIEW_DAYS} days, rebuilt from the synced history (first event: "
                f"{fmt.moment(drawn.first_event)}) and valued with daily candles; dots are balance snapshots, "
                "crosses snapshots the history does not explain. Any window: P&L page.")
@@ -113,32 +169,17 @@ if report.empty:
     st.info("No balances synced yet for this scope; they appear after the first successful sync.")
 else:
     left, right = st.columns([3, 2])
-    with left:
-        path = ["client", "exchange_id", "asset"] if client_id is None else ["exchange_id", "label", "asset"]
-        st.plotly_chart(charts.allocation(report.rows, path, "Allocation by client, exchange and asset"),
-                        width="stretch")
+    with left, loaders.plain_errors("balances"):
+        draw_allocation(viewer_scope, chosen, version)
     with right:
         clicked = st.plotly_chart(charts.top_holdings(report.rows), width="stretch", key="overview_top_holdings",
                                   on_select="rerun", selection_mode="points")
         scope.open_clicked(clicked, "asset", scope.ASSET_PARAM, chosen,
                            {fmt.chart_text(asset): asset for asset in report.rows["asset"]})
         st.caption("Click a bar to open that asset.")
-    holdings = report.rows.groupby("asset", as_index=False).agg(quantity=("total", "sum"), usd=("usd", "sum"),
-                                                                  priced=("priced", "all"))
-    holdings["usd"] = holdings["usd"].where(holdings["priced"])
-    holdings = holdings.sort_values("usd", ascending=False, na_position="last").head(10)
-    holdings["share"] = holdings["usd"] / report.total_usd if report.total_usd else None
     st.subheader("Top holdings")
-    top = pd.DataFrame({"Asset": scope.asset_links(holdings["asset"], chosen),
-                        "Quantity": fmt.amount_columns(holdings, ["quantity"])["quantity"],
-                        "USD value": fmt.floats(holdings["usd"]), "Share": fmt.floats(holdings["share"])})
-    st.dataframe(
-        fmt.table(top, {"Quantity": fmt.exact, "Share": fmt.plain_percent}),
-        hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a value or share can be missing
-        column_config={**fmt.fitted_columns(top, {"Quantity": fmt.exact}), **fmt.number_columns("Share"),
-                       "Asset": scope.link_column("Asset", "This asset in this scope."),
-                       "USD value": fmt.number_column("USD value", format="dollar")},
-    )
+    with loaders.plain_errors("balances"):
+        draw_top_holdings(viewer_scope, chosen, version)
 
 st.subheader("Connector health")
 sync_widgets.health_summary(viewer, client_id)
