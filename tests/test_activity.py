@@ -4,12 +4,14 @@ unpriced currencies named; role scoping; the pages render numbers as numbers; ho
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from lib import activity
 from lib.db import session_scope
@@ -152,6 +154,43 @@ def test_client_user_page_names_only_its_client(seeded: Seeded) -> None:
     at.run()
     assert metric(at, "Volume") == fmt.compact_money(float(VOLUME))
     assert "XYZ/USDT" not in at.dataframe[0].value["Market"].tolist()  # Beta's market
+
+
+def test_activity_drawings_are_kept_per_viewer_and_drawn_again_after_a_write(seeded: Seeded) -> None:
+    def opened(role: str) -> AppTest:
+        at = open_page("activity", seeded.users[role])
+        widget(at.selectbox, "Period (UTC)").select("All history")
+        return at.run()
+
+    def exchanges(at: AppTest) -> list[str]:
+        spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Volume by exchange" in c.proto.spec)
+        return spec["data"][0]["y"]
+
+    def fills(at: AppTest, market: str, exchange: str) -> int:
+        table = at.dataframe[0].value
+        rows = table[(table["Market"].str.extract(scope._SHOWN.pattern)[0] == market) & (table["Exchange"] == exchange)]
+        return int(rows["Fills"].iloc[0])
+
+    def counted(at: AppTest) -> set[int]:
+        """The Fills card, the maker / taker table's and the fees table's fills (every seeded fill has a fee)."""
+        return {int(metric(at, "Fills")), int(at.dataframe[1].value["Fills"].sum()),
+                int(at.dataframe[2].value["Fills"].sum())}
+
+    admin = opened("admin")
+    before = fills(admin, "BTC/USDT", "binance")
+    assert "okx" in exchanges(admin) and fills(admin, "XYZ/USDT", "okx") > 0 and counted(admin) == {12}
+    client = opened("client")  # the same process's cache, the same picks
+    assert "okx" not in exchanges(client)  # Beta's exchange
+    assert "XYZ/USDT" not in client.dataframe[0].value["Market"].str.extract(scope._SHOWN.pattern)[0].tolist()
+    assert counted(client) == {9}  # Alpha's fills alone
+    with session_scope() as session:  # a new fill: a new write version, one more fill in the market
+        session.add(Trade(connector_id=seeded.alpha_binance, trade_id="N1", timestamp=ms("2024-02-07"),
+                          symbol="BTC/USDT", base="BTC", quote="USDT", side="sell", taker_or_maker="maker",
+                          amount="0.01", price="50000", cost="500", fee_cost="0.5", fee_currency="USDT"))
+    admin.run()
+    assert fills(admin, "BTC/USDT", "binance") == before + 1  # the kept tables are not shown after the write
+    assert counted(admin) == {13}
+    assert not admin.exception and not client.exception
 
 
 def test_hostile_symbol_text_stays_literal(seeded: Seeded) -> None:

@@ -1,11 +1,13 @@
 """Activity: what the scope traded in a period (lib.activity): USD volume by day, market and
 exchange, the buy/sell split, maker share, fees by currency and in USD, fill and order counts."""
 
+from datetime import date
 
 import pandas as pd
 import streamlit as st
 
 from lib import activity
+from lib.access import Viewer
 from lib.ui import charts, loaders, scope
 from lib.ui import format as fmt
 from lib.ui import period as period_controls
@@ -14,15 +16,78 @@ from lib.ui.shell import current_scope
 
 USD = st.column_config.NumberColumn
 SHARE = "%.1f%%"
+MONEY_COLUMNS = {label: USD(label, format="dollar") for label in
+                 ("Volume (USD)", "Bought (USD)", "Sold (USD)", "Fees (USD)")}
+
+
+def period_report(viewer: Viewer, chosen: scope.Scope, start: date | None, end: date | None) -> activity.ActivityReport:
+    """The scope's activity over the picked UTC days: the cards and the kept drawings read the same."""
+    return loaders.activity_report(viewer, chosen.client_id, chosen.connector_id, start, end)
+
+
+def market_rows(report: activity.ActivityReport) -> pd.DataFrame:
+    """Per market and exchange, as the table shows it and its CSV holds it."""
+    markets = report.by_market
+    return pd.DataFrame({
+        "Market": markets["symbol"].map(fmt.visible), "Exchange": markets["exchange_id"].map(fmt.visible),
+        "Fills": markets["fills"], "Volume (USD)": markets["volume_usd"], "Bought (USD)": markets["buy_usd"],
+        "Sold (USD)": markets["sell_usd"], "Fees (USD)": markets["fees_usd"],
+    })
+
+
+# Kept drawings (lib.ui.loaders.data_key), per scope, period and database version: a warm visit replays
+# the recorded charts and tables instead of building the figures, their JSON and the tables again.
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_volume(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | None, end: date | None,
+                key: tuple[str, str]) -> None:
+    """The volume charts (by day, by exchange) and the table by market."""
+    report = period_report(loaders.viewer_of(viewer_scope), chosen, start, end)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.volume_by_day(report.by_day), width="stretch")
+    right.plotly_chart(charts.volume_bars(report.by_exchange, "exchange_id", "Volume by exchange"), width="stretch")
+    st.subheader("By market")
+    links = [scope.link("trades", m, client=chosen.client, account=chosen.account, symbol=m)
+             for m in report.by_market["symbol"]]
+    st.dataframe(market_rows(report).assign(Market=links), hide_index=True, width="stretch",
+                 column_config={"Market": scope.link_column("Market", "This market's fills on Trades."),
+                                "Fills": USD("Fills", format="localized"), **MONEY_COLUMNS})
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_maker(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | None, end: date | None,
+               key: tuple[str, str]) -> None:
+    """The maker / taker split."""
+    maker = period_report(loaders.viewer_of(viewer_scope), chosen, start, end).maker
+    st.dataframe(pd.DataFrame({
+        "Role": maker["role"], "Fills": maker["fills"], "Volume (USD)": maker["volume_usd"],
+        "Share of fills": maker["fill_share"] * 100, "Share of volume": maker["volume_share"] * 100,
+    }), hide_index=True, width="stretch", column_config={
+        "Fills": USD("Fills", format="localized"), "Volume (USD)": USD("Volume (USD)", format="dollar"),
+        "Share of fills": USD("Share of fills", format=SHARE),
+        "Share of volume": USD("Share of volume", format=SHARE)})
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_fees(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | None, end: date | None,
+              key: tuple[str, str]) -> None:
+    """The fees by currency."""
+    fees = period_report(loaders.viewer_of(viewer_scope), chosen, start, end).fees
+    st.dataframe(pd.DataFrame({
+        "Currency": scope.asset_links(fees["currency"], chosen), "Amount": fees["amount"].map(float),
+        "Fills": fees["fills"], "USD": fees["fees_usd"],
+    }), hide_index=True, width="stretch", column_config={
+        "Currency": scope.link_column("Currency", "This asset in this scope."),
+        "Amount": USD("Amount", format="%.8g"), "Fills": USD("Fills", format="localized"),
+        "USD": USD("USD", format="dollar", help="Empty: no USD price for that currency.")})
+
 
 viewer = current_viewer()
 chosen = current_scope(viewer)
-client_id, connector_id = chosen.client_id, chosen.connector_id
 
 scope.title("Activity", chosen)
 
 with loaders.plain_errors("accounts"):
-    connectors = loaders.connectors(viewer, client_id)
+    connectors = loaders.connectors(viewer, chosen.client_id)
 if connectors.empty:
     st.info("No exchange accounts in this scope yet.")
     st.stop()
@@ -31,7 +96,7 @@ start, end = period_controls.period_picker(st.columns([3, 2])[0], "activity", de
 period = period_controls.period_text(start, end)
 
 with loaders.plain_errors("trading activity"), st.spinner("Adding up the fills…"):
-    report = loaders.activity_report(viewer, client_id, connector_id, start, end)
+    report = period_report(viewer, chosen, start, end)
 
 cards = st.columns(4)
 cards[0].metric("Volume", fmt.compact_money(float(report.volume_usd)), help=f"{fmt.money(float(report.volume_usd))}: "
@@ -64,48 +129,20 @@ if report.fills == 0:
     st.info("No fills in this period.")
     st.stop()
 
-left, right = st.columns(2)
-left.plotly_chart(charts.volume_by_day(report.by_day), width="stretch")
-right.plotly_chart(charts.volume_bars(report.by_exchange, "exchange_id", "Volume by exchange"), width="stretch")
-
-st.subheader("By market")
-markets = report.by_market
-market_table = pd.DataFrame({
-    "Market": markets["symbol"].map(fmt.visible), "Exchange": markets["exchange_id"].map(fmt.visible),
-    "Fills": markets["fills"], "Volume (USD)": markets["volume_usd"], "Bought (USD)": markets["buy_usd"],
-    "Sold (USD)": markets["sell_usd"], "Fees (USD)": markets["fees_usd"],
-})
-money_columns = {label: USD(label, format="dollar") for label in
-                 ("Volume (USD)", "Bought (USD)", "Sold (USD)", "Fees (USD)")}
-market_links = [scope.link("trades", m, client=chosen.client, account=chosen.account, symbol=m)
-                for m in markets["symbol"]]
-st.dataframe(market_table.assign(Market=market_links), hide_index=True, width="stretch",
-             column_config={"Market": scope.link_column("Market", "This market's fills on Trades."),
-                            "Fills": USD("Fills", format="localized"), **money_columns})
-st.download_button("Download CSV", fmt.csv_download(market_table.assign(Period=period)),
+viewer_scope, version = loaders.scope_of(viewer), loaders.data_key()
+with loaders.plain_errors("trading activity"):
+    draw_volume(viewer_scope, chosen, start, end, version)
+st.download_button("Download CSV", fmt.csv_download(market_rows(report).assign(Period=period)),
                    file_name="activity_by_market.csv", mime="text/csv", icon=":material/download:",
                    help="Per market and exchange; an empty USD cell means unpriced.")
 
 left, right = st.columns(2)
-with left:
+with left, loaders.plain_errors("trading activity"):
     st.subheader("Maker / taker")
-    maker = report.maker
-    st.dataframe(pd.DataFrame({
-        "Role": maker["role"], "Fills": maker["fills"], "Volume (USD)": maker["volume_usd"],
-        "Share of fills": maker["fill_share"] * 100, "Share of volume": maker["volume_share"] * 100,
-    }), hide_index=True, width="stretch", column_config={
-        "Fills": USD("Fills", format="localized"), "Volume (USD)": USD("Volume (USD)", format="dollar"),
-        "Share of fills": USD("Share of fills", format=SHARE),
-        "Share of volume": USD("Share of volume", format=SHARE)})
-with right:
+    draw_maker(viewer_scope, chosen, start, end, version)
+with right, loaders.plain_errors("trading activity"):
     st.subheader("Fees by currency")
-    fees = report.fees
-    st.dataframe(pd.DataFrame({
-        "Currency": scope.asset_links(fees["currency"], chosen), "Amount": fees["amount"].map(float),
-        "Fills": fees["fills"], "USD": fees["fees_usd"],
-    }), hide_index=True, width="stretch", column_config={
-        "Currency": scope.link_column("Currency", "This asset in this scope."),
-        "Amount": USD("Amount", format="%.8g"), "Fills": USD("Fills", format="localized"),
-        "USD": USD("USD", format="dollar", help="Empty: no USD price for that currency.")})
-    st.download_button("Download fees CSV", fmt.csv_download(fees.assign(period=period)), file_name="activity_fees.csv",
-                       mime="text/csv", icon=":material/download:", help="Amounts exactly as the exchanges sent them.")
+    draw_fees(viewer_scope, chosen, start, end, version)
+    st.download_button("Download fees CSV", fmt.csv_download(report.fees.assign(period=period)),
+                       file_name="activity_fees.csv", mime="text/csv", icon=":material/download:",
+                       help="Amounts exactly as the exchanges sent them.")
