@@ -35,7 +35,7 @@ from lib.kept import Recent, database_key
 from lib.models import BalanceSnapshot, Connector, OpeningBalance, Transfer, utcnow
 from lib.pnl import state as pnl_state
 from lib.pnl.period import Period, PeriodTotals, period_of, period_pnl
-from lib.pnl.result import DISPOSAL_COLUMNS, FLOW_COLUMNS, HOLDING_COLUMNS, PER_ASSET_COLUMNS
+from lib.pnl.result import DISPOSAL_COLUMNS, FLOW_COLUMNS, HOLDING_COLUMNS, PER_ASSET_COLUMNS, shortfall_warnings
 from lib.settings import get_settings
 
 SessionOrUrl = Session | str | None
@@ -634,6 +634,13 @@ class PnlSummary:
     unmatched: dict[str, float]
     warnings: list[str]
     fills: int
+
+    @property
+    def notes(self) -> list[str]:
+        """The warnings other than the unpriced and unmatched sentences, which the page states
+        itself (one notice each, with figures) rather than once more per asset."""
+        stated = set(shortfall_warnings(self.unpriced, self.unmatched))
+        return [message for message in self.warnings if message not in stated]
 
 
 #: the P&L page's window presets, in the order offered (UTC days; see ``window_days``)

@@ -428,18 +428,23 @@ def _totals(moved: tuple[float, float], per_asset: pd.DataFrame, disposals: pd.D
 
 
 def _warnings(notes: list[str], unpriced: list[str], unmatched: dict[str, float]) -> list[str]:
-    words = list(notes)
+    return list(notes) + shortfall_warnings(unpriced, unmatched)
+
+
+def shortfall_warnings(unpriced: list[str], unmatched: Mapping[str, float]) -> list[str]:
+    """The sentences for holdings without a price and for disposals beyond the lots held: the
+    last of a result's ``warnings`` (a page that states these on its own leaves them out)."""
+    words = []
     if unpriced:
         words.append(
             f"No current price for {', '.join(unpriced)}: these holdings have no market value "
             "and are left out of the unrealized and market value totals."
         )
-    words += [
+    return words + [
         f"More {asset} was sold or withdrawn than the synced history holds: {qty:.10g} {asset} had no "
         "matching acquisition and was given zero cost basis (history is probably incomplete)."
         for asset, qty in unmatched.items()
     ]
-    return words
 
 
 def build_result(

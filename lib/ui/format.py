@@ -68,6 +68,24 @@ def compact_money(value: float | None) -> str:
     return f"{sign}${amount:,.2f}"
 
 
+#: Characters a metric card a quarter of the page wide shows before it cuts a figure with "…"
+#: (seen in 1.67 with the sidebar open: "+$228,461,3…").
+CARD_CHARS = 11
+
+
+def money_card(container: Any, label: str, value: float | None, *, signed: bool = False,  # noqa: ANN401 - a Streamlit container
+               help: str | None = None, **metric: Any) -> None:  # noqa: A002, ANN401 - st.metric's own names
+    """``container.metric`` for an amount in USD: the full figure when it fits the card, else the
+    compact one (``+$228.46B``) with the full figure in the help, never a figure cut off by the card."""
+    full = money(value, signed=signed)
+    if len(full) <= CARD_CHARS:
+        container.metric(label, full, help=help, **metric)
+        return
+    compact = compact_money(value)
+    shown = f"+{compact}" if signed and value is not None and value > 0 else compact
+    container.metric(label, shown, help=f"{full}." + (f" {help}" if help else ""), **metric)
+
+
 def quantity(value: float | Decimal | None, digits: int = 8) -> str:
     """Up to ``digits`` decimals without trailing zeros: 0.5, 1,234.00012; a dash when missing.
     An exact amount (``Decimal``) never loses a digit it has, whatever ``digits`` says."""

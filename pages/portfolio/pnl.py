@@ -147,17 +147,17 @@ with loaders.plain_errors("P&L"), st.spinner("Computing P&L…"):
 
 totals = summary.totals
 cards = st.columns(4)
-cards[0].metric("Realized", fmt.money(totals["realized"], signed=True), help="Disposals inside the window.")
-cards[1].metric("Unrealized change", fmt.money(totals["unrealized_change"], signed=True),
-                help=f"Unrealized P&L at the window's end ({fmt.money(totals['unrealized'], signed=True)}) minus at "
-                f"its start ({fmt.money(totals['unrealized_start'], signed=True)}), priced holdings only.")
-cards[2].metric("Fees", fmt.money(totals["fees"]),
-                help="Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again. "
-                "A fee paid in the traded base or quote is valued at the fill's own price here; Trades and "
-                "Activity value every fee at its currency's daily USD price, so their total can differ slightly.")
-cards[3].metric("Net", fmt.money(totals["net"], signed=True),
-                help="Realized in the window + change in unrealized over it: gains from before the window are "
-                "not counted again.")
+fmt.money_card(cards[0], "Realized", totals["realized"], signed=True, help="Disposals inside the window.")
+fmt.money_card(cards[1], "Unrealized change", totals["unrealized_change"], signed=True,
+               help=f"Unrealized P&L at the window's end ({fmt.money(totals['unrealized'], signed=True)}) minus at "
+               f"its start ({fmt.money(totals['unrealized_start'], signed=True)}), priced holdings only.")
+fmt.money_card(cards[2], "Fees", totals["fees"],
+               help="Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again. "
+               "A fee paid in the traded base or quote is valued at the fill's own price here; Trades and "
+               "Activity value every fee at its currency's daily USD price, so their total can differ slightly.")
+fmt.money_card(cards[3], "Net", totals["net"], signed=True,
+               help="Realized in the window + change in unrealized over it: gains from before the window are "
+               "not counted again.")
 st.caption(f"{METHODS[summary.method]}, lots pooled {POOLS[summary.pool].lower()}, "
            f"{window}, over {summary.fills:,} fill(s) up to the window's end.")
 with loaders.plain_errors("positions"):
@@ -173,22 +173,24 @@ if not open_positions.empty:  # derivatives: the exchanges' own figure, beside (
 
 st.subheader("Value over the window")
 edges = st.columns(4)
-edges[0].metric("Opening value", fmt.money(totals["opening_value"]), help="Cash and priced lots at the window's "
-                "start, at the candle closes then (0 for all history).")
-edges[1].metric("Deposits", fmt.money(totals["deposits"]), help="Deposits (and opening balances) at their market "
-                "value at their time: the value their lots were booked at.")
-edges[2].metric("Withdrawals", fmt.money(totals["withdrawals"]), help="At their market value at their time.")
-edges[3].metric("Closing value", fmt.money(totals["closing_value"]), help="Cash and priced lots at the window's end.")
+fmt.money_card(edges[0], "Opening value", totals["opening_value"], help="Cash and priced lots at the window's "
+               "start, at the candle closes then (0 for all history).")
+fmt.money_card(edges[1], "Deposits", totals["deposits"], help="Deposits (and opening balances) at their market "
+               "value at their time: the value their lots were booked at.")
+fmt.money_card(edges[2], "Withdrawals", totals["withdrawals"], help="At their market value at their time.")
+fmt.money_card(edges[3], "Closing value", totals["closing_value"], help="Cash and priced lots at the window's end.")
 st.markdown(fmt.literal(identity_line(totals)))
 
-for asset, units in sorted(summary.unmatched.items()):
-    st.warning(f"{fmt.literal(asset)}: {fmt.quantity(units)} unit(s) were disposed of with no acquisition on "
-               "record; they are counted with zero cost basis (history may be missing).", icon=":material/warning:")
+if summary.unmatched:  # one notice for every asset, not one box each
+    st.warning("Disposed of with no acquisition on record, so counted with zero cost basis (history may be "
+               "missing): " + "; ".join(f"{fmt.literal(asset)} {fmt.quantity(units)}"
+                                        for asset, units in sorted(summary.unmatched.items())) + ".",
+               icon=":material/warning:")
 if summary.unpriced:
     st.warning("Unpriced (no market price; their market value and unrealized P&L are left out): "
                + ", ".join(map(fmt.literal, summary.unpriced)), icon=":material/help:")
-for message in summary.warnings:  # plain sentences that name asset codes
-    st.info(fmt.literal(message), icon=":material/info:")
+if summary.notes:  # plain sentences that name asset codes; the two notices above are not repeated
+    st.info("\n".join(f"- {fmt.literal(message)}" for message in summary.notes), icon=":material/info:")
 with loaders.plain_errors("history notes"):
     notes = loaders.history_notes(viewer, client_id, connector_id)
 for note in notes.opening:  # cost basis of these lots is the first sync's price, not what was paid

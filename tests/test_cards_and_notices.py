@@ -1,0 +1,42 @@
+"""Metric cards never show a figure cut off by the card, and the P&L page states each kind of
+shortfall once (one notice for every unmatched asset, its notes without those sentences again)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from lib import reports
+from lib.pnl.result import shortfall_warnings
+
+
+def _cards_app() -> None:
+    import streamlit as st
+
+    from lib.ui import format as fmt
+
+    columns = st.columns(4)
+    fmt.money_card(columns[0], "Small", 1234.5, signed=True, help="Why.")
+    fmt.money_card(columns[1], "Large", 228_461_332_735.44, signed=True, help="Why.")
+    fmt.money_card(columns[2], "Loss", -6_324_468.1)
+    fmt.money_card(columns[3], "Unpriced", None)
+
+
+def test_a_card_shows_the_full_figure_when_it_fits_and_the_compact_one_with_the_full_in_its_help() -> None:
+    at = AppTest.from_function(_cards_app).run()
+    cards = {m.label: m for m in at.metric}
+    assert cards["Small"].value == "+$1,234.50" and cards["Small"].help == "Why."
+    assert cards["Large"].value == "+$228.46B" and cards["Large"].help == "+$228,461,332,735.44. Why."
+    assert cards["Loss"].value == "-$6.32M" and cards["Loss"].help == "-$6,324,468.10."
+    assert cards["Unpriced"].value == "unpriced"
+    assert all(len(m.value) <= 11 for m in at.metric)  # what a quarter-width card shows uncut
+
+
+def test_pnl_notes_leave_out_the_unpriced_and_unmatched_sentences_the_page_states_itself() -> None:
+    unpriced, unmatched = ["XYZ"], {"ADA": 60359.13889986, "BNB": 12.24416903}
+    notes = ["2 deposit(s) had no USD price at the time (ETH ×2); booked at 0 cost basis.", "Another note."]
+    summary = reports.PnlSummary(method="fifo", pool="scope", totals={}, per_asset=pd.DataFrame(),
+                                 daily=pd.DataFrame(), unpriced=unpriced, unmatched=unmatched,
+                                 warnings=notes + shortfall_warnings(unpriced, unmatched), fills=0)
+    assert summary.notes == notes
+    assert len(summary.warnings) == len(notes) + 3  # the CLI and statements still print every sentence
