@@ -74,6 +74,42 @@ def draw_rows(viewer_scope: loaders.Scope, chosen: scope.Scope, show_balanced: b
         column_config=COLUMNS)
 
 
+def window_around(since: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The days listed around a first divergence (``LOOK_BEFORE`` before it to the day after)."""
+    return since - LOOK_BEFORE, since + timedelta(days=1)
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def finding_labels(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple[str, str]) -> dict[int, str]:
+    """Each unbalanced row's picker label ("asset · client · exchange / label"), by row: thousands of
+    rows are labelled once per scope and database version, not on every run."""
+    rows = scoped(loaders.viewer_of(viewer_scope), chosen).rows
+    findings = rows[rows["status"] == "unbalanced"]
+    return {i: fmt.visible(f"{r.asset} · {r.client} · {r.exchange_id} / {r.label}")
+            for i, r in zip(findings.index, findings.itertuples(), strict=True)}
+
+
+@st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
+def draw_moves(viewer_scope: loaders.Scope, connector_id: int, asset: str, since: pd.Timestamp,
+               key: tuple[str, str]) -> None:
+    """The asset's history around its first divergence, with the balance implied after each change."""
+    start, end = window_around(since)
+    around = loaders.moves_around(loaders.viewer_of(viewer_scope), connector_id, asset,
+                                  int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+    st.caption(fmt.literal(f"{asset}: every change the history holds from {start:%Y-%m-%d} to {end:%Y-%m-%d} (UTC), "
+                           f"with the balance it implies after each; the first divergent snapshot was taken "
+                           f"{fmt.moment(since)}."))
+    if around.empty:
+        st.info("The history holds no change of this asset in that window: a missing fill or transfer would be here.")
+        return
+    st.dataframe(fmt.table(pd.DataFrame({
+        "Time (UTC)": fmt.ms_to_datetime(around["timestamp"]), "Kind": around["kind"],
+        "Change": fmt.floats(around["change"]), "Implied balance after": fmt.floats(around["balance"]),
+    }), dict.fromkeys(["Change", "Implied balance after"], fmt.quantity)), hide_index=True, width="stretch",
+        placeholder=fmt.MISSING, column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
+                                                **fmt.number_columns("Change", "Implied balance after")})
+
+
 viewer = current_viewer()
 chosen = current_scope(viewer)  # the sidebar's client and account (?client=&connector=)
 
@@ -85,6 +121,7 @@ st.caption("For each account and asset: the balance the stored history implies (
 
 with loaders.plain_errors("reconciliation"):
     result = scoped(viewer, chosen)
+    data_key = loaders.data_key()  # with the viewer and picks: the kept drawings' key
 
 for name in result.unsynced:
     st.info(fmt.literal(f"{name}: no balance has been read yet, so there is nothing to reconcile."),
@@ -105,35 +142,21 @@ if unbalanced == 0 and unknown == 0:
 
 show_balanced = st.toggle("Show balanced rows", value=unbalanced + unknown == 0)
 with loaders.plain_errors("reconciliation"):
-    draw_rows(loaders.scope_of(viewer), chosen, show_balanced, loaders.data_key())
+    draw_rows(loaders.scope_of(viewer), chosen, show_balanced, data_key)
 
 findings = rows[rows["status"] == "unbalanced"]
 if findings.empty:
     st.stop()
 
 st.subheader("Where to look")
-labels = {i: fmt.visible(f"{r.asset} · {r.client} · {r.exchange_id} / {r.label}")
-          for i, r in zip(findings.index, findings.itertuples(), strict=True)}
+labels = finding_labels(loaders.scope_of(viewer), chosen, data_key)
 picked = findings.loc[st.selectbox("Unbalanced asset", list(labels), format_func=labels.get)]
 since = pd.Timestamp(picked["first_divergence"])
 for _, sentence in picked["causes"]:
     st.warning(fmt.literal(sentence[:1].upper() + sentence[1:]), icon=":material/troubleshoot:")
-start, end = since - LOOK_BEFORE, since + timedelta(days=1)
+start, end = window_around(since)
 with loaders.plain_errors("history of this asset"):
-    around = loaders.moves_around(viewer, int(picked["connector_id"]), str(picked["asset"]),
-                                  int(start.timestamp() * 1000), int(end.timestamp() * 1000))
-st.caption(fmt.literal(f"{picked['asset']}: every change the history holds from {start:%Y-%m-%d} to {end:%Y-%m-%d} "
-                       f"(UTC), with the balance it implies after each; the first divergent snapshot was taken "
-                       f"{fmt.moment(since)}."))
-if around.empty:
-    st.info("The history holds no change of this asset in that window: a missing fill or transfer would be here.")
-else:
-    st.dataframe(fmt.table(pd.DataFrame({
-        "Time (UTC)": fmt.ms_to_datetime(around["timestamp"]), "Kind": around["kind"],
-        "Change": fmt.floats(around["change"]), "Implied balance after": fmt.floats(around["balance"]),
-    }), dict.fromkeys(["Change", "Implied balance after"], fmt.quantity)), hide_index=True, width="stretch",
-        placeholder=fmt.MISSING, column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
-                                                **fmt.number_columns("Change", "Implied balance after")})
+    draw_moves(loaders.scope_of(viewer), int(picked["connector_id"]), str(picked["asset"]), since, data_key)
 link = {scope.CLIENT_PARAM: fmt.visible(picked["client"]),
         scope.ACCOUNT_PARAM: scope.account_label(picked["exchange_id"], picked["label"]),
         "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
