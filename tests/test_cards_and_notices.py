@@ -32,6 +32,28 @@ def test_a_card_shows_the_full_figure_when_it_fits_and_the_compact_one_with_the_
     assert all(len(m.value) <= 11 for m in at.metric)  # what a quarter-width card shows uncut
 
 
+def _widths_app() -> None:
+    import streamlit as st
+
+    from lib.ui import format as fmt
+
+    fifth, third = st.columns(5)[0], st.columns(3)[0]
+    fmt.money_card(fifth, "Fifth", 1234.5, chars=fmt.CARD_CHARS * 4 // 5)
+    fmt.money_card(fifth, "Fifth short", 999.5, chars=fmt.CARD_CHARS * 4 // 5)
+    fmt.money_card(third, "Third", 1_234_567.89, chars=fmt.CARD_CHARS * 4 // 3, delta="+1.0%")
+    fmt.money_card(third, "Third long", -12_345_678.9, chars=fmt.CARD_CHARS * 4 // 3, delta="-2.0%")
+
+
+def test_a_narrower_card_turns_compact_sooner_and_a_wider_one_later_keeping_its_delta() -> None:
+    at = AppTest.from_function(_widths_app).run()
+    cards = {m.label: m for m in at.metric}
+    assert cards["Fifth"].value == "$1.23k" and cards["Fifth"].help == "$1,234.50."  # 9 characters, a fifth shows 8
+    assert cards["Fifth short"].value == "$999.50"
+    assert cards["Third"].value == "$1,234,567.89" and cards["Third"].delta == "+1.0%"  # 13: too long for a quarter
+    assert cards["Third long"].value == "-$12.35M" and cards["Third long"].help == "-$12,345,678.90."  # 15
+    assert cards["Third long"].delta == "-2.0%"
+
+
 def test_pnl_notes_leave_out_the_unpriced_and_unmatched_sentences_the_page_states_itself() -> None:
     unpriced, unmatched = ["XYZ"], {"ADA": 60359.13889986, "BNB": 12.24416903}
     notes = ["2 deposit(s) had no USD price at the time (ETH ×2); booked at 0 cost basis.", "Another note."]

@@ -190,7 +190,7 @@ def test_balances_split_by_account_type_and_totals_sum_them(history: History) ->
 def test_overview_counts_both_account_types_once_per_asset(history: History) -> None:
     seeded = history.seeded
     at = open_page("pages/portfolio/overview.py", seeded.users["admin"], client_id=seeded.alpha)
-    assert metric(at, "Total value") == "$82.08k"
+    assert metric(at, "Total value") == "$82,081.77"  # fits its card in full
     top = table_cells.shown(at.dataframe[0])
     top = top.set_index(table_cells.linked(top["Asset"]))  # each asset links to its Asset page
     assert top.loc["BTC", "Quantity"] == "0.96333500"

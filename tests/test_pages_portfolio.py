@@ -91,7 +91,7 @@ def test_overview_figures_scope_and_unpriced_notice(seeded: Seeded) -> None:
     everyone = open_page("overview", seeded.users["admin"])
     alpha_only = open_page("overview", seeded.users["admin"], client_id=seeded.alpha)
     assert metric(everyone, "Total value") != metric(alpha_only, "Total value")
-    assert metric(alpha_only, "Total value") == "$49.08k"  # 0.563335 BTC, 3 ETH, 1.93 BNB, 1000 USDT
+    assert metric(alpha_only, "Total value") == "$49,081.78"  # 0.563335 BTC, 3 ETH, 1.93 BNB, 1000 USDT
     assert "XYZ" in texts(everyone) and "Unpriced" in texts(everyone)
     assert "XYZ" not in texts(alpha_only)
     # the changes come from the history (2024): numbers, never "—"; nothing moved and there is no

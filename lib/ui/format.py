@@ -74,11 +74,16 @@ CARD_CHARS = 11
 
 
 def money_card(container: Any, label: str, value: float | None, *, signed: bool = False,  # noqa: ANN401 - a Streamlit container
-               help: str | None = None, **metric: Any) -> None:  # noqa: A002, ANN401 - st.metric's own names
+               help: str | None = None, chars: int = CARD_CHARS, **metric: Any) -> None:  # noqa: A002, ANN401 - st.metric's own names
     """``container.metric`` for an amount in USD: the full figure when it fits the card, else the
-    compact one (``+$228.46B``) with the full figure in the help, never a figure cut off by the card."""
+    compact one (``+$228.46B``) with the full figure in the help, never a figure cut off by the card.
+
+    ``chars`` is what the card shows uncut. A card's width goes as one over the cards in its row
+    (the 1rem gaps between them are small beside a card), so a row of ``n`` takes
+    ``CARD_CHARS * 4 // n``, rounded down so that an estimate never cuts: 5 -> 8, 3 -> 14,
+    2 -> 22, a card alone -> 44."""
     full = money(value, signed=signed)
-    if len(full) <= CARD_CHARS:
+    if len(full) <= chars:
         container.metric(label, full, help=help, **metric)
         return
     compact = compact_money(value)

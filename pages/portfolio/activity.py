@@ -99,21 +99,23 @@ with loaders.plain_errors("trading activity"), st.spinner("Adding up the fillsâ€
     report = period_report(viewer, chosen, start, end)
 
 cards = st.columns(4)
-cards[0].metric("Volume", fmt.compact_money(float(report.volume_usd)), help=f"{fmt.money(float(report.volume_usd))}: "
-                "each fill's cost in its quote currency at the quote's USD price that day (USD-like quotes 1:1).")
-cards[1].metric("Fees", fmt.money(float(report.fees_usd)), help="Each fee at its currency's USD price that day.")
+fmt.money_card(cards[0], "Volume", float(report.volume_usd), help="Each fill's cost in its quote currency at the "
+               "quote's USD price that day (USD-like quotes 1:1).")
+fmt.money_card(cards[1], "Fees", float(report.fees_usd), help="Each fee at its currency's USD price that day.")
 share = report.maker_share
 cards[2].metric("Maker share (volume)", fmt.MISSING if share is None else f"{share:.1%}",
                 help="Maker volume over the volume of fills whose exchange said maker or taker.")
-cards[3].metric("Average fill", fmt.money(report.average_fill_usd) if report.average_fill_usd is not None
-                else fmt.MISSING, help="USD volume over the priced fills.")
+if report.average_fill_usd is None:
+    cards[3].metric("Average fill", fmt.MISSING, help="USD volume over the priced fills.")
+else:
+    fmt.money_card(cards[3], "Average fill", report.average_fill_usd, help="USD volume over the priced fills.")
 counts = st.columns(4)
 counts[0].metric("Fills", f"{report.fills:,}")
 counts[1].metric("Orders", f"{report.orders:,}", help="Closed or canceled orders created in the period, plus open "
                  "orders placed in it.")
 buy = report.sides.set_index("side")["volume_usd"]
-counts[2].metric("Bought", fmt.compact_money(float(buy.get("buy", 0.0))))
-counts[3].metric("Sold", fmt.compact_money(float(buy.get("sell", 0.0))))
+fmt.money_card(counts[2], "Bought", float(buy.get("buy", 0.0)))
+fmt.money_card(counts[3], "Sold", float(buy.get("sell", 0.0)))
 st.caption(f"{period}, over {report.fills:,} fill(s).")
 
 if report.unknown_role_fills:

@@ -67,12 +67,12 @@ if rows.empty:
     st.stop()
 
 cards = [*st.columns(3), *st.columns(3)[:2]]  # two rows, so that every figure shows in full
-cards[0].metric("Total value", fmt.money(total["value_usd"]), help=USD["value_usd"][1])
-cards[1].metric("Realized", fmt.money(total["realized"], signed=True), help=USD["realized"][1])
-cards[2].metric("Unrealized change", fmt.money(total["unrealized_change"], signed=True),
-                help=USD["unrealized_change"][1])
-cards[3].metric("Volume", fmt.money(total["volume_usd"]), help=USD["volume_usd"][1])
-cards[4].metric("Fees", fmt.money(total["fees_usd"]), help=USD["fees_usd"][1])
+third = fmt.CARD_CHARS * 4 // 3  # what a third-width card shows uncut
+for card, (label, column, signed) in zip(cards, (
+        ("Total value", "value_usd", False), ("Realized", "realized", True),
+        ("Unrealized change", "unrealized_change", True), ("Volume", "volume_usd", False),
+        ("Fees", "fees_usd", False)), strict=True):
+    fmt.money_card(card, label, total[column], signed=signed, help=USD[column][1], chars=third)
 st.caption(f"Totals over {len(rows):,} client(s) and {total['accounts']:,} account(s) "
            f"({total['unbalanced_accounts']:,} unbalanced); {METHODS[method]}, {window}. "
            "Each client's P&L is its own (lots pooled over its accounts), as the P&L page shows with it picked.")

@@ -39,16 +39,20 @@ rows = held[held["asset"] == asset]
 cards = st.columns(4)
 cards[0].metric("Held", fmt.exact(rows["total"].sum() if not rows.empty else 0, fmt.min_decimals(asset)),
                 help="Latest balances, every account type of every account in scope.")
-cards[1].metric("Value", fmt.money(rows["usd"].sum(skipna=True)) if rows["priced"].all() else fmt.MISSING,
-                help="Empty: no market price for this asset.")
+if rows["priced"].all():
+    fmt.money_card(cards[1], "Value", rows["usd"].sum(skipna=True), help="Empty: no market price for this asset.")
+else:
+    cards[1].metric("Value", fmt.MISSING, help="Empty: no market price for this asset.")
 if row.empty:
     cards[2].metric("Realized (all history)", fmt.MISSING, help="No fill or transfer of this asset in scope.")
     cards[3].metric("Unrealized", fmt.MISSING)
 else:
-    cards[2].metric("Realized (all history)", fmt.money(float(row["realized"].iloc[0]), signed=True),
-                    help="FIFO, lots pooled over the scope (the P&L page has the other methods and windows).")
-    cards[3].metric("Unrealized", fmt.money(float(row["unrealized"].iloc[0]), signed=True)
-                    if pd.notna(row["unrealized"].iloc[0]) else fmt.MISSING, help="Empty: unpriced.")
+    fmt.money_card(cards[2], "Realized (all history)", float(row["realized"].iloc[0]), signed=True,
+                   help="FIFO, lots pooled over the scope (the P&L page has the other methods and windows).")
+    if pd.notna(row["unrealized"].iloc[0]):
+        fmt.money_card(cards[3], "Unrealized", float(row["unrealized"].iloc[0]), signed=True, help="Empty: unpriced.")
+    else:
+        cards[3].metric("Unrealized", fmt.MISSING, help="Empty: unpriced.")
 
 st.subheader("Where it is held")
 if rows.empty:

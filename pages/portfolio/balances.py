@@ -103,7 +103,8 @@ rows = narrowed(rows, *picks)
 
 total, unpriced = rows["usd"].sum(skipna=True), sorted(rows.loc[~rows["priced"], "asset"].unique())
 first, second = st.columns(2)
-first.metric("Value (filtered)", fmt.money(total), help="Sum of priced holdings in the rows below.")
+fmt.money_card(first, "Value (filtered)", total, help="Sum of priced holdings in the rows below.",
+               chars=fmt.CARD_CHARS * 4 // 2)  # a half-width card
 second.metric("Rows", len(rows))
 if unpriced:
     st.warning("Unpriced, left out of the value: " + ", ".join(map(fmt.literal, unpriced)), icon=":material/help:")

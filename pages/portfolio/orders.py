@@ -60,9 +60,12 @@ if positions.empty:
     st.info("No derivatives positions in this scope.")
 else:
     reported, unreported = activity.reported_unrealized(positions)
-    st.metric(activity.REPORTED_UNREALIZED, fmt.MISSING if reported is None else fmt.money(reported, signed=True),
-              help=f"As the exchanges report it, in the contracts' settlement currency; not part of the P&L page's "
-              f"figures. {unreported} position(s) without a figure from their exchange are left out.")
+    why = (f"As the exchanges report it, in the contracts' settlement currency; not part of the P&L page's "
+           f"figures. {unreported} position(s) without a figure from their exchange are left out.")
+    if reported is None:
+        st.metric(activity.REPORTED_UNREALIZED, fmt.MISSING, help=why)
+    else:  # a card alone, as wide as the page
+        fmt.money_card(st, activity.REPORTED_UNREALIZED, reported, signed=True, help=why, chars=fmt.CARD_CHARS * 4)
     st.dataframe(
         fmt.table(pd.DataFrame({
             "Client": scope.client_links(positions), "Exchange": positions["exchange_id"],

@@ -114,19 +114,19 @@ with loaders.plain_errors("balances"):
     changes = loaders.value_changes(viewer, client_id, connector_id)
 
 columns = st.columns(4)
-columns[0].metric("Total value", fmt.compact_money(report.total_usd), help="Sum of priced holdings, in USD.")
+fmt.money_card(columns[0], "Total value", report.total_usd, help="Sum of priced holdings, in USD.")
 for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
     change = changes[window]
-    column.metric(
-        f"Change {window}",
-        fmt.money(change["change"], signed=True) if change["change"] is not None else "—",
-        delta=fmt.percent(change["pct"]) if change["pct"] is not None else None,
-        help="From the balances the synced history implies at both ends, for the same accounts; — when no "
-        "history is that old." + (f" {change['left_out']} account(s) whose history starts later are left out."
-                                  if change["left_out"] else "")
-        + (" No candle that old for " + ", ".join(map(fmt.literal, change["unpriced"]))
-           + ": valued at today's price, so only its quantity change counts." if change.get("unpriced") else ""),
-    )
+    why = ("From the balances the synced history implies at both ends, for the same accounts; — when no "
+           "history is that old." + (f" {change['left_out']} account(s) whose history starts later are left out."
+                                     if change["left_out"] else "")
+           + (" No candle that old for " + ", ".join(map(fmt.literal, change["unpriced"]))
+              + ": valued at today's price, so only its quantity change counts." if change.get("unpriced") else ""))
+    if change["change"] is None:
+        column.metric(f"Change {window}", fmt.MISSING, help=why)
+    else:
+        fmt.money_card(column, f"Change {window}", change["change"], signed=True, help=why,
+                       delta=fmt.percent(change["pct"]) if change["pct"] is not None else None)
 
 if report.unpriced:
     st.warning("Unpriced (no ticker or candle to value them; left out of the totals): "

@@ -104,9 +104,11 @@ with loaders.plain_errors("trade totals"):
     totals = loaders.fill_totals(viewer, **filters)
 cards = st.columns(3)
 cards[0].metric("Fills", f"{totals.fills:,}", help="Every fill these filters match, on all pages.")
-cards[1].metric("Volume (USD)", fmt.money(float(totals.volume_usd)),
-                help="Each fill's cost at its quote currency's USD price that day (USD-like quotes 1:1).")
-cards[2].metric("Fees (USD)", fmt.money(float(totals.fees_usd)), help="Each fee at its currency's USD price that day.")
+third = fmt.CARD_CHARS * 4 // 3  # what a third-width card shows uncut
+fmt.money_card(cards[1], "Volume (USD)", float(totals.volume_usd), chars=third,
+               help="Each fill's cost at its quote currency's USD price that day (USD-like quotes 1:1).")
+fmt.money_card(cards[2], "Fees (USD)", float(totals.fees_usd), chars=third,
+               help="Each fee at its currency's USD price that day.")
 if totals.unpriced:
     st.warning("No USD price for " + ", ".join(map(fmt.literal, totals.unpriced)) + ": left out of the USD totals.",
                icon=":material/help:")
