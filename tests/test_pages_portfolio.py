@@ -223,6 +223,29 @@ def test_trades_table_is_kept_per_viewer_and_drawn_again_after_a_write(seeded: S
     assert not admin.exception and not client.exception
 
 
+def _pnl_per_asset(at: object) -> pd.DataFrame:
+    table = at.dataframe[-1].value  # type: ignore[attr-defined]
+    return table.set_index(table["Asset"].str.extract(scope._SHOWN.pattern)[0])  # noqa: SLF001 - link text
+
+
+def test_pnl_drawings_are_kept_per_viewer_and_picks_and_drawn_again_after_a_write(seeded: Seeded) -> None:
+    admin = open_page("pnl", seeded.users["admin"])
+    assert "XYZ" in _pnl_per_asset(admin).index  # Beta's asset, with every client in scope
+    charts_before = len(admin.get("plotly_chart"))
+    client = open_page("pnl", seeded.users["client"])  # the same process's cache
+    assert "XYZ" not in _pnl_per_asset(client).index  # Alpha's user: a kept table of another scope is never replayed
+    xyz = _pnl_per_asset(admin).loc["XYZ", "Quantity"]
+    with session_scope() as session:  # a later fill: a new write version
+        session.add(Trade(connector_id=seeded.beta_okx, trade_id="B-later", timestamp=ms("2024-04-01"),
+                          symbol="XYZ/USDT", base="XYZ", quote="USDT", side="buy", amount=5.0, price=2.0, cost=10.0))
+    admin.run()
+    assert _pnl_per_asset(admin).loc["XYZ", "Quantity"] == xyz + 5.0  # not the kept table from before the write
+    assert len(admin.get("plotly_chart")) == charts_before
+    widget(admin.radio, "Method").set_value("average").run()  # another pick: its own drawing
+    assert _pnl_per_asset(admin).loc["XYZ", "Quantity"] == xyz + 5.0
+    assert not admin.exception and not client.exception
+
+
 def test_orders_and_positions(seeded: Seeded) -> None:
     at = open_page("orders", seeded.users["admin"])
     assert "2 open order(s)" in texts(at)
