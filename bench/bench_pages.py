@@ -303,8 +303,8 @@ def main() -> None:
 
     server.freeze_startup_objects()  # what serve.py's lifespan does at start (AppTest runs no lifespan)
 
-    pages = {name: _time_page(name, admin_id)
-             for name in ("pnl", "trades", "overview", "balances", "orders", "activity", "all_clients")}
+    names = ("pnl", "trades", "overview", "balances", "orders", "activity", "all_clients", "reconciliation")
+    pages = {name: _time_page(name, admin_id) for name in names}
     result = {
         "database": url.split(":", 1)[0], "cpu_count": os.cpu_count(),
         "fills": args.fills, "connectors": args.connectors, "clients": args.clients,
