@@ -403,6 +403,12 @@ def equity_curve(viewer: Viewer, client_id: int | None = None, connector_id: int
     return EquityCurve(curve, by_asset, snapshots, disagreements, transfers, _unpriced(valued), first_at)
 
 
+def change_share(change: float, value: float) -> float | None:
+    """``change`` as a share of the earlier ``value``; None unless that value is positive: over a
+    negative value (history that disposed of more than it holds) a loss would read as a rise."""
+    return change / value if value > 0 else None
+
+
 def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: SessionOrUrl = None,
                   now: datetime | None = None, connector_id: int | None = None) -> dict[str, dict[str, object]]:
     """Rebuilt value now and 24 h / 7 d / 30 d ago, and the change, for the same accounts at both ends.
@@ -439,7 +445,7 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
         value = float(rows["usd"].sum(skipna=True))
         change = float(current.loc[current["connector_id"].isin(compared), "usd"].sum(skipna=True)) - value
         lacking = rows[rows["fallback"] & (rows["balance"] != 0)]
-        out[name] = {"value": value, "change": change, "pct": change / value if value else None,
+        out[name] = {"value": value, "change": change, "pct": change_share(change, value),
                      "left_out": int(first.size - len(compared)), "unpriced": sorted(set(lacking["asset"]))}
     out["now"] = {"value": float(current["usd"].sum(skipna=True)), "change": None, "pct": None}
     return out

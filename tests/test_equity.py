@@ -151,6 +151,12 @@ def test_cli_pnl_window_totals(seeded: Seeded, capsys: pytest.CaptureFixture[str
     assert code == 2 and "--start must be on or before --end" in err
 
 
+def test_a_change_is_a_share_only_of_a_positive_earlier_value() -> None:
+    assert equity.change_share(10.0, 100.0) == 0.1 and equity.change_share(-10.0, 100.0) == -0.1
+    assert equity.change_share(-11.0, -1_000.0) is None  # not "+1.1%" beside a loss
+    assert equity.change_share(5.0, 0.0) is None
+
+
 @pytest.mark.usefixtures("demo_port")
 def test_demo_overview_shows_ninety_days_and_changes(sqlite_url: str) -> None:
     """The demo's first screen: an equity curve over its 90 days of history, changes as numbers."""
