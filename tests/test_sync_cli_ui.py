@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from lib.access import SYSTEM
 from lib.cli import main
 from lib.db import session_scope
-from lib.models import AuditEvent, Connector, OpeningBalance, User, UserClient
+from lib.models import AuditEvent, Connector, OpeningBalance, User, UserClient, utcnow
 from lib.settings import PROJECT_ROOT
 from lib.simulator import Simulator, SimulatorConfig
 from lib.simulator.accounts import SimAccount
@@ -59,8 +59,6 @@ def test_cli_sync_json_counts_a_connector_leased_elsewhere_as_failed(sqlite_url:
     from datetime import timedelta
 
     from sqlalchemy import update
-
-    from lib.models import utcnow
 
     ids = add_connectors(sim)
     busy = ids[sim.accounts[0].id]
@@ -139,6 +137,23 @@ def test_sync_page_force_sync_and_retry(database_url: str, sim: Simulator) -> No
     with session_scope() as session:
         assert session.scalar(select(AuditEvent).where(AuditEvent.action == "sync.forced"))
         assert session.get(Connector, ids[sim.accounts[1].id]).status == "ok"
+
+
+def test_sync_page_lists_the_connectors_that_need_a_look_first(database_url: str, sim: Simulator) -> None:
+    ids = add_connectors(sim)
+    last = sim.accounts[-1]  # last by name: it heads the list only because it failed
+    with session_scope() as session:
+        for connector in session.scalars(select(Connector)):
+            connector.last_success_at = utcnow()
+        failing = session.get(Connector, ids[last.id])
+        failing.status, failing.last_error = "error", "Exchange unavailable"
+    at = login(AppTest.from_file(PAGE, default_timeout=60), "analyst")
+    at.run()
+    assert not at.exception
+    lines = next(m.value for m in at.markdown if "synced just now" in m.value).split("\n\n")
+    assert len(lines) == len(ids) and "last sync failed: Exchange unavailable" in lines[0]
+    assert f"{last.dialect} / {last.id}" in lines[0]
+    assert all("synced just now" in line for line in lines[1:])
 
 
 def test_client_role_sees_own_connectors_and_cannot_force(database_url: str, sim: Simulator) -> None:

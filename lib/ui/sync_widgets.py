@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 LEVEL_MARK = {"ok": ":green[●]", "stale": ":orange[●]", "failed": ":red[●]", "never": ":gray[○]",
               "disabled": ":gray[◌]"}
+#: how the Sync page orders its connectors: those that need a look first
+LEVEL_ORDER = {"failed": 0, "stale": 1, "never": 2, "ok": 3, "disabled": 4}
 
 
 @st.cache_data(ttl=get_settings().cache_ttl_seconds, show_spinner=False)

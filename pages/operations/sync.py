@@ -54,8 +54,9 @@ st.subheader("Connectors")
 rows = sync_widgets.freshness(viewer, client_id)  # read again: a sync above cleared the cache
 # one element, a paragraph per connector (spaced as separate elements are): 200 connectors drawn as
 # 200 elements cost the browser ~200 ms on every visit
-if rows:
-    st.markdown("\n\n".join(sync_widgets.connector_line(row) for row in rows))
+if rows:  # what needs a look first (failed, overdue, never synced), then by client and account
+    st.markdown("\n\n".join(sync_widgets.connector_line(row)
+                            for row in sorted(rows, key=lambda r: sync_widgets.LEVEL_ORDER[r.level])))
 else:
     st.caption("No exchange connectors yet.")
 failing = [r.connector_id for r in rows if r.level == "failed"]
