@@ -50,3 +50,17 @@ def test_daily_bars_are_green_for_gains_and_red_for_losses_in_what_the_browser_g
     assert {day[:10]: bar for day, bar in drawn.items()} == {
         "2024-01-01": (5.0, charts.GAIN), "2024-01-02": (-2.0, charts.LOSS), "2024-01-03": (0.0, charts.GAIN)}
     assert sent["layout"]["barmode"] == "relative"  # a day's one bar sits on its date, not half-width beside it
+
+
+def test_margins_hold_the_labels_so_the_browser_draws_a_chart_once() -> None:
+    """Plotly widens a margin too narrow for a label by drawing the chart again: the margins a
+    figure starts with hold dollar ticks, and a bar chart's left one its longest name."""
+    daily = pd.DataFrame({"date": pd.to_datetime(["2024-01-01", "2024-01-02"]), "realized": [-2.5e11, 1e11]})
+    figure = json.loads(charts.daily_pnl(daily).to_json())["layout"]
+    assert figure["margin"]["l"] >= len("$−250B") * charts._CHAR_PX  # noqa: SLF001 - the estimate the margins use
+    assert figure["legend"]["orientation"] == "h" and figure["legend"]["yanchor"] == "bottom"  # a row above, not a side
+    rows = pd.DataFrame({"asset": ["BTC", "A-VERY-LONG-TOKEN-NAME"], "usd": [1.0, 2.0], "priced": [True, True]})
+    short = charts.top_holdings(rows.iloc[:1]).layout.margin.l
+    long = charts.top_holdings(rows).layout.margin.l
+    assert long >= len("A-VERY-LONG-TOKEN-NAME") * charts._CHAR_PX > short  # noqa: SLF001
+    assert charts.top_holdings(rows.assign(asset=["BTC", "X" * 200])).layout.margin.l == 240  # capped: the bars stay

@@ -18,14 +18,28 @@ import streamlit as st
 from lib.ui.format import chart_text
 
 GAIN, LOSS = "#2e7d32", "#c62828"
-_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "hovermode": "x unified"}
+#: Margins that already hold what a chart puts there: dollar ticks such as "−$228B" on the left,
+#: date ticks below, the title and a one-row legend on top. Plotly's automargin still widens a
+#: margin a label needs, but each widening is a second full draw in the browser: with the narrow
+#: margins before, that was about half of the P&L page's chart time in Chromium.
+_MARGIN = {"l": 72, "r": 16, "t": 56, "b": 40}
+#: one row above the plot, right-aligned, across from the title (a legend at the side pushes the margin)
+_LEGEND = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom", "traceorder": "normal"}
+#: the width of a label's character in pixels at the tick font, generous, for a category axis's margin
+_CHAR_PX = 7
 #: a figure per distinct data; a page draws a few, a handful of scopes and windows are in use
 _kept = st.cache_data(show_spinner=False, max_entries=64)
 
 
-def _frame(figure: go.Figure, title: str) -> go.Figure:
-    figure.update_layout(title=title, **_LAYOUT)
+def _frame(figure: go.Figure, title: str, margin: dict[str, int] | None = None) -> go.Figure:
+    figure.update_layout(title=title, margin=margin or _MARGIN, legend=_LEGEND, hovermode="x unified")
     return figure
+
+
+def _label_margin(labels: pd.Series) -> dict[str, int]:
+    """The margins of a horizontal bar chart: the left one as wide as its longest name (up to 240 px)."""
+    longest = int(labels.str.len().max()) if not labels.empty else 0
+    return _MARGIN | {"l": min(240, 16 + _CHAR_PX * longest)}
 
 
 @_kept
@@ -35,7 +49,7 @@ def allocation(rows: pd.DataFrame, path: list[str], title: str = "Allocation") -
     priced = priced.assign(**{column: priced[column].map(chart_text) for column in path})
     figure = px.sunburst(priced, path=path, values="usd")
     figure.update_traces(hovertemplate="%{label}<br>$%{value:,.2f}<br>%{percentRoot:.1%}<extra></extra>")
-    return _frame(figure, title).update_layout(hovermode=None)
+    return _frame(figure, title, margin={"l": 10, "r": 10, "t": 56, "b": 10}).update_layout(hovermode=None)
 
 
 @_kept
@@ -47,7 +61,7 @@ def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
     figure = px.bar(totals, x="usd", y="asset", orientation="h", labels={"usd": "", "asset": ""})
     figure.update_traces(hovertemplate="%{y}: %{x:$,.2f}<extra></extra>")
     _money_axis(figure, totals["usd"], axis="x")
-    return _frame(figure, f"Top {limit} holdings").update_layout(hovermode=None)
+    return _frame(figure, f"Top {limit} holdings", _label_margin(totals["asset"])).update_layout(hovermode=None)
 
 
 @_kept
@@ -189,4 +203,4 @@ def volume_bars(rows: pd.DataFrame, label: str, title: str) -> go.Figure:
     figure = go.Figure(go.Bar(x=ordered["volume_usd"], y=names, orientation="h", hovertemplate="%{y}: %{x:$,.2f}"
                               "<extra></extra>"))
     _money_axis(figure, ordered["volume_usd"], axis="x")
-    return _frame(figure, title).update_layout(hovermode=None)
+    return _frame(figure, title, _label_margin(names)).update_layout(hovermode=None)
