@@ -18,7 +18,7 @@ from streamlit.testing.v1.element_tree import Block
 
 from lib import reports
 from lib.db import session_scope
-from lib.models import BalanceSnapshot, Trade, User, utcnow
+from lib.models import BalanceSnapshot, Connector, Trade, User, utcnow
 from lib.settings import PROJECT_ROOT
 from lib.ui import charts, scope, shell
 from lib.ui import format as fmt
@@ -105,6 +105,24 @@ def test_overview_figures_scope_and_unpriced_notice(seeded: Seeded) -> None:
 def chart_titles(at: AppTest | Block) -> list[str]:
     """The title of each plotly chart on the page (or in one of its blocks, a tab), in page order."""
     return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+
+
+def test_overview_lists_the_connectors_that_need_a_look_in_one_table(seeded: Seeded) -> None:
+    """Failing first, then overdue; a fresh connector is only counted; an exchange's message is a cell's text."""
+    message = "**Rate limit** <b>exceeded</b> [here](https://evil.example)"
+    with session_scope() as session:  # the seeded OKX connector synced just now: fresh
+        failing = session.get(Connector, seeded.alpha_binance)
+        failing.status, failing.last_error = "error", message
+        okx = session.get(Connector, seeded.beta_okx)
+        session.add(Connector(client_id=seeded.beta, exchange_id="kraken", label="spare",
+                              credentials_ciphertext=okx.credentials_ciphertext))  # never synced
+    at = open_page("overview", seeded.users["admin"])
+    assert [metric(at, label) for label in ("Fresh", "Overdue", "Failing")] == ["1", "1", "1"]
+    listed = next(frame.value for frame in at.dataframe if "Last sync" in frame.value.columns)
+    assert list(listed["State"]) == ["Failing", "Never synced"]
+    assert listed["Last sync"].iloc[0].startswith(f"last sync failed: {message} (synced ")
+    assert listed["Account"].iloc[1].endswith("kraken / spare")
+    assert message not in texts(at)  # nowhere as Markdown
 
 
 def test_overview_draws_the_open_tabs_chart_alone(seeded: Seeded) -> None:

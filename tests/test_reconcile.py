@@ -45,7 +45,7 @@ from lib.simulator.market import SATS
 from lib.sync import sync_connectors
 from lib.sync.status import connector_freshness
 from lib.ui import scope
-from lib.ui.sync_widgets import connector_line
+from lib.ui.sync_widgets import connectors_frame
 from tests.sync_helpers import add_connectors
 from tests.test_history_pages import metric, open_page, texts, widget
 from tests.test_queries import Seeded, _connector, seed_portfolio
@@ -172,9 +172,9 @@ def test_every_dialect_is_balanced_and_a_missing_fill_unbalances_exactly_its_ass
     report = sync_connectors(SYSTEM)
     assert report.successful == 1, [r.error for r in report.results]
     assert _recorded(connector) == ("unbalanced", len(affected))
-    with session_scope() as session:  # and the Sync page says so on the connector's line
-        line = connector_line(connector_freshness(session, SYSTEM, 60)[0])
-    assert f"{len(affected)} asset(s) not explained by the history" in line
+    with session_scope() as session:  # and the Sync page says so in the connector's row
+        row = connectors_frame(connector_freshness(session, SYSTEM, 60)).iloc[0]
+    assert row["Reconciliation"].startswith(f"{len(affected)} asset(s) not explained by the history")
 
 
 def test_a_pending_deposit_the_exchange_counts_ahead_is_named(database_url: str) -> None:
@@ -187,7 +187,8 @@ def test_a_pending_deposit_the_exchange_counts_ahead_is_named(database_url: str)
         # the simulated exchange credits a deposit once it settles, as the history does
         assert set(_statuses(reconcile.reconcile(SYSTEM)).values()) == {"balanced"}
         with session_scope() as session:
-            assert "history explains the balances" in connector_line(connector_freshness(session, SYSTEM, 60)[0])
+            row = connectors_frame(connector_freshness(session, SYSTEM, 60)).iloc[0]
+            assert row["Reconciliation"] == "history explains the balances"
             listed = rebuild.pending_transfers(session, [connector])
             assert list(listed["transfer_id"]) == [pending["id"]]
             # an exchange that counts it already: the newest USDT balance holds it

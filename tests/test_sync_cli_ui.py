@@ -103,13 +103,19 @@ def login(at: AppTest, role: str, client_ids: tuple[int, ...] = ()) -> AppTest:
 
 
 def page_text(at: AppTest) -> str:
-    return "\n".join(str(e.value) for kind in ("markdown", "caption", "error", "info", "title")
-                     for e in getattr(at, kind))
+    """The page's words: its text elements and every cell of its tables."""
+    return "\n".join([str(e.value) for kind in ("markdown", "caption", "error", "info", "title")
+                      for e in getattr(at, kind)] + [frame.value.to_csv() for frame in at.dataframe])
+
+
+def connectors_listed(at: AppTest) -> pd.DataFrame:
+    """The Sync page's connectors table."""
+    return next(frame.value for frame in at.dataframe if "Last sync" in frame.value.columns)
 
 
 def coverage_details(at: AppTest, account: SimAccount) -> pd.DataFrame:
     """A simulated account's connector's rows of the Sync page's coverage table, by data kind."""
-    table = next(frame.value for frame in at.dataframe if "Account" in frame.value.columns)
+    table = next(frame.value for frame in at.dataframe if "Data" in frame.value.columns)
     return table[table["Account"] == f"Acme · {account.dialect} / {account.id}"].set_index("Data")
 
 
@@ -119,12 +125,14 @@ def test_sync_page_force_sync_and_retry(database_url: str, sim: Simulator) -> No
     at = login(AppTest.from_file(PAGE, default_timeout=120), "analyst")
     at.run()
     assert not at.exception
-    assert "never synced" in page_text(at)
+    assert set(connectors_listed(at)["Last sync"]) == {"never synced"}
     next(b for b in at.button if b.label == "Force sync: everything").click()
     at.run()
     assert not at.exception
-    text = page_text(at)
-    assert "needs attention: Authentication failed" in text and "synced just now" in text
+    states = connectors_listed(at).set_index("Account")["Last sync"]
+    assert states[f"Acme · {sim.accounts[0].dialect} / {sim.accounts[0].id}"].startswith(
+        "needs attention: Authentication failed")
+    assert states[f"Acme · {sim.accounts[1].dialect} / {sim.accounts[1].id}"] == "synced just now"
     assert [b.label for b in at.button].count("Retry the 1 failing connector(s)") == 1
     # the synced connector's coverage, from the walk that just ran; the revoked one fetched nothing
     kinds = coverage_details(at, sim.accounts[1])
@@ -150,10 +158,11 @@ def test_sync_page_lists_the_connectors_that_need_a_look_first(database_url: str
     at = login(AppTest.from_file(PAGE, default_timeout=60), "analyst")
     at.run()
     assert not at.exception
-    lines = next(m.value for m in at.markdown if "synced just now" in m.value).split("\n\n")
-    assert len(lines) == len(ids) and "last sync failed: Exchange unavailable" in lines[0]
-    assert f"{last.dialect} / {last.id}" in lines[0]
-    assert all("synced just now" in line for line in lines[1:])
+    listed = connectors_listed(at)
+    assert len(listed) == len(ids) and listed["State"].iloc[0] == "Failing"
+    assert listed["Last sync"].iloc[0].startswith("last sync failed: Exchange unavailable")
+    assert listed["Account"].iloc[0].endswith(f"{last.dialect} / {last.id}")
+    assert set(listed["State"].iloc[1:]) == {"OK"} and set(listed["Last sync"].iloc[1:]) == {"synced just now"}
 
 
 def test_client_role_sees_own_connectors_and_cannot_force(database_url: str, sim: Simulator) -> None:

@@ -22,8 +22,8 @@ client_id = chosen.client_id  # connectors are listed per client, each named wit
 
 scope.title("Sync", scope.Scope(client_id, chosen.client))
 interval = get_settings().sync_interval_seconds
-st.caption(f"Connectors sync every {interval} s. Amber: no successful sync for three intervals; "
-           "red: the last sync failed.")
+st.caption(f"Connectors sync every {interval} s. Overdue: no successful sync for three intervals; "
+           "failing: the last sync failed.")
 
 connectors = sync_widgets.freshness(viewer, client_id)
 if not connectors:
@@ -52,11 +52,8 @@ if requested is not None:
 
 st.subheader("Connectors")
 rows = sync_widgets.freshness(viewer, client_id)  # read again: a sync above cleared the cache
-# one element, a paragraph per connector (spaced as separate elements are): 200 connectors drawn as
-# 200 elements cost the browser ~200 ms on every visit
-if rows:  # what needs a look first (failed, overdue, never synced), then by client and account
-    st.markdown("\n\n".join(sync_widgets.connector_line(row)
-                            for row in sorted(rows, key=lambda r: sync_widgets.LEVEL_ORDER[r.level])))
+if rows:  # one table: what needs a look first (failing, overdue, never synced), then by client and account
+    sync_widgets.connectors_table(rows)
 else:
     st.caption("No exchange connectors yet.")
 failing = [r.connector_id for r in rows if r.level == "failed"]
