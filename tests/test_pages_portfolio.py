@@ -365,6 +365,13 @@ def test_tables_never_show_none_nan_or_raw_timestamps(seeded: Seeded, name: str)
     assert "+00:00" not in texts(at)
 
 
+def test_pnl_per_asset_table_keeps_its_asset_in_view(seeded: Seeded) -> None:
+    """Eight columns of exact dollars are wider than the page: the asset stays while the rest scrolls."""
+    at = open_page("pnl", seeded.users["admin"])
+    per_asset = next(frame for frame in at.dataframe if "Unmatched" in frame.value.columns)
+    assert json.loads(per_asset.proto.columns)["Asset"]["pinned"] is True
+
+
 def test_trades_show_every_digit_and_the_ids(seeded: Seeded) -> None:
     everyone = open_page("trades", seeded.users["admin"])
     shown = list(everyone.dataframe[0].value.columns)

@@ -107,7 +107,8 @@ def draw_per_asset(viewer_scope: loaders.Scope, chosen: scope.Scope, method: str
             "Unmatched": assets["unmatched_quantity"].where(assets["unmatched_quantity"] != 0),
         }),
         hide_index=True, width="stretch", placeholder=fmt.MISSING,
-        column_config={"Asset": scope.link_column("Asset", "This asset in this scope: holdings, markets, transfers."),
+        column_config={"Asset": scope.link_column("Asset", "This asset in this scope: holdings, markets, transfers.",
+                                                 pinned=True),  # stays in view when the wide table scrolls
                        "Quantity": st.column_config.NumberColumn("Quantity", format="%.8f"),
                        "Unmatched": st.column_config.NumberColumn("Unmatched", format="%.8f", help="Units sold or "
                                                                   "withdrawn beyond the lots held (missing history)."),
