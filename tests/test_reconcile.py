@@ -407,6 +407,22 @@ def test_reconciliation_page_for_each_role(seeded: Seeded, role: str, fresh_cach
     assert not at.exception
 
 
+def test_where_to_look_picks_an_account_then_one_of_its_assets(seeded: Seeded, fresh_cache: None) -> None:
+    at = open_page("pages/portfolio/reconciliation.py", seeded.users["admin"])
+    table = at.dataframe[0].value
+    named = pd.DataFrame({column: table[column].str.extract(scope._SHOWN.pattern)[0]
+                          for column in ("Client", "Account", "Asset")})
+    counts = named.groupby(["Client", "Account"], sort=False).size()
+    assert len(counts) == 2  # both seeded accounts have findings
+    accounts = widget(at.selectbox, "Unbalanced account")
+    assert accounts.options == [f"{client} · {account} ({n} unbalanced)" for (client, account), n in counts.items()]
+    accounts.select_index(1).run()
+    client, account = counts.index[1]
+    own = named[(named["Client"] == client) & (named["Account"] == account)]
+    assert widget(at.selectbox, "Unbalanced asset").options == list(own["Asset"])  # that account's, in table order
+    assert not at.exception
+
+
 def test_reconciliation_table_is_kept_per_viewer_and_drawn_again_after_a_write(seeded: Seeded,
                                                                                fresh_cache: None) -> None:
     def implied(at: AppTest, client: str, asset: str) -> float:

@@ -7,6 +7,7 @@ asset's history around that date. Client users see their own clients only (the l
 every read)."""
 
 from datetime import timedelta
+from typing import NamedTuple
 
 import pandas as pd
 import streamlit as st
@@ -35,6 +36,13 @@ COLUMNS = {
     "Account": scope.link_column("Account", "This account alone (the sidebar's Account)."),
     "Asset": scope.link_column("Asset", "This asset in this scope: holdings, P&L, markets, transfers."),
 }
+
+
+class Picks(NamedTuple):
+    """An account's entry in the "Where to look" pickers."""
+
+    label: str  # "client · exchange / label (N unbalanced)"
+    assets: dict[int, str]  # row of the reconciliation -> asset code, as shown
 
 
 def scoped(viewer: Viewer, chosen: scope.Scope) -> Reconciliation:
@@ -80,13 +88,22 @@ def window_around(since: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 @st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
-def finding_labels(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple[str, str]) -> dict[int, str]:
-    """Each unbalanced row's picker label ("asset · client · exchange / label"), by row: thousands of
-    rows are labelled once per scope and database version, not on every run."""
+def finding_picks(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple[str, str]) -> dict[int, Picks]:
+    """The unbalanced rows by account (connector id), in the table's order: each account's picker
+    label and its assets' labels by row.
+
+    Two pickers, an account's then an asset's, rather than one of every finding: 2,200 findings
+    (200 accounts) in one picker cost the browser about 35 ms on every visit, and a long list is
+    read by account anyway. Labelled once per scope and database version, not on every run."""
     rows = scoped(loaders.viewer_of(viewer_scope), chosen).rows
     findings = rows[rows["status"] == "unbalanced"]
-    return {i: fmt.visible(f"{r.asset} · {r.client} · {r.exchange_id} / {r.label}")
-            for i, r in zip(findings.index, findings.itertuples(), strict=True)}
+    assets: dict[int, dict[int, str]] = {}
+    names: dict[int, str] = {}
+    for i, row in zip(findings.index, findings.itertuples(), strict=True):
+        names.setdefault(row.connector_id, fmt.visible(f"{row.client} · {row.exchange_id} / {row.label}"))
+        assets.setdefault(row.connector_id, {})[i] = fmt.visible(row.asset)
+    return {int(connector_id): Picks(f"{names[connector_id]} ({len(listed)} unbalanced)", listed)
+            for connector_id, listed in assets.items()}
 
 
 @st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
@@ -149,8 +166,13 @@ if findings.empty:
     st.stop()
 
 st.subheader("Where to look")
-labels = finding_labels(loaders.scope_of(viewer), chosen, data_key)
-picked = findings.loc[st.selectbox("Unbalanced asset", list(labels), format_func=labels.get)]
+picks = finding_picks(loaders.scope_of(viewer), chosen, data_key)
+account_pick, asset_pick = st.columns(2)
+account = account_pick.selectbox("Unbalanced account", list(picks), key="reconciliation_account",
+                                 format_func=lambda connector_id: picks[connector_id].label)
+assets = picks[account].assets
+picked = findings.loc[asset_pick.selectbox("Unbalanced asset", list(assets), format_func=assets.get,
+                                           key=f"reconciliation_asset_{account}")]  # remembered per account
 since = pd.Timestamp(picked["first_divergence"])
 for _, sentence in picked["causes"]:
     st.warning(fmt.literal(sentence[:1].upper() + sentence[1:]), icon=":material/troubleshoot:")
