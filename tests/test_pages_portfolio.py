@@ -480,3 +480,10 @@ def test_the_server_skips_the_full_collection_after_every_run() -> None:
     the browser saw the run end: the deployment's config turns it off."""
     config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_the_browser_keeps_large_elements_across_a_tour_of_every_page() -> None:
+    """A large table or chart is sent again once the browser has dropped it: that happens after
+    ``global.maxCachedMessageAge`` runs elsewhere, so it must outlast a visit to every other page."""
+    config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["global"]["maxCachedMessageAge"] > len(shell.PAGES)
