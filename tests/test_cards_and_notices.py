@@ -4,10 +4,12 @@ shortfall once (one notice for every unmatched asset, its notes without those se
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib import reports
 from lib.pnl.result import shortfall_warnings
+from lib.ui import format as fmt
 
 
 def _cards_app() -> None:
@@ -62,3 +64,15 @@ def test_pnl_notes_leave_out_the_unpriced_and_unmatched_sentences_the_page_state
                                  warnings=notes + shortfall_warnings(unpriced, unmatched), fills=0)
     assert summary.notes == notes
     assert len(summary.warnings) == len(notes) + 3  # the CLI and statements still print every sentence
+
+
+@pytest.mark.parametrize(("shown", "expected"), [
+    (fmt.money(-1e-12, signed=True), "$0.00"), (fmt.money(1e-9, signed=True), "$0.00"),
+    (fmt.money(-0.004), "$0.00"), (fmt.money(-0.005), "-$0.01"), (fmt.money(0.006, signed=True), "+$0.01"),
+    (fmt.signed_money(-1234.5), "-$1,234.50"), (fmt.compact_money(-1e-10), "$0.00"),
+    (fmt.compact_money(-2.5e6), "-$2.50M"), (fmt.percent(-1e-9), "0.00%"), (fmt.percent(0.1234), "+12.34%"),
+    (fmt.percent(-0.00004), "0.00%"), (fmt.percent(-0.5, signed=False), "-50.00%"),
+])
+def test_a_figure_that_rounds_to_zero_has_no_sign(shown: str, expected: str) -> None:
+    """A balanced row's difference left over by floats read "-$0.00" or "+$0.00" beside a "0"."""
+    assert shown == expected

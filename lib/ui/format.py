@@ -49,19 +49,26 @@ def blank(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def _sign(value: float, digits: int, signed: bool) -> str:
+    """The sign of ``value`` as shown with ``digits`` decimals: none when it rounds to zero (a
+    float's leftover of -1e-12 on a balanced row is not "-$0.00"), "+" only when ``signed``."""
+    shown = round(value, digits)
+    return "-" if shown < 0 else ("+" if signed and shown > 0 else "")
+
+
 def money(value: float | None, *, signed: bool = False, digits: int = 2) -> str:
-    """``$1,234.56`` (``+$1.00`` when signed); "unpriced" when there is no value."""
+    """``$1,234.56`` (``+$1.00`` when signed, ``$0.00`` for what rounds to zero); "unpriced"
+    when there is no value."""
     if _missing(value):
         return UNPRICED
-    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
-    return f"{sign}${abs(value):,.{digits}f}"
+    return f"{_sign(value, digits, signed)}${abs(value):,.{digits}f}"
 
 
 def compact_money(value: float | None) -> str:
     """``$1.23M`` for metric cards."""
     if _missing(value):
         return UNPRICED
-    sign, amount = ("-" if value < 0 else ""), abs(value)
+    sign, amount = _sign(value, 2, signed=False), abs(value)
     for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if amount >= limit:
             return f"{sign}${amount / limit:,.2f}{suffix}"
@@ -145,9 +152,10 @@ def exact(value: object, decimals: int = 0) -> str:
 
 
 def percent(value: float | None, *, signed: bool = True) -> str:
+    """``+12.34%`` (``12.34%`` unsigned); ``0.00%`` for what rounds to zero."""
     if _missing(value):
         return MISSING
-    return f"{value:+.2%}" if signed else f"{value:.2%}"
+    return f"{_sign(value * 100, 2, signed)}{abs(value):.2%}"
 
 
 def age(seconds: float | None) -> str:
