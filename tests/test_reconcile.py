@@ -396,6 +396,7 @@ def test_reconciliation_page_for_each_role(seeded: Seeded, role: str, fresh_cach
     if role != "client":
         assert any("no market of XYZ was walked" in cause for cause in table["Cause"])
     assert "Where to look" in [s.value for s in at.subheader]
+    assert at.title[0].value == ("Reconciliation · Alpha" if role == "client" else "Reconciliation · All clients")
     assert "The exchange keeps history only since" in page  # the picked row's causes, in full
     widget(at.toggle, "Show balanced rows").set_value(True).run()
     assert "Balanced" in set(at.dataframe[0].value["Status"])

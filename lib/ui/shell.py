@@ -98,9 +98,9 @@ def current_scope(viewer: Viewer) -> scope.Scope:
         first = row.iloc[0]
         return scope.Scope(int(first["client_id"]), fmt.visible(first["client"]), int(connector_id),
                            scope.account_label(first["exchange_id"], first["label"]))
-    if client_id is None:
-        return scope.Scope()
     clients = loaders.clients(viewer)  # cached: no query per page run
+    if client_id is None:  # "All clients" names the one client of a viewer who may see only one
+        return scope.Scope(client=fmt.visible(clients["name"].iloc[0])) if len(clients) == 1 else scope.Scope()
     named = clients.loc[clients["id"] == client_id, "name"]
     return scope.Scope(client_id, fmt.visible(named.iloc[0]) if not named.empty else None)
 
