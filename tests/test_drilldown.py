@@ -137,6 +137,23 @@ def test_asset_page_shows_one_asset_in_scope_with_a_titled_scope(seeded: Seeded)
     assert all("symbol=" in m and "client=Alpha" in m for m in markets)
 
 
+def test_asset_page_names_the_account_of_each_transfer_and_order_over_several(seeded: Seeded) -> None:
+    """USDT moved on both clients' accounts: each row says whose; with one account picked, the title does."""
+    at = _open("asset", seeded.users["admin"])
+    at.query_params[scope.ASSET_PARAM] = "USDT"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    moves = next(frame.value for frame in at.dataframe if "Status" in frame.value.columns)
+    assert sorted(zip(moves["Account"], moves["Amount"], strict=True)) == [
+        ("Alpha · binance / main", 70000.0), ("Beta · okx / main", 600.0), ("Beta · okx / main", 999.0)]
+    orders = next(frame.value for frame in at.dataframe if "Side" in frame.value.columns)
+    assert sorted(orders["Account"]) == ["Alpha · binance / main", "Beta · okx / main"]  # BTC/USDT and XYZ/USDT
+    one = _open("asset", seeded.users["admin"], client=seeded.beta, **{scope.ACCOUNT_KEY: seeded.beta_okx})
+    one.query_params[scope.ASSET_PARAM] = "USDT"
+    one.run()
+    assert not any("Account" in frame.value.columns for frame in one.dataframe if "Status" in frame.value.columns)
+
+
 def test_asset_page_ignores_an_asset_outside_scope(seeded: Seeded) -> None:
     at = _open("asset", seeded.users["admin"], client=seeded.beta)
     at.query_params[scope.ASSET_PARAM] = "BNB"  # Alpha's, not Beta's

@@ -25,6 +25,19 @@ if not assets:
     st.info("No asset in this scope yet: balances and fills appear after a connector's first successful sync.")
     st.stop()
 
+accounts = loaders.connectors(viewer, client_id).set_index("id")
+
+
+def whose(rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """An "Account" column ("client · exchange / label") for rows of several accounts; none when
+    the scope is one account, whose name the title already gives."""
+    if connector_id is not None:
+        return {}
+    named = accounts.reindex(rows["connector_id"])
+    text = named["client"] + " · " + named["exchange_id"] + " / " + named["label"]
+    return {"Account": pd.Series(text.map(fmt.visible).to_numpy(), index=rows.index)}
+
+
 heading = st.container()  # the title names the asset picked below it
 if st.session_state.get(scope.ASSET_KEY) not in assets:  # left from another scope: the first asset
     st.session_state.pop(scope.ASSET_KEY, None)
@@ -85,7 +98,7 @@ if moves.empty:
     st.caption("None synced in this scope.")
 else:
     st.dataframe(fmt.table(pd.DataFrame({
-        "Time (UTC)": fmt.ms_to_datetime(moves["timestamp"]), "Type": moves["type"].str.capitalize(),
+        "Time (UTC)": fmt.ms_to_datetime(moves["timestamp"]), **whose(moves), "Type": moves["type"].str.capitalize(),
         "Amount": fmt.amounts(moves["amount"], fmt.min_decimals(asset)),
         "Status": fmt.text(moves["status"], fmt.visible),
     }).iloc[::-1], {"Amount": fmt.exact}), hide_index=True, width="stretch", placeholder=fmt.MISSING,
@@ -101,7 +114,7 @@ if orders.empty:
     st.caption("None in a market of this asset.")
 else:
     st.dataframe(fmt.table(pd.DataFrame({
-        "Symbol": orders["symbol"].map(fmt.visible), "Side": orders["side"],
+        **whose(orders), "Symbol": orders["symbol"].map(fmt.visible), "Side": orders["side"],
         "Price": fmt.amounts(orders["price"]), "Amount": fmt.amounts(orders["amount"]),
         "USD value": fmt.floats(orders["usd"]),
     }), dict.fromkeys(["Price", "Amount"], fmt.exact)), hide_index=True, width="stretch", placeholder=fmt.MISSING,
