@@ -59,8 +59,8 @@ else:
         pdf_bytes = statement_store.kept_file(session, viewer, item.id, "pdf")
     left, right = st.columns(2)
     stem = f"statement-{client_id}-{period}-r{item.revision}"
-    left.download_button("Download PDF", pdf_bytes, f"{stem}.pdf", "application/pdf", key="kept-pdf")
-    right.download_button("Download HTML", html_bytes, f"{stem}.html", "text/html", key="kept-html")
+    left.download_button("Download HTML", html_bytes, f"{stem}.html", "text/html", key="kept-html")
+    right.download_button("Download PDF", pdf_bytes, f"{stem}.pdf", "application/pdf", key="kept-pdf")  # as below
 
 st.subheader("On demand")
 now = utcnow()
