@@ -36,7 +36,8 @@ def import_form(viewer: Viewer) -> None:
                     key="import_kind")
     st.caption(f"Columns: {', '.join(imports.REQUIRED[kind])}; optional: {', '.join(imports.OPTIONAL[kind])}. "
                f"UTF-8, at most {imports.MAX_ROWS:,} rows and {imports.MAX_BYTES // 2**20} MB per file; "
-               "the format is described in the README (Importing history).")
+               "timestamp in UTC, ISO-8601 (2024-01-31T14:05:00Z, or a day: 2024-01-31) or epoch milliseconds; "
+               "Check file names the first line it cannot read, and imports nothing.")
     with st.form("history_import"):
         upload = st.file_uploader("CSV file", type=["csv"])
         left, right = st.columns(2)
