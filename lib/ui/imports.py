@@ -37,7 +37,7 @@ def import_form(viewer: Viewer) -> None:
     st.caption(f"Columns: {', '.join(imports.REQUIRED[kind])}; optional: {', '.join(imports.OPTIONAL[kind])}. "
                f"UTF-8, at most {imports.MAX_ROWS:,} rows and {imports.MAX_BYTES // 2**20} MB per file; "
                "timestamp in UTC, ISO-8601 (2024-01-31T14:05:00Z, or a day: 2024-01-31) or epoch milliseconds; "
-               "Check file names the first line it cannot read, and imports nothing.")
+               "a line that cannot be read is named, and then nothing is imported.")
     with st.form("history_import"):
         upload = st.file_uploader("CSV file", type=["csv"])
         left, right = st.columns(2)
