@@ -107,6 +107,10 @@ def test_page_table_is_numeric_and_names_are_literal(seeded: Seeded) -> None:
     shown = {m.label: m.value for m in at.metric}
     assert shown["Realized"] == f"+${expected['realized']:,.2f}"
     assert "Unpriced" in "\n".join(w.value for w in at.warning)
+    headers = json.loads(at.dataframe[0].proto.columns)
+    for column in ("change_24h", "change_7d", "change_30d"):  # a value change is not performance: it says so
+        assert headers[column]["label"].startswith("Value change")
+        assert "deposits and withdrawals included" in headers[column]["help"]
 
 
 def test_page_period_changes_the_figures(seeded: Seeded) -> None:

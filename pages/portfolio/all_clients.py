@@ -19,9 +19,12 @@ METHODS = {"fifo": "FIFO", "average": "Average cost"}
 #: table column -> (label, help); USD columns are dollars with cents, counts whole numbers
 USD = {
     "value_usd": ("Value", "Priced holdings now (latest balances), USD."),
-    "change_24h": ("Change 24h", "Value now minus 24 h ago, rebuilt from the history; empty: no history that old."),
-    "change_7d": ("Change 7d", "Value now minus 7 days ago; empty: no history that old."),
-    "change_30d": ("Change 30d", "Value now minus 30 days ago; empty: no history that old."),
+    "change_24h": ("Value change 24h", "Value now minus 24 h ago, rebuilt from the history, deposits and "
+                   "withdrawals included: not P&L (see Net); empty: no history that old."),
+    "change_7d": ("Value change 7d", "Value now minus 7 days ago, deposits and withdrawals included: not P&L; "
+                  "empty: no history that old."),
+    "change_30d": ("Value change 30d", "Value now minus 30 days ago, deposits and withdrawals included: not P&L; "
+                   "empty: no history that old."),
     "realized": ("Realized", "Disposals inside the period (the client's own P&L, lots pooled over its accounts)."),
     "unrealized_change": ("Unrealized change", "Unrealized P&L at the period's end minus at its start."),
     "net": ("Net", "Realized + change in unrealized."),
