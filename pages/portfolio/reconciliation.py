@@ -33,7 +33,7 @@ COLUMNS = {
     "Newest snapshot": fmt.datetime_column("Newest snapshot"),
     "Cause": st.column_config.TextColumn("Cause", width="large"),
     "Client": scope.link_column("Client", "This client's Overview."),
-    "Account": scope.link_column("Account", "This account alone (the sidebar's Account)."),
+    "Account": scope.link_column("Account", "This account's Balances (the sidebar set to it)."),
     "Asset": scope.link_column("Asset", "This asset in this scope: holdings, P&L, markets, transfers."),
 }
 
