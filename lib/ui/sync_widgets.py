@@ -93,11 +93,14 @@ def connectors_table(rows: Sequence[Freshness], height: int | Literal["auto"] = 
                  column_config={"Account": st.column_config.TextColumn("Account", pinned=True)})
 
 
-def health_summary(viewer: Viewer, client_id: int | None = None) -> None:
-    """Counts of fresh, overdue and failing connectors, then only the ones needing a look."""
-    rows = [r for r in freshness(viewer, client_id) if r.level != "disabled"]
+def health_summary(viewer: Viewer, client_id: int | None = None, connector_id: int | None = None) -> None:
+    """Counts of fresh, overdue and failing connectors, then only the ones needing a look; with
+    ``connector_id`` (the sidebar's account) that one alone, as the rest of the page shows it."""
+    rows = [r for r in freshness(viewer, client_id) if r.level != "disabled"
+            and connector_id in (None, r.connector_id)]
     if not rows:
-        st.caption("No enabled exchange connectors.")
+        st.caption("No enabled exchange connectors." if connector_id is None
+                   else "This account's connector is disabled: it is not synced.")
         return
     counts = st.columns(3)
     counts[0].metric("Fresh", sum(r.level == "ok" for r in rows))

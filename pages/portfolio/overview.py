@@ -41,12 +41,49 @@ def draw_value_tab(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date
                     if tab == VALUE_TABS[0] else charts.allocation_over_time(drawn.by_asset), width="stretch")
 
 
+#: what each ring of the allocation sunburst is, as its title names it
+RING_WORDS = {"client": "client", "exchange_id": "exchange", "label": "account", "asset": "asset"}
+
+
+def allocation_rings(chosen: scope.Scope) -> list[str]:
+    """The sunburst's rings, inside out: only levels with more than one choice in the scope. Clients
+    only when several may be shown (a viewer of one client has ``chosen.client`` named without
+    picking it, and reads "by client" as seeing others' data); one account is split by asset alone."""
+    if chosen.connector_id is not None:
+        return ["asset"]
+    return ["client", "exchange_id", "asset"] if chosen.client is None else ["exchange_id", "label", "asset"]
+
+
+def allocation_title(rings: list[str]) -> str:
+    """'Allocation by exchange, account and asset': the rings drawn, inside out."""
+    words = [RING_WORDS[ring] for ring in rings]
+    return "Allocation by " + (f"{', '.join(words[:-1])} and {words[-1]}" if len(words) > 1 else words[0])
+
+
 @st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
 def draw_allocation(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple[str, str]) -> None:
     """The allocation sunburst, kept per scope and database version."""
     rows = holdings(loaders.viewer_of(viewer_scope), chosen).rows
-    path = ["client", "exchange_id", "asset"] if chosen.client_id is None else ["exchange_id", "label", "asset"]
-    st.plotly_chart(charts.allocation(rows, path, "Allocation by client, exchange and asset"), width="stretch")
+    rings = allocation_rings(chosen)
+    st.plotly_chart(charts.allocation(rows, rings, allocation_title(rings)), width="stretch")
+
+
+#: a transfer's sign in the value of the accounts
+FLOW_SIGN = {"deposit": 1.0, "withdrawal": -1.0}
+
+
+def flows_text(transfers: pd.DataFrame, since: datetime) -> str:
+    """The window's deposits less withdrawals (USD, each valued when it happened) in a sentence for
+    a change card's help, so that the change is not read as profit. From the equity curve's
+    transfers, already loaded and kept: no query of its own."""
+    inside = transfers[transfers["time"] >= since]
+    if inside.empty:
+        return "No deposit or withdrawal in this window."
+    net = float((inside["usd"] * inside["type"].map(FLOW_SIGN)).sum(skipna=True))
+    unpriced = sorted(set(inside.loc[inside["usd"].isna(), "currency"]))
+    return (f"Deposits less withdrawals in this window: {fmt.literal(fmt.signed_money(net))}, each valued when it "
+            "happened; take them off the change for what trading and prices did."
+            + (" Not in that figure (no price): " + ", ".join(map(fmt.literal, unpriced)) + "." if unpriced else ""))
 
 
 @st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
@@ -113,11 +150,20 @@ with loaders.plain_errors("balances"):
     report = holdings(viewer, chosen)
     changes = loaders.value_changes(viewer, client_id, connector_id)
 
+viewer_scope, version = loaders.scope_of(viewer), loaders.data_key()
+now = datetime.now(UTC)
+start = now.date() - timedelta(days=OVERVIEW_DAYS - 1)
+with loaders.plain_errors("equity curve"):  # its transfers (the last OVERVIEW_DAYS) say the cards' deposits
+    drawn = value_over_time(viewer, chosen, start)
+
 columns = st.columns(4)
 fmt.money_card(columns[0], "Total value", report.total_usd, help="Sum of priced holdings, in USD.")
 for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
     change = changes[window]
-    why = ("From the balances the synced history implies at both ends, for the same accounts; — when no "
+    flows = ("" if change["left_out"] else " " + flows_text(drawn.transfers, now - reports.CHANGE_WINDOWS[window]))
+    why = ("Not profit: the change of the accounts' value, so deposits and withdrawals in the window count in it "
+           "(the P&L page has the window's realized and unrealized P&L)." + flows + " "
+           "From the balances the synced history implies at both ends, for the same accounts; — when no "
            "history is that old." + (f" {change['left_out']} account(s) whose history starts later are left out."
                                      if change["left_out"] else "")
            + (" No candle that old for " + ", ".join(map(fmt.literal, change["unpriced"]))
@@ -132,10 +178,6 @@ if report.unpriced:
     st.warning("Unpriced (no ticker or candle to value them; left out of the totals): "
                + ", ".join(map(fmt.literal, report.unpriced)), icon=":material/help:")
 
-viewer_scope, version = loaders.scope_of(viewer), loaders.data_key()
-start = datetime.now(UTC).date() - timedelta(days=OVERVIEW_DAYS - 1)
-with loaders.plain_errors("equity curve"):
-    drawn = value_over_time(viewer, chosen, start)
 if drawn.empty:
     st.info("No fills, transfers or opening balances synced yet, so there is no value over time to draw.")
 else:
@@ -182,4 +224,4 @@ else:
         draw_top_holdings(viewer_scope, chosen, version)
 
 st.subheader("Connector health")
-sync_widgets.health_summary(viewer, client_id)
+sync_widgets.health_summary(viewer, client_id, connector_id)
