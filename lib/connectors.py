@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import ccxt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -131,23 +132,32 @@ def check_connection(spec: ConnectionSpec) -> ConnectionCheck:
         )
     except Exception as error:  # noqa: BLE001 - every failure becomes a message
         log.info("connection test for %s failed: %s", spec.exchange_id, type(error).__name__)
-        return ConnectionCheck(False, _test_failure(error))
+        return ConnectionCheck(False, _test_failure(error, spec.api_url))
     assets = sum(1 for amount in (balance.get("total") or {}).values() if amount)
     return ConnectionCheck(True, f"Connected: the account holds {assets} asset(s).", assets)
 
 
-def _test_failure(error: Exception) -> str:
+def _test_failure(error: Exception, api_url: str | None = None) -> str:
     """What went wrong, and for a transient error that the test gave up and when to test again.
 
     Nothing here retries later (that is the sync's promise in ``describe_error``): the
-    person at the form has to press the button again.
+    person at the form has to press the button again. With an API URL of the form's own,
+    a host that does not answer is more likely a wrong URL than an exchange down: say so.
     """
     reason = exchanges.describe_error(error, retried_later=False)
     if isinstance(error, exchanges.RetryAfterTooLong):
         return f"{reason} The test stopped; try again in {math.ceil(error.seconds)} s or later."
+    if api_url and _no_answer(error):
+        return f"{reason} Nothing answered at the API URL {api_url}: check it, or clear it to use the exchange's own."
     if exchanges.is_retryable(error):
         return f"{reason} The test tried {TEST_ATTEMPTS} times; try again in a few minutes."
     return reason
+
+
+def _no_answer(error: Exception) -> bool:
+    """No HTTP answer at all: the connection was refused or timed out (not a 503 or maintenance)."""
+    return (isinstance(error, ccxt.NetworkError) and exchanges.http_status(error) is None
+            and not isinstance(error, ccxt.RateLimitExceeded | ccxt.DDoSProtection | ccxt.OnMaintenance))
 
 
 def check_input(data: ConnectorInput) -> ConnectionCheck:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from collections import Counter
 from collections.abc import Iterator
 
@@ -215,6 +216,25 @@ def test_a_key_test_still_rate_limited_says_it_failed_and_to_try_again(account, 
     assert answered["429"] == connectors.TEST_ATTEMPTS
     assert result.message == ("The exchange is rate-limiting requests. "
                               f"The test tried {connectors.TEST_ATTEMPTS} times; try again in a few minutes.")
+
+
+def test_a_key_test_where_nothing_answers_names_the_api_url_to_check(account, monkeypatch):
+    monkeypatch.setattr(connectors, "TEST_BASE_DELAY", 0.01)
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = connectors.check_input(connectors.ConnectorInput("binance", "main", account.credentials(), closed))
+    assert not result.ok
+    assert f"Nothing answered at the API URL {closed}: check it" in result.message
+    assert account.secret not in result.message
+
+
+def test_a_key_test_answered_with_errors_does_not_blame_the_api_url(account, sim, monkeypatch):
+    _count_faults(sim, monkeypatch)
+    monkeypatch.setattr(connectors, "TEST_BASE_DELAY", 0.01)
+    sim.faults.set(rate=1.0, kinds=("5xx",), path="/api/v3/account")
+    result = connectors.check_input(_sim_input(account))
+    assert not result.ok and "Nothing answered" not in result.message
 
 
 def test_replace_credentials_tests_the_new_key_then_stores_it(database_url, client_id, account):
