@@ -372,6 +372,14 @@ def test_pnl_per_asset_table_keeps_its_asset_in_view(seeded: Seeded) -> None:
     assert json.loads(per_asset.proto.columns)["Asset"]["pinned"] is True
 
 
+def test_balances_show_each_total_beside_its_value(seeded: Seeded) -> None:
+    """The value (the table's order) next to the total, before the split and the pricing: both in view
+    beside the sidebar at 1,400 px, where the last columns scroll."""
+    at = open_page("balances", seeded.users["admin"])
+    shown = list(next(frame.value for frame in at.dataframe if "USD value" in frame.value.columns).columns)
+    assert shown.index("USD value") == shown.index("Total") + 1 < shown.index("Free") < shown.index("Price (USD)")
+
+
 def test_trades_show_every_digit_and_the_ids(seeded: Seeded) -> None:
     everyone = open_page("trades", seeded.users["admin"])
     shown = list(everyone.dataframe[0].value.columns)

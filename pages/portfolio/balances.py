@@ -50,12 +50,14 @@ def draw_rows(viewer_scope: loaders.Scope, chosen: scope.Scope, exchanges: tuple
         "Client": scope.client_links(rows), "Exchange": rows["exchange_id"],
         "Account": scope.account_links(rows, rows["label"]),
         "Account type": rows["account_type"].map(fmt.visible), "Asset": scope.asset_links(rows["asset"], chosen),
-        "Free": amounts["free"], "Used": amounts["used"], "Total": amounts["total"],
+        # the total and its value (what the table sorts by) before the split and the pricing, so both
+        # are in view beside the sidebar
+        "Total": amounts["total"], "USD value": fmt.floats(rows["usd"]),
+        "Free": amounts["free"], "Used": amounts["used"],
         "Price (USD)": fmt.floats(rows["price"]),
         "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != "").map(prices.source_words,
                                                                                          na_action="ignore"),
                                 fmt.visible),  # cash: a dash
-        "USD value": fmt.floats(rows["usd"]),
         "As of": rows["taken_at"],
     })
     st.dataframe(
