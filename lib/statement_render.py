@@ -98,8 +98,8 @@ def revision_line(revision: Revision | None) -> str:
 def header_lines(data: StatementData) -> list[str]:
     last_day = data.end - ONE_MS
     return [
-        f"Period: {data.start:%Y-%m-%d} 00:00 UTC to {last_day:%Y-%m-%d} 23:59 UTC (end exclusive: "
-        f"{data.end:%Y-%m-%d %H:%M} UTC)",
+        f"Period: {data.start:%Y-%m-%d} to {last_day:%Y-%m-%d}, UTC days, both included (from "
+        f"{data.start:%Y-%m-%d %H:%M} UTC up to {data.end:%Y-%m-%d %H:%M} UTC, that moment not included)",
         f"Method: {METHOD_TEXT.get(data.method, data.method)}, {POOL_TEXT.get(data.pool, data.pool)}.",
         f"Generated: {_moment(data.generated_at)}. Amounts in USD unless an asset is named.",
     ]

@@ -62,6 +62,8 @@ def test_html_escapes_and_pdf_parses(seeded: Seeded) -> None:
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; Жора &amp; Co" in page
     assert "http" not in page  # nothing loaded from elsewhere
     assert "<td class='n'>1.49900000</td>" in page  # BTC units exact, to the satoshi
+    assert ("Period: 2024-02-01 to 2024-02-29, UTC days, both included (from 2024-02-01 00:00 UTC up to "
+            "2024-03-01 00:00 UTC, that moment not included)") in page  # one reading: no "to 23:59" beside "to 03-01"
     pdf = to_pdf(data)
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
     # fpdf2 writes page text as glyph ids of an embedded font subset; the document title (which names
