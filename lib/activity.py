@@ -524,12 +524,53 @@ def value_positions(session: Session, viewer: Viewer, positions: pd.DataFrame, c
     return positions.assign(base_quantity=base, usd=usd)
 
 
-def reported_unrealized(positions: pd.DataFrame) -> tuple[float | None, int]:
-    """(sum of the exchange-reported unrealized P&L of the positions, positions without one)."""
-    figures = _floats(positions["unrealized_pnl"]) if not positions.empty else np.array([])
-    known = ~np.isnan(figures)
-    return (float(figures[known].sum()) if known.any() else None), int((~known).sum())
+def settlement_currency(symbol: str) -> str:
+    """The currency a market's P&L and order cost are in: a contract's settlement currency, the end
+    of ccxt's unified symbol ("BTC/USD:BTC", an option's "BTC/USD:BTC-240329-60000-C"); the quote
+    for a symbol without one (spot, margin)."""
+    pair, _, settle = str(symbol).partition(":")
+    return settle.partition("-")[0] or pair.partition("/")[2]
 
 
-#: The label of the positions' exchange-reported unrealized P&L, wherever it is shown.
-REPORTED_UNREALIZED = "Unrealised P&L reported by the exchange (positions)"
+@dataclass(frozen=True)
+class ReportedUnrealized:
+    """The positions' exchange-reported unrealized P&L, summed per settlement currency: a coin-settled
+    (inverse) contract's figure is in BTC or ETH, never a dollar amount to add to a USDT one."""
+
+    #: over the positions settled in a USD-like currency (1:1); None when none of them has a figure
+    usd: float | None
+    #: every other settlement currency -> the sum of its positions' figures, by code
+    coins: dict[str, Decimal]
+    #: the positions without a figure from their exchange: "symbol (client, exchange label)"
+    unreported: list[str]
+
+    def unreported_note(self, limit: int = 10) -> str:
+        """The positions left out for want of a figure, the first ``limit`` named (plain text)."""
+        names = "; ".join(self.unreported[:limit])
+        more = f" and {len(self.unreported) - limit} more" if len(self.unreported) > limit else ""
+        return f"{len(self.unreported)} position(s) without a figure from their exchange, left out: {names}{more}."
+
+
+def reported_unrealized(positions: pd.DataFrame) -> ReportedUnrealized:
+    """The exchange-reported unrealized P&L of ``positions`` (``queries.positions``), per settlement currency."""
+    usd_like = get_settings().usd_like
+    usd: Decimal | None = None
+    coins: dict[str, Decimal] = {}
+    unreported = []
+    for row in positions.itertuples(index=False):
+        figure = None if pd.isna(row.unrealized_pnl) else to_decimal(row.unrealized_pnl)
+        if figure is None:
+            unreported.append(f"{row.symbol} ({row.client}, {row.exchange_id} {row.label})")
+            continue
+        currency = settlement_currency(row.symbol)
+        if currency.upper() in usd_like:
+            usd = figure if usd is None else usd + figure
+        else:
+            coins[currency] = coins.get(currency, Decimal(0)) + figure
+    return ReportedUnrealized(None if usd is None else float(usd), dict(sorted(coins.items())), unreported)
+
+
+#: The label of the positions' exchange-reported unrealized P&L, wherever it is shown: in USD over
+#: the USD-settled positions, and ``REPORTED_UNREALIZED_IN`` for each other settlement currency.
+REPORTED_UNREALIZED = "Unrealized P&L reported by the exchange (positions)"
+REPORTED_UNREALIZED_IN = "Unrealized P&L reported by the exchange ({}-settled positions)"

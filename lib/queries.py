@@ -19,6 +19,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,7 @@ from lib.models import (
     Ticker,
     Trade,
     Transfer,
+    decimal_text,
     utcnow,
 )
 from lib.prices import price_source
@@ -658,7 +660,46 @@ def open_orders(session: Session, viewer: Viewer, client_id: int | None = None,
 ORDER_HISTORY_COLUMNS = [
     "connector_id", "client_id", "client", "exchange_id", "label", "order_id", "timestamp", "last_update", "symbol",
     "side", "type", "status", "price", "average", "amount", "filled", "cost", "fee_cost", "fee_currency",
+    "fill_fees",
 ]
+
+
+@dataclass(frozen=True)
+class FillFees:
+    """The fees an order's synced fills paid, summed per fee currency (never across two).
+
+    For an order whose exchange reports no fee of its own (Binance's order endpoint); a CSV
+    cell reads ``0.0129 BNB`` or ``0.0043 BNB + 0.1 USDT``."""
+
+    fills: int
+    totals: tuple[tuple[str | None, Decimal], ...]  # (fee currency, sum), by currency
+
+    def __str__(self) -> str:
+        return " + ".join(f"{decimal_text(cost)} {currency or ''}".rstrip() for currency, cost in self.totals)
+
+
+def _fill_fees(session: Session, orders: pd.DataFrame) -> list[FillFees | None]:
+    """``FillFees`` of each order without a fee of its own (None for the others and for orders
+    with no synced fill): its fills are the same connector's, market's and order id's."""
+    wanted = orders[orders["fee_cost"].isna() & orders["order_id"].notna()]
+    if wanted.empty:
+        return [None] * len(orders)
+    query = select(Trade.connector_id, Trade.symbol, Trade.order_id, Trade.fee_currency, Trade.fee_cost).where(
+        Trade.connector_id.in_(sorted(set(wanted["connector_id"].astype(int)))),
+        Trade.symbol.in_(sorted(set(wanted["symbol"]))), Trade.order_id.in_(sorted(set(wanted["order_id"]))))
+    if wanted["timestamp"].notna().all():  # a fill is never older than its order
+        query = query.where(Trade.timestamp >= int(wanted["timestamp"].min()))
+    sums: dict[tuple[int, str, str], dict[str | None, Decimal]] = {}
+    counts: dict[tuple[int, str, str], int] = {}
+    for connector_id, symbol, order_id, currency, cost in session.execute(query):
+        key = (connector_id, symbol, order_id)
+        totals = sums.setdefault(key, {})
+        totals[currency] = totals.get(currency, Decimal(0)) + (cost or Decimal(0))
+        counts[key] = counts.get(key, 0) + 1
+    keys = zip(orders["connector_id"].astype(int), orders["symbol"], orders["order_id"], strict=True)
+    return [None if key not in sums or not pd.isna(own) else
+            FillFees(counts[key], tuple(sorted(sums[key].items(), key=lambda item: item[0] or "")))
+            for key, own in zip(keys, orders["fee_cost"], strict=True)]
 
 
 def _order_history_filters(ids: list[int] | None, symbol: str | None, status: str | None, start_ms: int | None,
@@ -709,7 +750,8 @@ def order_history(session: Session, viewer: Viewer, client_id: int | None = None
         .join(Client, Client.id == Connector.client_id)
         .order_by(*newest)
     )
-    return _read(session, query, ORDER_HISTORY_COLUMNS, exact=True)
+    frame = _read(session, query, ORDER_HISTORY_COLUMNS[:-1], exact=True)
+    return frame.assign(fill_fees=pd.Series(_fill_fees(session, frame), index=frame.index, dtype=object))
 
 
 def order_history_choices(session: Session, viewer: Viewer, client_id: int | None = None,

@@ -32,7 +32,12 @@ if connector_id is not None:
     orders = orders[orders["connector_id"] == connector_id]
     positions = positions[positions["connector_id"] == connector_id]
 LINKS = {"Client": scope.link_column("Client", "This client's Overview."),
-         "Account": scope.link_column("Account", "This account alone (the sidebar's Account).")}
+         "Account": scope.link_column("Account", "This account's Balances.")}
+FEE_HELP = ("The order's fee as its exchange reports it; when it reports none (Binance), the fees of the order's "
+            "fills synced here (Trades), summed per currency and marked \"from N fill(s)\"; fills that paid in "
+            "more than one currency are listed, not added. — : neither the exchange's order nor a synced fill "
+            "tells the fee.")
+COST_HELP = "Filled amount × average price, in the quote currency (a coin-settled contract's: its settlement currency)"
 
 st.subheader("Open orders")
 if orders.empty:
@@ -59,13 +64,21 @@ st.subheader("Positions")
 if positions.empty:
     st.info("No derivatives positions in this scope.")
 else:
-    reported, unreported = activity.reported_unrealized(positions)
-    why = (f"As the exchanges report it, in the contracts' settlement currency; not part of the P&L page's "
-           f"figures. {unreported} position(s) without a figure from their exchange are left out.")
-    if reported is None:
-        st.metric(activity.REPORTED_UNREALIZED, fmt.MISSING, help=why)
-    else:  # a card alone, as wide as the page
-        fmt.money_card(st, activity.REPORTED_UNREALIZED, reported, signed=True, help=why, chars=fmt.CARD_CHARS * 4)
+    reported = activity.reported_unrealized(positions)
+    why = ("As the exchanges report it, not part of the P&L page's figures: in USD over the positions settled in a "
+           "USD-like currency, and in its own currency for each coin-settled (inverse) one, never added together.")
+    in_usd = reported.usd is not None or not reported.coins  # a "$" card, or the one card saying "—"
+    cards = iter(st.columns(in_usd + len(reported.coins)))
+    if reported.usd is not None:
+        fmt.money_card(next(cards), activity.REPORTED_UNREALIZED, reported.usd, signed=True, help=why,
+                       chars=fmt.CARD_CHARS * 4 // (1 + len(reported.coins)))
+    elif in_usd:
+        next(cards).metric(activity.REPORTED_UNREALIZED, fmt.MISSING, help=why)
+    for currency, amount in reported.coins.items():
+        next(cards).metric(activity.REPORTED_UNREALIZED_IN.format(fmt.literal(currency)),
+                           f"{'+' if amount > 0 else ''}{fmt.exact(amount)} {fmt.visible(currency)}", help=why)
+    if reported.unreported:
+        st.caption(fmt.literal(reported.unreported_note()))
     st.dataframe(
         fmt.table(pd.DataFrame({
             "Client": scope.client_links(positions), "Exchange": positions["exchange_id"],
@@ -117,20 +130,32 @@ st.caption(f"{total:,} closed or canceled order(s) match; page {page_number} of 
 if history.empty:
     st.info("No closed or canceled orders match these filters.")
 else:
+    from_fills = history["fee_cost"].isna() & history["fill_fees"].notna()
+    # the cell's number (what it sorts by) is the fills' first currency's sum; its text names every currency
+    fee = history["fee_cost"].where(~from_fills, history["fill_fees"].map(
+        lambda fees: None if fees is None else fees.totals[0][1]))
+    fee_unit = history["fee_currency"].where(~from_fills, history["fill_fees"].map(
+        lambda fees: None if fees is None else f"{fees.totals[0][0] or ''} (from {fees.fills} fill(s))".lstrip()))
+    styler = fmt.table(pd.DataFrame({
+        "Time (UTC)": fmt.ms_to_datetime(history["timestamp"]), "Client": scope.client_links(history),
+        "Account": scope.account_links(history, history["exchange_id"] + " / " + history["label"]),
+        "Symbol": history["symbol"].map(fmt.visible), "Side": fmt.text(history["side"]),
+        "Type": fmt.text(history["type"], fmt.visible), "Status": fmt.text(history["status"], fmt.visible),
+        **{label: fmt.amounts(history[column]) for label, column in HISTORY_NUMBERS.items()},
+        "Fee": fmt.amounts(fee),
+        "Order ID": fmt.text(history["order_id"], fmt.visible),
+    }), {**dict.fromkeys(HISTORY_NUMBERS, fmt.significant), "Fee": fmt.significant},
+        units={"Fee": fee_unit, "Cost": history["symbol"].map(activity.settlement_currency)})
+    for row, fees in history["fill_fees"][from_fills].items():  # fees in several currencies: each, never added
+        if len(fees.totals) > 1:
+            text = " + ".join(f"{fmt.significant(cost)} {fmt.visible(currency or '')}".rstrip()
+                              for currency, cost in fees.totals)
+            styler = styler.format(lambda _, t=f"{text} (from {fees.fills} fill(s))": t, subset=([row], ["Fee"]))
     st.dataframe(
-        fmt.table(pd.DataFrame({
-            "Time (UTC)": fmt.ms_to_datetime(history["timestamp"]), "Client": scope.client_links(history),
-            "Account": scope.account_links(history, history["exchange_id"] + " / " + history["label"]),
-            "Symbol": history["symbol"].map(fmt.visible), "Side": fmt.text(history["side"]),
-            "Type": fmt.text(history["type"], fmt.visible), "Status": fmt.text(history["status"], fmt.visible),
-            **{label: fmt.amounts(history[column]) for label, column in HISTORY_NUMBERS.items()},
-            "Fee": fmt.amounts(history["fee_cost"]),
-            "Order ID": fmt.text(history["order_id"], fmt.visible),
-        }), {**dict.fromkeys(HISTORY_NUMBERS, fmt.significant), "Fee": fmt.significant},
-            units={"Fee": history["fee_currency"]}),
-        hide_index=True, width="stretch", placeholder=fmt.MISSING,
+        styler, hide_index=True, width="stretch", placeholder=fmt.MISSING,
         column_config={"Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True), **LINKS,
-                       **fmt.number_columns(*HISTORY_NUMBERS, "Fee")},
+                       **fmt.number_columns(*HISTORY_NUMBERS), "Cost": fmt.number_column("Cost", help=COST_HELP),
+                       "Fee": fmt.number_column("Fee", help=FEE_HELP)},
     )
 left, middle, right = st.columns([1, 1, 2])
 left.number_input("Page", min_value=1, max_value=pages, step=1, key="order_history_page")

@@ -166,11 +166,20 @@ with loaders.plain_errors("positions"):
 if connector_id is not None:
     open_positions = open_positions[open_positions["connector_id"] == connector_id]
 if not open_positions.empty:  # derivatives: the exchanges' own figure, beside (not inside) the totals above
-    reported, unreported = activity.reported_unrealized(open_positions)
-    st.metric(activity.REPORTED_UNREALIZED, fmt.MISSING if reported is None else fmt.money(reported, signed=True),
-              help=f"Open derivatives positions now, as their exchanges report it (settlement currency), not "
-              f"computed from fills and not included in the figures above; {unreported} position(s) without a "
-              "figure from their exchange are left out. See Orders & positions.")
+    reported = activity.reported_unrealized(open_positions)
+    why = ("Open derivatives positions now, as their exchanges report it, not computed from fills and not included "
+           "in the figures above: in USD over the positions settled in a USD-like currency, and in its own currency "
+           "for each coin-settled (inverse) one, never added together. See Orders & positions.")
+    in_usd = reported.usd is not None or not reported.coins  # a "$" card, or the one card saying "—"
+    cards = iter(st.columns(in_usd + len(reported.coins)))
+    if in_usd:
+        next(cards).metric(activity.REPORTED_UNREALIZED, fmt.MISSING if reported.usd is None else
+                           fmt.money(reported.usd, signed=True), help=why)
+    for currency, amount in reported.coins.items():
+        next(cards).metric(activity.REPORTED_UNREALIZED_IN.format(fmt.literal(currency)),
+                           f"{'+' if amount > 0 else ''}{fmt.exact(amount)} {fmt.visible(currency)}", help=why)
+    if reported.unreported:
+        st.caption(fmt.literal(reported.unreported_note()))
 
 st.subheader("Value over the window")
 edges = st.columns(4)
