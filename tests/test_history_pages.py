@@ -249,7 +249,7 @@ def test_order_history_filters_and_scope(history: History) -> None:
     assert list(table["Order ID"]) == ["c3", "c4", "c2", "c1"]  # newest first
     c3 = table.set_index("Order ID").loc["c3"]
     assert (c3["Status"], c3["Average"], c3["Filled"], c3["Cost"], c3["Fee"]) == (
-        "closed", "52,000", "0.6", "31,200", "0.0006 BNB")
+        "closed", "52,000", "0.6", "31,200 USDT", "0.0006 BNB")  # each amount with its currency
     assert table.set_index("Order ID").loc["c2", "Average"] == "—"
     widget(at.selectbox, "Status").select("canceled")
     at.run()
@@ -297,7 +297,7 @@ PICKER = "Markets walked: connector"
 
 def coverage_table(at: AppTest) -> pd.DataFrame:
     """The Sync page's one coverage table: a row per connector and data kind."""
-    return next(frame.value for frame in at.dataframe if "Account" in frame.value.columns)
+    return next(frame.value for frame in at.dataframe if "Data" in frame.value.columns)
 
 
 def coverage_of(at: AppTest, name: str) -> tuple[pd.DataFrame, str]:

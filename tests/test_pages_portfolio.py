@@ -273,7 +273,7 @@ def test_orders_and_positions(seeded: Seeded) -> None:
     assert orders.loc["XYZ/USDT", "Last"] == "—" and orders.loc["BTC/USDT", "Last"] == "65,000"
     positions = table_cells.shown(at.dataframe[1]).set_index("Symbol")
     assert positions.loc["ETH/USDT:USDT", "Mark"] == "—"  # not reported by the exchange
-    assert metric(at, "Unrealised P&L reported by the exchange (positions)") == "+$4.00"
+    assert metric(at, "Unrealized P&L reported by the exchange (positions)") == "+$4.00"
     widget(at.multiselect, "Symbol").select("BTC/USDT")
     at.run()
     assert "1 open order(s)" in texts(at)
