@@ -678,24 +678,35 @@ class FillFees:
         return " + ".join(f"{decimal_text(cost)} {currency or ''}".rstrip() for currency, cost in self.totals)
 
 
+#: orders per query for their fills' fees: well under SQLite's and PostgreSQL's bound-parameter limits
+FILL_FEE_BATCH = 500
+#: how long after an order's last update one of its fills may still be stamped (clocks of two endpoints)
+FILL_AFTER_UPDATE_MS = 60_000
+
+
 def _fill_fees(session: Session, orders: pd.DataFrame) -> list[FillFees | None]:
     """``FillFees`` of each order without a fee of its own (None for the others and for orders
-    with no synced fill): its fills are the same connector's, market's and order id's."""
+    with no synced fill): its fills are the same connector's, market's and order id's.
+
+    Read in batches of ``FILL_FEE_BATCH`` orders (a CSV holds up to 100,000), each within its
+    orders' time span: a fill is never older than its order, nor (much) younger than its last update."""
     wanted = orders[orders["fee_cost"].isna() & orders["order_id"].notna()]
-    if wanted.empty:
-        return [None] * len(orders)
-    query = select(Trade.connector_id, Trade.symbol, Trade.order_id, Trade.fee_currency, Trade.fee_cost).where(
-        Trade.connector_id.in_(sorted(set(wanted["connector_id"].astype(int)))),
-        Trade.symbol.in_(sorted(set(wanted["symbol"]))), Trade.order_id.in_(sorted(set(wanted["order_id"]))))
-    if wanted["timestamp"].notna().all():  # a fill is never older than its order
-        query = query.where(Trade.timestamp >= int(wanted["timestamp"].min()))
     sums: dict[tuple[int, str, str], dict[str | None, Decimal]] = {}
     counts: dict[tuple[int, str, str], int] = {}
-    for connector_id, symbol, order_id, currency, cost in session.execute(query):
-        key = (connector_id, symbol, order_id)
-        totals = sums.setdefault(key, {})
-        totals[currency] = totals.get(currency, Decimal(0)) + (cost or Decimal(0))
-        counts[key] = counts.get(key, 0) + 1
+    for first in range(0, len(wanted), FILL_FEE_BATCH):
+        batch = wanted.iloc[first:first + FILL_FEE_BATCH]
+        query = select(Trade.connector_id, Trade.symbol, Trade.order_id, Trade.fee_currency, Trade.fee_cost).where(
+            Trade.connector_id.in_(sorted(set(batch["connector_id"].astype(int)))),
+            Trade.symbol.in_(sorted(set(batch["symbol"]))), Trade.order_id.in_(sorted(set(batch["order_id"]))))
+        if batch["timestamp"].notna().all():
+            query = query.where(Trade.timestamp >= int(batch["timestamp"].min()))
+        if batch["last_update"].notna().all():
+            query = query.where(Trade.timestamp <= int(batch["last_update"].max()) + FILL_AFTER_UPDATE_MS)
+        for connector_id, symbol, order_id, currency, cost in session.execute(query):
+            key = (connector_id, symbol, order_id)
+            totals = sums.setdefault(key, {})
+            totals[currency] = totals.get(currency, Decimal(0)) + (cost or Decimal(0))
+            counts[key] = counts.get(key, 0) + 1
     keys = zip(orders["connector_id"].astype(int), orders["symbol"], orders["order_id"], strict=True)
     return [None if key not in sums or not pd.isna(own) else
             FillFees(counts[key], tuple(sorted(sums[key].items(), key=lambda item: item[0] or "")))

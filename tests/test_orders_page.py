@@ -122,3 +122,14 @@ def test_only_coin_settled_positions_show_no_dollar_card(seeded: Seeded) -> None
     at = open_page("orders", seeded.users["admin"], client_id=seeded.alpha)  # Alpha: BTC-settled and unreported
     assert [m.label for m in at.metric if "reported by the exchange" in m.label] == [
         "Unrealized P&L reported by the exchange (BTC-settled positions)"]
+
+
+def test_fill_fees_are_read_in_batches(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSV holds up to 100,000 orders: their ids go to the database a batch at a time (bound
+    parameters are limited), and every batch's fees land on their own orders."""
+    monkeypatch.setattr(queries, "FILL_FEE_BATCH", 1)
+    with session_scope() as session:
+        rows = queries.order_history(session, seeded.viewer("admin"), connector_id=seeded.alpha_binance)
+    fees = rows.set_index("order_id")["fill_fees"]
+    assert (str(fees["bnb-fees"]), str(fees["mixed-fees"])) == ("0.0129 BNB", "0.0043 BNB + 1.2 USDT")
+    assert fees["own-fee"] is None and fees["unknown-fee"] is None
