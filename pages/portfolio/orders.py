@@ -9,6 +9,7 @@ import streamlit as st
 from lib import activity
 from lib.ui import format as fmt
 from lib.ui import loaders, period, scope
+from lib.ui import positions as positions_ui
 from lib.ui.auth import current_viewer
 from lib.ui.shell import current_scope
 
@@ -67,18 +68,7 @@ else:
     reported = activity.reported_unrealized(positions)
     why = ("As the exchanges report it, not part of the P&L page's figures: in USD over the positions settled in a "
            "USD-like currency, and in its own currency for each coin-settled (inverse) one, never added together.")
-    in_usd = reported.usd is not None or not reported.coins  # a "$" card, or the one card saying "—"
-    cards = iter(st.columns(in_usd + len(reported.coins)))
-    if reported.usd is not None:
-        fmt.money_card(next(cards), activity.REPORTED_UNREALIZED, reported.usd, signed=True, help=why,
-                       chars=fmt.CARD_CHARS * 4 // (1 + len(reported.coins)))
-    elif in_usd:
-        next(cards).metric(activity.REPORTED_UNREALIZED, fmt.MISSING, help=why)
-    for currency, amount in reported.coins.items():
-        next(cards).metric(activity.REPORTED_UNREALIZED_IN.format(fmt.literal(currency)),
-                           f"{'+' if amount > 0 else ''}{fmt.exact(amount)} {fmt.visible(currency)}", help=why)
-    if reported.unreported:
-        st.caption(fmt.literal(reported.unreported_note()))
+    positions_ui.unrealized_cards(reported, why)
     st.dataframe(
         fmt.table(pd.DataFrame({
             "Client": scope.client_links(positions), "Exchange": positions["exchange_id"],

@@ -13,6 +13,7 @@ import streamlit as st
 from lib import activity, reports
 from lib.ui import charts, loaders, period, scope
 from lib.ui import format as fmt
+from lib.ui import positions as positions_ui
 from lib.ui.auth import current_viewer
 from lib.ui.shell import current_scope
 
@@ -170,16 +171,7 @@ if not open_positions.empty:  # derivatives: the exchanges' own figure, beside (
     why = ("Open derivatives positions now, as their exchanges report it, not computed from fills and not included "
            "in the figures above: in USD over the positions settled in a USD-like currency, and in its own currency "
            "for each coin-settled (inverse) one, never added together. See Orders & positions.")
-    in_usd = reported.usd is not None or not reported.coins  # a "$" card, or the one card saying "—"
-    cards = iter(st.columns(in_usd + len(reported.coins)))
-    if in_usd:
-        next(cards).metric(activity.REPORTED_UNREALIZED, fmt.MISSING if reported.usd is None else
-                           fmt.money(reported.usd, signed=True), help=why)
-    for currency, amount in reported.coins.items():
-        next(cards).metric(activity.REPORTED_UNREALIZED_IN.format(fmt.literal(currency)),
-                           f"{'+' if amount > 0 else ''}{fmt.exact(amount)} {fmt.visible(currency)}", help=why)
-    if reported.unreported:
-        st.caption(fmt.literal(reported.unreported_note()))
+    positions_ui.unrealized_cards(reported, why)
 
 st.subheader("Value over the window")
 edges = st.columns(4)
