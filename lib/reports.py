@@ -319,11 +319,11 @@ def equity_transfers(session: Session, viewer: Viewer, client_id: int | None, co
                      start: datetime, end: datetime, marks: prices.SourceMarks,
                      series: dict[str, prices.Series]) -> pd.DataFrame:
     """Deposits and withdrawals in [start, end) for the equity chart (time, type, currency, amount,
-    usd): each at its own source's candle close then, else today's mark (NaN when neither)."""
+    usd, connector_id): each at its own source's candle close then, else today's mark (NaN when neither)."""
     moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, _ms(start), _ms(end)),
                           queries.price_sources(session, viewer, client_id, connector_id))
     if moves.empty:
-        return pd.DataFrame(columns=["time", "type", "currency", "amount", "usd"])
+        return pd.DataFrame(columns=["time", "type", "currency", "amount", "usd", "connector_id"])
     today, _ = prices.own_marks(marks, list(moves["source"]), list(moves["currency"]), usd_like=usd_like())
     then = prices.usd_at_sources(series, moves["source"], moves["currency"], moves["timestamp"],
                                  usd_like=usd_like(), others=False)
@@ -331,6 +331,7 @@ def equity_transfers(session: Session, viewer: Viewer, client_id: int | None, co
     return pd.DataFrame({
         "time": pd.to_datetime(moves["timestamp"], unit="ms", utc=True), "type": moves["type"],
         "currency": moves["currency"], "amount": amount, "usd": amount * np.where(np.isfinite(then), then, today),
+        "connector_id": moves["connector_id"],
     })
 
 

@@ -380,6 +380,19 @@ def test_balances_show_each_total_beside_its_value(seeded: Seeded) -> None:
     assert shown.index("USD value") == shown.index("Total") + 1 < shown.index("Free") < shown.index("Price (USD)")
 
 
+def test_pnl_names_whose_deposit_each_is_and_what_its_columns_are_at(seeded: Seeded) -> None:
+    at = open_page("pnl", seeded.users["admin"])
+    moves = next(frame.value for frame in at.dataframe if "USD value" in frame.value.columns)
+    assert sorted(zip(moves["Account"], moves["Type"], strict=True)) == [
+        ("Alpha · binance / main", "Deposit"), ("Beta · okx / main", "Deposit")]
+    per_asset = next(frame for frame in at.dataframe if "Unmatched" in frame.value.columns)
+    assert "At the window's end" in json.loads(per_asset.proto.columns)["Unrealized"]["help"]  # not the card's change
+    at.session_state[scope.ACCOUNT_KEY] = seeded.beta_okx
+    at.run()
+    moves = next(frame.value for frame in at.dataframe if "USD value" in frame.value.columns)
+    assert "Account" not in moves.columns and list(moves["Type"]) == ["Deposit"]  # the title names the account
+
+
 def test_trades_show_every_digit_and_the_ids(seeded: Seeded) -> None:
     everyone = open_page("trades", seeded.users["admin"])
     shown = list(everyone.dataframe[0].value.columns)

@@ -20,6 +20,9 @@ from lib.ui.shell import current_scope
 METHODS = {"fifo": "FIFO", "average": "Average cost"}
 USD_COLUMNS = {"Cost basis": "cost_basis", "Market value": "market_value", "Realized": "realized",
                "Unrealized": "unrealized", "Fees": "fees"}
+USD_HELP = {"Market value": "At the window's end. —: unpriced.",
+            "Unrealized": "At the window's end (the Unrealized change card is its change over the window). "
+                          "—: unpriced."}
 
 
 def identity_line(totals: dict[str, float]) -> str:
@@ -29,7 +32,8 @@ def identity_line(totals: dict[str, float]) -> str:
             f"{fmt.money(totals['realized'], signed=True)} + change in unrealized "
             f"{fmt.money(totals['unrealized_change'], signed=True)}")
     if abs(totals["withdrawn_unrealized"]) >= 0.005:
-        line += f" + unrealized gain withdrawals carried out {fmt.money(totals['withdrawn_unrealized'], signed=True)}"
+        line += (" + unrealized gain carried out by withdrawals "
+                 f"{fmt.money(totals['withdrawn_unrealized'], signed=True)}")
     if abs(totals["unpriced_basis_change"]) >= 0.005:
         line += (" − change in the cost basis of unpriced holdings "
                  f"{fmt.money(totals['unpriced_basis_change'], signed=True)}")
@@ -80,10 +84,16 @@ def draw_equity(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | 
     moves = drawn.transfers
     if not moves.empty:
         listed = moves.sort_values("time", ascending=False)
+        accounts = loaders.connectors(loaders.viewer_of(viewer_scope), chosen.client_id).set_index("id")
+        named = accounts.reindex(listed["connector_id"].astype(int))  # whose, when the scope has several
+        whose = ({} if chosen.connector_id is not None else {"Account": pd.Series(
+            (named["client"] + " · " + named["exchange_id"] + " / " + named["label"]).map(fmt.visible).to_numpy(),
+            index=listed.index)})
         with st.expander(f"Deposits & withdrawals in this window ({len(listed):,})"):
             st.dataframe(
                 pd.DataFrame({
-                    "Time": listed["time"], "Type": listed["type"], "Asset": listed["currency"].map(fmt.visible),
+                    "Time": listed["time"], **whose, "Type": listed["type"].str.capitalize(),
+                    "Asset": listed["currency"].map(fmt.visible),
                     "Amount": listed["amount"].astype(float), "USD value": listed["usd"],
                 }),
                 hide_index=True, width="stretch", placeholder=fmt.MISSING,
@@ -113,8 +123,7 @@ def draw_per_asset(viewer_scope: loaders.Scope, chosen: scope.Scope, method: str
                        "Quantity": st.column_config.NumberColumn("Quantity", format="%.8f"),
                        "Unmatched": st.column_config.NumberColumn("Unmatched", format="%.8f", help="Units sold or "
                                                                   "withdrawn beyond the lots held (missing history)."),
-                       **{label: st.column_config.NumberColumn(label, format="dollar", help="—: unpriced."
-                                                               if label in ("Market value", "Unrealized") else None)
+                       **{label: st.column_config.NumberColumn(label, format="dollar", help=USD_HELP.get(label))
                           for label in USD_COLUMNS}},
     )
 
@@ -155,11 +164,13 @@ fmt.money_card(cards[1], "Unrealized change", totals["unrealized_change"], signe
                f"its start ({fmt.money(totals['unrealized_start'], signed=True)}), priced holdings only.")
 fmt.money_card(cards[2], "Fees", totals["fees"],
                help="Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again. "
-               "A fee paid in the traded base or quote is valued at the fill's own price here; Trades and "
-               "Activity value every fee at its currency's daily USD price, so their total can differ slightly.")
+               "A fee paid in the traded base or quote is valued at the fill's own price here; Trades, "
+               "Activity and Clients value every fee at its currency's daily USD price, so their total can differ "
+               "slightly.")
 fmt.money_card(cards[3], "Net", totals["net"], signed=True,
                help="Realized in the window + change in unrealized over it: gains from before the window are "
-               "not counted again.")
+               "not counted again. The change in value below can differ from it by the unrealized gain that "
+               "withdrawals carried out (the identity line names it).")
 st.caption(f"{METHODS[summary.method]}, lots pooled {POOLS[summary.pool].lower()}, "
            f"{window}, over {summary.fills:,} fill(s) up to the window's end.")
 with loaders.plain_errors("positions"):
