@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from cryptography.fernet import Fernet
 
 from lib import db as db_module
@@ -68,8 +69,11 @@ def encryption_key() -> str:
 
 
 def _reset_caches() -> None:
+    """Settings, engines and Streamlit's data caches: a test with a fresh database starts and ends
+    with nothing kept from another one (pages' loaders and kept drawings live in this process)."""
     get_settings.cache_clear()
     db_module.dispose_engines()
+    st.cache_data.clear()
 
 
 def _use_database(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encryption_key: str) -> str:

@@ -4,8 +4,6 @@ page titles name the scope."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -16,13 +14,6 @@ from lib.models import Client
 from lib.settings import PROJECT_ROOT
 from lib.ui import scope, shell
 from tests.test_queries import Seeded, seed_portfolio
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
@@ -43,13 +42,6 @@ def sim(request: pytest.FixtureRequest) -> Iterator[Simulator]:
         ledger.hold_exact(TOKEN, FREE, USED)
     yield simulator
     simulator.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 def test_the_simulator_sends_every_digit(sim: Simulator) -> None:

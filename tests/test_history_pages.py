@@ -9,14 +9,12 @@ admin and as Alpha's client user.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pandas as pd
 import pytest
-import streamlit as st
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
@@ -51,13 +49,6 @@ NETWORK = "The exchange could not be reached (network error)."
 class History:
     seeded: Seeded
     alpha_cryptocom: int
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 def _coverage(connector_id: int, stream: str, **fields: object) -> HistoryCoverage:

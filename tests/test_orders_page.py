@@ -5,12 +5,10 @@ links say where they lead."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pandas as pd
 import pytest
-import streamlit as st
 
 from lib import activity, queries
 from lib.db import session_scope
@@ -19,13 +17,6 @@ from lib.ui import format as fmt
 from tests import table_cells
 from tests.test_pages_portfolio import metric, open_page, texts
 from tests.test_queries import Seeded, ms, seed_portfolio
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 def _order(connector_id: int, order_id: str, day: str, symbol: str, cost: float, fee: float | None = None,

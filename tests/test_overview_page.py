@@ -4,11 +4,9 @@ title naming the rings drawn, and connector health for the sidebar's account alo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lib.db import session_scope
@@ -16,13 +14,6 @@ from lib.models import Connector, Transfer, utcnow
 from lib.ui import scope
 from tests.test_pages_portfolio import metric, open_page, texts
 from tests.test_queries import Seeded, seed_portfolio
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 @pytest.fixture

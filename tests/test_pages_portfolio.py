@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import pandas as pd
 import pyarrow as pa
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block
 
@@ -26,14 +25,6 @@ from tests import table_cells
 from tests.test_queries import Seeded, add_funding_btc, ms, seed_portfolio
 
 PAGES = ["overview", "balances", "trades", "orders", "pnl"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    """Caches live in the test process; start each test without another test's entries."""
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 @pytest.fixture
