@@ -46,9 +46,9 @@ RING_WORDS = {"client": "client", "exchange_id": "exchange", "label": "account",
 
 
 def allocation_rings(chosen: scope.Scope) -> list[str]:
-    """The sunburst's rings, inside out: only levels with more than one choice in the scope. Clients
-    only when several may be shown (a viewer of one client has ``chosen.client`` named without
-    picking it, and reads "by client" as seeing others' data); one account is split by asset alone."""
+    """The sunburst's rings, inside out: clients only when several may be shown (a viewer of one
+    client has ``chosen.client`` named without picking it, and reads "by client" as seeing others'
+    data); within one client its exchanges and accounts; one account split by asset alone."""
     if chosen.connector_id is not None:
         return ["asset"]
     return ["client", "exchange_id", "asset"] if chosen.client is None else ["exchange_id", "label", "asset"]
