@@ -18,7 +18,7 @@ from lib.db import session_scope
 from lib.models import Trade
 from lib.ui import charts, scope
 from lib.ui import format as fmt
-from tests.test_pages_portfolio import fresh_cache, metric, open_page, texts, widget  # noqa: F401 - autouse
+from tests.test_pages_portfolio import metric, open_page, texts, widget
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 #: Alpha's vector at the candle closes of the fill days (T4, T7 in BTC; fees in BTC and BNB):

@@ -21,7 +21,6 @@ from lib.db import session_scope
 from lib.models import Client, SyncResult, SyncRun
 from lib.settings import PROJECT_ROOT
 from lib.ui import scope, shell
-from tests.test_pages_portfolio import fresh_cache  # noqa: F401 - autouse: no other test's cache entries
 from tests.test_queries import Seeded, seed_portfolio
 
 HOSTILE = "**Bold** <b>x</b> [l](https://e.x) :red[r] $x$ \u202eevil"

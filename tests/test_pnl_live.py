@@ -14,7 +14,6 @@ from lib import connectors, reports
 from lib.db import session_scope
 from lib.models import Connector, OpeningBalance, Trade, Transfer
 from lib.pnl import state as pnl_state
-from tests.test_pages_portfolio import fresh_cache  # noqa: F401 - autouse: no other test's cache entries
 from tests.test_queries import Seeded, ms, seed_portfolio
 
 
