@@ -514,3 +514,17 @@ def cached_value_changes(viewer: Viewer, client_id: int | None = None,
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
     return disk_cached("changes", viewer, client_id, connector_id, [hour], CODE_VERSION,
                        lambda: value_changes(viewer, client_id, connector_id=connector_id), json.dumps, json.loads)
+
+
+#: a transfer's sign in the value of the accounts
+FLOW_SIGN = {"deposit": 1.0, "withdrawal": -1.0}
+
+
+def net_flows(transfers: pd.DataFrame, since: datetime) -> tuple[float, list[str]] | None:
+    """Deposits less withdrawals from ``since`` on (USD, each valued when it happened: the equity
+    curve's ``transfers``) and the currencies left out for want of a price; None when there are none."""
+    inside = transfers[transfers["time"] >= since]
+    if inside.empty:
+        return None
+    net = float((inside["usd"] * inside["type"].map(FLOW_SIGN)).sum(skipna=True))
+    return net, sorted(set(inside.loc[inside["usd"].isna(), "currency"]))

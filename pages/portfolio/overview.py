@@ -68,19 +68,14 @@ def draw_allocation(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple
     st.plotly_chart(charts.allocation(rows, rings, allocation_title(rings)), width="stretch")
 
 
-#: a transfer's sign in the value of the accounts
-FLOW_SIGN = {"deposit": 1.0, "withdrawal": -1.0}
-
-
 def flows_text(transfers: pd.DataFrame, since: datetime) -> str:
-    """The window's deposits less withdrawals (USD, each valued when it happened) in a sentence for
-    a change card's help, so that the change is not read as profit. From the equity curve's
-    transfers, already loaded and kept: no query of its own."""
-    inside = transfers[transfers["time"] >= since]
-    if inside.empty:
+    """The window's deposits less withdrawals (``equity.net_flows``) in a sentence for a change
+    card's help, so that the change is not read as profit; from the equity curve's transfers,
+    already loaded and kept: no query of its own."""
+    flows = equity.net_flows(transfers, since)
+    if flows is None:
         return "No deposit or withdrawal in this window."
-    net = float((inside["usd"] * inside["type"].map(FLOW_SIGN)).sum(skipna=True))
-    unpriced = sorted(set(inside.loc[inside["usd"].isna(), "currency"]))
+    net, unpriced = flows
     return (f"Deposits less withdrawals in this window: {fmt.literal(fmt.signed_money(net))}, each valued when it "
             "happened; take them off the change for what trading and prices did."
             + (" Not in that figure (no price): " + ", ".join(map(fmt.literal, unpriced)) + "." if unpriced else ""))
