@@ -412,6 +412,7 @@ def change_share(change: float, value: float) -> float | None:
 def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: SessionOrUrl = None,
                   now: datetime | None = None, connector_id: int | None = None) -> dict[str, dict[str, object]]:
     """Rebuilt value now and 24 h / 7 d / 30 d ago, and the change, for the same accounts at both ends.
+    ``out["now"]["at"]`` is that now (ISO): kept for an hour, the windows end there, not at the clock.
 
     An account whose history starts after the earlier end is left out of that window
     (``left_out``) rather than counted as new value. A past value uses each asset's candle close
@@ -447,7 +448,8 @@ def value_changes(viewer: Viewer, client_id: int | None = None, session_or_url: 
         lacking = rows[rows["fallback"] & (rows["balance"] != 0)]
         out[name] = {"value": value, "change": change, "pct": change_share(change, value),
                      "left_out": int(first.size - len(compared)), "unpriced": sorted(set(lacking["asset"]))}
-    out["now"] = {"value": float(current["usd"].sum(skipna=True)), "change": None, "pct": None}
+    out["now"] = {"value": float(current["usd"].sum(skipna=True)), "change": None, "pct": None,
+                  "at": now.isoformat()}
     return out
 
 
@@ -520,10 +522,13 @@ def cached_value_changes(viewer: Viewer, client_id: int | None = None,
 FLOW_SIGN = {"deposit": 1.0, "withdrawal": -1.0}
 
 
-def net_flows(transfers: pd.DataFrame, since: datetime) -> tuple[float, list[str]] | None:
-    """Deposits less withdrawals from ``since`` on (USD, each valued when it happened: the equity
-    curve's ``transfers``) and the currencies left out for want of a price; None when there are none."""
-    inside = transfers[transfers["time"] >= since]
+def net_flows(transfers: pd.DataFrame, since: datetime, until: datetime) -> tuple[float, list[str]] | None:
+    """Deposits less withdrawals after ``since`` up to ``until`` included (USD, each valued when it
+    happened: the equity curve's ``transfers``) and the currencies left out for want of a price;
+    None when there are none. The bounds are those of a ``value_changes`` window, whose balances
+    count a move at their moment: so a transfer at the window's start is in the earlier value and
+    not a flow, and one at its end is in the later value and is."""
+    inside = transfers[(transfers["time"] > since) & (transfers["time"] <= until)]
     if inside.empty:
         return None
     net = float((inside["usd"] * inside["type"].map(FLOW_SIGN)).sum(skipna=True))

@@ -14,7 +14,7 @@ import pytest
 from lib import equity, reports
 from lib.cli import main
 from lib.db import session_scope
-from lib.models import Candle, Trade, utcnow
+from lib.models import Candle, Trade, Transfer, utcnow
 from tests.test_demo import demo_port  # noqa: F401 - the simulator's port fixture
 from tests.test_queries import Seeded, ms, seed_portfolio
 
@@ -86,6 +86,29 @@ def test_changes_are_computed_from_history(seeded: Seeded) -> None:
     everyone = equity.value_changes(admin)  # Beta's history is as old: compared too, XYZ unpriced at both ends
     assert everyone["30d"]["change"] == pytest.approx(changes["30d"]["change"])
     assert everyone["30d"]["unpriced"] == ["BNB", "ETH", "XYZ"]
+
+
+def test_net_flows_explain_the_change_over_the_same_window(seeded: Seeded) -> None:
+    """The Overview takes the window's deposits less withdrawals off a change kept for an hour: the
+    two agree only over the change's own moments. A move at the window's start is in the earlier
+    value, one at its end in the later one; a move after the end is in neither."""
+    admin = seeded.viewer("admin")
+    now = utcnow().replace(microsecond=0) - timedelta(minutes=30)  # the moment a kept change was made
+    before = equity.value_changes(admin, client_id=seeded.alpha, now=now)
+    assert datetime.fromisoformat(before["now"]["at"]) == now
+    since = now - reports.CHANGE_WINDOWS["24h"]
+    moves = {"at-start": ("deposit", 700.0, since), "inside": ("deposit", 5000.0, since + timedelta(milliseconds=1)),
+             "at-end": ("withdrawal", 300.0, now), "after": ("deposit", 9000.0, now + timedelta(milliseconds=1))}
+    with session_scope() as session:
+        session.add_all(Transfer(connector_id=seeded.alpha_binance, transfer_id=name, type=kind, currency="USDT",
+                                 amount=amount, status="ok", timestamp=int(at.timestamp() * 1000))
+                        for name, (kind, amount, at) in moves.items())
+    after = equity.value_changes(admin, client_id=seeded.alpha, now=now)
+    transfers = equity.equity_curve(admin, client_id=seeded.alpha, start=since - timedelta(days=1)).transfers
+    net, unpriced = equity.net_flows(transfers, since, now)
+    assert net == pytest.approx(5000.0 - 300.0) and unpriced == []
+    assert after["24h"]["change"] - before["24h"]["change"] == pytest.approx(net)
+    assert equity.net_flows(transfers, now, now + timedelta(hours=1)) == (pytest.approx(9000.0), [])
 
 
 def test_balances_at_a_past_day_are_exact(seeded: Seeded) -> None:
@@ -218,6 +241,7 @@ def test_curve_and_changes_are_kept_on_disk_and_renewed(seeded: Seeded) -> None:
         pd.testing.assert_frame_equal(getattr(again, name), getattr(first, name), check_dtype=False,
                                       check_index_type=False, obj=name)
     assert again.first_event == first.first_event
+    assert list(again.transfers["account"]) == ["Alpha · binance / main"]  # the chart's hover names it
     assert equity.cached_value_changes(admin, seeded.alpha) == equity.cached_value_changes(admin, seeded.alpha)
     with session_scope() as session:  # new data (a fill): a new key, computed again
         session.add(Trade(connector_id=seeded.alpha_binance, trade_id="new", timestamp=ms("2024-03-25"),

@@ -4,7 +4,8 @@ title naming the rings drawn, and connector health for the sidebar's account alo
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -53,6 +54,10 @@ def test_change_cards_say_deposits_count_and_how_much_came_in(seeded: Seeded) ->
         said = card_help(at, f"Change {window}").replace("\\", "")  # as read: Markdown's escapes drawn
         assert "Not profit" in said and "deposits and withdrawals in the window count in it" in said
         assert f"Deposits less withdrawals in this window: {net}, each valued when it happened" in said
+        ends = re.search(r"From (\S+ \S+) UTC to (\S+ \S+) UTC, by the balances", said)
+        assert ends, said  # the window the change and the flows share, named
+        assert (datetime.fromisoformat(ends[2]) - datetime.fromisoformat(ends[1])
+                == {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}[window])
     beta = open_page("overview", seeded.users["admin"], client_id=seeded.beta)
     assert "No deposit or withdrawal in this window." in card_help(beta, "Change 24h")
 

@@ -68,11 +68,11 @@ def draw_allocation(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple
     st.plotly_chart(charts.allocation(rows, rings, allocation_title(rings)), width="stretch")
 
 
-def flows_text(transfers: pd.DataFrame, since: datetime) -> str:
+def flows_text(transfers: pd.DataFrame, since: datetime, until: datetime) -> str:
     """The window's deposits less withdrawals (``equity.net_flows``) in a sentence for a change
     card's help, so that the change is not read as profit; from the equity curve's transfers,
     already loaded and kept: no query of its own."""
-    flows = equity.net_flows(transfers, since)
+    flows = equity.net_flows(transfers, since, until)
     if flows is None:
         return "No deposit or withdrawal in this window."
     net, unpriced = flows
@@ -151,14 +151,17 @@ start = now.date() - timedelta(days=OVERVIEW_DAYS - 1)
 with loaders.plain_errors("equity curve"):  # its transfers (the last OVERVIEW_DAYS) say the cards' deposits
     drawn = value_over_time(viewer, chosen, start)
 
+changed_at = datetime.fromisoformat(changes["now"]["at"])  # the changes' own now: their windows, to the second
 columns = st.columns(4)
 fmt.money_card(columns[0], "Total value", report.total_usd, help="Sum of priced holdings, in USD.")
 for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
     change = changes[window]
-    flows = ("" if change["left_out"] else " " + flows_text(drawn.transfers, now - reports.CHANGE_WINDOWS[window]))
+    since = changed_at - reports.CHANGE_WINDOWS[window]
+    flows = "" if change["left_out"] else " " + flows_text(drawn.transfers, since, changed_at)
     why = ("Not profit: the change of the accounts' value, so deposits and withdrawals in the window count in it "
            "(the P&L page has the window's realized and unrealized P&L)." + flows + " "
-           "From the balances the synced history implies at both ends, for the same accounts; — when no "
+           f"From {fmt.moment(since)} to {fmt.moment(changed_at)}, by the balances the synced history implies at both "
+           "ends, for the same accounts; — when no "
            "history is that old." + (f" {change['left_out']} account(s) whose history starts later are left out."
                                      if change["left_out"] else "")
            + (" No candle that old for " + ", ".join(map(fmt.literal, change["unpriced"]))
