@@ -22,8 +22,9 @@ from lib import reports
 from lib.db import session_scope
 from lib.models import BalanceSnapshot, Client, HistoryCoverage, OpeningBalance, OrderHistory
 from lib.settings import PROJECT_ROOT
+from lib.sync.status import Freshness
 from lib.ui import format as fmt
-from lib.ui import loaders, scope
+from lib.ui import loaders, scope, sync_widgets
 from tests import table_cells
 from tests.test_markup import (  # noqa: F401 - ``hostile`` is a fixture
     BOLD,
@@ -322,7 +323,14 @@ def test_sync_page_shows_coverage_per_connector_and_kind(history: History) -> No
     assert fills["Failed"] == f"ETH/BTC: 2024-02-02 – 2024-02-03: {NETWORK}"
     assert fills["Markets"] == "4 walked"
     assert "Markets walked for fills (4): BNB/USDT, BTC/USDT, ETH/BTC, ETH/USDT" in markets
-    assert binance.loc["Deposits", "Oldest kept by the exchange"] == "unknown"
+    assert fills[sync_widgets.WHY] == "whole history: read by id from the first record (exchange's API docs)"
+    assert fills[sync_widgets.REFERENCE].startswith("override: developers.binance.com")  # an admin's view
+    deposits = binance.loc["Deposits"]  # the exchange does not say how long it keeps them: not "—"
+    assert deposits["Oldest kept by the exchange"] == sync_widgets.NOT_PUBLISHED
+    assert deposits[sync_widgets.WHY] == "the exchange does not publish it: the first sync read 730 days back"
+    assert deposits[sync_widgets.REFERENCE] == fmt.MISSING
+    balances = binance.loc["Balances: default account"]  # no look-back: the cells do not apply
+    assert balances[["Oldest kept by the exchange", sync_widgets.WHY, sync_widgets.REFERENCE]].eq(fmt.MISSING).all()
     assert binance.loc["Deposits", "Last complete walk"] == "2026-12-04 12:00 UTC"
     assert list(binance.index) == ["Fills", "Deposits", "Balances: default account", "Balances: funding account"]
     okx, okx_markets = coverage_of(at, "Beta · okx / main")
@@ -331,6 +339,8 @@ def test_sync_page_shows_coverage_per_connector_and_kind(history: History) -> No
                                "Balances: funding account"]
     assert okx.loc["Canceled orders", "Fetched (UTC)"] == "2026-09-05 – 2026-12-04"
     assert okx.loc["Fills", "Oldest kept by the exchange"] == "2026-09-05"
+    assert okx.loc["Fills", sync_widgets.WHY] == "exchange's API docs: last 3 months"
+    assert okx.loc["Order history", sync_widgets.WHY] == "the exchange's published limit (via ccxt)"
     assert okx.loc["Fills", "Fetched (UTC)"] == "2024-02-01 – 2026-12-04"
     assert okx.loc["Fills", "Failed"] == "—"
     assert okx.loc["Balances: funding account", "Failed"] == OKX_REFUSAL
@@ -338,12 +348,66 @@ def test_sync_page_shows_coverage_per_connector_and_kind(history: History) -> No
     assert okx.loc["Balances: funding account", "Last complete walk"] == "not yet"
     cryptocom, _ = coverage_of(at, "Alpha · cryptocom / main")
     assert cryptocom.loc["Fills", "Oldest kept by the exchange"] == "2026-06-07"
+    assert cryptocom.loc["Fills", sync_widgets.WHY] == "exchange's API docs"
+    assert not coverage_table(at).isin(["unknown", ""]).any().any()  # one marker for an empty cell: "—"
+    assert "not published*: the exchange does not say how long it keeps that data" in texts(at)
 
     client = open_page("pages/operations/sync.py", seeded.users["client"])
     accounts = set(coverage_table(client)["Account"]) | set(widget(client.selectbox, PICKER).options)
     assert "Alpha · binance / main" in accounts
     assert not any("Beta" in account or "okx" in account for account in accounts)
     assert OKX_REFUSAL not in repr(client._tree) and OKX_REFUSAL not in coverage_table(client).to_csv()
+    # the look-back's reason in words, never the developers' documentation reference
+    own = coverage_table(client)
+    assert sync_widgets.REFERENCE not in own.columns and list(own.columns) == list(sync_widgets.COVERAGE_COLUMNS)
+    assert own.set_index(["Account", "Data"]).loc[("Alpha · binance / main", "Fills"), sync_widgets.WHY] == (
+        "whole history: read by id from the first record (exchange's API docs)")
+    assert "developers.binance.com" not in repr(client._tree) and "override:" not in repr(client._tree)
+    assert not own.isin(["unknown", ""]).any().any()
+
+
+def _freshness(connector_id: int, client: str, exchange: str) -> Freshness:
+    return Freshness(connector_id, 1, client, exchange, "main", "ok", "ok", WALKED, WALKED, None, 0)
+
+
+def test_coverage_frame_words_the_look_back_and_keeps_the_reference_for_admins() -> None:
+    """Every kind of line lib.reports writes: a reason in words for everyone, the documentation
+    reference only with ``reference``; "not published" only where the exchange does not say,
+    "—" wherever a cell does not apply, never "unknown" or an empty cell."""
+    okx = "override: okx.com docs-v5 fills-history (last 3 months)"
+    lines = [
+        reports.CoverageLine("Fills", "2026-09-05", f"ccxt features, {okx}", "2024-02-01 – 2026-12-04",
+                             "2026-12-04 12:00 UTC", ""),
+        reports.CoverageLine("Deposits", "unknown", "unknown", "2024-12-04 – 2026-12-04", "not yet", ""),
+        reports.CoverageLine("Withdrawals", "unknown", "", "nothing yet", "not yet", ""),  # no source recorded
+        reports.CoverageLine("Account ledger", "2026-09-05", HOSTILE, "nothing yet", "not yet", ""),
+        reports.CoverageLine("Balances: default account", "—", "—", "never read", "not yet", ""),
+        reports.CoverageLine("Fills imported from CSV", "—", "CSV import: 2 file(s), 40 new row(s)",
+                             "2024-01-01 – 2024-02-01", "imported 2026-12-04 12:00 UTC", ""),
+    ]
+    coverage = [reports.ConnectorCoverage(1, "Alpha", "okx", "main", lines)]
+    connectors = [_freshness(1, "Alpha", "okx"), _freshness(2, "Beta", "kraken")]  # Beta: nothing fetched yet
+    plain = sync_widgets.coverage_overview(connectors, coverage).frame
+    admin = sync_widgets.coverage_overview(connectors, coverage, reference=True).frame
+    assert list(plain.columns) == list(sync_widgets.COVERAGE_COLUMNS)
+    assert list(admin.columns) == list(sync_widgets.coverage_columns(reference=True))
+    assert sync_widgets.REFERENCE not in plain.columns and "okx.com" not in plain.to_csv()
+    why = plain.set_index("Data")[sync_widgets.WHY]
+    assert why["Fills"] == "the exchange's published limit (via ccxt); exchange's API docs: last 3 months"
+    assert why["Deposits"] == "the exchange does not publish it: the first sync read 730 days back"
+    assert why["Withdrawals"] == why["Balances: default account"] == why["Nothing fetched yet"] == fmt.MISSING
+    assert why["Account ledger"] == fmt.visible(HOSTILE)  # a source it does not know: as it is, plain text
+    assert why["Fills imported from CSV"] == "CSV import: 2 file(s), 40 new row(s)"
+    oldest = plain.set_index("Data")["Oldest kept by the exchange"]
+    assert oldest["Deposits"] == oldest["Withdrawals"] == sync_widgets.NOT_PUBLISHED
+    assert oldest["Balances: default account"] == oldest["Fills imported from CSV"] == fmt.MISSING
+    reference = admin.set_index("Data")[sync_widgets.REFERENCE]
+    assert reference["Fills"] == f"ccxt features, {okx}"
+    assert (reference[["Deposits", "Withdrawals", "Balances: default account", "Fills imported from CSV",
+                       "Nothing fetched yet"]] == fmt.MISSING).all()
+    for frame in (plain, admin):
+        assert not frame.isin(["unknown", ""]).any().any()
+    assert list(sync_widgets.coverage_frame(coverage[0]).columns) == list(sync_widgets.COVERAGE_COLUMNS[1:])
 
 
 def test_connector_details_show_coverage_and_markets(history: History) -> None:

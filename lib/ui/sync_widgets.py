@@ -7,6 +7,7 @@ sync in the script thread and reports each connector as it finishes.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -15,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.access import AccessDenied, Viewer
+from lib.capabilities import DEFAULT_LOOKBACK_DAYS
 from lib.db import session_scope
 from lib.reports import ConnectorCoverage, CoverageLine
 from lib.settings import get_settings
@@ -178,17 +180,95 @@ def run_force_sync(viewer: Viewer, *, connector_ids: Sequence[int] | None = None
 
 #: a connector's coverage before its first sync
 NOTHING_FETCHED = "Nothing fetched yet: the first sync fills this in."
-#: the all-connector coverage table's columns: the account, then coverage_table's
-COVERAGE_COLUMNS = ("Account", "Data", "Oldest kept by the exchange", "Look-back source", "Fetched (UTC)",
+#: the "Oldest kept by the exchange" cell where the exchange does not say how long it keeps the
+#: data (lib.reports writes "unknown"): a fact about the exchange, unlike MISSING, which says
+#: the cell does not apply (balances and CSV imports have no look-back) or nothing is fetched yet
+NOT_PUBLISHED = "not published"
+#: why the oldest date is what it is, in words (every viewer)
+WHY = "Why this date"
+#: the documentation (or ccxt) the look-back rule follows: a developer's reference, for admins only
+REFERENCE = "Look-back reference"
+#: the all-connector coverage table's columns: the account, then coverage_table's (admins also
+#: get REFERENCE after WHY: ``coverage_columns``)
+COVERAGE_COLUMNS = ("Account", "Data", "Oldest kept by the exchange", WHY, "Fetched (UTC)",
                     "Last complete walk", "Failed", "Markets")
+#: the table's column help: what its two markers mean
+COVERAGE_HELP = {
+    "Oldest kept by the exchange": f"{NOT_PUBLISHED}: the exchange does not say how long it keeps this data. "
+                                   f"{MISSING}: does not apply (balances, CSV imports) or nothing fetched yet.",
+    WHY: f"Why the oldest date is what it is, in words. {MISSING}: does not apply (balances), nothing fetched "
+         "yet, or no look-back recorded.",
+    REFERENCE: "The exchange documentation (or ccxt's exchange data) the look-back rule follows; shown to admins only. "
+               f"{MISSING}: none (the exchange does not publish a look-back, or the row has none).",
+}
+#: lookback_source values (lib.capabilities.StreamRules.source, lib.reports' coverage lines)
+_CCXT, _OVERRIDE, _IMPORT = "ccxt features", "override: ", "CSV import:"
+_NO_SOURCE = {"", "unknown", "—", MISSING}
+#: the plain phrase an override's reference ends with: "(last 3 months)"
+_RETENTION = re.compile(r"\(([^()]+)\)\s*$")
 
 
-def _coverage_row(line: CoverageLine) -> dict[str, str]:
-    """One data kind's cells, each as text (data from the exchange made ``visible``)."""
-    return {"Data": line.data, "Oldest kept by the exchange": visible(line.oldest),
-            "Look-back source": visible(line.source), "Fetched (UTC)": line.fetched,
-            "Last complete walk": line.complete, "Failed": visible(line.failed) or MISSING,
-            "Markets": f"{len(line.markets)} walked" if line.markets else MISSING}
+def coverage_columns(reference: bool = False) -> tuple[str, ...]:
+    """COVERAGE_COLUMNS, with the look-back reference after WHY where ``reference`` (admins)."""
+    if not reference:
+        return COVERAGE_COLUMNS
+    at = COVERAGE_COLUMNS.index(WHY) + 1
+    return (*COVERAGE_COLUMNS[:at], REFERENCE, *COVERAGE_COLUMNS[at:])
+
+
+def coverage_column_config(columns: Sequence[str]) -> dict[str, object]:
+    """The coverage table's column config: the account pinned, the markers explained."""
+    config: dict[str, object] = {label: st.column_config.TextColumn(label, help=text)
+                                 for label, text in COVERAGE_HELP.items() if label in columns}
+    if "Account" in columns:
+        config["Account"] = st.column_config.TextColumn("Account", pinned=True)
+    return config
+
+
+def _reason(source: str, whole: bool) -> str:
+    """One look-back source in plain words: why the oldest date is what it is."""
+    if source.startswith(_IMPORT):  # plain already: the files and rows a CSV import added
+        return visible(source)
+    if source in _NO_SOURCE:
+        return (f"the exchange does not publish it: the first sync read {DEFAULT_LOOKBACK_DAYS:g} days back"
+                if source == "unknown" else MISSING)
+    docs = source.startswith(_OVERRIDE)
+    if whole:
+        return "whole history: read by id from the first record" + (" (exchange's API docs)" if docs else "")
+    if source == _CCXT:
+        return "the exchange's published limit (via ccxt)"
+    if docs:
+        found = _RETENTION.search(source)
+        return f"exchange's API docs: {visible(found.group(1))}" if found else "exchange's API docs"
+    return visible(source)  # a source this table does not know: as it is
+
+
+def _why(line: CoverageLine) -> str:
+    """Why the line's oldest date is what it is, each of its sources in words (a stream walked
+    per market may hold several)."""
+    sources = [line.source] if line.source.startswith(_IMPORT) else line.source.split(", ")
+    whole = line.oldest.startswith("whole history")
+    return "; ".join(dict.fromkeys(_reason(source, whole) for source in sources))
+
+
+def _reference(line: CoverageLine) -> str:
+    """The developer's reference of the look-back rule (admins), MISSING where it has none."""
+    return MISSING if line.source in _NO_SOURCE or line.source.startswith(_IMPORT) else visible(line.source)
+
+
+def _oldest(text: str) -> str:
+    return NOT_PUBLISHED if text == "unknown" else MISSING if text in _NO_SOURCE else visible(text)
+
+
+def _coverage_row(line: CoverageLine, reference: bool = False) -> dict[str, str]:
+    """One data kind's cells, each as text (data from the exchange made ``visible``); the
+    look-back's reference only where ``reference`` (admins)."""
+    row = {"Data": line.data, "Oldest kept by the exchange": _oldest(line.oldest), WHY: _why(line)}
+    if reference:
+        row[REFERENCE] = _reference(line)
+    return row | {"Fetched (UTC)": line.fetched, "Last complete walk": line.complete,
+                  "Failed": visible(line.failed) or MISSING,
+                  "Markets": f"{len(line.markets)} walked" if line.markets else MISSING}
 
 
 def _has_failed(coverage: ConnectorCoverage | None) -> bool:
@@ -196,12 +276,20 @@ def _has_failed(coverage: ConnectorCoverage | None) -> bool:
     return coverage is not None and any(line.failed for line in coverage.lines)
 
 
-def coverage_table(coverage: ConnectorCoverage) -> None:
-    """One connector's history coverage: a row per data kind, then the markets walked."""
+def coverage_frame(coverage: ConnectorCoverage, reference: bool = False) -> pd.DataFrame:
+    """One connector's coverage: a row per data kind (coverage_columns without the account)."""
+    return pd.DataFrame([_coverage_row(line, reference) for line in coverage.lines],
+                        columns=coverage_columns(reference)[1:])
+
+
+def coverage_table(coverage: ConnectorCoverage, *, reference: bool = False) -> None:
+    """One connector's history coverage: a row per data kind, then the markets walked; the
+    look-back's documentation reference only where ``reference`` (pass it for admins alone)."""
     if not coverage.lines:
         st.caption(NOTHING_FETCHED)
         return
-    st.dataframe(pd.DataFrame([_coverage_row(line) for line in coverage.lines]), hide_index=True, width="stretch")
+    frame = coverage_frame(coverage, reference)
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=coverage_column_config(frame.columns))
     for line in coverage.lines:
         if line.markets:
             st.caption(literal(f"Markets walked for {line.data.lower()} ({len(line.markets)}): "
@@ -218,21 +306,24 @@ class CoverageOverview:
     walked: list[ConnectorCoverage]  # connectors with coverage, in the table's order
 
 
-def coverage_overview(connectors: Sequence[Freshness], coverage: Sequence[ConnectorCoverage]) -> CoverageOverview:
+def coverage_overview(connectors: Sequence[Freshness], coverage: Sequence[ConnectorCoverage], *,
+                      reference: bool = False) -> CoverageOverview:
     """The connectors' coverage, those with failed windows first (otherwise in ``connectors``'
-    order); a connector not fetched yet keeps a row that says so rather than disappearing."""
+    order); a connector not fetched yet keeps a row that says so rather than disappearing. The
+    look-back's documentation reference is a column only where ``reference`` (admins)."""
     by_id = {item.connector_id: item for item in coverage}
     items = [(row, by_id.get(row.connector_id)) for row in connectors]
     items.sort(key=lambda pair: not _has_failed(pair[1]))  # stable: the given order otherwise
+    columns = coverage_columns(reference)
     rows: list[dict[str, str]] = []
     for row, item in items:
         name = visible(f"{row.client} · {row.exchange} / {row.label}")
         if item is None or not item.lines:
-            rows.append(dict.fromkeys(COVERAGE_COLUMNS, MISSING) | {
+            rows.append(dict.fromkeys(columns, MISSING) | {
                 "Account": name, "Data": "Nothing fetched yet", "Fetched (UTC)": "the first sync fills this in"})
         else:
-            rows.extend({"Account": name} | _coverage_row(line) for line in item.lines)
-    return CoverageOverview(pd.DataFrame(rows, columns=COVERAGE_COLUMNS),
+            rows.extend({"Account": name} | _coverage_row(line, reference) for line in item.lines)
+    return CoverageOverview(pd.DataFrame(rows, columns=columns),
                             sum(_has_failed(item) for _, item in items),
                             [item for _, item in items if item is not None and item.lines])
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
+from lib.access import Role
 from lib.settings import get_settings
 from lib.sync.status import can_force_sync
 from lib.ui import format as fmt
@@ -62,23 +63,27 @@ if failing and can_force_sync(viewer):
               on_click=request_sync, kwargs={"connector_ids": failing})
 
 st.subheader("History coverage")
-st.caption("Per connector and data kind: the oldest date the exchange still keeps, the range fetched, the last "
-           "walk that reached now, and windows that failed (the next sync retries them).")
+st.caption("Per connector and data kind: the oldest date the exchange still keeps and why, the range fetched, the "
+           "last walk that reached now, and windows that failed (the next sync retries them). "
+           f"*{sync_widgets.NOT_PUBLISHED}*: the exchange does not say how long it keeps that data; "
+           f"{fmt.MISSING}: the cell does not apply (balances, CSV imports) or nothing is fetched yet.")
+#: the look-back rule's documentation reference is a developer's: admins see it, others the reason in words
+reference = viewer.role is Role.ADMIN
 with loaders.plain_errors("history coverage"):
     coverage = loaders.coverage(viewer, client_id)
 # one table for every connector, not an expander each: 200 expanders cost the browser ~300 ms a visit
-overview = sync_widgets.coverage_overview(rows, coverage)
+overview = sync_widgets.coverage_overview(rows, coverage, reference=reference)
 if overview.failing:
     st.warning(f"{overview.failing} connector{' has' if overview.failing == 1 else 's have'} failed windows: "
                "they are listed first, and the next sync retries them.", icon=":material/warning:")
 st.dataframe(overview.frame, hide_index=True, width="stretch",
-             column_config={"Account": st.column_config.TextColumn("Account", pinned=True)})
+             column_config=sync_widgets.coverage_column_config(overview.frame.columns))
 if overview.walked:
     walked = {item.connector_id: item for item in overview.walked}  # failed windows first
     shown = st.selectbox("Markets walked: connector", list(walked), key="coverage_pick",
                          format_func=lambda connector_id: visible(walked[connector_id].name),
                          help="One connector's coverage and every market walked, as its details show them.")
-    sync_widgets.coverage_table(walked[shown])
+    sync_widgets.coverage_table(walked[shown], reference=reference)
 
 runs = sync_widgets.runs(viewer)
 if runs:
