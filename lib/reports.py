@@ -319,11 +319,14 @@ def equity_transfers(session: Session, viewer: Viewer, client_id: int | None, co
                      start: datetime, end: datetime, marks: prices.SourceMarks,
                      series: dict[str, prices.Series]) -> pd.DataFrame:
     """Deposits and withdrawals in [start, end) for the equity chart (time, type, currency, amount,
-    usd, connector_id): each at its own source's candle close then, else today's mark (NaN when neither)."""
+    usd, connector_id, account): each at its own source's candle close then, else today's mark (NaN
+    when neither); ``account`` is the connector's name as pages write it ("Alpha · binance / main")."""
     moves = _with_sources(queries.transfers(session, viewer, client_id, connector_id, _ms(start), _ms(end)),
                           queries.price_sources(session, viewer, client_id, connector_id))
     if moves.empty:
-        return pd.DataFrame(columns=["time", "type", "currency", "amount", "usd", "connector_id"])
+        return pd.DataFrame(columns=["time", "type", "currency", "amount", "usd", "connector_id", "account"])
+    names = {int(r.id): f"{r.client} · {r.exchange_id} / {r.label}"
+             for r in queries.connectors(session, viewer, client_id, connector_id).itertuples()}
     today, _ = prices.own_marks(marks, list(moves["source"]), list(moves["currency"]), usd_like=usd_like())
     then = prices.usd_at_sources(series, moves["source"], moves["currency"], moves["timestamp"],
                                  usd_like=usd_like(), others=False)
@@ -331,7 +334,7 @@ def equity_transfers(session: Session, viewer: Viewer, client_id: int | None, co
     return pd.DataFrame({
         "time": pd.to_datetime(moves["timestamp"], unit="ms", utc=True), "type": moves["type"],
         "currency": moves["currency"], "amount": amount, "usd": amount * np.where(np.isfinite(then), then, today),
-        "connector_id": moves["connector_id"],
+        "connector_id": moves["connector_id"], "account": moves["connector_id"].astype(int).map(names),
     })
 
 

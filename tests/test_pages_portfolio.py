@@ -3,6 +3,7 @@ install gets the welcome, a client user sees only its client, and no exception i
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import tomllib
@@ -403,6 +404,7 @@ def test_equity_chart_draws_the_rebuilt_line_snapshots_and_disagreements() -> No
     transfers = pd.DataFrame({
         "time": [day - pd.Timedelta(days=80), day + pd.Timedelta(hours=12)], "type": ["deposit", "withdrawal"],
         "currency": ["BTC", "USDT"], "amount": [1.0, 50.0], "usd": [60_000.0, 50.0],
+        "account": ["Alpha · binance / main", "Alpha · okx / main"],
     })
     snapshots = pd.DataFrame({"time": [day + pd.Timedelta(days=1)], "usd": [5_412_000.0]})
     disagreements = snapshots.assign(assets="<b>BTC</b>")
@@ -414,6 +416,26 @@ def test_equity_chart_draws_the_rebuilt_line_snapshots_and_disagreements() -> No
     low, high = figure.layout.yaxis.range
     assert high - low >= 0.05 * 5_412_780  # a nearly flat line is not zoomed to a few dollars
     assert figure.layout.yaxis.tickformat == "$~s"  # "$5.4M", never "$5.4127765M"
+
+
+def test_equity_chart_transfers_name_the_exact_amount_its_usd_value_and_the_account() -> None:
+    """An analyst reconciling money reads a transfer's amount with every digit, its dollars and
+    whose account it moved; an account's label is text, never markup."""
+    day = pd.Timestamp("2026-11-20", tz="UTC")
+    curve = pd.DataFrame({"time": [day, day + pd.Timedelta(days=1)], "usd": [100_000.0, 200_000.0]})
+    transfers = pd.DataFrame({
+        "time": [day + pd.Timedelta(hours=h) for h in (1, 2, 3)], "type": ["deposit", "deposit", "withdrawal"],
+        "currency": ["BTC", "<i>X</i>", "USDT"], "amount": [1.5, 123_456_789.12345679, 0.00000001],
+        "usd": [97_500.0, float("nan"), 1e-8], "connector_id": [1, 2, 3],
+        "account": ["Client 00 · binance / acct-0", "Beta · okx / <b>x</b>", None],
+    })
+    figure = charts.equity(curve, transfers)
+    deposits, withdrawals = (trace for trace in figure.data if trace.mode == "markers")
+    assert html.unescape(deposits.text[0]) == "Deposit 1.5 BTC ($97,500.00) · Client 00 · binance / acct-0"
+    hostile = deposits.text[1]
+    assert "<b>" not in hostile and "<i>" not in hostile  # escaped: plotly shows the characters
+    assert html.unescape(hostile) == f"Deposit 123,456,789.12345679 <i>X</i> ({fmt.UNPRICED}) · Beta · okx / <b>x</b>"
+    assert html.unescape(withdrawals.text[0]) == f"Withdrawal 0.00000001 USDT ($0.00) · {fmt.MISSING}"
 
 
 def test_pnl_window_presets_identity_and_csv(seeded: Seeded) -> None:

@@ -15,7 +15,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from lib.ui.format import chart_text
+from lib.ui.format import MISSING, blank, chart_text, exact, money
 
 GAIN, LOSS = "#2e7d32", "#c62828"
 #: Margins that already hold what a chart puts there: dollar ticks such as "−$228B" on the left,
@@ -85,8 +85,8 @@ def equity(curve: pd.DataFrame, transfers: pd.DataFrame, snapshots: pd.DataFrame
         moves = inside[inside["type"] == kind]
         if moves.empty:
             continue
-        text = [f"{kind} {amount:g} {chart_text(currency)}"
-                for amount, currency in zip(moves["amount"], moves["currency"], strict=True)]
+        text = [_transfer_text(kind, amount, currency, usd, account) for amount, currency, usd, account
+                in zip(moves["amount"], moves["currency"], moves["usd"], moves["account"], strict=True)]
         figure.add_trace(go.Scatter(x=moves["time"], y=_value_at(ordered, moves["time"]), mode="markers",
                                     name=kind.capitalize() + "s", text=text, hovertemplate="%{text}",
                                     marker={"symbol": symbol, "size": 11, "color": colour}))
@@ -107,6 +107,13 @@ def allocation_over_time(by_asset: pd.DataFrame, limit: int = 8) -> go.Figure:
     figure.update_traces(hovertemplate="%{fullData.name}: %{y:$,.2f}<extra></extra>")
     _money_axis(figure, stacked.groupby("time")["usd"].sum())
     return _frame(figure, "Allocation over time (rebuilt from history)")
+
+
+def _transfer_text(kind: str, amount: float, currency: object, usd: float, account: object) -> str:
+    """A transfer's hover: "Deposit 1.5 BTC ($97,500.00) · Alpha · binance / main", the amount with
+    every digit it has, "unpriced" without a USD value, a dash without an account."""
+    return (f"{kind.capitalize()} {chart_text(exact(amount))} {chart_text(currency)} ({chart_text(money(usd))}) · "
+            f"{chart_text(MISSING if blank(account) else account)}")
 
 
 def covered(curve: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
