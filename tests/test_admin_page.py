@@ -146,6 +146,51 @@ def test_connector_list_marks_delisted_exchange_and_masks_key(page, database_url
     assert api_key not in repr(page._tree)
 
 
+HOSTILE_URL = "https://gw.example.com/**bold**/<b>x</b>/[click](javascript:alert(1))/$x$/a\u202eb"
+
+
+def test_connector_list_shows_the_api_url_override_and_extra_symbols_as_text(page):
+    from lib import clients, connectors
+    from lib.access import SYSTEM
+    from lib.vault import load_vault
+
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, "Sharp")
+        for label, url in (("direct", None), ("gateway", HOSTILE_URL)):
+            connector = connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
+                "binance", label, {"apiKey": secrets.token_hex(6), "secret": secrets.token_hex(8)}, url))
+        connectors.update_connector(session, SYSTEM, connector.id, extra_symbols="eth/btc, sol/usdt")
+    page.run()
+    assert not page.exception
+    table = page.dataframe[0].value.set_index("Label")
+    assert list(table.columns) == ["Client", "Exchange", "Key", "API URL", "Enabled", "Status", "Last error",
+                                   "Created", "Updated", "Extra symbols"]
+    assert table.loc["direct", "API URL"] == "(exchange default)"
+    assert table.loc["direct", "Extra symbols"] == "—"
+    # the admin's text, character for character; the text-direction override written out
+    assert table.loc["gateway", "API URL"] == HOSTILE_URL.replace("\u202e", "\\u202e")
+    assert table.loc["gateway", "Extra symbols"] == "ETH/BTC, SOL/USDT"
+    assert "gw.example.com" not in texts(page)  # in no Markdown element
+
+
+def test_connector_list_masks_a_password_in_an_api_url_stored_before_validation_refused_it(page):
+    from lib import clients, connectors
+    from lib.access import SYSTEM
+    from lib.vault import load_vault
+
+    password = "MARK" + secrets.token_hex(6)
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, "Sharp")
+        connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
+            "binance", "desk", {"apiKey": secrets.token_hex(6), "secret": secrets.token_hex(8)}))
+        session.execute(update(Connector).values(api_url=f"https://admin:{password}@gw.example.com/api"))
+    page.run()
+    assert not page.exception
+    table = page.dataframe[0].value
+    assert table.loc[0, "API URL"] == "https://***@gw.example.com/api"
+    assert password not in table.to_csv()
+
+
 def stored_key() -> tuple[bytes, str, str | None]:
     """(ciphertext, key hint, API URL) of the only connector: what a failed replace must keep."""
     with session_scope() as session:

@@ -17,7 +17,7 @@ from lib.db import session_scope
 from lib.models import LABEL_MAX, NAME_MAX, URL_MAX
 from lib.sync import sync_connector
 from lib.ui import context, loaders, sync_widgets
-from lib.ui.format import literal, visible
+from lib.ui.format import MISSING, literal, visible
 from lib.validation import ValidationError
 from lib.vault import VaultError
 
@@ -223,11 +223,38 @@ def connector_rows(viewer: Viewer) -> list[dict[str, object]]:
                     status = CONNECTOR_STATUS.get(c.status, c.status)
                 rows.append({
                     "id": c.id, "Client": client.name, "Exchange": c.exchange_id, "Label": c.label,
-                    "Key": connectors.masked_key(c), "Enabled": c.enabled, "Status": status,
-                    "Last error": c.last_error or "", "Created": c.created_at, "Updated": c.updated_at,
+                    # the URL beside the key: both say where and as whom the connector signs in, and
+                    # a 1,400 px page shows it without scrolling the table (Updated is past the edge)
+                    "Key": connectors.masked_key(c), "API URL": shown_url(c.api_url), "Enabled": c.enabled,
+                    "Status": status, "Last error": c.last_error or "", "Created": c.created_at,
+                    "Updated": c.updated_at, "Extra symbols": shown_symbols(c.extra_symbols),
                     "api_url": c.api_url or "", "extra_symbols": c.extra_symbols,
                 })
         return rows
+
+
+#: What the Connectors table says for a connector without an API URL override
+DEFAULT_URL = "(exchange default)"
+
+
+def shown_url(url: str | None) -> str:
+    """The API URL override as the table shows it: plain text, invisible characters written out.
+
+    lib.validation.clean_url refuses ``user:password@host``; a URL stored before that check
+    still has its user info masked here, so a password can never reach the table.
+    """
+    if not url:
+        return DEFAULT_URL
+    scheme, separator, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        url = f"{scheme}{separator}***@{host.rpartition('@')[2]}{slash}{path}"
+    return visible(url)
+
+
+def shown_symbols(symbols: str) -> str:
+    """The extra symbols set in the settings form ("ETH/BTC, SOL/USDT"), or the missing dash."""
+    return visible(", ".join(symbols.split(","))) if symbols else MISSING
 
 
 def connectors_section(viewer: Viewer) -> None:
@@ -239,7 +266,12 @@ def connectors_section(viewer: Viewer) -> None:
     st.dataframe(pd.DataFrame(rows).drop(columns=["id", "api_url", "extra_symbols"]), hide_index=True,
                  width="stretch", column_config={
                      "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
-                     "Updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z")})
+                     "Updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
+                     "API URL": st.column_config.TextColumn(
+                         width="medium", help="A proxy or gateway the connector talks to instead of the "
+                                              f"exchange's own API; {DEFAULT_URL} when there is none. "
+                                              "It changes with the credentials."),
+                     "Extra symbols": st.column_config.TextColumn(help="Set under Settings below.")})
     by_id = {r["id"]: r for r in rows}
     connector_id = st.selectbox(
         "Manage connector", list(by_id), key="manage_connector",
