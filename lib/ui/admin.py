@@ -309,7 +309,7 @@ def connectors_section(viewer: Viewer) -> None:
     with st.expander("History coverage"):
         coverage = loaders.coverage(viewer, connector_id=connector_id)
         if coverage:
-            sync_widgets.coverage_table(coverage[0])
+            sync_widgets.coverage_table(coverage[0], reference=True)  # an admin page: the docs reference too
         else:
             st.caption("Nothing fetched yet: the first sync fills this in.")
     confirm = st.checkbox("Yes, delete this connector and everything synced from it", key="confirm_delete_connector")
