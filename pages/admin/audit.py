@@ -16,7 +16,9 @@ st.title("Audit log")
 actions, actors = user_admin.audit_filters(viewer)
 today = utcnow().date()
 action_col, actor_col = st.columns(2)
-chosen_actions = action_col.multiselect("Action", actions, placeholder="All actions")
+# Actions in words, filtering by their codes; the CSV keeps the codes (machines read it).
+chosen_actions = action_col.multiselect("Action", actions, format_func=user_admin.audit_action,
+                                        placeholder="All actions")
 actor = actor_col.selectbox("Who", [None, *actors], format_func=lambda a: "Anyone" if a is None else visible(a))
 start, end = period.date_range(st.columns(2)[0], "audit", label="Days (UTC)", default="Last 30 days")
 
