@@ -206,7 +206,9 @@ def test_charts_carry_escaped_text(hostile: Hostile) -> None:
     equity = [json.loads(chart.proto.spec) for chart in pnl.get("plotly_chart") if "Equity" in chart.proto.spec]
     assert equity, "the equity chart is drawn"
     deposits = [trace for trace in equity[0]["data"] if trace.get("name") == "Deposits"]
-    assert deposits[0]["text"] == ["deposit 5 &#36;x^2&#36;"]
+    (said,) = deposits[0]["text"]  # amount, currency, value and account, every name escaped
+    assert said.startswith("Deposit 5") and "&#36;x^2&#36; (unpriced) · " in said and "<b>" not in said
+    assert said.endswith("&lt;b&gt;h&lt;/b&gt;") and " · binance / " in said
 
 
 def test_admin_forms_flash_and_labels_show_names_literally(hostile: Hostile) -> None:
