@@ -84,11 +84,7 @@ def draw_equity(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | 
     moves = drawn.transfers
     if not moves.empty:
         listed = moves.sort_values("time", ascending=False)
-        accounts = loaders.connectors(loaders.viewer_of(viewer_scope), chosen.client_id).set_index("id")
-        named = accounts.reindex(listed["connector_id"].astype(int))  # whose, when the scope has several
-        whose = ({} if chosen.connector_id is not None else {"Account": pd.Series(
-            (named["client"] + " · " + named["exchange_id"] + " / " + named["label"]).map(fmt.visible).to_numpy(),
-            index=listed.index)})
+        whose = {} if chosen.connector_id is not None else {"Account": listed["account"].map(fmt.visible)}
         with st.expander(f"Deposits & withdrawals in this window ({len(listed):,})"):
             st.dataframe(
                 pd.DataFrame({
