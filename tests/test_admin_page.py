@@ -189,6 +189,9 @@ def test_connector_list_masks_a_password_in_an_api_url_stored_before_validation_
     table = page.dataframe[0].value
     assert table.loc[0, "API URL"] == "https://***@gw.example.com/api"
     assert password not in table.to_csv()
+    # nor in the replace form, whose text field's value would sit in the session's state
+    assert [w.value for w in page.text_input if w.label == "API base URL override"] == ["https://gw.example.com/api"]
+    assert not [w.key for w in page.text_input if password in f"{w.key}{w.value}"]
 
 
 def stored_key() -> tuple[bytes, str, str | None]:

@@ -243,13 +243,17 @@ def shown_url(url: str | None) -> str:
     lib.validation.clean_url refuses ``user:password@host``; a URL stored before that check
     still has its user info masked here, so a password can never reach the table.
     """
-    if not url:
-        return DEFAULT_URL
-    scheme, separator, rest = url.partition("://")
+    return visible(without_user_info(url, "***@")) if url else DEFAULT_URL
+
+
+def without_user_info(url: str | None, mask: str = "") -> str:
+    """``url`` with a ``user:password@`` before its host replaced by ``mask`` (a URL stored before
+    lib.validation.clean_url refused them); the URL as it is otherwise, "" for none."""
+    scheme, separator, rest = (url or "").partition("://")
     host, slash, path = rest.partition("/")
-    if "@" in host:
-        url = f"{scheme}{separator}***@{host.rpartition('@')[2]}{slash}{path}"
-    return visible(url)
+    if "@" not in host:
+        return url or ""
+    return f"{scheme}{separator}{mask}{host.rpartition('@')[2]}{slash}{path}"
 
 
 def shown_symbols(symbols: str) -> str:
@@ -297,8 +301,9 @@ def connectors_section(viewer: Viewer) -> None:
         if exchanges.is_supported(exchange_id):
             _credential_inputs("replace_credentials", exchange_id)
             # the stored URL is in the key: when another admin changes it, the field shows the new one
-            url_key = f"replace_credentials_api_url_{connector_id}_{zlib.crc32(str(row['api_url']).encode())}"
-            st.text_input("API base URL override", value=str(row["api_url"]), max_chars=URL_MAX, key=url_key,
+            stored_url = without_user_info(row["api_url"])  # a legacy password never reaches the form or state
+            url_key = f"replace_credentials_api_url_{connector_id}_{zlib.crc32(stored_url.encode())}"
+            st.text_input("API base URL override", value=stored_url, max_chars=URL_MAX, key=url_key,
                           help="Empty: the exchange's own URLs. Changes only with re-entered credentials, "
                                "so a stored key is never sent to a new host.")
             st.form_submit_button("Replace credentials", on_click=_replace_credentials,
