@@ -20,6 +20,9 @@ DAY_MS = 86_400_000
 #: how far back a stream is walked when neither ccxt nor the overrides know the exchange's
 #: look-back; the coverage map then says "unknown" instead of claiming completeness
 DEFAULT_LOOKBACK_DAYS = 730
+#: a look-back taken from ccxt's ``features``; an OVERRIDES rule's source starts with OVERRIDE_SOURCE,
+#: then the page it follows and, in brackets, what that page says in plain words
+CCXT_SOURCE, OVERRIDE_SOURCE = "ccxt features", "override: "
 #: window for deposits, withdrawals and the ledger when nothing is known: Binance's 90-day
 #: cap is the tightest documented one among the exchanges ccxt lists without a feature entry
 DEFAULT_TRANSFER_WINDOW_DAYS = 90
@@ -61,7 +64,7 @@ class StreamRules:
     since_param: str | None = None
     until_param: str = "until"
     #: where the look-back came from, for the coverage map
-    source: str = "ccxt features"
+    source: str = CCXT_SOURCE
 
     @property
     def window_ms(self) -> int | None:
@@ -243,7 +246,7 @@ def _stream(exchange: Any, name: str) -> StreamRules:
         name, kind, method, supported, limit=feature.get("limit"),
         window_days=_window(feature.get("untilDays")), days_back=days_back,
         symbol_required=bool(feature.get("symbolRequired")),
-        source="ccxt features" if days_back is not None else "unknown",
+        source=CCXT_SOURCE if days_back is not None else "unknown",
     )
 
 

@@ -458,6 +458,47 @@ class CoverageLine:
     failed: str  # failed windows with their error ("" when none)
     markets: tuple[str, ...] = ()  # markets walked, for exchanges that need a symbol
 
+    @property
+    def has_reference(self) -> bool:
+        """Whether ``source`` names the documentation (or ccxt's data) a look-back rule follows."""
+        return self.source not in NO_SOURCE and not self.source.startswith(IMPORT_SOURCE)
+
+    @property
+    def why(self) -> str:
+        """Why ``oldest`` is what it is, in words for every viewer, each of the line's sources
+        (a stream walked per market may hold several); ``source`` is the developer's reference."""
+        sources = [self.source] if self.source.startswith(IMPORT_SOURCE) else self.source.split(", ")
+        whole = self.oldest == WHOLE_HISTORY
+        return "; ".join(dict.fromkeys(_lookback_words(source, whole) for source in sources))
+
+
+#: the ``oldest`` of a stream read by id from its first record
+WHOLE_HISTORY = "whole history (paged by id)"
+#: a CSV import's ``source``: its files and rows (plain words already)
+IMPORT_SOURCE = "CSV import:"
+#: ``source`` where no look-back applies ("—": balances) or none is recorded
+NO_SOURCE = frozenset({"", "unknown", "—"})
+#: the plain phrase an override's reference ends with (lib.capabilities.OVERRIDES): "(last 3 months)"
+_RETENTION = re.compile(r"\(([^()]+)\)\s*$")
+
+
+def _lookback_words(source: str, whole: bool) -> str:
+    """One look-back source (lib.capabilities.StreamRules.source) in plain words."""
+    if source.startswith(IMPORT_SOURCE):
+        return source
+    if source in NO_SOURCE:
+        return (f"the exchange does not publish it: the first sync read {capabilities.DEFAULT_LOOKBACK_DAYS:g} "
+                "days back" if source == "unknown" else "—")
+    docs = source.startswith(capabilities.OVERRIDE_SOURCE)
+    if whole:
+        return "whole history: read by id from the first record" + (" (exchange's API docs)" if docs else "")
+    if source == capabilities.CCXT_SOURCE:
+        return "the exchange's published limit (via ccxt)"
+    if docs:
+        found = _RETENTION.search(source)
+        return f"exchange's API docs: {found.group(1)}" if found else "exchange's API docs"
+    return source  # a source not known here: as it is
+
 
 @dataclass(frozen=True)
 class ConnectorCoverage:
@@ -478,7 +519,7 @@ def _history_line(name: str, streams: pd.DataFrame, rules: capabilities.Exchange
     markets = tuple(sorted(s.partition(":")[2] for s in streams["stream"] if ":" in s))
     oldest = [v for v in map(_known, streams["oldest_available"]) if v is not None]
     id_paged = rules is not None and name in rules.streams and rules.streams[name].paging == "id"
-    oldest_text = _day(max(oldest)) if oldest else "whole history (paged by id)" if id_paged else "unknown"
+    oldest_text = _day(max(oldest)) if oldest else WHOLE_HISTORY if id_paged else "unknown"
     sources = sorted({s for s in streams["lookback_source"] if isinstance(s, str) and s})
     starts = [v for v in map(_known, streams["fetched_from"]) if v is not None]
     ends = [v for v in map(_known, streams["fetched_to"]) if v is not None]
@@ -560,7 +601,7 @@ def _import_lines(imports: pd.DataFrame) -> list[CoverageLine]:
             else:
                 ranges.append([start, end])
         lines.append(CoverageLine(
-            label, "—", f"CSV import: {len(files)} file(s), {int(files['new_rows'].sum())} new row(s)",
+            label, "—", f"{IMPORT_SOURCE} {len(files)} file(s), {int(files['new_rows'].sum())} new row(s)",
             ", ".join(_span(start, end) for start, end in ranges), f"imported {_moment(files['imported_at'].max())}",
             ""))
     return lines

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from lib import reports
+from lib import capabilities, reports
 from lib.db import session_scope
 from lib.models import BalanceSnapshot, Client, HistoryCoverage, OpeningBalance, OrderHistory
 from lib.settings import PROJECT_ROOT
@@ -408,6 +408,17 @@ def test_coverage_frame_words_the_look_back_and_keeps_the_reference_for_admins()
     for frame in (plain, admin):
         assert not frame.isin(["unknown", ""]).any().any()
     assert list(sync_widgets.coverage_frame(coverage[0]).columns) == list(sync_widgets.COVERAGE_COLUMNS[1:])
+
+
+def test_every_documented_look_back_reads_in_words() -> None:
+    """Each rule of lib.capabilities' table of overrides says in words what its page says: the
+    coverage table never falls back to the developer's reference for one of them."""
+    sources = {rule["source"] for streams in capabilities.OVERRIDES.values() for rule in streams.values()
+               if isinstance(rule, dict) and "source" in rule}
+    assert sources
+    for source in sources:
+        line = reports.CoverageLine("Fills", "2026-09-05", source, "", "", "")
+        assert line.has_reference and line.why.startswith("exchange's API docs") and source not in line.why
 
 
 def test_connector_details_show_coverage_and_markets(history: History) -> None:

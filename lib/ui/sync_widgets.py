@@ -7,7 +7,6 @@ sync in the script thread and reports each connector as it finishes.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -16,9 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from lib.access import AccessDenied, Viewer
-from lib.capabilities import DEFAULT_LOOKBACK_DAYS
 from lib.db import session_scope
-from lib.reports import ConnectorCoverage, CoverageLine
+from lib.reports import NO_SOURCE, ConnectorCoverage, CoverageLine
 from lib.settings import get_settings
 from lib.sync import ConnectorResult, RunReport, sync_connectors
 from lib.sync.status import Freshness, RunRow, age_text, can_force_sync, connector_freshness, recent_runs
@@ -201,13 +199,6 @@ COVERAGE_HELP = {
     REFERENCE: "The exchange documentation (or ccxt's exchange data) the look-back rule follows; shown to admins only. "
                f"{MISSING}: none (the exchange does not publish a look-back, or the row has none).",
 }
-#: lookback_source values (lib.capabilities.StreamRules.source, lib.reports' coverage lines)
-_CCXT, _OVERRIDE, _IMPORT = "ccxt features", "override: ", "CSV import:"
-_NO_SOURCE = {"", "unknown", "—", MISSING}
-#: the plain phrase an override's reference ends with: "(last 3 months)"
-_RETENTION = re.compile(r"\(([^()]+)\)\s*$")
-
-
 def coverage_columns(reference: bool = False) -> tuple[str, ...]:
     """COVERAGE_COLUMNS, with the look-back reference after WHY where ``reference`` (admins)."""
     if not reference:
@@ -225,45 +216,19 @@ def coverage_column_config(columns: Sequence[str]) -> dict[str, object]:
     return config
 
 
-def _reason(source: str, whole: bool) -> str:
-    """One look-back source in plain words: why the oldest date is what it is."""
-    if source.startswith(_IMPORT):  # plain already: the files and rows a CSV import added
-        return visible(source)
-    if source in _NO_SOURCE:
-        return (f"the exchange does not publish it: the first sync read {DEFAULT_LOOKBACK_DAYS:g} days back"
-                if source == "unknown" else MISSING)
-    docs = source.startswith(_OVERRIDE)
-    if whole:
-        return "whole history: read by id from the first record" + (" (exchange's API docs)" if docs else "")
-    if source == _CCXT:
-        return "the exchange's published limit (via ccxt)"
-    if docs:
-        found = _RETENTION.search(source)
-        return f"exchange's API docs: {visible(found.group(1))}" if found else "exchange's API docs"
-    return visible(source)  # a source this table does not know: as it is
-
-
-def _why(line: CoverageLine) -> str:
-    """Why the line's oldest date is what it is, each of its sources in words (a stream walked
-    per market may hold several)."""
-    sources = [line.source] if line.source.startswith(_IMPORT) else line.source.split(", ")
-    whole = line.oldest.startswith("whole history")
-    return "; ".join(dict.fromkeys(_reason(source, whole) for source in sources))
-
-
 def _reference(line: CoverageLine) -> str:
     """The developer's reference of the look-back rule (admins), MISSING where it has none."""
-    return MISSING if line.source in _NO_SOURCE or line.source.startswith(_IMPORT) else visible(line.source)
+    return visible(line.source) if line.has_reference else MISSING
 
 
 def _oldest(text: str) -> str:
-    return NOT_PUBLISHED if text == "unknown" else MISSING if text in _NO_SOURCE else visible(text)
+    return NOT_PUBLISHED if text == "unknown" else MISSING if text in NO_SOURCE else visible(text)
 
 
 def _coverage_row(line: CoverageLine, reference: bool = False) -> dict[str, str]:
     """One data kind's cells, each as text (data from the exchange made ``visible``); the
     look-back's reference only where ``reference`` (admins)."""
-    row = {"Data": line.data, "Oldest kept by the exchange": _oldest(line.oldest), WHY: _why(line)}
+    row = {"Data": line.data, "Oldest kept by the exchange": _oldest(line.oldest), WHY: visible(line.why)}
     if reference:
         row[REFERENCE] = _reference(line)
     return row | {"Fetched (UTC)": line.fetched, "Last complete walk": line.complete,
