@@ -292,7 +292,12 @@ def test_clients_changes_keep_the_session(database_url: str) -> None:
         users.set_clients(session, SYSTEM, carl, [alpha])
     at.run()
     assert "Signed in as **carl** (client)" in texts(at)
-    assert at.sidebar.selectbox(key="client").options == ["All clients", "Alpha"]
+    assert at.sidebar.selectbox(key="client").options == ["Alpha"]  # one client: nothing to pick, no "All"
+    with db.session_scope() as session:
+        beta = create_client(session, SYSTEM, "Beta").id
+        users.set_clients(session, SYSTEM, carl, [alpha, beta])
+    at.run()
+    assert at.sidebar.selectbox(key="client").options == ["All clients", "Alpha", "Beta"]
 
 
 def test_a_login_under_serve_sends_the_browser_for_its_cookie(database_url: str,
@@ -672,7 +677,7 @@ def test_a_client_user_cannot_pick_another_client_in_the_sidebar(sqlite_url: str
     at.session_state["client"] = theirs  # as if a crafted request had set it
     at.run()
     assert not at.exception
-    assert at.sidebar.selectbox(key="client").options == ["All clients", "Mine"]
+    assert at.sidebar.selectbox(key="client").options == ["Mine"]
     for path in ("pages/portfolio/balances.py", "pages/portfolio/trades.py", "pages/portfolio/pnl.py"):
         if (PROJECT_ROOT / path).is_file():
             at.switch_page(path).run()

@@ -124,8 +124,11 @@ def _account_changed(owners: dict[int, int]) -> None:
 def sidebar(viewer: Viewer) -> None:
     with session_scope() as session:
         clients = {c.id: visible(c.name) for c in list_clients(session, viewer)}
+    # a viewer who may see one client picks nothing: "All clients" would read as if others existed
+    only = next(iter(clients.values())) if len(clients) == 1 else None
     with st.sidebar:
-        client_id = scope.pick(st, SCOPE_KEY, "Client", clients, "All clients", on_change=_client_changed)
+        client_id = scope.pick(st, SCOPE_KEY, "Client", {} if only else clients, only or "All clients",
+                               on_change=_client_changed)
         connectors = loaders.connectors(viewer, client_id)
         accounts = {int(r.id): scope.account_label(r.exchange_id, r.label) if client_id else
                     visible(f"{r.client} · {r.exchange_id} / {r.label}") for r in connectors.itertuples()}
