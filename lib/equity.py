@@ -533,3 +533,11 @@ def net_flows(transfers: pd.DataFrame, since: datetime, until: datetime) -> tupl
         return None
     net = float((inside["usd"] * inside["type"].map(FLOW_SIGN)).sum(skipna=True))
     return net, sorted(set(inside.loc[inside["usd"].isna(), "currency"]))
+
+
+def net_of_flows(change: float | None, flows: tuple[float, list[str]] | None) -> float | None:
+    """A value change less the window's deposits less withdrawals (``net_flows``): what trading
+    and prices did. None when not known: no change, or a flow without a price."""
+    if change is None or (flows is not None and flows[1]):
+        return None
+    return change - (flows[0] if flows is not None else 0.0)

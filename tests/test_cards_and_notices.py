@@ -72,6 +72,8 @@ def test_pnl_notes_leave_out_the_unpriced_and_unmatched_sentences_the_page_state
     (fmt.signed_money(-1234.5), "-$1,234.50"), (fmt.compact_money(-1e-10), "$0.00"),
     (fmt.compact_money(-2.5e6), "-$2.50M"), (fmt.percent(-1e-9), "0.00%"), (fmt.percent(0.1234), "+12.34%"),
     (fmt.percent(-0.00004), "0.00%"), (fmt.percent(-0.5, signed=False), "-50.00%"),
+    (fmt.signed_compact_money(49_140.0), "+$49.14k"), (fmt.signed_compact_money(0.001), "$0.00"),
+    (fmt.signed_compact_money(-1.2e6), "-$1.20M"),
 ])
 def test_a_figure_that_rounds_to_zero_has_no_sign(shown: str, expected: str) -> None:
     """A balanced row's difference left over by floats read "-$0.00" or "+$0.00" beside a "0"."""

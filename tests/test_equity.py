@@ -111,6 +111,13 @@ def test_net_flows_explain_the_change_over_the_same_window(seeded: Seeded) -> No
     assert equity.net_flows(transfers, now, now + timedelta(hours=1)) == (pytest.approx(9000.0), [])
 
 
+def test_net_of_flows_is_unknown_when_a_flow_has_no_price() -> None:
+    assert equity.net_of_flows(700.0, None) == 700.0  # no flow: the change is the market's
+    assert equity.net_of_flows(700.0, (500.0, [])) == 200.0
+    assert equity.net_of_flows(700.0, (500.0, ["XYZ"])) is None  # part of the flows not valued
+    assert equity.net_of_flows(None, (500.0, [])) is None
+
+
 def test_balances_at_a_past_day_are_exact(seeded: Seeded) -> None:
     report = equity.balances_at(seeded.viewer("admin"), at=datetime(2024, 2, 15, 23, 59, 59, 999000, tzinfo=UTC))
     rows = report.rows.set_index(["client", "asset"])

@@ -30,6 +30,10 @@ def pick_account(at: AppTest, connector_id: int) -> AppTest:
     return at
 
 
+def card_delta(at: AppTest, label: str) -> str | None:
+    return next(m.proto.delta or None for m in at.metric if m.label == label)
+
+
 def card_help(at: AppTest, label: str) -> str:
     return next(m.proto.help for m in at.metric if m.label == label)
 
@@ -58,8 +62,14 @@ def test_change_cards_say_deposits_count_and_how_much_came_in(seeded: Seeded) ->
         assert ends, said  # the window the change and the flows share, named
         assert (datetime.fromisoformat(ends[2]) - datetime.fromisoformat(ends[1])
                 == {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}[window])
+        # the change was all deposits: nothing left for trading and prices, and no "+x%" return
+        assert card_delta(at, f"Change {window}") == "$0.00 net of flows"
+        assert "The figure under the change takes them off" in said
     beta = open_page("overview", seeded.users["admin"], client_id=seeded.beta)
     assert "No deposit or withdrawal in this window." in card_help(beta, "Change 24h")
+    assert card_delta(beta, "Change 24h") is None or card_delta(beta, "Change 24h").endswith("%")
+    assert "Open derivatives positions" in card_help(at, "Total value")  # not valued on their own: said
+
 
 
 def test_allocation_title_names_the_rings_of_each_scope(seeded: Seeded) -> None:

@@ -75,6 +75,12 @@ def compact_money(value: float | None) -> str:
     return f"{sign}${amount:,.2f}"
 
 
+def signed_compact_money(value: float | None) -> str:
+    """``compact_money`` with a sign: ``+$49.14k``, ``-$1.20M`` (none on a figure that rounds to zero)."""
+    compact = compact_money(value)
+    return f"+{compact}" if not _missing(value) and compact[0] == "$" and compact != "$0.00" else compact
+
+
 #: Characters a metric card a quarter of the page wide shows before it cuts a figure with "…"
 #: (seen in 1.67 with the sidebar open: "+$228,461,3…").
 CARD_CHARS = 11
@@ -93,8 +99,7 @@ def money_card(container: Any, label: str, value: float | None, *, signed: bool 
     if len(full) <= chars:
         container.metric(label, full, help=help, **metric)
         return
-    compact = compact_money(value)
-    shown = f"+{compact}" if signed and value is not None and value > 0 else compact
+    shown = signed_compact_money(value) if signed else compact_money(value)
     container.metric(label, shown, help=f"{full}." + (f" {help}" if help else ""), **metric)
 
 

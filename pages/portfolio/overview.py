@@ -68,17 +68,31 @@ def draw_allocation(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple
     st.plotly_chart(charts.allocation(rows, rings, allocation_title(rings)), width="stretch")
 
 
-def flows_text(transfers: pd.DataFrame, since: datetime, until: datetime) -> str:
+def flows_text(flows: tuple[float, list[str]] | None) -> str:
     """The window's deposits less withdrawals (``equity.net_flows``) in a sentence for a change
-    card's help, so that the change is not read as profit; from the equity curve's transfers,
-    already loaded and kept: no query of its own."""
-    flows = equity.net_flows(transfers, since, until)
+    card's help, so that the change is not read as profit."""
     if flows is None:
         return "No deposit or withdrawal in this window."
     net, unpriced = flows
+    if unpriced:
+        return (f"Deposits less withdrawals in this window: {fmt.literal(fmt.signed_money(net))} without "
+                + ", ".join(map(fmt.literal, unpriced)) + ", which have no price: so the change net of them "
+                "is not known.")
     return (f"Deposits less withdrawals in this window: {fmt.literal(fmt.signed_money(net))}, each valued when it "
-            "happened; take them off the change for what trading and prices did."
-            + (" Not in that figure (no price): " + ", ".join(map(fmt.literal, unpriced)) + "." if unpriced else ""))
+            "happened. The figure under the change takes them off: what trading and prices did.")
+
+
+def change_delta(change: dict[str, object], flows: tuple[float, list[str]] | None) -> str | None:
+    """What a change card shows under the change: with deposits or withdrawals in the window, the
+    change net of them (a percentage of a value that deposits raised would read as a return);
+    without any, the change as a percentage. None where that is not known: accounts left out
+    (the flows are the scope's, the change is not) or a flow without a price."""
+    if change["left_out"]:
+        return None
+    if flows is None:
+        return fmt.percent(change["pct"]) if change["pct"] is not None else None
+    net = equity.net_of_flows(change["change"], flows)
+    return None if net is None else f"{fmt.signed_compact_money(net)} net of flows"
 
 
 @st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
@@ -153,11 +167,15 @@ with loaders.plain_errors("equity curve"):  # its transfers (the last OVERVIEW_D
 
 changed_at = datetime.fromisoformat(changes["now"]["at"])  # the changes' own now: their windows, to the second
 columns = st.columns(4)
-fmt.money_card(columns[0], "Total value", report.total_usd, help="Sum of priced holdings, in USD.")
+fmt.money_card(columns[0], "Total value", report.total_usd,
+               help="Sum of priced holdings as the exchanges report them, in USD. Open derivatives positions "
+                    "(Orders & positions) are not valued on their own: their unrealized P&L counts only as far "
+                    "as an exchange books it into a balance.")
 for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
     change = changes[window]
     since = changed_at - reports.CHANGE_WINDOWS[window]
-    flows = "" if change["left_out"] else " " + flows_text(drawn.transfers, since, changed_at)
+    moved = equity.net_flows(drawn.transfers, since, changed_at)  # from the curve's transfers: no query
+    flows = "" if change["left_out"] else " " + flows_text(moved)
     why = ("Not profit: the change of the accounts' value, so deposits and withdrawals in the window count in it "
            "(the P&L page has the window's realized and unrealized P&L)." + flows + " "
            f"From {fmt.moment(since)} to {fmt.moment(changed_at)}, by the balances the synced history implies at both "
@@ -170,7 +188,7 @@ for column, window in zip(columns[1:], ("24h", "7d", "30d"), strict=True):
         column.metric(f"Change {window}", fmt.MISSING, help=why)
     else:
         fmt.money_card(column, f"Change {window}", change["change"], signed=True, help=why,
-                       delta=fmt.percent(change["pct"]) if change["pct"] is not None else None)
+                       delta=change_delta(change, moved))
 
 if report.unpriced:
     st.warning("Unpriced (no ticker or candle to value them; left out of the totals): "
