@@ -83,7 +83,7 @@ class StatementData:
     unpriced_fills: int  # fills whose quote had no USD price: not in volume
     accounts: list[AccountState]
     unpriced: list[str]
-    warnings: list[str]
+    warnings: list[str]  # the P&L engine's, then history the sync could not read (reports.history_notes)
     generated_at: datetime
 
     @property
@@ -169,6 +169,7 @@ def gather(viewer: Viewer, client_id: int, start: datetime, end: datetime, perio
         accounts = _accounts(session, viewer, client_id)
     unpriced = sorted({line.asset for line in inventory if line.revaluation is None}
                       | set(report.result.unpriced_assets))
+    history = reports.history_notes(viewer, client_id)  # what the sync could not read, as on the P&L page
     totals = report.period
     change = totals.closing_value - totals.opening_value - totals.net_flows
     label = period or f"{start:%Y-%m-%d} to {(end - ONE_MS):%Y-%m-%d}"
@@ -176,7 +177,7 @@ def gather(viewer: Viewer, client_id: int, start: datetime, end: datetime, perio
         client_id=client_id, client=name, period=label, start=start, end=end, method=method, pool=pool,
         totals=totals, inventory=inventory, revaluation=revaluation, trading=change - revaluation,
         volume_usd=volume, fills=fills, unpriced_fills=unpriced_fills, accounts=accounts, unpriced=unpriced,
-        warnings=list(report.result.warnings), generated_at=utcnow())
+        warnings=[*report.result.warnings, *history.unreadable, *history.opening], generated_at=utcnow())
 
 
 def scope_version(session: Session, client_id: int, end: datetime) -> str:

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from lib import capabilities, reports
+from lib import capabilities, reports, statement_render, statements
 from lib.db import session_scope
 from lib.models import BalanceSnapshot, Client, HistoryCoverage, OpeningBalance, OrderHistory
 from lib.settings import PROJECT_ROOT
@@ -224,6 +224,17 @@ def test_history_notes_date_the_look_back_at_the_first_sync(history: History) ->
         row.oldest_available += 30 * DAY_MS
     notes = reports.history_notes(seeded.viewer("admin"), seeded.beta)
     assert notes.opening == [BETA_NOTE] and notes.unreadable == [UNREADABLE]
+
+
+def test_statements_note_the_history_the_sync_could_not_read(history: History) -> None:
+    """A client's statement is read away from the dashboard: its notes carry the same sentences
+    as the P&L page, so a month whose figures start from an opening balance says so."""
+    seeded = history.seeded
+    start = datetime.combine(WALKED.date().replace(day=1), datetime.min.time(), tzinfo=UTC)
+    data = statements.gather(seeded.viewer("admin"), seeded.beta, start, start + timedelta(days=32))
+    said = statement_render.notes(data)
+    assert BETA_NOTE in said and UNREADABLE in said and ALPHA_NOTE not in said
+    assert BETA_NOTE in statement_render.to_html(data).replace("&#x27;", "'")
 
 
 # --------------------------------------------------------------------------- order history
