@@ -711,12 +711,87 @@ def window_days(preset: str, today: date) -> tuple[date | None, date | None]:
     raise ValueError(f"Unknown window {preset!r}; one of: {', '.join(WINDOW_PRESETS)}.")
 
 
+#: the per-asset P&L's columns in USD (``stated_pnl`` writes them to the cent) and in units
+PNL_USD_COLUMNS = ("cost_basis", "market_value", "realized", "unrealized", "fees")
+PNL_UNIT_COLUMNS = ("quantity", "unmatched_quantity", "opening_quantity")
+#: decimals of a P&L quantity as the P&L table shows it (the satoshi): the engine adds units as
+#: floats, whose last digits are noise (0.5633350000000004)
+UNIT_PLACES = 8
+
+
+def _fixed(value: object, places: int) -> Decimal | None:
+    """``value`` (a float figure) rounded to ``places`` decimals as ``f"{value:.{places}f}"`` rounds it,
+    so the same text as the cards (``fmt.money``) and the table's printf formats; None when missing."""
+    if value is None or pd.isna(value):
+        return None
+    number = Decimal(f"{float(value):.{places}f}")
+    return abs(number) if number == 0 else number  # never "-0.00"
+
+
+def cents(value: object) -> Decimal | None:
+    """A USD figure to the cent, as the cards and the P&L table show it (416.264859200001 -> 416.26)."""
+    return _fixed(value, 2)
+
+
+def units(value: object) -> Decimal | None:
+    """A P&L quantity to ``UNIT_PLACES`` decimals, as the P&L table shows it (0.5633350000000004 -> 0.56333500)."""
+    return _fixed(value, UNIT_PLACES)
+
+
 def stated_pnl(per_asset: pd.DataFrame, scope: str, method: str, pool: str, start: date | None,
                end: date | None) -> pd.DataFrame:
     """Per-asset P&L rows that say what they are: scope, method, pool and window (UTC days, both
-    included; empty: all history) on every row, so a downloaded file is never read out of context."""
-    return per_asset.assign(scope=scope, method=method, pool=pool, window_start=start.isoformat() if start else "",
-                            window_end=end.isoformat() if end else "")
+    included; empty: all history) on every row, so a downloaded file is never read out of context.
+
+    Figures are exact decimals as the page's table shows them, never a float's noise: USD to the cent
+    (``cents``), quantities to the satoshi (``units``); an unpriced row's market value and unrealized
+    are empty."""
+    figures = {column: per_asset[column].map(cents).astype(object) for column in PNL_USD_COLUMNS
+               if column in per_asset}
+    if "priced" in per_asset:
+        priced = per_asset["priced"].astype(bool)
+        for column in ("market_value", "unrealized"):
+            if column in figures:
+                figures[column] = figures[column].where(priced, None)
+    figures |= {column: per_asset[column].map(units).astype(object) for column in PNL_UNIT_COLUMNS
+                if column in per_asset}
+    return per_asset.assign(**figures, scope=scope, method=method, pool=pool,
+                            window_start=start.isoformat() if start else "", window_end=end.isoformat() if end else "")
+
+
+@dataclass(frozen=True)
+class PnlFooting:
+    """How the per-asset rows add up to the Closing value card, each figure to the cent as shown.
+
+    USD-like cash is no lot (it has no cost basis to match), so it has no row: the closing value is
+    the priced rows' market value plus that cash. An unpriced holding is in neither figure."""
+
+    rows: Decimal  # the priced rows' market values, each to the cent, added
+    priced_rows: int
+    cash: Decimal  # USD-like cash at $1 a unit at the window's end (negative: more spent than came in)
+    closing: Decimal  # the Closing value card
+    unpriced: list[str]  # held with no price: a row with no market value, left out of the closing value too
+    cash_assets: list[str]  # what counts as USD-like cash (settings)
+
+    @property
+    def rounding(self) -> Decimal:
+        """What the rows' rounding to the cent leaves: closing - rows - cash (0 but for a cent or two)."""
+        return self.closing - self.rows - self.cash
+
+
+def pnl_footing(totals: dict[str, float], per_asset: pd.DataFrame) -> PnlFooting:
+    """The footing of a P&L's per-asset table (``PnlSummary.per_asset``) to its closing value
+    (``totals``: ``window_totals``): the same figures the cards and the table show."""
+    priced = per_asset["priced"].astype(bool) if "priced" in per_asset else pd.Series(True, index=per_asset.index)
+    values = per_asset["market_value"][priced].map(cents) if len(per_asset) else pd.Series(dtype=object)
+    held = per_asset["quantity"].astype(float) != 0 if len(per_asset) else priced
+    return PnlFooting(
+        rows=sum((v for v in values if v is not None), Decimal("0.00")), priced_rows=int(priced.sum()),
+        cash=cents(totals["closing_value"] - totals["market_value"]) or Decimal("0.00"),
+        closing=cents(totals["closing_value"]) or Decimal("0.00"),
+        unpriced=sorted(map(str, per_asset["asset"][~priced & held])) if len(per_asset) else [],
+        cash_assets=sorted(usd_like()),
+    )
 
 
 _EMPTY_PERIOD = PeriodTotals(**{f.name: 0.0 for f in fields(PeriodTotals)})

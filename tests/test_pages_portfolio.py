@@ -3,12 +3,15 @@ install gets the welcome, a client user sees only its client, and no exception i
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import re
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pandas as pd
 import pyarrow as pa
@@ -18,7 +21,7 @@ from streamlit.testing.v1.element_tree import Block
 
 from lib import reports
 from lib.db import session_scope
-from lib.models import BalanceSnapshot, Connector, Trade, User, utcnow
+from lib.models import BalanceSnapshot, Connector, Order, Trade, Transfer, User, utcnow
 from lib.settings import PROJECT_ROOT
 from lib.ui import charts, scope, shell
 from lib.ui import format as fmt
@@ -256,13 +259,50 @@ def test_pnl_drawings_are_kept_per_viewer_and_picks_and_drawn_again_after_a_writ
     assert not admin.exception and not client.exception
 
 
+def test_orders_and_positions_keep_whose_pinned_and_the_key_figures_in_view(seeded: Seeded) -> None:
+    """Each table pins its account and market while the rest scrolls; open orders' prices say their
+    quote currency (an ETH/BTC price among USDT ones), each column as wide as its "number unit" text;
+    positions show the P&L, leverage and liquidation before the notionals; the history's cost (with its
+    currency) comes before the limit price, type and id."""
+    with session_scope() as session:
+        session.add(Order(connector_id=session.query(Connector).filter_by(exchange_id="okx").one().id,
+                          order_id="open-3", timestamp=ms("2024-03-01"), symbol="ETH/BTC", side="buy", type="limit",
+                          price=0.05015, amount=4.545, filled=0.0, remaining=4.545, status="open"))
+    at = open_page("orders", seeded.users["admin"])
+    orders, positions = at.dataframe[0], at.dataframe[1]
+    cells = table_cells.shown(orders).set_index("Symbol")
+    assert cells.loc["ETH/BTC", "Price"] == "0.05015 BTC" and cells.loc["BTC/USDT", "Price"] == "60,000 USDT"
+    config = table_cells.config(orders)
+    for column in ("Price", "Last"):
+        assert config[column]["width"] >= 7 * max(map(len, cells[column])), column
+        assert "quote currency" in config[column]["help"]
+    shown = list(orders.value.columns)
+    assert [column for column in shown if config.get(column, {}).get("pinned")] == [
+        "Client", "Exchange", "Account", "Symbol"]
+    assert shown.index("Price") < shown.index("Amount") < shown.index("Remaining") < shown.index("USD value")
+
+    shown, config = list(positions.value.columns), table_cells.config(positions)
+    assert [column for column in shown if config.get(column, {}).get("pinned")] == shown[:4]
+    assert shown[4:11] == ["Side", "Contracts", "Entry", "Mark", "Unrealized P&L", "Leverage", "Liquidation"]
+    assert set(shown[11:]) == {"USD notional", "Notional", "Base quantity"}
+
+    history = next(frame for frame in at.dataframe if "Order ID" in frame.value.columns)
+    shown, config = list(history.value.columns), table_cells.config(history)
+    assert shown[:3] == ["Client", "Account", "Time (UTC)"]
+    assert [column for column in shown if config.get(column, {}).get("pinned")] == ["Client", "Account"]
+    assert shown.index("Cost") < shown.index("Price") < shown.index("Order ID")
+    costs = table_cells.shown(history)["Cost"]
+    assert costs.str.endswith(" USDT").any()  # its currency in the cell
+    assert config["Cost"]["width"] >= 7 * max(map(len, costs)) and "quote currency" in config["Cost"]["help"]
+
+
 def test_orders_and_positions(seeded: Seeded) -> None:
     at = open_page("orders", seeded.users["admin"])
     assert "2 open order(s)" in texts(at)
     orders = table_cells.shown(at.dataframe[0]).set_index("Symbol")
     assert orders.loc["BTC/USDT", "Distance"] == "-7.69%"
     assert orders.loc["XYZ/USDT", "Distance"] == "—"  # no last price: a dash, not 0
-    assert orders.loc["XYZ/USDT", "Last"] == "—" and orders.loc["BTC/USDT", "Last"] == "65,000"
+    assert orders.loc["XYZ/USDT", "Last"] == "—" and orders.loc["BTC/USDT", "Last"] == "65,000 USDT"
     positions = table_cells.shown(at.dataframe[1]).set_index("Symbol")
     assert positions.loc["ETH/USDT:USDT", "Mark"] == "—"  # not reported by the exchange
     assert metric(at, "Unrealized P&L reported by the exchange (positions)") == "+$4.00"
@@ -364,12 +404,24 @@ def test_pnl_per_asset_table_keeps_its_asset_in_view(seeded: Seeded) -> None:
     assert json.loads(per_asset.proto.columns)["Asset"]["pinned"] is True
 
 
-def test_balances_show_each_total_beside_its_value(seeded: Seeded) -> None:
-    """The value (the table's order) next to the total, before the split and the pricing: both in view
-    beside the sidebar at 1,400 px, where the last columns scroll."""
+#: what a 1,400 px page shows of a table beside the sidebar (px)
+PAGE_TABLE_PX = 940
+
+
+def test_balances_show_each_total_beside_its_value_as_of_and_price(seeded: Seeded) -> None:
+    """Whose holding (pinned while the rest scrolls), the value (the table's order) next to the total, when
+    it was taken, the price and where it comes from: all before the account type and the free / used split,
+    so in view beside the sidebar at 1,400 px, where the last columns scroll."""
     at = open_page("balances", seeded.users["admin"])
-    shown = list(next(frame.value for frame in at.dataframe if "USD value" in frame.value.columns).columns)
-    assert shown.index("USD value") == shown.index("Total") + 1 < shown.index("Free") < shown.index("Price (USD)")
+    element = next(frame for frame in at.dataframe if "USD value" in frame.value.columns)
+    shown, config = list(element.value.columns), table_cells.config(element)
+    assert shown[:10] == ["Client", "Exchange", "Account", "Asset", "Total", "USD value", "As of", "Price (USD)",
+                          "Priced from", "Account type"]
+    assert set(shown[10:]) == {"Free", "Used"}
+    assert [column for column in shown if config.get(column, {}).get("pinned")] == shown[:4]
+    # sized to its longest source: the grid would leave out one twice the first rows' average (cash's "—")
+    sources = table_cells.shown(element)["Priced from"]
+    assert config["Priced from"]["width"] >= 7 * max(map(len, sources))
 
 
 def test_pnl_names_whose_deposit_each_is_and_what_its_columns_are_at(seeded: Seeded) -> None:
@@ -386,16 +438,18 @@ def test_pnl_names_whose_deposit_each_is_and_what_its_columns_are_at(seeded: See
 
 
 def test_trades_show_every_digit_and_the_ids(seeded: Seeded) -> None:
+    """Whose fill pinned while the rest scrolls; names and ids sized to their text, never cut to a fixed
+    narrow width ("Sharp Foundat"); the ids before maker / taker."""
     everyone = open_page("trades", seeded.users["admin"])
     shown = list(everyone.dataframe[0].value.columns)
     config = json.loads(everyone.dataframe[0].proto.columns)
-    assert {"Trade ID", "Order ID", "Client"} <= set(shown)
-    numbers = {"Amount", "Price", "Fee"}
-    assert not any(config[column].get("width") for column in numbers)  # sized to their digits, never clipped
-    fixed = sum(config[column]["width"] for column in shown if column not in numbers)
-    assert fixed <= 940 - 3 * 75  # the rest leaves room for the numbers beside the sidebar at 1400 px
+    assert shown == ["Client", "Account", "Time (UTC)", "Symbol", "Side", "Amount", "Price", "Fee", "USD notional",
+                     "Trade ID", "Order ID", "M/T"]
+    assert [column for column in shown if config[column].get("pinned")] == ["Client", "Account"]
+    assert not any(config[column].get("width") for column in shown)  # each sized to its text or digits
     alpha = open_page("trades", seeded.users["admin"], client_id=seeded.alpha)
     assert "Client" not in alpha.dataframe[0].value.columns  # one client in scope: no column repeating it
+    assert table_cells.config(alpha.dataframe[0])["Account"]["pinned"] is True
 
 
 def test_equity_chart_draws_the_rebuilt_line_snapshots_and_disagreements() -> None:
@@ -521,3 +575,91 @@ def test_the_browser_keeps_large_elements_across_a_tour_of_every_page() -> None:
     ``global.maxCachedMessageAge`` runs elsewhere, so it must outlast a visit to every other page."""
     config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
     assert config["global"]["maxCachedMessageAge"] > len(shell.PAGES)
+
+
+def _dollars(text: str) -> Decimal:
+    """A figure as the page writes it in Markdown ("\\$48,081.78") as a number."""
+    return Decimal(text.replace("\\", "").replace("$", "").replace(",", ""))
+
+
+def test_pnl_per_asset_table_foots_visibly_to_the_closing_value(seeded: Seeded) -> None:
+    """USD-like cash has no lot, so no row: the caption under the table adds it to the rows' market
+    value and reaches the Closing value card, to the cent; an unpriced holding is named, in neither."""
+    at = open_page("pnl", seeded.users["admin"])
+    line = next(c.value for c in at.caption if "foots to the closing value" in c.value)
+    found = re.search(r"priced row\(s\) (\S+) \+ cash in USD-like currencies \([^)]*USDT[^)]*\) (\S+) = "
+                      r"closing value (\S+)\.", line)
+    assert found, line
+    rows, cash, closing = map(_dollars, found.groups())
+    assert rows + cash == closing and cash > 0
+    assert _dollars(metric(at, "Closing value")) == closing
+    shown = _pnl_per_asset(at)["Market value"].dropna()  # the table's rows, each to the cent as "dollar" shows it
+    assert rows == sum(Decimal(f"{value:.2f}") for value in shown) == Decimal("48081.78")
+    assert "Unpriced, so in neither figure: XYZ" in line
+    report = reports.pnl_report(None, seeded.viewer("admin"), seeded.alpha)
+    footing = reports.pnl_footing(reports.window_totals(report), report.result.per_asset)
+    # Alpha: 70,000 USDT deposited, 19,431.80 net spent on fills; BNB, BTC, ETH priced
+    assert (footing.rows, footing.cash, footing.rounding, footing.unpriced) == (
+        Decimal("48081.78"), Decimal("50568.20"), 0, [])
+
+
+def test_pnl_footing_names_what_the_rows_rounding_to_the_cent_leaves() -> None:
+    per_asset = pd.DataFrame({"asset": ["A", "B", "C"], "quantity": [1.0, 1.0, 5.0],
+                              "market_value": [0.004, 0.004, float("nan")], "priced": [True, True, False]})
+    footing = reports.pnl_footing({"closing_value": 1.008, "market_value": 0.008}, per_asset)
+    assert (footing.rows, footing.cash, footing.closing, footing.rounding) == (
+        Decimal("0.00"), Decimal("1.00"), Decimal("1.01"), Decimal("0.01"))
+    assert footing.rows + footing.cash + footing.rounding == footing.closing and footing.unpriced == ["C"]
+
+
+def test_pnl_csv_carries_the_figures_as_the_table_shows_them(seeded: Seeded,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """No float noise ("416.264859200001"): USD to the cent, quantities to the satoshi, as the table."""
+    assert reports.cents(416.264859200001) == Decimal("416.26")
+    assert reports.units(0.5633350000000004) == Decimal("0.56333500")
+    served: list[Callable[[], bytes]] = []
+    real = fmt.csv_download
+    monkeypatch.setattr(fmt, "csv_download", lambda frame: served.append(real(frame)) or served[-1])
+    at = open_page("pnl", seeded.users["admin"])
+    rows = list(csv.DictReader(io.StringIO(served[-1]().decode())))
+    engine = reports.pnl_report(None, seeded.viewer("admin")).result.per_asset.set_index("asset")
+    assert {row["asset"] for row in rows} == set(engine.index) and not at.exception
+    for row in rows:
+        for column in reports.PNL_USD_COLUMNS:
+            if row[column] == "":  # unpriced: no market value, no unrealized
+                assert column in ("market_value", "unrealized") and row["priced"] == "False"
+                continue
+            assert re.fullmatch(r"-?\d+\.\d\d", row[column]), (row["asset"], column, row[column])
+            assert Decimal(row[column]) == Decimal(f"{engine.loc[row['asset'], column]:.2f}")
+        for column in reports.PNL_UNIT_COLUMNS:
+            assert re.fullmatch(r"-?\d+\.\d{8}", row[column]), (row["asset"], column, row[column])
+            assert Decimal(row[column]) == Decimal(f"{engine.loc[row['asset'], column]:.8f}")
+    by_asset = {row["asset"]: row for row in rows}
+    assert by_asset["BTC"]["quantity"] == "0.56333500"  # the engine's float: 0.5633350000000004
+    assert by_asset["BNB"]["realized"] == "2.98" and by_asset["XYZ"]["cost_basis"] == "60.06"
+
+
+def test_pnl_deposits_list_groups_every_digit_of_each_amount(seeded: Seeded) -> None:
+    at = open_page("pnl", seeded.users["admin"])
+    moves = next(frame for frame in at.dataframe if "USD value" in frame.value.columns)
+    shown = table_cells.shown(moves)
+    assert sorted(shown["Amount"]) == ["600.00", "70,000.00"]  # USDT: its cents, thousands grouped
+    assert table_cells.config(moves)["Amount"]["type_config"]["type"] == "number"  # still sorts by value
+
+
+@pytest.mark.parametrize(("whose", "asset", "amount", "words"), [
+    ("alpha", "BTC", 0.1, "+ unrealized gain"),  # priced above its cost basis when it left
+    ("beta", "XYZ", 10.0, "− unrealized loss"),  # no price: it leaves at 0, its cost basis is lost
+])
+def test_pnl_identity_names_what_withdrawals_carried_out_with_a_sign_that_reads(
+        seeded: Seeded, whose: str, asset: str, amount: float, words: str) -> None:
+    client, connector = (seeded.alpha, seeded.alpha_binance) if whose == "alpha" else (seeded.beta, seeded.beta_okx)
+    with session_scope() as session:  # units leave after the buys: their unrealized P&L goes with them
+        session.add(Transfer(connector_id=connector, transfer_id="w1", type="withdrawal", timestamp=ms("2024-03-01"),
+                             currency=asset, amount=amount, status="ok"))
+    at = open_page("pnl", seeded.users["admin"], client_id=client)
+    carried = reports.window_totals(reports.pnl_report(None, seeded.viewer("admin"), client))["withdrawn_unrealized"]
+    assert abs(carried) >= 0.005 and (carried > 0) == words.startswith("+")
+    line = next(m.value for m in at.markdown if m.value.startswith("Closing − opening"))
+    assert f"{words} carried out by withdrawals \\${abs(carried):,.2f} " in line, line
+    assert not re.search(r"carried out by withdrawals [+\-−]", line)  # never a "gain" of -$40,940.64

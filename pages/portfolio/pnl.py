@@ -6,6 +6,7 @@ window, the period figures of lib.pnl.period (opening and closing value, flows, 
 
 
 from datetime import date
+from decimal import Decimal
 
 import pandas as pd
 import streamlit as st
@@ -31,13 +32,35 @@ def identity_line(totals: dict[str, float]) -> str:
     line = (f"Closing − opening − net flows = {fmt.money(left, signed=True)} = realized "
             f"{fmt.money(totals['realized'], signed=True)} + change in unrealized "
             f"{fmt.money(totals['unrealized_change'], signed=True)}")
-    if abs(totals["withdrawn_unrealized"]) >= 0.005:
-        line += (" + unrealized gain carried out by withdrawals "
-                 f"{fmt.money(totals['withdrawn_unrealized'], signed=True)}")
+    if abs(totals["withdrawn_unrealized"]) >= 0.005:  # a gain adds, a loss takes away: its size, in words
+        gain = totals["withdrawn_unrealized"] > 0
+        line += (f" {'+' if gain else '−'} unrealized {'gain' if gain else 'loss'} carried out by withdrawals "
+                 f"{fmt.money(abs(totals['withdrawn_unrealized']))}")
     if abs(totals["unpriced_basis_change"]) >= 0.005:
         line += (" − change in the cost basis of unpriced holdings "
                  f"{fmt.money(totals['unpriced_basis_change'], signed=True)}")
     return line + f" (difference {fmt.money(totals['identity_gap'], signed=True)})."
+
+
+def footing_line(footing: reports.PnlFooting) -> str:
+    """How the per-asset table adds up to the Closing value card, in words and figures to the cent
+    (plain text: the caller shows it with ``fmt.literal``)."""
+    def term(words: str, value: Decimal) -> str:  # "+ words $1.00" or "− words $1.00": the sign reads once
+        return f" {'−' if value < 0 else '+'} {words} {fmt.money(abs(value))}"
+
+    line = (f"The table foots to the closing value: market value of the {footing.priced_rows:,} priced row(s) "
+            f"{fmt.money(footing.rows)}" + term(f"cash in USD-like currencies ({', '.join(footing.cash_assets)}; "
+                                               "$1 a unit, no row: cash has no lot to match)", footing.cash))
+    if footing.rounding:
+        line += term("the rows' rounding to the cent", footing.rounding)
+    line += f" = closing value {fmt.money(footing.closing)}."
+    if footing.cash < 0:
+        line += (" The cash is negative: the history spends or withdraws more of it than came in (missing "
+                 "deposits or fills?).")
+    if footing.unpriced:
+        line += (f" Unpriced, so in neither figure: {', '.join(footing.unpriced)} (their rows have no "
+                 "market value).")
+    return line
 
 
 def pnl_of(viewer_scope: loaders.Scope, chosen: scope.Scope, method: str, start: date | None, end: date | None,
@@ -86,15 +109,16 @@ def draw_equity(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | 
         listed = moves.sort_values("time", ascending=False)
         whose = {} if chosen.connector_id is not None else {"Account": listed["account"].map(fmt.visible)}
         with st.expander(f"Deposits & withdrawals in this window ({len(listed):,})"):
+            shown = pd.DataFrame({
+                "Time": listed["time"], **whose, "Type": listed["type"].str.capitalize(),
+                "Asset": listed["currency"].map(fmt.visible),
+                # every digit the amount has, at least its asset's floor (cents, BTC's satoshi), grouped
+                "Amount": fmt.amount_columns(listed, ["amount"], asset="currency")["amount"],
+                "USD value": listed["usd"],
+            })
             st.dataframe(
-                pd.DataFrame({
-                    "Time": listed["time"], **whose, "Type": listed["type"].str.capitalize(),
-                    "Asset": listed["currency"].map(fmt.visible),
-                    "Amount": listed["amount"].astype(float), "USD value": listed["usd"],
-                }),
-                hide_index=True, width="stretch", placeholder=fmt.MISSING,
-                column_config={"Time": fmt.datetime_column("Time"),
-                               "Amount": st.column_config.NumberColumn("Amount", format="%.8f"),
+                fmt.table(shown, {"Amount": fmt.exact}), hide_index=True, width="stretch", placeholder=fmt.MISSING,
+                column_config={"Time": fmt.datetime_column("Time"), **fmt.fitted_columns(shown, {"Amount": fmt.exact}),
                                "USD value": st.column_config.NumberColumn("USD value", format="dollar")},
             )
 
@@ -165,8 +189,8 @@ fmt.money_card(cards[2], "Fees", totals["fees"],
                "slightly.")
 fmt.money_card(cards[3], "Net", totals["net"], signed=True,
                help="Realized in the window + change in unrealized over it: gains from before the window are "
-               "not counted again. The change in value below can differ from it by the unrealized gain that "
-               "withdrawals carried out (the identity line names it).")
+               "not counted again. The change in value below can differ from it by the unrealized gain or loss "
+               "that withdrawals carried out (the identity line names it).")
 st.caption(f"{METHODS[summary.method]}, lots pooled {POOLS[summary.pool].lower()}, "
            f"{window}, over {summary.fills:,} fill(s) up to the window's end.")
 with loaders.plain_errors("positions"):
@@ -217,11 +241,13 @@ with loaders.plain_errors("equity curve"):
 st.subheader("Per asset")
 with loaders.plain_errors("per-asset P&L"):
     draw_per_asset(*kept, method, start, end, pool, data_key)
+st.caption(fmt.literal(footing_line(reports.pnl_footing(totals, summary.per_asset))))
 assets = summary.per_asset.sort_values("market_value", ascending=False, na_position="last")
 words = "all accounts of the selected client(s)" if connector_id is None else chosen.words()
 stated = reports.stated_pnl(assets, words, METHODS[summary.method], summary.pool, start, end)
 st.download_button(
     "Download CSV", fmt.csv_download(stated), file_name=f"pnl_{summary.method}.csv", mime="text/csv",
-    icon=":material/download:", help="Per-asset figures in USD with the scope, method, pool and window (UTC days, "
-    "both included; empty: all history) on every row; empty market value / unrealized means unpriced.",
+    icon=":material/download:", help="Per-asset figures as the table shows them (USD to the cent, quantities to 8 "
+    "decimals) with the scope, method, pool and window (UTC days, both included; empty: all history) on every "
+    "row; empty market value / unrealized means unpriced. USD-like cash is not a row (see the caption above).",
 )
