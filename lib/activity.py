@@ -7,6 +7,16 @@ USD-like quote counts 1:1, exactly (``Decimal``). Fees are valued the same way. 
 quote, or a fee whose currency, has no price is left out of the USD figures and named, never
 counted as $0. Fills the exchange did not mark maker or taker count as "unknown".
 
+Cents: the fills are added up per cell, one account's fills of one market, side and fee currency
+on one UTC day (``CELL``), and each cell's USD volume and USD fees are rounded to the cent once
+(half away from zero, ``to_cents``); every figure shown is a sum of those cents, so a table's rows,
+its total and the headline foot exactly (a row's volume is its bought + sold), and the Clients and
+Trades pages add the same cells. A cell, not a fill: rounding each fill would drop a market
+maker's sub-cent fees ($0.004 a fill shows as $0) and move a million fills' total by dollars; a
+cell's rounding moves a total by at most half a cent a cell, and in practice by a few cents. The
+maker / taker table (its role is not in the cell) is rounded to foot to the headline (largest
+remainder: each row within a cent of its own sum).
+
 Totals that need no maker/taker role (``fill_totals``, ``volume_and_fees``) read the fill store
 instead (floats, a million fills in about a second); the activity report reads the period's
 fills with their exact amounts. The pages read both through a disk cache keyed by the data
@@ -45,6 +55,9 @@ VOLUME_COLUMNS = ["client_id", "client", "fills", "volume_usd", "fees_usd", "unp
 MAKER_ROLES = ("maker", "taker", "unknown")
 #: The Activity page's period when it opens (a ``reports.WINDOW_PRESETS`` name): the worker makes its report ahead.
 DEFAULT_WINDOW = "Last 30 days"
+#: How the USD figures add up, in words, beside the Activity page's figures.
+CENTS_NOTE = ("USD figures are rounded to the cent per account, market, side and day, then added up: every row "
+              "and total adds up to the cent, and a market's volume is its bought + sold.")
 
 
 def _ms(moment: datetime | None) -> int | None:
@@ -137,6 +150,60 @@ def price_fills(fills: pd.DataFrame, candles: pd.DataFrame, sources: dict[int, s
     return out.drop(columns="source")
 
 
+def to_cents(usd: pd.Series | np.ndarray) -> np.ndarray:
+    """Each USD value in whole cents (as floats: sums of them stay exact; NaN: unpriced), rounded half
+    away from zero. The product's float error is taken off first (to a millionth of a cent), so a
+    value a decimal tie rounds like its decimal text: 1.015 -> 102, 0.005 -> 1, -0.005 -> -1."""
+    scaled = np.round(np.asarray(usd, dtype=float) * 100, 6)
+    return np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+
+
+def cents_total(cents: pd.Series | np.ndarray) -> Decimal:
+    """The sum of whole cents (``to_cents``; NaN left out) in dollars, exactly (two places)."""
+    return Decimal(int(np.nansum(np.asarray(cents, dtype=float)))).scaleb(-2)
+
+
+def _dollars(cents: pd.Series) -> pd.Series:
+    return cents / 100
+
+
+#: What the figures add up and round to the cent once (besides the day, from the fill's timestamp).
+CELL = ["connector_id", "symbol", "side", "fee_currency"]
+_DAY_MS = 86_400_000
+
+
+def cents_cells(fills: pd.DataFrame, keys: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Priced fills (``usd``, ``fee_usd``) added up per ``CELL`` and UTC day (plus ``keys`` that the
+    cell decides, such as the client or the exchange): ``fills``, ``usd_cents`` and ``fee_cents``, each
+    cell's sum rounded to whole cents once (NaN: nothing in the cell priced)."""
+    cell = np.zeros(len(fills), dtype=np.int64)  # one number per cell: its columns' codes, mixed radix
+    for codes in [pd.factorize(fills[column], use_na_sentinel=False)[0] for column in CELL] + [
+            fills["timestamp"].to_numpy("int64") // _DAY_MS]:
+        low, high = (int(codes.min()), int(codes.max())) if len(codes) else (0, 0)
+        cell = cell * (high - low + 1) + (codes - low)
+    grouped = fills[["usd", "fee_usd", *CELL, *keys]].groupby(cell, sort=False)
+    cells = grouped[[*CELL, *keys]].first()
+    cells["fills"] = grouped.size().astype("int64")
+    cells["usd_cents"] = to_cents(grouped["usd"].sum(min_count=1))
+    cells["fee_cents"] = to_cents(grouped["fee_usd"].sum(min_count=1))
+    return cells.reset_index(drop=True)
+
+
+def allocate_cents(values: pd.Series, total: Decimal) -> pd.Series:
+    """``values`` (USD, NaN kept) in whole cents that add up to ``total``: each rounded, then the cents
+    left over given to (or taken from) the rows closest to the other side of their rounding."""
+    scaled = np.round(values.to_numpy(float) * 100, 6)
+    cents = to_cents(values)
+    known = np.flatnonzero(~np.isnan(cents))
+    left = int(total.scaleb(2)) - int(cents[known].sum())
+    if known.size and left:
+        step = 1 if left > 0 else -1
+        order = known[np.argsort(-(scaled[known] - cents[known]) * step, kind="stable")]
+        for i in range(abs(left)):
+            cents[order[i % order.size]] += step
+    return pd.Series(cents / 100, index=values.index)
+
+
 def exact_total(usd: pd.Series, exact: pd.Series) -> Decimal:
     """Sum of the priced USD values: the exact ``Decimal`` where there is one, else the float."""
     total = sum((e for e in exact if e is not None), Decimal(0))
@@ -170,8 +237,8 @@ def load_priced_fills(session: Session, viewer: Viewer, start: datetime | None, 
 
 @dataclass(frozen=True)
 class ActivityReport:
-    """What a scope traded in a period. Tables carry float USD columns (numeric sort, charts);
-    the totals are exact where the currency is USD-like."""
+    """What a scope traded in a period. Tables carry float USD columns (numeric sort, charts), each
+    a sum of the cells' cents (``cents_cells``): rows foot to the totals, which are exact sums of cents."""
 
     fills: int
     orders: int  # closed or canceled orders created in the period, plus open orders placed in it
@@ -200,22 +267,27 @@ class ActivityReport:
 
 
 def _sum_usd(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Fills, priced USD volume (and its buy and sell parts) and fees per ``keys``; a group with
-    nothing priced is NaN, not $0."""
-    frame = frame.assign(buy_usd=frame["usd"].where(frame["side"] == "buy", 0.0),
-                         sell_usd=frame["usd"].where(frame["side"] == "sell", 0.0))
+    """Fills, priced USD volume (and its buy and sell parts) and fees per ``keys`` of the cells
+    (``cents_cells``), each the sum of their cents (exact: a row's volume is its bought + sold); a
+    group with nothing priced is NaN, not $0."""
+    frame = frame.assign(buy_cents=frame["usd_cents"].where(frame["side"] == "buy", 0.0),
+                         sell_cents=frame["usd_cents"].where(frame["side"] == "sell", 0.0))
     grouped = frame.groupby(keys, sort=True, dropna=False)
     return pd.DataFrame({
-        "fills": grouped.size().astype("int64"),
-        "volume_usd": grouped["usd"].sum(min_count=1).astype("float64"),
-        "buy_usd": grouped["buy_usd"].sum().astype("float64"),
-        "sell_usd": grouped["sell_usd"].sum().astype("float64"),
-        "fees_usd": grouped["fee_usd"].sum(min_count=1).astype("float64"),
+        "fills": grouped["fills"].sum().astype("int64"),
+        "volume_usd": _dollars(grouped["usd_cents"].sum(min_count=1).astype("float64")),
+        "buy_usd": _dollars(grouped["buy_cents"].sum().astype("float64")),
+        "sell_usd": _dollars(grouped["sell_cents"].sum().astype("float64")),
+        "fees_usd": _dollars(grouped["fee_cents"].sum(min_count=1).astype("float64")),
     }).reset_index()
 
 
 def _shares(frame: pd.DataFrame, column: str, key: str, values: tuple[str, ...]) -> pd.DataFrame:
     table = _sum_usd(frame, [column])[[column, "fills", "volume_usd"]].set_index(column).reindex(list(values))
+    return _share_columns(table, key)
+
+
+def _share_columns(table: pd.DataFrame, key: str) -> pd.DataFrame:
     table["fills"] = table["fills"].fillna(0).astype("int64")
     table["volume_usd"] = table["volume_usd"].fillna(0.0)
     count, volume = table["fills"].sum(), table["volume_usd"].sum()
@@ -224,7 +296,17 @@ def _shares(frame: pd.DataFrame, column: str, key: str, values: tuple[str, ...])
     return table.rename_axis(key).reset_index()
 
 
-def _fee_table(fills: pd.DataFrame) -> pd.DataFrame:
+def _roles(fills: pd.DataFrame, volume: Decimal) -> pd.DataFrame:
+    """The maker / taker table: the role is not in the cell, so each role's volume is rounded to
+    foot to the headline ``volume`` (``allocate_cents``)."""
+    grouped = fills.groupby("role", sort=False)
+    table = pd.DataFrame({"fills": grouped.size(), "volume_usd": grouped["usd"].sum()}).reindex(list(MAKER_ROLES))
+    table["fills"] = table["fills"].fillna(0).astype("int64")
+    table["volume_usd"] = allocate_cents(table["volume_usd"].fillna(0.0), volume)
+    return _share_columns(table, "role")
+
+
+def _fee_table(fills: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     paid = fills[fills["fee_currency"].notna().to_numpy()
                  & np.array([_decimal(v or 0) != 0 for v in fills["fee_cost"]], dtype=bool)]
     if paid.empty:
@@ -234,9 +316,11 @@ def _fee_table(fills: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({
         "amount": grouped["fee_cost"].agg(lambda values: sum(map(_decimal, values), Decimal(0))),
         "fills": grouped.size(),
-        # one fee without a price leaves its currency's USD total unknown, not understated
-        "fees_usd": grouped["fee_usd"].apply(lambda v: v.sum() if v.notna().all() else np.nan),
     })
+    # the cells' cents; one fee without a price leaves its currency's USD total unknown, not understated
+    cents = cells.groupby("fee_currency", sort=True, observed=True)["fee_cents"].sum()
+    whole = grouped["fee_usd"].apply(lambda v: v.notna().all())
+    table["fees_usd"] = _dollars(cents.reindex(table.index).where(whole.reindex(table.index), np.nan)).astype(float)
     return table.rename_axis("currency").reset_index()
 
 
@@ -256,19 +340,20 @@ def _order_count(session: Session, viewer: Viewer, start: datetime | None, end: 
 def summarize(fills: pd.DataFrame, orders: int) -> ActivityReport:
     """The report of priced fills (``price_fills``) and an order count."""
     priced = fills[fills["usd"].notna()]
-    volume = exact_total(fills["usd"], fills["usd_exact"])
-    by_market = _sum_usd(fills, ["symbol", "exchange_id"])
+    cells = cents_cells(fills, ("day", "exchange_id"))
+    volume = cents_total(cells["usd_cents"])
+    by_market = _sum_usd(cells, ["symbol", "exchange_id"])
     return ActivityReport(
         fills=len(fills), orders=orders, volume_usd=volume,
-        fees_usd=exact_total(fills["fee_usd"], fills["fee_exact"]),
+        fees_usd=cents_total(cells["fee_cents"]),
         average_fill_usd=float(volume) / len(priced) if len(priced) else None,
-        by_day=_sum_usd(fills, ["day"]).drop(columns="fees_usd"),
+        by_day=_sum_usd(cells, ["day"]).drop(columns="fees_usd"),
         by_market=by_market.sort_values("volume_usd", ascending=False, ignore_index=True),
-        by_exchange=_sum_usd(fills, ["exchange_id"]),
-        sides=_shares(fills, "side", "side", ("buy", "sell")).drop(columns="fill_share").rename(
+        by_exchange=_sum_usd(cells, ["exchange_id"]),
+        sides=_shares(cells, "side", "side", ("buy", "sell")).drop(columns="fill_share").rename(
             columns={"volume_share": "share"}),
-        maker=_shares(fills, "role", "role", MAKER_ROLES),
-        fees=_fee_table(fills), unpriced_quotes=unpriced_quotes(fills), unpriced_fees=unpriced_fees(fills),
+        maker=_roles(fills, volume),
+        fees=_fee_table(fills, cells), unpriced_quotes=unpriced_quotes(fills), unpriced_fees=unpriced_fees(fills),
     )
 
 
@@ -292,7 +377,7 @@ class FillTotals:
 
 
 #: the fill store's columns ``store_priced_fills`` keeps: what the totals group by and value
-_VALUED = ["connector_id", "client_id", "timestamp", "quote", "fee_currency", "cost", "fee_cost"]
+_VALUED = ["connector_id", "client_id", "timestamp", "symbol", "side", "quote", "fee_currency", "cost", "fee_cost"]
 
 
 #: this thread's priced fills while ``sharing_priced_fills`` is on (None: off)
@@ -319,7 +404,7 @@ def store_priced_fills(session: Session, viewer: Viewer, start: datetime | None,
     valued as ``price_fills`` values them (NaN: unpriced).
 
     For totals that need no maker/taker role: a million fills take about a second where reading
-    each exact amount takes half a minute; float sums are exact to the cent at these sizes.
+    each exact amount takes half a minute; the totals add cells' cents as the report does (``cents_cells``).
     Shared within ``sharing_priced_fills`` (read only: callers never change the frame).
     """
     frames = getattr(_SHARED, "frames", None)
@@ -351,8 +436,9 @@ def _store_priced_fills(session: Session, viewer: Viewer, start: datetime | None
     priced = prices.add_fill_usd(fills.assign(source=fills["connector_id"].map(sources)), candles,
                                  usd_like=frozenset(get_settings().usd_like))
     fee = priced["fee_cost"].astype(float).fillna(0.0)
-    return priced.assign(usd=priced["cost"].astype(float) * priced["quote_usd"],
-                         fee_usd=(fee * priced["fee_usd"]).where(fee != 0, 0.0))
+    usd = priced["cost"].astype(float) * priced["quote_usd"]
+    fee_usd = (fee * priced["fee_usd"]).where(fee != 0, 0.0)
+    return priced.assign(usd=usd, fee_usd=fee_usd)
 
 
 def _left_out(fills: pd.DataFrame) -> list[str]:
@@ -362,16 +448,19 @@ def _left_out(fills: pd.DataFrame) -> list[str]:
 def fill_totals(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
                 client_id: int | None = None, connector_id: int | None = None, symbol: str | None = None,
                 side: str | None = None) -> FillTotals:
-    """Count, USD volume and USD fees of the matching fills (``store_priced_fills``)."""
+    """Count, USD volume and USD fees (sums of the fills' cents) of the matching fills (``store_priced_fills``)."""
     fills = store_priced_fills(session, viewer, start, end, client_id, connector_id, symbol, side)
-    return FillTotals(len(fills), float(fills["usd"].sum()), float(fills["fee_usd"].sum()), _left_out(fills))
+    cells = cents_cells(fills)
+    return FillTotals(len(fills), float(cents_total(cells["usd_cents"])), float(cents_total(cells["fee_cents"])),
+                      _left_out(fills))
 
 
 def volume_and_fees(session: Session, viewer: Viewer, start: datetime | None, end: datetime | None,
                     client_id: int | None = None, connector_id: int | None = None) -> pd.DataFrame:
     """Per client in scope: fills, USD volume and USD fees in [start, end) (``VOLUME_COLUMNS``).
 
-    ``volume_usd`` and ``fees_usd`` are floats (numeric sort) of the priced fills; ``unpriced``
+    ``volume_usd`` and ``fees_usd`` are floats (numeric sort): sums of the cells' cents, as
+    the Activity page adds them, so a client's row is its Activity headline; ``unpriced``
     names the currencies left out of them ("" when none). Clients without fills are absent.
     """
     fills = store_priced_fills(session, viewer, start, end, client_id, connector_id)
@@ -379,9 +468,9 @@ def volume_and_fees(session: Session, viewer: Viewer, start: datetime | None, en
         return pd.DataFrame({c: pd.Series(dtype="float64" if c.endswith("_usd") else object) for c in VOLUME_COLUMNS})
     clients = queries.clients(session, viewer)
     names = dict(zip(clients["id"].astype("int64"), clients["name"], strict=True))
-    grouped = fills.groupby("client_id", sort=True)
-    table = pd.DataFrame({"fills": grouped.size(), "volume_usd": grouped["usd"].sum(),
-                          "fees_usd": grouped["fee_usd"].sum()}).reset_index()
+    grouped = cents_cells(fills, ("client_id",)).groupby("client_id", sort=True)
+    table = pd.DataFrame({"fills": grouped["fills"].sum(), "volume_usd": _dollars(grouped["usd_cents"].sum()),
+                          "fees_usd": _dollars(grouped["fee_cents"].sum())}).reset_index()
     # named from the few unvalued rows, not from every client's rows
     unvalued = fills.loc[fills["usd"].isna() | fills["fee_usd"].isna(), ["client_id", "quote", "fee_currency", "usd",
                                                                          "fee_usd"]]

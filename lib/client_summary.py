@@ -9,7 +9,9 @@ marked from its own scope and run by the engine on their own, lots pooled per cl
 and after a sync's new fills only their clients run again. They are kept on disk like the page's
 figures, so a restart or a cache clear reads them instead of recomputing.
 Value changes are each client's own (``equity.cached_value_changes``, the Overview's file). Traded
-volume and fees are one pass over the window's fills for all clients (``lib.activity``).
+volume and fees are one pass over the window's fills for all clients (``lib.activity``): sums of
+each fill's cents, as the Activity page adds them, so a client's row is that client's Activity
+headline for the same period and the total row (the sum of the rows, to the cent) is everyone's.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ COLUMNS = [
 #: summed into the total row (a change is summed over the clients that have one)
 SUMMED = ["value_usd", "change_24h", "change_7d", "change_30d", "realized", "unrealized_change", "net", "volume_usd",
           "fees_usd", "fills", "accounts", "unbalanced_accounts"]
+
+#: sums of whole cents (``lib.activity.to_cents``): their total is rounded to the cent
+CENTS = ("volume_usd", "fees_usd")
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ def client_summary(viewer: Viewer, start: datetime | None = None, end: datetime 
             total[column] = int(frame[column].sum())
             continue
         summed = frame[column].sum(min_count=1)  # NaN when no client has the figure
+        if column in CENTS and not pd.isna(summed):
+            summed = round(summed, 2)  # whole cents each: the float sum's error taken off, never a cent moved
         total[column] = None if pd.isna(summed) else float(summed)
     oldest = frame["last_success_at"]
     total["last_success_at"] = None if oldest.isna().any() or oldest.empty else oldest.min()

@@ -228,3 +228,70 @@ def test_trades_orders_and_pnl_pages_show_usd(seeded: Seeded) -> None:
     assert math.isnan(positions.loc["ETH/USDT:USDT", "Base quantity"])  # no contract size reported
     pnl = open_page("pnl", seeded.users["admin"])
     assert metric(pnl, activity.REPORTED_UNREALIZED) == "+$4.00"
+
+
+def _cents(value: object) -> int:
+    """A shown USD figure in whole cents; it must be whole cents already, not rounded only for display."""
+    scaled = float(value) * 100  # type: ignore[arg-type]
+    assert abs(scaled - round(scaled)) < 1e-6, value
+    return round(scaled)
+
+
+def test_to_cents_rounds_half_away_from_zero_as_the_decimal_text_reads() -> None:
+    cents = activity.to_cents(pd.Series([1.015, 0.005, -0.005, 2.675, 10.004999, float("nan")]))
+    assert list(cents[:5]) == [102, 1, -1, 268, 1000] and math.isnan(cents[5])
+    assert activity.cents_total(cents) == Decimal("13.70")
+    shares = activity.allocate_cents(pd.Series([0.333, 0.333, 0.334, float("nan")]), Decimal("1.00"))
+    assert [_cents(v) for v in shares[:3]] == [33, 33, 34] and math.isnan(shares[3])
+    halves = [_cents(v) for v in activity.allocate_cents(pd.Series([0.005, 0.005, 0.0]), Decimal("0.01"))]
+    assert sorted(halves) == [0, 0, 1] and halves[2] == 0  # a cent taken off a row rounded up, never below 0
+
+
+def test_sub_cent_fees_are_not_rounded_away_fill_by_fill(seeded: Seeded) -> None:
+    """A market maker's $0.004 fees: a thousand of them are $4, not $0."""
+    with session_scope() as session:
+        session.add_all([Trade(connector_id=seeded.alpha_binance, trade_id=f"S{n}", timestamp=ms("2025-03-02") + n,
+                               symbol="XRP/USDT", base="XRP", quote="USDT", side="buy", taker_or_maker="maker",
+                               amount="1", price="4.004", cost="4.004", fee_cost="0.004", fee_currency="USDT")
+                         for n in range(1000)])
+    small = report(seeded, start="2025-03-01", end="2025-04-01", client_id=seeded.alpha)
+    assert (small.volume_usd, small.fees_usd) == (Decimal("4004.00"), Decimal("4.00"))
+    assert small.maker.set_index("role").loc["maker", "volume_usd"] == 4004.0
+
+
+def test_rows_and_totals_foot_to_the_cent_and_every_page_adds_the_same_cents(seeded: Seeded) -> None:
+    """Half-cent values, where rounding each figure on its own makes rows and totals disagree: each
+    cell (account, market, side, fee currency, day) is rounded to the cent once and every row, total
+    and page adds those cents."""
+    half = [("H1", "2025-01-02", "XRP/USDT", "buy", "10.005"), ("H2", "2025-01-03", "XRP/USDT", "sell", "10.005"),
+            ("H3", "2025-01-03", "DOGE/USDT", "buy", "0.015")]
+    with session_scope() as session:
+        for trade_id, day, symbol, side, cost in half:  # each fee $0.005
+            session.add(Trade(connector_id=seeded.alpha_binance, trade_id=trade_id, timestamp=ms(day), symbol=symbol,
+                              base=symbol.split("/")[0], quote="USDT", side=side, taker_or_maker="maker",
+                              amount="1", price=cost, cost=cost, fee_cost="0.005", fee_currency="USDT"))
+        session.add(Trade(connector_id=seeded.beta_okx, trade_id="H4", timestamp=ms("2025-01-04"),
+                          symbol="XYZ/USDT", base="XYZ", quote="USDT", side="buy", taker_or_maker="taker",
+                          amount="1", price="0.005", cost="0.005", fee_cost="0.005", fee_currency="USDT"))
+    alpha = report(seeded, start="2025-01-01", end="2025-02-01", client_id=seeded.alpha)
+    assert (alpha.volume_usd, alpha.fees_usd) == (Decimal("20.04"), Decimal("0.03"))  # 10.01 + 10.01 + 0.02
+    market = alpha.by_market.set_index("symbol")
+    assert [_cents(market.loc["XRP/USDT", c]) for c in ("volume_usd", "buy_usd", "sell_usd", "fees_usd")] == [
+        2002, 1001, 1001, 2]
+    for table in (alpha.by_market, alpha.by_exchange):
+        for row in table.itertuples():
+            assert _cents(row.buy_usd) + _cents(row.sell_usd) == _cents(row.volume_usd)  # a row foots
+        assert sum(map(_cents, table["fees_usd"])) == 3
+    for table in (alpha.by_market, alpha.by_exchange, alpha.by_day, alpha.sides, alpha.maker):
+        assert sum(map(_cents, table["volume_usd"])) == 2004
+    assert [_cents(v) for v in alpha.fees["fees_usd"]] == [3]  # fees by currency: USDT
+    admin = seeded.viewer("admin")
+    start, end = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC)
+    everyone = report(seeded, start="2025-01-01", end="2025-02-01")
+    assert (everyone.volume_usd, everyone.fees_usd) == (Decimal("20.05"), Decimal("0.04"))
+    with session_scope() as session:  # the Clients page's rows and the Trades page's totals: the same cents
+        clients = activity.volume_and_fees(session, admin, start, end).set_index("client_id")
+        totals = activity.fill_totals(session, admin, start, end, seeded.alpha)
+    assert [_cents(clients.loc[seeded.alpha, c]) for c in ("volume_usd", "fees_usd")] == [2004, 3]
+    assert sum(map(_cents, clients["volume_usd"])) == 2005 and sum(map(_cents, clients["fees_usd"])) == 4
+    assert (_cents(totals.volume_usd), _cents(totals.fees_usd)) == (2004, 3)

@@ -180,3 +180,19 @@ def test_cli_on_an_empty_install(sqlite_url: str, capsys: pytest.CaptureFixture[
     data = json.loads(out)
     assert code == 0 and data["clients"] == [] and data["total"]["accounts"] == 0
     assert data["total"]["value_usd"] is None or not math.isnan(data["total"]["value_usd"])
+
+
+def test_page_help_says_realized_and_net_are_after_fees_as_the_pnl_page_words_it(seeded: Seeded) -> None:
+    """Fees are inside proceeds and cost basis (PNL.md): Realized and Net are after fees, and the Fees
+    column is there for information, in the P&L page's own words for its Fees figure."""
+    at = _open(seeded.users["admin"])
+    headers = json.loads(at.dataframe[0].proto.columns)
+    pnl_page = (PROJECT_ROOT / "pages" / "portfolio" / "pnl.py").read_text()
+    inside = "Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again."
+    assert inside in " ".join(pnl_page.split()).replace('" "', "")  # the P&L page's wording, still
+    assert inside in headers["fees_usd"]["help"]
+    for column in ("realized", "net"):
+        assert "after fees" in headers[column]["help"] and "inside proceeds and cost basis" in headers[column]["help"]
+    assert "as on the Activity page" in headers["volume_usd"]["help"]
+    caption = "\n".join(c.value for c in at.caption)
+    assert "its own trades only, across all of its accounts" in caption and "lots pooled over" not in caption

@@ -116,7 +116,7 @@ counts[1].metric("Orders", f"{report.orders:,}", help="Closed or canceled orders
 buy = report.sides.set_index("side")["volume_usd"]
 fmt.money_card(counts[2], "Bought", float(buy.get("buy", 0.0)))
 fmt.money_card(counts[3], "Sold", float(buy.get("sell", 0.0)))
-st.caption(f"{period}, over {report.fills:,} fill(s).")
+st.caption(f"{period}, over {report.fills:,} fill(s). {activity.CENTS_NOTE}")
 
 if report.unknown_role_fills:
     st.info(f"{report.unknown_role_fills:,} fill(s) do not say whether they were maker or taker: counted as "

@@ -16,6 +16,8 @@ from lib.ui.auth import current_viewer
 from lib.ui.shell import require_role
 
 METHODS = {"fifo": "FIFO", "average": "Average cost"}
+#: how the P&L counts fees: the P&L page's own words for its Fees figure (PNL.md)
+FEES_INSIDE = "Already inside proceeds and cost basis (PNL.md); shown for information, not subtracted again."
 #: table column -> (label, help); USD columns are dollars with cents, counts whole numbers
 USD = {
     "value_usd": ("Value", "Priced holdings now (latest balances), USD."),
@@ -25,11 +27,15 @@ USD = {
                   "empty: no history that old."),
     "change_30d": ("Value change 30d", "Value now minus 30 days ago, deposits and withdrawals included: not P&L; "
                    "empty: no history that old."),
-    "realized": ("Realized", "Disposals inside the period (the client's own P&L, lots pooled over its accounts)."),
+    "realized": ("Realized", "Disposals inside the period, after fees: the fees are already inside proceeds and "
+                 "cost basis (PNL.md). Only this client's own trades, over all its accounts."),
     "unrealized_change": ("Unrealized change", "Unrealized P&L at the period's end minus at its start."),
-    "net": ("Net", "Realized + change in unrealized."),
-    "volume_usd": ("Volume", "USD notional of the period's fills (quote valued at the fill's time)."),
-    "fees_usd": ("Fees", "USD value of the period's trading fees."),
+    "net": ("Net", "Realized + change in unrealized, so after fees: the fees are already inside proceeds and cost "
+            "basis (PNL.md), not subtracted again."),
+    "volume_usd": ("Volume", "USD notional of the period's fills (quote valued at the fill's time), each fill "
+                   "rounded to the cent, as on the Activity page."),
+    "fees_usd": ("Fees", "USD value of the period's trading fees, each at its currency's USD price that day, "
+                 f"rounded to the cent, as on the Activity page. {FEES_INSIDE}"),
 }
 COUNTS = {
     "fills": ("Fills", "Fills in the period."),
@@ -78,7 +84,8 @@ for card, (label, column, signed) in zip(cards, (
     fmt.money_card(card, label, total[column], signed=signed, help=USD[column][1], chars=third)
 st.caption(f"Totals over {len(rows):,} client(s) and {total['accounts']:,} account(s) "
            f"({total['unbalanced_accounts']:,} unbalanced); {METHODS[method]}, {window}. "
-           "Each client's P&L is its own (lots pooled over its accounts), as the P&L page shows with it picked.")
+           "Each client's P&L comes from its own trades only, across all of its accounts and never mixed with "
+           "another client's: the same figures the P&L page shows with that client picked.")
 
 table = rows.assign(client=scope.client_links(rows))
 config: dict[str, object] = {
