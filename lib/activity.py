@@ -128,8 +128,8 @@ def _candles_for(session: Session, viewer: Viewer, fills: pd.DataFrame, client_i
 
 def price_fills(fills: pd.DataFrame, candles: pd.DataFrame, sources: dict[int, str],
                 usd_like: frozenset[str]) -> pd.DataFrame:
-    """``fills`` with ``usd`` (notional) and ``fee_usd`` as floats (NaN: unpriced), and ``usd_exact``
-    / ``fee_exact``: the exact ``Decimal`` where the currency is USD-like (None elsewhere)."""
+    """``fills`` with ``usd`` (notional) and ``fee_usd`` as floats (NaN: unpriced); every figure
+    shown adds them per cell and rounds each cell to the cent once (``cents_cells``)."""
     out = fills.copy()
     out["source"] = out["connector_id"].map(sources).fillna("")
     floats = out[["connector_id", "timestamp", "quote", "fee_currency", "source"]].assign(
@@ -140,11 +140,6 @@ def price_fills(fills: pd.DataFrame, candles: pd.DataFrame, sources: dict[int, s
     fee = floats["fee_cost"].to_numpy(float)
     out["usd"] = cost * priced["quote_usd"].to_numpy(float)
     out["fee_usd"] = np.where(fee == 0, 0.0, fee * priced["fee_usd"].to_numpy(float))
-    cash_quote = out["quote"].isin(usd_like)
-    cash_fee = out["fee_currency"].isin(usd_like)
-    out["usd_exact"] = [_decimal(c) if cash else None for c, cash in zip(out["cost"], cash_quote, strict=True)]
-    out["fee_exact"] = [_decimal(f or 0) if cash else None for f, cash in zip(out["fee_cost"], cash_fee,
-                                                                               strict=True)]
     out["day"] = pd.to_datetime(out["timestamp"].astype("int64"), unit="ms", utc=True).dt.floor("D")
     out["role"] = out["taker_or_maker"].where(out["taker_or_maker"].isin(("maker", "taker")), "unknown")
     return out.drop(columns="source")
@@ -202,13 +197,6 @@ def allocate_cents(values: pd.Series, total: Decimal) -> pd.Series:
         for i in range(abs(left)):
             cents[order[i % order.size]] += step
     return pd.Series(cents / 100, index=values.index)
-
-
-def exact_total(usd: pd.Series, exact: pd.Series) -> Decimal:
-    """Sum of the priced USD values: the exact ``Decimal`` where there is one, else the float."""
-    total = sum((e for e in exact if e is not None), Decimal(0))
-    rest = usd[exact.isna().to_numpy() & usd.notna().to_numpy()].sum()
-    return total + (Decimal(repr(float(rest))) if rest else Decimal(0))
 
 
 def _named(values: pd.Series) -> list[str]:

@@ -133,11 +133,13 @@ def _inventory(opening: dict[str, Decimal], closing: dict[str, Decimal], marks_s
 
 def _volume(session: Session, viewer: Viewer, client_id: int, start: datetime,
             end: datetime) -> tuple[Decimal, int, int]:
-    """USD volume (as the Activity page counts it: ``lib.activity``), fill count and unpriced fill count."""
+    """USD volume (as the Activity page counts it, to the same cent: ``lib.activity``), fill count and
+    unpriced fill count."""
     fills = activity.load_priced_fills(session, viewer, start, end, client_id)
     if fills.empty:
         return Decimal(0), 0, 0
-    return activity.exact_total(fills["usd"], fills["usd_exact"]), len(fills), int(fills["usd"].isna().sum())
+    volume = activity.cents_total(activity.cents_cells(fills)["usd_cents"])  # the Activity page's cents
+    return volume, len(fills), int(fills["usd"].isna().sum())
 
 
 def _accounts(session: Session, viewer: Viewer, client_id: int) -> list[AccountState]:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from lib import reports, statement_store, statements
+from lib import activity, reports, statement_store, statements
 from lib.access import AccessDenied
 from lib.cli import main
 from lib.db import session_scope
@@ -50,6 +50,9 @@ def test_figures_are_the_period_pnl_and_foot(seeded: Seeded) -> None:
                    for line in data.inventory if line.asset not in reports.usd_like() and line.opening_units)
     assert data.revaluation == pytest.approx(expected)
     assert float(data.volume_usd) == pytest.approx(0.5 * 50000 + 31200)  # ETH/BTC at the BTC candle, BTC/USDT at 1
+    with session_scope() as session:  # to the cent what the Activity page shows for the client and month
+        shown = activity.activity_report(session, seeded.viewer("admin"), start, end, seeded.alpha)
+    assert data.volume_usd == shown.volume_usd
     assert sum(v.opening_usd or 0 for v in data.inventory) == pytest.approx(t.opening_value)
 
 
