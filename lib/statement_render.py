@@ -112,7 +112,7 @@ def sections(data: StatementData) -> list[Section]:
         ("Withdrawals", usd(t.withdrawals)), ("Net flows", usd(t.net_flows)),
         ("Closing value", usd(t.closing_value)), ("Change in value net of flows", usd(data.change_net_of_flows)),
         ("Realized P&L", usd(t.realized)), ("Change in unrealized P&L", usd(t.unrealized_change)),
-        ("Withdrawn unrealized gain", usd(t.withdrawn_unrealized)),
+        ("Unrealized P&L carried out by withdrawals", usd(t.withdrawn_unrealized)),
         ("Change in cost basis of unpriced holdings", usd(t.unpriced_basis_change)),
         ("Inventory revaluation", usd(data.revaluation)), ("Trading P&L", usd(data.trading)),
         ("Traded volume", usd(data.volume_usd)), ("Fees", usd(t.fees)), ("Fills", f"{data.fills:,}"),
