@@ -11,6 +11,8 @@ from streamlit.testing.v1 import AppTest
 from lib.db import session_scope
 from lib.models import AuditEvent, Client, Connector, User
 from lib.settings import PROJECT_ROOT
+from lib.ui import admin
+from tests import table_cells
 from tests.helpers import database_contents, session_state_dump
 
 PAGE = str(PROJECT_ROOT / "pages/admin/clients.py")
@@ -163,14 +165,42 @@ def test_connector_list_shows_the_api_url_override_and_extra_symbols_as_text(pag
     page.run()
     assert not page.exception
     table = page.dataframe[0].value.set_index("Label")
-    assert list(table.columns) == ["Client", "Exchange", "Key", "API URL", "Enabled", "Status", "Last error",
-                                   "Created", "Updated", "Extra symbols"]
+    assert list(table.columns) == ["Client", "Exchange", "Status", "Last error", "Enabled", "Key", "API URL",
+                                   "Updated", "Created", "Extra symbols"]
     assert table.loc["direct", "API URL"] == "(exchange default)"
     assert table.loc["direct", "Extra symbols"] == "—"
     # the admin's text, character for character; the text-direction override written out
     assert table.loc["gateway", "API URL"] == HOSTILE_URL.replace("\u202e", "\\u202e")
     assert table.loc["gateway", "Extra symbols"] == "ETH/BTC, SOL/USDT"
     assert "gw.example.com" not in texts(page)  # in no Markdown element
+
+
+def test_connector_list_pins_the_connector_and_sizes_its_state_and_error_to_their_text(page):
+    """Which connector pinned while the rest scrolls; its state and last error beside it, as wide as their
+    text (the grid would cut one long error among empty cells to the header's width); Updated before
+    Created, in view beside the sidebar at 1,400 px."""
+    from lib import clients, connectors
+    from lib.access import SYSTEM
+    from lib.vault import load_vault
+
+    error = "binance GET https://api.binance.com/api/v3/account 401 Unauthorized: invalid API-key, IP or permissions"
+    with session_scope() as session:
+        client = clients.create_client(session, SYSTEM, "Sharp Foundation")
+        for label in ("desk", "main", "spare", "ops", "treasury", "hedge"):
+            connectors.create_connector(session, SYSTEM, load_vault(), client.id, connectors.ConnectorInput(
+                "binance", label, {"apiKey": secrets.token_hex(6), "secret": secrets.token_hex(8)}))
+        session.execute(update(Connector).where(Connector.label == "hedge").values(last_error=error,
+                                                                                  status="error"))
+    page.run()
+    assert not page.exception
+    element = page.dataframe[0]
+    shown, config = list(element.value.columns), table_cells.config(element)
+    assert [column for column in shown if config.get(column, {}).get("pinned")] == ["Client", "Exchange", "Label"]
+    assert shown[:5] == ["Client", "Exchange", "Label", "Status", "Last error"]
+    assert shown.index("Updated") < shown.index("Created")
+    assert config["Last error"]["width"] == min(7 * len(error) + 24, admin.TEXT_MAX_WIDTH)  # long: the grid's cap
+    assert config["Status"]["width"] >= 7 * len("last sync failed")
+    assert config["Client"]["width"] >= 7 * len("Sharp Foundation")
 
 
 def test_connector_list_masks_a_password_in_an_api_url_stored_before_validation_refused_it(page):

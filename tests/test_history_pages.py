@@ -317,6 +317,26 @@ def coverage_of(at: AppTest, name: str) -> tuple[pd.DataFrame, str]:
     return frame, "\n".join(details)
 
 
+def test_sync_page_coverage_tables_pin_whose_row_and_show_the_short_facts_first(history: History) -> None:
+    """Wider than the page beside the sidebar at 1,400 px: the account and data kind pinned; what was
+    fetched, what the exchange keeps and what failed before the reason in words and its reference, each
+    wide enough for its text (the grid would size them to their header among "—" cells) and no wider than
+    what scrolls beside the pinned columns."""
+    seeded = history.seeded
+    at = open_page("pages/operations/sync.py", seeded.users["admin"])
+    tables = [frame for frame in at.dataframe if "Data" in frame.value.columns]
+    assert len(tables) == 2  # every connector's, and the one picked below it
+    for element in tables:
+        shown, config = list(element.value.columns), table_cells.config(element)
+        pinned = [column for column in shown if config.get(column, {}).get("pinned")]
+        assert pinned == [column for column in ("Account", "Data") if column in shown] == shown[:len(pinned)]
+        assert shown[len(pinned):len(pinned) + 3] == ["Fetched (UTC)", "Oldest kept by the exchange", "Failed"]
+        assert shown[-2:] == [sync_widgets.WHY, sync_widgets.REFERENCE]  # an admin: the reference too
+        for column in (sync_widgets.WHY, sync_widgets.REFERENCE):
+            assert 400 <= config[column]["width"] <= 560, column
+            assert config[column]["help"]
+
+
 def test_sync_page_shows_coverage_per_connector_and_kind(history: History) -> None:
     seeded = history.seeded
     at = open_page("pages/operations/sync.py", seeded.users["admin"])

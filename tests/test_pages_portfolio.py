@@ -21,7 +21,7 @@ from streamlit.testing.v1.element_tree import Block
 
 from lib import reports
 from lib.db import session_scope
-from lib.models import BalanceSnapshot, Connector, Order, Trade, Transfer, User, utcnow
+from lib.models import BalanceSnapshot, Connector, Order, OrderHistory, Trade, Transfer, User, utcnow
 from lib.settings import PROJECT_ROOT
 from lib.ui import charts, scope, shell
 from lib.ui import format as fmt
@@ -265,9 +265,17 @@ def test_orders_and_positions_keep_whose_pinned_and_the_key_figures_in_view(seed
     positions show the P&L, leverage and liquidation before the notionals; the history's cost (with its
     currency) comes before the limit price, type and id."""
     with session_scope() as session:
-        session.add(Order(connector_id=session.query(Connector).filter_by(exchange_id="okx").one().id,
-                          order_id="open-3", timestamp=ms("2024-03-01"), symbol="ETH/BTC", side="buy", type="limit",
-                          price=0.05015, amount=4.545, filled=0.0, remaining=4.545, status="open"))
+        okx = session.query(Connector).filter_by(exchange_id="okx").one().id
+        session.add_all([
+            Order(connector_id=okx, order_id="open-3", timestamp=ms("2024-03-01"), symbol="ETH/BTC", side="buy",
+                  type="limit", price=0.05015, amount=4.545, filled=0.0, remaining=4.545, status="open"),
+            OrderHistory(connector_id=okx, order_id="closed-1", timestamp=ms("2024-03-01"), symbol="BTC/USDT",
+                         side="buy", type="limit", status="closed", price=60000.0, average=59999.5, amount=0.19491,
+                         filled=0.19491, cost=11694.702542),
+            OrderHistory(connector_id=okx, order_id="closed-2", timestamp=ms("2024-03-02"), symbol="ETH/BTC",
+                         side="buy", type="limit", status="closed", price=0.05, average=0.05, amount=1.0,
+                         filled=1.0, cost=0.05),
+        ])
     at = open_page("orders", seeded.users["admin"])
     orders, positions = at.dataframe[0], at.dataframe[1]
     cells = table_cells.shown(orders).set_index("Symbol")

@@ -203,6 +203,24 @@ def _first_sync(viewer: Viewer, connector_id: int, saved: str) -> tuple[str, str
 
 # --- the connector list and per-connector management ------------------------------------------
 
+#: The Connectors table's columns: the connector (pinned while the rest scrolls), its state and last
+#: error, then its key and URL and when it was updated, all in view beside the sidebar at 1,400 px (with
+#: no error; a long one pushes the rest to the scrolled part)
+CONNECTOR_COLUMNS = ("Client", "Exchange", "Label", "Status", "Last error", "Enabled", "Key", "API URL", "Updated",
+                     "Created", "Extra symbols")
+CONNECTOR_PINNED = ("Client", "Exchange", "Label")
+#: the widest a text column of the Connectors table is drawn (px), as the grid's own sizing
+TEXT_MAX_WIDTH = 500
+
+
+def text_width(values: pd.Series, label: str) -> int:
+    """A text column's width (px) that shows its longest value (or label) uncut, up to TEXT_MAX_WIDTH: the
+    grid sizes a column to its first rows but leaves out any text twice their average, so one long
+    status or error among short ones would be cut to the header's width."""
+    longest = max([len(label), *(len(str(value)) for value in values)])
+    return min(7 * longest + 24, TEXT_MAX_WIDTH)
+
+
 #: Connector.status as the Connectors table says it
 CONNECTOR_STATUS = {"new": "not synced yet", "ok": "synced", "error": "last sync failed",
                     "attention": "needs attention"}
@@ -222,12 +240,12 @@ def connector_rows(viewer: Viewer) -> list[dict[str, object]]:
                 else:
                     status = CONNECTOR_STATUS.get(c.status, c.status)
                 rows.append({
+                    # CONNECTOR_COLUMNS' order: which connector, whether it works and why not, then
+                    # the key beside its URL (both say where and as whom it signs in) and when it changed
                     "id": c.id, "Client": client.name, "Exchange": c.exchange_id, "Label": c.label,
-                    # the URL beside the key: both say where and as whom the connector signs in, and
-                    # a 1,400 px page shows it without scrolling the table (Updated is past the edge)
-                    "Key": connectors.masked_key(c), "API URL": shown_url(c.api_url), "Enabled": c.enabled,
-                    "Status": status, "Last error": c.last_error or "", "Created": c.created_at,
-                    "Updated": c.updated_at, "Extra symbols": shown_symbols(c.extra_symbols),
+                    "Status": status, "Last error": c.last_error or "", "Enabled": c.enabled,
+                    "Key": connectors.masked_key(c), "API URL": shown_url(c.api_url), "Updated": c.updated_at,
+                    "Created": c.created_at, "Extra symbols": shown_symbols(c.extra_symbols),
                     "api_url": c.api_url or "", "extra_symbols": c.extra_symbols,
                 })
         return rows
@@ -267,8 +285,12 @@ def connectors_section(viewer: Viewer) -> None:
     if not rows:
         st.info("No connectors yet. Add a client's exchange API key in the 'Add connector' tab.")
         return
-    st.dataframe(pd.DataFrame(rows).drop(columns=["id", "api_url", "extra_symbols"]), hide_index=True,
-                 width="stretch", column_config={
+    table = pd.DataFrame(rows, columns=CONNECTOR_COLUMNS)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+                     # the connector pinned while the rest scrolls; names, state and error sized to their text
+                     **{label: st.column_config.TextColumn(label, width=text_width(table[label], label),
+                                                           pinned=label in CONNECTOR_PINNED or None)
+                        for label in (*CONNECTOR_PINNED, "Status", "Last error")},
                      "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
                      "Updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
                      "API URL": st.column_config.TextColumn(

@@ -187,9 +187,19 @@ WHY = "Why this date"
 #: the documentation (or ccxt) the look-back rule follows: a developer's reference, for admins only
 REFERENCE = "Look-back reference"
 #: the all-connector coverage table's columns: the account, then coverage_table's (admins also
-#: get REFERENCE after WHY: ``coverage_columns``)
-COVERAGE_COLUMNS = ("Account", "Data", "Oldest kept by the exchange", WHY, "Fetched (UTC)",
-                    "Last complete walk", "Failed", "Markets")
+#: get REFERENCE after WHY: ``coverage_columns``). The table is wider than the page beside the
+#: sidebar at 1,400 px: the account and data kind stay pinned while the rest scrolls, and the short
+#: facts a reconciler reads first (what was fetched, what the exchange keeps, what failed) come
+#: before the reason in words and its reference, which are long
+COVERAGE_COLUMNS = ("Account", "Data", "Fetched (UTC)", "Oldest kept by the exchange", "Failed",
+                    "Last complete walk", "Markets", WHY)
+#: the coverage tables' columns that say which row is which: pinned
+COVERAGE_PINNED = ("Account", "Data")
+#: widths (px) of the long text columns: the grid sizes a column to the texts of its first rows but
+#: leaves out any twice their average, so a reason or reference among "—" cells would be cut to its
+#: header; these fit the longest the exchange rules write (~70 and ~85 characters) and stay within
+#: the ~560 px that scroll beside the two pinned columns at 1,400 px
+COVERAGE_WIDTHS = {WHY: 460, REFERENCE: 540}
 #: the table's column help: what its two markers mean
 COVERAGE_HELP = {
     "Oldest kept by the exchange": f"{NOT_PUBLISHED}: the exchange does not say how long it keeps this data. "
@@ -199,6 +209,8 @@ COVERAGE_HELP = {
     REFERENCE: "The exchange documentation (or ccxt's exchange data) the look-back rule follows; shown to admins only. "
                f"{MISSING}: none (the exchange does not publish a look-back, or the row has none).",
 }
+
+
 def coverage_columns(reference: bool = False) -> tuple[str, ...]:
     """COVERAGE_COLUMNS, with the look-back reference after WHY where ``reference`` (admins)."""
     if not reference:
@@ -208,11 +220,13 @@ def coverage_columns(reference: bool = False) -> tuple[str, ...]:
 
 
 def coverage_column_config(columns: Sequence[str]) -> dict[str, object]:
-    """The coverage table's column config: the account pinned, the markers explained."""
-    config: dict[str, object] = {label: st.column_config.TextColumn(label, help=text)
+    """The coverage table's column config: the account and data kind pinned, the markers explained."""
+    config: dict[str, object] = {label: st.column_config.TextColumn(label, help=text,
+                                                                    width=COVERAGE_WIDTHS.get(label))
                                  for label, text in COVERAGE_HELP.items() if label in columns}
-    if "Account" in columns:
-        config["Account"] = st.column_config.TextColumn("Account", pinned=True)
+    for label in COVERAGE_PINNED:
+        if label in columns:
+            config[label] = st.column_config.TextColumn(label, pinned=True)
     return config
 
 

@@ -46,28 +46,33 @@ def draw_rows(viewer_scope: loaders.Scope, chosen: scope.Scope, exchanges: tuple
     visit replays it rather than writing every digit of thousands of amounts again."""
     rows = narrowed(holdings(loaders.viewer_of(viewer_scope), chosen), exchanges, assets, account_types, hide_dust)
     amounts = fmt.amount_columns(rows, ["free", "used", "total"])
+    # what a reconciler reads first, in view beside the sidebar at 1,400 px: whose holding (pinned while the
+    # rest scrolls), the total and its value (what the table sorts by) as of when, the price and where it
+    # comes from; then the account type and the free / used split
     table = pd.DataFrame({
         "Client": scope.client_links(rows), "Exchange": rows["exchange_id"],
-        "Account": scope.account_links(rows, rows["label"]),
-        "Account type": rows["account_type"].map(fmt.visible), "Asset": scope.asset_links(rows["asset"], chosen),
-        # the total and its value (what the table sorts by) before the split and the pricing, so both
-        # are in view beside the sidebar
-        "Total": amounts["total"], "USD value": fmt.floats(rows["usd"]),
-        "Free": amounts["free"], "Used": amounts["used"],
+        "Account": scope.account_links(rows, rows["label"]), "Asset": scope.asset_links(rows["asset"], chosen),
+        "Total": amounts["total"], "USD value": fmt.floats(rows["usd"]), "As of": rows["taken_at"],
         "Price (USD)": fmt.floats(rows["price"]),
         "Priced from": fmt.text(rows["priced_from"].where(rows["priced_from"] != "").map(prices.source_words,
                                                                                          na_action="ignore"),
                                 fmt.visible),  # cash: a dash
-        "As of": rows["taken_at"],
+        "Account type": rows["account_type"].map(fmt.visible),
+        "Free": amounts["free"], "Used": amounts["used"],
     })
     st.dataframe(
         fmt.table(table, {**EXACT, "Price (USD)": lambda p: fmt.money(p, digits=6 if p < 1 else 2)}),
         hide_index=True, width="stretch", placeholder=fmt.UNPRICED,  # only a price or value can be missing
         column_config={
             "As of": fmt.datetime_column("As of"), **fmt.fitted_columns(table, EXACT),
-            "Client": scope.link_column("Client", "This client's Overview."),
-            "Account": scope.link_column("Account", "This account alone (the sidebar's Account)."),
-            "Asset": scope.link_column("Asset", "This asset in this scope: holdings, P&L, markets, transfers."),
+            "Client": scope.link_column("Client", "This client's Overview.", pinned=True),
+            "Exchange": st.column_config.TextColumn("Exchange", pinned=True),
+            "Account": scope.link_column("Account", "This account alone (the sidebar's Account).", pinned=True),
+            "Asset": scope.link_column("Asset", "This asset in this scope: holdings, P&L, markets, transfers.",
+                                       pinned=True),
+            # sized to its longest source: the grid leaves out a text twice its first rows' average (cash's "—")
+            "Priced from": st.column_config.TextColumn(
+                "Priced from", width=fmt.fitted_columns(table, {"Priced from": str})["Priced from"]["width"]),
             **fmt.number_columns("Price (USD)"), "USD value": fmt.number_column("USD value", format="dollar")},
     )
 

@@ -16,21 +16,24 @@ from lib.ui.auth import current_viewer
 from lib.ui.shell import current_scope
 
 PAGE_SIZES = (50, 100, 250, 500)
-#: Widths (px) for the text columns; numbers (which sort by value) are sized to their content so that no digit
-#: is hidden. The ids tell apart fills of one order in the same second; cost (amount x price) is in the CSV.
+#: The columns in the order a reconciler reads them: whose fill (pinned while the rest scrolls: the table is wider
+#: than the page beside the sidebar at 1,400 px), when, what, the money, then the ids that tell apart fills of one
+#: order in the same second, and maker / taker. Names and ids are sized to their text (never a fixed narrow
+#: width that cuts them); numbers (which sort by value) are sized to their content so that no digit is hidden.
+#: Cost (amount x price) is in the CSV.
 TRADE_COLUMNS = {
-    "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True, width=132),
-    "Client": scope.link_column("Client", "This client's Overview.", width=95),
-    "Account": scope.link_column("Account", "This account's Balances.", width=90),
-    "Symbol": st.column_config.TextColumn("Symbol", width=80),
-    "Side": st.column_config.TextColumn("Side", width=40),
+    "Client": scope.link_column("Client", "This client's Overview.", pinned=True),
+    "Account": scope.link_column("Account", "This account's Balances.", pinned=True),
+    "Time (UTC)": fmt.datetime_column("Time (UTC)", seconds=True),
+    "Symbol": st.column_config.TextColumn("Symbol"),
+    "Side": st.column_config.TextColumn("Side"),
     **fmt.number_columns("Amount", "Price", "Fee"),
-    "USD notional": st.column_config.NumberColumn("USD notional", format="dollar", width=85,
+    "USD notional": st.column_config.NumberColumn("USD notional", format="dollar",
                                                   help="Cost in the quote currency at the quote's USD price that day; "
                                                   "— : unpriced"),
-    "M/T": st.column_config.TextColumn("M/T", width=50, help="Maker or taker"),
-    "Trade ID": st.column_config.TextColumn("Trade ID", width=70, help="The exchange's id of this fill"),
-    "Order ID": st.column_config.TextColumn("Order ID", width=70, help="The exchange's id of the order it filled"),
+    "Trade ID": st.column_config.TextColumn("Trade ID", help="The exchange's id of this fill"),
+    "Order ID": st.column_config.TextColumn("Order ID", help="The exchange's id of the order it filled"),
+    "M/T": st.column_config.TextColumn("M/T", help="Maker or taker"),
 }
 
 
@@ -49,15 +52,15 @@ def draw_fills(viewer_scope: loaders.Scope, filters: dict[str, object], page_num
     rows = fills_page(viewer, filters, page_number, page_size)[0]
     notional = loaders.notional_usd(viewer, rows, filters["client_id"])
     table = pd.DataFrame({
-        "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Client": scope.client_links(rows),
+        "Client": scope.client_links(rows),
         "Account": scope.account_links(rows, rows["exchange_id"] + " / " + rows["label"]),
-        "Symbol": rows["symbol"].map(fmt.visible),
+        "Time (UTC)": fmt.ms_to_datetime(rows["timestamp"]), "Symbol": rows["symbol"].map(fmt.visible),
         "Side": rows["side"], "Amount": fmt.amounts(rows["amount"]), "Price": fmt.amounts(rows["price"]),
         "Fee": fmt.amounts(rows["fee_cost"]),
         "USD notional": fmt.floats(notional),
-        "M/T": fmt.text(rows["taker_or_maker"]), "Trade ID": fmt.text(rows["trade_id"]),
-        "Order ID": fmt.text(rows["order_id"]),
-    })
+        "Trade ID": fmt.text(rows["trade_id"]), "Order ID": fmt.text(rows["order_id"]),
+        "M/T": fmt.text(rows["taker_or_maker"]),
+    }, columns=list(TRADE_COLUMNS))
     if one_client:  # its name on every row says nothing
         table = table.drop(columns="Client")
     shown = fmt.table(table, dict.fromkeys(["Amount", "Price", "Fee"], fmt.significant),
