@@ -63,8 +63,9 @@ if failing and can_force_sync(viewer):
               on_click=request_sync, kwargs={"connector_ids": failing})
 
 st.subheader("History coverage")
-st.caption("Per connector and data kind: the oldest date the exchange still keeps and why, the range fetched, the "
-           "last walk that reached now, and windows that failed (the next sync retries them). "
+st.caption("Per connector and data kind: the range fetched, the oldest date the exchange still keeps, windows "
+           "that failed (the next sync retries them), the last walk that reached now, and why the oldest date is "
+           "what it is. "
            f"*{sync_widgets.NOT_PUBLISHED}*: the exchange does not say how long it keeps that data; "
            f"{fmt.MISSING}: the cell does not apply (balances, CSV imports) or nothing is fetched yet.")
 #: the look-back rule's documentation reference is a developer's: admins see it, others the reason in words
