@@ -10,7 +10,7 @@ and after a sync's new fills only their clients run again. They are kept on disk
 figures, so a restart or a cache clear reads them instead of recomputing.
 Value changes are each client's own (``equity.cached_value_changes``, the Overview's file). Traded
 volume and fees are one pass over the window's fills for all clients (``lib.activity``): sums of
-each fill's cents, as the Activity page adds them, so a client's row is that client's Activity
+the cells' cents (``cents_cells``), as the Activity page adds them, so a client's row is that client's Activity
 headline for the same period and the total row (the sum of the rows, to the cent) is everyone's.
 """
 

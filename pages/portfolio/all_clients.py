@@ -32,10 +32,10 @@ USD = {
     "unrealized_change": ("Unrealized change", "Unrealized P&L at the period's end minus at its start."),
     "net": ("Net", "Realized + change in unrealized, so after fees: the fees are already inside proceeds and cost "
             "basis (PNL.md), not subtracted again."),
-    "volume_usd": ("Volume", "USD notional of the period's fills (quote valued at the fill's time), each fill "
-                   "rounded to the cent, as on the Activity page."),
+    "volume_usd": ("Volume", "USD notional of the period's fills (quote valued at the fill's time), rounded to "
+                   "the cent per account, market, side and day, as on the Activity page."),
     "fees_usd": ("Fees", "USD value of the period's trading fees, each at its currency's USD price that day, "
-                 f"rounded to the cent, as on the Activity page. {FEES_INSIDE}"),
+                 f"rounded to the cent per account, market, side and day, as on the Activity page. {FEES_INSIDE}"),
 }
 COUNTS = {
     "fills": ("Fills", "Fills in the period."),
