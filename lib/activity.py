@@ -186,10 +186,11 @@ def cents_cells(fills: pd.DataFrame, keys: tuple[str, ...] = ()) -> pd.DataFrame
 
 def allocate_cents(values: pd.Series, total: Decimal) -> pd.Series:
     """``values`` (USD, NaN kept) in whole cents that add up to ``total``: each rounded, then the cents
-    left over given to (or taken from) the rows closest to the other side of their rounding."""
+    left over given to (or taken from) the rows closest to the other side of their rounding. A row
+    of exactly $0 (a role with no fills) stays $0: a cent there would be a figure without a fill."""
     scaled = np.round(values.to_numpy(float) * 100, 6)
     cents = to_cents(values)
-    known = np.flatnonzero(~np.isnan(cents))
+    known = np.flatnonzero(~np.isnan(cents) & (scaled != 0))
     left = int(total.scaleb(2)) - int(cents[known].sum())
     if known.size and left:
         step = 1 if left > 0 else -1

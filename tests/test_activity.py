@@ -245,6 +245,10 @@ def test_to_cents_rounds_half_away_from_zero_as_the_decimal_text_reads() -> None
     assert [_cents(v) for v in shares[:3]] == [33, 33, 34] and math.isnan(shares[3])
     halves = [_cents(v) for v in activity.allocate_cents(pd.Series([0.005, 0.005, 0.0]), Decimal("0.01"))]
     assert sorted(halves) == [0, 0, 1] and halves[2] == 0  # a cent taken off a row rounded up, never below 0
+    # every row rounded down and a cent too many: it comes off a row with volume, not the empty one
+    # (the demo's maker/taker table showed "unknown: 0 fills, -$0.01")
+    roles = [_cents(v) for v in activity.allocate_cents(pd.Series([1.004, 2.004, 0.0]), Decimal("2.99"))]
+    assert sum(roles) == 299 and roles[2] == 0 and min(roles) >= 0
 
 
 def test_sub_cent_fees_are_not_rounded_away_fill_by_fill(seeded: Seeded) -> None:
