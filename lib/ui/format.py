@@ -179,20 +179,9 @@ def ago(seconds: float | None) -> str:
     return "never" if _missing(seconds) else f"{age(seconds)} ago"
 
 
-def age_of(moment: datetime | pd.Timestamp | None, now: datetime | None = None) -> str:
-    if moment is None or pd.isna(moment):
-        return "never"
-    return age(((now or datetime.now(UTC)) - moment).total_seconds())
-
-
 def ms_to_datetime(values: pd.Series) -> pd.Series:
     """Exchange int-ms timestamps as aware UTC datetimes for tables and charts."""
     return pd.to_datetime(values, unit="ms", utc=True)
-
-
-def usd_or_unpriced(values: pd.Series) -> pd.Series:
-    """A text column for tables where a NaN value must read "unpriced"."""
-    return values.map(money)
 
 
 def moment(value: datetime | pd.Timestamp | None) -> str:
