@@ -10,11 +10,12 @@ import pandas as pd
 from lib.ui import charts
 
 
-def test_top_holdings_leave_out_unpriced_assets() -> None:
-    rows = pd.DataFrame({"asset": ["BTC", "ETH", "XYZ", "BTC"], "usd": [100.0, 50.0, math.nan, 20.0],
-                         "priced": [True, True, False, True]})
-    bars = charts.top_holdings(rows).data[0]
-    assert dict(zip(bars.y, bars.x, strict=True)) == {"ETH": 50.0, "BTC": 120.0}
+def test_the_allocation_leaves_out_unpriced_assets() -> None:
+    rows = pd.DataFrame({"exchange_id": ["binance"] * 4, "asset": ["BTC", "ETH", "XYZ", "BTC"],
+                         "usd": [100.0, 50.0, math.nan, 20.0]})
+    (sectors,) = charts.allocation(rows, ["exchange_id", "asset"]).data
+    drawn = dict(zip(sectors.ids, sectors.values, strict=True))
+    assert drawn == {"binance/BTC": 120.0, "binance/ETH": 50.0, "binance": 170.0}  # no XYZ sector, not even at $0
 
 
 def test_a_figure_is_kept_for_the_same_data_and_made_again_for_new_data(monkeypatch) -> None:  # noqa: ANN001
@@ -59,8 +60,9 @@ def test_margins_hold_the_labels_so_the_browser_draws_a_chart_once() -> None:
     figure = json.loads(charts.daily_pnl(daily).to_json())["layout"]
     assert figure["margin"]["l"] >= len("$−250B") * charts._CHAR_PX  # noqa: SLF001 - the estimate the margins use
     assert figure["legend"]["orientation"] == "h" and figure["legend"]["yanchor"] == "bottom"  # a row above, not a side
-    rows = pd.DataFrame({"asset": ["BTC", "A-VERY-LONG-TOKEN-NAME"], "usd": [1.0, 2.0], "priced": [True, True]})
-    short = charts.top_holdings(rows.iloc[:1]).layout.margin.l
-    long = charts.top_holdings(rows).layout.margin.l
-    assert long >= len("A-VERY-LONG-TOKEN-NAME") * charts._CHAR_PX > short  # noqa: SLF001
-    assert charts.top_holdings(rows.assign(asset=["BTC", "X" * 200])).layout.margin.l == 240  # capped: the bars stay
+    rows = pd.DataFrame({"market": ["BTC/USDT", "A-VERY-LONG-TOKEN-NAME/USDT"], "volume_usd": [1.0, 2.0]})
+    short = charts.volume_bars(rows.iloc[:1], "market", "Volume by market").layout.margin.l
+    long = charts.volume_bars(rows, "market", "Volume by market").layout.margin.l
+    assert long >= len("A-VERY-LONG-TOKEN-NAME/USDT") * charts._CHAR_PX > short  # noqa: SLF001
+    wide = rows.assign(market=["BTC/USDT", "X" * 200])
+    assert charts.volume_bars(wide, "market", "Volume by market").layout.margin.l == 240  # capped: the bars stay

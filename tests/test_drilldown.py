@@ -5,7 +5,6 @@ page titles name the scope."""
 from __future__ import annotations
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lib.access import Role, Viewer
@@ -170,20 +169,3 @@ def test_overview_of_one_account_counts_that_account_only(seeded: Seeded) -> Non
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Overview · Beta › okx / main"
     assert {m.label: m.value for m in at.metric}["Total value"] == "$500.00"  # its USDT; XYZ is unpriced
-
-
-def test_a_chart_click_opens_the_clicked_name_in_scope(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lib.ui import format as fmt
-
-    opened: list[tuple[str, dict[str, str]]] = []
-    monkeypatch.setattr(st, "switch_page", lambda page, query_params: opened.append((page, query_params)))
-
-    class Event:  # what st.plotly_chart returns: attribute access over the event
-        selection = type("Selection", (), {"points": [{"y": fmt.chart_text("<b>BTC"), "x": 1.0}]})()
-
-    names = {fmt.chart_text(a): a for a in ("<b>BTC", "ETH")}
-    scope.open_clicked(Event(), "asset", scope.ASSET_PARAM, scope.Scope(3, "Sharp", 7, "binance / main"), names)
-    assert opened == [("pages/portfolio/asset.py", {"client": "Sharp", "account": "binance / main", "asset": "<b>BTC"})]
-    scope.open_clicked(type("Nothing", (), {"selection": None})(), "asset", scope.ASSET_PARAM, scope.Scope(), names)
-    scope.open_clicked(Event(), "asset", scope.ASSET_PARAM, scope.Scope(), {})  # a label it does not know
-    assert len(opened) == 1  # no click or no known label: no switch

@@ -196,11 +196,11 @@ def test_sidebar_shows_the_username_literally(hostile: Hostile) -> None:
 
 def test_charts_carry_escaped_text(hostile: Hostile) -> None:
     overview = open_page("pages/portfolio/overview.py", hostile.users["admin"])
-    assert len(plotly_specs(overview)) == 3 and "Equity" in plotly_specs(overview)[0]  # the open tab's chart first
+    assert len(plotly_specs(overview)) == 2 and "Equity" in plotly_specs(overview)[0]  # the open tab's chart first
     overview.session_state["overview_value_tab"] = "Allocation over time"
     specs = plotly_specs(overview.run())
-    assert len(specs) == 3 and "Allocation over time" in specs[0]
-    assert all("&lt;b&gt;H" in spec for spec in specs)  # allocation over time and now, top holdings
+    assert len(specs) == 2 and "Allocation over time" in specs[0]
+    assert all("&lt;b&gt;H" in spec for spec in specs)  # allocation over time and now
     assert any("&lt;b&gt;h&lt;/b&gt;" in spec and "&#36;x^2&#36;" in spec for spec in specs)  # client name
     pnl = open_page("pages/portfolio/pnl.py", hostile.users["admin"], client=hostile.client_id)
     equity = [json.loads(chart.proto.spec) for chart in pnl.get("plotly_chart") if "Equity" in chart.proto.spec]

@@ -92,7 +92,7 @@ def test_overview_figures_scope_and_unpriced_notice(seeded: Seeded) -> None:
     # the changes come from the history (2024): numbers, never "—"; nothing moved and there is no
     # recent candle, so each past value is today's marks on the same quantities
     assert [metric(alpha_only, f"Change {w}") for w in ("24h", "7d", "30d")] == ["$0.00"] * 3
-    assert len(everyone.get("plotly_chart")) == 3  # the open tab's equity, allocation, top holdings
+    assert len(everyone.get("plotly_chart")) == 2  # the open tab's equity and the allocation (top holdings: a table)
     assert "rebuilt from the synced history (first event: 2023-12-31 00:00 UTC)" in texts(alpha_only)
     assert "Connector health" in texts(everyone)
 

@@ -53,18 +53,6 @@ def allocation(rows: pd.DataFrame, path: list[str], title: str = "Allocation") -
 
 
 @_kept
-def top_holdings(rows: pd.DataFrame, limit: int = 10) -> go.Figure:
-    """Horizontal bars of the largest priced holdings by asset."""
-    priced = rows[rows["priced"]]  # an unpriced asset is not worth $0: it has no bar at all
-    totals = priced.groupby("asset", as_index=False)["usd"].sum().nlargest(limit, "usd").iloc[::-1]
-    totals["asset"] = totals["asset"].map(chart_text)
-    figure = px.bar(totals, x="usd", y="asset", orientation="h", labels={"usd": "", "asset": ""})
-    figure.update_traces(hovertemplate="%{y}: %{x:$,.2f}<extra></extra>")
-    _money_axis(figure, totals["usd"], axis="x")
-    return _frame(figure, f"Top {limit} holdings", _label_margin(totals["asset"])).update_layout(hovermode=None)
-
-
-@_kept
 def equity(curve: pd.DataFrame, transfers: pd.DataFrame, snapshots: pd.DataFrame | None = None,
            disagreements: pd.DataFrame | None = None) -> go.Figure:
     """Total value rebuilt from the history (a line from the first event), the balance snapshots

@@ -5,7 +5,7 @@ The sidebar's Client and Account pickers and the Asset page's picker are bound t
 Streamlit keeps them across page switches, restores them on the browser's back and forward, and
 seeds them on a reload or a shared link. A value the viewer may not pick (another client's name,
 a typo) is not an option, so Streamlit ignores it and drops it from the URL: never an error.
-Tables link names to a scope with ``link`` and ``link_column``; a chart click with ``open_clicked``.
+Tables link names to a scope with ``link`` and ``link_column``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from lib.settings import PROJECT_ROOT
 from lib.ui import format as fmt
@@ -105,25 +104,6 @@ def asset_links(assets: pd.Series, scope: Scope) -> pd.Series:
     """Each asset code as a link to the Asset page in the current scope."""
     return pd.Series([link(PAGE_OF["asset"], a, client=scope.client, account=scope.account, asset=fmt.visible(a))
                       for a in assets], index=assets.index, dtype=object)
-
-
-def open_clicked(event: object, page: str, param: str, current: Scope, names: dict[str, str], axis: str = "y") -> None:
-    """A chart's click (``st.plotly_chart(..., on_select="rerun")``) opens the clicked name's view in
-    the current scope. A point carries only its drawn label (escaped for plotly): ``names`` maps each
-    label back to the name, so nothing from data rides in the figure beyond what is drawn.
-
-    Outside app.py's navigation (a bare script run) there is no page to switch to: nothing happens.
-    """
-    points = getattr(getattr(event, "selection", None), "points", None) or []
-    labels = [p.get(axis) for p in points if isinstance(p, dict)]
-    name = names.get(labels[0]) if labels and isinstance(labels[0], str) else None
-    if name is None:
-        return
-    params = {CLIENT_PARAM: current.client, ACCOUNT_PARAM: current.account, param: fmt.visible(name)}
-    try:
-        st.switch_page(f"pages/portfolio/{page}.py", query_params={k: v for k, v in params.items() if v is not None})
-    except StreamlitAPIException:
-        return
 
 
 def title(page: str, scope: Scope, detail: str | None = None) -> None:

@@ -229,14 +229,8 @@ else:
     left, right = st.columns([3, 2])
     with left, loaders.plain_errors("balances"):
         draw_allocation(viewer_scope, chosen, version)
-    with right:
-        clicked = st.plotly_chart(charts.top_holdings(report.rows), width="stretch", key="overview_top_holdings",
-                                  on_select="rerun", selection_mode="points")
-        scope.open_clicked(clicked, "asset", scope.ASSET_PARAM, chosen,
-                           {fmt.chart_text(asset): asset for asset in report.rows["asset"]})
-        st.caption("Click a bar to open that asset.")
-    st.subheader("Top holdings")
-    with loaders.plain_errors("balances"):
+    with right, loaders.plain_errors("balances"):
+        st.subheader("Top holdings")
         draw_top_holdings(viewer_scope, chosen, version)
 
 st.subheader("Connector health")
