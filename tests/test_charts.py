@@ -66,3 +66,51 @@ def test_margins_hold_the_labels_so_the_browser_draws_a_chart_once() -> None:
     assert long >= len("A-VERY-LONG-TOKEN-NAME/USDT") * charts._CHAR_PX > short  # noqa: SLF001
     wide = rows.assign(market=["BTC/USDT", "X" * 200])
     assert charts.volume_bars(wide, "market", "Volume by market").layout.margin.l == 240  # capped: the bars stay
+
+
+def _draw_kept_charts() -> None:
+    import pandas as pd
+
+    from lib.ui import charts
+
+    daily = pd.DataFrame({"date": pd.to_datetime(["2024-01-01", "2024-01-02"]), "realized": [5.0, -2.0]})
+    rows = pd.DataFrame({"exchange_id": ["binance", "okx"], "asset": ["BTC", "ETH"], "usd": [10.0, 20.0]})
+    charts.draw(charts.daily_pnl(daily))
+    charts.draw(charts.allocation(rows, ["exchange_id", "asset"]))
+
+
+def _typed_arrays(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [value] if "bdata" in value else [found for item in value.values() for found in _typed_arrays(item)]
+    if isinstance(value, list):
+        return [found for item in value for found in _typed_arrays(item)]
+    return []
+
+
+def test_a_drawn_chart_is_one_the_browser_need_not_draw_twice() -> None:
+    """Once a chart is mounted, Streamlit's frontend hands plotly.js a fresh copy of the figure:
+    plotly.js redraws in full unless the copy compares equal, so no template object, numbers as
+    plain lists (it never finds typed arrays equal) and a datarevision; no Streamlit chart theme,
+    which would put a new template in the copy. Checked on the kept copy a second run replays."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_draw_kept_charts)
+    for _ in range(2):  # the second run draws the copies st.cache_data gives back
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        drawn = at.get("plotly_chart")
+        assert len(drawn) == 2
+        for chart in drawn:
+            spec = json.loads(chart.proto.spec)
+            assert chart.proto.theme == ""
+            assert "template" not in spec["layout"]
+            assert spec["layout"]["datarevision"]
+            assert not _typed_arrays(spec["data"])
+    assert [json.loads(c.proto.spec)["data"][0]["y"] for c in drawn[:1]] == [[5.0]]  # the gain day's bar, as a list
+
+
+def test_the_datarevision_follows_the_content() -> None:
+    daily = pd.DataFrame({"date": pd.to_datetime(["2024-01-01", "2024-01-02"]), "realized": [5.0, -2.0]})
+    same = charts.daily_pnl(daily).layout.datarevision
+    assert charts.daily_pnl(daily.copy()).layout.datarevision == same
+    assert charts.daily_pnl(daily.assign(realized=[5.0, -3.0])).layout.datarevision != same

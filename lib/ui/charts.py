@@ -6,23 +6,37 @@ subset in labels, ticks and hover text.
 Each builder is kept by ``st.cache_data``, keyed by the content of its arguments: building a
 figure (plotly validates every property) took most of a warm rerun (the Overview's three charts
 about 0.2 s), while a kept one is a copy in milliseconds. New data is new content, so a new figure.
+
+Pages draw a figure with ``draw``, which the browser draws once. Streamlit's chart theme costs a
+second full draw on every visit: once the chart is mounted, its frontend applies the theme again to
+a fresh copy of the figure, and plotly.js redraws in full for a new ``layout.template`` object or
+for data arrays it cannot compare (the base64 typed arrays plotly.py sends for numbers, or any
+array when ``layout.datarevision`` is unset). So the figures carry the look of that theme as plain
+layout (``_STYLE``), no template, their numbers as lists and a ``datarevision`` of their content,
+and ``draw`` passes ``theme=None``. The app is pinned to the light theme (``.streamlit/config.toml``)
+that this look matches.
 """
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from lib.ui.format import MISSING, blank, chart_text, exact, money
 
 GAIN, LOSS = "#2e7d32", "#c62828"
 #: Margins that already hold what a chart puts there: dollar ticks such as "−$228B" on the left,
-#: date ticks below, the title and a one-row legend on top. Plotly's automargin still widens a
-#: margin a label needs, but each widening is a second full draw in the browser: with the narrow
-#: margins before, that was about half of the P&L page's chart time in Chromium.
-_MARGIN = {"l": 72, "r": 16, "t": 56, "b": 40}
+#: date ticks below (two lines when the year is shown under the first), the title and a one-row
+#: legend on top. Plotly's automargin still widens a margin a label needs, but each widening is
+#: another full draw in the browser.
+_MARGIN = {"l": 72, "r": 16, "t": 56, "b": 64}
 #: one row above the plot, right-aligned, across from the title (a legend at the side pushes the margin)
 _LEGEND = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom", "traceorder": "normal"}
 #: the width of a label's character in pixels at the tick font, generous, for a category axis's margin
@@ -31,15 +45,60 @@ _CHAR_PX = 7
 _kept = st.cache_data(show_spinner=False, max_entries=64)
 
 
+_TEXT, _MUTED, _LINE, _FONT = "#262730", "#808495", "#e6eaf1", '"Source Sans", sans-serif'
+_AXIS = {"gridcolor": _LINE, "zerolinecolor": _LINE, "tickcolor": _LINE, "tickfont": {"color": _MUTED, "size": 12},
+         "title": {"font": {"color": _MUTED, "size": 14}}, "automargin": True}
+#: What Streamlit's light chart theme sets for these charts, as plain layout (see the module's docstring)
+_STYLE = {
+    "font": {"family": _FONT, "size": 12, "color": _MUTED},
+    "colorway": ["#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#7defa1", "#ff8700", "#ffd16a", "#6d3fc0",
+                 "#d5dae5"],
+    "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
+    "xaxis": _AXIS | {"showgrid": False, "zeroline": False}, "yaxis": _AXIS | {"ticklabelposition": "outside"},
+    "hoverlabel": {"bgcolor": "#ffffff", "bordercolor": "#dcd8d4", "font": {"family": _FONT, "size": 12,
+                                                                            "color": _MUTED}},
+}
+
+
 def _frame(figure: go.Figure, title: str, margin: dict[str, int] | None = None) -> go.Figure:
-    figure.update_layout(title=title, margin=margin or _MARGIN, legend=_LEGEND, hovermode="x unified")
+    """The figure titled, styled and margined, its numbers as lists and its content as its ``datarevision``."""
+    figure.update_layout(
+        _STYLE, margin=(margin or _MARGIN) | {"pad": 8}, hovermode="x unified",
+        title={"text": title, "x": 0, "xanchor": "left", "pad": {"l": 4},
+               "font": {"family": _FONT, "size": 16, "color": _TEXT, "weight": 700}},
+        legend=_LEGEND | {"font": {"size": 12, "color": _TEXT}, "valign": "top"})
+    for trace in figure.data:
+        for path in _numeric_arrays(trace.to_plotly_json()):
+            values = trace[path].tolist()
+            trace[path] = None  # plotly.py ignores a value equal to the one it holds, a list for an array too
+            trace[path] = values
+    figure.update_layout(datarevision=hashlib.blake2b(figure.to_json().encode(), digest_size=8).hexdigest())
     return figure
+
+
+def _numeric_arrays(properties: dict[str, Any], path: str = "") -> list[str]:
+    """The dotted paths of a trace's numeric numpy arrays (plotly.py sends them to the browser as typed arrays)."""
+    found = []
+    for name, value in properties.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+            found.append(path + name)
+        elif isinstance(value, dict):
+            found += _numeric_arrays(value, f"{path}{name}.")
+    return found
+
+
+def draw(figure: go.Figure, into: DeltaGenerator | None = None, **options: Any) -> Any:
+    """Draws a figure made here across its container (``st`` unless ``into``), drawn once in the
+    browser (see the module's docstring). The copy ``st.cache_data`` gives back has plotly.py's
+    default template again (a pickled figure is built anew): it is dropped here."""
+    figure.layout.template = None
+    return (into or st).plotly_chart(figure, width="stretch", theme=None, **options)
 
 
 def _label_margin(labels: pd.Series) -> dict[str, int]:
     """The margins of a horizontal bar chart: the left one as wide as its longest name (up to 240 px)."""
     longest = int(labels.str.len().max()) if not labels.empty else 0
-    return _MARGIN | {"l": min(240, 16 + _CHAR_PX * longest)}
+    return _MARGIN | {"l": min(240, 24 + _CHAR_PX * longest)}
 
 
 @_kept

@@ -43,8 +43,8 @@ def draw_volume(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | 
     """The volume charts (by day, by exchange) and the table by market."""
     report = period_report(loaders.viewer_of(viewer_scope), chosen, start, end)
     left, right = st.columns(2)
-    left.plotly_chart(charts.volume_by_day(report.by_day), width="stretch")
-    right.plotly_chart(charts.volume_bars(report.by_exchange, "exchange_id", "Volume by exchange"), width="stretch")
+    charts.draw(charts.volume_by_day(report.by_day), left)
+    charts.draw(charts.volume_bars(report.by_exchange, "exchange_id", "Volume by exchange"), right)
     st.subheader("By market")
     links = [scope.link("trades", m, client=chosen.client, account=chosen.account, symbol=m)
              for m in report.by_market["symbol"]]

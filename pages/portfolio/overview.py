@@ -37,8 +37,8 @@ def draw_value_tab(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date
                    key: tuple[str, str]) -> None:
     """The open tab's chart (one of VALUE_TABS), kept per scope, first day, tab and database version."""
     drawn = value_over_time(loaders.viewer_of(viewer_scope), chosen, start)
-    st.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements)
-                    if tab == VALUE_TABS[0] else charts.allocation_over_time(drawn.by_asset), width="stretch")
+    charts.draw(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements)
+                if tab == VALUE_TABS[0] else charts.allocation_over_time(drawn.by_asset))
 
 
 #: what each ring of the allocation sunburst is, as its title names it
@@ -65,7 +65,7 @@ def draw_allocation(viewer_scope: loaders.Scope, chosen: scope.Scope, key: tuple
     """The allocation sunburst, kept per scope and database version."""
     rows = holdings(loaders.viewer_of(viewer_scope), chosen).rows
     rings = allocation_rings(chosen)
-    st.plotly_chart(charts.allocation(rows, rings, allocation_title(rings)), width="stretch")
+    charts.draw(charts.allocation(rows, rings, allocation_title(rings)))
 
 
 def flows_text(flows: tuple[float, list[str]] | None) -> str:

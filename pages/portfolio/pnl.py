@@ -83,8 +83,8 @@ def draw_realized(viewer_scope: loaders.Scope, chosen: scope.Scope, method: str,
         st.info("No disposals in this window, so no realized P&L to chart.")
         return
     left, right = st.columns(2)
-    left.plotly_chart(charts.cumulative_realized(daily), width="stretch")
-    right.plotly_chart(charts.daily_pnl(daily), width="stretch")
+    charts.draw(charts.cumulative_realized(daily), left)
+    charts.draw(charts.daily_pnl(daily), right)
 
 
 @st.cache_data(ttl=loaders.TTL, show_spinner=False, max_entries=32)
@@ -96,8 +96,7 @@ def draw_equity(viewer_scope: loaders.Scope, chosen: scope.Scope, start: date | 
         st.info("No history in this window for an equity curve (it starts at the first fill, transfer or opening "
                 "balance" + (f", {fmt.moment(drawn.first_event)}" if drawn.first_event is not None else "") + ").")
     else:
-        st.plotly_chart(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements),
-                        width="stretch")
+        charts.draw(charts.equity(drawn.curve, drawn.transfers, drawn.snapshots, drawn.disagreements))
         st.caption("Rebuilt from the synced history and valued with daily candles; dots are balance snapshots, "
                    "crosses snapshots the history does not explain (see Reconciliation).")
     if not drawn.unpriced.empty:
