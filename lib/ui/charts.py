@@ -4,8 +4,9 @@ Names and asset codes reach a figure only through ``format.chart_text``: plotly 
 subset in labels, ticks and hover text.
 
 Each builder is kept by ``st.cache_data``, keyed by the content of its arguments: building a
-figure (plotly validates every property) took most of a warm rerun (the Overview's three charts
-about 0.2 s), while a kept one is a copy in milliseconds. New data is new content, so a new figure.
+figure (plotly validates every property) took most of a warm rerun (the Overview's charts about
+0.2 s when it had three), while a kept one is a copy in milliseconds. New data is new content, so a
+new figure.
 
 Pages draw a figure with ``draw``, which the browser draws once. Streamlit's chart theme costs a
 second full draw on every visit: once the chart is mounted, its frontend applies the theme again to
@@ -89,8 +90,9 @@ def _numeric_arrays(properties: dict[str, Any], path: str = "") -> list[str]:
 
 def draw(figure: go.Figure, into: DeltaGenerator | None = None, **options: Any) -> Any:
     """Draws a figure made here across its container (``st`` unless ``into``), drawn once in the
-    browser (see the module's docstring). The copy ``st.cache_data`` gives back has plotly.py's
-    default template again (a pickled figure is built anew): it is dropped here."""
+    browser (see the module's docstring). A figure carries plotly.py's default template (Streamlit
+    makes it its own "streamlit" one), and the copy ``st.cache_data`` gives back gets it again (a
+    pickled figure is built anew): it is dropped here, where nothing rebuilds the figure after."""
     figure.layout.template = None
     return (into or st).plotly_chart(figure, width="stretch", theme=None, **options)
 

@@ -21,7 +21,7 @@ VALUE_TABS = ("Equity", "Allocation over time")
 
 
 def holdings(viewer: Viewer, chosen: scope.Scope) -> reports.BalancesReport:
-    """The scope's latest holdings: the cards, the top-holdings bars and the kept drawings read the same."""
+    """The scope's latest holdings: the cards, the top-holdings table and the kept drawings read the same."""
     return loaders.balances(viewer, chosen.client_id, connector_id=chosen.connector_id)
 
 
