@@ -88,13 +88,13 @@ def _numeric_arrays(properties: dict[str, Any], path: str = "") -> list[str]:
     return found
 
 
-def draw(figure: go.Figure, into: DeltaGenerator | None = None, **options: Any) -> Any:
+def draw(figure: go.Figure, into: DeltaGenerator | None = None) -> None:
     """Draws a figure made here across its container (``st`` unless ``into``), drawn once in the
     browser (see the module's docstring). A figure carries plotly.py's default template (Streamlit
     makes it its own "streamlit" one), and the copy ``st.cache_data`` gives back gets it again (a
     pickled figure is built anew): it is dropped here, where nothing rebuilds the figure after."""
     figure.layout.template = None
-    return (into or st).plotly_chart(figure, width="stretch", theme=None, **options)
+    (into or st).plotly_chart(figure, width="stretch", theme=None)
 
 
 def _label_margin(labels: pd.Series) -> dict[str, int]:
