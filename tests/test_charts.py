@@ -114,3 +114,16 @@ def test_the_datarevision_follows_the_content() -> None:
     same = charts.daily_pnl(daily).layout.datarevision
     assert charts.daily_pnl(daily.copy()).layout.datarevision == same
     assert charts.daily_pnl(daily.assign(realized=[5.0, -3.0])).layout.datarevision != same
+
+
+def test_the_allocation_colours_each_sector_by_its_inner_ring_sector() -> None:
+    """Given colours and an empty pattern per sector: plotly.js then writes no colour into the trace
+    while drawing, which would make the copy Streamlit mounts next differ (a second draw)."""
+    rows = pd.DataFrame({"client": ["A", "A", "B"], "exchange_id": ["binance", "okx", "okx"],
+                         "asset": ["BTC", "ETH", "BTC"], "usd": [1.0, 5.0, 30.0]})
+    (sectors,) = charts.allocation(rows, ["client", "exchange_id", "asset"]).data
+    colour = dict(zip(sectors.ids, sectors.marker.colors, strict=True))
+    first, second = charts._STYLE["colorway"][:2]  # noqa: SLF001 - the palette the charts share
+    assert colour["B"] == colour["B/okx"] == colour["B/okx/BTC"] == first  # the larger client first, as plotly
+    assert colour["A"] == colour["A/binance/BTC"] == colour["A/okx/ETH"] == second
+    assert list(sectors.marker.pattern.shape) == [""] * len(sectors.ids)

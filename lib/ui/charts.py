@@ -105,12 +105,37 @@ def _label_margin(labels: pd.Series) -> dict[str, int]:
 
 @_kept
 def allocation(rows: pd.DataFrame, path: list[str], title: str = "Allocation") -> go.Figure:
-    """Sunburst of priced USD value along ``path`` (e.g. client > exchange > asset)."""
+    """Sunburst of priced USD value along ``path`` (e.g. client > exchange > asset).
+
+    Its colours are given, with an empty pattern per sector: without both, plotly.js writes each
+    sector's colour into the trace as it draws it, so the copy Streamlit mounts next (see the
+    module's docstring) differs and the costliest chart of the Overview is drawn a second time.
+    """
     priced = rows[rows["usd"].notna() & (rows["usd"] > 0)]
     priced = priced.assign(**{column: priced[column].map(chart_text) for column in path})
     figure = px.sunburst(priced, path=path, values="usd")
-    figure.update_traces(hovertemplate="%{label}<br>$%{value:,.2f}<br>%{percentRoot:.1%}<extra></extra>")
+    (sectors,) = figure.data
+    figure.update_traces(hovertemplate="%{label}<br>$%{value:,.2f}<br>%{percentRoot:.1%}<extra></extra>",
+                         marker={"colors": _colours_by_inner_ring(sectors.ids, sectors.parents, sectors.values),
+                                 "pattern": {"shape": [""] * len(sectors.ids)}})
     return _frame(figure, title, margin={"l": 10, "r": 10, "t": 56, "b": 10}).update_layout(hovermode=None)
+
+
+def _colours_by_inner_ring(ids: tuple[str, ...], parents: tuple[str, ...], values: tuple[float, ...]) -> list[str]:
+    """Each sector in the colour of its sector on the innermost ring, the colorway given out in order
+    of value as plotly does (it also widens the colorway past ten sectors; here the colours repeat)."""
+    parent_of = dict(zip(ids, parents, strict=True))
+    inner = sorted((sector for sector in ids if not parent_of[sector]), reverse=True,
+                   key=dict(zip(ids, values, strict=True)).__getitem__)
+    colourway = _STYLE["colorway"]
+    colour_of = {sector: colourway[rank % len(colourway)] for rank, sector in enumerate(inner)}
+
+    def innermost(sector: str) -> str:
+        while parent_of[sector]:
+            sector = parent_of[sector]
+        return sector
+
+    return [colour_of[innermost(sector)] for sector in ids]
 
 
 @_kept
