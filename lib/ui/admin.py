@@ -17,7 +17,7 @@ from lib.db import session_scope
 from lib.models import LABEL_MAX, NAME_MAX, URL_MAX
 from lib.sync import sync_connector
 from lib.ui import context, loaders, sync_widgets
-from lib.ui.format import MISSING, literal, visible
+from lib.ui.format import MISSING, literal, text_width, visible
 from lib.validation import ValidationError
 from lib.vault import VaultError
 
@@ -213,12 +213,11 @@ CONNECTOR_PINNED = ("Client", "Exchange", "Label")
 TEXT_MAX_WIDTH = 500
 
 
-def text_width(values: pd.Series, label: str) -> int:
+def column_width(values: pd.Series, label: str) -> int:
     """A text column's width (px) that shows its longest value (or label) uncut, up to TEXT_MAX_WIDTH: the
     grid sizes a column to its first rows but leaves out any text twice their average, so one long
     status or error among short ones would be cut to the header's width."""
-    longest = max([len(label), *(len(str(value)) for value in values)])
-    return min(7 * longest + 24, TEXT_MAX_WIDTH)
+    return text_width(map(str, values), label, TEXT_MAX_WIDTH)
 
 
 #: Connector.status as the Connectors table says it
@@ -288,7 +287,7 @@ def connectors_section(viewer: Viewer) -> None:
     table = pd.DataFrame(rows, columns=CONNECTOR_COLUMNS)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
                      # the connector pinned while the rest scrolls; names, state and error sized to their text
-                     **{label: st.column_config.TextColumn(label, width=text_width(table[label], label),
+                     **{label: st.column_config.TextColumn(label, width=column_width(table[label], label),
                                                            pinned=label in CONNECTOR_PINNED or None)
                         for label in (*CONNECTOR_PINNED, "Status", "Last error")},
                      "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),

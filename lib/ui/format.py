@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -288,15 +288,18 @@ def table(frame: pd.DataFrame, shown: Mapping[str, Callable[[Any], str]],
 _CHAR_PX, _CELL_PADDING_PX = 7, 24
 
 
+def text_width(texts: Iterable[str], label: str, widest: int | None = None) -> int:
+    """The width (px) of a grid column that shows its longest text, or its label, uncut (up to ``widest``)."""
+    width = _CHAR_PX * max([len(label), *map(len, texts)]) + _CELL_PADDING_PX
+    return width if widest is None else min(width, widest)
+
+
 def fitted_columns(frame: pd.DataFrame, shown: Mapping[str, Callable[[Any], str]]) -> dict[str, object]:
     """``number_column`` configs for the columns of ``shown``, each as wide as its longest text (as
     ``table`` shows it) or its label: in a wide table Streamlit narrows auto-sized columns and
     clips the start of a long number (seen in 1.67), and an exact amount must show every digit."""
-    def width(column: str) -> int:
-        longest = max((len(shown[column](v)) for v in frame[column] if not blank(v)), default=0)
-        return _CHAR_PX * max(longest, len(column)) + _CELL_PADDING_PX
-
-    return {column: number_column(column, width=width(column)) for column in shown}
+    return {column: number_column(column, width=text_width(
+        (shown[column](v) for v in frame[column] if not blank(v)), column)) for column in shown}
 
 
 def signed_money(value: float | None) -> str:
