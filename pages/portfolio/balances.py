@@ -72,7 +72,7 @@ def draw_rows(viewer_scope: loaders.Scope, chosen: scope.Scope, exchanges: tuple
                                        pinned=True),
             # sized to its longest source: the grid leaves out a text twice its first rows' average (cash's "—")
             "Priced from": st.column_config.TextColumn(
-                "Priced from", width=fmt.fitted_columns(table, {"Priced from": str})["Priced from"]["width"]),
+                "Priced from", width=fmt.text_width(map(str, table["Priced from"].dropna()), "Priced from")),
             **fmt.number_columns("Price (USD)"), "USD value": fmt.number_column("USD value", format="dollar")},
     )
 

@@ -62,14 +62,12 @@ COST_HELP = "Filled amount × average price, in the quote currency (a coin-settl
 def fitted_with_units(frame: pd.DataFrame, formatter: Callable[[Any], str], units: dict[str, pd.Series],
                       helps: dict[str, str]) -> dict[str, object]:
     """Number columns whose cells say a unit after the number (``fmt.table``'s ``units``), each as wide
-    as its longest "number unit" text (``fmt.fitted_columns``), so that neither is cut."""
-    def text(value: object, unit: object) -> str | None:
-        return None if fmt.blank(value) else f"{formatter(value)} {'' if fmt.blank(unit) else fmt.visible(unit)}"
+    as its longest "number unit" text (``fmt.text_width``), so that neither is cut."""
+    def texts(column: str) -> list[str]:
+        return [f"{formatter(value)} {'' if fmt.blank(unit) else fmt.visible(unit)}"
+                for value, unit in zip(frame[column], units[column], strict=True) if not fmt.blank(value)]
 
-    texts = pd.DataFrame({column: [text(value, unit) for value, unit in zip(frame[column], units[column], strict=True)]
-                          for column in units}, index=frame.index)
-    fitted: dict[str, Any] = fmt.fitted_columns(texts, dict.fromkeys(units, str))
-    return {column: fmt.number_column(column, help=helps.get(column), width=fitted[column]["width"])
+    return {column: fmt.number_column(column, help=helps.get(column), width=fmt.text_width(texts(column), column))
             for column in units}
 
 
